@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The README's test command: set everything up on a fresh machine, then run the tests.
+# Extra arguments go to pytest (for example: bash .ci/test.sh -k format).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/setup.sh
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,28 @@
+"""dfxsdk: a compact model format and SDK for dynamic fixed point neural networks.
+
+The public API:
+
+- :func:`load` / :func:`save`: read (mmap, zero copy, validated) and write
+  (atomic, deterministic) .dfx files;
+- :class:`Model`, :class:`Tensor`, :class:`Layer`, :class:`Preprocessing`: the
+  in-memory graph (:mod:`dfxsdk.graph`), operators in :mod:`dfxsdk.ops`;
+- :class:`QFormat`, :class:`DataType`, :class:`Rounding` (:mod:`dfxsdk.formats`)
+  and the exact integer primitives in :mod:`dfxsdk.fixedpoint`;
+- the errors in :mod:`dfxsdk.errors`;
+- plugin hooks in :mod:`dfxsdk.hookspecs`, provider classes in
+  :mod:`dfxsdk.providers`, the registry in :mod:`dfxsdk.plugins`.
+"""
+
+from .errors import (DfxError, DfxFormatError, DfxImportError, DfxInputError,
+                     DfxPluginError, DfxUnsupportedError)
+from .formats import DataType, QFormat, Rounding
+from .graph import Layer, Model, Preprocessing, Tensor
+from .io import load, save
+
+from ._version import __version__
+
+__all__ = [
+    "DataType", "DfxError", "DfxFormatError", "DfxImportError", "DfxInputError",
+    "DfxPluginError", "DfxUnsupportedError", "Layer", "Model", "Preprocessing",
+    "QFormat", "Rounding", "Tensor", "load", "save", "__version__",
+]

@@ -1,0 +1,7 @@
+"""``python -m dfxsdk`` runs the CLI."""
+
+import sys
+
+from .cli.main import main
+
+sys.exit(main())

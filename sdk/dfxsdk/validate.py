@@ -1,0 +1,267 @@
+"""Semantic validation of a model: every rule of spec/format.md, "Validity".
+
+Run on every model that is loaded (after the structural FlatBuffer check) and
+on every model before it is saved. Each failure raises DfxFormatError naming
+the tensor or layer and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from .errors import DfxFormatError
+from .formats import FL_MAX, FL_MIN, DataType, QFormat
+from .graph import Model, Tensor
+from .ops import Eltwise, Op, ShapeError
+
+MAX_RANK = 8
+#: Largest element count of one tensor (2**40: larger than any real network).
+MAX_ELEMENTS = 1 << 40
+#: Accumulators of integer operators must stay below 2**ACC_LIMIT_BITS.
+ACC_LIMIT_BITS = 62
+#: Eltwise SUM coefficients in integer form: m * 2**-e with |m| < 2**15, 0 <= e <= 15.
+COEFF_BITS = 15
+
+
+def dyadic(value: float) -> tuple[int, int] | None:
+    """(m, e) with value == m * 2**-e, |m| < 2**15, 0 <= e <= 15 and e minimal; else None."""
+    frac = Fraction(value)
+    den = frac.denominator
+    if den & (den - 1):
+        return None
+    e = den.bit_length() - 1
+    if e > COEFF_BITS or abs(frac.numerator) >= 1 << COEFF_BITS:
+        return None
+    return frac.numerator, e
+
+
+def integer_form(model: Model, op: Op, inputs: list[str | None], outputs: list[str]) -> bool:
+    """True when the layer runs in integer form (spec/arithmetic.md, "Forms")."""
+    if not op.INTEGER:
+        return False
+    names = [n for n in inputs if n is not None] + list(outputs)
+    return all(model.tensors[n].qformat is not None for n in names)
+
+
+def validate_model(model: Model) -> None:
+    """Raise DfxFormatError unless ``model`` satisfies every validity rule."""
+    src = model.source
+    for name, tensor in model.tensors.items():
+        if name != tensor.name:
+            raise DfxFormatError(f"stored under the name '{name}'", file=src, tensor=tensor.name)
+        _check_tensor(tensor, src)
+    produced: dict[str, str] = {}
+    available = set(model.inputs) | {t.name for t in model.constants()}
+    for name in model.inputs:
+        t = model.tensors.get(name)
+        if t is None:
+            raise DfxFormatError(f"graph input '{name}' is not a tensor", file=src, field="inputs")
+        if t.is_constant:
+            raise DfxFormatError("graph input is a constant", file=src, tensor=name, field="inputs")
+    if len(set(model.inputs)) != len(model.inputs):
+        raise DfxFormatError("a graph input is listed twice", file=src, field="inputs")
+    seen_layers: set[str] = set()
+    for layer in model.layers:
+        where = dict(file=src, layer=layer.name)
+        if not layer.name:
+            raise DfxFormatError("layer with an empty name", file=src)
+        if layer.name in seen_layers:
+            raise DfxFormatError("duplicate layer name", **where)
+        seen_layers.add(layer.name)
+        if layer.version != 1:
+            raise DfxFormatError(f"{layer.type} version {layer.version} is not implemented "
+                                 "(this reader knows version 1)", **where, field="version")
+        op = layer.op
+        n_in, n_out = len(layer.inputs), len(layer.outputs)
+        if n_in < op.MIN_INPUTS or (op.MAX_INPUTS is not None and n_in > op.MAX_INPUTS):
+            raise DfxFormatError(f"{op.TYPE} takes {op.MIN_INPUTS}..{op.MAX_INPUTS or 'any'} "
+                                 f"inputs, got {n_in}", **where, field="inputs")
+        if n_out < 1 or (op.NUM_OUTPUTS is not None and n_out != op.NUM_OUTPUTS):
+            raise DfxFormatError(f"{op.TYPE} has {op.NUM_OUTPUTS or 'one or more'} outputs, "
+                                 f"got {n_out}", **where, field="outputs")
+        for pos, name in enumerate(layer.inputs):
+            if name is None:
+                if pos < op.MIN_INPUTS:
+                    raise DfxFormatError(f"input {pos} is required", **where, field="inputs")
+                continue
+            if name not in model.tensors:
+                raise DfxFormatError(f"input '{name}' is not a tensor", **where, field="inputs")
+            if name not in available:
+                raise DfxFormatError(f"input '{name}' is not computed before this layer",
+                                     **where, field="inputs")
+        for name in layer.outputs:
+            t = model.tensors.get(name)
+            if t is None:
+                raise DfxFormatError(f"output '{name}' is not a tensor", **where, field="outputs")
+            if t.is_constant or name in model.inputs:
+                raise DfxFormatError(f"output '{name}' is a constant or graph input",
+                                     **where, field="outputs")
+            if name in produced:
+                raise DfxFormatError(f"output '{name}' is also written by layer "
+                                     f"'{produced[name]}'", **where, field="outputs")
+            produced[name] = layer.name
+            available.add(name)
+        _check_layer(model, layer, where)
+    for name in model.outputs:
+        if name not in available:
+            raise DfxFormatError(f"graph output '{name}' is never computed", file=src, field="outputs")
+    for t in model.tensors.values():
+        if not t.is_constant and t.name not in available:
+            raise DfxFormatError("activation is neither a graph input nor written by a layer",
+                                 file=src, tensor=t.name)
+    for name, pre in model.preprocessing.items():
+        if name not in model.inputs:
+            raise DfxFormatError(f"preprocessing for '{name}', which is not a graph input",
+                                 file=src, field="preprocessing")
+        shape = model.tensors[name].shape
+        channels = shape[1] if len(shape) > 1 else 1
+        for fld, values in (("mean", pre.mean), ("scale", pre.scale)):
+            if len(values) not in (0, 1, channels):
+                raise DfxFormatError(f"{len(values)} values for {channels} channels",
+                                     file=src, tensor=name, field=f"preprocessing.{fld}")
+
+
+def _check_tensor(t: Tensor, src: str | None) -> None:
+    where = dict(file=src, tensor=t.name)
+    if not t.name:
+        raise DfxFormatError("tensor with an empty name", file=src)
+    if len(t.shape) > MAX_RANK or any(d < 0 for d in t.shape):
+        raise DfxFormatError(f"shape {list(t.shape)} must have at most {MAX_RANK} dimensions, "
+                             "each >= 0", **where, field="shape")
+    if math.prod(t.shape) > MAX_ELEMENTS:
+        raise DfxFormatError(f"shape {list(t.shape)} has more than 2**40 elements", **where,
+                             field="shape")
+    q = t.qformat
+    if t.dtype is DataType.FLOAT32:
+        if q is not None:
+            raise DfxFormatError("FLOAT32 tensor has a quantization", **where, field="quantization")
+    else:
+        if q is None:
+            raise DfxFormatError(f"{t.dtype.name} tensor has no quantization", **where,
+                                 field="quantization")
+        _check_qformat(q, t, where)
+    if q is not None and q.per_channel and not t.is_constant:
+        raise DfxFormatError("per-channel fl is only allowed for constants", **where,
+                             field="quantization.channel_fl")
+    if t.dtype.is_packed and not t.is_constant:
+        raise DfxFormatError(f"{t.dtype.name} is only allowed for constants", **where, field="type")
+    data = t._data
+    if data is not None and t.raw is None:
+        if tuple(data.shape) != t.shape:
+            raise DfxFormatError(f"data has shape {list(data.shape)}, tensor says {list(t.shape)}",
+                                 **where, field="data")
+        if t.dtype is DataType.FLOAT32 and data.dtype != np.float32:
+            raise DfxFormatError(f"FLOAT32 tensor holds {data.dtype} data", **where, field="data")
+        if t.dtype.is_integer and data.dtype.kind not in "iu":
+            raise DfxFormatError(f"{t.dtype.name} tensor holds {data.dtype} data", **where, field="data")
+
+
+def _check_qformat(q: QFormat, t: Tensor, where: dict) -> None:
+    if not 1 <= q.bw <= t.dtype.bits:
+        raise DfxFormatError(f"bw {q.bw} does not fit {t.dtype.name} (1..{t.dtype.bits})",
+                             **where, field="quantization.bw")
+    fls = q.channel_fl if q.per_channel else (q.fl,)
+    bad = [v for v in fls if not FL_MIN <= v <= FL_MAX]
+    if bad:
+        raise DfxFormatError(f"fl {bad[0]} outside {FL_MIN}..{FL_MAX}", **where,
+                             field="quantization.fl")
+    if q.per_channel:
+        if not 0 <= q.channel_axis < len(t.shape):
+            raise DfxFormatError(f"channel_axis {q.channel_axis} out of range for rank "
+                                 f"{len(t.shape)}", **where, field="quantization.channel_axis")
+        if len(q.channel_fl) != t.shape[q.channel_axis]:
+            raise DfxFormatError(f"{len(q.channel_fl)} channel fl values for "
+                                 f"{t.shape[q.channel_axis]} channels", **where,
+                                 field="quantization.channel_fl")
+
+
+def check_values(t: Tensor, src: str | None) -> None:
+    """Raise unless every integer element of constant ``t`` lies in its bw range."""
+    if t.qformat is None or not t.is_constant:
+        return
+    data = t.data
+    if data.size and (int(data.min()) < t.qformat.qmin or int(data.max()) > t.qformat.qmax):
+        raise DfxFormatError(f"values [{int(data.min())}, {int(data.max())}] exceed bw "
+                             f"{t.qformat.bw} range [{t.qformat.qmin}, {t.qformat.qmax}]",
+                             file=src, tensor=t.name, field="data")
+
+
+def _check_layer(model: Model, layer, where: dict) -> None:
+    op = layer.op
+    tensors = model.tensors
+    try:
+        op.check()
+        in_shapes = [None if n is None else tensors[n].shape for n in layer.inputs]
+        inferred = op.infer_shapes(in_shapes)
+    except ShapeError as exc:
+        raise DfxFormatError(str(exc), **where, field="options") from None
+    except (TypeError, IndexError, ValueError, ZeroDivisionError) as exc:
+        raise DfxFormatError(f"inconsistent shapes or options ({exc})", **where, field="options") from None
+    if op.NUM_OUTPUTS is None and len(inferred) > 1 and len(inferred) != len(layer.outputs):
+        raise DfxFormatError(f"{len(layer.outputs)} outputs, options give {len(inferred)}",
+                             **where, field="outputs")
+    for name, shape in zip(layer.outputs, inferred * (len(layer.outputs) if len(inferred) == 1 else 1)):
+        declared = tensors[name].shape
+        if shape is not None and tuple(shape) != declared:
+            raise DfxFormatError(f"output shape {list(declared)} != {list(shape)} computed from "
+                                 "the inputs and options", **where, tensor=name, field="shape")
+    if op.TYPE == "Reshape":
+        src_shape, dst_shape = tensors[layer.inputs[0]].shape, tensors[layer.outputs[0]].shape
+        if math.prod(src_shape) != math.prod(dst_shape) or src_shape[:1] != dst_shape[:1]:
+            raise DfxFormatError(f"cannot reshape {list(src_shape)} to {list(dst_shape)} "
+                                 "(element count and batch must match)", **where, field="shape")
+    if op.LAYOUT_ONLY:
+        fin = tensors[layer.inputs[0]].qformat
+        for name in layer.outputs:
+            if tensors[name].qformat != fin or tensors[name].dtype != tensors[layer.inputs[0]].dtype:
+                raise DfxFormatError(f"{op.TYPE} only moves values: output format must equal "
+                                     "the input format", **where, tensor=name, field="quantization")
+    if integer_form(model, op, layer.inputs, layer.outputs):
+        _check_integer_layer(model, layer, where)
+
+
+def _bits(t: Tensor) -> int:
+    """Bits a value of ``t`` can occupy (storage bits for constants, bw otherwise)."""
+    return t.dtype.bits if t.is_constant else t.qformat.bw
+
+
+def _fl_range(q: QFormat) -> tuple[int, int]:
+    fls = q.channel_fl if q.per_channel else (q.fl,)
+    return min(fls), max(fls)
+
+
+def _check_integer_layer(model: Model, layer, where: dict) -> None:
+    op, tensors = layer.op, model.tensors
+    if op.TYPE in ("Conv2D", "Deconv2D", "FullyConnected"):
+        x, w = tensors[layer.inputs[0]], tensors[layer.inputs[1]]
+        b = tensors[layer.inputs[2]] if len(layer.inputs) > 2 and layer.inputs[2] else None
+        if op.TYPE == "FullyConnected":
+            k = w.shape[1]
+        elif op.TYPE == "Conv2D":
+            k = w.shape[1] * w.shape[2] * w.shape[3]
+        else:
+            k = w.shape[0] // op.group * w.shape[2] * w.shape[3]
+        fx = x.qformat.fl
+        wlo, whi = _fl_range(w.qformat)
+        prod_bits = _bits(x) + _bits(w) - 1 + max(1, k).bit_length()
+        align = 0
+        if b is not None:
+            blo, bhi = _fl_range(b.qformat)
+            align = max(0, bhi - (fx + wlo))
+            bias_bits = _bits(b) + max(0, (fx + whi) - blo)
+            total = max(prod_bits + align, bias_bits) + 1
+        else:
+            total = prod_bits
+        if total > ACC_LIMIT_BITS:
+            raise DfxFormatError(f"accumulator may need {total} bits (limit {ACC_LIMIT_BITS}): "
+                                 "reduce bit widths or the fl gap between bias and products",
+                                 **where, field="quantization")
+    if isinstance(op, Eltwise) and op.coefficients:
+        for c in op.coefficients:
+            if dyadic(c) is None:
+                raise DfxFormatError(f"coefficient {c} is not m*2^-e (|m| < 2^15, e <= 15), as the "
+                                     "integer form needs; give the layer a float output",
+                                     **where, field="coefficients")
