@@ -1,0 +1,309 @@
+"""Input data for ``dfxsdk run`` and ``dfxsdk eval``: arrays, images, labelled sets.
+
+Readers for .npy/.npz, 8-bit PNG (gray, gray+alpha, RGB, RGBA; not
+interlaced) and binary PGM/PPM images, CSV rows of pixels with the label
+last (optionally gzip-compressed), a progress bar, and atomic .npz writing.
+Every failure is a DfxInputError that names the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DfxInputError
+from ..graph import Model
+
+IMAGE_EXTENSIONS = (".png", ".pgm", ".ppm", ".pnm")
+
+
+# -- images ------------------------------------------------------------------------
+
+def read_png(path: Path) -> np.ndarray:
+    """Decode an 8-bit, non-interlaced PNG to an H,W,C uint8 array (alpha dropped)."""
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise DfxInputError("not a PNG file", file=str(path))
+    pos, idat, header = 8, [], None
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"IEND":
+            break
+    if header is None:
+        raise DfxInputError("PNG without IHDR chunk", file=str(path))
+    w, h, depth, ctype, _, _, interlace = header
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
+    if depth != 8 or channels is None or interlace:
+        raise DfxInputError(f"unsupported PNG (bit depth {depth}, color type {ctype}, interlace {interlace}); "
+                            "only 8-bit gray/RGB(A) without interlacing is read", file=str(path))
+    try:
+        raw = zlib.decompress(b"".join(idat))
+    except zlib.error as exc:
+        raise DfxInputError(f"corrupt PNG data ({exc})", file=str(path)) from None
+    stride = w * channels
+    if len(raw) < h * (stride + 1):
+        raise DfxInputError("truncated PNG data", file=str(path))
+    rows = np.frombuffer(raw, np.uint8, h * (stride + 1)).reshape(h, stride + 1)
+    out = np.zeros((h, stride), np.uint8)
+    prev = np.zeros(stride, np.int32)
+    for y in range(h):
+        out[y] = prev = _unfilter(rows[y, 0], rows[y, 1:].astype(np.int32), prev, channels, path)
+    img = out.reshape(h, w, channels)
+    return img[:, :, :1] if channels == 2 else img[:, :, :3] if channels == 4 else img
+
+
+def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int, path: Path) -> np.ndarray:
+    if kind == 0:
+        return line
+    if kind == 2:
+        return (line + prev) & 255
+    if kind == 1:
+        cur = line.reshape(-1, bpp)
+        return (np.cumsum(cur, axis=0) & 255).reshape(-1)
+    if kind not in (3, 4):
+        raise DfxInputError(f"bad PNG filter type {kind}", file=str(path))
+    cur = line.copy()
+    for i in range(len(cur)):
+        a = cur[i - bpp] if i >= bpp else 0
+        b = prev[i]
+        if kind == 3:
+            cur[i] = (cur[i] + ((a + b) >> 1)) & 255
+        else:
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
+            cur[i] = (cur[i] + pred) & 255
+    return cur
+
+
+def read_pnm(path: Path) -> np.ndarray:
+    """Binary PGM (P5) or PPM (P6) with maxval <= 255, as H,W,C uint8."""
+    data = path.read_bytes()
+    tokens, pos = [], 2
+    if data[:2] not in (b"P5", b"P6"):
+        raise DfxInputError("not a binary PGM/PPM file (P5/P6)", file=str(path))
+    while len(tokens) < 3:
+        while pos < len(data) and data[pos:pos + 1].isspace():
+            pos += 1
+        if data[pos:pos + 1] == b"#":
+            pos = data.index(b"\n", pos)
+            continue
+        start = pos
+        while pos < len(data) and not data[pos:pos + 1].isspace():
+            pos += 1
+        tokens.append(int(data[start:pos]))
+    w, h, maxval = tokens
+    c = 1 if data[:2] == b"P5" else 3
+    if maxval > 255 or len(data) < pos + 1 + w * h * c:
+        raise DfxInputError("unsupported or truncated PGM/PPM", file=str(path))
+    return np.frombuffer(data, np.uint8, w * h * c, pos + 1).reshape(h, w, c)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as H,W,C uint8 (C = 1 or 3, RGB order)."""
+    try:
+        if path.suffix.lower() == ".png":
+            return read_png(path)
+        return read_pnm(path)
+    except (OSError, ValueError, struct.error) as exc:
+        raise DfxInputError(f"cannot read image ({exc})", file=str(path)) from None
+
+
+def images_to_batch(images: list[np.ndarray], model: Model, input_name: str, paths) -> np.ndarray:
+    """Stack H,W,C images into the model's N,C,H,W layout and channel order."""
+    shape = model.tensors[input_name].shape
+    pre = model.preprocessing.get(input_name)
+    out = []
+    for img, path in zip(images, paths):
+        if len(shape) == 4 and img.shape[:2] != tuple(shape[2:]):
+            raise DfxInputError(f"image is {img.shape[1]}x{img.shape[0]}, the model wants "
+                                f"{shape[3]}x{shape[2]}", file=str(path))
+        c = shape[1] if len(shape) == 4 else 1
+        if img.shape[2] != c:
+            if c == 1:
+                img = np.round(img[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+            else:
+                raise DfxInputError(f"image has {img.shape[2]} channel(s), the model wants {c}", file=str(path))
+        if pre is not None and pre.channel_order == "BGR":
+            img = img[:, :, ::-1]
+        out.append(img.transpose(2, 0, 1))
+    return np.stack(out).reshape((len(out),) + tuple(shape[1:]))
+
+
+# -- arrays ----------------------------------------------------------------------------
+
+def as_batch(x: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """Accept a batch (N, ...), one sample (...) or, for one channel, N,H,W / H,W."""
+    inner = tuple(shape[1:])
+    if x.shape[1:] == inner:
+        return x
+    if x.shape == inner:
+        return x[None]
+    if len(inner) == 3 and inner[0] == 1 and x.shape[-2:] == inner[1:] and x.ndim in (2, 3):
+        return x.reshape((-1,) + inner)
+    raise DfxInputError(f"array of shape {x.shape} does not fit the input shape (N,{','.join(map(str, inner))})",
+                        file=where)
+
+
+def preprocess(model: Model, name: str, raw: np.ndarray) -> np.ndarray:
+    """Apply the model's stored preprocessing of input ``name`` (if any)."""
+    pre = model.preprocessing.get(name)
+    return pre.apply(raw) if pre is not None else np.asarray(raw, np.float32)
+
+
+def load_array_file(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DfxInputError(f"cannot read array file ({exc})", file=str(path)) from None
+
+
+def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz so that an existing file is replaced whole or not at all."""
+    folder = path.resolve().parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- labelled data sets --------------------------------------------------------------------
+
+@dataclass
+class Dataset:
+    """Raw samples (N, ...) in the model's input layout and integer labels (N,)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str
+
+
+def load_dataset(data: str, labels: str | None, model: Model, input_name: str) -> Dataset:
+    """Read --data (CSV[.gz], .npz with x and y, or a folder of images with --labels)."""
+    path = Path(data)
+    shape = model.tensors[input_name].shape
+    if not path.exists():
+        raise DfxInputError("no such file or folder", file=data)
+    if path.is_dir():
+        return _load_image_folder(path, labels, model, input_name)
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return _load_csv(path, shape)
+    if name.endswith(".npz"):
+        arrays = load_array_file(path)
+        xk = next((k for k in ("x", "data", "images") if k in arrays), None)
+        yk = next((k for k in ("y", "labels", "label") if k in arrays), None)
+        if xk is None or yk is None:
+            raise DfxInputError(f"an .npz data set needs arrays 'x' and 'y' (has {sorted(arrays)})", file=data)
+        x = as_batch(arrays[xk], shape, data)
+        return Dataset(x, _labels(arrays[yk], len(x), data), data)
+    raise DfxInputError("unknown data format: give a .csv[.gz], an .npz with x and y, "
+                        "or a folder of images with --labels", file=data)
+
+
+def _labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n:
+        raise DfxInputError(f"{len(y)} labels for {n} samples", file=where)
+    if y.size and (not np.all(np.mod(y, 1) == 0) or y.min() < 0):
+        raise DfxInputError("labels must be non-negative integers", file=where)
+    return y.astype(np.int64)
+
+
+def _load_csv(path: Path, shape: tuple[int, ...]) -> Dataset:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.float32, ndmin=2)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DfxInputError(f"cannot read CSV ({exc})", file=str(path)) from None
+    width = int(np.prod(shape[1:]))
+    if table.shape[1] != width + 1:
+        raise DfxInputError(f"CSV rows have {table.shape[1]} values; the model's input needs {width} "
+                            "pixels plus the label last", file=str(path))
+    return Dataset(table[:, :-1].reshape((-1,) + tuple(shape[1:])), _labels(table[:, -1], len(table), str(path)),
+                   str(path))
+
+
+def _load_image_folder(folder: Path, labels: str | None, model: Model, input_name: str) -> Dataset:
+    if labels is None:
+        raise DfxInputError("a folder of images needs --labels FILE (lines 'name label', or one label "
+                            "per line for the images in sorted order)", file=str(folder))
+    try:
+        lines = [ln.split() for ln in Path(labels).read_text().splitlines() if ln.strip()]
+    except OSError as exc:
+        raise DfxInputError(f"cannot read labels ({exc.strerror})", file=labels) from None
+    try:
+        if all(len(p) >= 2 for p in lines):
+            pairs = [(folder / p[0], int(p[-1])) for p in lines]
+        else:
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if len(files) != len(lines):
+                raise DfxInputError(f"{len(lines)} labels for {len(files)} images in {folder}", file=labels)
+            pairs = [(f, int(p[0])) for f, p in zip(files, lines)]
+    except ValueError as exc:
+        raise DfxInputError(f"bad label line ({exc})", file=labels) from None
+    imgs = [read_image(p) for p, _ in pairs]
+    x = images_to_batch(imgs, model, input_name, [p for p, _ in pairs])
+    return Dataset(x, _labels(np.array([lab for _, lab in pairs]), len(pairs), labels), str(folder))
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+class Progress:
+    """A one-line progress bar on stderr; a line every 10 s when stderr is not a terminal."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True) -> None:
+        self.total, self.label, self.done = total, label, 0
+        self.tty = sys.stderr.isatty()
+        self.enabled = enabled
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            frac = self.done / max(self.total, 1)
+            bar = "#" * int(30 * frac)
+            rate = self.done / max(now - self.start, 1e-9)
+            sys.stderr.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total} {rate:.0f}/s")
+            sys.stderr.flush()
+            self.last = now
+        elif now - self.last >= 10 or self.done >= self.total:
+            sys.stderr.write(f"{self.label}: {self.done}/{self.total}\n")
+            self.last = now
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
