@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
+bash .ci/install-cross.sh   # aarch64 cross compiler + qemu-user for the NEON tests (needs root or sudo)
 exec .venv/bin/python -m pytest "$@"

@@ -207,6 +207,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     description = "NumPy reference: exact integer arithmetic, float and Ristretto-simulation modes"
     modes = MODES
+    supported_ops = frozenset(float_ops.KERNELS)
 
     def __init__(self) -> None:
         self._cache: dict[int, tuple[Model, dict[str, Executor]]] = {}

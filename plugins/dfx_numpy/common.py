@@ -13,7 +13,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from dfxsdk import ops
 
 
-#: Integer sums below this magnitude are exact in float64 (53-bit significand).
+#: Integer sums below these magnitudes are exact in float32 / float64 (24 / 53-bit significands).
+_FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 
 
@@ -22,12 +23,15 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     When every partial sum is bounded by max|a| * max|b| * K < 2**53, each is an
     integer that float64 represents exactly, whatever the summation order, so
-    BLAS float64 gives the exact result (much faster); otherwise int64 einsum.
+    BLAS float64 gives the exact result (much faster; float32 below 2**24);
+    otherwise int64 einsum.
     """
     if a.dtype.kind in "iu":
         k = a.shape[-1]
         amax = int(np.abs(a).max()) if a.size else 0
         bmax = int(np.abs(b).max()) if b.size else 0
+        if amax * bmax * k < _FLOAT32_EXACT:
+            return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.int64)
         if amax * bmax * k < _FLOAT64_EXACT:
             return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
         return np.einsum("...mk,...kn->...mn", a, b)

@@ -11,6 +11,14 @@ The public API:
 - the errors in :mod:`dfxsdk.errors`;
 - plugin hooks in :mod:`dfxsdk.hookspecs`, provider classes in
   :mod:`dfxsdk.providers`, the registry in :mod:`dfxsdk.plugins`.
+
+Stability: these names, the modules ``graph``, ``ops``, ``formats``,
+``fixedpoint``, ``packing``, ``errors``, ``hookspecs``, ``providers`` and the
+public names of ``plugins`` (``get_manager`` and what spec/plugins.md lists)
+are the public API, stable for all of plugin API 1.x (only additions). Every
+name starting with ``_`` and every other module (``container``,
+``serialize``, ``validate``, ``cli``, ...) is private and may change in any
+release. See spec/plugins.md, "Public API, versioning and stability".
 """
 
 from .errors import (DfxError, DfxFormatError, DfxImportError, DfxInputError,

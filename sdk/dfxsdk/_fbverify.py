@@ -62,6 +62,49 @@ LAYOUT: dict[str, list[tuple]] = {
     "Model": [("str",), ("str",), ("str",), ("vt", "Tensor"), ("vt", "Layer"), ("v", "i32"),
               ("v", "i32"), ("vt", "Preprocessing"), ("vt", "KeyValue")],
 }
+_WINDOW_NAMES = ["kernel_h", "kernel_w", "stride_h", "stride_w", "pad_top", "pad_left",
+                 "pad_bottom", "pad_right"]
+#: Schema field names of each table, one per slot of LAYOUT (for messages;
+#: checked against the generated code by a test).
+FIELD_NAMES: dict[str, list[str]] = {
+    "Quantization": ["bw", "fl", "rounding", "channel_fl", "channel_axis"],
+    "Tensor": ["name", "shape", "type", "quantization", "data"],
+    "Conv2D": _WINDOW_NAMES + ["dilation_h", "dilation_w", "group"],
+    "Deconv2D": _WINDOW_NAMES + ["dilation_h", "dilation_w", "group", "output_pad_h",
+                                 "output_pad_w"],
+    "FullyConnected": ["axis"],
+    "Pool2D": ["type"] + _WINDOW_NAMES + ["global", "ceil_mode", "divisor"],
+    "Relu": [],
+    "Clip": ["min", "max"],
+    "PRelu": [],
+    "Sigmoid": [],
+    "Tanh": [],
+    "Lrn": ["local_size", "alpha", "beta", "k", "region"],
+    "Concat": ["axis"],
+    "Eltwise": ["operation", "coefficients"],
+    "Softmax": ["axis"],
+    "Scale": ["axis", "num_axes"],
+    "Power": ["power", "scale", "shift"],
+    "Flatten": ["axis", "end_axis"],
+    "Reshape": [],
+    "Permute": ["order"],
+    "Slice": ["axis", "points"],
+    "Pad": ["pads", "value"],
+    "Upsample": ["scale_h", "scale_w"],
+    "Normalize": ["across_spatial", "channel_shared", "eps"],
+    "PriorBox": ["min_sizes", "max_sizes", "aspect_ratios", "flip", "clip", "variances",
+                 "img_h", "img_w", "step_h", "step_w", "offset"],
+    "DetectionOutput": ["num_classes", "share_location", "background_label_id",
+                        "nms_threshold", "top_k", "eta", "keep_top_k", "confidence_threshold",
+                        "code_type", "variance_encoded_in_target", "clip"],
+    "Requantize": [],
+    "Custom": ["name", "version", "options"],
+    "Layer": ["name", "op_type", "op", "inputs", "outputs", "origin", "version"],
+    "Preprocessing": ["input", "mean", "scale", "channel_order"],
+    "KeyValue": ["key", "value"],
+    "Model": ["producer_name", "producer_version", "name", "tensors", "layers", "inputs",
+              "outputs", "preprocessing", "metadata"],
+}
 #: Union members of Layer.op, by discriminant (1-based, schema order).
 OP_TABLES = ["Conv2D", "Deconv2D", "FullyConnected", "Pool2D", "Relu", "Clip", "PRelu",
              "Sigmoid", "Tanh", "Lrn", "Concat", "Eltwise", "Softmax", "Scale", "Power",
@@ -81,8 +124,9 @@ class _Verifier:
         self.path = path
         self.tables = 0
 
-    def fail(self, msg: str) -> DfxFormatError:
-        return DfxFormatError(f"graph FlatBuffer is malformed: {msg}", file=self.path, field="graph")
+    def fail(self, msg: str, layer: str | None = None) -> DfxFormatError:
+        return DfxFormatError(f"graph FlatBuffer is malformed: {msg}", file=self.path,
+                              layer=layer, field="graph")
 
     def need(self, pos: int, size: int, align: int, what: str) -> None:
         if pos < 0 or size < 0 or pos > self.n or size > self.n - pos:
@@ -106,13 +150,15 @@ class _Verifier:
         self.need(start + 4, count * elem, min(elem, 8), what + " elements")
         return start + 4, count
 
-    def string(self, pos: int, what: str) -> None:
+    def string(self, pos: int, what: str) -> str:
+        """Check a string; return its first 200 bytes, decoded leniently (for messages)."""
         start, count = self.vector(pos, 1, what)
         self.need(start + count, 1, 1, what + " terminator")
         if self.buf[start + count] != 0:
             raise self.fail(f"{what} at byte {start} is not zero-terminated")
+        return bytes(self.buf[start: start + min(count, 200)]).decode("utf-8", "replace")
 
-    def table(self, pos: int, name: str, depth: int) -> None:
+    def table(self, pos: int, name: str, depth: int, where: str = "model") -> None:
         if depth > MAX_DEPTH:
             raise self.fail(f"tables nested deeper than {MAX_DEPTH}")
         self.tables += 1
@@ -132,13 +178,15 @@ class _Verifier:
                    for i in range(len(fields))]
         for i in REQUIRED.get(name, []):
             if offsets[i] == 0:
-                raise self.fail(f"{name} table at byte {pos} lacks required field #{i}")
+                raise self.fail(f"{where} ({name} table at byte {pos}) lacks the required field "
+                                f"'{FIELD_NAMES[name][i]}'")
         union_type = 0
+        label = None  # the layer's name, for messages
         for i, (kind, *arg) in enumerate(fields):
             off = offsets[i]
             if off == 0:
                 continue
-            what = f"{name} field #{i}"
+            what = f"{where}.{FIELD_NAMES[name][i]}"
             fpos = pos + off
             if kind in ("s", "ut"):
                 size = _SCALAR[arg[0]] if kind == "s" else 1
@@ -157,22 +205,28 @@ class _Verifier:
             if off + 4 > tbl_size:
                 raise self.fail(f"{what} runs past its table")
             if kind == "str":
-                self.string(fpos, what)
+                text = self.string(fpos, what)
+                if name == "Layer" and i == 0:
+                    label = text
             elif kind == "v":
                 self.vector(fpos, _SCALAR[arg[0]], what)
             elif kind == "t":
-                self.table(self.deref(fpos, what), arg[0], depth + 1)
+                self.table(self.deref(fpos, what), arg[0], depth + 1, what)
             elif kind == "vt":
                 start, count = self.vector(fpos, 4, what)
                 for k in range(count):
-                    self.table(self.deref(start + 4 * k, f"{what}[{k}]"), arg[0], depth + 1)
+                    self.table(self.deref(start + 4 * k, f"{what}[{k}]"), arg[0], depth + 1,
+                               f"{where}.{FIELD_NAMES[name][i]}[{k}]".removeprefix("model."))
             elif kind == "u":
-                if not 1 <= union_type <= len(OP_TABLES):
-                    raise self.fail(f"{what}: unknown operator type {union_type} (this reader knows "
-                                    f"1..{len(OP_TABLES)}; the file may need a newer dfxsdk)")
-                self.table(self.deref(fpos, what), OP_TABLES[union_type - 1], depth + 1)
-        if name == "Layer" and offsets[2] and not offsets[1]:
-            raise self.fail(f"Layer table at byte {pos} has an operator without a type")
+                if union_type == 0:
+                    raise DfxFormatError(f"{what}: the operator has no type (NONE)", file=self.path,
+                                         layer=label, field="op_type")
+                if union_type > len(OP_TABLES):
+                    raise DfxFormatError(
+                        f"unknown operator type {union_type} in {what} (this dfxsdk knows "
+                        f"1..{len(OP_TABLES)}: {OP_TABLES[0]}..{OP_TABLES[-1]}); the file may "
+                        "need a newer dfxsdk", file=self.path, layer=label, field="op_type")
+                self.table(self.deref(fpos, what), OP_TABLES[union_type - 1], depth + 1, what)
 
 
 def verify_graph(buf: bytes, path: str | None = None) -> None:

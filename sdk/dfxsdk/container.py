@@ -77,7 +77,8 @@ def unpack_header(buf: bytes | memoryview, file_size: int, path: str | None = No
     if file_size < HEADER_SIZE or len(buf) < HEADER_SIZE:
         if file_size >= 8 and bytes(buf[:8]) != MAGIC:
             raise fail("not a .dfx file (wrong magic bytes)", "magic")
-        raise fail(f"file is {file_size} bytes, shorter than the {HEADER_SIZE}-byte header")
+        raise fail(f"file is truncated: {file_size} bytes, shorter than the {HEADER_SIZE}-byte "
+                   "header", "header")
     (magic, major, minor, header_size, g_off, g_len, d_off, d_len,
      g_crc, flags, align) = _LAYOUT.unpack_from(buf, 0)
     if magic != MAGIC:
@@ -95,18 +96,22 @@ def unpack_header(buf: bytes | memoryview, file_size: int, path: str | None = No
         raise fail(f"unknown feature flags 0x{flags:08x}", "flags")
     if align != ALIGNMENT:
         raise fail(f"data_alignment is {align}, expected {ALIGNMENT}", "data_alignment")
+    # The header is intact (CRC): a larger size than the file's means it was cut.
+    # (Python integers cannot overflow; a C reader compares d_len with
+    # file_size - d_off after checking d_off <= file_size.)
     if d_off + d_len > file_size:
+        region = ("graph" if file_size < g_off + g_len else "padding" if file_size < d_off
+                  else "data section")
         raise fail(f"file is truncated: the header says {d_off + d_len} bytes, the file has "
-                   f"{file_size}", "data_length")
+                   f"{file_size} (cut inside the {region})", "data_length")
     if g_off != HEADER_SIZE:
         raise fail(f"graph_offset is {g_off}, expected {HEADER_SIZE}", "graph_offset")
-    if g_len < 8 or g_len > file_size - g_off:
-        raise fail(f"graph_length {g_len} does not fit a {file_size}-byte file", "graph_length")
-    if d_off % ALIGNMENT or d_off < g_off + g_len or d_off > file_size:
-        raise fail(f"data_offset {d_off} is not a multiple of {ALIGNMENT} after the graph "
-                   f"inside a {file_size}-byte file", "data_offset")
-    if d_len != file_size - d_off:
-        what = "truncated" if d_len > file_size - d_off else "followed by extra bytes"
-        raise fail(f"file is {what}: header says {d_off + d_len} bytes, file has {file_size}",
-                   "data_length")
+    if g_len < 8:
+        raise fail(f"graph_length {g_len} is shorter than a FlatBuffer (8 bytes)", "graph_length")
+    if d_off % ALIGNMENT or d_off < g_off + g_len:
+        raise fail(f"data_offset {d_off} is not a multiple of {ALIGNMENT} at or after the graph's "
+                   f"end ({g_off + g_len})", "data_offset")
+    if d_off + d_len != file_size:
+        raise fail(f"file is followed by extra bytes: the header says {d_off + d_len} bytes, "
+                   f"the file has {file_size}", "data_length")
     return Header(major, minor, g_off, g_len, d_off, d_len, g_crc, flags, align)

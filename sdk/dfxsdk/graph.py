@@ -46,6 +46,21 @@ class Tensor:
         self.shape = tuple(int(d) for d in self.shape)
         self.dtype = DataType(self.dtype)
 
+    @classmethod
+    def constant(cls, name: str, data: np.ndarray, qformat: QFormat | None = None,
+                 dtype: DataType | None = None) -> "Tensor":
+        """A constant tensor holding ``data`` (its shape is the array's).
+
+        Without ``qformat`` the data is stored as FLOAT32; with one, as integer
+        codes in ``dtype`` (default: the smallest type for ``qformat.bw``,
+        packed below 8 bits).
+        """
+        data = np.asarray(data)
+        if qformat is None:
+            return cls(name, data.shape, DataType.FLOAT32, None, _data=data.astype(np.float32))
+        dtype = DataType.for_bw(qformat.bw, packed=True) if dtype is None else DataType(dtype)
+        return cls(name, data.shape, dtype, qformat, _data=data.astype(dtype.numpy_dtype))
+
     @property
     def data(self) -> np.ndarray | None:
         """Element values (None for activations)."""
@@ -251,7 +266,8 @@ class Model:
         """
         from .plugins import get_manager
 
-        return get_manager().backend(backend).run(self, inputs, **options)
+        pm = get_manager()
+        return pm.call_backend(pm.backend(backend), self, inputs, **options)
 
     def validate(self) -> None:
         """Raise DfxFormatError if the model breaks any rule of spec/format.md."""

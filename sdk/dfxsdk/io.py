@@ -40,10 +40,21 @@ def load(path: str | os.PathLike, *, verify_checksums: bool = False) -> Model:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise DfxFormatError(f"cannot open: {exc.strerror or exc}", file=path) from None
+    except ValueError as exc:  # the file became empty between fstat and mmap
+        raise DfxFormatError(f"cannot map: {exc}", file=path) from None
     try:
         return _load_mapped(mm, size, path, verify_checksums)
     except DfxError as exc:
         raise exc.with_file(path)
+
+
+def _newer_hint(header: Header) -> str:
+    """Note appended to errors in files newer than this reader (spec: versioning)."""
+    if header.version_minor <= FORMAT_VERSION[1]:
+        return ""
+    return (f" (the file is format {header.version_major}.{header.version_minor}, newer than "
+            f"the {FORMAT_VERSION[0]}.{FORMAT_VERSION[1]} this dfxsdk implements: a newer "
+            "dfxsdk may read it)")
 
 
 def _load_mapped(mm: mmap.mmap, size: int, path: str, verify_checksums: bool) -> Model:
@@ -53,7 +64,12 @@ def _load_mapped(mm: mmap.mmap, size: int, path: str, verify_checksums: bool) ->
     if zlib.crc32(graph) != header.graph_crc32:
         raise DfxFormatError("graph checksum mismatch: the graph region is corrupted",
                              file=path, field="graph_crc32")
-    verify_graph(graph, path)
+    try:
+        verify_graph(graph, path)
+    except DfxFormatError as exc:
+        exc.message += _newer_hint(header)
+        exc.args = (str(exc),)
+        raise
     data = view[header.data_offset: header.data_offset + header.data_length]
     refs: list[tuple[int, int, str]] = []
 
@@ -75,10 +91,16 @@ def _load_mapped(mm: mmap.mmap, size: int, path: str, verify_checksums: bool) ->
         _bind_data(tensor)
         tensor.crc32 = int(ref.crc32)
 
-    model = parse_graph(graph, path, attach)
-    _check_overlaps(refs, path)
-    validate_model(model)
+    try:
+        model = parse_graph(graph, path, attach)
+        _check_overlaps(refs, path)
+        validate_model(model)
+    except DfxFormatError as exc:
+        exc.message += _newer_hint(header)
+        exc.args = (str(exc),)
+        raise
     if verify_checksums:
+        _check_padding(view, header, refs, path)
         verify_data(model)
     model.format_version = (header.version_major, header.version_minor)
     return model
@@ -90,6 +112,26 @@ def _check_overlaps(refs: list[tuple[int, int, str]], path: str) -> None:
         if off < end:
             raise DfxFormatError(f"data overlaps tensor '{prev}'", file=path, tensor=name, field="data")
         end, prev = off + length, name
+
+
+def _check_padding(view: memoryview, header: Header, refs: list[tuple[int, int, str]],
+                   path: str) -> None:
+    """Every byte outside the header, the graph and the tensors' data must be zero.
+
+    With the CRCs this makes ``verify_checksums`` cover every byte of the file.
+    """
+    gaps = [(header.graph_offset + header.graph_length, header.data_offset)]
+    pos = header.data_offset
+    for off, length, _ in sorted(refs):
+        gaps.append((pos, header.data_offset + off))
+        pos = max(pos, header.data_offset + off + length)
+    gaps.append((pos, header.file_size))
+    for start, end in gaps:
+        for chunk in range(start, end, _CHUNK):
+            piece = view[chunk: min(end, chunk + _CHUNK)]
+            if np.frombuffer(piece, np.uint8).any():
+                raise DfxFormatError(f"padding bytes in [{start}, {end}) are not zero",
+                                     file=path, field="padding")
 
 
 def _bind_data(tensor: Tensor) -> None:

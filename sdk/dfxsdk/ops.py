@@ -62,7 +62,7 @@ class Op:
     def check(self) -> None:
         """Raise ShapeError for options that are invalid whatever the shapes."""
 
-    def options(self) -> dict:
+    def fields_dict(self) -> dict:
         """The options as a plain dict (for inspect and JSON)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -92,11 +92,17 @@ def conv_out_size(size: int, k: int, stride: int, pad0: int, pad1: int, dilation
 
 
 def pool_out_size(size: int, k: int, stride: int, pad0: int, pad1: int, ceil_mode: bool) -> int:
-    """Output length of a pooling along one axis, with Caffe's ceil rule."""
+    """Output length of a pooling along one axis.
+
+    In ceil mode the last window is dropped when it would start at or past
+    ``size + pad0`` (in the end padding or beyond the input): Caffe's rule,
+    which Caffe applies only when some padding is set, applied always (as ONNX
+    does), so that no window is ever empty.
+    """
     span = size + pad0 + pad1 - k
     out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (pad0 or pad1) and (out - 1) * stride >= size + pad0:
-        out -= 1  # the last window would start in the padding
+    if ceil_mode and (out - 1) * stride >= size + pad0:
+        out -= 1
     return out
 
 
@@ -543,6 +549,12 @@ class Normalize(Op):
         return [x]
 
 
+def _bucket(value: float) -> float | int:
+    """Index of the 1e-6-wide interval holding ``value`` (the value itself if not finite)."""
+    scaled = value * 1e6
+    return math.floor(scaled) if math.isfinite(scaled) else scaled
+
+
 @dataclass
 class PriorBox(Op):
     TYPE: ClassVar[str] = "PriorBox"
@@ -572,10 +584,17 @@ class PriorBox(Op):
     def expanded_aspect_ratios(self) -> list[float]:
         """Caffe-SSD's list: 1, then each new ratio and (with flip) its inverse."""
         ratios = [1.0]
+        # Values by 1e-6-wide bucket: a value within 1e-6 of r lies in a bucket
+        # next to r's, so each test is O(1) (a file may hold many ratios).
+        buckets: dict[float | int, list[float]] = {_bucket(1.0): [1.0]}
         for ar in self.aspect_ratios:
             for r in ([ar, 1.0 / ar] if self.flip else [ar]):
-                if all(abs(r - x) >= 1e-6 for x in ratios):
+                key = _bucket(r)
+                keys = range(key - 2, key + 3) if isinstance(key, int) else (key,)
+                near = [x for k in keys for x in buckets.get(k, ())]
+                if r == r and all(abs(r - x) >= 1e-6 for x in near):
                     ratios.append(r)
+                    buckets.setdefault(key, []).append(r)
         return ratios
 
     def num_priors(self) -> int:

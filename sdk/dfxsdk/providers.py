@@ -1,7 +1,14 @@
 """The objects plugins provide: importers, quantizers, backends, custom operators.
 
 A plugin returns instances of these classes from the hooks in
-:mod:`dfxsdk.hookspecs`. Subclass them; override what the docstrings say.
+:mod:`dfxsdk.hookspecs`. Subclass them and override what the docstrings say;
+the class attributes (``name``, ``description``, ...) are read once, when the
+plugin is registered, and checked then.
+
+Stability: this module is part of the public plugin API. Within plugin API
+1.x its classes, attributes and method signatures only grow (new optional
+attributes and methods with defaults); nothing a 1.0 plugin relies on is
+removed or changes meaning. See spec/plugins.md, "Versioning and stability".
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ import numpy as np
 
 from .graph import Model
 
+#: Entry of :attr:`Backend.supported_ops` meaning "any custom operator whose
+#: reference kernel an installed plugin provides" (see :class:`CustomOperator`).
+CUSTOM_BY_REFERENCE = "Custom"
+
 
 class Importer(ABC):
     """Turns files of another framework into a :class:`~dfxsdk.graph.Model`."""
@@ -31,23 +42,48 @@ class Importer(ABC):
     def claims(self, paths: Sequence[Path]) -> bool:
         """Whether this importer recognises ``paths`` (the convert arguments).
 
-        The default accepts when every path ends in one of ``extensions``.
-        Override to sniff content as well; never raise here, return False.
+        ``dfxsdk convert`` asks every importer; exactly one must answer True
+        (the user can still force one with ``--importer``). The default
+        accepts when every path ends in one of :attr:`extensions`. Override it
+        to look at the content as well (see :meth:`head`) when the extension
+        alone is ambiguous, e.g. ``.json`` or ``.npz``. Be cheap (read a few
+        KB at most) and never raise: return False for anything you do not
+        recognise, including files that cannot be read.
         """
         return bool(paths) and all(p.name.lower().endswith(self.extensions) for p in paths)
 
+    @staticmethod
+    def head(path: Path, size: int = 4096) -> bytes:
+        """The first ``size`` bytes of ``path``; b"" if it cannot be read (for sniffing)."""
+        try:
+            with open(path, "rb") as f:
+                return f.read(size)
+        except OSError:
+            return b""
+
     def add_arguments(self, parser: argparse._ArgumentGroup) -> None:
-        """Add this importer's own ``dfxsdk convert`` options (prefer long names)."""
+        """Add this importer's own ``dfxsdk convert`` options to its argument group.
+
+        Use long option names prefixed with the importer's name
+        (``--caffe-ristretto``), so that importers never clash; the parsed
+        values reach :meth:`import_model` in ``options`` under their ``dest``.
+        """
 
     @abstractmethod
     def import_model(self, paths: Sequence[Path], options: dict[str, Any]) -> Model:
-        """Read ``paths`` and return a model.
+        """Read ``paths`` and return a new model.
 
-        ``options`` holds the parsed values of the arguments this importer added,
-        plus ``input_shape`` (a tuple or None). Raise
-        :class:`~dfxsdk.errors.DfxImportError` naming the file, layer and field
-        for bad input, :class:`~dfxsdk.errors.DfxUnsupportedError` for valid
-        input that is not supported.
+        ``options`` holds the parsed values of the arguments this importer
+        added, plus ``input_shape`` (a tuple of ints, or None when the user
+        gave none). The result is validated and saved by the caller; the
+        importer need not save anything.
+
+        Raise :class:`~dfxsdk.errors.DfxImportError` for bad input, naming
+        the file, layer and field (``DfxImportError("msg", file=..., layer=...,
+        field=...)``), and :class:`~dfxsdk.errors.DfxUnsupportedError` for
+        valid input that is not supported. Any other exception is a bug in the
+        plugin: dfxsdk reports it as a :class:`~dfxsdk.errors.DfxPluginError`
+        naming the plugin (exit code 4).
         """
 
 
@@ -57,6 +93,8 @@ class CalibrationData:
 
     Batches are preprocessed (ready for the graph input). ``labels``, when the
     user gave them, holds one integer class per sample in batch order.
+    ``batches`` may be a one-shot iterator: materialise it (``list(...)``) if
+    you need several passes.
     """
 
     batches: Iterable[dict[str, np.ndarray]]
@@ -67,31 +105,68 @@ class CalibrationData:
 class Quantizer(ABC):
     """Chooses integer formats for a float model (or refines a quantized one)."""
 
+    #: Short unique name, used by ``dfxsdk quantize --quantizer NAME``.
     name: str = ""
+    #: One line for ``dfxsdk plugins``.
     description: str = ""
 
     def add_arguments(self, parser: argparse._ArgumentGroup) -> None:
-        """Add this quantizer's own ``dfxsdk quantize`` options."""
+        """Add this quantizer's own ``dfxsdk quantize`` options (prefixed long names)."""
 
     @abstractmethod
     def quantize(self, model: Model, data: CalibrationData, options: dict[str, Any]) -> Model:
-        """Return a quantized copy of ``model``; never modify the argument."""
+        """Return a quantized copy of ``model``; never modify the argument.
+
+        ``options`` holds the parsed values of this quantizer's arguments.
+        Errors follow the same rules as :meth:`Importer.import_model`.
+        """
 
 
 class Backend(ABC):
     """Runs models."""
 
+    #: Short unique name, used by ``--backend NAME`` and ``Model.run(backend=NAME)``.
     name: str = ""
+    #: One line for ``dfxsdk plugins``.
     description: str = ""
     #: Execution modes this backend offers; the first is the default.
     #: "integer": the integer graph as spec/arithmetic.md defines it;
     #: "float": every tensor in float32, weights dequantized;
     #: "simulate": Ristretto's quantize-dequantize simulation in float64.
     modes: tuple[str, ...] = ("integer",)
+    #: Operators this backend runs: operator type names (``ops.OPS`` keys,
+    #: e.g. "Conv2D"), plus custom operator names ("pkg.Op") it has its own
+    #: kernels for. The entry ``"Custom"`` (:data:`CUSTOM_BY_REFERENCE`)
+    #: means it runs any custom operator through the providing plugin's
+    #: :meth:`CustomOperator.reference`.
+    supported_ops: frozenset[str] = frozenset()
 
     def unsupported(self, model: Model) -> list[str]:
-        """Names of the layers this backend cannot run ('layer (Type)'); empty if all."""
-        return []
+        """The layers this backend cannot run, as ``'layer (Type)'``; empty if all.
+
+        The default checks every layer against :attr:`supported_ops`; a
+        ``Custom`` layer is supported when its name is listed, or when
+        ``"Custom"`` is listed and an installed plugin provides the operator.
+        Override for finer rules (data types, options).
+        """
+        bad: list[str] = []
+        customs: dict[str, CustomOperator] | None = None
+        for layer in model.layers:
+            if layer.type == CUSTOM_BY_REFERENCE:
+                op_name = getattr(layer.op, "name", "")
+                if op_name in self.supported_ops:
+                    continue
+                if CUSTOM_BY_REFERENCE in self.supported_ops:
+                    if customs is None:
+                        from .plugins import get_manager
+
+                        customs = get_manager().custom_operators()
+                    if op_name in customs:
+                        continue
+                bad.append(f"{layer.name} (Custom {op_name})")
+            elif layer.type not in self.supported_ops:
+                bad.append(f"{layer.name} ({layer.type})")
+        return bad
 
     @abstractmethod
     def run(
@@ -108,34 +183,59 @@ class Backend(ABC):
         tensor of the graph). Quantized tensors are returned as their integer
         codes (int32/int64 arrays); use :func:`dfxsdk.fixedpoint.dequantize`
         for real values. Raise :class:`~dfxsdk.errors.DfxUnsupportedError`
-        for an operator or mode it lacks.
+        for an operator or mode it lacks, :class:`~dfxsdk.errors.DfxInputError`
+        for inputs of the wrong names or shapes.
         """
 
 
 class CustomOperator(ABC):
-    """The reference semantics of a ``Custom`` operator a plugin defines."""
+    """The semantics of a ``Custom`` operator a plugin defines, with its reference kernel.
 
-    #: The name stored in the schema's Custom.name ("package.Operator").
+    A model stores a custom layer as ``ops.Custom(name=..., version=...,
+    options=b"...")``; the options are opaque bytes only this class
+    interprets. The operator runs in float form: a backend that lists
+    ``"Custom"`` in :attr:`Backend.supported_ops` (the numpy backend does)
+    dequantizes the layer's inputs to float32, calls :meth:`reference`, and
+    quantizes the outputs to the formats of the layer's output tensors.
+    """
+
+    #: The name stored in the schema's Custom.name: "package.Operator", globally unique.
     name: str = ""
+    #: One line for ``dfxsdk plugins``.
+    description: str = ""
     #: Versions of the semantics this implementation understands.
     versions: tuple[int, ...] = (1,)
 
     @abstractmethod
     def infer_shapes(self, input_shapes: list[tuple[int, ...]], options: bytes) -> list[tuple[int, ...]]:
-        """Output shapes for the given input shapes and opaque options."""
+        """Output shapes for the given input shapes and opaque options.
+
+        Importers call it to declare the layer's output tensors (the file
+        stores those shapes; the format itself cannot infer them).
+        """
 
     @abstractmethod
     def reference(self, inputs: list[np.ndarray], options: bytes) -> list[np.ndarray]:
-        """Compute the outputs in float32 from float32 inputs."""
+        """Compute the outputs in float32 from float32 inputs (one array per output).
+
+        The leading axis is the batch, which may differ from the shapes in
+        the file. Raise :class:`~dfxsdk.errors.DfxInputError` for inputs it
+        cannot accept, :class:`~dfxsdk.errors.DfxFormatError` for bad options.
+        """
 
 
 @dataclass
 class PluginInfo:
     """What a plugin says about itself (``dfxsdk_plugin_info``)."""
 
+    #: The plugin's name, as ``dfxsdk plugins`` shows it.
     name: str
+    #: The plugin's own version (usually its package version).
     version: str
-    #: The plugin API version (major, minor) the plugin was written for.
+    #: The plugin API version (major, minor) the plugin was written for;
+    #: normally :data:`dfxsdk.hookspecs.PLUGIN_API_VERSION` at the time of writing.
     api_version: tuple[int, int]
+    #: One line for ``dfxsdk plugins``.
     description: str = ""
+    #: Free-form facts shown by ``dfxsdk plugins --json`` (homepage, license...).
     extra: dict[str, str] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from .errors import DfxFormatError
 from .formats import DataType, QFormat, Rounding
 from .graph import Layer, Model, Preprocessing, Tensor
 from .ops import OPS_BY_CODE, Op
+from .validate import MAX_RANK
 
 CHANNEL_ORDERS = ["UNSPECIFIED", "RGB", "BGR", "GRAY"]
 
@@ -76,7 +77,10 @@ def _tensor_t(t: Tensor, ref: tuple[int, int, int] | None) -> "fb.TensorT":
         q.bw = t.qformat.bw
         q.fl = 0 if t.qformat.per_channel else t.qformat.fl
         q.rounding = int(t.qformat.rounding)
-        q.channelFl = list(t.qformat.channel_fl) if t.qformat.per_channel else None
+        # A NumPy int8 array: flatc's Python object API writes a list of [byte]
+        # with PrependByte (unsigned), which rejects negative fl values.
+        q.channelFl = (np.array(t.qformat.channel_fl, dtype=np.int8)
+                       if t.qformat.per_channel else None)
         q.channelAxis = t.qformat.channel_axis
         out.quantization = q
     if ref is not None:
@@ -112,8 +116,15 @@ def _op_t(op: Op):
 
 # -- FlatBuffer -> Model ------------------------------------------------------
 
-def _text(value) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else (value or "")
+def _text(value, path: str | None = None, where: str = "string") -> str:
+    """Decode a FlatBuffer string; invalid UTF-8 is a format error."""
+    if not isinstance(value, bytes):
+        return value or ""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DfxFormatError(f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+                             file=path, field=where) from None
 
 
 def _ints(value) -> list[int]:
@@ -132,11 +143,21 @@ def parse_graph(buf: bytes, path: str | None,
     that has a DataRef (the reader maps it from the data section).
     """
     root = fb.ModelT.InitFromPackedBuf(buf, 0)
-    model = Model(name=_text(root.name), producer_name=_text(root.producerName),
-                  producer_version=_text(root.producerVersion), source=path)
+    model = Model(name=_text(root.name, path, "name"),
+                  producer_name=_text(root.producerName, path, "producer_name"),
+                  producer_version=_text(root.producerVersion, path, "producer_version"),
+                  source=path)
     names: list[str] = []
     for i, t in enumerate(root.tensors or []):
-        name = _text(t.name)
+        name = _text(t.name, path, f"tensors[{i}].name")
+        if t.shape is not None and len(t.shape) > MAX_RANK:
+            # Before anything multiplies the dimensions (cost grows with the rank).
+            raise DfxFormatError(f"shape has {len(t.shape)} dimensions, at most {MAX_RANK} "
+                                 "are allowed", file=path, tensor=name, field="shape")
+        if t.shape is not None and any(int(d) < 0 for d in t.shape):
+            # Before the data is bound: NumPy reads a negative dimension as "infer".
+            raise DfxFormatError(f"shape {_ints(t.shape)} has a negative dimension",
+                                 file=path, tensor=name, field="shape")
         try:
             dtype = DataType(t.type)
         except ValueError:
@@ -169,35 +190,50 @@ def parse_graph(buf: bytes, path: str | None,
         return names[i]
 
     for k, lt in enumerate(root.layers or []):
-        lname = _text(lt.name)
+        lname = _text(lt.name, path, f"layers[{k}].name")
         op_cls = OPS_BY_CODE.get(lt.opType)
         if op_cls is None:  # the verifier already refuses these
             raise DfxFormatError(f"unknown operator type {lt.opType}", file=path, layer=lname)
-        op = _op_from_t(op_cls, lt.op)
+        op = _op_from_t(op_cls, lt.op, path, lname)
         inputs = [name_of(int(i), f"layers[{k}].inputs", optional=True) for i in _ints(lt.inputs)]
         outputs = [name_of(int(i), f"layers[{k}].outputs") for i in _ints(lt.outputs)]
         model.layers.append(Layer(lname, op, inputs, outputs,
-                                  _text(lt.origin) or None, int(lt.version)))
+                                  _text(lt.origin, path, f"layers[{k}].origin") or None,
+                                  int(lt.version)))
     model.inputs = [name_of(int(i), "inputs") for i in _ints(root.inputs)]
     model.outputs = [name_of(int(i), "outputs") for i in _ints(root.outputs)]
     for p in root.preprocessing or []:
         target = name_of(int(p.input), "preprocessing.input")
+        if target in model.preprocessing:
+            raise DfxFormatError("two preprocessing entries for the same input", file=path,
+                                 tensor=target, field="preprocessing.input")
         if not 0 <= p.channelOrder < len(CHANNEL_ORDERS):
             raise DfxFormatError(f"unknown channel order {p.channelOrder}", file=path,
                                  field="preprocessing.channel_order")
         model.preprocessing[target] = Preprocessing(_floats(p.mean), _floats(p.scale),
                                                     CHANNEL_ORDERS[p.channelOrder])
-    for kv in root.metadata or []:
-        model.metadata[_text(kv.key)] = _text(kv.value)
+    prev_key: bytes | None = None
+    for k, kv in enumerate(root.metadata or []):
+        key = _text(kv.key, path, f"metadata[{k}].key")
+        raw_key = key.encode("utf-8")
+        if prev_key is not None and raw_key <= prev_key:
+            raise DfxFormatError(f"metadata key '{key}' is not after '{prev_key.decode()}': keys "
+                                 "must be unique and sorted", file=path, field=f"metadata[{k}].key")
+        prev_key = raw_key
+        model.metadata[key] = _text(kv.value, path, f"metadata[{k}].value")
     return model
 
 
-def _op_from_t(op_cls: type[Op], obj) -> Op:
+def _op_from_t(op_cls: type[Op], obj, path: str | None = None, layer: str | None = None) -> Op:
     kwargs = {}
     for f in dataclasses.fields(op_cls):
         value = getattr(obj, _fb_attr(f.name))
         if isinstance(value, bytes) and f.type in ("str", str):
-            value = _text(value)
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DfxFormatError("string is not valid UTF-8", file=path, layer=layer,
+                                     field=f.name) from None
         elif f.name == "options":
             value = bytes(_ints(value))
         elif isinstance(value, (list, np.ndarray)) or (value is None and "list" in str(f.type)):

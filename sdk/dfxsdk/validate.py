@@ -8,6 +8,7 @@ the tensor or layer and the field.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from fractions import Fraction
 
 import numpy as np
@@ -28,6 +29,8 @@ COEFF_BITS = 15
 
 def dyadic(value: float) -> tuple[int, int] | None:
     """(m, e) with value == m * 2**-e, |m| < 2**15, 0 <= e <= 15 and e minimal; else None."""
+    if not math.isfinite(value):
+        return None
     frac = Fraction(value)
     den = frac.denominator
     if den & (den - 1):
@@ -49,25 +52,28 @@ def integer_form(model: Model, op: Op, inputs: list[str | None], outputs: list[s
 def validate_model(model: Model) -> None:
     """Raise DfxFormatError unless ``model`` satisfies every validity rule."""
     src = model.source
-    for name, tensor in model.tensors.items():
+    for index, (name, tensor) in enumerate(model.tensors.items()):
         if name != tensor.name:
             raise DfxFormatError(f"stored under the name '{name}'", file=src, tensor=tensor.name)
+        if not name:
+            raise DfxFormatError(f"tensor #{index} has an empty name", file=src, field="name")
         _check_tensor(tensor, src)
     produced: dict[str, str] = {}
-    available = set(model.inputs) | {t.name for t in model.constants()}
+    graph_inputs = set(model.inputs)
+    available = set(graph_inputs) | {t.name for t in model.constants()}
     for name in model.inputs:
         t = model.tensors.get(name)
         if t is None:
             raise DfxFormatError(f"graph input '{name}' is not a tensor", file=src, field="inputs")
         if t.is_constant:
             raise DfxFormatError("graph input is a constant", file=src, tensor=name, field="inputs")
-    if len(set(model.inputs)) != len(model.inputs):
+    if len(graph_inputs) != len(model.inputs):
         raise DfxFormatError("a graph input is listed twice", file=src, field="inputs")
     seen_layers: set[str] = set()
-    for layer in model.layers:
+    for index, layer in enumerate(model.layers):
         where = dict(file=src, layer=layer.name)
         if not layer.name:
-            raise DfxFormatError("layer with an empty name", file=src)
+            raise DfxFormatError(f"layer #{index} has an empty name", file=src, field="name")
         if layer.name in seen_layers:
             raise DfxFormatError("duplicate layer name", **where)
         seen_layers.add(layer.name)
@@ -96,7 +102,7 @@ def validate_model(model: Model) -> None:
             t = model.tensors.get(name)
             if t is None:
                 raise DfxFormatError(f"output '{name}' is not a tensor", **where, field="outputs")
-            if t.is_constant or name in model.inputs:
+            if t.is_constant or name in graph_inputs:
                 raise DfxFormatError(f"output '{name}' is a constant or graph input",
                                      **where, field="outputs")
             if name in produced:
@@ -113,7 +119,7 @@ def validate_model(model: Model) -> None:
             raise DfxFormatError("activation is neither a graph input nor written by a layer",
                                  file=src, tensor=t.name)
     for name, pre in model.preprocessing.items():
-        if name not in model.inputs:
+        if name not in graph_inputs:
             raise DfxFormatError(f"preprocessing for '{name}', which is not a graph input",
                                  file=src, field="preprocessing")
         shape = model.tensors[name].shape
@@ -192,6 +198,11 @@ def check_values(t: Tensor, src: str | None) -> None:
 def _check_layer(model: Model, layer, where: dict) -> None:
     op = layer.op
     tensors = model.tensors
+    for f in fields(op):
+        value = getattr(op, f.name)
+        if isinstance(value, float) and math.isnan(value) or (
+                isinstance(value, list) and any(isinstance(v, float) and math.isnan(v) for v in value)):
+            raise DfxFormatError(f"option {f.name} is NaN", **where, field=f.name)
     try:
         op.check()
         in_shapes = [None if n is None else tensors[n].shape for n in layer.inputs]

@@ -103,7 +103,8 @@ class Runner:
     def __call__(self, x: np.ndarray, outputs: list[str]) -> dict[str, np.ndarray]:
         name = self.model.inputs[0]
         feed = _data.preprocess(self.model, name, x)
-        res = self.backend.run(self.model, {name: feed}, outputs=outputs, **self.options)
+        res = get_manager().call_backend(self.backend, self.model, {name: feed}, outputs=outputs,
+                                         **self.options)
         real = {}
         for n, a in res.items():
             q = self.model.tensors[n].qformat

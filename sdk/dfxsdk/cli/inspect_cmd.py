@@ -63,7 +63,7 @@ def describe(model: Model, file_size: int) -> dict:
             "params": sum(t.size for t in consts),
             "bytes": nbytes,
             "share": nbytes / file_size if file_size else 0.0,
-            "options": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in layer.op.options().items()},
+            "options": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in layer.op.fields_dict().items()},
         })
     weight_bytes = sum(t.nbytes for t in model.constants())
     return {

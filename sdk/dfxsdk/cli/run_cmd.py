@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = [s for s in args.outputs.split(",") if s] if args.outputs else None
     backend = get_manager().backend(args.backend)
     options = {"mode": args.mode} if args.mode else {}
-    results = backend.run(model, inputs, outputs=outputs, **options)
+    results = get_manager().call_backend(backend, model, inputs, outputs=outputs, **options)
     if args.real:
         results = {n: dequantize(a, model.tensors[n].qformat) if model.tensors[n].qformat and
                    a.dtype.kind == "i" else a for n, a in results.items()}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what the aarch64 tests need: Debian's cross compiler, the arm64 C
+# library and qemu-user (tests/test_aarch64.py, benchmarks/bench_qemu_insns.py).
+# Idempotent: does nothing when everything is already there. Needs root (or
+# sudo) only when something is missing. DFX_CROSS_ARMHF=1 also installs the
+# 32-bit armhf cross compiler.
+set -euo pipefail
+
+need=()
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/lib/libc.so.6 ] || need+=(libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
+if [ "${DFX_CROSS_ARMHF:-0}" = 1 ]; then
+    command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnueabihf)
+    [ -e /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || need+=(libc6-dev-armhf-cross)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "install-cross.sh: need root to install ${need[*]}" >&2; exit 1; }
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-cross.sh: installing ${need[*]}" >&2
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,223 @@
+"""Instructions executed by the aarch64 build under qemu: portable C vs NEON vs SDOT.
+
+    python benchmarks/bench_qemu_insns.py [--check] [--json out.json]
+
+Cross-builds kernels/ for aarch64 (kernels/cmake/aarch64-linux-gnu.cmake, into
+build/bench-aarch64) and counts the guest instructions ``dfx-run`` executes
+under ``qemu-aarch64``, with the three kernel sets of the SAME build chosen by
+DFX_KERNELS=portable|neon|dotprod on one CPU model (cortex-a76, which has the
+dot product, so that libc and every other code path are identical), for:
+
+- LeNet: the Ristretto LeNet of ../shared/testdata (Caffe importer), one digit;
+- the three largest convolution layers of MobileNet-SSD at 300x300 (by
+  multiply-accumulates), each as a one-layer model with random 8-bit weights,
+  int8 input codes, int32 bias and int8 output, the layer's exact shape,
+  stride, padding and group.
+
+Counting: a small TCG plugin (benchmarks/qemu_insn_count.c, built here with
+the host compiler) adds every executed translation block's instruction count
+to a counter; ``--method exec`` instead counts the lines of
+``-singlestep -d exec,nochain`` (one per executed instruction; ~100x slower;
+the two agree to a few instructions per process). Each model is run with
+``dfx-run --repeat 1`` and ``--repeat 3``; half the difference is the cost of
+ONE inference (loading, verification, planning and I/O cancel out). The
+whole-process count of the single run is shown too. The outputs of the three
+sets are compared byte for byte.
+
+Goals (issue 7): neon <= 1/4 of portable, dotprod < neon. ``--check`` exits
+with status 1 when a goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELS = ROOT / "kernels"
+TESTDATA = ROOT.parent / "shared" / "testdata"
+SYSROOT = "/usr/aarch64-linux-gnu"
+SETS = ("portable", "neon", "dotprod")
+
+
+def build(build_dir: Path) -> Path:
+    for tool in ("cmake", "aarch64-linux-gnu-gcc", "qemu-aarch64", "cc"):
+        if shutil.which(tool) is None:
+            sys.exit(f"bench_qemu_insns: {tool} is missing: run .ci/install-cross.sh")
+    subprocess.run(["cmake", "-S", str(KERNELS), "-B", str(build_dir),
+                    f"-DCMAKE_TOOLCHAIN_FILE={KERNELS / 'cmake' / 'aarch64-linux-gnu.cmake'}",
+                    "-DCMAKE_BUILD_TYPE=Release", "-DDFX_BUILD_SHARED=OFF", "-DDFX_BUILD_TESTS=OFF"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2), "--target", "dfx-run"],
+                   check=True, capture_output=True)
+    plugin = build_dir / "libinsncount.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(plugin),
+                    str(ROOT / "benchmarks" / "qemu_insn_count.c")], check=True)
+    return build_dir
+
+
+def count(build_dir: Path, cpu: str, kernels: str, model: Path, inp: Path, out: Path, repeat: int,
+          method: str, flags: list[str]) -> int:
+    env = dict(os.environ, DFX_KERNELS=kernels)
+    prog = [str(build_dir / "dfx-run"), "--verbose", *flags, "--repeat", str(repeat), str(model), str(inp), str(out)]
+    if method == "plugin":
+        with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+            proc = subprocess.run(["qemu-aarch64", "-cpu", cpu, "-L", SYSROOT, "-plugin",
+                                   str(build_dir / "libinsncount.so"), "-d", "plugin", "-D", log.name, *prog],
+                                  env=env, capture_output=True, text=True)
+            text = Path(log.name).read_text()
+        if proc.returncode:
+            sys.exit(f"dfx-run failed: {proc.stderr}")
+        n = int(text.split("insns")[-1].split()[0])
+        if f"kernels: {kernels}\n" not in proc.stderr:
+            sys.exit(f"dfx-run did not use the {kernels} kernels: {proc.stderr}")
+    else:
+        proc = subprocess.Popen(["qemu-aarch64", "-cpu", cpu, "-L", SYSROOT, "-singlestep", "-d", "exec,nochain",
+                                 "-D", "/dev/stderr", *prog], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        n, tail = 0, b""
+        assert proc.stderr is not None
+        while True:
+            chunk = proc.stderr.read(1 << 20)
+            if not chunk:
+                break
+            data = tail + chunk
+            n += data.count(b"\nTrace ") + (1 if not tail and data.startswith(b"Trace ") else 0)
+            tail = data[-6:]
+        if proc.wait():
+            sys.exit("dfx-run failed under -d exec")
+        proc.stderr.close()
+    return n
+
+
+def lenet(work: Path):
+    import gzip
+
+    from dfx_caffe.plugin import import_caffe
+    from dfxsdk.io import save
+
+    d = TESTDATA / "lenet-ristretto"
+    model = import_caffe([d / "lenet.prototxt", d / "lenet_iter_10000.caffemodel"],
+                         ristretto_path=d / "lenet_quantized.prototxt")
+    with gzip.open(TESTDATA / "mnist-data" / "mnist_5k.csv.gz", "rt") as f:
+        row = np.loadtxt(f, delimiter=",", dtype=np.float32, max_rows=1)
+    x = model.preprocessing["data"].apply(row[:-1].reshape(1, 1, 28, 28)).astype(np.float32)
+    path = work / "lenet.dfx"
+    save(model, path)
+    (work / "lenet.in").write_bytes(x.tobytes())
+    macs = 0
+    for layer in model.layers:
+        if layer.type in ("Conv2D", "FullyConnected"):
+            w = model.tensors[layer.inputs[1]].shape
+            out = model.tensors[layer.outputs[0]].shape
+            macs += int(np.prod(w)) * (int(np.prod(out[2:])) if layer.type == "Conv2D" else 1)
+    return "LeNet (Ristretto, 1 digit)", path, work / "lenet.in", [], macs
+
+
+def ssd_layers(work: Path, n: int):
+    from dfx_caffe.build import RandomWeights
+    from dfx_caffe.plugin import import_caffe
+    from dfxsdk import DataType, Layer, Model, QFormat, Rounding, Tensor, save
+
+    full = import_caffe([TESTDATA / "prototxt-only" / "MobileNetSSD_deploy.prototxt"], weights=RandomWeights(0))
+    convs = []
+    for layer in full.layers:
+        if layer.type != "Conv2D":
+            continue
+        w = full.tensors[layer.inputs[1]].shape
+        out = full.tensors[layer.outputs[0]].shape
+        convs.append((int(np.prod(w)) * out[2] * out[3], layer))
+    convs.sort(key=lambda t: -t[0])
+    rng = np.random.default_rng(7)
+    result = []
+    for macs, layer in convs[:n]:
+        xs = (1,) + tuple(full.tensors[layer.inputs[0]].shape[1:])
+        ws = full.tensors[layer.inputs[1]].shape
+        fx, fw, fy = QFormat(8, 4, Rounding.HALF_AWAY_FROM_ZERO), QFormat(8, 7, Rounding.HALF_AWAY_FROM_ZERO), \
+            QFormat(8, 3, Rounding.HALF_AWAY_FROM_ZERO)
+        fb = QFormat(32, 11, Rounding.HALF_AWAY_FROM_ZERO)
+        m = Model(name=f"ssd_{layer.name}", producer_name="bench_qemu_insns", producer_version="1")
+        m.add_tensor(Tensor("x", xs, DataType.INT8, fx))
+        wt = Tensor("w", tuple(ws), DataType.INT8, fw)
+        wt.data = rng.integers(-128, 128, ws).astype(np.int8)
+        m.add_tensor(wt)
+        bt = Tensor("b", (ws[0],), DataType.INT32, fb)
+        bt.data = rng.integers(-4096, 4096, (ws[0],)).astype(np.int32)
+        m.add_tensor(bt)
+        ys = layer.op.infer_shapes([xs, tuple(ws), (ws[0],)])[0]
+        m.add_tensor(Tensor("y", tuple(ys), DataType.INT8, fy))
+        m.add_layer(Layer(layer.name, layer.op, ["x", "w", "b"], ["y"]))
+        m.inputs.append("x")
+        m.outputs.append("y")
+        path = work / f"{layer.name}.dfx"
+        save(m, path)
+        inp = work / f"{layer.name}.in"
+        inp.write_bytes(rng.integers(-128, 128, xs).astype(np.int32).tobytes())
+        op = layer.op
+        what = (f"SSD {layer.name}: {xs[1]}x{xs[2]}x{xs[3]} -> {ys[1]}x{ys[2]}x{ys[3]}, "
+                f"{op.kernel_h}x{op.kernel_w}/{op.stride_h}" + (f" g{op.group}" if op.group > 1 else ""))
+        result.append((what, path, inp, ["--in-codes"], macs))
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", type=Path, default=ROOT / "build" / "bench-aarch64")
+    ap.add_argument("--cpu", default="cortex-a76", help="qemu CPU model (must have dotprod)")
+    ap.add_argument("--method", choices=("plugin", "exec"), default="plugin")
+    ap.add_argument("--layers", type=int, default=3, help="how many of the largest MobileNet-SSD convolutions")
+    ap.add_argument("--no-lenet", action="store_true")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    args = ap.parse_args(argv)
+
+    build_dir = build(args.build)
+    work = Path(tempfile.mkdtemp(prefix="dfx-bench-"))
+    cases = ([] if args.no_lenet else [lenet(work)]) + ssd_layers(work, args.layers)
+    rows, ok = [], True
+    print(f"guest instructions per inference, qemu-aarch64 -cpu {args.cpu}, method {args.method}; "
+          f"same build, DFX_KERNELS=portable|neon|dotprod\n")
+    head = f"{'model':58s} {'MMAC':>7s} {'portable':>14s} {'neon':>14s} {'dotprod':>14s} {'neon/port':>9s} {'dot/port':>9s} {'dot/neon':>9s}"
+    print(head)
+    print("-" * len(head))
+    for what, path, inp, flags, macs in cases:
+        per, total, outs = {}, {}, {}
+        for ks in SETS:
+            out1, out3 = work / f"{path.stem}.{ks}.1.out", work / f"{path.stem}.{ks}.3.out"
+            c1 = count(build_dir, args.cpu, ks, path, inp, out1, 1, args.method, flags)
+            c3 = count(build_dir, args.cpu, ks, path, inp, out3, 3, args.method, flags)
+            per[ks], total[ks] = (c3 - c1) // 2, c1
+            outs[ks] = out1.read_bytes()
+            if out3.read_bytes() != outs[ks]:
+                sys.exit(f"{what}: repeated runs differ ({ks})")
+        if not (outs["portable"] == outs["neon"] == outs["dotprod"]):
+            sys.exit(f"{what}: the kernel sets give different outputs")
+        r1, r2, r3 = per["neon"] / per["portable"], per["dotprod"] / per["portable"], per["dotprod"] / per["neon"]
+        met = r1 <= 0.25 and per["dotprod"] < per["neon"]
+        ok &= met
+        print(f"{what:58s} {macs / 1e6:7.2f} {per['portable']:14,d} {per['neon']:14,d} {per['dotprod']:14,d} "
+              f"{r1:9.3f} {r2:9.3f} {r3:9.3f}{'' if met else '  <- goal missed'}")
+        rows.append({"model": what, "macs": macs, "per_inference": per, "whole_process": total,
+                     "neon_over_portable": r1, "dotprod_over_portable": r2, "dotprod_over_neon": r3,
+                     "goal_met": met})
+    print("\nwhole process (one inference, including load/verify/plan/I-O):")
+    for r in rows:
+        t = r["whole_process"]
+        print(f"  {r['model']:58s} " + "  ".join(f"{k} {t[k]:,d}" for k in SETS))
+    print(f"\ngoals (neon <= 1/4 portable, dotprod < neon): {'met' if ok else 'NOT met'} on every model")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": args.cpu, "method": args.method, "rows": rows}, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

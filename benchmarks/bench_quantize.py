@@ -1,0 +1,102 @@
+"""Calibration and quantization time of the dfp quantizer; per-channel vs per-layer SQNR.
+
+Usage: python benchmarks/bench_quantize.py [--size 300] [--calib 8] [--skip-lenet] [--skip-ssd]
+
+LeNet: the real float LeNet (../shared/testdata) calibrated on 500 MNIST digits at 8 bits
+(no search), then Ristretto's search and the per-layer search with a 1 % margin scored on
+1000 digits (digits spread over the file, which is sorted by label); reports the times and
+the top-1 accuracy on all 5000 digits.
+MobileNet-SSD: the real prototxt with generated weights (BatchNorm/Scale folded) at
+--size x --size (300 is the network's own), calibrated on --calib random inputs in the
+network's preprocessed range; 8-bit per-layer fl against per-channel weight fl, with the
+SQNR of every depthwise layer's weights and outputs (integer mode) against float.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from quantize_support import (LENET, MNIST, MOBILENET_SSD, batches, depthwise_sqnr, lenet_float,  # noqa: E402
+                              mnist, mobilenet_ssd, spread, top1)
+
+from dfxsdk.providers import CalibrationData  # noqa: E402
+
+from dfx_quantizer.plugin import quantize_model  # noqa: E402
+
+
+def bench_lenet() -> None:
+    if not (LENET.is_dir() and MNIST.is_file()):
+        print("LeNet: skipped (no ../shared/testdata)")
+        return
+    model = lenet_float()
+    x, y = mnist()
+    acc_float = top1(model, x, y, "float")
+    print(f"LeNet (real weights), float top-1 on {len(y)} digits: {acc_float:.2f} %")
+    print(f"{'run':<40}{'calibration s':>14}{'quantization s':>16}{'evals':>7}{'top-1 %':>9}{'loss pp':>9}")
+    runs = [("8-bit, mse rule, 500 digits", {"bw": 8}, 500, False),
+            ("8-bit, ristretto rule, 500 digits", {"bw": 8, "fl_rule": "ristretto"}, 500, False),
+            ("ristretto search, margin 1, 1000 digits", {"search": "ristretto", "margin": 1.0}, 1000, True),
+            ("per-layer search, margin 1, 1000 digits", {"search": "per-layer", "margin": 1.0}, 1000, True)]
+    for label, opts, n, labelled in runs:
+        xs, ys = spread(n)          # the file is sorted by label: take digits of every class
+        data = CalibrationData(batches(model, xs), ys if labelled else None, n)
+        res = quantize_model(model, data, {**opts, "stats_samples": 500})
+        acc = top1(res.model, x, y, "integer")
+        t = res.timings
+        print(f"{label:<40}{t['calibration']:>14.2f}{t['quantization']:>16.2f}{res.evaluations:>7}"
+              f"{acc:>9.2f}{acc_float - acc:>9.2f}")
+        if labelled:
+            widths = {k: (p.bw_params, p.bw_out) for k, p in res.plan.items()}
+            print(f"    widths (params, activations): {widths}; search score {res.score:.2f} % "
+                  f"(baseline {res.baseline:.2f} %)")
+
+
+def bench_ssd(size: int, n_calib: int) -> None:
+    if not MOBILENET_SSD.is_file():
+        print("MobileNet-SSD: skipped (no prototxt)")
+        return
+    model = mobilenet_ssd(size)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (n_calib, 3, size, size)).astype(np.float32)
+    xe = rng.uniform(-1, 1, (2, 3, size, size)).astype(np.float32)
+    print(f"\nMobileNet-SSD {size}x{size} (generated weights), {n_calib} calibration inputs")
+    print(f"{'run':<28}{'calibration s':>14}{'quantization s':>16}{'weight SQNR dB':>16}{'output SQNR dB':>16}")
+    results = {}
+    for label, opts in (("8-bit, per-layer fl", {"bw": 8}), ("8-bit, per-channel fl", {"bw": 8, "per_channel": True})):
+        data = CalibrationData([{"data": x[i:i + 2]} for i in range(0, n_calib, 2)], None, n_calib)
+        res = quantize_model(model, data, opts)
+        w, o = depthwise_sqnr(model, res.model, xe)
+        results[label] = (w, o)
+        print(f"{label:<28}{res.timings['calibration']:>14.2f}{res.timings['quantization']:>16.2f}"
+              f"{np.mean(w):>16.2f}{np.mean(o):>16.2f}")
+    (wl, ol), (wc, oc) = results.values()
+    dw = [l.name for l in model.layers if l.type == "Conv2D" and l.op.group > 1]
+    print(f"\n{'depthwise layer':<16}{'weights: layer':>15}{'channel':>9}{'outputs: layer':>16}{'channel':>9}")
+    for i, name in enumerate(dw):
+        print(f"{name:<16}{wl[i]:>15.2f}{wc[i]:>9.2f}{ol[i]:>16.2f}{oc[i]:>9.2f}")
+    print(f"per-channel gain: weights {np.mean(wc) - np.mean(wl):+.2f} dB, outputs {np.mean(oc) - np.mean(ol):+.2f} dB "
+          f"(mean over {len(dw)} depthwise layers)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=300, help="MobileNet-SSD input size (default 300)")
+    ap.add_argument("--calib", type=int, default=8, help="MobileNet-SSD calibration inputs (default 8)")
+    ap.add_argument("--skip-lenet", action="store_true")
+    ap.add_argument("--skip-ssd", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_lenet:
+        bench_lenet()
+    if not args.skip_ssd:
+        bench_ssd(args.size, args.calib)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+# CMake toolchain file: cross-compile libdfx for 32-bit ARM Linux (armhf:
+# Raspberry Pi 2/3/4 running a 32-bit Raspberry Pi OS) with Debian's cross
+# compiler (apt-get install gcc-arm-linux-gnueabihf libc6-dev-armhf-cross;
+# DFX_CROSS_ARMHF=1 .ci/install-cross.sh).
+#
+#   cmake -S kernels -B build-armhf -DCMAKE_TOOLCHAIN_FILE=cmake/arm-linux-gnueabihf.cmake
+#   (a relative toolchain path is looked up in the build tree, then in kernels/)
+#
+# The 32-bit build uses the portable C kernels (the NEON kernels are written
+# for AArch64). Debian's armhf is ARMv7-A + VFPv3-D16, which excludes the
+# ARMv6 boards (Pi 1, Zero, Zero W): build those natively on Raspberry Pi OS.
+set(CMAKE_SYSTEM_NAME Linux)
+set(CMAKE_SYSTEM_PROCESSOR arm)
+
+if(NOT DFX_CROSS_PREFIX)
+  set(DFX_CROSS_PREFIX arm-linux-gnueabihf-)
+endif()
+set(CMAKE_C_COMPILER ${DFX_CROSS_PREFIX}gcc)
+set(CMAKE_CXX_COMPILER ${DFX_CROSS_PREFIX}g++)
+
+if(NOT DFX_CROSS_SYSROOT)
+  set(DFX_CROSS_SYSROOT /usr/arm-linux-gnueabihf)
+endif()
+set(CMAKE_FIND_ROOT_PATH ${DFX_CROSS_SYSROOT})
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+
+find_program(DFX_QEMU_ARM qemu-arm)
+if(DFX_QEMU_ARM)
+  set(CMAKE_CROSSCOMPILING_EMULATOR ${DFX_QEMU_ARM} -L ${DFX_CROSS_SYSROOT})
+endif()

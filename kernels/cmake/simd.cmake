@@ -1,0 +1,47 @@
+# SIMD kernels: the NEON sets of kernels/src/neon, when the target is AArch64.
+# Included at the end of kernels/CMakeLists.txt. -DDFX_NEON=OFF builds the
+# portable kernels only.
+include(CheckCSourceCompiles)
+include(CheckCCompilerFlag)
+
+option(DFX_NEON "Build the NEON kernels (and the run-time selected dotprod kernels) on AArch64" ON)
+
+check_c_source_compiles("
+#if !defined(__aarch64__) || !defined(__ARM_NEON)
+#error not AArch64 with NEON
+#endif
+int main(void) { return 0; }" DFX_TARGET_AARCH64)
+
+set(DFX_HAVE_NEON OFF)
+if(DFX_NEON AND DFX_TARGET_AARCH64)
+  check_c_compiler_flag("-march=armv8.2-a+dotprod" DFX_CC_HAS_DOTPROD)
+  if(NOT DFX_CC_HAS_DOTPROD)
+    message(WARNING "${CMAKE_C_COMPILER} cannot target armv8.2-a+dotprod: NEON kernels left out")
+  else()
+    set(DFX_HAVE_NEON ON)
+  endif()
+endif()
+
+if(DFX_HAVE_NEON)
+  set(DFX_NEON_SOURCES
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/gemm.c ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/gemm_dot.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/requant.c ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/dwconv.c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/misc.c ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/select.c)
+  # only this file may use ARMv8.2 instructions; it runs after the HWCAP check
+  set_source_files_properties(${CMAKE_CURRENT_SOURCE_DIR}/src/neon/gemm_dot.c PROPERTIES
+    COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+  target_sources(dfx PRIVATE ${DFX_NEON_SOURCES})
+  target_compile_definitions(dfx PRIVATE DFX_HAVE_NEON=1)
+  if(TARGET dfx-fuzz)
+    target_sources(dfx-fuzz PRIVATE ${DFX_NEON_SOURCES})
+    target_compile_definitions(dfx-fuzz PRIVATE DFX_HAVE_NEON=1)
+  endif()
+  if(DFX_BUILD_TESTS)
+    # the kernels are internal (hidden in the shared library): link the sources
+    add_executable(test_neon tests/test_neon.c src/k_portable.c ${DFX_NEON_SOURCES})
+    target_include_directories(test_neon PRIVATE include src)
+    target_compile_definitions(test_neon PRIVATE _POSIX_C_SOURCE=200809L _DEFAULT_SOURCE)
+    add_test(NAME neon_kernels COMMAND test_neon)
+  endif()
+endif()
+message(STATUS "dfx: NEON kernels ${DFX_HAVE_NEON}")

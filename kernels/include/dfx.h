@@ -1,0 +1,180 @@
+/*
+ * dfx.h - the C API of the dfx runtime (one header, C99).
+ *
+ * A .dfx file is a 64-byte header, a FlatBuffer graph and a data section of
+ * 64-byte aligned tensors (spec/format.md). This library opens such a file
+ * from a path (read-only mmap) or from a caller's memory buffer (for example a
+ * const array in flash), verifies it completely before any use, and runs it
+ * with integer kernels that are bit-exact to spec/arithmetic.md. Weights are
+ * used in place; activations live in one arena computed by a memory planner.
+ * Nothing is allocated on the heap while a session runs.
+ *
+ * Typical use:
+ *
+ *     dfx_model *m; dfx_session *s; dfx_status st;
+ *     st = dfx_model_open_file("net.dfx", DFX_VERIFY_CHECKSUMS, &m);
+ *     if (st) { fprintf(stderr, "%s\n", dfx_last_error()); return 1; }
+ *     st = dfx_session_create(m, 1, NULL, 0, 0, &s);      // library allocates the arena
+ *     dfx_session_set_input_f32(s, 0, pixels, n);         // quantized to the input's format
+ *     st = dfx_session_run(s);
+ *     dfx_session_get_output(s, 0, &view);                 // int32 codes or float32 values
+ *     dfx_session_destroy(s); dfx_model_close(m);
+ *
+ * Every function returns DFX_OK (0) or an error code; dfx_last_error() gives
+ * a message naming the file region, tensor, layer and field concerned. The
+ * message buffer is per thread where the compiler supports thread-local
+ * storage, else global.
+ */
+#ifndef DFX_H
+#define DFX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(DFX_BUILD_SHARED)
+#define DFX_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define DFX_API __attribute__((visibility("default")))
+#else
+#define DFX_API
+#endif
+
+#define DFX_VERSION_MAJOR 0
+#define DFX_VERSION_MINOR 1
+
+/** Error codes. */
+typedef enum dfx_status {
+    DFX_OK = 0,
+    DFX_ERR_IO = 1,          /**< the file cannot be opened, sized or mapped */
+    DFX_ERR_FORMAT = 2,      /**< the file is malformed (header, graph, data) */
+    DFX_ERR_CHECKSUM = 3,    /**< a CRC-32 does not match */
+    DFX_ERR_VERSION = 4,     /**< unsupported format or operator version */
+    DFX_ERR_INVALID = 5,     /**< a semantic rule is broken (shapes, formats, order) */
+    DFX_ERR_UNSUPPORTED = 6, /**< an operator this runtime does not implement (Custom) */
+    DFX_ERR_ARGUMENT = 7,    /**< bad argument (index, size, NULL, alignment) */
+    DFX_ERR_NOMEM = 8,       /**< allocation failed, or the caller's arena is too small */
+    DFX_ERR_STATE = 9        /**< e.g. running before every input is set */
+} dfx_status;
+
+/** Element types, equal to the schema's DataType. */
+typedef enum dfx_dtype {
+    DFX_FLOAT32 = 0, DFX_INT8 = 1, DFX_INT16 = 2, DFX_INT32 = 3, DFX_INT4 = 4, DFX_INT2 = 5
+} dfx_dtype;
+
+/** Flags of dfx_model_open_*. */
+#define DFX_VERIFY_CHECKSUMS 1u  /**< also check every tensor's CRC-32 and value range (reads all data) */
+
+/** Flags of dfx_session_create. */
+#define DFX_KEEP_ALL 1u          /**< no reuse of activation memory: every tensor stays readable after a run */
+
+typedef struct dfx_model dfx_model;
+typedef struct dfx_session dfx_session;
+
+/** Description of a tensor (pointers stay valid while the model is open). */
+typedef struct dfx_tensor_info {
+    const char *name;        /**< zero-terminated */
+    int rank;
+    int64_t shape[8];        /**< dimension 0 of an activation is the batch */
+    dfx_dtype dtype;
+    int quantized;           /**< 1 when the tensor has a dynamic fixed point format */
+    int bw, fl, rounding;    /**< valid when quantized and not per-channel */
+    int per_channel;
+    int is_constant;
+} dfx_tensor_info;
+
+/** A tensor's values in a session, `count` elements, row-major. Integer
+ *  tensors are codes (value = code * 2^-fl) stored in the narrowest type of
+ *  their bit width: int8_t for bw <= 8, int16_t for bw <= 16, int32_t
+ *  otherwise (`dtype` says which; dfx_view_code reads any of them); float
+ *  tensors are float32. */
+typedef struct dfx_view {
+    const void *data;
+    int64_t count;
+    int is_float;            /**< 1: float32 values, 0: integer codes */
+    int rank;
+    int64_t shape[8];
+    dfx_dtype dtype;         /**< storage: DFX_FLOAT32, DFX_INT8, DFX_INT16 or DFX_INT32 */
+} dfx_view;
+
+/** Integer code i of an integer view (any storage type). */
+static inline int32_t dfx_view_code(const dfx_view *v, int64_t i)
+{
+    return v->dtype == DFX_INT8 ? ((const int8_t *)v->data)[i]
+         : v->dtype == DFX_INT16 ? ((const int16_t *)v->data)[i] : ((const int32_t *)v->data)[i];
+}
+
+/** Message of the last error in this thread ("" if none). */
+DFX_API const char *dfx_last_error(void);
+/** Short name of a status code. */
+DFX_API const char *dfx_status_name(dfx_status st);
+
+/** CRC-32 (IEEE 802.3, as zlib.crc32); pass crc = 0 to start. */
+DFX_API uint32_t dfx_crc32(uint32_t crc, const void *data, size_t len);
+
+/** Open and verify a .dfx file through a read-only memory mapping. */
+DFX_API dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out);
+/** Open and verify a model in the caller's memory. `data` must be 64-byte
+ *  aligned (for example `static const uint8_t net[] __attribute__((aligned(64)))`)
+ *  and stay valid and unchanged until dfx_model_close; nothing is copied. */
+DFX_API dfx_status dfx_model_open_buffer(const void *data, size_t size, unsigned flags, dfx_model **out);
+/** Check every tensor's CRC-32 and value range of an open model. */
+DFX_API dfx_status dfx_model_verify_data(const dfx_model *m);
+DFX_API void dfx_model_close(dfx_model *m);
+
+DFX_API int dfx_model_num_tensors(const dfx_model *m);
+DFX_API int dfx_model_num_layers(const dfx_model *m);
+DFX_API int dfx_model_num_inputs(const dfx_model *m);
+DFX_API int dfx_model_num_outputs(const dfx_model *m);
+/** Tensor index of graph input / output i. */
+DFX_API int dfx_model_input(const dfx_model *m, int i);
+DFX_API int dfx_model_output(const dfx_model *m, int i);
+/** Index of the tensor called `name`, or -1. */
+DFX_API int dfx_model_find_tensor(const dfx_model *m, const char *name);
+DFX_API dfx_status dfx_model_tensor_info(const dfx_model *m, int tensor, dfx_tensor_info *info);
+/** Name of layer i and of its operator. */
+DFX_API const char *dfx_model_layer_name(const dfx_model *m, int layer);
+DFX_API const char *dfx_model_layer_type(const dfx_model *m, int layer);
+
+/** Activation arena (bytes) a session of this batch size needs, with and
+ *  without reuse; `sum_bytes` (optional) receives the sum of all activation
+ *  sizes. */
+DFX_API dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flags,
+                                        size_t *arena_bytes, size_t *sum_bytes);
+
+/** Create a session for `batch` samples. With arena == NULL the library
+ *  allocates the arena (once, here); otherwise the caller's arena (16-byte
+ *  aligned, at least dfx_model_arena_size bytes) is used. */
+DFX_API dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena,
+                                      size_t arena_bytes, unsigned flags, dfx_session **out);
+DFX_API void dfx_session_destroy(dfx_session *s);
+
+/** Set graph input i from float32 values (quantized with the input's
+ *  format and rounding, as spec/arithmetic.md says). `count` must equal the
+ *  input's element count for the session's batch. */
+DFX_API dfx_status dfx_session_set_input_f32(dfx_session *s, int input, const float *values, int64_t count);
+/** Set graph input i from integer codes (integer inputs only). */
+DFX_API dfx_status dfx_session_set_input_codes(dfx_session *s, int input, const int32_t *codes, int64_t count);
+/** Run every layer. No heap allocation. */
+DFX_API dfx_status dfx_session_run(dfx_session *s);
+/** View of graph output i after a run. */
+DFX_API dfx_status dfx_session_get_output(dfx_session *s, int output, dfx_view *view);
+/** View of any activation tensor after a run (reliable for non-outputs only
+ *  with DFX_KEEP_ALL). */
+DFX_API dfx_status dfx_session_get_tensor(dfx_session *s, int tensor, dfx_view *view);
+/** Name of the kernel set the library uses on this CPU ("portable", "neon",
+ *  "dotprod"). The environment variable DFX_KERNELS=portable|neon|dotprod,
+ *  read once, chooses another; an unknown or unavailable set falls back to
+ *  portable and the name says so, e.g. "portable (DFX_KERNELS=neon unavailable)". */
+DFX_API const char *dfx_kernels_name(void);
+
+/** Bytes of the arena the session uses. */
+DFX_API size_t dfx_session_arena_bytes(const dfx_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DFX_H */

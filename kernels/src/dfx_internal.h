@@ -1,0 +1,139 @@
+/* Internal structures of the dfx runtime (not part of the API). */
+#ifndef DFX_INTERNAL_H
+#define DFX_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "dfx.h"
+
+#define DFX_MAX_RANK 8
+#define DFX_HEADER_SIZE 64
+#define DFX_ALIGN 64
+
+/* Operator codes: the schema's Op union discriminants. */
+enum {
+    OP_NONE = 0, OP_CONV2D, OP_DECONV2D, OP_FC, OP_POOL2D, OP_RELU, OP_CLIP, OP_PRELU,
+    OP_SIGMOID, OP_TANH, OP_LRN, OP_CONCAT, OP_ELTWISE, OP_SOFTMAX, OP_SCALE, OP_POWER,
+    OP_FLATTEN, OP_RESHAPE, OP_PERMUTE, OP_SLICE, OP_PAD, OP_UPSAMPLE, OP_NORMALIZE,
+    OP_PRIORBOX, OP_DETECTION_OUTPUT, OP_REQUANTIZE, OP_CUSTOM, OP_COUNT
+};
+
+enum { RND_HALF_AWAY = 0, RND_HALF_EVEN = 1, RND_HALF_UP = 2, RND_FLOOR = 3 };
+
+/* Little-endian reads that are safe on any host and alignment. */
+static inline uint16_t rd_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t rd_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline int32_t rd_i32(const uint8_t *p) { return (int32_t)rd_u32(p); }
+static inline uint64_t rd_u64(const uint8_t *p) { return rd_u32(p) | ((uint64_t)rd_u32(p + 4) << 32); }
+static inline float rd_f32(const uint8_t *p)
+{
+    uint32_t u = rd_u32(p);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* A verified FlatBuffer vector of scalars. */
+typedef struct { const uint8_t *p; uint32_t n; } dt_vec;
+static inline int32_t vec_i32(dt_vec v, uint32_t i) { return rd_i32(v.p + 4 * i); }
+static inline float vec_f32(dt_vec v, uint32_t i) { return rd_f32(v.p + 4 * i); }
+
+typedef struct dt_tensor {
+    const char *name;
+    int rank;
+    int64_t shape[DFX_MAX_RANK];
+    int64_t count;             /* elements of the declared shape */
+    int dtype;
+    int has_q, bw, fl, rounding;
+    int per_channel, ch_axis;
+    dt_vec cfl;                /* channel fl bytes (int8) */
+    int64_t ch_inner;          /* product of dims after ch_axis */
+    int is_const;
+    const uint8_t *data;       /* constants: in place */
+    uint64_t data_off, data_len;
+    uint32_t crc;
+    int producer;              /* layer index, -1 for graph inputs / constants */
+    int last_use;              /* last layer reading it, -1 if none */
+    int is_graph_output;
+} dt_tensor;
+
+/* Options of every operator, flattened; defaults are the schema's. */
+typedef struct dt_opts {
+    /* Conv2D / Deconv2D / Pool2D window */
+    int kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, group, oph, opw;
+    int pool_type, global, ceil_mode, divisor;
+    int axis, end_axis, num_axes;
+    float fmin, fmax;
+    int local_size, region; float alpha, beta, k;
+    int operation; dt_vec coeffs;
+    float power, scale, shift;
+    dt_vec order, points, pads; float pad_value;
+    int scale_h, scale_w;
+    int across_spatial, channel_shared; float eps;
+    dt_vec min_sizes, max_sizes, aspect_ratios, variances;
+    int flip, clip, img_h, img_w; float step_h, step_w, offset;
+    int num_classes, share_location, background_label_id, top_k, keep_top_k, code_type,
+        variance_encoded_in_target;
+    float nms_threshold, eta, confidence_threshold;
+    const char *custom_name;
+} dt_opts;
+
+typedef struct dt_layer {
+    const char *name;
+    int op;
+    dt_opts o;
+    int n_in, n_out;
+    int32_t *in, *out;         /* tensor indices, -1 = omitted */
+    int version;
+    int int_form;              /* runs in integer form */
+} dt_layer;
+
+struct dfx_model {
+    const uint8_t *base;       /* whole file */
+    size_t size;
+    int mapped;                /* 1: munmap on close */
+    const uint8_t *graph;
+    size_t graph_len;
+    const uint8_t *data;
+    uint64_t data_len;
+    int n_tensors, n_layers, n_inputs, n_outputs;
+    dt_tensor *tensors;
+    dt_layer *layers;
+    int32_t *inputs, *outputs;
+    int32_t *io_ints;          /* storage of layer in/out lists */
+};
+
+/* errors */
+dfx_status dfx_fail(dfx_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void dfx_clear_error(void);
+
+/* graph verification and decoding */
+dfx_status dfx_fb_verify(const uint8_t *buf, size_t len);
+dfx_status dfx_decode_model(dfx_model *m);
+dfx_status dfx_validate_model(dfx_model *m);
+dfx_status dfx_check_values(const dfx_model *m);
+int dfx_infer_shapes(const dfx_model *m, const dt_layer *L, int64_t out[][DFX_MAX_RANK], int *out_rank,
+                     int *n_shapes, char *why, size_t why_len);
+const char *dfx_op_name(int op);
+int dfx_op_is_integer(int op);
+int dfx_op_layout_only(int op);
+
+/* helpers */
+int64_t dfx_const_int(const dt_tensor *t, int64_t i);    /* integer code of constant element i */
+float dfx_const_float(const dt_tensor *t, int64_t i);     /* real value (dequantized) */
+static inline int dfx_fl_at(const dt_tensor *t, int64_t i)
+{
+    if (!t->per_channel) return t->fl;
+    return (int8_t)t->cfl.p[(i / t->ch_inner) % t->shape[t->ch_axis]];
+}
+
+#endif

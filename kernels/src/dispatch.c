@@ -1,0 +1,64 @@
+/* Selection of the kernel set (dispatch.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfx.h"
+#include "dispatch.h"
+
+/* Sets compiled into this library, best first. A NEON build adds its sets
+ * here (guarded by __ARM_NEON / __ARM_FEATURE_DOTPROD and a run-time check). */
+#if defined(DFX_HAVE_NEON)
+#include "neon/neon.h"
+#endif
+
+static const struct dfx_kernels *const AVAILABLE[] = {
+#if defined(DFX_HAVE_NEON)
+    &dfx_kernels_dotprod,
+    &dfx_kernels_neon,
+#endif
+    &dfx_kernels_portable,
+};
+
+/* 1 when this CPU can run the set (the dotprod set needs SDOT, checked with HWCAP). */
+static int usable(const struct dfx_kernels *k)
+{
+#if defined(DFX_HAVE_NEON)
+    if (k == &dfx_kernels_dotprod) return dfx_neon_has_dotprod();
+#endif
+    (void)k;
+    return 1;
+}
+
+static const struct dfx_kernels *selected;
+static char selected_name[96];
+
+const struct dfx_kernels *dfx_select_kernels(void)
+{
+    if (selected) return selected;
+    const struct dfx_kernels *pick = &dfx_kernels_portable;
+    for (size_t i = 0; i < sizeof AVAILABLE / sizeof AVAILABLE[0]; i++)
+        if (usable(AVAILABLE[i])) { pick = AVAILABLE[i]; break; }
+    const char *env = getenv("DFX_KERNELS");
+    snprintf(selected_name, sizeof selected_name, "%s", pick->name);
+    if (env && *env) {
+        const struct dfx_kernels *found = NULL;
+        for (size_t i = 0; i < sizeof AVAILABLE / sizeof AVAILABLE[0]; i++)
+            if (strcmp(AVAILABLE[i]->name, env) == 0 && usable(AVAILABLE[i])) found = AVAILABLE[i];
+        if (found) {
+            pick = found;
+            snprintf(selected_name, sizeof selected_name, "%s", pick->name);
+        } else {
+            pick = &dfx_kernels_portable;
+            snprintf(selected_name, sizeof selected_name, "portable (DFX_KERNELS=%.40s unavailable)", env);
+        }
+    }
+    selected = pick;
+    return selected;
+}
+
+const char *dfx_kernels_name(void)
+{
+    dfx_select_kernels();
+    return selected_name;
+}

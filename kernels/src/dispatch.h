@@ -1,0 +1,59 @@
+/* The hot inner functions of the integer kernels, behind one table so that
+ * SIMD versions (NEON, dotprod) can replace the portable C ones.
+ *
+ * Contract of every implementation (all must be bit-exact to the portable
+ * set; tests compare them on the same inputs):
+ *  - no allocation, no global state, any alignment of the pointers;
+ *  - int32 accumulation is exact: callers only use these functions when the
+ *    accumulator bound of spec/arithmetic.md §3.3 fits 32 bits
+ *    (bw_x + bw_w + ceil(log2 K) + 1 <= 31), so no sum can overflow;
+ *  - sizes are > 0 unless stated.
+ *
+ * Selection: dfx_select_kernels() returns the best set for this CPU (today
+ * the portable set everywhere; a NEON build adds "neon"/"dotprod"), unless
+ * the environment variable DFX_KERNELS=portable|neon|dotprod names another;
+ * a set that is unknown or not available falls back to portable, and
+ * dfx_kernels_name() then says so ("portable (DFX_KERNELS=neon unavailable)").
+ * The choice is made once, on first use, and is the same for every session. */
+#ifndef DFX_DISPATCH_H
+#define DFX_DISPATCH_H
+
+#include <stdint.h>
+
+struct dfx_kernels {
+    const char *name;
+
+    /* C = A(m x k) * B(k x n), int32 accumulate, C overwritten.
+     * A row-major with row stride lda (>= k): the weights of m output channels.
+     * B row-major with row stride ldb (>= n): k rows of n columns (im2col
+     * block, or the input itself for 1x1 stride-1 convolutions).
+     * C row-major with row stride ldc (>= n). */
+    void (*gemm_s8)(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
+
+    /* Depthwise (one channel) 2-D correlation with zero padding:
+     * out[oy*ow + ox] = sum_{i<kh, j<kw} k[i*kw + j] * x[iy*w + ix],
+     *   iy = oy*sh - pt + i*dh, ix = ox*sw - pl + j*dw, taps outside the h x w
+     *   plane contribute 0; out (oh x ow, contiguous) overwritten. */
+    void (*dwconv_s8)(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
+                      int dh, int dw, int32_t *out, int oh, int ow);
+
+    /* Requantize a row of accumulators (spec/arithmetic.md §3.3 final step):
+     * out[i] = saturate_bw(round_shift(((int64_t)acc[i] << lshift) + bias, shift, rounding))
+     * with 0 <= lshift <= 31, shift in -31..62 (negative: exact left shift as
+     * fp_round_shift), rounding one of RND_* (0 half away from zero, 1 half to
+     * even, 2 half up, 3 floor), 2 <= bw <= 32, out_bytes 1, 2 or 4 (int8_t,
+     * int16_t, int32_t elements; bw fits the type). */
+    void (*requant_s32)(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw, void *out,
+                        int out_bytes);
+
+    /* y[i] = max(x[i], 0) for int8 codes (ReLU without a format change). */
+    void (*relu_s8)(const int8_t *x, int8_t *y, int n);
+};
+
+extern const struct dfx_kernels dfx_kernels_portable;
+
+/* The selected set (see above). Thread-safe after the first call returns;
+ * dfx_session_create calls it. */
+const struct dfx_kernels *dfx_select_kernels(void);
+
+#endif

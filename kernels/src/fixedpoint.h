@@ -1,0 +1,85 @@
+/* Exact dynamic fixed point primitives (spec/arithmetic.md; sdk/dfxsdk/fixedpoint.py). */
+#ifndef DFX_FIXEDPOINT_H
+#define DFX_FIXEDPOINT_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "dfx_internal.h"
+
+#define FP_MAX_RIGHT_SHIFT 62
+#define FP_LEFT_SHIFT_CAP 31
+#define FP_LEFT_VALUE_CAP ((int64_t)0xFFFFFFFF)
+
+static inline int64_t fp_saturate(int64_t q, int bw)
+{
+    int64_t hi = ((int64_t)1 << (bw - 1)) - 1, lo = -((int64_t)1 << (bw - 1));
+    return q < lo ? lo : (q > hi ? hi : q);
+}
+
+/* Round q / 2^s, 0 <= s <= 62, with the given tie rule. */
+static inline int64_t fp_round_right(int64_t q, int s, int rounding)
+{
+    if (s == 0) return q;
+    int64_t fl = q >> s; /* arithmetic shift (gcc, clang, msvc) */
+    if (rounding == RND_FLOOR) return fl;
+    int64_t rem = q - (int64_t)((uint64_t)fl << s);
+    int64_t half = (int64_t)1 << (s - 1);
+    int up;
+    if (rem > half) up = 1;
+    else if (rem < half) up = 0;
+    else if (rounding == RND_HALF_UP) up = 1;
+    else if (rounding == RND_HALF_AWAY) up = q >= 0;
+    else up = (int)(fl & 1);
+    return fl + up;
+}
+
+/* Exact round(q * 2^-shift); negative shift is a left shift, capped so that
+ * the result still saturates correctly for bw <= 32. */
+static inline int64_t fp_round_shift(int64_t q, int64_t shift, int rounding)
+{
+    if (shift >= 0) return fp_round_right(q, shift > FP_MAX_RIGHT_SHIFT ? FP_MAX_RIGHT_SHIFT : (int)shift, rounding);
+    int64_t l = -shift > FP_LEFT_SHIFT_CAP ? FP_LEFT_SHIFT_CAP : -shift;
+    int64_t c = q > FP_LEFT_VALUE_CAP ? FP_LEFT_VALUE_CAP : (q < -FP_LEFT_VALUE_CAP ? -FP_LEFT_VALUE_CAP : q);
+    return (int64_t)((uint64_t)c << l);
+}
+
+/* requant: round codes at fl_from into (fl, bw, rounding). */
+static inline int32_t fp_requant(int64_t q, int fl_from, int fl_to, int bw, int rounding)
+{
+    return (int32_t)fp_saturate(fp_round_shift(q, (int64_t)fl_from - fl_to, rounding), bw);
+}
+
+/* Exact left shift for alignment (callers guarantee no overflow). */
+static inline int64_t fp_shl(int64_t q, int s) { return (int64_t)((uint64_t)q << s); }
+
+/* Round a real value (double) to an integer (as double) with the tie rule. */
+static inline double fp_round_real(double v, int rounding)
+{
+    double f;
+    switch (rounding) {
+    case RND_FLOOR: return floor(v);
+    case RND_HALF_EVEN: return nearbyint(v);
+    case RND_HALF_UP: f = floor(v); return f + ((v - f) >= 0.5 ? 1.0 : 0.0);
+    default: {
+        double a = fabs(v);
+        f = floor(a);
+        return copysign(f + ((a - f) >= 0.5 ? 1.0 : 0.0), v);
+    }
+    }
+}
+
+/* quantize: saturate(round(x * 2^fl)); NaN -> 0, infinities saturate. */
+static inline int32_t fp_quantize(double x, int fl, int bw, int rounding)
+{
+    double s = ldexp(x, fl);
+    if (s != s) s = 0.0;
+    if (s > 1099511627776.0) s = 1099511627776.0;
+    if (s < -1099511627776.0) s = -1099511627776.0;
+    return (int32_t)fp_saturate((int64_t)fp_round_real(s, rounding), bw);
+}
+
+/* dequantize: q * 2^-fl as float32 (computed in double, then rounded). */
+static inline float fp_dequantize(int64_t q, int fl) { return (float)ldexp((double)q, -fl); }
+
+#endif

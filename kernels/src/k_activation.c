@@ -1,0 +1,105 @@
+/* Elementwise activations: ReLU, Clip, PRelu (integer and float), sigmoid,
+ * tanh, power (float), and Requantize (integer -> integer). */
+#include "kernels.h"
+
+void dfx_relu_int(const rt *x, rt *y)
+{
+    const dt_tensor *tx = x->t, *ty = y->t;
+    for (int64_t i = 0; i < y->count; i++) {
+        int32_t v = I32(x)[i];
+        I32(y)[i] = fp_requant(v > 0 ? v : 0, tx->fl, ty->fl, ty->bw, ty->rounding);
+    }
+}
+
+void dfx_relu_f32(const rt *x, rt *y)
+{
+    for (int64_t i = 0; i < y->count; i++) F32(y)[i] = F32(x)[i] > 0 ? F32(x)[i] : 0.0f;
+}
+
+static int64_t clip_bound(float v, int fl, int ceiling)
+{
+    double lim = 4611686018427387904.0, s = ldexp((double)v, fl);
+    s = ceiling ? ceil(s) : floor(s);
+    if (s < -lim) s = -lim;
+    if (s > lim) s = lim;
+    return (int64_t)s;
+}
+
+void dfx_clip_int(const dt_layer *L, const rt *x, rt *y)
+{
+    const dt_tensor *tx = x->t, *ty = y->t;
+    int64_t lo = clip_bound(L->o.fmin, tx->fl, 1), hi = clip_bound(L->o.fmax, tx->fl, 0);
+    for (int64_t i = 0; i < y->count; i++) {
+        int64_t v = I32(x)[i];
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+        I32(y)[i] = fp_requant(v, tx->fl, ty->fl, ty->bw, ty->rounding);
+    }
+}
+
+void dfx_clip_f32(const dt_layer *L, const rt *x, rt *y)
+{
+    for (int64_t i = 0; i < y->count; i++) {
+        float v = F32(x)[i];
+        v = v < L->o.fmin ? L->o.fmin : v;
+        F32(y)[i] = v > L->o.fmax ? L->o.fmax : v;
+    }
+}
+
+/* Channel (axis 1) of flat element i, for a per-channel parameter. */
+static int64_t channel_of(const rt *x, int64_t i)
+{
+    int64_t inner = 1;
+    for (int d = 2; d < x->rank; d++) inner *= x->shape[d];
+    return (i / inner) % x->shape[1];
+}
+
+void dfx_prelu_int(const rt *x, const rt *s, rt *y)
+{
+    const dt_tensor *tx = x->t, *ty = y->t;
+    int shared = s->count == 1;
+    for (int64_t i = 0; i < y->count; i++) {
+        int64_t c = shared ? 0 : channel_of(x, i);
+        int fls = dfx_fl_at(s->t, c), e = fls > 0 ? fls : 0;
+        int64_t v = I32(x)[i];
+        int64_t r = v > 0 ? fp_shl(v, e) : fp_shl(v * I32(s)[c], e - fls);
+        I32(y)[i] = fp_requant(r, tx->fl + e, ty->fl, ty->bw, ty->rounding);
+    }
+}
+
+void dfx_prelu_f32(const rt *x, const rt *s, rt *y)
+{
+    int shared = s->count == 1;
+    for (int64_t i = 0; i < y->count; i++) {
+        float v = F32(x)[i];
+        F32(y)[i] = v > 0 ? v : v * F32(s)[shared ? 0 : channel_of(x, i)];
+    }
+}
+
+void dfx_sigmoid_f32(const rt *x, rt *y)
+{
+    for (int64_t i = 0; i < y->count; i++) {
+        float v = F32(x)[i], e = expf(-fabsf(v));
+        F32(y)[i] = v >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    }
+}
+
+void dfx_tanh_f32(const rt *x, rt *y)
+{
+    for (int64_t i = 0; i < y->count; i++) F32(y)[i] = tanhf(F32(x)[i]);
+}
+
+void dfx_power_f32(const dt_layer *L, const rt *x, rt *y)
+{
+    for (int64_t i = 0; i < y->count; i++) {
+        float base = L->o.shift + L->o.scale * F32(x)[i];
+        F32(y)[i] = L->o.power == 1.0f ? base : powf(base, L->o.power);
+    }
+}
+
+void dfx_requantize_int(const rt *x, rt *y)
+{
+    const dt_tensor *tx = x->t, *ty = y->t;
+    for (int64_t i = 0; i < y->count; i++)
+        I32(y)[i] = fp_requant(I32(x)[i], tx->fl, ty->fl, ty->bw, ty->rounding);
+}

@@ -1,0 +1,155 @@
+/* SSD PriorBox and DetectionOutput (caffe-ssd semantics, float64 inside),
+ * a port of plugins/dfx_numpy/detection.py. */
+#include <stdlib.h>
+
+#include "kernels.h"
+
+void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y)
+{
+    const dt_opts *o = &L->o;
+    int64_t h = fmap->shape[2], w = fmap->shape[3];
+    double img_h = o->img_h ? o->img_h : (double)img->shape[2], img_w = o->img_w ? o->img_w : (double)img->shape[3];
+    double step_h = o->step_h != 0 ? o->step_h : img_h / h, step_w = o->step_w != 0 ? o->step_w : img_w / w;
+    double ratios[64], bw[256], bh[256];
+    int nr = dfx_prior_ratios(o, ratios, 64), np = 0;
+    for (uint32_t i = 0; i < o->min_sizes.n && np < 250; i++) {
+        double mn = vec_f32(o->min_sizes, i);
+        bw[np] = mn; bh[np++] = mn;
+        if (o->max_sizes.n) { double s = sqrt(mn * vec_f32(o->max_sizes, i)); bw[np] = s; bh[np++] = s; }
+        for (int r = 0; r < nr && np < 250; r++) {
+            if (fabs(ratios[r] - 1.0) < 1e-6) continue;
+            bw[np] = mn * sqrt(ratios[r]); bh[np++] = mn / sqrt(ratios[r]);
+        }
+    }
+    int64_t total = h * w * np * 4;
+    float *out = F32(y);
+    int64_t k = 0;
+    for (int64_t r = 0; r < h; r++)
+        for (int64_t c = 0; c < w; c++) {
+            double cy = (r + o->offset) * step_h, cx = (c + o->offset) * step_w;
+            for (int p = 0; p < np; p++) {
+                double v[4] = {(cx - bw[p] / 2) / img_w, (cy - bh[p] / 2) / img_h, (cx + bw[p] / 2) / img_w,
+                               (cy + bh[p] / 2) / img_h};
+                for (int q = 0; q < 4; q++) {
+                    double b = v[q];
+                    if (o->clip) b = b < 0 ? 0 : (b > 1 ? 1 : b);
+                    out[k++] = (float)b;
+                }
+            }
+        }
+    for (int64_t i = 0; i < total; i++) {
+        double var = o->variances.n == 0 ? 0.1 : o->variances.n == 1 ? vec_f32(o->variances, 0) : vec_f32(o->variances, (uint32_t)(i % 4));
+        out[total + i] = (float)var;
+    }
+    for (int64_t i = 2 * total; i < y->count; i++) out[i] = out[i % (2 * total)]; /* batch copies */
+}
+
+typedef struct { double neg; int c; int i; double box[4]; } det_row;
+typedef struct { double neg; int i; } cand;
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand *x = (const cand *)a, *y = (const cand *)b;
+    if (x->neg != y->neg) return x->neg < y->neg ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+static int cmp_row(const void *a, const void *b)
+{
+    const det_row *x = (const det_row *)a, *y = (const det_row *)b;
+    if (x->neg != y->neg) return x->neg < y->neg ? -1 : 1;
+    if (x->c != y->c) return x->c < y->c ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+static double area(const double *b)
+{
+    return (b[2] < b[0] || b[3] < b[1]) ? 0.0 : (b[2] - b[0]) * (b[3] - b[1]);
+}
+static double iou(const double *a, const double *b)
+{
+    double ix0 = a[0] > b[0] ? a[0] : b[0], iy0 = a[1] > b[1] ? a[1] : b[1];
+    double ix1 = a[2] < b[2] ? a[2] : b[2], iy1 = a[3] < b[3] ? a[3] : b[3];
+    double inter = (ix1 > ix0 && iy1 > iy0) ? (ix1 - ix0) * (iy1 - iy0) : 0.0;
+    double uni = area(a) + area(b) - inter;
+    return uni > 0 ? inter / uni : 0.0;
+}
+
+size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri)
+{
+    (void)loc; (void)conf;
+    int64_t P = pri->shape[pri->rank - 1] / 4, lc = L->o.share_location ? 1 : L->o.num_classes;
+    return (size_t)(P * lc * 4 * 8 + P * sizeof(cand) + P * 4 + (int64_t)L->o.num_classes * P * sizeof(det_row) + 256);
+}
+
+void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch)
+{
+    const dt_opts *o = &L->o;
+    int64_t N = loc->shape[0], P = pri->shape[pri->rank - 1] / 4, nc = o->num_classes;
+    int64_t lc = o->share_location ? 1 : nc, cap = y->shape[2];
+    double *boxes = (double *)scratch;
+    cand *cands = (cand *)(boxes + P * lc * 4);
+    int *keep = (int *)(cands + P);
+    det_row *rows = (det_row *)(((uintptr_t)(keep + P) + 15) & ~(uintptr_t)15);
+    const float *pr = F32(pri), *var = F32(pri) + P * 4;
+    for (int64_t i = 0; i < y->count; i++) F32(y)[i] = -1.0f;
+    for (int64_t b = 0; b < N; b++) {
+        const float *lb = F32(loc) + b * P * lc * 4, *cb = F32(conf) + b * P * nc;
+        for (int64_t j = 0; j < lc; j++)
+            for (int64_t p = 0; p < P; p++) {
+                const float *pp = pr + p * 4, *vv = var + p * 4, *l = lb + (p * lc + j) * 4;
+                double v[4], pw = (double)pp[2] - pp[0], ph = (double)pp[3] - pp[1], out[4];
+                for (int q = 0; q < 4; q++) v[q] = o->variance_encoded_in_target ? 1.0 : vv[q];
+                if (o->code_type == 1) {
+                    for (int q = 0; q < 4; q++) out[q] = pp[q] + v[q] * l[q];
+                } else if (o->code_type == 3) {
+                    double sz[4] = {pw, ph, pw, ph};
+                    for (int q = 0; q < 4; q++) out[q] = pp[q] + v[q] * l[q] * sz[q];
+                } else {
+                    double pcx = ((double)pp[0] + pp[2]) / 2, pcy = ((double)pp[1] + pp[3]) / 2;
+                    double cx = v[0] * l[0] * pw + pcx, cy = v[1] * l[1] * ph + pcy;
+                    double bw = exp(v[2] * l[2]) * pw, bh = exp(v[3] * l[3]) * ph;
+                    out[0] = cx - bw / 2; out[1] = cy - bh / 2; out[2] = cx + bw / 2; out[3] = cy + bh / 2;
+                }
+                for (int q = 0; q < 4; q++) {
+                    if (o->clip) out[q] = out[q] < 0 ? 0 : (out[q] > 1 ? 1 : out[q]);
+                    boxes[(j * P + p) * 4 + q] = out[q];
+                }
+            }
+        int64_t nrows = 0;
+        for (int64_t c = 0; c < nc; c++) {
+            if (c == o->background_label_id) continue;
+            const double *bx = boxes + (o->share_location ? 0 : c) * P * 4;
+            int64_t nk = 0, ncand = 0;
+            for (int64_t p = 0; p < P; p++) {
+                double s = cb[p * nc + c];
+                if (s > (double)o->confidence_threshold) { cands[ncand].neg = -s; cands[ncand].i = (int)p; ncand++; }
+            }
+            qsort(cands, (size_t)ncand, sizeof *cands, cmp_cand);
+            if (o->top_k > -1 && ncand > o->top_k) ncand = o->top_k;
+            double thr = o->nms_threshold;
+            for (int64_t k = 0; k < ncand; k++) {
+                int i = cands[k].i, ok = 1;
+                for (int64_t q = 0; q < nk && ok; q++)
+                    if (iou(bx + (int64_t)i * 4, bx + (int64_t)keep[q] * 4) > thr) ok = 0;
+                if (!ok) continue;
+                keep[nk++] = i;
+                if (o->eta < 1 && thr > 0.5) thr *= o->eta;
+            }
+            for (int64_t q = 0; q < nk; q++) {
+                det_row *r = &rows[nrows++];
+                r->neg = -(double)cb[(int64_t)keep[q] * nc + c];
+                r->c = (int)c;
+                r->i = keep[q];
+                memcpy(r->box, bx + (int64_t)keep[q] * 4, sizeof r->box);
+            }
+        }
+        qsort(rows, (size_t)nrows, sizeof *rows, cmp_row);
+        if (o->keep_top_k > -1 && nrows > o->keep_top_k) nrows = o->keep_top_k;
+        if (nrows > cap) nrows = cap;
+        for (int64_t k = 0; k < nrows; k++) {
+            float *dst = F32(y) + (b * cap + k) * 7;
+            dst[0] = (float)b; dst[1] = (float)rows[k].c; dst[2] = (float)-rows[k].neg;
+            for (int q = 0; q < 4; q++) dst[3 + q] = (float)rows[k].box[q];
+        }
+    }
+}

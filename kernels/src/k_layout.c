@@ -1,0 +1,119 @@
+/* Operators that move values: Concat (which may also rescale), Flatten and
+ * Reshape (copy), Permute, Slice, Pad, Upsample. Elements are esz bytes
+ * (int8/int16/int32 codes or float32); Pad and a rescaling Concat get int32. */
+#include "kernels.h"
+
+void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer)
+{
+    int a = L->o.axis < 0 ? L->o.axis + y->rank : L->o.axis;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < a; d++) outer *= y->shape[d];
+    for (int d = a + 1; d < y->rank; d++) inner *= y->shape[d];
+    const dt_tensor *ty = y->t;
+    int64_t pos = 0;
+    for (int64_t o = 0; o < outer; o++)
+        for (int k = 0; k < n; k++) {
+            int64_t len = x[k]->shape[a] * inner, base = o * len;
+            int plain = !integer || (!x[k]->t->per_channel && x[k]->t->fl == ty->fl && x[k]->t->bw <= ty->bw &&
+                                     x[k]->esz == y->esz);
+            if (!plain) {
+                for (int64_t i = 0; i < len; i++) {
+                    int64_t shift = (int64_t)dfx_fl_at(x[k]->t, base + i) - ty->fl;
+                    I32(y)[pos + i] = (int32_t)fp_saturate(fp_round_shift(I32(x[k])[base + i], shift, ty->rounding), ty->bw);
+                }
+            } else {
+                memcpy((char *)y->p + pos * y->esz, (const char *)x[k]->p + base * y->esz, (size_t)len * y->esz);
+            }
+            pos += len;
+        }
+}
+
+void dfx_copy(const rt *x, rt *y)
+{
+    if (x->p != y->p) memmove(y->p, x->p, (size_t)y->count * y->esz);
+}
+
+static void strides(const int64_t *shape, int rank, int64_t *s)
+{
+    int64_t v = 1;
+    for (int d = rank - 1; d >= 0; d--) { s[d] = v; v *= shape[d]; }
+}
+
+void dfx_permute(const dt_layer *L, const rt *x, rt *y)
+{
+    int r = y->rank;
+    int64_t xs[DFX_MAX_RANK], st[DFX_MAX_RANK], ctr[DFX_MAX_RANK] = {0}, src = 0;
+    strides(x->shape, r, xs);
+    for (int d = 0; d < r; d++) st[d] = xs[vec_i32(L->o.order, d)];
+    const char *X = (const char *)x->p;
+    char *Y = (char *)y->p;
+    int e = y->esz;
+    for (int64_t i = 0; i < y->count; i++) {
+        memcpy(Y + i * e, X + src * e, (size_t)e);
+        for (int d = r - 1; d >= 0; d--) {
+            src += st[d];
+            if (++ctr[d] < y->shape[d]) break;
+            src -= st[d] * y->shape[d];
+            ctr[d] = 0;
+        }
+    }
+}
+
+void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n)
+{
+    int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < a; d++) outer *= x->shape[d];
+    for (int d = a + 1; d < x->rank; d++) inner *= x->shape[d];
+    const char *X = (const char *)x->p;
+    int e = x->esz;
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t start = 0;
+        for (int k = 0; k < n; k++) {
+            int64_t len = y[k]->shape[a] * inner;
+            memcpy((char *)y[k]->p + o * len * e, X + ((o * x->shape[a]) * inner + start) * e, (size_t)(len * e));
+            start += len;
+        }
+    }
+}
+
+void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer)
+{
+    int r = y->rank;
+    uint32_t fill;
+    if (integer) {
+        int32_t q = fp_quantize((double)L->o.pad_value, x->t->fl, x->t->bw, x->t->rounding);
+        memcpy(&fill, &q, 4);
+    } else {
+        float f = L->o.pad_value;
+        memcpy(&fill, &f, 4);
+    }
+    uint32_t *Y = (uint32_t *)y->p;
+    const uint32_t *X = (const uint32_t *)x->p;
+    for (int64_t i = 0; i < y->count; i++) Y[i] = fill;
+    int64_t ys[DFX_MAX_RANK], ctr[DFX_MAX_RANK] = {0}, dst = 0;
+    strides(y->shape, r, ys);
+    for (int d = 0; d < r; d++) dst += vec_i32(L->o.pads, d) * ys[d];
+    for (int64_t i = 0; i < x->count; i++) {
+        Y[dst] = X[i];
+        for (int d = r - 1; d >= 0; d--) {
+            dst += ys[d];
+            if (++ctr[d] < x->shape[d]) break;
+            dst -= ys[d] * x->shape[d];
+            ctr[d] = 0;
+        }
+    }
+}
+
+void dfx_upsample(const dt_layer *L, const rt *x, rt *y)
+{
+    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t sh = L->o.scale_h, sw = L->o.scale_w, OW = W * sw;
+    const char *X = (const char *)x->p;
+    char *Y = (char *)y->p;
+    int e = y->esz;
+    for (int64_t nc = 0; nc < NC; nc++)
+        for (int64_t oy = 0; oy < H * sh; oy++)
+            for (int64_t ox = 0; ox < OW; ox++)
+                memcpy(Y + ((nc * H * sh + oy) * OW + ox) * e, X + ((nc * H + oy / sh) * W + ox / sw) * e, (size_t)e);
+}

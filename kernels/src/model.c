@@ -1,0 +1,471 @@
+/* Opening a .dfx: header checks (sdk/dfxsdk/container.py), graph CRC,
+ * structural verification (fbverify.c), decoding into plain C structures and
+ * the data references (sdk/dfxsdk/io.py). Semantic rules are in validate.c. */
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "dfx_internal.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#define DFX_HAVE_MMAP 1
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
+static const uint8_t MAGIC[8] = {0x89, 'D', 'F', 'X', '\r', '\n', 0x1a, '\n'};
+
+/* ---- FlatBuffer access (only after dfx_fb_verify) ---- */
+static uint32_t fb_field(const uint8_t *g, uint32_t t, int slot)
+{
+    uint32_t vt = (uint32_t)((int64_t)t - rd_i32(g + t));
+    unsigned vt_size = rd_u16(g + vt);
+    if (4u + 2u * (unsigned)slot >= vt_size) return 0;
+    unsigned off = rd_u16(g + vt + 4 + 2 * slot);
+    return off ? t + off : 0;
+}
+static int32_t fb_i32(const uint8_t *g, uint32_t t, int slot, int32_t def)
+{
+    uint32_t p = fb_field(g, t, slot);
+    return p ? rd_i32(g + p) : def;
+}
+static int fb_i8(const uint8_t *g, uint32_t t, int slot, int def)
+{
+    uint32_t p = fb_field(g, t, slot);
+    return p ? (int8_t)g[p] : def;
+}
+static int fb_u8(const uint8_t *g, uint32_t t, int slot, int def)
+{
+    uint32_t p = fb_field(g, t, slot);
+    return p ? g[p] : def;
+}
+static float fb_f32(const uint8_t *g, uint32_t t, int slot, float def)
+{
+    uint32_t p = fb_field(g, t, slot);
+    return p ? rd_f32(g + p) : def;
+}
+static uint32_t fb_ref(const uint8_t *g, uint32_t t, int slot)
+{
+    uint32_t p = fb_field(g, t, slot);
+    return p ? p + rd_u32(g + p) : 0;
+}
+static dt_vec fb_vec(const uint8_t *g, uint32_t t, int slot)
+{
+    dt_vec v = {NULL, 0};
+    uint32_t p = fb_ref(g, t, slot);
+    if (p) { v.n = rd_u32(g + p); v.p = g + p + 4; }
+    return v;
+}
+static int fb_has(const uint8_t *g, uint32_t t, int slot) { return fb_field(g, t, slot) != 0; }
+static const char *fb_str(const uint8_t *g, uint32_t t, int slot)
+{
+    uint32_t p = fb_ref(g, t, slot);
+    return p ? (const char *)(g + p + 4) : NULL;
+}
+
+static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kh = o->kw = o->sh = o->sw = o->dh = o->dw = o->group = 1;
+    o->ceil_mode = 1;
+    o->axis = 1; o->end_axis = -1; o->num_axes = 1;
+    o->local_size = 5; o->alpha = 1.0f; o->beta = 0.75f; o->k = 1.0f;
+    o->power = 1.0f; o->scale = 1.0f; o->scale_h = o->scale_w = 1;
+    o->across_spatial = 1; o->channel_shared = 1; o->eps = 1e-10f;
+    o->flip = 1; o->offset = 0.5f;
+    o->share_location = 1; o->nms_threshold = 0.3f; o->top_k = -1; o->eta = 1.0f; o->keep_top_k = -1;
+    o->code_type = 1;
+    switch (op) {
+    case OP_CONV2D: case OP_DECONV2D:
+        o->kh = fb_i32(g, t, 0, 1); o->kw = fb_i32(g, t, 1, 1);
+        o->sh = fb_i32(g, t, 2, 1); o->sw = fb_i32(g, t, 3, 1);
+        o->pt = fb_i32(g, t, 4, 0); o->pl = fb_i32(g, t, 5, 0);
+        o->pb = fb_i32(g, t, 6, 0); o->pr = fb_i32(g, t, 7, 0);
+        o->dh = fb_i32(g, t, 8, 1); o->dw = fb_i32(g, t, 9, 1);
+        o->group = fb_i32(g, t, 10, 1);
+        if (op == OP_DECONV2D) { o->oph = fb_i32(g, t, 11, 0); o->opw = fb_i32(g, t, 12, 0); }
+        break;
+    case OP_FC: o->axis = fb_i32(g, t, 0, 1); break;
+    case OP_POOL2D:
+        o->pool_type = fb_i8(g, t, 0, 0);
+        o->kh = fb_i32(g, t, 1, 1); o->kw = fb_i32(g, t, 2, 1);
+        o->sh = fb_i32(g, t, 3, 1); o->sw = fb_i32(g, t, 4, 1);
+        o->pt = fb_i32(g, t, 5, 0); o->pl = fb_i32(g, t, 6, 0);
+        o->pb = fb_i32(g, t, 7, 0); o->pr = fb_i32(g, t, 8, 0);
+        o->global = fb_u8(g, t, 9, 0) != 0; o->ceil_mode = fb_u8(g, t, 10, 1) != 0;
+        o->divisor = fb_i8(g, t, 11, 0);
+        break;
+    case OP_CLIP: o->fmin = fb_f32(g, t, 0, 0.0f); o->fmax = fb_f32(g, t, 1, 0.0f); break;
+    case OP_LRN:
+        o->local_size = fb_i32(g, t, 0, 5); o->alpha = fb_f32(g, t, 1, 1.0f);
+        o->beta = fb_f32(g, t, 2, 0.75f); o->k = fb_f32(g, t, 3, 1.0f); o->region = fb_i8(g, t, 4, 0);
+        break;
+    case OP_CONCAT: case OP_SOFTMAX: o->axis = fb_i32(g, t, 0, 1); break;
+    case OP_ELTWISE: o->operation = fb_i8(g, t, 0, 0); o->coeffs = fb_vec(g, t, 1); break;
+    case OP_SCALE: o->axis = fb_i32(g, t, 0, 1); o->num_axes = fb_i32(g, t, 1, 1); break;
+    case OP_POWER:
+        o->power = fb_f32(g, t, 0, 1.0f); o->scale = fb_f32(g, t, 1, 1.0f); o->shift = fb_f32(g, t, 2, 0.0f);
+        break;
+    case OP_FLATTEN: o->axis = fb_i32(g, t, 0, 1); o->end_axis = fb_i32(g, t, 1, -1); break;
+    case OP_PERMUTE: o->order = fb_vec(g, t, 0); break;
+    case OP_SLICE: o->axis = fb_i32(g, t, 0, 1); o->points = fb_vec(g, t, 1); break;
+    case OP_PAD: o->pads = fb_vec(g, t, 0); o->pad_value = fb_f32(g, t, 1, 0.0f); break;
+    case OP_UPSAMPLE: o->scale_h = fb_i32(g, t, 0, 1); o->scale_w = fb_i32(g, t, 1, 1); break;
+    case OP_NORMALIZE:
+        o->across_spatial = fb_u8(g, t, 0, 1) != 0; o->channel_shared = fb_u8(g, t, 1, 1) != 0;
+        o->eps = fb_f32(g, t, 2, 1e-10f);
+        break;
+    case OP_PRIORBOX:
+        o->min_sizes = fb_vec(g, t, 0); o->max_sizes = fb_vec(g, t, 1); o->aspect_ratios = fb_vec(g, t, 2);
+        o->flip = fb_u8(g, t, 3, 1) != 0; o->clip = fb_u8(g, t, 4, 0) != 0; o->variances = fb_vec(g, t, 5);
+        o->img_h = fb_i32(g, t, 6, 0); o->img_w = fb_i32(g, t, 7, 0);
+        o->step_h = fb_f32(g, t, 8, 0.0f); o->step_w = fb_f32(g, t, 9, 0.0f); o->offset = fb_f32(g, t, 10, 0.5f);
+        break;
+    case OP_DETECTION_OUTPUT:
+        o->num_classes = fb_i32(g, t, 0, 0); o->share_location = fb_u8(g, t, 1, 1) != 0;
+        o->background_label_id = fb_i32(g, t, 2, 0); o->nms_threshold = fb_f32(g, t, 3, 0.3f);
+        o->top_k = fb_i32(g, t, 4, -1); o->eta = fb_f32(g, t, 5, 1.0f); o->keep_top_k = fb_i32(g, t, 6, -1);
+        o->confidence_threshold = fb_f32(g, t, 7, 0.0f); o->code_type = fb_i8(g, t, 8, 1);
+        o->variance_encoded_in_target = fb_u8(g, t, 9, 0) != 0; o->clip = fb_u8(g, t, 10, 0) != 0;
+        break;
+    case OP_CUSTOM: o->custom_name = fb_str(g, t, 0); break;
+    default: break;
+    }
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+    const dt_tensor *x = *(const dt_tensor *const *)a, *y = *(const dt_tensor *const *)b;
+    return x->data_off < y->data_off ? -1 : x->data_off > y->data_off;
+}
+
+static int64_t storage_size(int dtype, int64_t count)
+{
+    static const int bits[] = {32, 8, 16, 32, 4, 2};
+    return (count * bits[dtype] + 7) / 8;
+}
+
+/* Decode the verified graph into m->tensors / m->layers. */
+dfx_status dfx_decode_model(dfx_model *m)
+{
+    const uint8_t *g = m->graph;
+    uint32_t root = rd_u32(g);
+    dt_vec tv = fb_vec(g, root, 3), lv = fb_vec(g, root, 4);
+    dt_vec iv = fb_vec(g, root, 5), ov = fb_vec(g, root, 6);
+    m->n_tensors = (int)tv.n;
+    m->n_layers = (int)lv.n;
+    m->n_inputs = (int)iv.n;
+    m->n_outputs = (int)ov.n;
+    if (tv.n > 0x7fffffff || lv.n > 0x7fffffff) return dfx_fail(DFX_ERR_FORMAT, "too many tensors or layers");
+    m->tensors = (dt_tensor *)calloc(tv.n ? tv.n : 1, sizeof(dt_tensor));
+    m->layers = (dt_layer *)calloc(lv.n ? lv.n : 1, sizeof(dt_layer));
+    size_t n_io = (size_t)iv.n + ov.n;
+    for (uint32_t i = 0; i < lv.n; i++) {
+        uint32_t lt = (uint32_t)(lv.p - g) + 4 * i;
+        lt += rd_u32(g + lt);
+        n_io += fb_vec(g, lt, 3).n + (size_t)fb_vec(g, lt, 4).n;
+    }
+    m->io_ints = (int32_t *)malloc((n_io ? n_io : 1) * sizeof(int32_t));
+    if (!m->tensors || !m->layers || !m->io_ints) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
+    int32_t *io = m->io_ints;
+    m->inputs = io;
+    for (uint32_t i = 0; i < iv.n; i++) *io++ = vec_i32(iv, i);
+    m->outputs = io;
+    for (uint32_t i = 0; i < ov.n; i++) *io++ = vec_i32(ov, i);
+
+    for (uint32_t i = 0; i < tv.n; i++) {
+        dt_tensor *T = &m->tensors[i];
+        uint32_t t = (uint32_t)(tv.p - g) + 4 * i;
+        t += rd_u32(g + t);
+        T->name = fb_str(g, t, 0);
+        T->producer = -1;
+        T->last_use = -1;
+        dt_vec sh = fb_vec(g, t, 1);
+        if (sh.n > DFX_MAX_RANK)
+            return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: %u dimensions, at most %d allowed",
+                            T->name, sh.n, DFX_MAX_RANK);
+        T->rank = (int)sh.n;
+        T->count = 1;
+        for (uint32_t d = 0; d < sh.n; d++) {
+            T->shape[d] = vec_i32(sh, d);
+            if (T->shape[d] < 0)
+                return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: dimension %u is negative", T->name, d);
+            if (T->shape[d] && T->count > ((int64_t)1 << 40) / T->shape[d] + 1) T->count = ((int64_t)1 << 41);
+            else T->count *= T->shape[d];
+        }
+        if (T->count > ((int64_t)1 << 40))
+            return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: more than 2**40 elements", T->name);
+        T->dtype = fb_i8(g, t, 2, 0);
+        if (T->dtype < 0 || T->dtype > 5)
+            return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field type: unknown data type %d", T->name, T->dtype);
+        uint32_t q = fb_ref(g, t, 3);
+        if (q) {
+            T->has_q = 1;
+            T->bw = fb_u8(g, q, 0, 0);
+            T->fl = fb_i8(g, q, 1, 0);
+            T->rounding = fb_i8(g, q, 2, 0);
+            if (T->rounding < 0 || T->rounding > 3)
+                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field rounding: unknown rounding mode %d", T->name,
+                                T->rounding);
+            if (fb_has(g, q, 3)) {
+                T->per_channel = 1;
+                T->cfl = fb_vec(g, q, 3);
+                T->fl = 0;
+            }
+            T->ch_axis = fb_i32(g, q, 4, 0);
+        }
+        uint32_t dr = fb_field(g, t, 4);
+        if (dr) {
+            T->is_const = 1;
+            T->data_off = rd_u64(g + dr);
+            T->data_len = rd_u64(g + dr + 8);
+            T->crc = rd_u32(g + dr + 16);
+            if (T->data_off % DFX_ALIGN)
+                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: offset %llu is not a multiple of 64",
+                                T->name, (unsigned long long)T->data_off);
+            if (T->data_off > m->data_len || T->data_len > m->data_len - T->data_off)
+                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: [%llu, +%llu) lies outside the %llu-byte data section",
+                                T->name, (unsigned long long)T->data_off, (unsigned long long)T->data_len,
+                                (unsigned long long)m->data_len);
+            int64_t want = storage_size(T->dtype, T->count);
+            if ((int64_t)T->data_len != want)
+                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: length %llu != %lld bytes for its shape and type",
+                                T->name, (unsigned long long)T->data_len, (long long)want);
+            T->data = m->data + T->data_off;
+        }
+    }
+    /* overlapping data */
+    {
+        dt_tensor **refs = (dt_tensor **)malloc((tv.n ? tv.n : 1) * sizeof(dt_tensor *));
+        size_t n = 0;
+        if (!refs) return dfx_fail(DFX_ERR_NOMEM, "out of memory");
+        for (uint32_t i = 0; i < tv.n; i++)
+            if (m->tensors[i].is_const) refs[n++] = &m->tensors[i];
+        qsort(refs, n, sizeof *refs, cmp_ref);
+        uint64_t end = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (refs[i]->data_off < end) {
+                const char *a = refs[i]->name, *b = refs[i - 1]->name;
+                free(refs);
+                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: data overlaps tensor '%s'", a, b);
+            }
+            end = refs[i]->data_off + refs[i]->data_len;
+        }
+        free(refs);
+    }
+    for (uint32_t i = 0; i < lv.n; i++) {
+        dt_layer *L = &m->layers[i];
+        uint32_t lt = (uint32_t)(lv.p - g) + 4 * i;
+        lt += rd_u32(g + lt);
+        L->name = fb_str(g, lt, 0);
+        L->op = fb_u8(g, lt, 1, 0);
+        decode_opts(g, fb_ref(g, lt, 2), L->op, &L->o);
+        dt_vec in = fb_vec(g, lt, 3), out = fb_vec(g, lt, 4);
+        L->n_in = (int)in.n;
+        L->n_out = (int)out.n;
+        L->in = io;
+        for (uint32_t k = 0; k < in.n; k++) *io++ = vec_i32(in, k);
+        L->out = io;
+        for (uint32_t k = 0; k < out.n; k++) *io++ = vec_i32(out, k);
+        L->version = fb_u8(g, lt, 6, 1);
+    }
+    /* preprocessing: index and enum checks (serialize.parse_graph) */
+    dt_vec pv = fb_vec(g, root, 7);
+    for (uint32_t i = 0; i < pv.n; i++) {
+        uint32_t pt = (uint32_t)(pv.p - g) + 4 * i;
+        pt += rd_u32(g + pt);
+        int32_t input = fb_i32(g, pt, 0, 0);
+        int order = fb_i8(g, pt, 3, 0);
+        if (input < 0 || input >= m->n_tensors)
+            return dfx_fail(DFX_ERR_INVALID, "field preprocessing.input: tensor index %d out of range", input);
+        if (order < 0 || order > 3)
+            return dfx_fail(DFX_ERR_INVALID, "field preprocessing.channel_order: unknown channel order %d", order);
+        int is_input = 0;
+        for (int k = 0; k < m->n_inputs; k++) is_input |= m->inputs[k] == input;
+        if (!is_input)
+            return dfx_fail(DFX_ERR_INVALID, "field preprocessing: preprocessing for '%s', which is not a graph input",
+                            m->tensors[input].name);
+        const dt_tensor *T = &m->tensors[input];
+        int64_t ch = T->rank > 1 ? T->shape[1] : 1;
+        uint32_t nm = fb_vec(g, pt, 1).n, ns = fb_vec(g, pt, 2).n;
+        if ((nm > 1 && nm != ch) || (ns > 1 && ns != ch))
+            return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field preprocessing: mean/scale count does not match %lld channels",
+                            T->name, (long long)ch);
+    }
+    return DFX_OK;
+}
+
+static dfx_status open_mem(const uint8_t *base, size_t size, unsigned flags, dfx_model *m)
+{
+    dfx_status st;
+    m->base = base;
+    m->size = size;
+    if (size < DFX_HEADER_SIZE) {
+        if (size >= 8 && memcmp(base, MAGIC, 8) != 0)
+            return dfx_fail(DFX_ERR_FORMAT, "field magic: not a .dfx file (wrong magic bytes)");
+        return dfx_fail(DFX_ERR_FORMAT, "file is %zu bytes, shorter than the 64-byte header", size);
+    }
+    if (memcmp(base, MAGIC, 8) != 0) return dfx_fail(DFX_ERR_FORMAT, "field magic: not a .dfx file (wrong magic bytes)");
+    if (dfx_crc32(0, base, 60) != rd_u32(base + 60))
+        return dfx_fail(DFX_ERR_CHECKSUM, "field header_crc32: header checksum mismatch: the header is corrupted");
+    unsigned major = rd_u16(base + 8), minor = rd_u16(base + 10);
+    uint32_t header_size = rd_u32(base + 12);
+    uint64_t g_off = rd_u64(base + 16), g_len = rd_u64(base + 24), d_off = rd_u64(base + 32),
+             d_len = rd_u64(base + 40);
+    uint32_t g_crc = rd_u32(base + 48), hflags = rd_u32(base + 52), align = rd_u32(base + 56);
+    uint64_t fsize = size;
+    if (major != 1)
+        return dfx_fail(DFX_ERR_VERSION, "field version_major: format version %u.%u is not supported: this reader implements 1.x (up to 1.0)",
+                        major, minor);
+    if (header_size != DFX_HEADER_SIZE) return dfx_fail(DFX_ERR_FORMAT, "field header_size: %u, expected 64", header_size);
+    if (hflags != 0) return dfx_fail(DFX_ERR_FORMAT, "field flags: unknown feature flags 0x%08x", hflags);
+    if (align != DFX_ALIGN) return dfx_fail(DFX_ERR_FORMAT, "field data_alignment: %u, expected 64", align);
+    if (d_off > fsize || d_len > fsize - d_off)
+        return dfx_fail(DFX_ERR_FORMAT, "field data_length: file is truncated: the header says more bytes than the file's %zu", size);
+    if (g_off != DFX_HEADER_SIZE) return dfx_fail(DFX_ERR_FORMAT, "field graph_offset: %llu, expected 64", (unsigned long long)g_off);
+    if (g_len < 8 || g_len > fsize - g_off)
+        return dfx_fail(DFX_ERR_FORMAT, "field graph_length: %llu does not fit a %zu-byte file", (unsigned long long)g_len, size);
+    if (d_off % DFX_ALIGN || d_off < g_off + g_len)
+        return dfx_fail(DFX_ERR_FORMAT, "field data_offset: %llu is not a multiple of 64 after the graph", (unsigned long long)d_off);
+    if (d_len != fsize - d_off)
+        return dfx_fail(DFX_ERR_FORMAT, "field data_length: file is followed by extra bytes");
+    m->graph = base + g_off;
+    m->graph_len = (size_t)g_len;
+    m->data = base + d_off;
+    m->data_len = d_len;
+    if (dfx_crc32(0, m->graph, m->graph_len) != g_crc)
+        return dfx_fail(DFX_ERR_CHECKSUM, "field graph_crc32: graph checksum mismatch: the graph region is corrupted");
+    if ((st = dfx_fb_verify(m->graph, m->graph_len))) return st;
+    if ((st = dfx_decode_model(m))) return st;
+    if ((st = dfx_validate_model(m))) return st;
+    if (flags & DFX_VERIFY_CHECKSUMS) return dfx_check_values(m);
+    return DFX_OK;
+}
+
+void dfx_model_close(dfx_model *m)
+{
+    if (!m) return;
+#ifdef DFX_HAVE_MMAP
+    if (m->mapped && m->base) munmap((void *)m->base, m->size);
+#else
+    if (m->mapped) free((void *)m->base);
+#endif
+    free(m->tensors);
+    free(m->layers);
+    free(m->io_ints);
+    free(m);
+}
+
+dfx_status dfx_model_open_buffer(const void *data, size_t size, unsigned flags, dfx_model **out)
+{
+    dfx_clear_error();
+    if (!out || (!data && size)) return dfx_fail(DFX_ERR_ARGUMENT, "NULL argument");
+    *out = NULL;
+    if ((uintptr_t)data % DFX_ALIGN)
+        return dfx_fail(DFX_ERR_ARGUMENT, "the model buffer must be 64-byte aligned (weights are used in place)");
+    dfx_model *m = (dfx_model *)calloc(1, sizeof *m);
+    if (!m) return dfx_fail(DFX_ERR_NOMEM, "out of memory");
+    dfx_status st = open_mem((const uint8_t *)data, size, flags, m);
+    if (st) { dfx_model_close(m); return st; }
+    *out = m;
+    return DFX_OK;
+}
+
+dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out)
+{
+    dfx_clear_error();
+    if (!out || !path) return dfx_fail(DFX_ERR_ARGUMENT, "NULL argument");
+    *out = NULL;
+    dfx_model *m = (dfx_model *)calloc(1, sizeof *m);
+    if (!m) return dfx_fail(DFX_ERR_NOMEM, "out of memory");
+#ifdef DFX_HAVE_MMAP
+    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        if (fd >= 0) close(fd);
+        free(m);
+        return dfx_fail(DFX_ERR_IO, "%s: cannot open", path);
+    }
+    if (sb.st_size == 0) { close(fd); free(m); return dfx_fail(DFX_ERR_FORMAT, "%s: file is empty", path); }
+    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) { free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot map", path); }
+    m->mapped = 1;
+    m->size = (size_t)sb.st_size;
+    m->base = (const uint8_t *)p;
+    dfx_status st = open_mem((const uint8_t *)p, (size_t)sb.st_size, flags, m);
+#else
+    FILE *f = fopen(path, "rb");
+    if (!f) { free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot open", path); }
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *p = NULL;
+    /* 64-byte aligned copy */
+    p = malloc((size_t)sz + 64);
+    uint8_t *al = (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+    if (!p || fread(al, 1, (size_t)sz, f) != (size_t)sz) { fclose(f); free(p); free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot read", path); }
+    fclose(f);
+    m->mapped = 1;
+    m->base = p;
+    dfx_status st = open_mem(al, (size_t)sz, flags, m);
+    m->base = p;
+#endif
+    if (st) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dfx_last_error());
+        dfx_model_close(m);
+        return dfx_fail(st, "%s: %s", path, msg);
+    }
+    *out = m;
+    return DFX_OK;
+}
+
+/* ---- constants ---- */
+int64_t dfx_const_int(const dt_tensor *t, int64_t i)
+{
+    const uint8_t *d = t->data;
+    switch (t->dtype) {
+    case DFX_INT8: return (int8_t)d[i];
+    case DFX_INT16: return (int16_t)rd_u16(d + 2 * i);
+    case DFX_INT32: return rd_i32(d + 4 * i);
+    case DFX_INT4: { int v = (d[i >> 1] >> ((i & 1) * 4)) & 15; return v >= 8 ? v - 16 : v; }
+    case DFX_INT2: { int v = (d[i >> 2] >> ((i & 3) * 2)) & 3; return v >= 2 ? v - 4 : v; }
+    default: return 0;
+    }
+}
+
+float dfx_const_float(const dt_tensor *t, int64_t i)
+{
+    if (t->dtype == DFX_FLOAT32) return rd_f32(t->data + 4 * i);
+    return (float)ldexp((double)dfx_const_int(t, i), -dfx_fl_at(t, i));
+}
+
+dfx_status dfx_check_values(const dfx_model *m)
+{
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dt_tensor *t = &m->tensors[i];
+        if (!t->is_const) continue;
+        if (dfx_crc32(0, t->data, (size_t)t->data_len) != t->crc)
+            return dfx_fail(DFX_ERR_CHECKSUM, "tensor '%s', field data.crc32: data checksum mismatch: the tensor's bytes are corrupted",
+                            t->name);
+        if (!t->has_q) continue;
+        int64_t lo = -((int64_t)1 << (t->bw - 1)), hi = ((int64_t)1 << (t->bw - 1)) - 1;
+        for (int64_t k = 0; k < t->count; k++) {
+            int64_t v = dfx_const_int(t, k);
+            if (v < lo || v > hi)
+                return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field data: value %lld exceeds bw %d range [%lld, %lld]",
+                                t->name, (long long)v, t->bw, (long long)lo, (long long)hi);
+        }
+    }
+    return DFX_OK;
+}
+
+dfx_status dfx_model_verify_data(const dfx_model *m)
+{
+    dfx_clear_error();
+    if (!m) return dfx_fail(DFX_ERR_ARGUMENT, "NULL model");
+    return dfx_check_values(m);
+}

@@ -1,0 +1,209 @@
+/* int8 GEMM for ARMv8.0 NEON: C(m x n) = A(m x k) * B(k x n), int32 results.
+ *
+ * Blocking: k in blocks of GEMM_KC, m in blocks of GEMM_MC rows. A block of A
+ * is packed into 8-row panels and B into 8-column panels, both as 4-deep k
+ * groups (a group of a panel: 8 rows/columns x 4 consecutive k = 32 bytes,
+ * zero padded), in buffers on the stack (no heap, no global state). A
+ * micro-kernel computes one 8 x 8 tile of C from a pair of panels: here with
+ * SMULL (8 exact int16 products: |int8 * int8| <= 16384 < 2^15) and SADALP,
+ * which adds pairs of those products widened to int32, so no int16 sum is
+ * ever formed and -128 * -128 needs no special case; gemm_dot.c does the same
+ * with SDOT. All sums are exact in int32 by the dispatch contract. */
+#include <arm_neon.h>
+#include <string.h>
+
+#include "neon.h"
+
+#define GEMM_KC 256 /* multiple of 4 */
+#define GEMM_MC 128 /* multiple of 8 */
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+/* Pack rows [0, mc) x k [0, kc) of A into 8-row panels of kg groups. */
+static void pack_a(const int8_t *a, int lda, int mc, int kc, int8_t *dst)
+{
+    int kg = (kc + 3) / 4, full = kc / 4;
+    for (int r0 = 0; r0 < mc; r0 += 8) {
+        int8_t *panel = dst + (size_t)r0 * kg * 4;
+        for (int r = 0; r < 8; r++) {
+            int8_t *d = panel + r * 4;
+            if (r0 + r >= mc) {
+                for (int g = 0; g < kg; g++) memset(d + g * 32, 0, 4);
+                continue;
+            }
+            const int8_t *s = a + (size_t)(r0 + r) * lda;
+            for (int g = 0; g < full; g++) memcpy(d + g * 32, s + g * 4, 4);
+            if (full < kg) {
+                int8_t t[4] = {0, 0, 0, 0};
+                memcpy(t, s + full * 4, (size_t)(kc - full * 4));
+                memcpy(d + full * 32, t, 4);
+            }
+        }
+    }
+}
+
+/* Pack columns [0, nr) x k [0, kc) of B (row stride ldb) into one 8-column panel. */
+static void pack_b(const int8_t *b, int ldb, int kc, int nr, int8_t *dst)
+{
+    int full = kc / 4, kg = (kc + 3) / 4, g = 0;
+    if (nr == 8) {
+        for (; g < full; g++, b += 4 * (size_t)ldb, dst += 32) {
+            int8x8_t r0 = vld1_s8(b), r1 = vld1_s8(b + ldb), r2 = vld1_s8(b + 2 * (size_t)ldb),
+                     r3 = vld1_s8(b + 3 * (size_t)ldb);
+            int16x8_t z01 = vreinterpretq_s16_s8(vcombine_s8(vzip1_s8(r0, r1), vzip2_s8(r0, r1)));
+            int16x8_t z23 = vreinterpretq_s16_s8(vcombine_s8(vzip1_s8(r2, r3), vzip2_s8(r2, r3)));
+            vst1q_s8(dst, vreinterpretq_s8_s16(vzip1q_s16(z01, z23)));
+            vst1q_s8(dst + 16, vreinterpretq_s8_s16(vzip2q_s16(z01, z23)));
+        }
+    }
+    for (; g < kg; g++, b += 4 * (size_t)ldb, dst += 32) {
+        memset(dst, 0, 32);
+        for (int t = 0; t < 4 && g * 4 + t < kc; t++)
+            for (int j = 0; j < nr; j++) dst[j * 4 + t] = b[(size_t)t * ldb + j];
+    }
+}
+
+static void store_row(int32_t *c, int32x4_t lo, int32x4_t hi, int nr, int accumulate)
+{
+    if (nr == 8) {
+        if (accumulate) {
+            lo = vaddq_s32(lo, vld1q_s32(c));
+            hi = vaddq_s32(hi, vld1q_s32(c + 4));
+        }
+        vst1q_s32(c, lo);
+        vst1q_s32(c + 4, hi);
+        return;
+    }
+    int32_t t[8];
+    vst1q_s32(t, lo);
+    vst1q_s32(t + 4, hi);
+    for (int j = 0; j < nr; j++) c[j] = accumulate ? c[j] + t[j] : t[j];
+}
+
+/* Four rows (half of the 8-row panel) x 8 columns. */
+static void tile4_v80(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int accumulate)
+{
+    int32x4_t c00 = vdupq_n_s32(0), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00,
+              c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    for (int g = 0; g < kg; g++, ap += 32, bp += 32) {
+        int8x16_t b0 = vld1q_s8(bp), b1 = vld1q_s8(bp + 16);
+        int32x4_t av = vreinterpretq_s32_s8(vld1q_s8(ap));
+        int8x8_t b0l = vget_low_s8(b0), b1l = vget_low_s8(b1);
+#define ROW(R, A0, A1, A2, A3)                                                      \
+    {                                                                               \
+        int8x16_t ar = vreinterpretq_s8_s32(vdupq_laneq_s32(av, R));                \
+        A0 = vpadalq_s16(A0, vmull_s8(vget_low_s8(ar), b0l));                       \
+        A1 = vpadalq_s16(A1, vmull_high_s8(ar, b0));                                \
+        A2 = vpadalq_s16(A2, vmull_s8(vget_low_s8(ar), b1l));                       \
+        A3 = vpadalq_s16(A3, vmull_high_s8(ar, b1));                                \
+    }
+        ROW(0, c00, c01, c02, c03)
+        ROW(1, c10, c11, c12, c13)
+        ROW(2, c20, c21, c22, c23)
+        ROW(3, c30, c31, c32, c33)
+#undef ROW
+    }
+    /* lanes of cR0: [col0 k0+k1, col0 k2+k3, col1 k0+k1, col1 k2+k3]: pairwise sums give the columns */
+    store_row(c, vpaddq_s32(c00, c01), vpaddq_s32(c02, c03), nr, accumulate);
+    if (mr > 1) store_row(c + ldc, vpaddq_s32(c10, c11), vpaddq_s32(c12, c13), nr, accumulate);
+    if (mr > 2) store_row(c + 2 * (size_t)ldc, vpaddq_s32(c20, c21), vpaddq_s32(c22, c23), nr, accumulate);
+    if (mr > 3) store_row(c + 3 * (size_t)ldc, vpaddq_s32(c30, c31), vpaddq_s32(c32, c33), nr, accumulate);
+}
+
+/* One 8 x 8 tile: rows 0..3 sit in bytes 0..15 of every 32-byte group, rows 4..7 in bytes 16..31. */
+void dfx_neon_tile_v80(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int accumulate)
+{
+    tile4_v80(kg, ap, bp, c, ldc, imin(mr, 4), nr, accumulate);
+    if (mr > 4) tile4_v80(kg, ap + 16, bp, c + 4 * (size_t)ldc, ldc, mr - 4, nr, accumulate);
+}
+
+/* Matrix times vector, 4 rows at a time, 16 k per step. */
+void dfx_neon_gemv_v80(int m, int k, const int8_t *a, int lda, const int8_t *x, int32_t *c, int ldc, int accumulate)
+{
+    int i = 0;
+    for (; i + 4 <= m; i += 4) {
+        const int8_t *a0 = a + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        int32x4_t s0 = vdupq_n_s32(0), s1 = s0, s2 = s0, s3 = s0;
+        int p = 0;
+        for (; p + 16 <= k; p += 16) {
+            int8x16_t xv = vld1q_s8(x + p), v0 = vld1q_s8(a0 + p), v1 = vld1q_s8(a1 + p), v2 = vld1q_s8(a2 + p),
+                      v3 = vld1q_s8(a3 + p);
+            int8x8_t xl = vget_low_s8(xv);
+            s0 = vpadalq_s16(vpadalq_s16(s0, vmull_s8(vget_low_s8(v0), xl)), vmull_high_s8(v0, xv));
+            s1 = vpadalq_s16(vpadalq_s16(s1, vmull_s8(vget_low_s8(v1), xl)), vmull_high_s8(v1, xv));
+            s2 = vpadalq_s16(vpadalq_s16(s2, vmull_s8(vget_low_s8(v2), xl)), vmull_high_s8(v2, xv));
+            s3 = vpadalq_s16(vpadalq_s16(s3, vmull_s8(vget_low_s8(v3), xl)), vmull_high_s8(v3, xv));
+        }
+        int32_t r0 = vaddvq_s32(s0), r1 = vaddvq_s32(s1), r2 = vaddvq_s32(s2), r3 = vaddvq_s32(s3);
+        for (; p < k; p++) {
+            r0 += a0[p] * x[p];
+            r1 += a1[p] * x[p];
+            r2 += a2[p] * x[p];
+            r3 += a3[p] * x[p];
+        }
+        int32_t *cp = c + (size_t)i * ldc;
+        if (accumulate) {
+            r0 += cp[0];
+            r1 += cp[ldc];
+            r2 += cp[2 * (size_t)ldc];
+            r3 += cp[3 * (size_t)ldc];
+        }
+        cp[0] = r0;
+        cp[ldc] = r1;
+        cp[2 * (size_t)ldc] = r2;
+        cp[3 * (size_t)ldc] = r3;
+    }
+    for (; i < m; i++) {
+        const int8_t *ar = a + (size_t)i * lda;
+        int32x4_t s = vdupq_n_s32(0);
+        int p = 0;
+        for (; p + 16 <= k; p += 16) {
+            int8x16_t xv = vld1q_s8(x + p), v = vld1q_s8(ar + p);
+            s = vpadalq_s16(vpadalq_s16(s, vmull_s8(vget_low_s8(v), vget_low_s8(xv))), vmull_high_s8(v, xv));
+        }
+        int32_t r = vaddvq_s32(s);
+        for (; p < k; p++) r += ar[p] * x[p];
+        c[(size_t)i * ldc] = accumulate ? c[(size_t)i * ldc] + r : r;
+    }
+}
+
+#define GEMV_CHUNK 4096
+
+void dfx_neon_gemm_driver(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc,
+                          dfx_gemm_tile_fn tile, dfx_gemv_fn gemv)
+{
+    if (n == 1) {
+        if (ldb == 1) {
+            gemv(m, k, a, lda, b, c, ldc, 0);
+            return;
+        }
+        int8_t xbuf[GEMV_CHUNK];
+        for (int p0 = 0; p0 < k; p0 += GEMV_CHUNK) {
+            int kc = imin(GEMV_CHUNK, k - p0);
+            for (int p = 0; p < kc; p++) xbuf[p] = b[(size_t)(p0 + p) * ldb];
+            gemv(m, kc, a + p0, lda, xbuf, c, ldc, p0 > 0);
+        }
+        return;
+    }
+    int8_t abuf[GEMM_MC * GEMM_KC] __attribute__((aligned(16)));
+    int8_t bbuf[DFX_GEMM_NR * GEMM_KC] __attribute__((aligned(16)));
+    for (int p0 = 0; p0 < k; p0 += GEMM_KC) {
+        int kc = imin(GEMM_KC, k - p0), kg = (kc + 3) / 4;
+        for (int i0 = 0; i0 < m; i0 += GEMM_MC) {
+            int mc = imin(GEMM_MC, m - i0);
+            pack_a(a + (size_t)i0 * lda + p0, lda, mc, kc, abuf);
+            for (int j0 = 0; j0 < n; j0 += DFX_GEMM_NR) {
+                int nr = imin(DFX_GEMM_NR, n - j0);
+                pack_b(b + (size_t)p0 * ldb + j0, ldb, kc, nr, bbuf);
+                for (int r0 = 0; r0 < mc; r0 += DFX_GEMM_MR)
+                    tile(kg, abuf + (size_t)r0 * kg * 4, bbuf, c + (size_t)(i0 + r0) * ldc + j0, ldc,
+                         imin(DFX_GEMM_MR, mc - r0), nr, p0 > 0);
+            }
+        }
+    }
+}
+
+void dfx_neon_gemm_s8(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc)
+{
+    dfx_neon_gemm_driver(m, n, k, a, lda, b, ldb, c, ldc, dfx_neon_tile_v80, dfx_neon_gemv_v80);
+}

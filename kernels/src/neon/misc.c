@@ -1,0 +1,97 @@
+/* Element-wise NEON kernels: ReLU of int8 codes (dispatch.h), and building
+ * blocks for pooling and Eltwise rows (neon.h; not yet in the table). */
+#include <arm_neon.h>
+
+#include "../fixedpoint.h"
+#include "neon.h"
+
+void dfx_neon_relu_s8(const int8_t *x, int8_t *y, int n)
+{
+    int i = 0;
+    int8x16_t z = vdupq_n_s8(0);
+    for (; i + 64 <= n; i += 64) {
+        int8x16x4_t v = vld1q_s8_x4(x + i);
+        v.val[0] = vmaxq_s8(v.val[0], z);
+        v.val[1] = vmaxq_s8(v.val[1], z);
+        v.val[2] = vmaxq_s8(v.val[2], z);
+        v.val[3] = vmaxq_s8(v.val[3], z);
+        vst1q_s8_x4(y + i, v);
+    }
+    for (; i + 16 <= n; i += 16) vst1q_s8(y + i, vmaxq_s8(vld1q_s8(x + i), z));
+    for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+void dfx_neon_maxpool_row_s8(const int8_t *const *rows, int r, int stride, int8_t *y, int n)
+{
+    int i = 0;
+    if (stride == 1)
+        for (; i + 16 <= n; i += 16) {
+            int8x16_t m = vld1q_s8(rows[0] + i);
+            for (int t = 1; t < r; t++) m = vmaxq_s8(m, vld1q_s8(rows[t] + i));
+            vst1q_s8(y + i, m);
+        }
+    else if (stride == 2)
+        for (; i + 16 <= n; i += 16) { /* reads 2 * i + 31: the caller guarantees 2 * n columns */
+            int8x16_t m = vld2q_s8(rows[0] + 2 * i).val[0];
+            for (int t = 1; t < r; t++) m = vmaxq_s8(m, vld2q_s8(rows[t] + 2 * i).val[0]);
+            vst1q_s8(y + i, m);
+        }
+    for (; i < n; i++) {
+        int8_t m = rows[0][i * stride];
+        for (int t = 1; t < r; t++) m = rows[t][i * stride] > m ? rows[t][i * stride] : m;
+        y[i] = m;
+    }
+}
+
+void dfx_neon_sumpool_row_s8(const int8_t *const *rows, int r, int stride, int32_t *acc, int n)
+{
+    int i = 0;
+    if (stride == 1 || stride == 2)
+        for (; i + 8 <= n; i += 8) {
+            int16x8_t s = vdupq_n_s16(0); /* at most 255 rows of int8 fit int16 */
+            for (int t = 0; t < r; t++) {
+                int8x8_t v = stride == 1 ? vld1_s8(rows[t] + i) : vld2_s8(rows[t] + 2 * i).val[0];
+                s = vaddw_s8(s, v);
+                if ((t & 127) == 127 && t + 1 < r) { /* flush before int16 could overflow */
+                    vst1q_s32(acc + i, vaddw_s16(vld1q_s32(acc + i), vget_low_s16(s)));
+                    vst1q_s32(acc + i + 4, vaddw_high_s16(vld1q_s32(acc + i + 4), s));
+                    s = vdupq_n_s16(0);
+                }
+            }
+            vst1q_s32(acc + i, vaddw_s16(vld1q_s32(acc + i), vget_low_s16(s)));
+            vst1q_s32(acc + i + 4, vaddw_high_s16(vld1q_s32(acc + i + 4), s));
+        }
+    for (; i < n; i++)
+        for (int t = 0; t < r; t++) acc[i] += rows[t][i * stride];
+}
+
+void dfx_neon_add_s8(const int8_t *a, int la, const int8_t *b, int lb, int shift, int rounding, int bw, int8_t *y,
+                     int n)
+{
+    /* |(a << la) + (b << lb)| <= 2^31 - 2^7... fits int32 for la, lb <= 23; rounding as in requant.c, int32 lanes */
+    const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
+    int32x4_t vla = vdupq_n_s32(la), vlb = vdupq_n_s32(lb), sh = vdupq_n_s32(-shift), one = vdupq_n_s32(1);
+    int32x4_t vhi = vdupq_n_s32(hi), vlo = vdupq_n_s32(lo);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        int16x8_t a16 = vmovl_s8(vld1_s8(a + i)), b16 = vmovl_s8(vld1_s8(b + i));
+        int32x4_t v[2];
+        v[0] = vaddq_s32(vshlq_s32(vmovl_s16(vget_low_s16(a16)), vla), vshlq_s32(vmovl_s16(vget_low_s16(b16)), vlb));
+        v[1] = vaddq_s32(vshlq_s32(vmovl_high_s16(a16), vla), vshlq_s32(vmovl_high_s16(b16), vlb));
+        for (int h = 0; h < 2; h++) {
+            int32x4_t q = v[h];
+            if (shift > 0) {
+                if (rounding == RND_FLOOR) q = vshlq_s32(q, sh);
+                else if (rounding == RND_HALF_UP) q = vrshlq_s32(q, sh);
+                else if (rounding == RND_HALF_AWAY) q = vrshlq_s32(vqaddq_s32(q, vshrq_n_s32(q, 31)), sh);
+                else q = vrshlq_s32(vqaddq_s32(q, vsubq_s32(vandq_s32(vshlq_s32(q, sh), one), one)), sh);
+            }
+            v[h] = vmaxq_s32(vminq_s32(q, vhi), vlo);
+        }
+        vst1_s8(y + i, vmovn_s16(vcombine_s16(vmovn_s32(v[0]), vmovn_s32(v[1]))));
+    }
+    for (; i < n; i++) {
+        int64_t v = ((int64_t)a[i] << la) + ((int64_t)b[i] << lb);
+        y[i] = (int8_t)fp_saturate(fp_round_shift(v, shift, rounding), bw);
+    }
+}

@@ -1,0 +1,184 @@
+/* C test of the NEON kernel sets (kernels/src/neon) against the portable set:
+ * every entry of the dispatch table, on random inputs with the -128/127
+ * extremes, rounding ties, every rounding mode, shifts -31..62, odd sizes and
+ * strides. Run under qemu-aarch64 with -cpu cortex-a53 (neon only) and
+ * -cpu cortex-a76 or max (dotprod too).
+ *
+ *   test_neon [iterations]
+ *
+ * Prints which sets it checked; fails (exit 1) on the first difference. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "fixedpoint.h"
+#include "neon/neon.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd64(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static int rndi(int lo, int hi) { return lo + (int)(rnd64() % (uint64_t)(hi - lo + 1)); }
+
+/* int8 codes: mostly uniform, with runs of the extremes */
+static void fill_s8(int8_t *p, size_t n)
+{
+    int mode = rndi(0, 5);
+    for (size_t i = 0; i < n; i++) {
+        int v = rndi(-128, 127);
+        if (mode == 0) v = -128;
+        else if (mode == 1) v = rndi(0, 1) ? -128 : 127;
+        else if (mode == 2 && rndi(0, 3) == 0) v = -128;
+        p[i] = (int8_t)v;
+    }
+}
+
+static int failures;
+#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); failures++; return; } while (0)
+
+static void check_gemm(const struct dfx_kernels *ks)
+{
+    static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 129};
+    int m = rndi(0, 3) ? sizes[rndi(0, 14)] : rndi(1, 300);
+    int n = rndi(0, 3) ? sizes[rndi(0, 14)] : rndi(1, 300);
+    int k = rndi(0, 3) ? sizes[rndi(0, 14)] : rndi(1, 1200);
+    if (rndi(0, 20) == 0) { n = 1; k = rndi(4097, 9000); }          /* gemv chunks */
+    if (rndi(0, 20) == 0) { m = rndi(100, 300); k = rndi(257, 700); } /* k and m blocks */
+    int lda = k + rndi(0, 3) * rndi(0, 5), ldb = n + rndi(0, 1) * rndi(0, 9), ldc = n + rndi(0, 2);
+    int8_t *a = malloc((size_t)m * lda), *b = malloc((size_t)k * ldb);
+    int32_t *c0 = malloc(sizeof(int32_t) * (size_t)m * ldc), *c1 = malloc(sizeof(int32_t) * (size_t)m * ldc);
+    fill_s8(a, (size_t)m * lda);
+    fill_s8(b, (size_t)k * ldb);
+    for (size_t i = 0; i < (size_t)m * ldc; i++) c0[i] = c1[i] = (int32_t)rnd64();
+    dfx_kernels_portable.gemm_s8(m, n, k, a, lda, b, ldb, c0, ldc);
+    ks->gemm_s8(m, n, k, a, lda, b, ldb, c1, ldc);
+    int bad = memcmp(c0, c1, sizeof(int32_t) * (size_t)m * ldc) != 0;
+    free(a); free(b); free(c0); free(c1);
+    if (bad) FAIL("%s gemm_s8 m=%d n=%d k=%d lda=%d ldb=%d ldc=%d differs", ks->name, m, n, k, lda, ldb, ldc);
+}
+
+static void check_dwconv(const struct dfx_kernels *ks)
+{
+    int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 5), kw = rndi(1, 5), sh = rndi(1, 3), sw = rndi(1, 3);
+    if (rndi(0, 1)) { kh = kw = 3; sw = sh = rndi(1, 2); }
+    int dh = rndi(0, 3) ? 1 : 2, dw = rndi(0, 3) ? 1 : 2, pt = rndi(0, 2), pl = rndi(0, 2), pb = rndi(0, 2),
+        pr = rndi(0, 2);
+    int oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1, ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
+    if (h + pt + pb - dh * (kh - 1) - 1 < 0 || w + pl + pr - dw * (kw - 1) - 1 < 0) return;
+    int8_t *x = malloc((size_t)h * w), kk[25];
+    int32_t *o0 = malloc(sizeof(int32_t) * (size_t)oh * ow), *o1 = malloc(sizeof(int32_t) * (size_t)oh * ow);
+    fill_s8(x, (size_t)h * w);
+    fill_s8(kk, (size_t)kh * kw);
+    if (rndi(0, 4) == 0) kk[rndi(0, kh * kw - 1)] = 0;
+    dfx_kernels_portable.dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
+    ks->dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
+    int bad = memcmp(o0, o1, sizeof(int32_t) * (size_t)oh * ow) != 0;
+    free(x); free(o0); free(o1);
+    if (bad)
+        FAIL("%s dwconv_s8 h=%d w=%d k=%dx%d s=%d,%d p=%d,%d d=%d,%d differs", ks->name, h, w, kh, kw, sh, sw, pt, pl,
+             dh, dw);
+}
+
+static void check_requant(const struct dfx_kernels *ks)
+{
+    int n = rndi(1, 70), lshift = rndi(0, 3) ? 0 : rndi(0, 31), rounding = rndi(0, 3);
+    int shift = rndi(0, 4) ? rndi(0, 20) : rndi(-31, 62);
+    int bw = rndi(0, 2) ? 8 : rndi(2, 32);
+    int out_bytes = bw <= 8 ? (1 << rndi(0, 2)) : bw <= 16 ? (2 << rndi(0, 1)) : 4;
+    int64_t bias = rndi(0, 3) ? (int64_t)(int32_t)rnd64() >> rndi(0, 31) : (int64_t)(rnd64() >> 2) - ((int64_t)1 << 61);
+    if (rndi(0, 5) == 0) bias = 0;
+    int32_t acc[70];
+    for (int i = 0; i < n; i++) {
+        int64_t v;
+        int kind = rndi(0, 6);
+        if (kind == 0) v = rndi(0, 1) ? INT32_MIN : INT32_MAX;
+        else if (kind <= 2 && shift > 0 && shift < 62) {
+            /* a tie: (acc << lshift) + bias = odd multiple of 2^(shift-1), when representable */
+            int64_t t = ((int64_t)rndi(-1000, 1000) * 2 + 1) * ((int64_t)1 << (shift - 1)) - bias;
+            v = lshift ? (t >> lshift) : t;
+            if (v < INT32_MIN || v > INT32_MAX) v = (int32_t)rnd64();
+        } else v = (int32_t)rnd64() >> rndi(0, 31);
+        acc[i] = (int32_t)v;
+    }
+    /* respect the contract: |(acc << lshift) + bias| < 2^62 */
+    if (lshift > 30 && bias > ((int64_t)1 << 60)) bias >>= 2;
+    uint8_t o0[70 * 4], o1[70 * 4];
+    memset(o0, 0x5a, sizeof o0);
+    memset(o1, 0x5a, sizeof o1);
+    dfx_kernels_portable.requant_s32(acc, n, bias, lshift, shift, rounding, bw, o0, out_bytes);
+    ks->requant_s32(acc, n, bias, lshift, shift, rounding, bw, o1, out_bytes);
+    if (memcmp(o0, o1, sizeof o0))
+        FAIL("%s requant_s32 n=%d bias=%" PRId64 " lshift=%d shift=%d rounding=%d bw=%d out_bytes=%d differs", ks->name,
+             n, bias, lshift, shift, rounding, bw, out_bytes);
+}
+
+static void check_relu(const struct dfx_kernels *ks)
+{
+    int n = rndi(1, 300);
+    int8_t x[300], y0[300], y1[300];
+    fill_s8(x, (size_t)n);
+    dfx_kernels_portable.relu_s8(x, y0, n);
+    ks->relu_s8(x, y1, n);
+    if (memcmp(y0, y1, (size_t)n)) FAIL("%s relu_s8 n=%d differs", ks->name, n);
+}
+
+/* building blocks outside the table, against plain loops */
+static void check_blocks(void)
+{
+    int r = rndi(1, 9), stride = rndi(1, 2), n = rndi(1, 100);
+    int8_t data[9][2 * 100 + 32];
+    const int8_t *rows[9];
+    for (int t = 0; t < r; t++) { fill_s8(data[t], sizeof data[t]); rows[t] = data[t]; }
+    int8_t y0[100], y1[100];
+    int32_t s0[100], s1[100];
+    for (int i = 0; i < n; i++) {
+        int8_t m = rows[0][i * stride];
+        int32_t s = 0;
+        for (int t = 0; t < r; t++) {
+            if (rows[t][i * stride] > m) m = rows[t][i * stride];
+            s += rows[t][i * stride];
+        }
+        y0[i] = m;
+        s0[i] = s + 7;
+        s1[i] = 7;
+    }
+    dfx_neon_maxpool_row_s8(rows, r, stride, y1, n);
+    dfx_neon_sumpool_row_s8(rows, r, stride, s1, n);
+    if (memcmp(y0, y1, (size_t)n)) FAIL("maxpool_row r=%d stride=%d n=%d differs", r, stride, n);
+    if (memcmp(s0, s1, sizeof(int32_t) * (size_t)n)) FAIL("sumpool_row r=%d stride=%d n=%d differs", r, stride, n);
+    int la = rndi(0, 8), lb = rndi(0, 8), shift = rndi(0, 12), rounding = rndi(0, 3), bw = rndi(2, 8);
+    for (int i = 0; i < n; i++) {
+        int64_t v = ((int64_t)data[0][i] << la) + ((int64_t)data[1 % r][i] << lb);
+        y0[i] = (int8_t)fp_saturate(fp_round_shift(v, shift, rounding), bw);
+    }
+    dfx_neon_add_s8(data[0], la, data[1 % r], lb, shift, rounding, bw, y1, n);
+    if (memcmp(y0, y1, (size_t)n))
+        FAIL("add_s8 la=%d lb=%d shift=%d rounding=%d bw=%d n=%d differs", la, lb, shift, rounding, bw, n);
+}
+
+int main(int argc, char **argv)
+{
+    int iters = argc > 1 ? atoi(argv[1]) : 300;
+    int dot = dfx_neon_has_dotprod();
+    const struct dfx_kernels *sets[2] = {&dfx_kernels_neon, &dfx_kernels_dotprod};
+    printf("cpu has dotprod: %d\n", dot);
+    for (int s = 0; s < 1 + dot; s++) {
+        for (int i = 0; i < iters && failures < 10; i++) {
+            check_gemm(sets[s]);
+            check_dwconv(sets[s]);
+            for (int j = 0; j < 20; j++) check_requant(sets[s]);
+            check_relu(sets[s]);
+        }
+        printf("%s: %d x (gemm_s8, dwconv_s8, 20 requant_s32, relu_s8) %s\n", sets[s]->name, iters,
+               failures ? "FAILED" : "equal to portable");
+    }
+    for (int i = 0; i < iters * 10 && failures < 10; i++) check_blocks();
+    printf("building blocks (maxpool/sumpool rows, add_s8): %s\n", failures ? "FAILED" : "equal to the reference");
+    return failures ? 1 : 0;
+}

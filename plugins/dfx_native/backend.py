@@ -1,0 +1,177 @@
+"""The native backend: the same contract as the NumPy reference, run by libdfx."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+
+from dfxsdk.errors import DfxFormatError, DfxInputError, DfxUnsupportedError
+from dfxsdk.graph import Model
+from dfxsdk.providers import Backend
+
+from . import _lib
+
+_STATUS_ERRORS = {2: DfxFormatError, 3: DfxFormatError, 4: DfxFormatError, 5: DfxFormatError,
+                  6: DfxUnsupportedError, 7: DfxInputError}
+KEEP_ALL = 1
+
+
+def check(lib: ctypes.CDLL, status: int, source: str | None = None) -> None:
+    if status:
+        msg = lib.dfx_last_error().decode("utf-8", "replace")
+        exc = _STATUS_ERRORS.get(status, RuntimeError)
+        if exc is RuntimeError:
+            raise RuntimeError(f"libdfx error {status}: {msg}")
+        raise exc(msg, file=source) if exc is not DfxInputError else exc(msg)
+
+
+class NativeModel:
+    """A model opened by libdfx, with sessions cached by (batch, flags)."""
+
+    def __init__(self, lib: ctypes.CDLL, path: str, source: str | None = None) -> None:
+        self.lib = lib
+        self.source = source
+        handle = ctypes.c_void_p()
+        check(lib, lib.dfx_model_open_file(path.encode(), 0, ctypes.byref(handle)), source)
+        self.handle = handle
+        self.sessions: dict[tuple[int, int], ctypes.c_void_p] = {}
+
+    def tensor(self, name: str) -> int:
+        return int(self.lib.dfx_model_find_tensor(self.handle, name.encode()))
+
+    def session(self, batch: int, flags: int) -> ctypes.c_void_p:
+        key = (batch, flags)
+        if key not in self.sessions:
+            for old in list(self.sessions.values()):   # keep at most one session around
+                self.lib.dfx_session_destroy(old)
+            self.sessions.clear()
+            s = ctypes.c_void_p()
+            check(self.lib, self.lib.dfx_session_create(self.handle, batch, None, 0, flags, ctypes.byref(s)),
+                  self.source)
+            self.sessions[key] = s
+        return self.sessions[key]
+
+    def arena_size(self, batch: int = 1, flags: int = 0) -> tuple[int, int]:
+        arena, total = ctypes.c_size_t(), ctypes.c_size_t()
+        check(self.lib, self.lib.dfx_model_arena_size(self.handle, batch, flags, ctypes.byref(arena),
+                                                      ctypes.byref(total)), self.source)
+        return arena.value, total.value
+
+    def close(self) -> None:
+        for s in self.sessions.values():
+            self.lib.dfx_session_destroy(s)
+        self.sessions.clear()
+        if self.handle:
+            self.lib.dfx_model_close(self.handle)
+            self.handle = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+def open_model(model: Model) -> NativeModel:
+    """Serialise ``model`` (it may have been changed in memory) and open it in libdfx."""
+    from dfxsdk.io import save
+
+    lib = _lib.load()
+    fd, path = tempfile.mkstemp(suffix=".dfx")
+    os.close(fd)
+    try:
+        save(model, path)
+        return NativeModel(lib, path, model.source)
+    finally:
+        os.unlink(path)   # the mapping stays valid after unlink
+
+
+class NativeBackend(Backend):
+    """libdfx: portable C99 integer kernels, bit-exact to the reference."""
+
+    name = "native"
+    description = "C library (kernels/): integer kernels bit-exact to the NumPy reference"
+    modes = ("integer",)
+
+    def __init__(self) -> None:
+        self._cache: tuple[Model, NativeModel] | None = None
+
+    def unsupported(self, model: Model) -> list[str]:
+        return [f"{layer.name} (Custom {layer.op.name})" for layer in model.layers if layer.type == "Custom"]
+
+    def native(self, model: Model) -> NativeModel:
+        if self._cache is None or self._cache[0] is not model:
+            if self._cache is not None:
+                self._cache[1].close()
+            self._cache = (model, open_model(model))
+        return self._cache[1]
+
+    def run(self, model: Model, inputs: dict[str, np.ndarray], *, mode: str | None = None,
+            outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        return self._run(model, inputs, mode=mode, outputs=outputs, codes=False)
+
+    def run_codes(self, model: Model, inputs: dict[str, np.ndarray], *,
+                  outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Like :meth:`run`, but integer graph inputs are given as their integer codes."""
+        return self._run(model, inputs, mode=None, outputs=outputs, codes=True)
+
+    def _run(self, model: Model, inputs: dict[str, np.ndarray], *, mode: str | None,
+             outputs: Sequence[str] | None, codes: bool) -> dict[str, np.ndarray]:
+        if mode not in (None, "integer"):
+            raise DfxUnsupportedError(f"unknown mode '{mode}' (native backend modes: integer)")
+        wanted = list(outputs) if outputs is not None else list(model.outputs)
+        for name in wanted:
+            if name not in model.tensors:
+                raise DfxInputError(f"no tensor named '{name}' in the model", file=model.source)
+        missing = [n for n in model.inputs if n not in inputs]
+        if missing:
+            raise DfxInputError(f"missing input(s) {missing}; the model's inputs are {model.inputs}",
+                                file=model.source)
+        nm = self.native(model)
+        lib = nm.lib
+        arrays = []
+        batch = None
+        for name in model.inputs:
+            t = model.tensors[name]
+            as_codes = codes and t.qformat is not None
+            x = np.ascontiguousarray(inputs[name], dtype=np.int32 if as_codes else np.float32)
+            if len(t.shape) and (x.ndim != len(t.shape) or tuple(x.shape[1:]) != tuple(t.shape[1:])):
+                raise DfxInputError(f"input '{name}' has shape {x.shape}, the model expects "
+                                    f"{('N',) + t.shape[1:]}", file=model.source)
+            if x.ndim:
+                if batch is not None and x.shape[0] != batch:
+                    raise DfxInputError("inputs have different batch sizes", file=model.source)
+                batch = x.shape[0]
+            arrays.append((x, as_codes))
+        batch = batch or 1
+        keep = any(n not in model.outputs and not model.tensors[n].is_constant for n in wanted)
+        s = nm.session(batch, KEEP_ALL if keep else 0)
+        for i, (x, as_codes) in enumerate(arrays):
+            setter = lib.dfx_session_set_input_codes if as_codes else lib.dfx_session_set_input_f32
+            check(lib, setter(s, i, x.ctypes.data, x.size), model.source)
+        check(lib, lib.dfx_session_run(s), model.source)
+        result: dict[str, np.ndarray] = {}
+        for name in wanted:
+            t = model.tensors[name]
+            if t.is_constant:
+                data = np.asarray(t.data)
+                result[name] = data.astype(np.int32) if t.qformat is not None else data.astype(np.float32)
+                continue
+            view = _lib.View()
+            check(lib, lib.dfx_session_get_tensor(s, nm.tensor(name), ctypes.byref(view)), model.source)
+            shape = tuple(view.shape[i] for i in range(view.rank))
+            dtype = np.dtype(_lib.VIEW_DTYPES[view.dtype])
+            if view.count:
+                buf = (ctypes.c_char * (view.count * dtype.itemsize)).from_address(view.data)
+                arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+            else:
+                arr = np.zeros(shape, dtype)
+            result[name] = np.array(arr, dtype=np.float32 if view.is_float else np.int32, copy=True)
+        return result
+
+
+__all__ = ["NativeBackend", "NativeModel", "open_model"]

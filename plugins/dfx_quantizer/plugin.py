@@ -1,0 +1,329 @@
+"""The "dfp" quantizer: calibration, fl rules, bit width search, graph building.
+
+Entry point ``dfp = "dfx_quantizer.plugin"`` in group ``dfxsdk``. From Python,
+:func:`quantize_model` returns the model together with what was chosen and
+measured (:class:`QuantizeResult`); :meth:`DfpQuantizer.quantize` returns only
+the model, as the plugin API says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dfxsdk.errors import DfxInputError, DfxUnsupportedError
+from dfxsdk.graph import Model
+from dfxsdk.hookspecs import hookimpl
+from dfxsdk.providers import CalibrationData, PluginInfo, Quantizer
+
+from . import __version__, emit, fl_rules, search
+from .apply import BIAS_MODES, FormatChooser, LayerFormats, Plan, Settings, build, quant_layers, \
+    stat_tensors, weight_stats
+from .stats import batch_size, collect
+
+SEARCHES = ("none", "ristretto", "per-layer")
+DEFAULTS: dict[str, Any] = {
+    "bw": 8, "bw_conv": None, "bw_fc": None, "bw_act": None, "search": "none", "margin": 1.0,
+    "fl_rule": "mse", "fl_rule_params": None, "percentile": 99.99, "per_channel": False,
+    "bias": "int32", "ristretto_stats": False, "stats_samples": None, "score_samples": None,
+    "score_output": None, "progress": False, "verbose": False,
+    "emit_ristretto": None, "prototxt": None, "source_files": None,
+}
+
+
+@dataclass
+class Options:
+    """The quantizer's options, checked (see :data:`DEFAULTS` and ``dfxsdk quantize --help``)."""
+
+    bw: int = 8
+    bw_conv: int | None = None
+    bw_fc: int | None = None
+    bw_act: int | None = None
+    search: str = "none"
+    margin: float = 1.0
+    fl_rule: str = "mse"
+    fl_rule_params: str | None = None
+    percentile: float = 99.99
+    per_channel: bool = False
+    bias: str = "int32"
+    ristretto_stats: bool = False
+    stats_samples: int | None = None
+    score_samples: int | None = None
+    score_output: str | None = None
+    progress: bool = False
+    verbose: bool = False
+    emit_ristretto: str | None = None
+    prototxt: str | None = None
+    source_files: list[str] | None = None
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> "Options":
+        unknown = set(options) - set(DEFAULTS)
+        values = {k: (DEFAULTS[k] if options.get(k) is None else options[k]) for k in DEFAULTS}
+        del unknown  # other keys (for other quantizers) are ignored
+        opts = cls(**values)
+        opts.check()
+        return opts
+
+    def check(self) -> None:
+        for name in ("bw", "bw_conv", "bw_fc", "bw_act"):
+            v = getattr(self, name)
+            if v is not None and not 1 <= int(v) <= 16:
+                raise DfxInputError(f"--{name.replace('_', '-')} must be 1..16, got {v}")
+        if self.search not in SEARCHES:
+            raise DfxInputError(f"unknown search '{self.search}' (known: {', '.join(SEARCHES)})")
+        if not self.margin >= 0:
+            raise DfxInputError(f"--margin must be >= 0 percentage points, got {self.margin}")
+        fl_rules.rule(self.fl_rule)
+        if self.fl_rule_params:
+            fl_rules.rule(self.fl_rule_params)
+        if not 0 < self.percentile <= 100:
+            raise DfxInputError(f"--percentile must be in (0, 100], got {self.percentile}")
+        if self.bias not in BIAS_MODES:
+            raise DfxInputError(f"unknown --bias '{self.bias}' (known: {', '.join(BIAS_MODES)})")
+        if self.emit_ristretto:
+            if self.per_channel:
+                raise DfxInputError("--emit-ristretto cannot be used with --per-channel: Ristretto has one "
+                                    "weight fl per layer")
+            src = self.ristretto_source()
+            if src is None:
+                raise DfxInputError("--emit-ristretto needs the network's prototxt: give --prototxt FILE "
+                                    "(the model did not come from a prototxt)")
+            emit.check_source(Path(src))
+        for name in ("stats_samples", "score_samples"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise DfxInputError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+
+    def ristretto_source(self) -> str | None:
+        """The prototxt --emit-ristretto edits: --prototxt, else the prototxt the model came from."""
+        if self.prototxt:
+            return self.prototxt
+        for f in self.source_files or ():
+            if str(f).lower().endswith((".prototxt", ".pbtxt", ".pt")):
+                return str(f)
+        return None
+
+    def settings(self) -> Settings:
+        return Settings(rule=self.fl_rule, params_rule=self.fl_rule_params, per_channel=self.per_channel,
+                        bias=self.bias, ristretto_stats=self.ristretto_stats,
+                        rule_options={"percentile": self.percentile})
+
+
+@dataclass
+class QuantizeResult:
+    """The quantized model and what was chosen and measured."""
+
+    model: Model
+    plan: Plan
+    formats: dict[str, LayerFormats]
+    baseline: float | None = None
+    score: float | None = None
+    score_what: str = ""
+    log: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    evaluations: int = 0
+    #: What an emitted Ristretto prototxt cannot express exactly.
+    notes: list[str] = field(default_factory=list)
+    #: The plan after each search stage ("ristretto", "per-layer").
+    stages: dict[str, Plan] = field(default_factory=dict)
+
+
+def check_model(model: Model) -> None:
+    """Refuse models the quantizer cannot start from (before any work)."""
+    if any(t.qformat is not None for t in model.tensors.values()):
+        raise DfxUnsupportedError("the model is already quantized; give the float model (convert the Caffe "
+                                  "model without --ristretto)", file=model.source)
+    if not quant_layers(model):
+        raise DfxUnsupportedError("the model has no convolution or fully connected layer to quantize",
+                                  file=model.source)
+
+
+def check_data(model: Model, data: CalibrationData, opts: Options) -> list[dict[str, np.ndarray]]:
+    """Materialise and check the calibration batches and labels (before any work)."""
+    batches = []
+    total = 0
+    for b in data.batches:
+        n = batch_size(model, b)
+        if n:
+            batches.append({k: np.asarray(v) for k, v in b.items()})
+            total += n
+    if total == 0:
+        raise DfxInputError("the calibration data holds no samples")
+    if data.num_samples is not None and data.num_samples != total:
+        raise DfxInputError(f"the calibration data says {data.num_samples} samples but holds {total}")
+    score = opts.score_output or model.outputs[0]
+    if score not in model.tensors:
+        raise DfxInputError(f"no tensor named '{score}' to score (--score-output)", file=model.source)
+    if data.labels is not None:
+        labels = np.asarray(data.labels).reshape(-1)
+        if len(labels) != total:
+            raise DfxInputError(f"{len(labels)} labels for {total} calibration samples")
+        classes = int(np.prod(model.tensors[score].shape[1:]))
+        if labels.size and (labels.min() < 0 or labels.max() >= classes):
+            raise DfxInputError(f"labels must lie in 0..{classes - 1} (the classes of '{score}'), "
+                                f"got {int(labels.min())}..{int(labels.max())}")
+    return batches
+
+
+def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] | None = None, *,
+                   echo: Callable[[str], None] | None = None) -> QuantizeResult:
+    """Quantize ``model`` (float) with calibration ``data``; see ``dfxsdk quantize --help``."""
+    opts = Options.from_dict(options or {})
+    check_model(model)
+    if opts.emit_ristretto:
+        emit.check_layers(model, Path(opts.ristretto_source()))
+    batches = check_data(model, data, opts)
+    total = sum(batch_size(model, b) for b in batches)
+    echo = echo or (search.stderr_echo if opts.verbose else None)
+    settings = opts.settings()
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    where = stat_tensors(model, settings.ristretto_stats)
+    wanted = sorted({n for pair in where.values() for n in pair})
+    act = collect(model, batches, wanted, limit=opts.stats_samples, progress=opts.progress, total=total,
+                  histogram=opts.fl_rule not in fl_rules.MAX_ONLY)
+    wst = weight_stats(model, settings.per_channel)
+    timings["calibration"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    chooser = FormatChooser(model, act, wst, settings)
+    bw_conv = opts.bw_conv or opts.bw
+    bw_fc = opts.bw_fc or opts.bw
+    bw_act = opts.bw_act or opts.bw
+    log: list[str] = []
+    baseline = score = None
+    evaluations = 0
+    scorer = None
+    stages: dict[str, Plan] = {}
+    if opts.search != "none":
+        scorer = search.Scorer(model, batches, data.labels, opts.score_output, limit=opts.score_samples)
+        cache: dict[tuple, float] = {}
+
+        def evaluate(plan: Plan) -> float:
+            key = tuple(sorted((k, v.bw_in, v.bw_out, v.bw_params) for k, v in plan.items()))
+            if key not in cache:
+                cache[key] = scorer.score(build(model, chooser.formats(plan), bias=settings.bias))
+            return cache[key]
+
+        baseline = scorer.baseline
+        log.append(f"scoring: {scorer.what} on {scorer.n} samples")
+        if echo:
+            echo(log[-1])
+        res = search.ristretto_search(model, evaluate, baseline, opts.margin, echo=echo)
+        log += res.log
+        plan, score = res.plan, res.score
+        stages["ristretto"] = plan
+        if opts.search == "per-layer":
+            res2 = search.per_layer_search(model, plan, evaluate, baseline, opts.margin,
+                                           start_score=score, echo=echo)
+            log += res2.log
+            plan, score = res2.plan, res2.score
+            stages["per-layer"] = plan
+        evaluations = scorer.evaluations
+    else:
+        plan = search.uniform_plan(model, bw_conv, bw_fc, bw_act)
+    formats = chooser.formats(plan)
+    meta = {
+        "quantization.tool": f"dfxsdk dfp {__version__}",
+        "quantization.fl_rule": opts.fl_rule + (f", params {opts.fl_rule_params}" if opts.fl_rule_params else ""),
+        "quantization.per_channel": str(bool(opts.per_channel)).lower(),
+        "quantization.bias": opts.bias,
+        "quantization.search": opts.search + (f" (margin {opts.margin:g} pp)" if opts.search != "none" else ""),
+        "quantization.calibration_samples": str(min(total, opts.stats_samples or total)),
+    }
+    if opts.score_output:
+        meta["quantization.score_output"] = opts.score_output
+    if log:
+        meta["quantization.log"] = "\n".join(log)
+    if baseline is not None:
+        meta["quantization.scores"] = json.dumps({"what": scorer.what, "samples": scorer.n,
+                                                  "float": round(baseline, 4), "quantized": round(score, 4)})
+    qmodel = build(model, formats, bias=settings.bias, metadata=meta)
+    qmodel.validate()
+    timings["quantization"] = time.perf_counter() - t1
+    notes: list[str] = []
+    if opts.emit_ristretto:
+        notes = emit.emit(qmodel, Path(opts.ristretto_source()), Path(opts.emit_ristretto))
+        for note in notes:
+            print(f"dfxsdk quantize: note: {note}", file=sys.stderr)
+    return QuantizeResult(qmodel, plan, formats, baseline, score, scorer.what if scorer else "", log, timings,
+                          evaluations, notes, stages)
+
+
+def _add(group: argparse._ArgumentGroup, *names: str, **kw) -> None:
+    group.add_argument(*names, **kw)
+
+
+class DfpQuantizer(Quantizer):
+    """Dynamic fixed point quantizer: Ristretto's rules and search, and better ones."""
+
+    name = "dfp"
+    description = "dynamic fixed point: calibration, fl rules (ristretto/maxabs/percentile/mse), " \
+                  "Ristretto or per-layer bit width search"
+
+    def add_arguments(self, parser: argparse._ArgumentGroup) -> None:
+        rules = ", ".join(f"{k} ({v})" for k, v in fl_rules.DESCRIPTIONS.items())
+        _add(parser, "--bw", "--dfp-bw", dest="bw", type=int, metavar="N",
+             help="bit width of weights and activations without a search (default 8)")
+        _add(parser, "--bw-conv", "--dfp-bw-conv", dest="bw_conv", type=int, metavar="N",
+             help="bit width of convolution weights (default --bw)")
+        _add(parser, "--bw-fc", "--dfp-bw-fc", dest="bw_fc", type=int, metavar="N",
+             help="bit width of fully connected weights (default --bw)")
+        _add(parser, "--bw-act", "--dfp-bw-act", dest="bw_act", type=int, metavar="N",
+             help="bit width of activations (inputs and outputs of conv/fc layers; default --bw)")
+        _add(parser, "--search", "--dfp-search", dest="search", choices=SEARCHES,
+             help="choose bit widths: 'ristretto' (Ristretto's 16/8/4/2/1 search per part, then the "
+                  "combination checked and backed off until inside the margin) or 'per-layer' (that, "
+                  "then lowering layer by layer); default none (use --bw)")
+        _add(parser, "--margin", "--dfp-margin", dest="margin", type=float, metavar="PP",
+             help="allowed absolute score drop in percentage points (default 1.0)")
+        _add(parser, "--fl-rule", "--dfp-fl-rule", dest="fl_rule", choices=sorted(fl_rules.RULES),
+             help=f"how fl is chosen for a bit width (default mse): {rules}")
+        _add(parser, "--fl-rule-params", "--dfp-fl-rule-params", dest="fl_rule_params",
+             choices=sorted(fl_rules.RULES), help="a different rule for the weights")
+        _add(parser, "--percentile", "--dfp-percentile", dest="percentile", type=float, metavar="P",
+             help="percentile of |x| for --fl-rule percentile (default 99.99)")
+        _add(parser, "--per-channel", "--dfp-per-channel", dest="per_channel", action="store_true",
+             default=None, help="one weight fl per output channel (helps depthwise convolutions)")
+        _add(parser, "--bias", "--dfp-bias", dest="bias", choices=BIAS_MODES,
+             help="int32: bias at fl_in + fl_w, no rounding of its own (default); params: the weights' "
+                  "format, as Ristretto")
+        _add(parser, "--ristretto-stats", "--dfp-ristretto-stats", dest="ristretto_stats",
+             action="store_true", default=None,
+             help="collect statistics as Ristretto's tool does: each blob's value after in-place layers")
+        _add(parser, "--stats-samples", "--dfp-stats-samples", dest="stats_samples", type=int, metavar="N",
+             help="calibrate on the first N samples only (Ristretto: 10 batches of 64 = 640)")
+        _add(parser, "--score-samples", "--dfp-score-samples", dest="score_samples", type=int, metavar="N",
+             help="score search candidates on the first N samples only (default all)")
+        _add(parser, "--emit-ristretto", "--dfp-emit-ristretto", dest="emit_ristretto", metavar="OUT.prototxt",
+             help="also write a Ristretto prototxt with the chosen formats (for fine-tuning in Ristretto); "
+                  "edits the network prototxt given to quantize, or --prototxt (required when the model is "
+                  "a .dfx); not with --per-channel")
+        _add(parser, "--prototxt", "--dfp-prototxt", dest="prototxt", metavar="FILE",
+             help="the prototxt --emit-ristretto edits (deploy or train/val, V2 format)")
+        _add(parser, "--score-output", "--dfp-score-output", dest="score_output", metavar="TENSOR",
+             help="tensor whose argmax is scored (default: the first graph output)")
+
+    def quantize(self, model: Model, data: CalibrationData, options: dict[str, Any]) -> Model:
+        return quantize_model(model, data, options).model
+
+
+@hookimpl
+def dfxsdk_plugin_info() -> PluginInfo:
+    return PluginInfo(name="dfx-quantizer", version=__version__, api_version=(1, 0),
+                      description="dynamic fixed point quantizer (dfp)")
+
+
+@hookimpl
+def dfxsdk_quantizers() -> list[Quantizer]:
+    return [DfpQuantizer()]
