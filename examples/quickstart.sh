@@ -9,7 +9,7 @@ out=examples/out
 dfx=.venv/bin/dfxsdk
 .venv/bin/python examples/tiny_shapes.py "$out"
 "$dfx" convert "$out/tiny_shapes.prototxt" "$out/tiny_shapes.caffemodel" \
-    --ristretto "$out/tiny_shapes_quantized.prototxt" --scale 0.00390625 -o "$out/tiny_shapes.dfx"
+    --ristretto "$out/tiny_shapes_quantized.prototxt" --input-scale 0.00390625 -o "$out/tiny_shapes.dfx"
 "$dfx" inspect "$out/tiny_shapes.dfx"
 "$dfx" run "$out/tiny_shapes.dfx" --input "$out/sample.npy" -o "$out/sample_out.npz"
 "$dfx" eval "$out/tiny_shapes.dfx" --data "$out/test.npz" --float

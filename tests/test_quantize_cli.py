@@ -124,3 +124,19 @@ def test_bad_calibration_data_is_refused_before_any_work(case, float_dfx, tmp_pa
     assert code == 2, (stdout, stderr)
     assert expect in stderr, stderr
     assert not out.exists()
+
+
+def test_cli_reproduces_the_real_ristretto_file(tmp_path):
+    """Ristretto's rule, statistics and bit widths: the emitted blocks equal lenet_quantized.prototxt's."""
+    import re
+
+    proto = tmp_path / "repro.prototxt"
+    code, stdout, stderr = cli("quantize", LENET / "lenet.prototxt", LENET / "lenet_iter_10000.caffemodel",
+                               "--input-scale", LENET_SCALE, "--calib", MNIST, "--calib-samples", 640,
+                               "--ristretto-stats", "--fl-rule", "ristretto", "--bw-conv", 2, "--bw-fc", 4,
+                               "--bw-act", 4, "--bias", "params", "--emit-ristretto", proto, "--no-progress",
+                               "-o", tmp_path / "r.dfx")
+    assert code == 0, stderr
+    blocks = lambda text: re.findall(r"quantization_param\s*\{[^}]*\}", text)
+    want = blocks((LENET / "lenet_quantized.prototxt").read_text())
+    assert len(want) == 4 and blocks(proto.read_text()) == want

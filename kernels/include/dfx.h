@@ -171,6 +171,17 @@ DFX_API dfx_status dfx_session_get_tensor(dfx_session *s, int tensor, dfx_view *
  *  portable and the name says so, e.g. "portable (DFX_KERNELS=neon unavailable)". */
 DFX_API const char *dfx_kernels_name(void);
 
+/** How a session of `batch` samples (and session `flags`) would run the model,
+ *  as JSON text, for code generators (`dfxsdk compile`): the memory plan
+ *  (arena offsets, sizes of the activation, constant and scratch regions),
+ *  every tensor and layer as the kernels see them, which layers run natively,
+ *  and the per-layer constants prepared for the fast Conv2D/FC path (aligned
+ *  bias, shifts, blocking). Writes at most `cap` bytes, zero-terminated, into
+ *  `buf`, and the full length (without the terminator) into `*len`: call with
+ *  cap = 0 first to size the buffer. Refuses what dfx_session_create refuses. */
+DFX_API dfx_status dfx_model_describe(const dfx_model *m, int64_t batch, unsigned flags, char *buf, size_t cap,
+                                      size_t *len);
+
 /** Bytes of the arena the session uses. */
 DFX_API size_t dfx_session_arena_bytes(const dfx_session *s);
 

@@ -48,6 +48,16 @@ struct dfx_kernels {
 
     /* y[i] = max(x[i], 0) for int8 codes (ReLU without a format change). */
     void (*relu_s8)(const int8_t *x, int8_t *y, int n);
+
+    /* Entries below were appended later; every set fills them (the portable
+     * functions are valid fallbacks). */
+
+    /* Max pooling of one int8 plane (Caffe geometry, padding taps ignored):
+     * out[oy*ow + ox] = max over i < kh, j < kw of x[iy*w + ix],
+     *   iy = oy*sh - pt + i, ix = ox*sw - pl + j, taps inside the h x w plane
+     *   only; a window with no tap inside gives `empty`. */
+    void (*maxpool_s8)(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
+                       int oh, int ow, int8_t empty);
 };
 
 extern const struct dfx_kernels dfx_kernels_portable;

@@ -79,6 +79,35 @@ static inline int32_t fp_quantize(double x, int fl, int bw, int rounding)
     return (int32_t)fp_saturate((int64_t)fp_round_real(s, rounding), bw);
 }
 
+/* fp_quantize of n values into esz-byte codes (1, 2 or 4). For |fl| <= 800,
+ * x * 2^fl is computed as a product with the exact power of two, which equals
+ * ldexp(x, fl) for every float x (no overflow, no subnormal result). */
+static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int esz)
+{
+    if (fl < -800 || fl > 800) {
+        for (int64_t i = 0; i < n; i++) {
+            int32_t q = fp_quantize((double)x[i], fl, bw, rounding);
+            if (esz == 1) ((int8_t *)out)[i] = (int8_t)q;
+            else if (esz == 2) ((int16_t *)out)[i] = (int16_t)q;
+            else ((int32_t *)out)[i] = q;
+        }
+        return;
+    }
+    const double sc = ldexp(1.0, fl), cap = 1099511627776.0;
+    const int64_t hi = ((int64_t)1 << (bw - 1)) - 1, lo = -hi - 1;
+    for (int64_t i = 0; i < n; i++) {
+        double s = (double)x[i] * sc;
+        if (s != s) s = 0.0;
+        if (s > cap) s = cap;
+        if (s < -cap) s = -cap;
+        int64_t q = (int64_t)fp_round_real(s, rounding);
+        q = q < lo ? lo : q > hi ? hi : q;
+        if (esz == 1) ((int8_t *)out)[i] = (int8_t)q;
+        else if (esz == 2) ((int16_t *)out)[i] = (int16_t)q;
+        else ((int32_t *)out)[i] = (int32_t)q;
+    }
+}
+
 /* dequantize: q * 2^-fl as float32 (computed in double, then rounded). */
 static inline float fp_dequantize(int64_t q, int fl) { return (float)ldexp((double)q, -fl); }
 

@@ -2,6 +2,7 @@
  * tanh, power (float), and Requantize (integer -> integer). */
 #include "kernels.h"
 
+#if defined(DFX_USE_RELU_INT)
 void dfx_relu_int(const rt *x, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
@@ -10,12 +11,16 @@ void dfx_relu_int(const rt *x, rt *y)
         I32(y)[i] = fp_requant(v > 0 ? v : 0, tx->fl, ty->fl, ty->bw, ty->rounding);
     }
 }
+#endif
 
+#if defined(DFX_USE_RELU_F32)
 void dfx_relu_f32(const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = F32(x)[i] > 0 ? F32(x)[i] : 0.0f;
 }
+#endif
 
+#if defined(DFX_USE_CLIP_INT)
 static int64_t clip_bound(float v, int fl, int ceiling)
 {
     double lim = 4611686018427387904.0, s = ldexp((double)v, fl);
@@ -24,7 +29,9 @@ static int64_t clip_bound(float v, int fl, int ceiling)
     if (s > lim) s = lim;
     return (int64_t)s;
 }
+#endif
 
+#if defined(DFX_USE_CLIP_INT)
 void dfx_clip_int(const dt_layer *L, const rt *x, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
@@ -36,7 +43,9 @@ void dfx_clip_int(const dt_layer *L, const rt *x, rt *y)
         I32(y)[i] = fp_requant(v, tx->fl, ty->fl, ty->bw, ty->rounding);
     }
 }
+#endif
 
+#if defined(DFX_USE_CLIP_F32)
 void dfx_clip_f32(const dt_layer *L, const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) {
@@ -45,15 +54,19 @@ void dfx_clip_f32(const dt_layer *L, const rt *x, rt *y)
         F32(y)[i] = v > L->o.fmax ? L->o.fmax : v;
     }
 }
+#endif
 
 /* Channel (axis 1) of flat element i, for a per-channel parameter. */
+#if defined(DFX_USE_PRELU_INT) || defined(DFX_USE_PRELU_F32)
 static int64_t channel_of(const rt *x, int64_t i)
 {
     int64_t inner = 1;
     for (int d = 2; d < x->rank; d++) inner *= x->shape[d];
     return (i / inner) % x->shape[1];
 }
+#endif
 
+#if defined(DFX_USE_PRELU_INT)
 void dfx_prelu_int(const rt *x, const rt *s, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
@@ -66,7 +79,9 @@ void dfx_prelu_int(const rt *x, const rt *s, rt *y)
         I32(y)[i] = fp_requant(r, tx->fl + e, ty->fl, ty->bw, ty->rounding);
     }
 }
+#endif
 
+#if defined(DFX_USE_PRELU_F32)
 void dfx_prelu_f32(const rt *x, const rt *s, rt *y)
 {
     int shared = s->count == 1;
@@ -75,7 +90,9 @@ void dfx_prelu_f32(const rt *x, const rt *s, rt *y)
         F32(y)[i] = v > 0 ? v : v * F32(s)[shared ? 0 : channel_of(x, i)];
     }
 }
+#endif
 
+#if defined(DFX_USE_SIGMOID_F32)
 void dfx_sigmoid_f32(const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) {
@@ -83,12 +100,16 @@ void dfx_sigmoid_f32(const rt *x, rt *y)
         F32(y)[i] = v >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
     }
 }
+#endif
 
+#if defined(DFX_USE_TANH_F32)
 void dfx_tanh_f32(const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = tanhf(F32(x)[i]);
 }
+#endif
 
+#if defined(DFX_USE_POWER_F32)
 void dfx_power_f32(const dt_layer *L, const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) {
@@ -96,10 +117,13 @@ void dfx_power_f32(const dt_layer *L, const rt *x, rt *y)
         F32(y)[i] = L->o.power == 1.0f ? base : powf(base, L->o.power);
     }
 }
+#endif
 
+#if defined(DFX_USE_REQUANTIZE_INT)
 void dfx_requantize_int(const rt *x, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
     for (int64_t i = 0; i < y->count; i++)
         I32(y)[i] = fp_requant(I32(x)[i], tx->fl, ty->fl, ty->bw, ty->rounding);
 }
+#endif

@@ -7,6 +7,7 @@
 #include "kernels.h"
 
 /* Flat weight index of element k of output channel o's reduction. */
+#if defined(DFX_USE_WEIGHT_ALIGN) || defined(DFX_USE_CONV2D_F32) || defined(DFX_USE_DECONV2D_F32)
 static int64_t weight_index(const dt_layer *L, const dt_tensor *w, int64_t o, int64_t k)
 {
     if (L->op != OP_DECONV2D) return o * (w->count / w->shape[0]) + k;
@@ -15,13 +16,17 @@ static int64_t weight_index(const dt_layer *L, const dt_tensor *w, int64_t o, in
     (void)cg;
     return ((gi * cg + cl) * og + oc) * khkw + r;
 }
+#endif
 
+#if defined(DFX_USE_WEIGHT_ALIGN) || defined(DFX_USE_PREPARE)
 static int64_t reduction_len(const dt_layer *L, const dt_tensor *w)
 {
     if (L->op == OP_DECONV2D) return w->shape[0] / L->o.group * w->shape[2] * w->shape[3];
     return w->shape[0] ? w->count / w->shape[0] : 0;
 }
+#endif
 
+#if defined(DFX_USE_WEIGHT_ALIGN)
 int dfx_weight_align(const dt_layer *L, const dt_tensor *w, int o, int *max_shift)
 {
     if (!w->per_channel) { *max_shift = 0; return w->fl; }
@@ -36,15 +41,19 @@ int dfx_weight_align(const dt_layer *L, const dt_tensor *w, int o, int *max_shif
     *max_shift = hi - lo;
     return hi;
 }
+#endif
 
+#if defined(DFX_USE_PREPARE)
 size_t dfx_linear_scratch(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *y)
 {
     (void)x;
     size_t plane = L->op == OP_FC ? 0 : (size_t)(y->shape[2] * y->shape[3]);
     return (size_t)reduction_len(L, w) * 8 + plane * 12 + 64;
 }
+#endif
 
 /* Unpack output channel o's weights, aligned to Fw (integer codes). */
+#if defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_DECONV2D_INT)
 static void row_i64(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, int64_t *row, int64_t K)
 {
     for (int64_t k = 0; k < K; k++) {
@@ -52,6 +61,8 @@ static void row_i64(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, in
         row[k] = fp_shl(dfx_const_int(w, idx), fw - dfx_fl_at(w, idx));
     }
 }
+#endif
+#if defined(DFX_USE_CONV2D_INT)
 static void row_i32(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, int32_t *row, int64_t K)
 {
     if (w->dtype == DFX_INT8 && !w->per_channel && L->op != OP_DECONV2D) {
@@ -64,19 +75,25 @@ static void row_i32(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, in
         row[k] = (int32_t)fp_shl(dfx_const_int(w, idx), fw - dfx_fl_at(w, idx));
     }
 }
+#endif
+#if defined(DFX_USE_CONV2D_F32) || defined(DFX_USE_DECONV2D_F32)
 static void row_f32(const dt_layer *L, const dt_tensor *w, int64_t o, float *row, int64_t K)
 {
     for (int64_t k = 0; k < K; k++) row[k] = dfx_const_float(w, weight_index(L, w, o, k));
 }
+#endif
 
+#if defined(DFX_USE_CONV2D_INT)
 static int clog2(int64_t k)
 {
     int n = 0;
     while (((int64_t)1 << n) < k) n++;
     return n;
 }
+#endif
 
 /* Finish output channel o: align, add bias, round, saturate. */
+#if defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_DECONV2D_INT)
 static void finish_int(const int64_t *acc, int64_t n, int fp, const rt *b, int64_t o, const rt *y, int32_t *out)
 {
     const dt_tensor *ty = y->t;
@@ -91,8 +108,10 @@ static void finish_int(const int64_t *acc, int64_t n, int fp, const rt *b, int64
     }
     for (int64_t i = 0; i < n; i++) out[i] = fp_requant(fp_shl(acc[i], sp) + bias, F, ty->fl, ty->bw, ty->rounding);
 }
+#endif
 
 /* Column range [lo, hi) of outputs whose input column ox*s - p + j*d lies in [0, size). */
+#if defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_CONV2D_F32)
 static void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t off, int64_t *lo, int64_t *hi)
 {
     /* need 0 <= ox*s + (off - p) < size */
@@ -103,6 +122,7 @@ static void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t
     *hi = b < out ? b : out;
     if (*hi < *lo) *hi = *lo;
 }
+#endif
 
 #define CONV_LOOP(ACC_T, ROW)                                                                          \
     for (int64_t c = 0; c < cg; c++) {                                                             \
@@ -126,6 +146,7 @@ static void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t
             }                                                                                      \
     }
 
+#if defined(DFX_USE_CONV2D_INT)
 dfx_status dfx_conv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -161,7 +182,9 @@ dfx_status dfx_conv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, co
         }
     return DFX_OK;
 }
+#endif
 
+#if defined(DFX_USE_CONV2D_F32)
 void dfx_conv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -198,8 +221,10 @@ void dfx_conv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt
                 for (int64_t p = 0; p < plane; p++) acc[p] += F32(b)[oc];
         }
 }
+#endif
 
 /* Transposed convolution: every input pixel scatters kh x kw taps. */
+#if defined(DFX_USE_DECONV2D_INT)
 dfx_status dfx_deconv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -235,7 +260,9 @@ dfx_status dfx_deconv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, 
         }
     return DFX_OK;
 }
+#endif
 
+#if defined(DFX_USE_DECONV2D_F32)
 void dfx_deconv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -268,3 +295,4 @@ void dfx_deconv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const 
                 for (int64_t p = 0; p < plane; p++) acc[p] += F32(b)[oc];
         }
 }
+#endif

@@ -4,6 +4,7 @@
 
 #include "kernels.h"
 
+#if defined(DFX_USE_PRIORBOX_F32)
 void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y)
 {
     const dt_opts *o = &L->o;
@@ -43,16 +44,20 @@ void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y)
     }
     for (int64_t i = 2 * total; i < y->count; i++) out[i] = out[i % (2 * total)]; /* batch copies */
 }
+#endif
 
 typedef struct { double neg; int c; int i; double box[4]; } det_row;
 typedef struct { double neg; int i; } cand;
 
+#if defined(DFX_USE_DETECTION_OUTPUT_F32)
 static int cmp_cand(const void *a, const void *b)
 {
     const cand *x = (const cand *)a, *y = (const cand *)b;
     if (x->neg != y->neg) return x->neg < y->neg ? -1 : 1;
     return (x->i > y->i) - (x->i < y->i);
 }
+#endif
+#if defined(DFX_USE_DETECTION_OUTPUT_F32)
 static int cmp_row(const void *a, const void *b)
 {
     const det_row *x = (const det_row *)a, *y = (const det_row *)b;
@@ -60,11 +65,15 @@ static int cmp_row(const void *a, const void *b)
     if (x->c != y->c) return x->c < y->c ? -1 : 1;
     return (x->i > y->i) - (x->i < y->i);
 }
+#endif
 
+#if defined(DFX_USE_DETECTION_OUTPUT_F32)
 static double area(const double *b)
 {
     return (b[2] < b[0] || b[3] < b[1]) ? 0.0 : (b[2] - b[0]) * (b[3] - b[1]);
 }
+#endif
+#if defined(DFX_USE_DETECTION_OUTPUT_F32)
 static double iou(const double *a, const double *b)
 {
     double ix0 = a[0] > b[0] ? a[0] : b[0], iy0 = a[1] > b[1] ? a[1] : b[1];
@@ -73,14 +82,18 @@ static double iou(const double *a, const double *b)
     double uni = area(a) + area(b) - inter;
     return uni > 0 ? inter / uni : 0.0;
 }
+#endif
 
+#if defined(DFX_USE_PREPARE)
 size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri)
 {
     (void)loc; (void)conf;
     int64_t P = pri->shape[pri->rank - 1] / 4, lc = L->o.share_location ? 1 : L->o.num_classes;
     return (size_t)(P * lc * 4 * 8 + P * sizeof(cand) + P * 4 + (int64_t)L->o.num_classes * P * sizeof(det_row) + 256);
 }
+#endif
 
+#if defined(DFX_USE_DETECTION_OUTPUT_F32)
 void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -153,3 +166,4 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
         }
     }
 }
+#endif

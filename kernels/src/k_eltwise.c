@@ -7,6 +7,7 @@
 /* Flat index of input x for output element counter idx[] (broadcasting). */
 typedef struct { int64_t stride[DFX_MAX_RANK]; } bcast;
 
+#if defined(DFX_USE_ELTWISE_INT) || defined(DFX_USE_ELTWISE_F32)
 static void make_bcast(const rt *x, const rt *y, bcast *b)
 {
     int64_t s = 1;
@@ -17,6 +18,7 @@ static void make_bcast(const rt *x, const rt *y, bcast *b)
         s *= x->shape[k];
     }
 }
+#endif
 
 /* Iterate over output elements, calling BODY with flat input indices ix[]. */
 #define ELT_ITERATE(BODY)                                                                     \
@@ -38,6 +40,7 @@ static void make_bcast(const rt *x, const rt *y, bcast *b)
         }                                                                                     \
     } while (0)
 
+#if defined(DFX_USE_ELTWISE_INT)
 void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
 {
     const dt_tensor *ty = y->t;
@@ -72,7 +75,9 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
         I32(y)[i] = fp_requant(acc, F, ty->fl, ty->bw, ty->rounding);
     });
 }
+#endif
 
+#if defined(DFX_USE_ELTWISE_F32)
 void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y)
 {
     int op = L->o.operation;
@@ -91,7 +96,9 @@ void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y)
         F32(y)[i] = v;
     });
 }
+#endif
 
+#if defined(DFX_USE_SCALE_INT) || defined(DFX_USE_SCALE_F32)
 static void scale_geom(const dt_layer *L, const rt *x, int64_t *S, int64_t *inner)
 {
     int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
@@ -100,7 +107,9 @@ static void scale_geom(const dt_layer *L, const rt *x, int64_t *S, int64_t *inne
     for (int d = a; d < a + L->o.num_axes; d++) *S *= x->shape[d];
     for (int d = a + L->o.num_axes; d < x->rank; d++) *inner *= x->shape[d];
 }
+#endif
 
+#if defined(DFX_USE_SCALE_INT)
 void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y)
 {
     const dt_tensor *ty = y->t;
@@ -118,7 +127,9 @@ void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt 
         I32(y)[i] = fp_requant(p, F, ty->fl, ty->bw, ty->rounding);
     }
 }
+#endif
 
+#if defined(DFX_USE_SCALE_F32)
 void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y)
 {
     int64_t S, inner;
@@ -129,3 +140,4 @@ void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt 
         F32(y)[i] = b ? v + F32(b)[j] : v;
     }
 }
+#endif

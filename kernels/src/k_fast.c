@@ -11,14 +11,19 @@
 
 #include "kernels.h"
 
+#if defined(DFX_USE_PREPARE)
 static int clog2(int64_t k)
 {
     int n = 0;
     while (((int64_t)1 << n) < k) n++;
     return n;
 }
+#endif
+#if defined(DFX_USE_PREPARE) || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
 static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
+#endif
 
+#if defined(DFX_USE_PREPARE)
 dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w, const dt_tensor *b, const rt *y,
                               dfx_linprep *lp, size_t *scratch)
 {
@@ -92,8 +97,10 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
     *scratch = need;
     return DFX_OK;
 }
+#endif
 
 /* Weights of output channels [o0, o0 + rows) as int8 rows of K (in place or unpacked). */
+#if defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
 static const int8_t *weight_rows(const dfx_linprep *lp, const dt_tensor *w, int64_t o0, int64_t rows, int8_t *buf)
 {
     int64_t K = lp->K;
@@ -132,8 +139,10 @@ static const int8_t *weight_rows(const dfx_linprep *lp, const dt_tensor *w, int6
     }
     return buf;
 }
+#endif
 
 /* im2col of columns [p0, p0 + n) of one group: col[k * n + (p - p0)], k = (c*kh + i)*kw + j. */
+#if defined(DFX_USE_CONV2D_FAST)
 static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
                    int64_t n, int8_t *col)
 {
@@ -151,18 +160,26 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
                     int8_t *d = dst + (p - p0);
                     if (iy < 0 || iy >= H) {
                         memset(d, 0, (size_t)seg);
-                    } else {
+                    } else { /* columns t in [lo, hi) read inside the row; the others are padding */
                         const int8_t *xr = xc + iy * W;
-                        for (int64_t t = 0; t < seg; t++) {
-                            int64_t ix = (ox0 + t) * o->sw + base;
-                            d[t] = ix >= 0 && ix < W ? xr[ix] : 0;
-                        }
+                        int64_t sw = o->sw, x0 = ox0 * sw + base, lo = 0, hi = seg;
+                        if (x0 < 0) lo = (-x0 + sw - 1) / sw;
+                        if (lo > seg) lo = seg;
+                        if (x0 + (hi - 1) * sw >= W) hi = W - x0 <= 0 ? 0 : (W - x0 - 1) / sw + 1;
+                        if (hi < lo) hi = lo;
+                        memset(d, 0, (size_t)lo);
+                        if (sw == 1) memcpy(d + lo, xr + x0 + lo, (size_t)(hi - lo));
+                        else
+                            for (int64_t t = lo; t < hi; t++) d[t] = xr[x0 + t * sw];
+                        memset(d + hi, 0, (size_t)(seg - hi));
                     }
                     p += seg;
                 }
             }
 }
+#endif
 
+#if defined(DFX_USE_CONV2D_FAST)
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                            const dt_tensor *w, rt *y, void *scratch)
 {
@@ -217,7 +234,9 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
         }
     return DFX_OK;
 }
+#endif
 
+#if defined(DFX_USE_FC_FAST)
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                        const dt_tensor *w, rt *y, void *scratch)
 {
@@ -257,3 +276,4 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
     }
     return DFX_OK;
 }
+#endif

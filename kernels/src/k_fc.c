@@ -2,13 +2,16 @@
  * with the same alignment rules as convolution. */
 #include "kernels.h"
 
+#if defined(DFX_USE_FC_INT)
 static int clog2(int64_t k)
 {
     int n = 0;
     while (((int64_t)1 << n) < k) n++;
     return n;
 }
+#endif
 
+#if defined(DFX_USE_FC_INT)
 dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     int64_t O = w->shape[0], K = w->shape[1], M = O ? y->count / O : 0;
@@ -47,7 +50,9 @@ dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const 
     }
     return DFX_OK;
 }
+#endif
 
+#if defined(DFX_USE_FC_F32)
 void dfx_fc_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     (void)L;
@@ -63,3 +68,4 @@ void dfx_fc_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b,
         }
     }
 }
+#endif

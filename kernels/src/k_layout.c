@@ -3,6 +3,7 @@
  * (int8/int16/int32 codes or float32); Pad and a rescaling Concat get int32. */
 #include "kernels.h"
 
+#if defined(DFX_USE_CONCAT)
 void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer)
 {
     int a = L->o.axis < 0 ? L->o.axis + y->rank : L->o.axis;
@@ -27,18 +28,24 @@ void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer
             pos += len;
         }
 }
+#endif
 
+#if defined(DFX_USE_COPY)
 void dfx_copy(const rt *x, rt *y)
 {
     if (x->p != y->p) memmove(y->p, x->p, (size_t)y->count * y->esz);
 }
+#endif
 
+#if defined(DFX_USE_PERMUTE) || defined(DFX_USE_PAD)
 static void strides(const int64_t *shape, int rank, int64_t *s)
 {
     int64_t v = 1;
     for (int d = rank - 1; d >= 0; d--) { s[d] = v; v *= shape[d]; }
 }
+#endif
 
+#if defined(DFX_USE_PERMUTE)
 void dfx_permute(const dt_layer *L, const rt *x, rt *y)
 {
     int r = y->rank;
@@ -58,7 +65,9 @@ void dfx_permute(const dt_layer *L, const rt *x, rt *y)
         }
     }
 }
+#endif
 
+#if defined(DFX_USE_SLICE)
 void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n)
 {
     int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
@@ -76,7 +85,9 @@ void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n)
         }
     }
 }
+#endif
 
+#if defined(DFX_USE_PAD)
 void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer)
 {
     int r = y->rank;
@@ -104,7 +115,9 @@ void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer)
         }
     }
 }
+#endif
 
+#if defined(DFX_USE_UPSAMPLE)
 void dfx_upsample(const dt_layer *L, const rt *x, rt *y)
 {
     int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
@@ -117,3 +130,4 @@ void dfx_upsample(const dt_layer *L, const rt *x, rt *y)
             for (int64_t ox = 0; ox < OW; ox++)
                 memcpy(Y + ((nc * H * sh + oy) * OW + ox) * e, X + ((nc * H + oy / sh) * W + ox / sw) * e, (size_t)e);
 }
+#endif

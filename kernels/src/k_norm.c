@@ -1,13 +1,16 @@
 /* Float normalisations: Softmax, LRN (Caffe), Normalize (SSD L2). */
 #include "kernels.h"
 
+#if defined(DFX_USE_SOFTMAX_F32)
 static void axis_geom(const rt *x, int a, int64_t *outer, int64_t *len, int64_t *inner)
 {
     *outer = 1; *inner = 1; *len = x->shape[a];
     for (int d = 0; d < a; d++) *outer *= x->shape[d];
     for (int d = a + 1; d < x->rank; d++) *inner *= x->shape[d];
 }
+#endif
 
+#if defined(DFX_USE_SOFTMAX_F32)
 void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y)
 {
     int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
@@ -25,7 +28,9 @@ void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y)
             for (int64_t k = 0; k < len; k++) yp[k * inner] /= fs;
         }
 }
+#endif
 
+#if defined(DFX_USE_LRN_F32)
 void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y)
 {
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], plane = H * W;
@@ -61,7 +66,9 @@ void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y)
                 }
     }
 }
+#endif
 
+#if defined(DFX_USE_NORMALIZE_F32)
 void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y)
 {
     int64_t N = x->shape[0], C = x->shape[1], plane = x->shape[2] * x->shape[3];
@@ -87,3 +94,4 @@ void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y)
                 for (int64_t p = 0; p < plane; p++) yn[c * plane + p] *= F32(s)[s->count == 1 ? 0 : c];
     }
 }
+#endif

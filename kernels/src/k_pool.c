@@ -5,22 +5,29 @@
 
 typedef struct { int64_t kh, kw, sh, sw, pt, pl, pb, pr; } window;
 
+#if defined(DFX_USE_POOL_INT) || defined(DFX_USE_POOL_F32)
 static window get_window(const dt_opts *o, int64_t h, int64_t w)
 {
     window g = {o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->pb, o->pr};
     if (o->global) { window z = {h, w, 1, 1, 0, 0, 0, 0}; g = z; }
     return g;
 }
+#endif
 
+#if defined(DFX_USE_POOL_INT)
 static int64_t floordiv(int64_t a, int64_t b)
 {
     int64_t q = a / b;
     if ((a % b) && ((a < 0) != (b < 0))) q--;
     return q;
 }
+#endif
 
+#if defined(DFX_USE_POOL_INT)
 static int bitlen(uint64_t v) { int n = 0; while (v) { n++; v >>= 1; } return n; }
+#endif
 
+#if defined(DFX_USE_POOL_INT)
 static int64_t round_up(int64_t q, int64_t r, int64_t den, int nonneg, int rounding)
 {
     if (rounding == RND_FLOOR) return q;
@@ -29,8 +36,10 @@ static int64_t round_up(int64_t q, int64_t r, int64_t den, int nonneg, int round
                                                (rounding == RND_HALF_EVEN && (q & 1))));
     return q + up;
 }
+#endif
 
 /* Exact round(s * 2^up / (d * 2^down)) for d >= 1; at most one of up, down is non-zero. */
+#if defined(DFX_USE_POOL_INT)
 static int64_t avg_div(int64_t s, int64_t d, int up, int down, int rounding)
 {
     uint64_t mag = s < 0 ? (uint64_t)(-(s + 1)) + 1 : (uint64_t)s;
@@ -55,7 +64,9 @@ static int64_t avg_div(int64_t s, int64_t d, int up, int down, int rounding)
     }
     return round_up(q, r, d, s >= 0, rounding);
 }
+#endif
 
+#if defined(DFX_USE_POOL_INT)
 void dfx_pool_int(const dt_layer *L, const rt *x, rt *y)
 {
     const dt_opts *o = &L->o;
@@ -94,7 +105,9 @@ void dfx_pool_int(const dt_layer *L, const rt *x, rt *y)
         }
     }
 }
+#endif
 
+#if defined(DFX_USE_POOL_F32)
 void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y)
 {
     const dt_opts *o = &L->o;
@@ -130,3 +143,4 @@ void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y)
         }
     }
 }
+#endif

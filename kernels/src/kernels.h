@@ -5,6 +5,7 @@
 #include "dfx_internal.h"
 #include "fixedpoint.h"
 #include "dispatch.h"
+#include "kselect.h"
 
 /* A tensor as a kernel sees it: integer codes (int8/int16/int32, esz bytes)
  * or float32 values, runtime shape. Kernels other than the fast ones (and the

@@ -423,25 +423,7 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
     return DFX_OK;
 }
 
-/* ---- constants ---- */
-int64_t dfx_const_int(const dt_tensor *t, int64_t i)
-{
-    const uint8_t *d = t->data;
-    switch (t->dtype) {
-    case DFX_INT8: return (int8_t)d[i];
-    case DFX_INT16: return (int16_t)rd_u16(d + 2 * i);
-    case DFX_INT32: return rd_i32(d + 4 * i);
-    case DFX_INT4: { int v = (d[i >> 1] >> ((i & 1) * 4)) & 15; return v >= 8 ? v - 16 : v; }
-    case DFX_INT2: { int v = (d[i >> 2] >> ((i & 3) * 2)) & 3; return v >= 2 ? v - 4 : v; }
-    default: return 0;
-    }
-}
-
-float dfx_const_float(const dt_tensor *t, int64_t i)
-{
-    if (t->dtype == DFX_FLOAT32) return rd_f32(t->data + 4 * i);
-    return (float)ldexp((double)dfx_const_int(t, i), -dfx_fl_at(t, i));
-}
+/* dfx_const_int and dfx_const_float: k_common.c (shared with compiled models) */
 
 dfx_status dfx_check_values(const dfx_model *m)
 {

@@ -5,9 +5,10 @@
  * format change, the layout operators, Concat without rescaling) run "native";
  * the others get their narrow inputs widened to int32 (or dequantized, for the
  * float form) in scratch and their outputs narrowed back. */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #ifdef DFX_PROFILE
-#include <stdio.h>
 #include <time.h>
 #endif
 
@@ -120,6 +121,11 @@ static int native_layer(const dfx_session *s, const dt_layer *L, int integer)
         const dt_tensor *x = &m->tensors[L->in[0]], *y = &m->tensors[L->out[0]];
         return integer && !x->is_const && act_esz(m, L->in[0]) == 1 && act_esz(m, L->out[0]) == 1 && !x->per_channel &&
                x->fl == y->fl && y->bw >= x->bw;
+    }
+    case OP_POOL2D: { /* max pooling without a format change: int8 codes in place (kf->maxpool_s8) */
+        const dt_tensor *x = &m->tensors[L->in[0]], *y = &m->tensors[L->out[0]];
+        return integer && L->o.pool_type == 0 && !x->is_const && act_esz(m, L->in[0]) == 1 &&
+               act_esz(m, L->out[0]) == 1 && !x->per_channel && !y->per_channel && x->fl == y->fl && y->bw >= x->bw;
     }
     case OP_FLATTEN: case OP_RESHAPE: case OP_PERMUTE: case OP_SLICE: case OP_UPSAMPLE:
         if (m->tensors[L->in[0]].is_const) return 0;
@@ -384,10 +390,9 @@ dfx_status dfx_session_set_input_f32(dfx_session *s, int input, const float *v, 
     const dt_tensor *T = &s->m->tensors[t];
     void *dst = s->arena + s->off[t];
     int esz = dfx_store_bytes(T);
-    for (int64_t i = 0; i < count; i++) {
-        if (T->has_q) dfx_st(dst, esz, i, fp_quantize((double)v[i], T->fl, T->bw, T->rounding));
-        else ((float *)dst)[i] = v[i];
-    }
+    if (T->has_q) fp_quantize_row(v, count, T->fl, T->bw, T->rounding, dst, esz);
+    else
+        for (int64_t i = 0; i < count; i++) ((float *)dst)[i] = v[i];
     s->input_set[input] = 1;
     return DFX_OK;
 }
@@ -408,6 +413,18 @@ dfx_status dfx_session_set_input_codes(dfx_session *s, int input, const int32_t 
 }
 
 #define MAXIO 64
+
+static void run_maxpool_s8(const dfx_session *s, const dt_layer *L, const rt *x, rt *y)
+{
+    const dt_opts *o = &L->o;
+    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
+    int kh = (int)o->kh, kw = (int)o->kw, sh = (int)o->sh, sw = (int)o->sw, pt = (int)o->pt, pl = (int)o->pl;
+    if (o->global) { kh = (int)H; kw = (int)W; sh = sw = 1; pt = pl = 0; }
+    int8_t empty = (int8_t)(-(1 << (y->t->bw - 1)));
+    for (int64_t c = 0; c < NC; c++)
+        s->kf->maxpool_s8((const int8_t *)x->p + c * H * W, (int)H, (int)W, kh, kw, sh, sw, pt, pl,
+                          (int8_t *)y->p + c * OH * OW, (int)OH, (int)OW, empty);
+}
 
 static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
 {
@@ -461,7 +478,7 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
     case OP_CONV2D: if (native) st = dfx_conv2d_fast(L, &s->lin[li], s->kf, pin[0], w, pout[0], scratch); else if (integer) st = dfx_conv2d_int(L, pin[0], w, b, pout[0], scratch); else dfx_conv2d_f32(L, pin[0], w, b, pout[0], scratch); break;
     case OP_DECONV2D: if (integer) st = dfx_deconv2d_int(L, pin[0], w, b, pout[0], scratch); else dfx_deconv2d_f32(L, pin[0], w, b, pout[0], scratch); break;
     case OP_FC: if (native) st = dfx_fc_fast(L, &s->lin[li], s->kf, pin[0], w, pout[0], scratch); else if (integer) st = dfx_fc_int(L, pin[0], w, b, pout[0], scratch); else dfx_fc_f32(L, pin[0], w, b, pout[0], scratch); break;
-    case OP_POOL2D: if (integer) dfx_pool_int(L, pin[0], pout[0]); else dfx_pool_f32(L, pin[0], pout[0]); break;
+    case OP_POOL2D: if (native) run_maxpool_s8(s, L, pin[0], pout[0]); else if (integer) dfx_pool_int(L, pin[0], pout[0]); else dfx_pool_f32(L, pin[0], pout[0]); break;
     case OP_RELU: if (native) s->kf->relu_s8((const int8_t *)pin[0]->p, (int8_t *)pout[0]->p, (int)pout[0]->count); else if (integer) dfx_relu_int(pin[0], pout[0]); else dfx_relu_f32(pin[0], pout[0]); break;
     case OP_CLIP: if (integer) dfx_clip_int(L, pin[0], pout[0]); else dfx_clip_f32(L, pin[0], pout[0]); break;
     case OP_PRELU: if (integer) dfx_prelu_int(pin[0], pin[1], pout[0]); else dfx_prelu_f32(pin[0], pin[1], pout[0]); break;
@@ -490,8 +507,7 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
         const dt_tensor *T = out[p].t;
         int esz = dfx_store_bytes(T);
         if (!integer && !layout && T->has_q) { /* quantize float results */
-            for (int64_t i = 0; i < out[p].count; i++)
-                dfx_st(final[p], esz, i, fp_quantize((double)F32(&out[p])[i], T->fl, T->bw, T->rounding));
+            fp_quantize_row(F32(&out[p]), out[p].count, T->fl, T->bw, T->rounding, final[p], esz);
         } else if (esz != 4) { /* narrow int32 codes (already within bw) */
             for (int64_t i = 0; i < out[p].count; i++) dfx_st(final[p], esz, i, I32(&out[p])[i]);
         }
@@ -574,5 +590,175 @@ dfx_status dfx_model_tensor_info(const dfx_model *m, int t, dfx_tensor_info *inf
     info->rounding = T->rounding;
     info->per_channel = T->per_channel;
     info->is_constant = T->is_const;
+    return DFX_OK;
+}
+
+/* ---- dfx_model_describe: the prepared plan as JSON, for code generators ---- */
+
+typedef struct { char *p; size_t n, cap; int oom; } sbuf;
+
+static void sb_put(sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void sb_put(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = 1; return; }
+        if (b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)k;
+        char *q = (char *)realloc(b->p, cap);
+        if (!q) { b->oom = 1; return; }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+static void sb_str(sbuf *b, const char *s)
+{
+    sb_put(b, "\"");
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') sb_put(b, "\\%c", c);
+        else if (c < 0x20) sb_put(b, "\\u%04x", c);
+        else sb_put(b, "%c", c);
+    }
+    sb_put(b, "\"");
+}
+
+static void sb_hex(sbuf *b, const uint8_t *p, size_t n)
+{
+    sb_put(b, "\"");
+    for (size_t i = 0; i < n; i++) sb_put(b, "%02x", p[i]);
+    sb_put(b, "\"");
+}
+
+static void sb_i64s(sbuf *b, const int64_t *v, int n)
+{
+    sb_put(b, "[");
+    for (int i = 0; i < n; i++) sb_put(b, "%s%lld", i ? "," : "", (long long)v[i]);
+    sb_put(b, "]");
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* Every field of dt_opts, by kind (keep in step with dfx_internal.h). */
+#define DFX_OPT_INTS(X)                                                                                          \
+    X(kh) X(kw) X(sh) X(sw) X(pt) X(pl) X(pb) X(pr) X(dh) X(dw) X(group) X(oph) X(opw) X(pool_type) X(global)     \
+    X(ceil_mode) X(divisor) X(axis) X(end_axis) X(num_axes) X(local_size) X(region) X(operation) X(scale_h)       \
+    X(scale_w) X(across_spatial) X(channel_shared) X(flip) X(clip) X(img_h) X(img_w) X(num_classes)               \
+    X(share_location) X(background_label_id) X(top_k) X(keep_top_k) X(code_type) X(variance_encoded_in_target)
+#define DFX_OPT_FLOATS(X)                                                                                        \
+    X(fmin) X(fmax) X(alpha) X(beta) X(k) X(power) X(scale) X(shift) X(pad_value) X(eps) X(step_h) X(step_w)     \
+    X(offset) X(nms_threshold) X(eta) X(confidence_threshold)
+#define DFX_OPT_VECS(X) X(coeffs) X(order) X(points) X(pads) X(min_sizes) X(max_sizes) X(aspect_ratios) X(variances)
+
+static void describe_layer(sbuf *b, const dfx_session *s, int li)
+{
+    const dfx_model *m = s->m;
+    const dt_layer *L = &m->layers[li];
+    const dt_opts *o = &L->o;
+    sb_put(b, "{\"name\":");
+    sb_str(b, L->name);
+    sb_put(b, ",\"op\":%d,\"type\":\"%s\",\"version\":%d,\"int_form\":%d,\"layout\":%d,\"native\":%d,\"in\":[", L->op,
+           dfx_op_name(L->op), L->version, int_form(m, L), dfx_op_layout_only(L->op), s->native[li]);
+    for (int p = 0; p < L->n_in; p++) sb_put(b, "%s%d", p ? "," : "", (int)L->in[p]);
+    sb_put(b, "],\"out\":[");
+    for (int p = 0; p < L->n_out; p++) sb_put(b, "%s%d", p ? "," : "", (int)L->out[p]);
+    /* prepared constant inputs: arena offset in the constant area, or -1 (used in place / none / weights) */
+    sb_put(b, "],\"const_off\":[");
+    for (int p = 0; p < L->n_in; p++) sb_put(b, "%s%lld", p ? "," : "", (long long)s->cin_off[s->cin_base[li] + p]);
+    sb_put(b, "],\"opts\":{");
+    const char *sep = "";
+#define PUT_INT(f) sb_put(b, "%s\"" #f "\":%d", sep, (int)o->f), sep = ",";
+#define PUT_FLT(f) sb_put(b, "%s\"" #f "\":{\"f32\":%lu}", sep, (unsigned long)f32_bits(o->f)), sep = ",";
+#define PUT_VEC(f) sb_put(b, "%s\"" #f "\":{\"vec\":", sep), sb_hex(b, o->f.p, (size_t)o->f.n * 4), sb_put(b, ",\"n\":%u}", o->f.n), sep = ",";
+    DFX_OPT_INTS(PUT_INT)
+    DFX_OPT_FLOATS(PUT_FLT)
+    DFX_OPT_VECS(PUT_VEC)
+#undef PUT_INT
+#undef PUT_FLT
+#undef PUT_VEC
+    sb_put(b, "}");
+    const dfx_linprep *lp = &s->lin[li];
+    if (lp->fast) {
+        int64_t O = m->tensors[L->in[1]].shape[0];
+        sb_put(b, ",\"lin\":{\"fast\":1,\"dw\":%d,\"direct\":%d,\"w_in_place\":%d,\"K\":%lld,\"nb\":%d,\"ob\":%d,\"bias\":",
+               lp->dw, lp->direct, lp->w_in_place, (long long)lp->K, lp->nb, lp->ob);
+        sb_i64s(b, lp->bias, (int)O);
+        sb_put(b, ",\"lsh\":[");
+        for (int64_t i = 0; i < O; i++) sb_put(b, "%s%d", i ? "," : "", lp->lsh[i]);
+        sb_put(b, "],\"rsh\":[");
+        for (int64_t i = 0; i < O; i++) sb_put(b, "%s%d", i ? "," : "", lp->rsh[i]);
+        sb_put(b, "]}");
+    }
+    sb_put(b, "}");
+}
+
+static void describe(sbuf *b, const dfx_session *s)
+{
+    const dfx_model *m = s->m;
+    sb_put(b, "{\"format\":1,\"batch\":%lld,\"plan_bytes\":%zu,\"const_bytes\":%zu,\"scratch_bytes\":%zu,"
+              "\"arena_bytes\":%zu,\"sum_bytes\":%zu,\"inputs\":[",
+           (long long)s->batch, s->plan_bytes, s->const_bytes, s->scratch_bytes, s->arena_bytes, s->sum_bytes);
+    for (int i = 0; i < m->n_inputs; i++) sb_put(b, "%s%d", i ? "," : "", (int)m->inputs[i]);
+    sb_put(b, "],\"outputs\":[");
+    for (int i = 0; i < m->n_outputs; i++) sb_put(b, "%s%d", i ? "," : "", (int)m->outputs[i]);
+    sb_put(b, "],\"tensors\":[");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dt_tensor *T = &m->tensors[i];
+        sb_put(b, "%s{\"name\":", i ? "," : "");
+        sb_str(b, T->name);
+        sb_put(b, ",\"rank\":%d,\"shape\":", T->rank);
+        sb_i64s(b, T->shape, T->rank);
+        sb_put(b, ",\"count\":%lld,\"dtype\":%d,\"has_q\":%d,\"bw\":%d,\"fl\":%d,\"rounding\":%d,\"per_channel\":%d,"
+                  "\"ch_axis\":%d,\"ch_inner\":%lld,\"cfl\":",
+               (long long)T->count, T->dtype, T->has_q, T->bw, T->fl, T->rounding, T->per_channel, T->ch_axis,
+               (long long)T->ch_inner);
+        sb_hex(b, T->cfl.p, T->cfl.n);
+        sb_put(b, ",\"is_const\":%d,\"file_off\":%lld,\"data_len\":%llu,\"crc\":%lu,\"producer\":%d,\"last_use\":%d,"
+                  "\"is_graph_output\":%d,\"arena_off\":%lld,\"run_shape\":",
+               T->is_const, T->data ? (long long)(T->data - m->base) : -1LL, (unsigned long long)T->data_len,
+               (unsigned long)T->crc, T->producer, T->last_use, T->is_graph_output, (long long)s->off[i]);
+        sb_i64s(b, s->shape[i], T->rank);
+        sb_put(b, ",\"run_count\":%lld,\"esz\":%d}", (long long)s->count[i], T->is_const ? 4 : dfx_store_bytes(T));
+    }
+    sb_put(b, "],\"layers\":[");
+    for (int li = 0; li < m->n_layers; li++) {
+        if (li) sb_put(b, ",");
+        describe_layer(b, s, li);
+    }
+    sb_put(b, "]}");
+}
+
+dfx_status dfx_model_describe(const dfx_model *m, int64_t batch, unsigned flags, char *buf, size_t cap, size_t *len)
+{
+    dfx_session *s = NULL;
+    dfx_clear_error();
+    if (!len || (cap && !buf)) return dfx_fail(DFX_ERR_ARGUMENT, "NULL argument");
+    dfx_status st = session_new(m, batch, flags, &s);
+    if (st) return st;
+    sbuf b = {NULL, 0, 0, 0};
+    describe(&b, s);
+    session_free(s);
+    if (b.oom) { free(b.p); return dfx_fail(DFX_ERR_NOMEM, "out of memory describing the model"); }
+    *len = b.n;
+    if (cap) {
+        size_t k = b.n < cap - 1 ? b.n : cap - 1;
+        memcpy(buf, b.p, k);
+        buf[k] = 0;
+    }
+    free(b.p);
     return DFX_OK;
 }

@@ -64,23 +64,7 @@ static int norm_axis(int axis, int rank, int *out)
     return 1;
 }
 
-/* PriorBox helpers shared with the kernel. */
-int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap)
-{
-    int n = 0;
-    ratios[n++] = 1.0;
-    for (uint32_t i = 0; i < o->aspect_ratios.n; i++) {
-        double ar = vec_f32(o->aspect_ratios, i);
-        double cand[2] = {ar, 1.0 / ar};
-        for (int k = 0; k < (o->flip ? 2 : 1); k++) {
-            int fresh = 1;
-            for (int j = 0; j < n; j++)
-                if (!(fabs(cand[k] - ratios[j]) >= 1e-6)) fresh = 0;
-            if (fresh && n < cap) ratios[n++] = cand[k];
-        }
-    }
-    return n;
-}
+/* dfx_prior_ratios: k_common.c */
 
 #define FAIL(...) do { snprintf(why, why_len, __VA_ARGS__); return 0; } while (0)
 #define SHAPE(i) (m->tensors[L->in[i]].shape)
@@ -356,14 +340,7 @@ static void fl_range(const dt_tensor *t, int *lo, int *hi)
     if (!t->cfl.n) *lo = *hi = 0;
 }
 
-int dfx_dyadic(float c, int *m_out, int *e_out)
-{
-    for (int e = 0; e <= 15; e++) {
-        double v = ldexp((double)c, e);
-        if (v == floor(v) && fabs(v) < 32768.0) { *m_out = (int)v; *e_out = e; return 1; }
-    }
-    return 0;
-}
+/* dfx_dyadic: k_common.c */
 
 static dfx_status check_tensor(const dt_tensor *t)
 {

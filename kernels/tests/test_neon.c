@@ -162,6 +162,30 @@ static void check_blocks(void)
         FAIL("add_s8 la=%d lb=%d shift=%d rounding=%d bw=%d n=%d differs", la, lb, shift, rounding, bw, n);
 }
 
+static void check_maxpool(const struct dfx_kernels *ks)
+{
+    static int8_t x[40 * 70], y0[40 * 70], y1[40 * 70];
+    int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 4), kw = rndi(1, 4), sh = rndi(1, 3), sw = rndi(1, 3);
+    int pt = rndi(0, kh - 1), pl = rndi(0, kw - 1);
+    int oh = (h + 2 * pt - kh) / sh + 1, ow = (w + 2 * pl - kw) / sw + 1;
+    if (oh < 1 || ow < 1) return;
+    int8_t empty = (int8_t)-rndi(2, 128);
+    fill_s8(x, (size_t)h * w);
+    dfx_kernels_portable.maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, y0, oh, ow, empty);
+    ks->maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, y1, oh, ow, empty);
+    if (memcmp(y0, y1, (size_t)oh * ow)) FAIL("%s maxpool_s8 %dx%d k%dx%d s%dx%d p%d,%d differs", ks->name, h, w, kh, kw, sh, sw, pt, pl);
+    for (int oy = 0; oy < oh; oy++) /* and the portable set against the definition */
+        for (int ox = 0; ox < ow; ox++) {
+            int m = -1000;
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++) {
+                    int iy = oy * sh - pt + i, ix = ox * sw - pl + j;
+                    if (iy >= 0 && iy < h && ix >= 0 && ix < w && x[iy * w + ix] > m) m = x[iy * w + ix];
+                }
+            if (y0[oy * ow + ox] != (m == -1000 ? empty : m)) { FAIL("portable maxpool_s8 wrong at %d,%d", oy, ox); return; }
+        }
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 300;
@@ -174,8 +198,9 @@ int main(int argc, char **argv)
             check_dwconv(sets[s]);
             for (int j = 0; j < 20; j++) check_requant(sets[s]);
             check_relu(sets[s]);
+            check_maxpool(sets[s]);
         }
-        printf("%s: %d x (gemm_s8, dwconv_s8, 20 requant_s32, relu_s8) %s\n", sets[s]->name, iters,
+        printf("%s: %d x (gemm_s8, dwconv_s8, 20 requant_s32, relu_s8, maxpool_s8) %s\n", sets[s]->name, iters,
                failures ? "FAILED" : "equal to portable");
     }
     for (int i = 0; i < iters * 10 && failures < 10; i++) check_blocks();

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dfxsdk.errors import DfxInputError, DfxUnsupportedError
 from dfxsdk.graph import Model
+from dfxsdk.atomic import atomic_write
 
 RISTRETTO_TYPE = {"Convolution": "ConvolutionRistretto", "InnerProduct": "FcRistretto",
                   "Deconvolution": "DeconvolutionRistretto"}
@@ -254,7 +255,6 @@ def emit(model: Model, source: Path, output: Path) -> list[str]:
     text = check_source(source)
     quants, notes = ristretto_formats(model)
     result, more = emit_text(text, quants, str(source))
-    tmp = output.with_name(f".{output.name}.tmp")
-    tmp.write_text(result)
-    tmp.replace(output)
+    with atomic_write(output) as f:
+        f.write(result.encode("utf-8"))
     return notes + more

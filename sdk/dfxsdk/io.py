@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import mmap
 import os
-import tempfile
 import zlib
 
 import numpy as np
 
 from ._fbverify import verify_graph
+from .atomic import atomic_write
 from .container import ALIGNMENT, FORMAT_VERSION, HEADER_SIZE, Header, align_up, unpack_header
 from .errors import DfxError, DfxFormatError
 from .graph import Model, Tensor, lazy_unpacked
@@ -189,43 +189,18 @@ def save(model: Model, path: str | os.PathLike) -> int:
     data_offset = align_up(HEADER_SIZE + len(graph))
     header = Header(FORMAT_VERSION[0], FORMAT_VERSION[1], HEADER_SIZE, len(graph),
                     data_offset, data_length, zlib.crc32(graph))
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header.pack())
-            f.write(graph)
-            f.write(b"\0" * (data_offset - HEADER_SIZE - len(graph)))
-            written = 0
-            for tensor, blob in blobs:
-                start = refs[tensor.name][0]
-                f.write(b"\0" * (start - written))
-                mv = memoryview(blob).cast("B")
-                for i in range(0, len(mv), _CHUNK):
-                    f.write(mv[i:i + _CHUNK])
-                written = start + len(mv)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
+    with atomic_write(path) as f:
+        f.write(header.pack())
+        f.write(graph)
+        f.write(b"\0" * (data_offset - HEADER_SIZE - len(graph)))
+        written = 0
+        for tensor, blob in blobs:
+            start = refs[tensor.name][0]
+            f.write(b"\0" * (start - written))
+            mv = memoryview(blob).cast("B")
+            for i in range(0, len(mv), _CHUNK):
+                f.write(mv[i:i + _CHUNK])
+            written = start + len(mv)
     return header.file_size
 
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 

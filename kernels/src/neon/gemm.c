@@ -207,3 +207,167 @@ void dfx_neon_gemm_s8(int m, int n, int k, const int8_t *a, int lda, const int8_
 {
     dfx_neon_gemm_driver(m, n, k, a, lda, b, ldb, c, ldc, dfx_neon_tile_v80, dfx_neon_gemv_v80);
 }
+
+/* ---- ARMv8.0 GEMM with 16-deep k chunks: SMULL + SMLAL2 into int16, SADALP into int32.
+ *
+ * Two int8 x int8 products share an int16 lane before SADALP widens them:
+ * |a*b + c*d| <= 127*128*2 = 32512 < 2^15 whenever the weights a, c differ
+ * from -128 (activations may be -128). A weight -128 is packed as -127 and
+ * its missing -1 * b is added afterwards from a list of (row, k) positions
+ * (weights of -128 are rare: random 8-bit weights have one in 256); a block
+ * with more than CORR_MAX of them goes through the 4-deep SMULL + SADALP
+ * kernels above. 3 instructions per 16 multiply-adds. int32 sums wrap
+ * modulo 2^32 and are exact by the dispatch contract. */
+#define K16_KC 512 /* multiple of 16 */
+#define K16_MC 64  /* multiple of 4 */
+#define K16_NC 64  /* multiple of 4 */
+#define CORR_MAX 512
+
+static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b)
+{
+    int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    p = vmlal_high_s8(p, a, b);
+    return vpadalq_s16(acc, p);
+}
+
+/* 4 x 4 tile over kq chunks; ap: [chunk][4 rows][16], bp: [chunk][4 cols][16]. */
+static void tile4x4_k16(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc)
+{
+    int32x4_t c00 = vdupq_n_s32(0), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00,
+              c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    for (int q = 0; q < kq; q++, ap += 64, bp += 64) {
+        int8x16_t b0 = vld1q_s8(bp), b1 = vld1q_s8(bp + 16), b2 = vld1q_s8(bp + 32), b3 = vld1q_s8(bp + 48);
+        int8x16_t a = vld1q_s8(ap);
+        c00 = dot16(c00, a, b0); c01 = dot16(c01, a, b1); c02 = dot16(c02, a, b2); c03 = dot16(c03, a, b3);
+        a = vld1q_s8(ap + 16);
+        c10 = dot16(c10, a, b0); c11 = dot16(c11, a, b1); c12 = dot16(c12, a, b2); c13 = dot16(c13, a, b3);
+        a = vld1q_s8(ap + 32);
+        c20 = dot16(c20, a, b0); c21 = dot16(c21, a, b1); c22 = dot16(c22, a, b2); c23 = dot16(c23, a, b3);
+        a = vld1q_s8(ap + 48);
+        c30 = dot16(c30, a, b0); c31 = dot16(c31, a, b1); c32 = dot16(c32, a, b2); c33 = dot16(c33, a, b3);
+    }
+    int32x4_t r[4];
+    r[0] = vpaddq_s32(vpaddq_s32(c00, c01), vpaddq_s32(c02, c03));
+    r[1] = vpaddq_s32(vpaddq_s32(c10, c11), vpaddq_s32(c12, c13));
+    r[2] = vpaddq_s32(vpaddq_s32(c20, c21), vpaddq_s32(c22, c23));
+    r[3] = vpaddq_s32(vpaddq_s32(c30, c31), vpaddq_s32(c32, c33));
+    for (int i = 0; i < mr; i++) {
+        int32_t *cr = c + (size_t)i * ldc;
+        if (nr == 4) {
+            vst1q_s32(cr, acc ? vaddq_s32(r[i], vld1q_s32(cr)) : r[i]);
+        } else {
+            int32_t t[4];
+            vst1q_s32(t, r[i]);
+            for (int j = 0; j < nr; j++) cr[j] = acc ? (int32_t)((uint32_t)cr[j] + (uint32_t)t[j]) : t[j];
+        }
+    }
+}
+
+/* A rows [0, mc) x k [0, kc) -> 4-row panels of 16-byte chunks, -128 -> -127 with the position listed.
+ * Returns the number of listed positions, or -1 when more than CORR_MAX. */
+static int pack_a16(const int8_t *a, int lda, int mc, int kc, int8_t *dst, uint16_t (*corr)[2])
+{
+    int kq = (kc + 15) / 16, nc = 0;
+    int8x16_t m128 = vdupq_n_s8(-128), one = vdupq_n_s8(1);
+    for (int r0 = 0; r0 < mc; r0 += 4)
+        for (int r = 0; r < 4; r++) {
+            int8_t *d = dst + (size_t)r0 * kq * 16 + r * 16;
+            if (r0 + r >= mc) {
+                for (int q = 0; q < kq; q++) vst1q_s8(d + q * 64, vdupq_n_s8(0));
+                continue;
+            }
+            const int8_t *s = a + (size_t)(r0 + r) * lda;
+            for (int q = 0; q < kq; q++) {
+                int8x16_t v;
+                if (q * 16 + 16 <= kc) v = vld1q_s8(s + q * 16);
+                else {
+                    int8_t t[16] = {0};
+                    memcpy(t, s + q * 16, (size_t)(kc - q * 16));
+                    v = vld1q_s8(t);
+                }
+                uint8x16_t eq = vceqq_s8(v, m128);
+                if (vmaxvq_u8(eq)) {
+                    uint8_t e[16];
+                    vst1q_u8(e, eq);
+                    for (int t = 0; t < 16; t++)
+                        if (e[t]) {
+                            if (nc == CORR_MAX) return -1;
+                            corr[nc][0] = (uint16_t)(r0 + r);
+                            corr[nc][1] = (uint16_t)(q * 16 + t);
+                            nc++;
+                        }
+                    v = vaddq_s8(v, vandq_s8(vreinterpretq_s8_u8(eq), one));
+                }
+                vst1q_s8(d + q * 64, v);
+            }
+        }
+    return nc;
+}
+
+/* B rows [0, kc) x columns [0, nc) -> 4-column panels of 16-byte chunks (zero padded). */
+static void pack_b16(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
+{
+    int kq = (kc + 15) / 16;
+    for (int j0 = 0; j0 < nc; j0 += 4) {
+        int8_t *panel = dst + (size_t)j0 * kq * 16;
+        for (int j = 0; j < 4; j++) {
+            int8_t *d = panel + j * 16;
+            if (j0 + j >= nc) {
+                for (int q = 0; q < kq; q++) memset(d + q * 64, 0, 16);
+                continue;
+            }
+            const int8_t *s = b + j0 + j;
+            int p = 0;
+            for (int q = 0; q < kq; q++)
+                for (int t = 0; t < 16; t++, p++) d[q * 64 + t] = p < kc ? s[(size_t)p * ldb] : 0;
+        }
+    }
+}
+
+void dfx_neon_gemm_s8_k16(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc)
+{
+    if (n < 4) {
+        dfx_neon_gemm_driver(m, n, k, a, lda, b, ldb, c, ldc, dfx_neon_tile_v80, dfx_neon_gemv_v80);
+        return;
+    }
+    int8_t abuf[K16_MC * K16_KC] __attribute__((aligned(16)));
+    int8_t bbuf[K16_NC * K16_KC] __attribute__((aligned(16)));
+    uint16_t corr[CORR_MAX][2];
+    for (int k0 = 0; k0 < k; k0 += K16_KC) {
+        int kc = imin(K16_KC, k - k0), kq = (kc + 15) / 16;
+        for (int j0 = 0; j0 < n; j0 += K16_NC) {
+            int nc = imin(K16_NC, n - j0);
+            pack_b16(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
+            for (int i0 = 0; i0 < m; i0 += K16_MC) {
+                int mc = imin(K16_MC, m - i0);
+                int32_t *cb = c + (size_t)i0 * ldc + j0;
+                int ncorr = pack_a16(a + (size_t)i0 * lda + k0, lda, mc, kc, abuf, corr);
+                if (ncorr < 0) { /* many -128 weights: this block with the 4-deep kernels */
+                    int32_t tmp[K16_MC * K16_NC];
+                    dfx_neon_gemm_driver(mc, nc, kc, a + (size_t)i0 * lda + k0, lda, b + (size_t)k0 * ldb + j0, ldb,
+                                         tmp, nc, dfx_neon_tile_v80, dfx_neon_gemv_v80);
+                    for (int i = 0; i < mc; i++)
+                        for (int j = 0; j < nc; j++)
+                            cb[(size_t)i * ldc + j] = k0 ? (int32_t)((uint32_t)cb[(size_t)i * ldc + j] + (uint32_t)tmp[i * nc + j])
+                                                         : tmp[i * nc + j];
+                    continue;
+                }
+                for (int r0 = 0; r0 < mc; r0 += 4)
+                    for (int q0 = 0; q0 < nc; q0 += 4)
+                        tile4x4_k16(kq, abuf + (size_t)r0 * kq * 16, bbuf + (size_t)q0 * kq * 16,
+                                    cb + (size_t)r0 * ldc + q0, ldc, imin(4, mc - r0), imin(4, nc - q0), k0 > 0);
+                for (int t = 0; t < ncorr; t++) { /* the -1 * b of each weight -128 */
+                    int32_t *cr = cb + (size_t)corr[t][0] * ldc;
+                    const int8_t *br = b + (size_t)(k0 + corr[t][1]) * ldb + j0;
+                    int j = 0;
+                    for (; j + 8 <= nc; j += 8) {
+                        int16x8_t v = vmovl_s8(vld1_s8(br + j));
+                        vst1q_s32(cr + j, vsubw_s16(vld1q_s32(cr + j), vget_low_s16(v)));
+                        vst1q_s32(cr + j + 4, vsubw_high_s16(vld1q_s32(cr + j + 4), v));
+                    }
+                    for (; j < nc; j++) cr[j] = (int32_t)((uint32_t)cr[j] - (uint32_t)(int32_t)br[j]);
+                }
+            }
+        }
+    }
+}

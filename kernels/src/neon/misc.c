@@ -1,5 +1,5 @@
-/* Element-wise NEON kernels: ReLU of int8 codes (dispatch.h), and building
- * blocks for pooling and Eltwise rows (neon.h; not yet in the table). */
+/* Element-wise NEON kernels: ReLU and max pooling of int8 codes (dispatch.h),
+ * and building blocks for pooling and Eltwise rows (neon.h). */
 #include <arm_neon.h>
 
 #include "../fixedpoint.h"
@@ -93,5 +93,50 @@ void dfx_neon_add_s8(const int8_t *a, int la, const int8_t *b, int lb, int shift
     for (; i < n; i++) {
         int64_t v = ((int64_t)a[i] << la) + ((int64_t)b[i] << lb);
         y[i] = (int8_t)fp_saturate(fp_round_shift(v, shift, rounding), bw);
+    }
+}
+
+/* Max pooling of one plane (dispatch.h, maxpool_s8): the output columns whose
+ * taps all lie inside the row (and, for stride 2, one more column, which the
+ * LD2 loads read) go through dfx_neon_maxpool_row_s8 with one row pointer per
+ * tap; edge columns, other strides and large windows take the scalar loop. */
+#define POOL_TAPS 64
+
+static int8_t pool_one(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int oy, int ox,
+                       int8_t empty)
+{
+    int y0 = oy * sh - pt, ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
+    int x0 = ox * sw - pl, xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
+    int m = -1000;
+    for (int iy = ya; iy < yb; iy++)
+        for (int ix = xa; ix < xb; ix++) m = x[(size_t)iy * w + ix] > m ? x[(size_t)iy * w + ix] : m;
+    return m == -1000 ? empty : (int8_t)m;
+}
+
+void dfx_neon_maxpool_s8(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
+                         int oh, int ow, int8_t empty)
+{
+    int vec = (sw == 1 || sw == 2) && kh * kw <= POOL_TAPS;
+    int span = kw - 1 + (sw == 2 ? 1 : 0);
+    int xlo = (pl + sw - 1) / sw, xhi = 0;
+    if (w - 1 - span + pl >= 0) xhi = (w - 1 - span + pl) / sw + 1;
+    if (xhi > ow) xhi = ow;
+    if (xlo > xhi || !vec) xlo = xhi = 0;
+    const int8_t *rows[POOL_TAPS];
+    for (int oy = 0; oy < oh; oy++) {
+        int8_t *o = out + (size_t)oy * ow;
+        int ox = 0;
+        for (; ox < xlo; ox++) o[ox] = pool_one(x, h, w, kh, kw, sh, sw, pt, pl, oy, ox, empty);
+        int taps = 0;
+        for (int i = 0; i < kh && xlo < xhi; i++) {
+            int iy = oy * sh - pt + i;
+            if (iy < 0 || iy >= h) continue;
+            for (int j = 0; j < kw; j++) rows[taps++] = x + (size_t)iy * w + (size_t)(xlo * sw - pl + j);
+        }
+        if (taps > 0) {
+            dfx_neon_maxpool_row_s8(rows, taps, sw, o + xlo, xhi - xlo);
+            ox = xhi;
+        }
+        for (; ox < ow; ox++) o[ox] = pool_one(x, h, w, kh, kw, sh, sw, pt, pl, oy, ox, empty);
     }
 }

@@ -42,6 +42,8 @@ void dfx_neon_tile_dot(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, i
 void dfx_neon_gemv_dot(int m, int k, const int8_t *a, int lda, const int8_t *x, int32_t *c, int ldc, int accumulate);
 
 void dfx_neon_gemm_s8(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
+/* ARMv8.0 GEMM over 16-deep k chunks (SMULL + SMLAL2 + SADALP; gemm.c) */
+void dfx_neon_gemm_s8_k16(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
 void dfx_neon_gemm_s8_dot(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c,
                           int ldc);
 void dfx_neon_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
@@ -49,8 +51,10 @@ void dfx_neon_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, 
 void dfx_neon_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
                           void *out, int out_bytes);
 void dfx_neon_relu_s8(const int8_t *x, int8_t *y, int n);
+void dfx_neon_maxpool_s8(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
+                         int oh, int ow, int8_t empty);
 
-/* Building blocks not (yet) in the dispatch table (misc.c). */
+/* Building blocks (misc.c); the maxpool row is used by dfx_neon_maxpool_s8. */
 /* y[i] = max over the r rows rows[t][i * stride] (stride 1 or 2), int8 codes. */
 void dfx_neon_maxpool_row_s8(const int8_t *const *rows, int r, int stride, int8_t *y, int n);
 /* acc[i] += sum over the r rows rows[t][i * stride] (stride 1 or 2). */

@@ -9,10 +9,8 @@ Every failure is a DfxInputError that names the file.
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 import sys
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DfxInputError
 from ..graph import Model
 
@@ -179,20 +178,8 @@ def load_array_file(path: Path) -> np.ndarray | dict[str, np.ndarray]:
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz so that an existing file is replaced whole or not at all."""
-    folder = path.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 # -- labelled data sets --------------------------------------------------------------------

@@ -60,11 +60,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metadata", metavar="KEY=VALUE", type=parse_metadata, action="append", default=[],
                    help="add a metadata entry to the model (repeatable)")
     pre = p.add_argument_group("preprocessing of the graph input (overrides what the files say)")
-    pre.add_argument("--mean", metavar="M[,M...]", type=parse_floats,
+    pre.add_argument("--input-mean", metavar="M[,M...]", type=parse_floats,
                      help="value(s) subtracted from raw input, one or one per channel")
-    pre.add_argument("--scale", metavar="S[,S...]", type=parse_floats,
+    pre.add_argument("--input-scale", metavar="S[,S...]", type=parse_floats,
                      help="factor(s) applied after the mean, e.g. 0.00390625 for pixels 0..255 -> [0,1)")
-    pre.add_argument("--channel-order", choices=["RGB", "BGR", "GRAY"],
+    pre.add_argument("--input-channel-order", choices=["RGB", "BGR", "GRAY"],
                      help="channel order the network expects")
     groups: dict[str, list[str]] = {}
     for imp in get_manager().importers():
@@ -106,15 +106,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _override_preprocessing(model, args: argparse.Namespace) -> None:
-    if args.mean is None and args.scale is None and args.channel_order is None:
+    if args.input_mean is None and args.input_scale is None and args.input_channel_order is None:
         return
     if len(model.inputs) != 1:
-        raise DfxInputError(f"--mean/--scale/--channel-order need a single graph input, the model "
-                            f"has {len(model.inputs)}", field="--mean/--scale")
+        raise DfxInputError(f"--input-mean/--input-scale/--input-channel-order need a single graph input, the model "
+                            f"has {len(model.inputs)}", field="--input-mean/--input-scale")
     from ..graph import Preprocessing
 
     pre = model.preprocessing.get(model.inputs[0]) or Preprocessing()
     model.preprocessing[model.inputs[0]] = Preprocessing(
-        mean=pre.mean if args.mean is None else args.mean,
-        scale=pre.scale if args.scale is None else args.scale,
-        channel_order=args.channel_order or pre.channel_order)
+        mean=pre.mean if args.input_mean is None else args.input_mean,
+        scale=pre.scale if args.input_scale is None else args.input_scale,
+        channel_order=args.input_channel_order or pre.channel_order)

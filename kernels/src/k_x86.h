@@ -1,0 +1,38 @@
+/* Run-time selected x86-64 AVX2 code behind the portable kernel set
+ * (k_x86.c, k_portable.c). DFX_X86_SIMD is 1 on x86-64 with GCC or Clang
+ * (target attributes, __builtin_cpu_supports), unless -DDFX_NO_X86_SIMD;
+ * the default code paths stay plain C for the baseline ISA. */
+#ifndef DFX_K_X86_H
+#define DFX_K_X86_H
+
+#include <stdint.h>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(DFX_NO_X86_SIMD)
+#define DFX_X86_SIMD 1
+/* 1 when the CPU executes AVX2 */
+int dfx_x86_avx2(void);
+/* gemm_s8 of dispatch.h for AVX2 CPUs */
+void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
+/* Two versions of a static function from one always-inline body NAME##_body:
+ * NAME##_avx2 (compiled for AVX2) and NAME##_base, and NAME choosing at run time. */
+#define DFX_MULTIVERSION(NAME, PARAMS, ARGS)                                              \
+    __attribute__((target("avx2"))) static void NAME##_avx2 PARAMS { NAME##_body ARGS; } \
+    static void NAME##_base PARAMS { NAME##_body ARGS; }                                  \
+    static void NAME PARAMS                                                               \
+    {                                                                                     \
+        if (dfx_x86_avx2()) NAME##_avx2 ARGS;                                             \
+        else NAME##_base ARGS;                                                            \
+    }
+#else
+#define DFX_X86_SIMD 0
+#define DFX_MULTIVERSION(NAME, PARAMS, ARGS) \
+    static void NAME PARAMS { NAME##_body ARGS; }
+#endif
+
+#if defined(__GNUC__)
+#define DFX_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define DFX_ALWAYS_INLINE inline
+#endif
+
+#endif
