@@ -252,7 +252,8 @@ def test_integer_input_quantize_helper_bit_exact(mtcnn, bw, tmp_path):
     generated NAME_quantize_<input>(), which must equal the reference's quantization."""
     from dfxsdk.formats import DataType, QFormat, Rounding
 
-    model, _, x = mtcnn["det1"]
+    _, orig, x = mtcnn["det1"]
+    model = load(orig)               # a copy: the fixture's model stays as it is
     name = model.inputs[0]
     t = model.tensors[name]
     t.qformat = QFormat(bw, bw - 2, Rounding.HALF_TO_EVEN)

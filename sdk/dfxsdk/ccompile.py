@@ -77,7 +77,7 @@ KERNEL_DEPS = {
     "CONV2D_INT": ["k_conv.c"], "DECONV2D_INT": ["k_conv.c"], "FC_INT": ["k_conv.c"],
 }
 PORTABLE_SET = ["k_portable.c", "k_x86.c"]   # k_x86.c: run-time selected AVX2 code of the portable set, if present
-NEON_SET = ["neon/gemm.c", "neon/gemm_dot.c", "neon/requant.c", "neon/dwconv.c", "neon/select.c"]
+NEON_SET = ["neon/*.c"]     # every source of kernels/src/neon, as cmake/simd.cmake builds them
 
 
 def local_includes(src: Path, rels: list[str]) -> list[str]:
@@ -602,7 +602,8 @@ class _Gen:
             files.add(KERNEL_FILES[k])
             files.update(KERNEL_DEFS_EXTRA.get(k, []))
         if self.needs_dispatch:
-            files.update(f for f in (PORTABLE_SET if self.target == "portable" else NEON_SET) if (src / f).is_file())
+            for pattern in PORTABLE_SET if self.target == "portable" else NEON_SET:
+                files.update(p.relative_to(src).as_posix() for p in src.glob(pattern) if p.is_file())
         return sorted(files)
 
     def config(self) -> str:
