@@ -106,7 +106,7 @@ def kernel_sources() -> tuple[Path, Path]:
         if (src / "kernels.h").is_file() and (inc / "dfx.h").is_file():
             return src, inc
     raise DfxUnsupportedError("the C kernel sources are not installed with dfxsdk (no dfxsdk/_kernels): "
-                              "reinstall dfxsdk from its source tree")
+                              "reinstall dfxsdk from its source tree (pip install .)")
 
 
 def describe(path: str | os.PathLike, batch: int = 1) -> dict[str, Any]:
