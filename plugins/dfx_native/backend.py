@@ -11,7 +11,7 @@ import numpy as np
 
 from dfxsdk.errors import DfxFormatError, DfxInputError, DfxUnsupportedError
 from dfxsdk.graph import Model
-from dfxsdk.providers import Backend
+from dfxsdk.providers import Backend, check_inputs
 
 from . import _lib
 
@@ -127,27 +127,15 @@ class NativeBackend(Backend):
         for name in wanted:
             if name not in model.tensors:
                 raise DfxInputError(f"no tensor named '{name}' in the model", file=model.source)
-        missing = [n for n in model.inputs if n not in inputs]
-        if missing:
-            raise DfxInputError(f"missing input(s) {missing}; the model's inputs are {model.inputs}",
-                                file=model.source)
+        batch = check_inputs(model, inputs)
         nm = self.native(model)
         lib = nm.lib
         arrays = []
-        batch = None
         for name in model.inputs:
             t = model.tensors[name]
             as_codes = codes and t.qformat is not None
             x = np.ascontiguousarray(inputs[name], dtype=np.int32 if as_codes else np.float32)
-            if len(t.shape) and (x.ndim != len(t.shape) or tuple(x.shape[1:]) != tuple(t.shape[1:])):
-                raise DfxInputError(f"input '{name}' has shape {x.shape}, the model expects "
-                                    f"{('N',) + t.shape[1:]}", file=model.source)
-            if x.ndim:
-                if batch is not None and x.shape[0] != batch:
-                    raise DfxInputError("inputs have different batch sizes", file=model.source)
-                batch = x.shape[0]
             arrays.append((x, as_codes))
-        batch = batch or 1
         keep = any(n not in model.outputs and not model.tensors[n].is_constant for n in wanted)
         s = nm.session(batch, KEEP_ALL if keep else 0)
         for i, (x, as_codes) in enumerate(arrays):

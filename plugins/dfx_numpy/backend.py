@@ -29,7 +29,7 @@ from dfxsdk import ops, validate
 from dfxsdk.errors import DfxError, DfxFormatError, DfxInputError, DfxUnsupportedError
 from dfxsdk.fixedpoint import dequantize, quantize
 from dfxsdk.graph import Layer, Model, Tensor
-from dfxsdk.providers import Backend
+from dfxsdk.providers import Backend, check_inputs
 
 from . import float_ops, int_ops
 
@@ -115,29 +115,15 @@ class Executor:
 
     def _bind_inputs(self, inputs: dict[str, np.ndarray], values: dict) -> int:
         model = self.model
-        missing = [n for n in model.inputs if n not in inputs]
-        if missing:
-            raise DfxInputError(f"missing input(s) {missing}; the model's inputs are {model.inputs}",
-                                file=model.source)
-        batch = None
+        batch = check_inputs(model, inputs)
         for name in model.inputs:
             t = model.tensors[name]
             x = np.asarray(inputs[name])
-            if len(t.shape) and x.ndim != len(t.shape):
-                raise DfxInputError(f"input '{name}' has shape {x.shape}, the model expects "
-                                    f"{('N',) + t.shape[1:]}", file=model.source)
-            if x.ndim and tuple(x.shape[1:]) != tuple(t.shape[1:]):
-                raise DfxInputError(f"input '{name}' has shape {x.shape}, the model expects "
-                                    f"{('N',) + t.shape[1:]}", file=model.source)
-            if x.ndim:
-                if batch is not None and x.shape[0] != batch:
-                    raise DfxInputError("inputs have different batch sizes", file=model.source)
-                batch = x.shape[0]
             if t.qformat is not None and x.dtype.kind in "iu":
                 values[name] = self._bind_codes(t, x)
             else:
                 values[name] = self._store(t, np.asarray(x, np.float64 if self.mode == "simulate" else np.float32))
-        return 1 if batch is None else batch
+        return batch
 
     def _bind_codes(self, t: Tensor, x: np.ndarray) -> np.ndarray:
         """An integer array given for an integer input: its codes, used as they are."""

@@ -16,8 +16,6 @@ Constants (weights) keep their exact values instead of a histogram
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +24,7 @@ import numpy as np
 from dfxsdk.errors import DfxInputError
 from dfxsdk.formats import QFormat
 from dfxsdk.graph import Model
+from dfxsdk.progress import Progress
 
 BINS_PER_OCTAVE = 32
 LOG_MIN, LOG_MAX = -48, 48
@@ -114,33 +113,6 @@ class TensorStats:
         v = np.minimum((EDGES[:-1] + EDGES[1:]) / 2, self.max_abs)
         err = np.where(v < step / 2, v * v, np.where(v > top + step / 2, (v - top) ** 2, step * step / 12))
         return float(np.dot(self.hist, err) / self.count)
-
-
-class Progress:
-    """A one-line progress bar on stderr (a line every 10 s when not a terminal)."""
-
-    def __init__(self, total: int, label: str, enabled: bool = True) -> None:
-        self.total, self.label, self.done, self.enabled = total, label, 0, enabled
-        self.tty = sys.stderr.isatty()
-        self.start = self.last = time.monotonic()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if self.tty:
-            bar = "#" * int(30 * self.done / max(self.total, 1))
-            sys.stderr.write(f"\r{self.label} [{bar:<30}] {self.done}/{self.total}")
-            sys.stderr.flush()
-        elif now - self.last >= 10 or self.done >= self.total:
-            sys.stderr.write(f"{self.label}: {self.done}/{self.total}\n")
-            self.last = now
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def collect(model: Model, batches: Iterable[dict[str, np.ndarray]], tensors: Sequence[str], *,

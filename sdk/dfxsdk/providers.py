@@ -188,6 +188,34 @@ class Backend(ABC):
         """
 
 
+def check_inputs(model: Model, inputs: dict[str, np.ndarray]) -> int:
+    """Check ``inputs`` against the model's graph inputs; return the batch size.
+
+    Every graph input must be given with the declared shape except for
+    dimension 0 (the batch), which must be the same for all inputs. Raises
+    :class:`~dfxsdk.errors.DfxInputError` naming the input otherwise. Backends
+    call this before running.
+    """
+    from .errors import DfxInputError
+
+    missing = [n for n in model.inputs if n not in inputs]
+    if missing:
+        raise DfxInputError(f"missing input(s) {missing}; the model's inputs are {model.inputs}",
+                            file=model.source)
+    batch = None
+    for name in model.inputs:
+        shape = model.tensors[name].shape
+        x = np.asarray(inputs[name])
+        if len(shape) and (x.ndim != len(shape) or tuple(x.shape[1:]) != tuple(shape[1:])):
+            raise DfxInputError(f"input '{name}' has shape {x.shape}, the model expects "
+                                f"{('N',) + shape[1:]}", file=model.source)
+        if x.ndim:
+            if batch is not None and x.shape[0] != batch:
+                raise DfxInputError("inputs have different batch sizes", file=model.source)
+            batch = x.shape[0]
+    return 1 if batch is None else batch
+
+
 class CustomOperator(ABC):
     """The semantics of a ``Custom`` operator a plugin defines, with its reference kernel.
 

@@ -14,6 +14,7 @@ from ..fixedpoint import dequantize
 from ..graph import Model
 from ..io import load
 from ..plugins import get_manager
+from ..progress import Progress
 from . import _data
 
 _DESCRIPTION = """Measure the accuracy of a classifier on labelled data.
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     tallies = [Tally(main.label)] + ([Tally(other.label)] if other else [])
     signal = dict.fromkeys(shared, 0.0)
     noise = dict.fromkeys(shared, 0.0)
-    prog = _data.Progress(len(y), "eval", enabled=not args.no_progress)
+    prog = Progress(len(y), "eval", enabled=not args.no_progress)
     for start in range(0, len(y), args.batch_size):
         xb, yb = x[start:start + args.batch_size], y[start:start + args.batch_size]
         outs = sorted(set(shared) | {score})
