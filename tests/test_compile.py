@@ -90,12 +90,13 @@ def run_compiled(r: CompileResult, exe: Path, inputs: dict[str, np.ndarray], n: 
     cmd = [str(exe), str(inp), str(out), str(n)]
     if qemu_cpu:
         cmd = ["qemu-aarch64", "-cpu", qemu_cpu, *cmd]
+    cmd[-1] = str(n // r.inputs[0].shape[0])          # calls: one per batch
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr}"
     raw = out.read_bytes()
     dtypes = [np.dtype(q.ctype.replace("_t", "")) if q.quantized else np.dtype(np.float32) for q in r.outputs]
     rec = np.dtype([(q.name, dt, (q.count,)) for q, dt in zip(r.outputs, dtypes)])
-    arr = np.frombuffer(raw, rec, count=n)
+    arr = np.frombuffer(raw, rec, count=n // r.inputs[0].shape[0])
     outs = {q.name: arr[q.name].reshape((n,) + tuple(q.shape[1:])) for q in r.outputs}
     kernels = proc.stdout.strip().rsplit("kernels: ", 1)[-1]
     return outs, kernels
@@ -180,9 +181,10 @@ def _outputs(model) -> list[str]:
 
 
 def check_model(model, path: Path, inputs: dict[str, np.ndarray], work: Path, *, target: str = "portable",
-                cc: str = "gcc", extra: tuple[str, ...] = (), cpus: dict[str | None, str] | None = None) -> None:
+                cc: str = "gcc", extra: tuple[str, ...] = (), cpus: dict[str | None, str] | None = None,
+                batch: int = 1) -> None:
     n = len(next(iter(inputs.values())))
-    r = compile_model(path, work / f"src-{target}", target=target)
+    r = compile_model(path, work / f"src-{target}", target=target, batch=batch)
     exe = build(r, work / f"prog-{target}-{cc}", cc, extra)
     want = reference(model, inputs, _outputs(model))
     for cpu, kernels in (cpus or {None: "portable"}).items():
@@ -205,6 +207,12 @@ def test_lenet_host_all_5000_digits_bit_exact(lenet, tmp_path):
 def test_mtcnn_8bit_host_bit_exact(mtcnn, net, tmp_path):
     model, path, x = mtcnn[net]
     check_model(model, path, x, tmp_path)
+
+
+@needs_data
+def test_mtcnn_batch_4_per_call_bit_exact(mtcnn, tmp_path):
+    model, path, x = mtcnn["det2"]
+    check_model(model, path, x, tmp_path, batch=4)
 
 
 @needs_data
