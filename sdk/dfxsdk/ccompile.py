@@ -684,7 +684,11 @@ class _Gen:
                f'#include "{p}_config.h"', f'#include "{p}.h"', "", "#include <string.h>", "",
                '#include "dfx/kernels.h"']
         if self.target == "neon":
-            out += ['#include "dfx/neon/neon.h"', "", "#if !defined(__aarch64__)",
+            # neon.h (and kernels/src/neon) come along only when a layer dispatches to a kernel set;
+            # without one the code is the portable code, still meant for AArch64
+            if self.needs_dispatch:
+                out.append('#include "dfx/neon/neon.h"')
+            out += ["", "#if !defined(__aarch64__)",
                     '#error "generated with --target neon: build it for AArch64 (or compile again with --target portable)"',
                     "#endif"]
         out += ["", "#if defined(__GNUC__) || defined(__clang__)", f"#define {P}_ALIGN64 __attribute__((aligned(64)))",
