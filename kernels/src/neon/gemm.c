@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "neon.h"
+#include "store_row.h"
 
 #define GEMM_KC 256 /* multiple of 4 */
 #define GEMM_MC 128 /* multiple of 8 */
@@ -63,23 +64,6 @@ static void pack_b(const int8_t *b, int ldb, int kc, int nr, int8_t *dst)
     }
 }
 
-static void store_row(int32_t *c, int32x4_t lo, int32x4_t hi, int nr, int accumulate)
-{
-    if (nr == 8) {
-        if (accumulate) {
-            lo = vaddq_s32(lo, vld1q_s32(c));
-            hi = vaddq_s32(hi, vld1q_s32(c + 4));
-        }
-        vst1q_s32(c, lo);
-        vst1q_s32(c + 4, hi);
-        return;
-    }
-    int32_t t[8];
-    vst1q_s32(t, lo);
-    vst1q_s32(t + 4, hi);
-    for (int j = 0; j < nr; j++) c[j] = accumulate ? c[j] + t[j] : t[j];
-}
-
 /* Four rows (half of the 8-row panel) x 8 columns. */
 static void tile4_v80(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int accumulate)
 {
@@ -104,10 +88,10 @@ static void tile4_v80(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, in
 #undef ROW
     }
     /* lanes of cR0: [col0 k0+k1, col0 k2+k3, col1 k0+k1, col1 k2+k3]: pairwise sums give the columns */
-    store_row(c, vpaddq_s32(c00, c01), vpaddq_s32(c02, c03), nr, accumulate);
-    if (mr > 1) store_row(c + ldc, vpaddq_s32(c10, c11), vpaddq_s32(c12, c13), nr, accumulate);
-    if (mr > 2) store_row(c + 2 * (size_t)ldc, vpaddq_s32(c20, c21), vpaddq_s32(c22, c23), nr, accumulate);
-    if (mr > 3) store_row(c + 3 * (size_t)ldc, vpaddq_s32(c30, c31), vpaddq_s32(c32, c33), nr, accumulate);
+    dfx_neon_store_row(c, vpaddq_s32(c00, c01), vpaddq_s32(c02, c03), nr, accumulate);
+    if (mr > 1) dfx_neon_store_row(c + ldc, vpaddq_s32(c10, c11), vpaddq_s32(c12, c13), nr, accumulate);
+    if (mr > 2) dfx_neon_store_row(c + 2 * (size_t)ldc, vpaddq_s32(c20, c21), vpaddq_s32(c22, c23), nr, accumulate);
+    if (mr > 3) dfx_neon_store_row(c + 3 * (size_t)ldc, vpaddq_s32(c30, c31), vpaddq_s32(c32, c33), nr, accumulate);
 }
 
 /* One 8 x 8 tile: rows 0..3 sit in bytes 0..15 of every 32-byte group, rows 4..7 in bytes 16..31. */

@@ -6,27 +6,11 @@
 #include <arm_neon.h>
 
 #include "neon.h"
+#include "store_row.h"
 
 #if !defined(__ARM_FEATURE_DOTPROD)
 #error "gemm_dot.c must be compiled with -march=armv8.2-a+dotprod (or a CPU that has it)"
 #endif
-
-static void store_row(int32_t *c, int32x4_t lo, int32x4_t hi, int nr, int accumulate)
-{
-    if (nr == 8) {
-        if (accumulate) {
-            lo = vaddq_s32(lo, vld1q_s32(c));
-            hi = vaddq_s32(hi, vld1q_s32(c + 4));
-        }
-        vst1q_s32(c, lo);
-        vst1q_s32(c + 4, hi);
-        return;
-    }
-    int32_t t[8];
-    vst1q_s32(t, lo);
-    vst1q_s32(t + 4, hi);
-    for (int j = 0; j < nr; j++) c[j] = accumulate ? c[j] + t[j] : t[j];
-}
 
 /* 8 x 8 tile: group g of the A panel = rows 0..7 x 4 k, of the B panel = columns 0..7 x 4 k. */
 void dfx_neon_tile_dot(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int accumulate)
@@ -54,14 +38,14 @@ void dfx_neon_tile_dot(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, i
         c71 = vdotq_laneq_s32(c71, b1, a1, 3);
     }
     size_t l = (size_t)ldc;
-    store_row(c, c00, c01, nr, accumulate);
-    if (mr > 1) store_row(c + l, c10, c11, nr, accumulate);
-    if (mr > 2) store_row(c + 2 * l, c20, c21, nr, accumulate);
-    if (mr > 3) store_row(c + 3 * l, c30, c31, nr, accumulate);
-    if (mr > 4) store_row(c + 4 * l, c40, c41, nr, accumulate);
-    if (mr > 5) store_row(c + 5 * l, c50, c51, nr, accumulate);
-    if (mr > 6) store_row(c + 6 * l, c60, c61, nr, accumulate);
-    if (mr > 7) store_row(c + 7 * l, c70, c71, nr, accumulate);
+    dfx_neon_store_row(c, c00, c01, nr, accumulate);
+    if (mr > 1) dfx_neon_store_row(c + l, c10, c11, nr, accumulate);
+    if (mr > 2) dfx_neon_store_row(c + 2 * l, c20, c21, nr, accumulate);
+    if (mr > 3) dfx_neon_store_row(c + 3 * l, c30, c31, nr, accumulate);
+    if (mr > 4) dfx_neon_store_row(c + 4 * l, c40, c41, nr, accumulate);
+    if (mr > 5) dfx_neon_store_row(c + 5 * l, c50, c51, nr, accumulate);
+    if (mr > 6) dfx_neon_store_row(c + 6 * l, c60, c61, nr, accumulate);
+    if (mr > 7) dfx_neon_store_row(c + 7 * l, c70, c71, nr, accumulate);
 }
 
 void dfx_neon_gemv_dot(int m, int k, const int8_t *a, int lda, const int8_t *x, int32_t *c, int ldc, int accumulate)
