@@ -18,6 +18,7 @@
 #ifndef DFX_DISPATCH_H
 #define DFX_DISPATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct dfx_kernels {
@@ -49,8 +50,8 @@ struct dfx_kernels {
     /* y[i] = max(x[i], 0) for int8 codes (ReLU without a format change). */
     void (*relu_s8)(const int8_t *x, int8_t *y, int n);
 
-    /* Entries below were appended later; every set fills them (the portable
-     * functions are valid fallbacks). */
+    /* Entries below were appended later; every set fills maxpool_s8 (the
+     * portable function is a valid fallback). */
 
     /* Max pooling of one int8 plane (Caffe geometry, padding taps ignored):
      * out[oy*ow + ox] = max over i < kh, j < kw of x[iy*w + ix],
@@ -58,6 +59,19 @@ struct dfx_kernels {
      *   only; a window with no tap inside gives `empty`. */
     void (*maxpool_s8)(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
                        int oh, int ow, int8_t empty);
+
+    /* Weights packed once per session into the set's own GEMM layout. These
+     * three may be NULL (the set has no packed form), and packed_a_bytes may
+     * return 0 (not on this CPU); the session then calls gemm_s8.
+     * packed_a_bytes: bytes of m rows x k packed; for row counts that are
+     *   multiples of 48 it is additive (rows [r, r + m) of a packing start at
+     *   byte packed_a_bytes(r, k)), so a caller may run a row block of it.
+     * pack_a: packs A (m x k, row stride lda) into dst (packed_a_bytes(m, k)
+     *   bytes, 32-byte aligned).
+     * gemm_s8_packed: gemm_s8 with A given packed. */
+    size_t (*packed_a_bytes)(int m, int k);
+    void (*pack_a)(int m, int k, const int8_t *a, int lda, void *dst);
+    void (*gemm_s8_packed)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc);
 };
 
 extern const struct dfx_kernels dfx_kernels_portable;

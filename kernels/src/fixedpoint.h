@@ -81,7 +81,32 @@ static inline int32_t fp_quantize(double x, int fl, int bw, int rounding)
 
 /* fp_quantize of n values into esz-byte codes (1, 2 or 4). For |fl| <= 800,
  * x * 2^fl is computed as a product with the exact power of two, which equals
- * ldexp(x, fl) for every float x (no overflow, no subnormal result). */
+ * ldexp(x, fl) for every float x (no overflow, no subnormal result). The
+ * product is clamped to the code range before rounding, which changes no
+ * result (rounding is monotonic and the bounds are integers), and the rounding
+ * uses truncating conversions, not floor() (a library call on the baseline
+ * x86-64 ISA): with s = m * 2^q (m < 2^24, |s| <= 2^31), |s| + 0.5 is exact
+ * whenever |s| >= 2^-30, and below that it truncates to 0 as it should. */
+/* floor of |v| <= 2^32 as an integer, without a library call */
+static inline int64_t fp_floor_small(double v)
+{
+    int64_t t = (int64_t)v;
+    return t - (v < (double)t);
+}
+
+#define FP_QROW(T, ROUND)                                                      \
+    for (int64_t i = 0; i < n; i++) {                                          \
+        double s = (double)x[i] * sc;                                          \
+        s = s > lo ? s : lo; /* NaN -> lo, fixed below */                     \
+        s = s < hi ? s : hi;                                                   \
+        s = x[i] != x[i] ? 0.0 : s;                                            \
+        ((T *)out)[i] = (T)(int32_t)(ROUND);                                   \
+    }
+#define FP_QROW_SIZES(ROUND)                                                   \
+    if (esz == 1) { FP_QROW(int8_t, ROUND) }                                   \
+    else if (esz == 2) { FP_QROW(int16_t, ROUND) }                             \
+    else { FP_QROW(int32_t, ROUND) }
+
 static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int esz)
 {
     if (fl < -800 || fl > 800) {
@@ -93,20 +118,16 @@ static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, in
         }
         return;
     }
-    const double sc = ldexp(1.0, fl), cap = 1099511627776.0;
-    const int64_t hi = ((int64_t)1 << (bw - 1)) - 1, lo = -hi - 1;
-    for (int64_t i = 0; i < n; i++) {
-        double s = (double)x[i] * sc;
-        if (s != s) s = 0.0;
-        if (s > cap) s = cap;
-        if (s < -cap) s = -cap;
-        int64_t q = (int64_t)fp_round_real(s, rounding);
-        q = q < lo ? lo : q > hi ? hi : q;
-        if (esz == 1) ((int8_t *)out)[i] = (int8_t)q;
-        else if (esz == 2) ((int16_t *)out)[i] = (int16_t)q;
-        else ((int32_t *)out)[i] = (int32_t)q;
+    const double sc = ldexp(1.0, fl), hi = (double)(((int64_t)1 << (bw - 1)) - 1), lo = -hi - 1.0;
+    switch (rounding) {
+    case RND_FLOOR: FP_QROW_SIZES(fp_floor_small(s)) break;
+    case RND_HALF_EVEN: FP_QROW_SIZES(nearbyint(s)) break;
+    case RND_HALF_UP: FP_QROW_SIZES(fp_floor_small(s + 0.5)) break;
+    default: FP_QROW_SIZES((int64_t)copysign(fabs(s) + 0.5, s)) break; /* truncation toward zero */
     }
 }
+#undef FP_QROW_SIZES
+#undef FP_QROW
 
 /* dequantize: q * 2^-fl as float32 (computed in double, then rounded). */
 static inline float fp_dequantize(int64_t q, int fl) { return (float)ldexp((double)q, -fl); }

@@ -5,6 +5,8 @@
  * row. Convolution is im2col (into scratch; none for 1x1 stride-1 unpadded
  * convolutions) + GEMM, depthwise convolution its own kernel, FC a GEMM over
  * the batch. The inner loops are those of the dispatch table (dispatch.h).
+ * When the kernel set packs weights, a library session packs them once
+ * (dfx_linear_pack) and the GEMM reads that copy instead of unpacking.
  * Bit-exact to the generic kernels of k_conv.c / k_fc.c, which handle every
  * other case. */
 #include <stdlib.h>
@@ -87,7 +89,7 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
     if (nb > 1024) nb = 1024;
     if (nb > cols) nb = cols;
     if (nb < 1) nb = 1;
-    int64_t ob = lp->w_in_place ? og : (og < 64 ? og : 64);
+    int64_t ob = lp->w_in_place ? og : (og < 48 ? og : 48); /* 48: packed row blocks (dispatch.h) */
     lp->nb = (int)nb;
     lp->ob = (int)ob;
     size_t need = al64((size_t)(ob * nb * 4));
@@ -105,6 +107,7 @@ static const int8_t *weight_rows(const dfx_linprep *lp, const dt_tensor *w, int6
 {
     int64_t K = lp->K;
     if (lp->w_in_place) return (const int8_t *)w->data + o0 * K;
+    if (lp->wpacked == 2) return (const int8_t *)lp->wpack + o0 * K;
     const uint8_t *d = w->data;
     int64_t i0 = o0 * K, n = rows * K;
     switch (w->dtype) { /* packed little-endian, first element in the low bits (spec/format.md) */
@@ -141,41 +144,122 @@ static const int8_t *weight_rows(const dfx_linprep *lp, const dt_tensor *w, int6
 }
 #endif
 
-/* im2col of columns [p0, p0 + n) of one group: col[k * n + (p - p0)], k = (c*kh + i)*kw + j. */
+#if defined(DFX_USE_PREPARE)
+dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, const struct dfx_kernels *kf,
+                           dfx_linprep *lp)
+{
+    if (!lp->fast || lp->dw || !kf->packed_a_bytes || !kf->pack_a || !kf->gemm_s8_packed) return DFX_OK;
+    int64_t K = lp->K, O = w->shape[0], G = L->op == OP_CONV2D ? L->o.group : 1, og = O / G;
+    if (cols >= 4) { /* the set's GEMM layout, one packing per group */
+        size_t gb = kf->packed_a_bytes((int)og, (int)K);
+        if (!gb) return DFX_OK;
+        uint8_t *buf = (uint8_t *)malloc(gb * (size_t)G);
+        int8_t *rows = lp->w_in_place ? NULL : (int8_t *)malloc((size_t)(og * K));
+        if (!buf || (!lp->w_in_place && !rows)) {
+            free(buf);
+            free(rows);
+            return dfx_fail(DFX_ERR_NOMEM, "out of memory packing the weights of layer '%s'", L->name);
+        }
+        for (int64_t g = 0; g < G; g++)
+            kf->pack_a((int)og, (int)K, weight_rows(lp, w, g * og, og, rows), (int)K, buf + (size_t)g * gb);
+        free(rows);
+        lp->wpacked = 1;
+        lp->wpack = buf;
+        lp->wpack_group = gb;
+    } else if (!lp->w_in_place) { /* matrix times vector: int8 rows, unpacked once */
+        int8_t *rows = (int8_t *)malloc((size_t)(O * K));
+        if (!rows) return dfx_fail(DFX_ERR_NOMEM, "out of memory unpacking the weights of layer '%s'", L->name);
+        weight_rows(lp, w, 0, O, rows);
+        lp->wpacked = 2;
+        lp->wpack = rows;
+    }
+    return DFX_OK;
+}
+
+void dfx_linear_release(dfx_linprep *lp)
+{
+    free(lp->wpack);
+    lp->wpack = NULL;
+    lp->wpacked = 0;
+}
+#endif
+
+/* im2col of columns [p0, p0 + n) of one group: col[k * n + (p - p0)], k = (c*kh + i)*kw + j.
+ * Tap column j reads input column ox*sw + j*dw - pl, inside the row for output columns [lo, hi);
+ * tap row i reads input row oy*sh - pt + i*dh, inside the plane for output rows [ya, yb). */
 #if defined(DFX_USE_CONV2D_FAST)
+/* rows output rows of OW columns (stride 1): d[t] = s[t + base] for t in [lo, hi), else 0 (s: the
+ * input row; the next row is ds further on). */
+static void rows_s1(int8_t *d, const int8_t *s, int64_t ds, int64_t base, int64_t rows, int64_t OW, int64_t lo,
+                    int64_t hi)
+{
+    if (lo == 0 && hi == OW) { /* no padding column: 8-byte moves */
+        for (int64_t r = 0; r < rows; r++, d += OW, s += ds) {
+            int64_t t = 0;
+            for (; t + 8 <= OW; t += 8) memcpy(d + t, s + base + t, 8);
+            for (; t < OW; t++) d[t] = s[t + base];
+        }
+        return;
+    }
+    for (int64_t r = 0; r < rows; r++, d += OW, s += ds) {
+        int64_t t = 0;
+        for (; t < lo; t++) d[t] = 0;
+        for (; t < hi; t++) d[t] = s[t + base];
+        for (; t < OW; t++) d[t] = 0;
+    }
+}
+
 static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
                    int64_t n, int8_t *col)
 {
-    int64_t kh = o->kh, kw = o->kw;
-    for (int64_t c = 0; c < cg; c++)
-        for (int64_t i = 0; i < kh; i++)
-            for (int64_t j = 0; j < kw; j++) {
+    int64_t kh = o->kh, kw = o->kw, sw = o->sw, sh = o->sh, oy0 = p0 / OW, oy1 = (p0 + n - 1) / OW;
+    for (int64_t i = 0; i < kh; i++) {
+        int64_t rb = i * o->dh - o->pt; /* input row of output row oy: oy*sh + rb */
+        int64_t ya = rb >= 0 ? 0 : (-rb + sh - 1) / sh, yb = H - rb <= 0 ? 0 : (H - rb - 1) / sh + 1;
+        for (int64_t j = 0; j < kw; j++) {
+            int64_t base = j * o->dw - o->pl;
+            int64_t lo = base >= 0 ? 0 : (-base + sw - 1) / sw, hi = W - base <= 0 ? 0 : (W - base - 1) / sw + 1;
+            if (lo > OW) lo = OW;
+            if (hi > OW) hi = OW;
+            if (hi < lo) hi = lo;
+            int64_t whole = sw == 1 && p0 % OW == 0 && n % OW == 0; /* the block is whole output rows */
+            int64_t ra = ya < oy0 ? oy0 : ya > oy1 + 1 ? oy1 + 1 : ya, rz = yb > oy1 + 1 ? oy1 + 1 : yb < ra ? ra : yb;
+            for (int64_t c = 0; c < cg; c++) {
                 int8_t *dst = col + ((c * kh + i) * kw + j) * n;
                 const int8_t *xc = x + c * H * W;
-                int64_t base = j * o->dw - o->pl;
-                for (int64_t p = p0; p < p0 + n;) {
-                    int64_t oy = p / OW, ox0 = p % OW, seg = OW - ox0;
-                    if (seg > p0 + n - p) seg = p0 + n - p;
-                    int64_t iy = oy * o->sh - o->pt + i * o->dh;
-                    int8_t *d = dst + (p - p0);
-                    if (iy < 0 || iy >= H) {
-                        memset(d, 0, (size_t)seg);
-                    } else { /* columns t in [lo, hi) read inside the row; the others are padding */
-                        const int8_t *xr = xc + iy * W;
-                        int64_t sw = o->sw, x0 = ox0 * sw + base, lo = 0, hi = seg;
-                        if (x0 < 0) lo = (-x0 + sw - 1) / sw;
-                        if (lo > seg) lo = seg;
-                        if (x0 + (hi - 1) * sw >= W) hi = W - x0 <= 0 ? 0 : (W - x0 - 1) / sw + 1;
-                        if (hi < lo) hi = lo;
-                        memset(d, 0, (size_t)lo);
-                        if (sw == 1) memcpy(d + lo, xr + x0 + lo, (size_t)(hi - lo));
-                        else
-                            for (int64_t t = lo; t < hi; t++) d[t] = xr[x0 + t * sw];
-                        memset(d + hi, 0, (size_t)(seg - hi));
+                if (whole) { /* rows [oy0, ra) and [rz, oy1] read padding only */
+                    memset(dst, 0, (size_t)((ra - oy0) * OW));
+                    if (rz > ra) rows_s1(dst + (ra - oy0) * OW, xc + (ra * sh + rb) * W, sh * W, base, rz - ra, OW, lo, hi);
+                    memset(dst + (rz - oy0) * OW, 0, (size_t)((oy1 + 1 - rz) * OW));
+                    continue;
+                }
+                for (int64_t oy = oy0; oy <= oy1; oy++) {
+                    int64_t a = oy * OW, xa = a < p0 ? p0 - a : 0, xb = a + OW > p0 + n ? p0 + n - a : OW;
+                    int8_t *d = dst + (a + xa - p0); /* output column xa of row oy */
+                    if (oy < ya || oy >= yb) {
+                        memset(d, 0, (size_t)(xb - xa));
+                        continue;
                     }
-                    p += seg;
+                    const int8_t *xr = xc + (oy * sh + rb) * W; /* input row; output column t reads xr[t*sw + base] */
+                    int64_t l = lo < xa ? xa : lo > xb ? xb : lo, h = hi > xb ? xb : hi < l ? l : hi;
+                    memset(d, 0, (size_t)(l - xa));
+                    if (sw == 1) memcpy(d + (l - xa), xr + l + base, (size_t)(h - l));
+                    else
+                        for (int64_t t = l; t < h; t++) d[t - xa] = xr[t * sw + base];
+                    memset(d + (h - xa), 0, (size_t)(xb - h));
                 }
             }
+        }
+    }
+}
+#endif
+
+/* Packed weights of rows [o0, ...) of group g (o0: a multiple of the block lp->ob), or NULL. */
+#if defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
+static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, int64_t g, int64_t o0)
+{
+    if (lp->wpacked != 1) return NULL;
+    return (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group + kf->packed_a_bytes((int)o0, (int)lp->K);
 }
 #endif
 
@@ -214,7 +298,8 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
     for (int64_t g = 0; g < G; g++)
         for (int64_t o0 = 0; o0 < og; o0 += ob) { /* weights unpacked once per block of output channels */
             int64_t mb = og - o0 < ob ? og - o0 : ob;
-            const int8_t *A = weight_rows(lp, w, g * og + o0, mb, wbuf);
+            const void *Ap = packed(lp, kf, g, o0);
+            const int8_t *A = Ap ? NULL : weight_rows(lp, w, g * og + o0, mb, wbuf);
             for (int64_t n = 0; n < N; n++) {
                 const int8_t *xg = X + (n * C + g * cg) * H * W;
                 for (int64_t p0 = 0; p0 < P; p0 += nb) {
@@ -223,7 +308,8 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
                     int64_t ldb;
                     if (lp->direct) { B = xg + p0; ldb = H * W; }
                     else { im2col(o, xg, cg, H, W, OW, p0, cols, col); B = col; ldb = cols; }
-                    kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
+                    if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols);
+                    else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                     for (int64_t r = 0; r < mb; r++) {
                         int64_t oc = g * og + o0 + r;
                         kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
@@ -254,18 +340,22 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
     int8_t *xt = (int8_t *)sp;
     sp += al64((size_t)(K * nb));
     void *tmp = sp;
+    int one_block = M <= nb; /* then x^T is made once, not once per block of output channels */
     for (int64_t o0 = 0; o0 < O; o0 += ob) { /* weights unpacked once per block of output channels */
         int64_t mb = O - o0 < ob ? O - o0 : ob;
-        const int8_t *A = weight_rows(lp, w, o0, mb, wbuf);
+        const void *Ap = packed(lp, kf, 0, o0);
+        const int8_t *A = Ap ? NULL : weight_rows(lp, w, o0, mb, wbuf);
         for (int64_t r0 = 0; r0 < M; r0 += nb) {
             int64_t rows = M - r0 < nb ? M - r0 : nb;
             const int8_t *B = X + r0 * K;
             if (rows > 1) { /* B = x^T: K x rows */
-                for (int64_t r = 0; r < rows; r++)
-                    for (int64_t k = 0; k < K; k++) xt[k * rows + r] = B[r * K + k];
+                if (!one_block || o0 == 0)
+                    for (int64_t r = 0; r < rows; r++)
+                        for (int64_t k = 0; k < K; k++) xt[k * rows + r] = B[r * K + k];
                 B = xt;
             }
-            kf->gemm_s8((int)mb, (int)rows, (int)K, A, (int)K, B, (int)rows, acc, (int)rows);
+            if (Ap) kf->gemm_s8_packed((int)mb, (int)rows, (int)K, Ap, B, (int)rows, acc, (int)rows);
+            else kf->gemm_s8((int)mb, (int)rows, (int)K, A, (int)K, B, (int)rows, acc, (int)rows);
             for (int64_t r = 0; r < mb; r++) {
                 int64_t oc = o0 + r;
                 kf->requant_s32(acc + r * rows, (int)rows, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding, ty->bw,

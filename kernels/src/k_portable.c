@@ -182,11 +182,21 @@ static DFX_ALWAYS_INLINE void dwconv_fast_body(const int8_t *x, int h, int w, co
     }
 }
 
-#define dwconv_s8_portable_body dwconv_fast_body
-DFX_MULTIVERSION(dwconv_s8_portable,
+#define dwconv_loop_body dwconv_fast_body
+DFX_MULTIVERSION(dwconv_loop,
                  (const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
                   int dh, int dw, int32_t *out, int oh, int ow),
                  (x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow))
+
+static void dwconv_s8_portable(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                               int pl, int dh, int dw, int32_t *out, int oh, int ow)
+{
+#if DFX_X86_SIMD
+    if (dfx_x86_avx2() && dfx_x86_dwconv_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow))
+        return; /* k_x86_dw.c */
+#endif
+    dwconv_loop(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow);
+}
 
 #define REQUANT_LOOP(EXPR)                                                                            \
     switch (out_bytes) {                                                                          \
@@ -249,6 +259,12 @@ static DFX_ALWAYS_INLINE void requant_body(const int32_t *acc, int n, int64_t bi
                                            int rounding, int bw, void *out, int out_bytes)
 {
     if (lshift <= 29 && bias >= -((int64_t)1 << 29) && bias <= ((int64_t)1 << 29) && shift >= 0 && shift + bw <= 29) {
+#if DFX_X86_SIMD
+        if (out_bytes == 1 && dfx_x86_avx2()) { /* k_x86.c */
+            dfx_x86_requant_s8_avx2(acc, n, (int32_t)bias, lshift, shift, rounding, bw, (int8_t *)out);
+            return;
+        }
+#endif
         const int32_t hi = (int32_t)(((int64_t)1 << (bw - 1)) - 1), lo = -hi - 1;
         requant32_body(acc, n, (int32_t)bias, lshift, shift, rounding, lo, hi, out, out_bytes);
         return;
@@ -262,10 +278,13 @@ DFX_MULTIVERSION(requant_s32_portable,
                   int out_bytes),
                  (acc, n, bias, lshift, shift, rounding, bw, out, out_bytes))
 
-static void relu_s8_portable(const int8_t *x, int8_t *y, int n)
+static DFX_ALWAYS_INLINE void relu_s8_body(const int8_t *x, int8_t *y, int n)
 {
     for (int i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
+
+#define relu_s8_portable_body relu_s8_body
+DFX_MULTIVERSION(relu_s8_portable, (const int8_t *x, int8_t *y, int n), (x, y, n))
 
 static DFX_ALWAYS_INLINE void maxpool_s8_body(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt,
                                               int pl, int8_t *out, int oh, int ow, int8_t empty)
@@ -310,6 +329,15 @@ DFX_MULTIVERSION(maxpool_s8_portable,
                   int ow, int8_t empty),
                  (x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty))
 
+#if DFX_X86_SIMD
+/* packed weights: the AVX2 GEMM's panels (k_x86.c), on CPUs with AVX2 only */
+static size_t packed_a_bytes_portable(int m, int k) { return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k) : 0; }
+#define PACKED_ENTRIES packed_a_bytes_portable, dfx_x86_pack_a, dfx_x86_gemm_s8_packed
+#else
+#define PACKED_ENTRIES NULL, NULL, NULL
+#endif
+
 const struct dfx_kernels dfx_kernels_portable = {
     "portable", gemm_s8_portable, dwconv_s8_portable, requant_s32_portable, relu_s8_portable, maxpool_s8_portable,
+    PACKED_ENTRIES,
 };

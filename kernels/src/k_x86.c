@@ -4,15 +4,20 @@
  * only when the CPU reports AVX2 (__builtin_cpu_supports). Other targets and
  * compilers build none of this (k_portable.c's plain C loops run).
  *
- * GEMM: B is packed per block of GEMM_KC x GEMM_NC into 16-column panels of
- * k pairs widened to int16 ([pair][16 columns][2]), A per block of GEMM_MC
- * rows into 6-row panels of k pairs ([pair][6 rows] as int32 = 2 x int16);
- * a 6 x 16 micro-kernel keeps its tile of C in 12 registers and does
- * VPMADDWD (two exact int8 x int8 products summed in an int32 lane: at most
- * 2 * 2^14, no saturation) + VPADDD: 16 multiply-adds per instruction pair.
- * int32 sums wrap modulo 2^32 in the vector adds, and the dispatch contract
- * guarantees that every final sum fits int32, so the result is exact. */
+ * GEMM: A (the weights) is packed into 6-row panels of k pairs widened to
+ * int16 ([pair][6 rows][2]); a session packs each layer's weights once
+ * (dfx_x86_pack_a), the unpacked entry point per block into a stack buffer.
+ * B is packed per block of GEMM_KC x GEMM_NC into 16-column panels of k pairs
+ * ([pair][16 columns][2]). A 6 x 16 micro-kernel keeps its tile of C in 12
+ * registers and does VPMADDWD (two exact int8 x int8 products summed in an
+ * int32 lane: at most 2 * 2^14, no saturation) + VPADDD: 16 multiply-adds per
+ * instruction pair. It is written in inline assembly because compilers spill
+ * some of the 12 accumulators of the intrinsics version (16 registers are
+ * exactly enough). int32 sums wrap modulo 2^32 in the vector adds, and the
+ * dispatch contract guarantees that every final sum fits int32, so the result
+ * is exact. */
 #include "k_x86.h"
+#include "dfx_internal.h" /* RND_* */
 
 #if DFX_X86_SIMD
 #include <immintrin.h>
@@ -81,6 +86,16 @@ static void pack_a(const int8_t *a, int lda, int mc, int kc, int16_t *dst)
         }
 }
 
+size_t dfx_x86_packed_a_bytes(int m, int k)
+{
+    return (size_t)((m + MR - 1) / MR) * (size_t)((k + 1) / 2) * 2 * MR * sizeof(int16_t);
+}
+
+void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst)
+{
+    pack_a(a, lda, m, k, (int16_t *)dst);
+}
+
 __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i lo, __m256i hi, int nr, int acc)
 {
     if (nr == NR) {
@@ -98,40 +113,86 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
     for (int j = 0; j < nr; j++) c[j] = acc ? (int32_t)((uint32_t)c[j] + (uint32_t)t[j]) : t[j];
 }
 
+/* C tile (mr x nr of a 6 x 16 block) = sum over kp pairs of the A panel (6 rows) times the B
+ * panel (16 columns); acc: add to C instead of overwriting it. */
 __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap, const int16_t *bp, int32_t *c,
                                                          int ldc, int mr, int nr, int acc)
 {
-    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-            c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const int32_t *a32 = (const int32_t *)(const void *)ap;
-    for (int p = 0; p < kp; p++, a32 += MR, bp += 2 * NR) {
-        __m256i b0 = _mm256_loadu_si256((const __m256i *)bp), b1 = _mm256_loadu_si256((const __m256i *)(bp + 16));
-        __m256i a;
-        a = _mm256_set1_epi32(a32[0]);
-        c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(a, b0));
-        c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(a, b1));
-        a = _mm256_set1_epi32(a32[1]);
-        c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(a, b0));
-        c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(a, b1));
-        a = _mm256_set1_epi32(a32[2]);
-        c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(a, b0));
-        c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(a, b1));
-        a = _mm256_set1_epi32(a32[3]);
-        c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(a, b0));
-        c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(a, b1));
-        a = _mm256_set1_epi32(a32[4]);
-        c40 = _mm256_add_epi32(c40, _mm256_madd_epi16(a, b0));
-        c41 = _mm256_add_epi32(c41, _mm256_madd_epi16(a, b1));
-        a = _mm256_set1_epi32(a32[5]);
-        c50 = _mm256_add_epi32(c50, _mm256_madd_epi16(a, b0));
-        c51 = _mm256_add_epi32(c51, _mm256_madd_epi16(a, b1));
-    }
-    store_row(c, c00, c01, nr, acc);
-    if (mr > 1) store_row(c + ldc, c10, c11, nr, acc);
-    if (mr > 2) store_row(c + 2 * (size_t)ldc, c20, c21, nr, acc);
-    if (mr > 3) store_row(c + 3 * (size_t)ldc, c30, c31, nr, acc);
-    if (mr > 4) store_row(c + 4 * (size_t)ldc, c40, c41, nr, acc);
-    if (mr > 5) store_row(c + 5 * (size_t)ldc, c50, c51, nr, acc);
+    int32_t t[MR * NR] __attribute__((aligned(32)));
+    long n = kp;
+    /* ymm0..11: the tile (row r in ymm 2r, 2r+1); ymm12/13: B pair; ymm14: broadcast A pair; ymm15: product */
+    __asm__ volatile(
+        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+        "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+        "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+        "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
+        "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
+        "test %[n], %[n]\n\t"
+        "jle 2f\n\t"
+        "1:\n\t"
+        "vmovdqu (%[b]), %%ymm12\n\t"
+        "vmovdqu 32(%[b]), %%ymm13\n\t"
+        "vpbroadcastd 0(%[a]), %%ymm14\n\t"
+        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
+        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm1, %%ymm1\n\t"
+        "vpbroadcastd 4(%[a]), %%ymm14\n\t"
+        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
+        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm3, %%ymm3\n\t"
+        "vpbroadcastd 8(%[a]), %%ymm14\n\t"
+        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
+        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
+        "vpbroadcastd 12(%[a]), %%ymm14\n\t"
+        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
+        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm7, %%ymm7\n\t"
+        "vpbroadcastd 16(%[a]), %%ymm14\n\t"
+        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
+        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm9, %%ymm9\n\t"
+        "vpbroadcastd 20(%[a]), %%ymm14\n\t"
+        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
+        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm11, %%ymm11\n\t"
+        "add $24, %[a]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "vmovdqa %%ymm0, 0(%[t])\n\t"
+        "vmovdqa %%ymm1, 32(%[t])\n\t"
+        "vmovdqa %%ymm2, 64(%[t])\n\t"
+        "vmovdqa %%ymm3, 96(%[t])\n\t"
+        "vmovdqa %%ymm4, 128(%[t])\n\t"
+        "vmovdqa %%ymm5, 160(%[t])\n\t"
+        "vmovdqa %%ymm6, 192(%[t])\n\t"
+        "vmovdqa %%ymm7, 224(%[t])\n\t"
+        "vmovdqa %%ymm8, 256(%[t])\n\t"
+        "vmovdqa %%ymm9, 288(%[t])\n\t"
+        "vmovdqa %%ymm10, 320(%[t])\n\t"
+        "vmovdqa %%ymm11, 352(%[t])\n\t"
+        : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
+        : [t] "r"(t)
+        : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    for (int r = 0; r < mr; r++)
+        store_row(c + r * (size_t)ldc, _mm256_load_si256((const __m256i *)(t + r * NR)),
+                  _mm256_load_si256((const __m256i *)(t + r * NR + 8)), nr, acc);
 }
 
 __attribute__((target("avx2"))) static inline int32_t hsum(__m256i v)
@@ -218,6 +279,82 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_avx2(int m, int n, int k, c
                                    k0 > 0);
             }
         }
+    }
+}
+
+__attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b,
+                                                            int ldb, int32_t *c, int ldc)
+{
+    const int16_t *A = (const int16_t *)ap;
+    size_t panel = (size_t)((k + 1) / 2) * 2 * MR; /* int16 elements of one 6-row panel over all of k */
+    int16_t bbuf[GEMM_KC * GEMM_NC] __attribute__((aligned(32)));
+    for (int k0 = 0; k0 < k; k0 += GEMM_KC) { /* GEMM_KC is even: block k0 starts at pair k0 / 2 */
+        int kc = imin(GEMM_KC, k - k0), kp = (kc + 1) / 2;
+        for (int j0 = 0; j0 < n; j0 += GEMM_NC) {
+            int nc = imin(GEMM_NC, n - j0);
+            pack_b(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
+            for (int r0 = 0; r0 < m; r0 += MR) {
+                const int16_t *pa = A + (size_t)(r0 / MR) * panel + (size_t)k0 * MR;
+                for (int q0 = 0; q0 < nc; q0 += NR)
+                    kernel6x16(kp, pa, bbuf + (size_t)q0 * kp * 2, c + (size_t)r0 * ldc + j0 + q0, ldc, imin(MR, m - r0),
+                               imin(NR, nc - q0), k0 > 0);
+            }
+        }
+    }
+}
+
+/* requant_s32 of dispatch.h in its int32 form (the conditions of k_portable.c's
+ * requant_body: lshift <= 29, |bias| <= 2^29, 0 <= shift, shift + bw <= 29)
+ * for int8 outputs, 32 values per step: the same clamp, shift, tie rule and
+ * saturation as the portable int32 loop (RQ32_MODES), then two saturating
+ * packs (exact: the values are already within bw <= 8 bits) and one lane
+ * permutation to restore the order. */
+__attribute__((target("avx2"))) static inline __m256i rq8(__m256i a, __m256i cap, __m128i lsh, __m256i bias,
+                                                        __m256i half, __m128i sh, int rounding, __m256i lo, __m256i hi)
+{
+    __m256i one = _mm256_set1_epi32(1);
+    a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_sub_epi32(_mm256_setzero_si256(), cap)), cap);
+    __m256i v = _mm256_add_epi32(_mm256_sll_epi32(a, lsh), bias), r;
+    switch (rounding) {
+    case RND_FLOOR: r = _mm256_sra_epi32(v, sh); break;
+    case RND_HALF_UP: r = _mm256_sra_epi32(_mm256_add_epi32(v, half), sh); break;
+    case RND_HALF_AWAY: r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(v, half), _mm256_srai_epi32(v, 31)), sh); break;
+    default: /* half to even: v + half - 1 + (bit shift of v) */
+        r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_add_epi32(v, half), one),
+                                              _mm256_and_si256(_mm256_sra_epi32(v, sh), one)), sh);
+        break;
+    }
+    return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+}
+
+__attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift,
+                                                              int shift, int rounding, int bw, int8_t *out)
+{
+    const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
+    if (shift == 0) rounding = RND_FLOOR; /* no rounding: every rule is the identity (half = 0, floor of an integer) */
+    __m256i vcap = _mm256_set1_epi32(cap), vbias = _mm256_set1_epi32(bias), vhalf = _mm256_set1_epi32(half);
+    __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+    __m128i vlsh = _mm_cvtsi32_si128(lshift), vsh = _mm_cvtsi32_si128(shift);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i r0 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i r1 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 8)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i r2 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 16)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i r3 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 24)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
+    }
+    for (; i < n; i++) { /* the tail: the same steps on one value */
+        int32_t a = acc[i];
+        a = a < -cap ? -cap : a > cap ? cap : a;
+        int32_t v = (int32_t)((uint32_t)a << lshift) + bias, r;
+        if (rounding == RND_FLOOR) r = v >> shift;
+        else if (rounding == RND_HALF_UP) r = (v + half) >> shift;
+        else if (rounding == RND_HALF_AWAY) r = (v + half - (v < 0)) >> shift;
+        else r = (v + half - 1 + ((v >> shift) & 1)) >> shift;
+        out[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r);
     }
 }
 

@@ -51,10 +51,22 @@ typedef struct dfx_linprep {
     int64_t *bias;          /* per output channel: bias aligned to the accumulator's fl F (0 without bias) */
     int8_t *lsh;            /* per output channel: F - (fl_x + Fw), left shift of the sum of products */
     int16_t *rsh;           /* per output channel: F - fl_y, the final rounding shift */
+    /* Weights prepared once per session (dfx_linear_pack; never in a compiled model):
+     * wpacked 1: wpack holds each group's weights in the kernel set's packed
+     * layout (dispatch.h pack_a), wpack_group bytes per group; 2: wpack holds
+     * sub-byte weights unpacked to int8 rows; 0: none. */
+    int wpacked;
+    void *wpack;
+    size_t wpack_group;
 } dfx_linprep;
 
 dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w, const dt_tensor *b, const rt *y,
                               dfx_linprep *lp, size_t *scratch);
+/* Prepare the weights of a fast layer for kernel set kf (library sessions only;
+ * cols: the GEMM's column count per call, pixels or batch rows), and free them. */
+dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, const struct dfx_kernels *kf,
+                           dfx_linprep *lp);
+void dfx_linear_release(dfx_linprep *lp);
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                            const dt_tensor *w, rt *y, void *scratch);
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,

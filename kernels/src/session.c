@@ -304,12 +304,31 @@ static void fill_constants(dfx_session *s)
     }
 }
 
+/* Weights of the fast GEMM layers prepared once for the kernel set (dfx_linear_pack). */
+static dfx_status pack_weights(dfx_session *s)
+{
+    const dfx_model *m = s->m;
+    for (int li = 0; li < m->n_layers; li++) {
+        const dt_layer *L = &m->layers[li];
+        if (!s->native[li] || !s->lin[li].fast || (L->op != OP_CONV2D && L->op != OP_FC)) continue;
+        const dt_tensor *w = &m->tensors[L->in[1]];
+        int y = L->out[0];
+        int64_t cols = L->op == OP_CONV2D ? s->shape[y][2] * s->shape[y][3] : s->count[y] / w->shape[0];
+        dfx_status st = dfx_linear_pack(L, w, cols, s->kf, &s->lin[li]);
+        if (st) return st;
+    }
+    return DFX_OK;
+}
+
 static void session_free(dfx_session *s)
 {
     if (!s) return;
     if (s->owns_arena) free(s->arena);
     if (s->lin)
-        for (int i = 0; i < s->m->n_layers; i++) { free(s->lin[i].bias); free(s->lin[i].lsh); free(s->lin[i].rsh); }
+        for (int i = 0; i < s->m->n_layers; i++) {
+            free(s->lin[i].bias); free(s->lin[i].lsh); free(s->lin[i].rsh);
+            dfx_linear_release(&s->lin[i]);
+        }
     free(s->off); free(s->shape); free(s->count); free(s->cin); free(s->cin_off); free(s->cin_base); free(s->input_set);
     free(s->native); free(s->lin);
     free(s);
@@ -364,6 +383,8 @@ dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, si
         s->owns_arena = 1;
     }
     fill_constants(s);
+    st = pack_weights(s);
+    if (st) { session_free(s); return st; }
     *out = s;
     return DFX_OK;
 }
@@ -383,7 +404,7 @@ static dfx_status input_slot(dfx_session *s, int input, int64_t count, int *t)
 
 dfx_status dfx_session_set_input_f32(dfx_session *s, int input, const float *v, int64_t count)
 {
-    int t;
+    int t = -1;
     dfx_clear_error();
     dfx_status st = input_slot(s, input, count, &t);
     if (st) return st;
@@ -399,7 +420,7 @@ dfx_status dfx_session_set_input_f32(dfx_session *s, int input, const float *v, 
 
 dfx_status dfx_session_set_input_codes(dfx_session *s, int input, const int32_t *codes, int64_t count)
 {
-    int t;
+    int t = -1;
     dfx_clear_error();
     dfx_status st = input_slot(s, input, count, &t);
     if (st) return st;

@@ -76,7 +76,7 @@ KERNEL_FILES = {
 KERNEL_DEPS = {
     "CONV2D_INT": ["k_conv.c"], "DECONV2D_INT": ["k_conv.c"], "FC_INT": ["k_conv.c"],
 }
-PORTABLE_SET = ["k_portable.c", "k_x86.c"]   # k_x86.c: run-time selected AVX2 code of the portable set, if present
+PORTABLE_SET = ["k_portable.c", "k_x86.c", "k_x86_dw.c"]   # k_x86*.c: run-time selected AVX2 code of the portable set, if present
 NEON_SET = ["neon/*.c"]     # every source of kernels/src/neon, as cmake/simd.cmake builds them
 
 

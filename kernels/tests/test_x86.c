@@ -1,0 +1,315 @@
+/* C test of the x86-64 AVX2 kernels. First the depthwise convolution (k_x86_dw.c) against a
+ * plain scalar reference of the dwconv_s8 formula of dispatch.h: random
+ * geometry (any kernel size, strides, dilations, padding up to beyond the
+ * kernel, outputs whose windows lie entirely in padding, 1-wide planes, widths
+ * that are not multiples of the vector width, rows too long for the stack
+ * buffers), int8 codes with runs of -128 and 127, unaligned pointers, the
+ * input against an inaccessible page on either side (reads outside the plane
+ * fault) and canaries around the output. The portable set's dwconv_s8 (which
+ * calls the AVX2 code or falls back to its own loop) is checked too. Then the
+ * AVX2 GEMM (k_x86.c: unpacked, packed, and packed from a row block of 48)
+ * against int64 sums, and the int8 requantization against the exact int64
+ * formula, every tie rule, with ties and saturating values.
+ *
+ *   test_x86 [iterations]
+ *
+ * Fails (exit 1) on a difference; exits 77 (CTest: skipped) when the build
+ * has no x86 SIMD code or the CPU has no AVX2, saying why. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#define GUARD_PAGES 1
+#include <sys/mman.h>
+#include <unistd.h>
+#else
+#define GUARD_PAGES 0
+#endif
+
+#include "dispatch.h"
+#include "fixedpoint.h"
+#include "k_x86.h"
+
+#if DFX_X86_SIMD
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd64(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static int rndi(int lo, int hi) { return lo + (int)(rnd64() % (uint64_t)(hi - lo + 1)); }
+
+/* int8 codes: mostly uniform, with runs of the extremes */
+static void fill_s8(int8_t *p, size_t n)
+{
+    int mode = rndi(0, 5);
+    for (size_t i = 0; i < n; i++) {
+        int v = rndi(-128, 127);
+        if (mode == 0) v = -128;
+        else if (mode == 1) v = rndi(0, 1) ? -128 : 127;
+        else if (mode == 2 && rndi(0, 3) == 0) v = -128;
+        else if (mode == 3 && rndi(0, 3) == 0) v = 127;
+        p[i] = (int8_t)v;
+    }
+}
+
+static void reference(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
+                      int dh, int dw, int32_t *out, int oh, int ow)
+{
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int64_t s = 0;
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++) {
+                    int64_t iy = (int64_t)oy * sh - pt + (int64_t)i * dh, ix = (int64_t)ox * sw - pl + (int64_t)j * dw;
+                    if (iy >= 0 && iy < h && ix >= 0 && ix < w) s += k[i * kw + j] * x[iy * w + ix];
+                }
+            out[(size_t)oy * ow + ox] = (int32_t)s;
+        }
+}
+
+/* The input plane lives in an mmap'ed region with an inaccessible page right
+ * after it (at_end) or right before it (elsewhere: a malloc'ed block). */
+static uint8_t *region;
+#if GUARD_PAGES
+static size_t page, region_size;
+#endif
+
+static int8_t *guarded(size_t n, int at_end)
+{
+#if !GUARD_PAGES
+    (void)at_end;
+    free(region);
+    region = malloc(n);
+    if (!region) { fprintf(stderr, "out of memory\n"); exit(1); }
+    return (int8_t *)region;
+#else
+    size_t body = (n + page - 1) / page * page;
+    if (region) munmap(region, region_size);
+    region_size = body + 2 * page;
+    region = mmap(NULL, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED) { perror("mmap"); exit(1); }
+    if (mprotect(region, page, PROT_NONE) || mprotect(region + page + body, page, PROT_NONE)) {
+        perror("mprotect");
+        exit(1);
+    }
+    return (int8_t *)(at_end ? region + page + body - n : region + page);
+#endif
+}
+
+static long cases, handled, fast_handled;
+static int failures;
+
+#define CANARY 0x5A5A5A5A
+
+static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow)
+{
+    size_t n = (size_t)h * w, no = (size_t)oh * ow;
+    int8_t *x = guarded(n, rndi(0, 1)), kk[64];
+    int32_t *o0 = malloc(sizeof(int32_t) * no), *buf1 = malloc(sizeof(int32_t) * (no + 9)),
+            *buf2 = malloc(sizeof(int32_t) * (no + 9));
+    if (!o0 || !buf1 || !buf2) { fprintf(stderr, "out of memory\n"); exit(1); }
+    int off = rndi(0, 7); /* outputs at any 4-byte alignment */
+    int32_t *o1 = buf1 + off, *o2 = buf2 + off;
+    for (size_t i = 0; i < no + 9; i++) buf1[i] = buf2[i] = CANARY;
+    fill_s8(x, n);
+    fill_s8(kk, (size_t)kh * kw);
+    if (rndi(0, 4) == 0) kk[rndi(0, kh * kw - 1)] = 0;
+    const int8_t *kp = kk;
+    if (rndi(0, 1)) { /* weights at an odd address */
+        static int8_t kodd[65];
+        memcpy(kodd + 1, kk, (size_t)kh * kw);
+        kp = kodd + 1;
+    }
+    reference(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
+    int done = dfx_x86_dwconv_s8_avx2(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
+    dfx_kernels_portable.dwconv_s8(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o2, oh, ow);
+    cases++;
+    handled += done;
+    /* the cases it is meant for must not fall back (k_x86_dw.c: a ring of
+     * rows, a power of 2 >= (kh - 1) * dh + 2, of len + 32 elements, + 1) */
+    int np = (kw + 1) / 2, win = (kh - 1) * dh + 2, ring = 2;
+    while (ring < win) ring *= 2;
+    int64_t len = ((int64_t)sw * (ow < 16 ? 16 : ow) + 2 * np + 15) / 16 * 16;
+    int fast = dw == 1 && (sw == 1 || sw == 2) && kh * np <= 64 && ring <= 32 && (ring + 1) * (len + 32) <= 16384;
+    fast_handled += fast && done;
+    const char *what = NULL;
+    if (fast && !done) what = "not handled (returned 0)";
+    else if (done && memcmp(o0, o1, sizeof(int32_t) * no)) what = "dfx_x86_dwconv_s8_avx2 differs from the reference";
+    else if (memcmp(o0, o2, sizeof(int32_t) * no)) what = "dfx_kernels_portable.dwconv_s8 differs from the reference";
+    else {
+        for (int i = 0; i < off; i++)
+            if (buf1[i] != CANARY || buf2[i] != CANARY) what = "wrote before the output";
+        for (size_t i = off + no; i < no + 9; i++)
+            if ((done && buf1[i] != CANARY) || buf2[i] != CANARY) what = "wrote after the output";
+    }
+    if (what) {
+        failures++;
+        fprintf(stderr, "FAIL: dwconv_s8 h=%d w=%d k=%dx%d s=%d,%d p=%d,%d d=%d,%d out=%dx%d: %s\n", h, w, kh, kw, sh,
+                sw, pt, pl, dh, dw, oh, ow, what);
+        for (size_t i = 0; i < no && done; i++)
+            if (o0[i] != o1[i]) {
+                fprintf(stderr, "  first difference at oy=%d ox=%d: reference %d, avx2 %d\n", (int)(i / ow),
+                        (int)(i % ow), (int)o0[i], (int)o1[i]);
+                break;
+            }
+    }
+    free(o0);
+    free(buf1);
+    free(buf2);
+}
+
+static void random_case(void)
+{
+    int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 7), kw = rndi(1, 7), sh = rndi(1, 3), sw = rndi(1, 3);
+    int dh = rndi(0, 3) ? 1 : rndi(2, 4), dw = rndi(0, 3) ? 1 : rndi(2, 3);
+    int kind = rndi(0, 9);
+    if (kind < 5) { kh = kw = 3; sh = sw = rndi(1, 2); dh = dw = 1; } /* the MobileNet cases */
+    else if (kind == 5) { sw = rndi(1, 2); dw = 1; }
+    else if (kind == 6) { sh = sw = rndi(1, 2); dh = dw = 1; } /* any kernel, flat bands */
+    if (rndi(0, 9) == 0) h = 1;
+    if (rndi(0, 9) == 0) w = 1;
+    if (rndi(0, 3) == 0) { w = rndi(71, 400); h = rndi(1, 12); } /* row by row */
+    if (rndi(0, 49) == 0) { w = rndi(2000, 9000); h = rndi(1, 4); } /* long rows, some beyond the stack buffers */
+    /* padding: usually below the kernel, sometimes beyond it */
+    int big = rndi(0, 5) == 0;
+    int pt = rndi(0, big ? kh + 4 : kh - 1), pl = rndi(0, big ? kw + 4 : kw - 1);
+    int pb = rndi(0, big ? kh + 4 : kh - 1), pr = rndi(0, big ? kw + 4 : kw - 1);
+    int64_t sy = (int64_t)h + pt + pb - (int64_t)dh * (kh - 1) - 1;
+    int64_t sx = (int64_t)w + pl + pr - (int64_t)dw * (kw - 1) - 1;
+    int oh = sy < 0 ? 0 : (int)(sy / sh + 1), ow = sx < 0 ? 0 : (int)(sx / sw + 1);
+    if (rndi(0, 9) == 0) oh += rndi(1, 4); /* windows past the plane and its padding */
+    if (rndi(0, 9) == 0) ow += rndi(1, 20);
+    if (oh < 1) oh = rndi(1, 3);
+    if (ow < 1) ow = rndi(1, 3);
+    check_case(h, w, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow);
+}
+
+/* GEMM (k_x86.c): the unpacked entry point and the packed one (whole and from row 48 on, as a
+ * session's row blocks use it) against int64 sums, with odd sizes, strides and extremes. */
+static long gemm_cases;
+static void check_gemm(int m, int n, int k)
+{
+    int lda = k + rndi(0, 3), ldb = n + rndi(0, 3), ldc = n + rndi(0, 2);
+    int8_t *a = (int8_t *)malloc((size_t)m * lda), *b = (int8_t *)malloc((size_t)k * ldb);
+    int32_t *c = (int32_t *)malloc((size_t)m * ldc * 4), *want = (int32_t *)malloc((size_t)m * n * 4);
+    void *ap = malloc(dfx_x86_packed_a_bytes(m, k));
+    fill_s8(a, (size_t)m * lda);
+    fill_s8(b, (size_t)k * ldb);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            int64_t acc = 0;
+            for (int p = 0; p < k; p++) acc += (int64_t)a[(size_t)i * lda + p] * b[(size_t)p * ldb + j];
+            want[(size_t)i * n + j] = (int32_t)acc;
+        }
+    dfx_x86_pack_a(m, k, a, lda, ap);
+    for (int form = 0; form < 3; form++) {
+        int r0 = form == 2 ? 48 : 0;
+        if (r0 >= m) continue;
+        memset(c, 0x5A, (size_t)m * ldc * 4);
+        if (form == 0) dfx_x86_gemm_s8_avx2(m, n, k, a, lda, b, ldb, c, ldc);
+        else dfx_x86_gemm_s8_packed(m - r0, n, k, (const uint8_t *)ap + dfx_x86_packed_a_bytes(r0, k), b, ldb,
+                                    c + (size_t)r0 * ldc, ldc);
+        for (int i = r0; i < m && failures < 10; i++)
+            for (int j = 0; j < ldc; j++) {
+                int32_t have = c[(size_t)i * ldc + j], exp = j < n ? want[(size_t)i * n + j] : CANARY;
+                if (have != exp) {
+                    printf("FAIL gemm (%s) m=%d n=%d k=%d lda=%d ldb=%d ldc=%d: c[%d][%d] = %d, want %d\n",
+                           form == 0 ? "unpacked" : form == 1 ? "packed" : "packed from row 48", m, n, k, lda, ldb, ldc,
+                           i, j, (int)have, (int)exp);
+                    failures++;
+                    break;
+                }
+            }
+        gemm_cases++;
+    }
+    free(a); free(b); free(c); free(want); free(ap);
+}
+
+/* requant_s32 for int8 outputs (dfx_x86_requant_s8_avx2, used in its int32 form) against the exact
+ * int64 formula of dispatch.h, for every tie rule, around ties and with saturating values. */
+static long requant_cases;
+static void check_requant(void)
+{
+    int n = rndi(1, 200), bw = rndi(2, 8), lshift = rndi(0, 3) ? rndi(0, 4) : rndi(0, 29);
+    int shift = rndi(0, 4) ? rndi(0, 12) : rndi(0, 29 - bw), rounding = rndi(0, 3);
+    int32_t bias = rndi(0, 3) ? rndi(-5000, 5000) : (int32_t)(rnd64() % (1u << 30)) - (1 << 29);
+    int32_t acc[200];
+    int8_t out[200 + 8];
+    for (int i = 0; i < n; i++) {
+        int kind = rndi(0, 4);
+        int64_t v = kind == 0 ? (int64_t)(int32_t)rnd64() : kind == 1 ? rndi(-300, 300)
+                  : (int64_t)rndi(-2000, 2000) << shift; /* exact multiples: ties after the bias */
+        if (kind == 3) v += (int64_t)1 << (shift > 0 ? shift - 1 : 0);
+        if (kind == 4) v = rndi(0, 1) ? INT32_MAX : INT32_MIN;
+        acc[i] = (int32_t)(v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : v);
+    }
+    memset(out, 0x5A, sizeof out);
+    dfx_x86_requant_s8_avx2(acc, n, bias, lshift, shift, rounding, bw, out);
+    for (int i = 0; i < n + 8 && failures < 10; i++) {
+        int want = i < n ? (int)fp_saturate(fp_round_shift((int64_t)acc[i] * ((int64_t)1 << lshift) + bias, shift, rounding), bw)
+                         : (int8_t)0x5A;
+        if (out[i] != want) {
+            printf("FAIL requant n=%d bw=%d lshift=%d shift=%d rounding=%d bias=%d: out[%d] = %d for acc %d, want %d\n",
+                   n, bw, lshift, shift, rounding, (int)bias, i, out[i], i < n ? (int)acc[i] : 0, want);
+            failures++;
+            break;
+        }
+    }
+    requant_cases++;
+}
+
+int main(int argc, char **argv)
+{
+    int iters = argc > 1 ? atoi(argv[1]) : 20000;
+    if (!dfx_x86_avx2()) {
+        printf("test_x86: SKIPPED: this CPU has no AVX2 (dfx_x86_avx2() == 0), the AVX2 depthwise code cannot run\n");
+        return 77;
+    }
+#if GUARD_PAGES
+    page = (size_t)sysconf(_SC_PAGESIZE);
+#endif
+    /* fixed cases: MobileNet-SSD's depthwise layers, 1-wide and 1-high planes, all-padding outputs */
+    static const int fixed[][12] = {
+        {150, 150, 3, 3, 1, 1, 1, 1, 1, 1, 150, 150}, {150, 150, 3, 3, 2, 2, 0, 0, 1, 1, 75, 75},
+        {20, 150, 3, 3, 1, 1, 1, 1, 1, 1, 20, 150}, {20, 150, 3, 3, 2, 2, 0, 0, 1, 1, 9, 74},
+        {20, 150, 3, 3, 2, 2, 1, 1, 1, 1, 10, 75}, {75, 75, 3, 3, 1, 1, 1, 1, 1, 1, 75, 75},
+        {75, 75, 3, 3, 2, 2, 1, 1, 1, 1, 38, 38}, {19, 19, 3, 3, 1, 1, 1, 1, 1, 1, 19, 19},
+        {19, 19, 3, 3, 2, 2, 1, 1, 1, 1, 10, 10}, {10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 10, 10},
+        {1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 3, 3, 1, 1, 5, 5, 1, 1, 12, 12},
+        {1, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 40}, {40, 1, 3, 3, 2, 2, 1, 1, 1, 1, 20, 1},
+        {5, 5, 3, 3, 1, 1, 9, 9, 1, 1, 3, 3}, {5, 5, 3, 3, 2, 1, 0, 0, 1, 1, 9, 40},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        for (int rep = 0; rep < 20; rep++) {
+            const int *f = fixed[i];
+            check_case(f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11]);
+        }
+    for (int i = 0; i < iters && failures < 10; i++) random_case();
+    printf("test_x86: %ld dwconv_s8 cases, %ld handled by the AVX2 code (%ld of its fast cases): %s\n", cases, handled,
+           fast_handled, failures ? "FAILED" : "equal to the reference");
+    static const int gemm_fixed[][3] = {{6, 16, 2}, {1, 1, 1}, {50, 64, 500}, {20, 576, 25}, {100, 7, 513},
+                                        {97, 129, 257}, {48, 16, 1}, {64, 300, 32}, {7, 3, 1000}};
+    for (size_t i = 0; i < sizeof gemm_fixed / sizeof gemm_fixed[0]; i++)
+        check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2]);
+    for (int i = 0; i < iters / 100 && failures < 10; i++) check_gemm(rndi(1, 120), rndi(1, 300), rndi(1, 700));
+    for (int i = 0; i < iters && failures < 10; i++) check_requant();
+    printf("test_x86: %ld GEMM and %ld int8 requantization cases: %s\n", gemm_cases, requant_cases,
+           failures ? "FAILED" : "equal to the reference");
+#if GUARD_PAGES
+    if (region) munmap(region, region_size);
+#else
+    free(region);
+#endif
+    return failures ? 1 : 0;
+}
+#else
+int main(void)
+{
+    printf("test_x86: SKIPPED: built without the x86 SIMD code (not x86-64 with GCC/Clang, or DFX_NO_X86_SIMD)\n");
+    return 77;
+}
+#endif
