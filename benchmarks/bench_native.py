@@ -28,9 +28,10 @@ Concat / Softmax / DetectionOutput tail is left out, and native is timed on
 the *same* truncated .dfx graph (row "native (convs)") as well as on the full
 network. For LeNet the final Softmax (float) is left out for every engine.
 
-Timing: the fastest of --runs runs after 2 warm-up runs (numpy: at most 3),
-median shown too; ratios use the fastest run, which is the figure least
-disturbed by other processes on a shared machine.
+Timing: after 2 warm-up runs, at least --runs runs (numpy: at least 3), and
+more until one second has passed (at most 5000), for every engine alike; the
+fastest run is reported with the median, and ratios use the fastest run, which
+is the figure least disturbed by other processes on a shared machine.
 """
 
 from __future__ import annotations
@@ -214,11 +215,14 @@ def vm_hwm_mb() -> float:
     return float("nan")
 
 
-def timeit(fn, runs: int) -> float:
+def timeit(fn, runs: int, budget: float = 1.0) -> tuple[float, float]:
+    """(fastest, median) of at least ``runs`` runs, more (up to 5000) until ``budget`` seconds
+    have passed, so that short runs are sampled long enough to see a quiet moment."""
     fn()
     fn()
     times = []
-    for _ in range(runs):
+    start = time.perf_counter()
+    while len(times) < runs or (time.perf_counter() - start < budget and len(times) < 5000):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

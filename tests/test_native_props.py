@@ -76,7 +76,9 @@ class Lin:
     generic kernels). shift: the final right shift of the products (fl of the
     products minus fl_y; negative: left shift); None picks one for ~1% saturation.
     path: the path the layer must take: "direct", "im2col", "dw", "fc" (fast)
-    or "generic". blocks: "cols" (several column blocks, one starting mid-row),
+    or "generic". relu: put a ReLU (same format) in front of the layer, so that
+    its input is never negative (libdfx then packs the weights for unsigned x
+    signed products on x86-64). blocks: "cols" (several column blocks, one starting mid-row),
     "rows" (several row blocks of sub-byte weights), "fcrows" (FC rows in
     several blocks of nb).
     """
@@ -98,6 +100,7 @@ class Lin:
     bias_on_product_grid: bool = False
     path: str = "im2col"
     blocks: str | None = None
+    relu: bool = False                               # a ReLU in front: the input is never negative
 
 
 def conv(o, k=3, s=1, p=0, d=1, g=1, **kw) -> Lin:
@@ -251,10 +254,23 @@ CONV_CASES = _cases([
     ("chain_dw_1x1_int2_o70", (8, 6, 7), (conv(8, p=1, g=8, path="dw"), conv(70, k=1, path="direct", bias=2, **K2))),
     ("chain_3_layers_grouped", (6, 8, 9), (conv(12, p=1, g=3, per_channel="out"), conv(12, p=1, g=12, path="dw"),
                                            conv(13, k=1, path="direct", bias="mixed"))),
+    # after a ReLU: unsigned x signed products on x86-64 (K not a multiple of 4, partial panels, blocks)
+    ("relu_1x1_direct_o70", (9, 6, 7), conv(70, k=1, path="direct", bias=2, relu=True)),
+    ("relu_3x3_K27_o13", (3, 9, 11), conv(13, p=1, relu=True)),
+    ("relu_3x3s2_K261_int4", (29, 9, 10), conv(50, p=1, s=2, relu=True, **K4)),
+    ("relu_K576_cols_mid_row", (64, 20, 20), conv(13, p=1, bias=1, relu=True, blocks="cols")),
+    ("relu_grouped_o70_int2_rows", (10, 5, 6), conv(140, k=1, g=2, path="direct", relu=True, blocks="rows", **K2)),
+    ("relu_1x1_w300", (5, 3, 100), conv(17, k=1, path="direct", relu=True)),
+    ("relu_matvec_1x1out", (32, 3, 3), conv(20, relu=True)),
+    ("relu_chain_3x3_1x1_1x1", (8, 9, 10), (conv(16, p=1, bias=2), conv(24, k=1, path="direct", relu=True),
+                                            conv(13, k=1, path="direct", ybw=16, relu=True))),
+    ("relu_extreme_K576", (64, 5, 6), conv(13, p=1, ybw=16, bias=3, relu=True), dict(xmode="extreme")),
 ])
 
 FC_CASES = _cases([
     ("k1_o13", (1,), fc(13, bias=2)),
+    ("relu_k33_o100", (33,), fc(100, bias=1, relu=True), dict(batches=(1, 7))),
+    ("relu_k257_o49_int4", (257,), fc(49, bias=1, relu=True, **K4), dict(batches=(1, 7))),
     ("k15_o6", (15,), fc(6, bias=-1)),
     ("k16_o7_int4", (16,), fc(7, **K4)),
     ("k17_o12_int2", (17,), fc(12, bias=2, **K2)),
@@ -297,6 +313,8 @@ def _std_uniform(bits: int) -> float:
 
 def _linear(b: Builder, rng: np.random.Generator, x: str, fl_x: int, std_x: float, lin: Lin, case: Case):
     """Append one layer; returns (output name, its fl, typical |code| of its output)."""
+    if lin.relu:
+        x = b.add(ops.Relu(), [x], b.model.tensors[x].qformat)
     xt = b.model.tensors[x]
     rnd = lin.rounding if lin.rounding is not None else case.rounding
     extreme = case.xmode == "extreme"
@@ -426,7 +444,9 @@ def _check_paths(native, case: Case, model, batch: int) -> None:
     plan = _describe(native, model, batch)
     if plan is None:
         return
-    for lin, layer in zip(case.layers, plan["layers"]):
+    linear = [layer for layer in plan["layers"] if layer["type"] in ("Conv2D", "FullyConnected")]
+    assert len(linear) == len(case.layers)
+    for lin, layer in zip(case.layers, linear):
         lp = layer.get("lin") or {"fast": 0}
         got = "generic" if not (layer["native"] and lp["fast"]) else \
             "dw" if lp["dw"] else "direct" if lp["direct"] else "fc" if lin.kind == "fc" else "im2col"

@@ -63,15 +63,20 @@ struct dfx_kernels {
     /* Weights packed once per session into the set's own GEMM layout. These
      * three may be NULL (the set has no packed form), and packed_a_bytes may
      * return 0 (not on this CPU); the session then calls gemm_s8.
+     * b_nonneg: 1 when every B value the GEMM will see is >= 0 (the caller
+     *   knows it, e.g. the layer's input is a ReLU output), which lets a set
+     *   use unsigned x signed products; the same value must be passed to all
+     *   three functions for one packing.
      * packed_a_bytes: bytes of m rows x k packed; for row counts that are
      *   multiples of 48 it is additive (rows [r, r + m) of a packing start at
-     *   byte packed_a_bytes(r, k)), so a caller may run a row block of it.
-     * pack_a: packs A (m x k, row stride lda) into dst (packed_a_bytes(m, k)
-     *   bytes, 32-byte aligned).
+     *   byte packed_a_bytes(r, k, b_nonneg)), so a caller may run a row block.
+     * pack_a: packs A (m x k, row stride lda) into dst (packed_a_bytes bytes,
+     *   any alignment).
      * gemm_s8_packed: gemm_s8 with A given packed. */
-    size_t (*packed_a_bytes)(int m, int k);
-    void (*pack_a)(int m, int k, const int8_t *a, int lda, void *dst);
-    void (*gemm_s8_packed)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc);
+    size_t (*packed_a_bytes)(int m, int k, int b_nonneg);
+    void (*pack_a)(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
+    void (*gemm_s8_packed)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                           int b_nonneg);
 };
 
 extern const struct dfx_kernels dfx_kernels_portable;

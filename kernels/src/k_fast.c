@@ -145,13 +145,13 @@ static const int8_t *weight_rows(const dfx_linprep *lp, const dt_tensor *w, int6
 #endif
 
 #if defined(DFX_USE_PREPARE)
-dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, const struct dfx_kernels *kf,
-                           dfx_linprep *lp)
+dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, int x_nonneg,
+                           const struct dfx_kernels *kf, dfx_linprep *lp)
 {
     if (!lp->fast || lp->dw || !kf->packed_a_bytes || !kf->pack_a || !kf->gemm_s8_packed) return DFX_OK;
     int64_t K = lp->K, O = w->shape[0], G = L->op == OP_CONV2D ? L->o.group : 1, og = O / G;
     if (cols >= 4) { /* the set's GEMM layout, one packing per group */
-        size_t gb = kf->packed_a_bytes((int)og, (int)K);
+        size_t gb = kf->packed_a_bytes((int)og, (int)K, x_nonneg);
         if (!gb) return DFX_OK;
         uint8_t *buf = (uint8_t *)malloc(gb * (size_t)G);
         int8_t *rows = lp->w_in_place ? NULL : (int8_t *)malloc((size_t)(og * K));
@@ -161,9 +161,10 @@ dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, 
             return dfx_fail(DFX_ERR_NOMEM, "out of memory packing the weights of layer '%s'", L->name);
         }
         for (int64_t g = 0; g < G; g++)
-            kf->pack_a((int)og, (int)K, weight_rows(lp, w, g * og, og, rows), (int)K, buf + (size_t)g * gb);
+            kf->pack_a((int)og, (int)K, weight_rows(lp, w, g * og, og, rows), (int)K, buf + (size_t)g * gb, x_nonneg);
         free(rows);
         lp->wpacked = 1;
+        lp->b_nonneg = x_nonneg;
         lp->wpack = buf;
         lp->wpack_group = gb;
     } else if (!lp->w_in_place) { /* matrix times vector: int8 rows, unpacked once */
@@ -209,6 +210,21 @@ static void rows_s1(int8_t *d, const int8_t *s, int64_t ds, int64_t base, int64_
     }
 }
 
+/* planes x rows rows of OW bytes: plane c's row r goes from s + c*ds + r*dr to d + c*dd + r*OW. */
+static void copy_rows(int8_t *d, int64_t dd, const int8_t *s, int64_t ds, int64_t dr, int64_t planes, int64_t rows,
+                      int64_t OW)
+{
+    for (int64_t c = 0; c < planes; c++, d += dd, s += ds) {
+        int8_t *dp = d;
+        const int8_t *sp = s;
+        for (int64_t r = 0; r < rows; r++, dp += OW, sp += dr) {
+            int64_t t = 0;
+            for (; t + 8 <= OW; t += 8) memcpy(dp + t, sp + t, 8);
+            for (; t < OW; t++) dp[t] = sp[t];
+        }
+    }
+}
+
 static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
                    int64_t n, int8_t *col)
 {
@@ -224,6 +240,11 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
             if (hi < lo) hi = lo;
             int64_t whole = sw == 1 && p0 % OW == 0 && n % OW == 0; /* the block is whole output rows */
             int64_t ra = ya < oy0 ? oy0 : ya > oy1 + 1 ? oy1 + 1 : ya, rz = yb > oy1 + 1 ? oy1 + 1 : yb < ra ? ra : yb;
+            if (whole && ra == oy0 && rz == oy1 + 1 && lo == 0 && hi == OW) { /* no padding at all: plain copies */
+                copy_rows(col + (i * kw + j) * n, kh * kw * n, x + (oy0 * sh + rb) * W + base, H * W, sh * W, cg,
+                          rz - ra, OW);
+                continue;
+            }
             for (int64_t c = 0; c < cg; c++) {
                 int8_t *dst = col + ((c * kh + i) * kw + j) * n;
                 const int8_t *xc = x + c * H * W;
@@ -259,7 +280,7 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
 static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, int64_t g, int64_t o0)
 {
     if (lp->wpacked != 1) return NULL;
-    return (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group + kf->packed_a_bytes((int)o0, (int)lp->K);
+    return (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group + kf->packed_a_bytes((int)o0, (int)lp->K, lp->b_nonneg);
 }
 #endif
 
@@ -308,7 +329,7 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
                     int64_t ldb;
                     if (lp->direct) { B = xg + p0; ldb = H * W; }
                     else { im2col(o, xg, cg, H, W, OW, p0, cols, col); B = col; ldb = cols; }
-                    if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols);
+                    if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
                     else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                     for (int64_t r = 0; r < mb; r++) {
                         int64_t oc = g * og + o0 + r;
@@ -354,8 +375,15 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
                         for (int64_t k = 0; k < K; k++) xt[k * rows + r] = B[r * K + k];
                 B = xt;
             }
-            if (Ap) kf->gemm_s8_packed((int)mb, (int)rows, (int)K, Ap, B, (int)rows, acc, (int)rows);
+            if (Ap) kf->gemm_s8_packed((int)mb, (int)rows, (int)K, Ap, B, (int)rows, acc, (int)rows, lp->b_nonneg);
             else kf->gemm_s8((int)mb, (int)rows, (int)K, A, (int)K, B, (int)rows, acc, (int)rows);
+            if (rows == 1) { /* one value per output channel: the requant_s32 formula inline, not a call each */
+                for (int64_t r = 0; r < mb; r++) {
+                    int64_t oc = o0 + r, v = (int64_t)acc[r] * ((int64_t)1 << lp->lsh[oc]) + lp->bias[oc];
+                    dfx_st(y->p, esz, r0 * O + oc, (int32_t)fp_saturate(fp_round_shift(v, lp->rsh[oc], ty->rounding), ty->bw));
+                }
+                continue;
+            }
             for (int64_t r = 0; r < mb; r++) {
                 int64_t oc = o0 + r;
                 kf->requant_s32(acc + r * rows, (int)rows, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding, ty->bw,

@@ -331,7 +331,10 @@ DFX_MULTIVERSION(maxpool_s8_portable,
 
 #if DFX_X86_SIMD
 /* packed weights: the AVX2 GEMM's panels (k_x86.c), on CPUs with AVX2 only */
-static size_t packed_a_bytes_portable(int m, int k) { return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k) : 0; }
+static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
+{
+    return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k, b_nonneg) : 0;
+}
 #define PACKED_ENTRIES packed_a_bytes_portable, dfx_x86_pack_a, dfx_x86_gemm_s8_packed
 #else
 #define PACKED_ENTRIES NULL, NULL, NULL

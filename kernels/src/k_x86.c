@@ -13,7 +13,10 @@
  * int32 lane: at most 2 * 2^14, no saturation) + VPADDD: 16 multiply-adds per
  * instruction pair. It is written in inline assembly because compilers spill
  * some of the 12 accumulators of the intrinsics version (16 registers are
- * exactly enough). int32 sums wrap modulo 2^32 in the vector adds, and the
+ * exactly enough). When the session knows that B is never negative (the
+ * layer's input comes from a ReLU), A is packed as int8 quads instead and a
+ * VPMADDUBSW kernel does 32 multiply-adds in three instructions (see
+ * pack_b_u8). int32 sums wrap modulo 2^32 in the vector adds, and the
  * dispatch contract guarantees that every final sum fits int32, so the result
  * is exact. */
 #include "k_x86.h"
@@ -23,7 +26,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define GEMM_KC 256 /* even */
+#define GEMM_KC 256 /* a multiple of 4 */
 #define GEMM_NC 128 /* multiple of 16 */
 #define GEMM_MC 96  /* multiple of 6 */
 #define MR 6
@@ -86,14 +89,27 @@ static void pack_a(const int8_t *a, int lda, int mc, int kc, int16_t *dst)
         }
 }
 
-size_t dfx_x86_packed_a_bytes(int m, int k)
+/* A rows [0, m) x k [0, k) -> 6-row panels of k quads of int8 ([quad][6 rows][4]), zero padded. */
+static void pack_a_u8(const int8_t *a, int lda, int m, int k, int8_t *dst)
 {
-    return (size_t)((m + MR - 1) / MR) * (size_t)((k + 1) / 2) * 2 * MR * sizeof(int16_t);
+    int kq = (k + 3) / 4;
+    for (int r0 = 0; r0 < m; r0 += MR, dst += (size_t)kq * 4 * MR)
+        for (int r = 0; r < MR; r++)
+            for (int p = 0; p < 4 * kq; p++)
+                dst[(size_t)(p / 4) * 4 * MR + 4 * r + p % 4] = r0 + r < m && p < k ? a[(size_t)(r0 + r) * lda + p] : 0;
 }
 
-void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst)
+size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg)
 {
-    pack_a(a, lda, m, k, (int16_t *)dst);
+    size_t panels = (size_t)((m + MR - 1) / MR);
+    if (b_nonneg) return panels * (size_t)((k + 3) / 4) * 4 * MR;
+    return panels * (size_t)((k + 1) / 2) * 2 * MR * sizeof(int16_t);
+}
+
+void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg)
+{
+    if (b_nonneg) pack_a_u8(a, lda, m, k, (int8_t *)dst);
+    else pack_a(a, lda, m, k, (int16_t *)dst);
 }
 
 __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i lo, __m256i hi, int nr, int acc)
@@ -195,6 +211,137 @@ __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap
                   _mm256_load_si256((const __m256i *)(t + r * NR + 8)), nr, acc);
 }
 
+/* The unsigned x signed form, for B (activations) known to be >= 0, so stored
+ * int8 codes 0..127: VPMADDUBSW multiplies 32 unsigned bytes of B with signed
+ * bytes of A and adds adjacent pairs into int16 lanes; a pair is at most
+ * 2 * 127 * 128 = 32512 in magnitude, so the int16 saturation never acts and
+ * the sums are exact. VPMADDWD with ones then adds the two pairs of each
+ * column (4 products) into an int32 lane. 32 multiply-adds take three
+ * instructions instead of four. */
+
+/* B rows [0, kc) x columns [0, nc) -> 16-column panels of kc/4 (rounded up) quads ([quad][16 columns][4]). */
+__attribute__((target("avx2"))) static void pack_b_u8(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
+{
+    int kq = (kc + 3) / 4;
+    for (int j0 = 0; j0 < nc; j0 += NR) {
+        int w = imin(NR, nc - j0);
+        for (int q = 0; q < kq; q++, dst += 4 * NR) {
+            __m128i r[4];
+            for (int e = 0; e < 4; e++) {
+                int row = 4 * q + e;
+                if (row < kc && w == NR) {
+                    r[e] = _mm_loadu_si128((const __m128i *)(b + (size_t)row * ldb + j0));
+                } else {
+                    int8_t t[NR] = {0};
+                    if (row < kc) memcpy(t, b + (size_t)row * ldb + j0, (size_t)w);
+                    r[e] = _mm_loadu_si128((const __m128i *)t);
+                }
+            }
+            __m128i t0 = _mm_unpacklo_epi8(r[0], r[1]), t1 = _mm_unpackhi_epi8(r[0], r[1]);
+            __m128i t2 = _mm_unpacklo_epi8(r[2], r[3]), t3 = _mm_unpackhi_epi8(r[2], r[3]);
+            _mm_storeu_si128((__m128i *)dst, _mm_unpacklo_epi16(t0, t2));
+            _mm_storeu_si128((__m128i *)(dst + 16), _mm_unpackhi_epi16(t0, t2));
+            _mm_storeu_si128((__m128i *)(dst + 32), _mm_unpacklo_epi16(t1, t3));
+            _mm_storeu_si128((__m128i *)(dst + 48), _mm_unpackhi_epi16(t1, t3));
+        }
+    }
+}
+
+static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+
+/* kernel6x16 for the quad layouts (A signed, B unsigned), kq quads. */
+__attribute__((target("avx2"))) static void kernel6x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
+                                                            int ldc, int mr, int nr, int acc)
+{
+    int32_t t[MR * NR] __attribute__((aligned(32)));
+    long n = kq;
+    /* ymm0..11: the tile; ymm12/13: B quads of columns 0-7 / 8-15; ymm14: broadcast A quad; ymm15: products */
+    __asm__ volatile(
+        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+        "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+        "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+        "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
+        "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
+        "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
+        "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
+        "test %[n], %[n]\n\t"
+        "jle 2f\n\t"
+        "1:\n\t"
+        "vmovdqu (%[b]), %%ymm12\n\t"
+        "vmovdqu 32(%[b]), %%ymm13\n\t"
+        "vpbroadcastd 0(%[a]), %%ymm14\n\t"
+        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
+        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm1, %%ymm1\n\t"
+        "vpbroadcastd 4(%[a]), %%ymm14\n\t"
+        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
+        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm3, %%ymm3\n\t"
+        "vpbroadcastd 8(%[a]), %%ymm14\n\t"
+        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
+        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
+        "vpbroadcastd 12(%[a]), %%ymm14\n\t"
+        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
+        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm7, %%ymm7\n\t"
+        "vpbroadcastd 16(%[a]), %%ymm14\n\t"
+        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
+        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm9, %%ymm9\n\t"
+        "vpbroadcastd 20(%[a]), %%ymm14\n\t"
+        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
+        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
+        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
+        "vpaddd %%ymm15, %%ymm11, %%ymm11\n\t"
+        "add $24, %[a]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %[n]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "vmovdqa %%ymm0, 0(%[t])\n\t"
+        "vmovdqa %%ymm1, 32(%[t])\n\t"
+        "vmovdqa %%ymm2, 64(%[t])\n\t"
+        "vmovdqa %%ymm3, 96(%[t])\n\t"
+        "vmovdqa %%ymm4, 128(%[t])\n\t"
+        "vmovdqa %%ymm5, 160(%[t])\n\t"
+        "vmovdqa %%ymm6, 192(%[t])\n\t"
+        "vmovdqa %%ymm7, 224(%[t])\n\t"
+        "vmovdqa %%ymm8, 256(%[t])\n\t"
+        "vmovdqa %%ymm9, 288(%[t])\n\t"
+        "vmovdqa %%ymm10, 320(%[t])\n\t"
+        "vmovdqa %%ymm11, 352(%[t])\n\t"
+        : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
+        : [t] "r"(t), [ones] "r"(ONES16)
+        : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    for (int r = 0; r < mr; r++)
+        store_row(c + r * (size_t)ldc, _mm256_load_si256((const __m256i *)(t + r * NR)),
+                  _mm256_load_si256((const __m256i *)(t + r * NR + 8)), nr, acc);
+}
+
 __attribute__((target("avx2"))) static inline int32_t hsum(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -204,7 +351,7 @@ __attribute__((target("avx2"))) static inline int32_t hsum(__m256i v)
 }
 
 /* c[i * ldc] = sum_p a[i * lda + p] * x[p * incx]. */
-__attribute__((target("avx2"))) static void gemv(int m, int k, const int8_t *a, int lda, const int8_t *x, int incx,
+__attribute__((target("avx2"), noinline)) static void gemv(int m, int k, const int8_t *a, int lda, const int8_t *x, int incx,
                                                    int32_t *c, int ldc)
 {
     int8_t xb[1024];
@@ -283,8 +430,27 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_avx2(int m, int n, int k, c
 }
 
 __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b,
-                                                            int ldb, int32_t *c, int ldc)
+                                                            int ldb, int32_t *c, int ldc, int b_nonneg)
 {
+    if (b_nonneg) { /* quads: A panels of 6 rows x 4 int8 per quad, B packed per block as unsigned quads */
+        const int8_t *A = (const int8_t *)ap;
+        size_t panel = (size_t)((k + 3) / 4) * 4 * MR; /* bytes of one 6-row panel over all of k */
+        int8_t bbuf[GEMM_KC * GEMM_NC] __attribute__((aligned(32)));
+        for (int k0 = 0; k0 < k; k0 += GEMM_KC) { /* GEMM_KC is a multiple of 4: block k0 starts at quad k0 / 4 */
+            int kc = imin(GEMM_KC, k - k0), kq = (kc + 3) / 4;
+            for (int j0 = 0; j0 < n; j0 += GEMM_NC) {
+                int nc = imin(GEMM_NC, n - j0);
+                pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
+                for (int r0 = 0; r0 < m; r0 += MR) {
+                    const int8_t *pa = A + (size_t)(r0 / MR) * panel + (size_t)k0 * MR;
+                    for (int q0 = 0; q0 < nc; q0 += NR)
+                        kernel6x16_u8(kq, pa, bbuf + (size_t)q0 * kq * 4, c + (size_t)r0 * ldc + j0 + q0, ldc,
+                                      imin(MR, m - r0), imin(NR, nc - q0), k0 > 0);
+                }
+            }
+        }
+        return;
+    }
     const int16_t *A = (const int16_t *)ap;
     size_t panel = (size_t)((k + 1) / 2) * 2 * MR; /* int16 elements of one 6-row panel over all of k */
     int16_t bbuf[GEMM_KC * GEMM_NC] __attribute__((aligned(32)));

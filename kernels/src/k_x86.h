@@ -18,10 +18,12 @@ void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const i
  * geometry is not one it handles (the caller then runs the portable loop) */
 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                            int pl, int dh, int dw, int32_t *out, int oh, int ow);
-/* the packed-weights entries of dispatch.h for AVX2 CPUs (6-row int16 panels) */
-size_t dfx_x86_packed_a_bytes(int m, int k);
-void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst);
-void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc);
+/* the packed-weights entries of dispatch.h for AVX2 CPUs (6-row panels: int16 pairs, or int8 quads when
+ * b_nonneg) */
+size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg);
+void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
+void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                            int b_nonneg);
 /* requant_s32 of dispatch.h for int8 outputs in its int32 form (k_portable.c requant_body's conditions) */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);

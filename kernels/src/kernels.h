@@ -54,8 +54,9 @@ typedef struct dfx_linprep {
     /* Weights prepared once per session (dfx_linear_pack; never in a compiled model):
      * wpacked 1: wpack holds each group's weights in the kernel set's packed
      * layout (dispatch.h pack_a), wpack_group bytes per group; 2: wpack holds
-     * sub-byte weights unpacked to int8 rows; 0: none. */
-    int wpacked;
+     * sub-byte weights unpacked to int8 rows; 0: none. b_nonneg: the packing
+     * assumes a non-negative input (dispatch.h). */
+    int wpacked, b_nonneg;
     void *wpack;
     size_t wpack_group;
 } dfx_linprep;
@@ -63,9 +64,10 @@ typedef struct dfx_linprep {
 dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w, const dt_tensor *b, const rt *y,
                               dfx_linprep *lp, size_t *scratch);
 /* Prepare the weights of a fast layer for kernel set kf (library sessions only;
- * cols: the GEMM's column count per call, pixels or batch rows), and free them. */
-dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, const struct dfx_kernels *kf,
-                           dfx_linprep *lp);
+ * cols: the GEMM's column count per call, pixels or batch rows; x_nonneg: the
+ * input is never negative), and free them. */
+dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, int x_nonneg,
+                           const struct dfx_kernels *kf, dfx_linprep *lp);
 void dfx_linear_release(dfx_linprep *lp);
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                            const dt_tensor *w, rt *y, void *scratch);

@@ -314,7 +314,9 @@ static dfx_status pack_weights(dfx_session *s)
         const dt_tensor *w = &m->tensors[L->in[1]];
         int y = L->out[0];
         int64_t cols = L->op == OP_CONV2D ? s->shape[y][2] * s->shape[y][3] : s->count[y] / w->shape[0];
-        dfx_status st = dfx_linear_pack(L, w, cols, s->kf, &s->lin[li]);
+        /* a ReLU's output is never negative (its codes, in any form) */
+        int px = m->tensors[L->in[0]].producer, x_nonneg = px >= 0 && m->layers[px].op == OP_RELU;
+        dfx_status st = dfx_linear_pack(L, w, cols, x_nonneg, s->kf, &s->lin[li]);
         if (st) return st;
     }
     return DFX_OK;

@@ -7,7 +7,7 @@
  * input against an inaccessible page on either side (reads outside the plane
  * fault) and canaries around the output. The portable set's dwconv_s8 (which
  * calls the AVX2 code or falls back to its own loop) is checked too. Then the
- * AVX2 GEMM (k_x86.c: unpacked, packed, and packed from a row block of 48)
+ * AVX2 GEMM (k_x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
  * against int64 sums, and the int8 requantization against the exact int64
  * formula, every tie rule, with ties and saturating values.
  *
@@ -188,45 +188,56 @@ static void random_case(void)
     check_case(h, w, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow);
 }
 
-/* GEMM (k_x86.c): the unpacked entry point and the packed one (whole and from row 48 on, as a
- * session's row blocks use it) against int64 sums, with odd sizes, strides and extremes. */
+/* GEMM (k_x86.c): the unpacked entry point, the packed one for any B (int16 pairs) and the one for
+ * B >= 0 (int8 quads, unsigned x signed), each whole and from row 48 on (as a session's row blocks
+ * use them), against int64 sums, with odd sizes, strides and extremes. */
 static long gemm_cases;
 static void check_gemm(int m, int n, int k)
 {
+    static const char *const form_name[] = {"unpacked", "packed", "packed from row 48", "packed, B >= 0",
+                                            "packed, B >= 0, from row 48"};
     int lda = k + rndi(0, 3), ldb = n + rndi(0, 3), ldc = n + rndi(0, 2);
     int8_t *a = (int8_t *)malloc((size_t)m * lda), *b = (int8_t *)malloc((size_t)k * ldb);
+    int8_t *bu = (int8_t *)malloc((size_t)k * ldb);
     int32_t *c = (int32_t *)malloc((size_t)m * ldc * 4), *want = (int32_t *)malloc((size_t)m * n * 4);
-    void *ap = malloc(dfx_x86_packed_a_bytes(m, k));
+    int32_t *wantu = (int32_t *)malloc((size_t)m * n * 4);
+    void *ap = malloc(dfx_x86_packed_a_bytes(m, k, 0)), *apu = malloc(dfx_x86_packed_a_bytes(m, k, 1));
     fill_s8(a, (size_t)m * lda);
     fill_s8(b, (size_t)k * ldb);
+    for (size_t i = 0; i < (size_t)k * ldb; i++) bu[i] = (int8_t)(b[i] < 0 ? (b[i] == -128 ? 127 : -b[i]) : b[i]);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
-            int64_t acc = 0;
-            for (int p = 0; p < k; p++) acc += (int64_t)a[(size_t)i * lda + p] * b[(size_t)p * ldb + j];
+            int64_t acc = 0, accu = 0;
+            for (int p = 0; p < k; p++) {
+                acc += (int64_t)a[(size_t)i * lda + p] * b[(size_t)p * ldb + j];
+                accu += (int64_t)a[(size_t)i * lda + p] * bu[(size_t)p * ldb + j];
+            }
             want[(size_t)i * n + j] = (int32_t)acc;
+            wantu[(size_t)i * n + j] = (int32_t)accu;
         }
-    dfx_x86_pack_a(m, k, a, lda, ap);
-    for (int form = 0; form < 3; form++) {
-        int r0 = form == 2 ? 48 : 0;
+    dfx_x86_pack_a(m, k, a, lda, ap, 0);
+    dfx_x86_pack_a(m, k, a, lda, apu, 1);
+    for (int form = 0; form < 5; form++) {
+        int r0 = form == 2 || form == 4 ? 48 : 0, nonneg = form >= 3;
         if (r0 >= m) continue;
         memset(c, 0x5A, (size_t)m * ldc * 4);
         if (form == 0) dfx_x86_gemm_s8_avx2(m, n, k, a, lda, b, ldb, c, ldc);
-        else dfx_x86_gemm_s8_packed(m - r0, n, k, (const uint8_t *)ap + dfx_x86_packed_a_bytes(r0, k), b, ldb,
-                                    c + (size_t)r0 * ldc, ldc);
+        else dfx_x86_gemm_s8_packed(m - r0, n, k, (const uint8_t *)(nonneg ? apu : ap) + dfx_x86_packed_a_bytes(r0, k, nonneg),
+                                    nonneg ? bu : b, ldb, c + (size_t)r0 * ldc, ldc, nonneg);
+        const int32_t *ref = nonneg ? wantu : want;
         for (int i = r0; i < m && failures < 10; i++)
             for (int j = 0; j < ldc; j++) {
-                int32_t have = c[(size_t)i * ldc + j], exp = j < n ? want[(size_t)i * n + j] : CANARY;
+                int32_t have = c[(size_t)i * ldc + j], exp = j < n ? ref[(size_t)i * n + j] : CANARY;
                 if (have != exp) {
                     printf("FAIL gemm (%s) m=%d n=%d k=%d lda=%d ldb=%d ldc=%d: c[%d][%d] = %d, want %d\n",
-                           form == 0 ? "unpacked" : form == 1 ? "packed" : "packed from row 48", m, n, k, lda, ldb, ldc,
-                           i, j, (int)have, (int)exp);
+                           form_name[form], m, n, k, lda, ldb, ldc, i, j, (int)have, (int)exp);
                     failures++;
                     break;
                 }
             }
         gemm_cases++;
     }
-    free(a); free(b); free(c); free(want); free(ap);
+    free(a); free(b); free(bu); free(c); free(want); free(wantu); free(ap); free(apu);
 }
 
 /* requant_s32 for int8 outputs (dfx_x86_requant_s8_avx2, used in its int32 form) against the exact
