@@ -129,6 +129,41 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
     for (int j = 0; j < nr; j++) c[j] = acc ? (int32_t)((uint32_t)c[j] + (uint32_t)t[j]) : t[j];
 }
 
+/* The assembly shared by both micro-kernels: ymm0..11 hold the 6 x 16 tile (row r in ymm 2r, 2r+1),
+ * the loop runs n times over panels of 24 bytes of A (6 rows) and 64 bytes of B (16 columns),
+ * loading B into ymm12/13, and the tile ends in t[6][16]. */
+#define TILE_ZERO_AND_LOOP_HEAD                                                                          \
+    "vpxor %%ymm0, %%ymm0, %%ymm0\n\t" "vpxor %%ymm1, %%ymm1, %%ymm1\n\t" "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"     \
+    "vpxor %%ymm3, %%ymm3, %%ymm3\n\t" "vpxor %%ymm4, %%ymm4, %%ymm4\n\t" "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"     \
+    "vpxor %%ymm6, %%ymm6, %%ymm6\n\t" "vpxor %%ymm7, %%ymm7, %%ymm7\n\t" "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"     \
+    "vpxor %%ymm9, %%ymm9, %%ymm9\n\t" "vpxor %%ymm10, %%ymm10, %%ymm10\n\t" "vpxor %%ymm11, %%ymm11, %%ymm11\n\t" \
+    "test %[n], %[n]\n\t" "jle 2f\n\t" "1:\n\t"                                                             \
+    "vmovdqu (%[b]), %%ymm12\n\t" "vmovdqu 32(%[b]), %%ymm13\n\t"
+#define TILE_LOOP_TAIL_AND_STORE                                                                           \
+    "add $24, %[a]\n\t" "add $64, %[b]\n\t" "dec %[n]\n\t" "jnz 1b\n\t" "2:\n\t"                               \
+    "vmovdqa %%ymm0, 0(%[t])\n\t" "vmovdqa %%ymm1, 32(%[t])\n\t" "vmovdqa %%ymm2, 64(%[t])\n\t"                 \
+    "vmovdqa %%ymm3, 96(%[t])\n\t" "vmovdqa %%ymm4, 128(%[t])\n\t" "vmovdqa %%ymm5, 160(%[t])\n\t"              \
+    "vmovdqa %%ymm6, 192(%[t])\n\t" "vmovdqa %%ymm7, 224(%[t])\n\t" "vmovdqa %%ymm8, 256(%[t])\n\t"             \
+    "vmovdqa %%ymm9, 288(%[t])\n\t" "vmovdqa %%ymm10, 320(%[t])\n\t" "vmovdqa %%ymm11, 352(%[t])\n\t"
+#define TILE_CLOBBERS                                                                                      \
+    "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
+        "xmm12", "xmm13", "xmm14", "xmm15"
+
+/* Rows [0, mr) x columns [0, nr) of the tile t into C (added to C when acc). */
+__attribute__((target("avx2"))) static void store_tile(int32_t *c, int ldc, const int32_t *t, int mr, int nr, int acc)
+{
+    for (int r = 0; r < mr; r++)
+        store_row(c + r * (size_t)ldc, _mm256_load_si256((const __m256i *)(t + r * NR)),
+                  _mm256_load_si256((const __m256i *)(t + r * NR + 8)), nr, acc);
+}
+
+/* One row of the tile (A bytes at OFF, accumulators ymm C0 / C1): the A pair broadcast to ymm14,
+ * times the B pairs of columns 0-7 (ymm12) and 8-15 (ymm13), added to the row. */
+#define ROW_S16(OFF, C0, C1)                                                                             \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"                                                          \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t" "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t"            \
+    "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t" "vpaddd %%ymm15, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+
 /* C tile (mr x nr of a 6 x 16 block) = sum over kp pairs of the A panel (6 rows) times the B
  * panel (16 columns); acc: add to C instead of overwriting it. */
 __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap, const int16_t *bp, int32_t *c,
@@ -136,79 +171,15 @@ __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap
 {
     int32_t t[MR * NR] __attribute__((aligned(32)));
     long n = kp;
-    /* ymm0..11: the tile (row r in ymm 2r, 2r+1); ymm12/13: B pair; ymm14: broadcast A pair; ymm15: product */
+    /* ymm12/13: B pairs of columns 0-7 / 8-15; ymm14: broadcast A pair; ymm15: products */
     __asm__ volatile(
-        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-        "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
-        "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
-        "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-        "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
-        "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
-        "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
-        "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
-        "test %[n], %[n]\n\t"
-        "jle 2f\n\t"
-        "1:\n\t"
-        "vmovdqu (%[b]), %%ymm12\n\t"
-        "vmovdqu 32(%[b]), %%ymm13\n\t"
-        "vpbroadcastd 0(%[a]), %%ymm14\n\t"
-        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
-        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm1, %%ymm1\n\t"
-        "vpbroadcastd 4(%[a]), %%ymm14\n\t"
-        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm3, %%ymm3\n\t"
-        "vpbroadcastd 8(%[a]), %%ymm14\n\t"
-        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
-        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
-        "vpbroadcastd 12(%[a]), %%ymm14\n\t"
-        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
-        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm7, %%ymm7\n\t"
-        "vpbroadcastd 16(%[a]), %%ymm14\n\t"
-        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
-        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm9, %%ymm9\n\t"
-        "vpbroadcastd 20(%[a]), %%ymm14\n\t"
-        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
-        "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm11, %%ymm11\n\t"
-        "add $24, %[a]\n\t"
-        "add $64, %[b]\n\t"
-        "dec %[n]\n\t"
-        "jnz 1b\n\t"
-        "2:\n\t"
-        "vmovdqa %%ymm0, 0(%[t])\n\t"
-        "vmovdqa %%ymm1, 32(%[t])\n\t"
-        "vmovdqa %%ymm2, 64(%[t])\n\t"
-        "vmovdqa %%ymm3, 96(%[t])\n\t"
-        "vmovdqa %%ymm4, 128(%[t])\n\t"
-        "vmovdqa %%ymm5, 160(%[t])\n\t"
-        "vmovdqa %%ymm6, 192(%[t])\n\t"
-        "vmovdqa %%ymm7, 224(%[t])\n\t"
-        "vmovdqa %%ymm8, 256(%[t])\n\t"
-        "vmovdqa %%ymm9, 288(%[t])\n\t"
-        "vmovdqa %%ymm10, 320(%[t])\n\t"
-        "vmovdqa %%ymm11, 352(%[t])\n\t"
+        TILE_ZERO_AND_LOOP_HEAD
+        ROW_S16(0, 0, 1) ROW_S16(4, 2, 3) ROW_S16(8, 4, 5) ROW_S16(12, 6, 7) ROW_S16(16, 8, 9) ROW_S16(20, 10, 11)
+        TILE_LOOP_TAIL_AND_STORE
         : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
         : [t] "r"(t)
-        : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
-    for (int r = 0; r < mr; r++)
-        store_row(c + r * (size_t)ldc, _mm256_load_si256((const __m256i *)(t + r * NR)),
-                  _mm256_load_si256((const __m256i *)(t + r * NR + 8)), nr, acc);
+        : TILE_CLOBBERS);
+    store_tile(c, ldc, t, mr, nr, acc);
 }
 
 /* The unsigned x signed form, for B (activations) known to be >= 0, so stored
@@ -249,97 +220,30 @@ __attribute__((target("avx2"))) static void pack_b_u8(const int8_t *b, int ldb, 
 
 static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
+/* ROW_S16 for quads: unsigned B bytes times the signed A quad (int16 pair sums), then the pairs
+ * summed into int32 lanes by VPMADDWD with ones. */
+#define ROW_U8(OFF, C0, C1)                                                                              \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"                                                          \
+    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t" "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"                \
+    "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t"                                                     \
+    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t" "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"                \
+    "vpaddd %%ymm15, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+
 /* kernel6x16 for the quad layouts (A signed, B unsigned), kq quads. */
 __attribute__((target("avx2"))) static void kernel6x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
                                                             int ldc, int mr, int nr, int acc)
 {
     int32_t t[MR * NR] __attribute__((aligned(32)));
     long n = kq;
-    /* ymm0..11: the tile; ymm12/13: B quads of columns 0-7 / 8-15; ymm14: broadcast A quad; ymm15: products */
+    /* ymm12/13: B quads of columns 0-7 / 8-15; ymm14: broadcast A quad; ymm15: products */
     __asm__ volatile(
-        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-        "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
-        "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
-        "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-        "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"
-        "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"
-        "vpxor %%ymm10, %%ymm10, %%ymm10\n\t"
-        "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"
-        "test %[n], %[n]\n\t"
-        "jle 2f\n\t"
-        "1:\n\t"
-        "vmovdqu (%[b]), %%ymm12\n\t"
-        "vmovdqu 32(%[b]), %%ymm13\n\t"
-        "vpbroadcastd 0(%[a]), %%ymm14\n\t"
-        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm0, %%ymm0\n\t"
-        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm1, %%ymm1\n\t"
-        "vpbroadcastd 4(%[a]), %%ymm14\n\t"
-        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm2, %%ymm2\n\t"
-        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm3, %%ymm3\n\t"
-        "vpbroadcastd 8(%[a]), %%ymm14\n\t"
-        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm4, %%ymm4\n\t"
-        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm5, %%ymm5\n\t"
-        "vpbroadcastd 12(%[a]), %%ymm14\n\t"
-        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm6, %%ymm6\n\t"
-        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm7, %%ymm7\n\t"
-        "vpbroadcastd 16(%[a]), %%ymm14\n\t"
-        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm8, %%ymm8\n\t"
-        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm9, %%ymm9\n\t"
-        "vpbroadcastd 20(%[a]), %%ymm14\n\t"
-        "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm10, %%ymm10\n\t"
-        "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"
-        "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"
-        "vpaddd %%ymm15, %%ymm11, %%ymm11\n\t"
-        "add $24, %[a]\n\t"
-        "add $64, %[b]\n\t"
-        "dec %[n]\n\t"
-        "jnz 1b\n\t"
-        "2:\n\t"
-        "vmovdqa %%ymm0, 0(%[t])\n\t"
-        "vmovdqa %%ymm1, 32(%[t])\n\t"
-        "vmovdqa %%ymm2, 64(%[t])\n\t"
-        "vmovdqa %%ymm3, 96(%[t])\n\t"
-        "vmovdqa %%ymm4, 128(%[t])\n\t"
-        "vmovdqa %%ymm5, 160(%[t])\n\t"
-        "vmovdqa %%ymm6, 192(%[t])\n\t"
-        "vmovdqa %%ymm7, 224(%[t])\n\t"
-        "vmovdqa %%ymm8, 256(%[t])\n\t"
-        "vmovdqa %%ymm9, 288(%[t])\n\t"
-        "vmovdqa %%ymm10, 320(%[t])\n\t"
-        "vmovdqa %%ymm11, 352(%[t])\n\t"
+        TILE_ZERO_AND_LOOP_HEAD
+        ROW_U8(0, 0, 1) ROW_U8(4, 2, 3) ROW_U8(8, 4, 5) ROW_U8(12, 6, 7) ROW_U8(16, 8, 9) ROW_U8(20, 10, 11)
+        TILE_LOOP_TAIL_AND_STORE
         : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
         : [t] "r"(t), [ones] "r"(ONES16)
-        : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
-          "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
-    for (int r = 0; r < mr; r++)
-        store_row(c + r * (size_t)ldc, _mm256_load_si256((const __m256i *)(t + r * NR)),
-                  _mm256_load_si256((const __m256i *)(t + r * NR + 8)), nr, acc);
+        : TILE_CLOBBERS);
+    store_tile(c, ldc, t, mr, nr, acc);
 }
 
 __attribute__((target("avx2"))) static inline int32_t hsum(__m256i v)
