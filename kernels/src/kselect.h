@@ -23,8 +23,10 @@
 #define DFX_USE_FC_F32 1
 #define DFX_USE_POOL_INT 1
 #define DFX_USE_POOL_F32 1
+#define DFX_USE_MAXPOOL_S8 1
 #define DFX_USE_RELU_INT 1
 #define DFX_USE_RELU_F32 1
+#define DFX_USE_RELU_S8 1
 #define DFX_USE_CLIP_INT 1
 #define DFX_USE_CLIP_F32 1
 #define DFX_USE_PRELU_INT 1

@@ -67,16 +67,8 @@ static const char *fb_str(const uint8_t *g, uint32_t t, int slot)
 
 static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
 {
+    /* only the operator's own fields are set (to the stored value or the schema's default) */
     memset(o, 0, sizeof *o);
-    o->kh = o->kw = o->sh = o->sw = o->dh = o->dw = o->group = 1;
-    o->ceil_mode = 1;
-    o->axis = 1; o->end_axis = -1; o->num_axes = 1;
-    o->local_size = 5; o->alpha = 1.0f; o->beta = 0.75f; o->k = 1.0f;
-    o->power = 1.0f; o->scale = 1.0f; o->scale_h = o->scale_w = 1;
-    o->across_spatial = 1; o->channel_shared = 1; o->eps = 1e-10f;
-    o->flip = 1; o->offset = 0.5f;
-    o->share_location = 1; o->nms_threshold = 0.3f; o->top_k = -1; o->eta = 1.0f; o->keep_top_k = -1;
-    o->code_type = 1;
     switch (op) {
     case OP_CONV2D: case OP_DECONV2D:
         o->kh = fb_i32(g, t, 0, 1); o->kw = fb_i32(g, t, 1, 1);

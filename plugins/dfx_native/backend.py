@@ -110,6 +110,29 @@ class NativeBackend(Backend):
             self._cache = (model, open_model(model))
         return self._cache[1]
 
+    def describe_plan(self, path: str | os.PathLike, batch: int = 1) -> dict:
+        """libdfx's plan of the .dfx file ``path`` for a session of ``batch`` samples
+        (``dfx_model_describe``): the memory plan, the tensors and every layer's planned kernel,
+        input and output actions and prepared constants, as a dict. ``dfxsdk compile`` writes it
+        down as C. Refuses, with the library's message, every model the library refuses."""
+        import json
+
+        lib = _lib.load()
+        fn = lib.dfx_model_describe
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint, ctypes.c_char_p, ctypes.c_size_t,
+                       ctypes.POINTER(ctypes.c_size_t)]
+        handle = ctypes.c_void_p()
+        check(lib, lib.dfx_model_open_file(os.fsencode(path), 1, ctypes.byref(handle)), str(path))
+        try:
+            n = ctypes.c_size_t()
+            check(lib, fn(handle, batch, 0, None, 0, ctypes.byref(n)), str(path))
+            buf = ctypes.create_string_buffer(n.value + 1)
+            check(lib, fn(handle, batch, 0, buf, n.value + 1, ctypes.byref(n)), str(path))
+        finally:
+            lib.dfx_model_close(handle)
+        return json.loads(buf.raw[:n.value].decode("utf-8", "replace"))
+
     def run(self, model: Model, inputs: dict[str, np.ndarray], *, mode: str | None = None,
             outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         return self._run(model, inputs, mode=mode, outputs=outputs, codes=False)
