@@ -174,9 +174,10 @@ DFX_API const char *dfx_kernels_name(void);
 /** How a session of `batch` samples (and session `flags`) would run the model,
  *  as JSON text, for code generators (`dfxsdk compile`): the memory plan
  *  (arena offsets, sizes of the activation, constant and scratch regions),
- *  every tensor and layer as the kernels see them, which layers run natively,
- *  and the per-layer constants prepared for the fast Conv2D/FC path (aligned
- *  bias, shifts, blocking). Writes at most `cap` bytes, zero-terminated, into
+ *  every tensor, and per layer its plan (spec/c-library.md, "Layer plan"):
+ *  the planned kernel, the action, offsets and prepared values of every input
+ *  and output, the scratch, and the constants of the fast Conv2D/FC path
+ *  (aligned bias, shifts, blocking). Writes at most `cap` bytes, zero-terminated, into
  *  `buf`, and the full length (without the terminator) into `*len`: call with
  *  cap = 0 first to size the buffer. Refuses what dfx_session_create refuses. */
 DFX_API dfx_status dfx_model_describe(const dfx_model *m, int64_t batch, unsigned flags, char *buf, size_t cap,
