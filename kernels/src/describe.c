@@ -134,6 +134,13 @@ static void describe_layer(sbuf *b, const dfx_netplan *np, int li)
 #undef PUT_FLT
 #undef PUT_VEC
     sb_put(b, "}");
+    if (p->custom) {
+        sb_put(b, ",\"custom\":{\"name\":");
+        sb_str(b, p->custom->name);
+        sb_put(b, ",\"version\":%d,\"options\":", p->custom->version);
+        sb_hex(b, o->custom_options.p, o->custom_options.n);
+        sb_put(b, "}");
+    }
     const dfx_linprep *lp = p->lin;
     if (lp) {
         int64_t O = m->tensors[L->in[1]].shape[0];

@@ -173,6 +173,9 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
 #ifdef DFX_USE_REQUANTIZE_INT
     case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y); return DFX_OK;
 #endif
+#ifdef DFX_USE_CUSTOM
+    case DFX_K_CUSTOM: return dfx_custom_run(p, xs, ys);
+#endif
     default: /* not built in (the planner only plans built-in kernels) */
         return DFX_ERR_UNSUPPORTED;
     }

@@ -50,6 +50,7 @@
 #define DFX_USE_NORMALIZE_F32 1
 #define DFX_USE_PRIORBOX_F32 1
 #define DFX_USE_DETECTION_OUTPUT_F32 1
+#define DFX_USE_CUSTOM 1
 #endif
 
 /* helpers (k_conv.c, k_common.c) */

@@ -122,7 +122,9 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
         o->confidence_threshold = fb_f32(g, t, 7, 0.0f); o->code_type = fb_i8(g, t, 8, 1);
         o->variance_encoded_in_target = fb_u8(g, t, 9, 0) != 0; o->clip = fb_u8(g, t, 10, 0) != 0;
         break;
-    case OP_CUSTOM: o->custom_name = fb_str(g, t, 0); break;
+    case OP_CUSTOM:
+        o->custom_name = fb_str(g, t, 0); o->custom_version = fb_i32(g, t, 1, 1); o->custom_options = fb_vec(g, t, 2);
+        break;
     default: break;
     }
 }

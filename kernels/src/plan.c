@@ -154,6 +154,7 @@ static int choose_kernel(const dt_layer *L, int integer, int native)
     case OP_PRIORBOX: return DFX_K_PRIORBOX_F32;
     case OP_DETECTION_OUTPUT: return DFX_K_DETECTION_OUTPUT_F32;
     case OP_REQUANTIZE: return integer ? DFX_K_REQUANTIZE_INT : DFX_K_COPY;
+    case OP_CUSTOM: return DFX_K_CUSTOM;
     default: return DFX_K_NONE;
     }
 }
@@ -291,9 +292,13 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     dfx_layer_plan *p = &np->layers[li];
     int integer = int_form(m, L);
     size_t fast = 0, conv = 0;
-    if (L->op == OP_CUSTOM)
-        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': custom operator '%s' is not implemented by the native "
-                        "runtime", L->name, L->o.custom_name ? L->o.custom_name : "");
+    if (L->op == OP_CUSTOM) {
+        p->custom = dfx_custom_find(L->o.custom_name, L->o.custom_version);
+        if (!p->custom)
+            return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': custom operator '%s' version %d has no C implementation "
+                            "registered (dfx_register_custom_op)", L->name, L->o.custom_name ? L->o.custom_name : "",
+                            L->o.custom_version);
+    }
     if (L->n_in > DFX_MAX_IO || L->n_out > DFX_MAX_IO)
         return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': more than %d inputs or outputs", L->name, DFX_MAX_IO);
     if (is_linear(L->op) && !m->tensors[L->in[1]].is_const)

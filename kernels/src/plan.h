@@ -24,7 +24,7 @@
     X(TANH_F32, 0) X(LRN_F32, 0) X(CONCAT, 0) X(ELTWISE_INT, 0) X(ELTWISE_F32, 0)       \
     X(SOFTMAX_F32, 0) X(SCALE_INT, 0) X(SCALE_F32, 0) X(POWER_F32, 0) X(COPY, 0)        \
     X(PERMUTE, 0) X(SLICE, 0) X(PAD, 0) X(UPSAMPLE, 0) X(NORMALIZE_F32, 0)              \
-    X(PRIORBOX_F32, 0) X(DETECTION_OUTPUT_F32, 0) X(REQUANTIZE_INT, 0)
+    X(PRIORBOX_F32, 0) X(DETECTION_OUTPUT_F32, 0) X(REQUANTIZE_INT, 0) X(CUSTOM, 0)
 
 #define DFX_KERNEL_ID(name, set) DFX_K_##name,
 typedef enum dfx_kernel_id { DFX_K_NONE = 0, DFX_PLANNED_KERNELS(DFX_KERNEL_ID) DFX_K_COUNT } dfx_kernel_id;
@@ -58,6 +58,14 @@ typedef struct dfx_io_plan {
     int64_t conv;          /* WIDEN, DEQUANT, NARROW, QUANT: arena offset of the wide copy */
 } dfx_io_plan;
 
+/* A registered custom operator (dfx_register_custom_op; k_custom.c). */
+typedef struct dfx_custom_op {
+    const char *name;
+    int version;
+    dfx_custom_fn fn;
+    void *user;
+} dfx_custom_op;
+
 /* One layer. */
 typedef struct dfx_layer_plan {
     int kernel;                 /* dfx_kernel_id */
@@ -68,11 +76,17 @@ typedef struct dfx_layer_plan {
     const dfx_io_plan *out;     /* n_out outputs */
     const dfx_linprep *lin;     /* CONV2D_FAST, FC_FAST: the prepared constants, else NULL */
     int64_t scratch;            /* arena offset of the kernel's scratch (after the wide copies) */
+    const dfx_custom_op *custom; /* CUSTOM: the implementation, else NULL */
 } dfx_layer_plan;
 
 /* Run one planned layer: arena is the session's (or the compiled model's)
  * arena, kf its kernel set (may be NULL when no planned kernel uses one). */
 dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena);
+
+/* Custom operators (k_custom.c): the registered implementation of name at
+ * version, or NULL; the kernel that calls a layer's implementation. */
+const dfx_custom_op *dfx_custom_find(const char *name, int version);
+dfx_status dfx_custom_run(const dfx_layer_plan *p, const rt *const *xs, rt *const *ys);
 
 /* Name ("CONV2D_FAST") and kernel-set use of a planned kernel. */
 const char *dfx_kernel_name(int kernel);

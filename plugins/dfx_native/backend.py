@@ -99,9 +99,26 @@ class NativeBackend(Backend):
 
     def __init__(self) -> None:
         self._cache: tuple[Model, NativeModel] | None = None
+        self._custom: set[tuple[str, int]] = set()
 
     def unsupported(self, model: Model) -> list[str]:
-        return [f"{layer.name} (Custom {layer.op.name})" for layer in model.layers if layer.type == "Custom"]
+        return [f"{layer.name} (Custom {layer.op.name})" for layer in model.layers
+                if layer.type == "Custom" and (layer.op.name, layer.op.version) not in self._custom]
+
+    def register_custom_op(self, name: str, version: int, function: int, user: int | None = None) -> None:
+        """Register the C implementation of custom operator ``name`` at ``version`` with libdfx
+        (``dfx_register_custom_op``): ``function`` is the address of a ``dfx_custom_fn`` (for
+        example ``ctypes.cast(cdll.my_op, ctypes.c_void_p).value``), ``user`` its user pointer.
+        Sessions created afterwards run the operator in C."""
+        lib = _lib.load()
+        fn = lib.dfx_register_custom_op
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        check(lib, fn(name.encode(), version, function, user))
+        self._custom.add((name, version))
+        if self._cache is not None:       # sessions made before planned without it
+            self._cache[1].close()
+            self._cache = None
 
     def native(self, model: Model) -> NativeModel:
         if self._cache is None or self._cache[0] is not model:

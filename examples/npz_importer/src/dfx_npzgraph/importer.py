@@ -23,6 +23,8 @@ from dfxsdk import (DataType, DfxImportError, DfxUnsupportedError, Layer, Model,
 from dfxsdk.fixedpoint import quantize
 from dfxsdk.providers import Importer
 
+from . import clamp
+
 FORMAT_KEY = "npzgraph"
 FORMAT_VERSION = 1
 #: What claims() looks for in the first few KB of a .json file.
@@ -383,7 +385,18 @@ def _softmax(b, spec, name, src, out, quant) -> None:
     b.emit(name, ops.Softmax(axis=axis), [src], out, None)
 
 
+def _clamp(b, spec, name, src, out, quant) -> None:
+    """The plugin's own custom operator npzgraph.Clamp (clamp.py)."""
+    lo, hi = spec.get("min"), spec.get("max")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or not lo <= hi:
+        raise b.error("needs numbers 'min' <= 'max'", layer=name, field="min")
+    op = ops.Custom(name=clamp.NAME, version=1, options=clamp.options(lo, hi))
+    shape = clamp.Clamp().infer_shapes([b.model.tensors[src].shape], op.options)[0]
+    b.emit(name, op, [src], out, b.passthrough_format(src, quant, name, layout_only=False), shape=shape)
+
+
 _HANDLERS: dict[str, Callable] = {
     "conv": _conv, "dense": _dense, "relu": _relu, "maxpool": _pool(ops.POOL_MAX),
     "avgpool": _pool(ops.POOL_AVERAGE), "flatten": _flatten, "reshape": _reshape, "softmax": _softmax,
+    "clamp": _clamp,
 }
