@@ -3,20 +3,34 @@ the library the Python package loads exports only the public API."""
 
 from __future__ import annotations
 
+import os
 import re
+import runpy
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import setuptools
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "kernels"
 
 
-def _lists() -> dict[str, list[str]]:
-    text = re.sub(r"#[^\n]*", "", (KERNELS / "cmake" / "sources.cmake").read_text())
-    return {name: body.split() for name, body in re.findall(r"\bset\(\s*(\w+)\s+([^)]*)\)", text)}
+@pytest.fixture(scope="module")
+def setup_py() -> dict:
+    """setup.py's globals and the arguments it gives setuptools.setup (not called)."""
+    captured: dict = {}
+    real = setuptools.setup
+    setuptools.setup = lambda **kw: captured.update(kw)
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        names = runpy.run_path(str(ROOT / "setup.py"))
+    finally:
+        setuptools.setup = real
+        os.chdir(cwd)
+    return {**names, "setup_args": captured}
 
 
 def _public_api() -> set[str]:
@@ -24,13 +38,24 @@ def _public_api() -> set[str]:
     return set(re.findall(r"\bDFX_API\b[^;(]*?\b(dfx_\w+)\s*\(", header))
 
 
-def test_every_library_source_is_in_the_list():
-    lists = _lists()
+def test_every_library_source_is_in_the_list(setup_py):
+    lists = setup_py["LISTS"]
     listed = set(lists["DFX_SOURCES"]) | set(lists["DFX_NEON_SOURCES"])
     on_disk = {p.relative_to(KERNELS).as_posix() for p in (KERNELS / "src").rglob("*.c")}
     assert listed == on_disk
     assert set(lists["DFX_DOTPROD_SOURCES"]) <= set(lists["DFX_NEON_SOURCES"])
     assert set(lists["DFX_PORTABLE_SET_SOURCES"]) <= set(lists["DFX_SOURCES"])
+
+
+def test_setup_py_builds_the_list_with_cmakes_flags(setup_py):
+    lists = setup_py["LISTS"]
+    (ext,) = setup_py["setup_args"]["ext_modules"]
+    neon = lists["DFX_NEON_SOURCES"] if setup_py["NEON"] else []
+    assert ext.sources == [f"kernels/{s}" for s in lists["DFX_SOURCES"] + neon]
+    assert "-fvisibility=hidden" in ext.extra_compile_args
+    assert set(lists["DFX_WARNINGS"]) <= set(ext.extra_compile_args)
+    defined = {name if value is None else f"{name}={value}" for name, value in ext.define_macros}
+    assert defined >= set(lists["DFX_DEFINITIONS"]) | {"DFX_BUILD_SHARED"}
 
 
 def test_no_second_source_list():
