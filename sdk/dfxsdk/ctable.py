@@ -1,7 +1,7 @@
 """The C library's operator table (kernels/src/ops.def) as Python data.
 
 ``dfxsdk compile`` reads the kernel rows to know which library source defines
-each kernel function; tests/test_op_table.py compares the operator rows with
+each kernel function; tests/native/test_op_table.py compares the operator rows with
 :mod:`dfxsdk.ops`.
 """
 
