@@ -1,7 +1,7 @@
 """The C library's operator table (kernels/src/ops.def) against dfxsdk.ops, the schema and the sources.
 
 This is the test spec/adding-an-operator.md refers to: an operator added in one place and not in
-the others fails here."""
+the others fails here. The C enums that mirror the schema (data types, rounding) are compared too."""
 
 from __future__ import annotations
 
@@ -89,3 +89,19 @@ def test_c_sources_use_schema_slots_not_numbers():
         text = (SRC / name).read_text()
         assert '#include "dfx_schema.h"' in text
         assert not re.search(r"\bfb_(?:i32|i8|u8|f32|vec|str|ref|has|field)\(g, \w+, \d", text), name
+
+
+def test_c_enums_match_the_schema():
+    from dfxsdk.formats import DataType, Rounding
+
+    header = (KERNELS / "include" / "dfx.h").read_text()
+    dtypes = {k: int(v) for k, v in re.findall(r"\bDFX_(FLOAT32|INT\d+) = (\d+)", header)}
+    assert dtypes == {m.name: m.value for m in DataType}
+    internal = (SRC / "dfx_internal.h").read_text()
+    rnd = dict(re.findall(r"\bRND_(\w+) = (\d+)", internal))
+    c_names = {"HALF_AWAY": "HALF_AWAY_FROM_ZERO", "HALF_EVEN": "HALF_TO_EVEN", "HALF_UP": "HALF_UP",
+               "FLOOR": "FLOOR"}
+    assert {c_names[k]: int(v) for k, v in rnd.items()} == {m.name: m.value for m in Rounding}
+    # storage bits per DataType (model.c) against formats.DataType.bits
+    bits = re.search(r"static const int bits\[\] = \{([^}]*)\}", (SRC / "model.c").read_text()).group(1)
+    assert [int(b) for b in bits.split(",")] == [DataType(i).bits for i in range(len(DataType))]
