@@ -389,15 +389,20 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
     return DFX_OK;
 }
 
-#define DFX_KERNEL_NAME(name, set) #name,
-#define DFX_KERNEL_SET(name, set) set,
-static const char *const kernel_names[] = {"NONE", DFX_PLANNED_KERNELS(DFX_KERNEL_NAME)};
-static const unsigned char kernel_sets[] = {0, DFX_PLANNED_KERNELS(DFX_KERNEL_SET)};
+#define DFX_KERNEL(name, file, also) #name,
+static const char *const kernel_names[] = {
+    "NONE",
+#include "ops.def"
+};
 static const char *const io_names[] = {"none", "direct", "const_i32", "const_f32", "weights", "widen", "dequant",
                                        "narrow", "quant"};
 
 const char *dfx_kernel_name(int k) { return k >= 0 && k < DFX_K_COUNT ? kernel_names[k] : "?"; }
-int dfx_kernel_uses_set(int k) { return k >= 0 && k < DFX_K_COUNT && kernel_sets[k]; }
+
+int dfx_kernel_uses_set(int k)
+{
+    return k == DFX_K_CONV2D_FAST || k == DFX_K_FC_FAST || k == DFX_K_MAXPOOL_S8 || k == DFX_K_RELU_S8;
+}
 const char *dfx_io_action_name(int a) { return a >= 0 && a < DFX_IO_COUNT ? io_names[a] : "?"; }
 
 void dfx_netplan_fill_constants(const dfx_netplan *np, uint8_t *arena)

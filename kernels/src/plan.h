@@ -13,22 +13,14 @@
 
 #include "kernels.h"
 
-/* The kernels a layer plan can call: X(NAME, kernel_set). NAME is the
- * DFX_USE_<NAME> of kselect.h (the kernel function dfx_<name>); kernel_set 1:
- * the kernel calls into the session's kernel set (dispatch.h). */
-#define DFX_PLANNED_KERNELS(X)                                                          \
-    X(CONV2D_FAST, 1) X(CONV2D_INT, 0) X(CONV2D_F32, 0) X(DECONV2D_INT, 0)              \
-    X(DECONV2D_F32, 0) X(FC_FAST, 1) X(FC_INT, 0) X(FC_F32, 0) X(MAXPOOL_S8, 1)         \
-    X(POOL_INT, 0) X(POOL_F32, 0) X(RELU_S8, 1) X(RELU_INT, 0) X(RELU_F32, 0)           \
-    X(CLIP_INT, 0) X(CLIP_F32, 0) X(PRELU_INT, 0) X(PRELU_F32, 0) X(SIGMOID_F32, 0)     \
-    X(TANH_F32, 0) X(LRN_F32, 0) X(CONCAT, 0) X(ELTWISE_INT, 0) X(ELTWISE_F32, 0)       \
-    X(SOFTMAX_F32, 0) X(SCALE_INT, 0) X(SCALE_F32, 0) X(POWER_F32, 0) X(COPY, 0)        \
-    X(PERMUTE, 0) X(SLICE, 0) X(PAD, 0) X(UPSAMPLE, 0) X(NORMALIZE_F32, 0)              \
-    X(PRIORBOX_F32, 0) X(DETECTION_OUTPUT_F32, 0) X(REQUANTIZE_INT, 0) X(CUSTOM, 0)
-
-#define DFX_KERNEL_ID(name, set) DFX_K_##name,
-typedef enum dfx_kernel_id { DFX_K_NONE = 0, DFX_PLANNED_KERNELS(DFX_KERNEL_ID) DFX_K_COUNT } dfx_kernel_id;
-#undef DFX_KERNEL_ID
+/* The kernels a layer plan can call: one per DFX_KERNEL row of ops.def
+ * (DFX_K_<NAME>, the kernel function dfx_<name>, built under DFX_USE_<NAME>). */
+#define DFX_KERNEL(name, file, also) DFX_K_##name,
+typedef enum dfx_kernel_id {
+    DFX_K_NONE = 0,
+#include "ops.def"
+    DFX_K_COUNT
+} dfx_kernel_id;
 
 #define DFX_MAX_IO 64 /* inputs or outputs of one layer */
 
@@ -58,14 +50,6 @@ typedef struct dfx_io_plan {
     int64_t conv;          /* WIDEN, DEQUANT, NARROW, QUANT: arena offset of the wide copy */
 } dfx_io_plan;
 
-/* A registered custom operator (dfx_register_custom_op; k_custom.c). */
-typedef struct dfx_custom_op {
-    const char *name;
-    int version;
-    dfx_custom_fn fn;
-    void *user;
-} dfx_custom_op;
-
 /* One layer. */
 typedef struct dfx_layer_plan {
     int kernel;                 /* dfx_kernel_id */
@@ -83,12 +67,10 @@ typedef struct dfx_layer_plan {
  * arena, kf its kernel set (may be NULL when no planned kernel uses one). */
 dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena);
 
-/* Custom operators (k_custom.c): the registered implementation of name at
- * version, or NULL; the kernel that calls a layer's implementation. */
+/* The registered implementation of custom operator name at version, or NULL (ops/custom.c). */
 const dfx_custom_op *dfx_custom_find(const char *name, int version);
-dfx_status dfx_custom_run(const dfx_layer_plan *p, const rt *const *xs, rt *const *ys);
 
-/* Name ("CONV2D_FAST") and kernel-set use of a planned kernel. */
+/* Name ("CONV2D_FAST") of a planned kernel, and whether it calls the kernel set. */
 const char *dfx_kernel_name(int kernel);
 int dfx_kernel_uses_set(int kernel);
 const char *dfx_io_action_name(int act);

@@ -2,7 +2,7 @@
  * implementations (library only) and the kernel that calls one (sessions and
  * compiled models). A custom layer runs in float form: the layer plan
  * dequantizes its integer inputs and quantizes its outputs (plan.c). */
-#include "plan.h"
+#include "../plan.h"
 
 #if !defined(DFX_COMPILED_MODEL)
 #define MAX_CUSTOM 64
@@ -38,7 +38,7 @@ const dfx_custom_op *dfx_custom_find(const char *name, int version)
 }
 #endif
 
-#if defined(DFX_USE_CUSTOM)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CUSTOM)
 static void as_custom(const rt *r, dfx_custom_tensor *c)
 {
     memset(c, 0, sizeof *c);
@@ -49,12 +49,12 @@ static void as_custom(const rt *r, dfx_custom_tensor *c)
     memcpy(c->shape, r->shape, sizeof c->shape);
 }
 
-dfx_status dfx_custom_run(const dfx_layer_plan *p, const rt *const *xs, rt *const *ys)
+dfx_status dfx_custom(const dt_layer *L, const dfx_custom_op *op, const rt *const *x, int n_in, rt *const *y,
+                      int n_out)
 {
     dfx_custom_tensor in[DFX_MAX_IO], out[DFX_MAX_IO];
-    const dt_opts *o = &p->L->o;
-    for (int k = 0; k < p->n_in; k++) as_custom(xs[k], &in[k]);
-    for (int k = 0; k < p->n_out; k++) as_custom(ys[k], &out[k]);
-    return p->custom->fn(in, p->n_in, out, p->n_out, o->custom_options.p, o->custom_options.n, p->custom->user);
+    for (int k = 0; k < n_in; k++) as_custom(x[k], &in[k]);
+    for (int k = 0; k < n_out; k++) as_custom(y[k], &out[k]);
+    return op->fn(in, n_in, out, n_out, L->o.custom_options.p, L->o.custom_options.n, op->user);
 }
 #endif
