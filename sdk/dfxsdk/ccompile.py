@@ -243,6 +243,7 @@ class _Gen:
         self.scratch_base = al64(d["plan_bytes"])
         self.const_bytes = d["const_bytes"]
         self.arena_bytes = self.scratch_base + d["scratch_bytes"]
+        self.op_ids: dict[int, str] = {}       # operator code -> its C enum name (ops.def)
         self.tensors: dict[int, str] = {}      # tensor index -> C descriptor text
         self.weights: dict[int, str] = {}      # tensor index -> C array text
         # C function -> custom operator (name, version): the program provides them
@@ -331,7 +332,8 @@ class _Gen:
                 vals = struct.unpack(f"<{v['n']}I", bytes.fromhex(v["vec"]))
                 arr = ", ".join(f"0x{x:08x}u" for x in vals)
                 opts.append(f".{k} = {{(const uint8_t *)(const uint32_t[]){{{arr}}}, {v['n']}}}")
-        head = [f".name = {c_string(L['name'])}", f".op = {L['op']}", f".n_in = {len(L['in'])}",
+        head = [f".name = {c_string(L['name'])}", f".op = {self.op_ids.get(L['op'], L['op'])}",
+                f".n_in = {len(L['in'])}",
                 f".n_out = {len(L['out'])}", f".version = {L['version']}"]
         if "custom" in L:
             cu = L["custom"]
@@ -628,6 +630,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike, *, p
     model = load(model_path)
     prep = {name: _prep_text(pp) for name, pp in (model.preprocessing or {}).items()}
     gen = _Gen(d, blob, prefix, target, model_path.name, prep)
+    gen.op_ids = {row.code: f"OP_{row.id}" for row in ctable.read_ops(src / "ops.def")}
     texts = gen.generate()
     c_files = sorted(n for n in texts if n.endswith(".c"))
     rels = gen.files(src)
