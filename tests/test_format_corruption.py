@@ -381,7 +381,7 @@ SEMANTIC = {
     "lrn": (lambda r: setattr(_l(r, "lrn").op, "localSize", 4), ["layer 'lrn'", "local_size"]),
     "priorbox_ratios": (lambda r: setattr(_l(r, "prior").op, "aspectRatios",
                                           np.arange(1, 20_001, dtype=np.float32)),
-                        ["layer 'prior'", "tensor 'pb'"]),
+                        ["layer 'prior'", "aspect_ratios"]),
     "priorbox_zero_ratio": (lambda r: setattr(_l(r, "prior").op, "aspectRatios", [0.0]),
                             ["layer 'prior'"]),
     "nan_option": (lambda r: setattr(_l(r, "prior").op, "minSizes", [float("nan")]),
