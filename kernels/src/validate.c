@@ -493,6 +493,23 @@ static dfx_status check_integer_layer(const dfx_model *m, const dt_layer *L)
     return check_integer_bounds(m, L);
 }
 
+/* No float option, scalar or vector element, is NaN (spec/format.md, section 6). */
+static const char *nan_option(const dt_opts *o)
+{
+    const float sc[] = {o->fmin, o->fmax, o->alpha, o->beta, o->k, o->power, o->scale, o->shift, o->pad_value, o->eps,
+                        o->step_h, o->step_w, o->offset, o->nms_threshold, o->eta, o->confidence_threshold};
+    static const char *const sc_names[] = {"min", "max", "alpha", "beta", "k", "power", "scale", "shift", "value", "eps",
+                                           "step_h", "step_w", "offset", "nms_threshold", "eta", "confidence_threshold"};
+    const dt_vec vecs[] = {o->coeffs, o->min_sizes, o->max_sizes, o->aspect_ratios, o->variances};
+    static const char *const vec_names[] = {"coefficients", "min_sizes", "max_sizes", "aspect_ratios", "variances"};
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
+        if (sc[i] != sc[i]) return sc_names[i];
+    for (size_t v = 0; v < sizeof vecs / sizeof vecs[0]; v++)
+        for (uint32_t i = 0; i < vecs[v].n; i++)
+            if (vec_f32(vecs[v], i) != vec_f32(vecs[v], i)) return vec_names[v];
+    return NULL;
+}
+
 /* Every graph input of rank >= 1 stores the same batch (dimension 0). */
 static dfx_status check_input_batch(const dfx_model *m)
 {
@@ -562,6 +579,8 @@ dfx_status dfx_validate_model(dfx_model *m)
             t->producer = li;
             avail[k] = 3;
         }
+        const char *nan_field = nan_option(&L->o);
+        if (nan_field) OUT(DFX_ERR_INVALID, "layer '%s', field %s: option %s is NaN", L->name, nan_field, nan_field);
         /* shapes */
         int64_t shapes[64][DFX_MAX_RANK];
         int ranks[64], ns;
