@@ -305,7 +305,7 @@ class Verdicts:
     """Both loaders' verdicts on a file: the Python validator and the C verifier."""
 
     def __init__(self, workdir: str) -> None:
-        from plugins.dfx_native import _lib  # noqa: PLC0415 (the repository root is on sys.path)
+        from dfx_native import _lib  # noqa: PLC0415
 
         self.lib = _lib.load()
         self.path = os.path.join(workdir, "mutant.dfx")
@@ -384,5 +384,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
     sys.exit(main())
