@@ -17,13 +17,9 @@
 typedef struct { int t; int64_t first, last; uint64_t size, off; } item;
 
 typedef struct {
-    int *items, n, cap; /* items whose lifetime covers this node's whole range */
-    int below;          /* items stored in this node and its descendants */
-} node;
-
-typedef struct {
-    node *nodes;
-    int span;     /* time points 0..span-1 (layer index + 1) */
+    int width;        /* leaves: time points 0..width-1 (layer index + 1) */
+    int *head, *below; /* per node: first stored entry (-1 none); items stored in the subtree */
+    int *entry_item, *entry_next, n_entries, cap_entries; /* singly linked entries of all nodes */
     item *it;
     int *stamp, tick; /* stamp[k] == tick: item k already reported by this query */
     const item **found;
@@ -47,17 +43,20 @@ static int by_off(const void *a, const void *b)
 static void insert(tree *T, int v, int lo, int hi, int a, int b, int k)
 {
     if (b < lo || hi < a) return;
-    node *nd = &T->nodes[v];
-    nd->below++;
+    T->below[v]++;
     if (a <= lo && hi <= b) {
-        if (nd->n == nd->cap) {
-            int cap = nd->cap ? 2 * nd->cap : 4;
-            int *p = (int *)realloc(nd->items, (size_t)cap * sizeof *p);
-            if (!p) { T->fail = 1; return; }
-            nd->items = p;
-            nd->cap = cap;
+        if (T->n_entries == T->cap_entries) {
+            int cap = T->cap_entries ? 2 * T->cap_entries : 1024;
+            int *pi = (int *)realloc(T->entry_item, (size_t)cap * sizeof *pi);
+            if (pi) T->entry_item = pi;
+            int *pn = (int *)realloc(T->entry_next, (size_t)cap * sizeof *pn);
+            if (pn) T->entry_next = pn;
+            if (!pi || !pn) { T->fail = 1; return; }
+            T->cap_entries = cap;
         }
-        nd->items[nd->n++] = k;
+        T->entry_item[T->n_entries] = k;
+        T->entry_next[T->n_entries] = T->head[v];
+        T->head[v] = T->n_entries++;
         return;
     }
     int mid = lo + (hi - lo) / 2;
@@ -68,10 +67,9 @@ static void insert(tree *T, int v, int lo, int hi, int a, int b, int k)
 /* Report every stored item whose lifetime intersects [a, b] once. */
 static void query(tree *T, int v, int lo, int hi, int a, int b)
 {
-    node *nd = &T->nodes[v];
-    if (b < lo || hi < a || !nd->below) return;
-    for (int i = 0; i < nd->n; i++) {
-        int k = nd->items[i];
+    if (b < lo || hi < a || !T->below[v]) return;
+    for (int e = T->head[v]; e >= 0; e = T->entry_next[e]) {
+        int k = T->entry_item[e];
         if (T->stamp[k] != T->tick) { T->stamp[k] = T->tick; T->found[T->nfound++] = &T->it[k]; }
     }
     if (lo == hi) return;
@@ -86,15 +84,17 @@ uint64_t dfx_plan(const dfx_model *m, const uint64_t *bytes, int keep_all, int64
 {
     int n = 0, cap = m->n_tensors ? m->n_tensors : 1;
     tree T = {0};
-    T.span = m->n_layers + 2; /* first = -1 (graph input) .. last = n_layers */
-    int width = 1;
-    while (width < T.span) width *= 2;
+    int span = m->n_layers + 2, width = 1; /* first = -1 (graph input) .. last = n_layers */
+    while (width < span) width *= 2;
+    T.width = width;
     item *it = (item *)malloc((size_t)cap * sizeof *it);
-    T.nodes = (node *)calloc((size_t)2 * width, sizeof *T.nodes);
+    T.head = (int *)malloc((size_t)2 * width * sizeof *T.head);
+    T.below = (int *)calloc((size_t)2 * width, sizeof *T.below);
     T.stamp = (int *)calloc((size_t)cap, sizeof *T.stamp);
     T.found = (const item **)malloc((size_t)cap * sizeof *T.found);
     uint64_t total = 0;
-    if (!it || !T.nodes || !T.stamp || !T.found) { total = (uint64_t)-1; goto done; }
+    if (!it || !T.head || !T.below || !T.stamp || !T.found) { total = (uint64_t)-1; goto done; }
+    for (int v = 0; v < 2 * width; v++) T.head[v] = -1;
     T.it = it;
     *sum = 0;
     for (int i = 0; i < m->n_tensors; i++) {
@@ -133,9 +133,10 @@ uint64_t dfx_plan(const dfx_model *m, const uint64_t *bytes, int keep_all, int64
         if (cand + x->size > total) total = cand + x->size;
     }
 done:
-    if (T.nodes)
-        for (int v = 0; v < 2 * width; v++) free(T.nodes[v].items);
-    free(T.nodes);
+    free(T.head);
+    free(T.below);
+    free(T.entry_item);
+    free(T.entry_next);
     free(T.stamp);
     free(T.found);
     free(it);
