@@ -61,6 +61,7 @@ class Executor:
     def constant(self, t: Tensor, as_int: bool) -> np.ndarray:
         key = f"{t.name}\0{as_int}"
         if key not in self._const:
+            validate.check_values(t, self.model.source)  # codes outside bw: refused, like the native backend
             data = t.data
             if as_int:
                 v = np.asarray(data, np.int64)
