@@ -16,7 +16,14 @@ UndefinedBehaviorSanitizer, aborting on the first report) preloaded::
     .venv/bin/python kernels/fuzz/dfx_sweep.py --sanitized /tmp/asan --mutants 2000 spec/conformance/*.dfx
 
 Add ``-DCMAKE_C_FLAGS=-DDFX_NO_X86_SIMD`` for a second build that runs the
-plain C loops instead of the AVX2 ones. Exit status 1 on any disagreement.
+plain C loops instead of the AVX2 ones.
+
+With ``--neon`` the files the host library runs are also run by
+kernels/fuzz/dfx_run_files.c cross-built for AArch64 (UBSan in trap mode: GCC's
+-fsanitize-undefined-trap-on-error, clang's -fsanitize-trap=undefined; no
+runtime needed) under qemu-aarch64 with each kernel set (portable, neon,
+dotprod), and the digests of their integer activations must equal the host's.
+Exit status 1 on any disagreement or sanitizer stop.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -102,6 +110,57 @@ def _float_form_tolerance(model, name: str, x: np.ndarray, y: np.ndarray) -> boo
     return False
 
 
+_FUZZ = Path(__file__).resolve().parent
+_SRC = _FUZZ.parent / "src"
+NEON_SETS = ("portable", "neon", "dotprod")
+
+
+def _build_runner(out: Path, cc: str, neon: bool, flags: list[str]) -> Path:
+    """Compile dfx_run_files.c with every library source (NEON ones only when ``neon``)."""
+    objs = []
+    for src in sorted(_SRC.rglob("*.c")):
+        is_neon = "neon" in src.relative_to(_SRC).parts[:-1]
+        if is_neon and not neon:
+            continue
+        extra = ["-march=armv8.2-a+dotprod"] if src.name == "gemm_dot.c" else []
+        obj = out / (str(src.relative_to(_SRC)).replace(os.sep, "_") + ".o")
+        subprocess.run([cc, "-std=c99", "-O1", "-g", *flags, *extra, "-D_POSIX_C_SOURCE=200809L", "-D_DEFAULT_SOURCE",
+                        *(["-DDFX_HAVE_NEON=1"] if neon else []), f"-I{_SRC.parent / 'include'}", f"-I{_SRC}",
+                        *(f"-I{d}" for d in {p.parent for p in _SRC.rglob('*.h')}),
+                        "-c", str(src), "-o", str(obj)], check=True)
+        objs.append(str(obj))
+    exe = out / ("run_files_neon" if neon else "run_files_host")
+    subprocess.run([cc, *flags, f"-I{_SRC.parent / 'include'}", str(_FUZZ / "dfx_run_files.c"), *objs,
+                    "-o", str(exe), "-lm", *(["-static"] if neon else [])], check=True)
+    return exe
+
+
+def _digests(cmd: list[str], files: list[str], env: dict | None = None) -> tuple[dict[str, str], int]:
+    r = subprocess.run(cmd + files, capture_output=True, text=True, env=env)
+    out = {}
+    for line in r.stdout.splitlines():
+        path, st, digest = line.rsplit(" ", 2)
+        out[path] = f"{st} {digest}"
+    return out, r.returncode
+
+
+def neon_compare(paths: list[str], workdir: Path) -> tuple[int, list[str]]:
+    """Run ``paths`` on the host and under qemu-aarch64 with every NEON kernel set; return (ran, problems)."""
+    host = _build_runner(workdir, "gcc", False, [])
+    neon = _build_runner(workdir, "aarch64-linux-gnu-gcc", True,
+                         ["-fsanitize=undefined", "-fsanitize-undefined-trap-on-error"])
+    want, rc = _digests([str(host)], paths)
+    problems = [] if rc == 0 else [f"host runner exited with {rc}"]
+    for kset in NEON_SETS:
+        got, rc = _digests(["qemu-aarch64", str(neon)], paths, dict(os.environ, DFX_KERNELS=kset))
+        if rc != 0:
+            problems.append(f"{kset}: the runner stopped with status {rc} (a UBSan trap is SIGILL) after "
+                            f"{len(got)} of {len(paths)} files")
+        problems += [f"{kset}: {p}: host {want.get(p)}, aarch64 {got[p]}" for p in got if got[p] != want.get(p)]
+    ran = sum(1 for v in want.values() if v.startswith("0 "))
+    return ran, problems
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+", help="seed .dfx files")
@@ -109,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-sweep", action="store_true", help="skip the fl/bw/channel_fl sweep")
     ap.add_argument("--sanitized", metavar="BUILD", help="CMake build dir of a -DDFX_SANITIZE=ON libdfx")
+    ap.add_argument("--neon", action="store_true", help="also compare the NEON kernel sets under qemu-aarch64")
     args = ap.parse_args(argv)
     if args.sanitized and not os.environ.get("DFX_SWEEP_CHILD"):
         asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
@@ -130,11 +190,22 @@ def main(argv: list[str] | None = None) -> int:
     stats: Counter = Counter()
     with tempfile.TemporaryDirectory() as tmp:
         verdicts = dfx_mutate.Verdicts(tmp)
-        for label, blob in files:
+        kept = []
+        for i, (label, blob) in enumerate(files):
             kind, detail = compare_file(os.path.join(tmp, "f.dfx"), blob, verdicts, ref, native)
             stats[kind] += 1
             if kind == "disagree":
                 print(f"DISAGREE {label}: {detail}")
+            if args.neon and kind == "ran":
+                kept.append(os.path.join(tmp, f"k{i}.dfx"))
+                Path(kept[-1]).write_bytes(blob)
+        if args.neon:
+            ran, problems = neon_compare(kept, Path(tmp))
+            for p in problems:
+                print(f"NEON {p}")
+            print(f"NEON under qemu-aarch64 ({', '.join(NEON_SETS)}): {len(kept)} files, {ran} ran on the host, "
+                  f"{len(problems)} problems")
+            stats["disagree"] += len(problems)
     print(f"library {_lib.load()._name} kernels {_lib.load().dfx_kernels_name().decode()}: {len(files)} files, "
           f"{stats['ran']} ran in both with equal results, {stats['refused']} refused by both, "
           f"{stats['unsupported']} unsupported by C, "
