@@ -215,10 +215,9 @@ def _layer(rng: random.Random, m: "fb.ModelT") -> None:
         return
     n = len(m.tensors or [])
     what = rng.randrange(8)
-    if what == 0:
-        layer.inputs = _indices(rng, layer.inputs, n)
-    elif what == 1:
-        layer.outputs = _indices(rng, layer.outputs, n)
+    if what < 2:
+        field = ("inputs", "outputs")[what]
+        setattr(layer, field, _indices(rng, getattr(layer, field), n))
     elif what == 2:
         layer.opType = rng.randrange(28)
     elif what == 3:
@@ -234,10 +233,9 @@ def _layer(rng: random.Random, m: "fb.ModelT") -> None:
 def _model(rng: random.Random, m: "fb.ModelT") -> None:
     n = len(m.tensors or [])
     r = rng.randrange(4)
-    if r == 0:
-        m.inputs = _indices(rng, m.inputs, n)
-    elif r == 1:
-        m.outputs = _indices(rng, m.outputs, n)
+    if r < 2:
+        field = ("inputs", "outputs")[r]
+        setattr(m, field, _indices(rng, getattr(m, field), n))
     elif r == 2 and m.preprocessing:
         p = m.preprocessing[0]
         p.input = rng.choice([-1, 0, n, p.input])
