@@ -188,9 +188,9 @@ def test_not_a_dfx_file(tmp_path, valid):
     load_error(tmp_path, b"hello", "truncated")
     load_error(tmp_path, b"PK\x03\x04" + bytes(100), "wrong magic")
     load_error(tmp_path, valid[64:], "wrong magic")  # a bare FlatBuffer
-    with pytest.raises(DfxFormatError, match="cannot open"):
+    with pytest.raises(DfxFormatError, match="no such file"):
         dfxsdk.load(tmp_path / "missing.dfx")
-    with pytest.raises(DfxFormatError, match="cannot open"):
+    with pytest.raises(DfxFormatError, match="is a folder, expected a .dfx file"):
         dfxsdk.load(tmp_path)
 
 
