@@ -3,8 +3,10 @@
 For every file (a format sweep of each seed, see dfx_mutate.sweep, and
 optionally structure-aware mutants): both loaders give a verdict; a file both
 accept runs on the same float inputs through the NumPy backend and the native
-backend, and every layer output is compared: integer tensors exactly, float
-tensors within the spec's tolerance (spec/arithmetic.md, section 3.1). A
+backend, and every layer output is compared: integer tensors exactly (an integer output of
+a float form, or downstream of one, within one code: spec/arithmetic.md,
+section 3.1), float tensors within 1e-4 of the tensor's largest magnitude
+(float forms are not bit-exact: summation order, libm). A
 refusal at run time counts as a refusal; the two must agree.
 
 With ``--sanitized BUILD`` the run re-executes itself with the C library of a
@@ -84,7 +86,10 @@ def compare_file(path: str, blob: bytes, verdicts: dfx_mutate.Verdicts, ref, nat
         if x.shape != y.shape:
             return "disagree", f"{n}: shapes {x.shape} != {y.shape}"
         if x.dtype.kind == "f":
-            if not np.allclose(y, x, rtol=1e-5, atol=1e-6, equal_nan=True):
+            # float forms are not bit-exact (summation order, libm): within 1e-4 of the tensor's scale
+            finite = np.abs(x[np.isfinite(x)])
+            scale = float(finite.max()) if finite.size else 0.0
+            if not np.allclose(y, x, rtol=1e-5, atol=1e-6 + 1e-4 * scale, equal_nan=True):
                 return "disagree", f"{n}: float values differ (max {np.nanmax(np.abs(x - y))})"
         elif not np.array_equal(x.astype(np.int64), y.astype(np.int64)):
             if not _float_form_tolerance(model, n, x, y):
