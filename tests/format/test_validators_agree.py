@@ -121,3 +121,51 @@ def test_width_bounds_agree(verdicts, tmp_path, name, ok, bad):
     assert not pa and not ca
     for msg in (pm, cm):
         assert f"accumulator may need {need} bits" in msg and "quantization" in msg, msg
+
+
+# -- run-time refusals that depend only on the file are load-time refusals in both ---------------
+
+def _layer_of(m, op_type: int):
+    return next(layer for layer in m.layers if layer.opType == op_type)
+
+
+def _set_op(op_type: int, **fields):
+    def edit(m):
+        for name, value in fields.items():
+            setattr(_layer_of(m, op_type).op, name, value)
+    return edit
+
+
+def _image_rank_2(m):
+    prior = _layer_of(m, 23)
+    m.tensors[prior.inputs[1]].shape = [1, 3]
+
+
+def _concat_65_inputs(m):
+    concat = _layer_of(m, 11)
+    concat.inputs = [concat.inputs[0]] * 65
+
+
+def _inputs_with_two_batches(m):
+    shape = [int(d) for d in m.tensors[m.inputs[1]].shape]
+    m.tensors[m.inputs[1]].shape = [shape[0] + 1] + shape[1:]
+
+
+LOAD_TIME = [
+    ("scale_bias", "scale_num_axes", _set_op(14, numAxes=-181969003), "num_axes"),
+    ("ssd_head", "priorbox_max_sizes", _set_op(23, maxSizes=[-1.0] * 3), "max_sizes"),
+    ("ssd_head", "priorbox_aspect_ratio", _set_op(23, aspectRatios=[-2.0]), "aspect_ratios"),
+    ("ssd_head", "priorbox_image_rank", _image_rank_2, "image"),
+    ("concat_mixed_fl", "concat_65_inputs", _concat_65_inputs, "at most 64"),
+    ("concat_mixed_fl", "input_batches", _inputs_with_two_batches, "batch"),
+]
+
+
+@pytest.mark.parametrize("stem,name,edit,needle", LOAD_TIME, ids=[c[1] for c in LOAD_TIME])
+def test_file_only_refusals_happen_at_load_in_both(verdicts, stem, name, edit, needle):
+    seed = dfx_mutate.Seed.from_bytes(stem, (CONFORMANCE / f"{stem}.dfx").read_bytes())
+    m = seed.model()
+    edit(m)
+    (pa, pm), (ca, cm) = both(verdicts, dfx_mutate.assemble(m, seed.data))
+    assert not pa and not ca, (pm, cm)
+    assert needle in pm and needle in cm, (pm, cm)
