@@ -13,7 +13,6 @@
 #include "planner.h"
 
 static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
-static int clog2(int64_t k) { int n = 0; while (((int64_t)1 << n) < k) n++; return n; }
 
 static int is_linear(int op) { return op == OP_CONV2D || op == OP_DECONV2D || op == OP_FC; }
 
@@ -48,36 +47,6 @@ static void view(const dfx_netplan *np, int t, rt *r)
     r->esz = T->is_const ? 4 : dfx_store_bytes(T);
     memcpy(r->shape, T->is_const ? T->shape : np->shape[t], sizeof r->shape);
     r->count = T->is_const ? T->count : np->count[t];
-}
-
-/* The reference's accumulator check for linear layers (int_ops.check_acc). */
-static dfx_status check_linear(const dfx_model *m, const dt_layer *L)
-{
-    const dt_tensor *x = &m->tensors[L->in[0]], *w = &m->tensors[L->in[1]];
-    const dt_tensor *b = L->n_in > 2 && L->in[2] >= 0 ? &m->tensors[L->in[2]] : NULL;
-    if (x->per_channel)
-        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': a per-channel constant as the data input is not supported",
-                        L->name);
-    int64_t O = L->op == OP_DECONV2D ? w->shape[1] * L->o.group : w->shape[0];
-    int64_t K = w->shape[1];
-    if (L->op == OP_CONV2D) K = w->shape[1] * w->shape[2] * w->shape[3];
-    if (L->op == OP_DECONV2D) K = w->shape[0] / L->o.group * w->shape[2] * w->shape[3];
-    int shw = 0, shp = 0, bias_bits = 0;
-    for (int64_t o = 0; o < O; o++) {
-        int sh, fw = dfx_weight_align(L, w, (int)o, &sh);
-        if (sh > shw) shw = sh;
-        if (b) {
-            int fp = x->fl + fw, flb = dfx_fl_at(b, o), F = fp > flb ? fp : flb;
-            if (F - fp > shp) shp = F - fp;
-            if (b->bw + (F - flb) + 1 > bias_bits) bias_bits = b->bw + (F - flb) + 1;
-        }
-    }
-    int bits = x->bw + w->bw + shw + clog2(K) + shp;
-    if (bias_bits > bits) bits = bias_bits;
-    if (bits + 1 > 62)
-        return dfx_fail(DFX_ERR_INVALID, "layer '%s': accumulator needs %d bits (> 62); the formats or the "
-                        "reduction length are too large", L->name, bits + 1);
-    return DFX_OK;
 }
 
 /* int8 codes in and out without a format change (ReLU, max pooling on the stored codes). */
@@ -304,10 +273,7 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     if (is_linear(L->op) && !m->tensors[L->in[1]].is_const)
         return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': the weights '%s' are an activation; the native runtime "
                         "needs constant weights", L->name, m->tensors[L->in[1]].name);
-    if (integer && is_linear(L->op)) {
-        dfx_status st = check_linear(m, L);
-        if (st) return st;
-    }
+    /* the accumulator bound and the per-tensor fl of input 0 are checked at load (validate.c) */
     if (integer && (L->op == OP_CONV2D || L->op == OP_FC)) {
         rt x, y;
         view(np, L->in[0], &x);
