@@ -103,11 +103,12 @@ def _weights(b: Builder, lp: LP, name: str, spec: ristretto.Spec | None,
     """Constants for parameter blobs: float, or quantized with Ristretto's params format."""
     out = []
     for arr, role in zip(arrays, roles):
-        if spec is None:
+        if spec is None or (role == "bias" and spec.power_of_two is not None):
             out.append(b.constant(f"{name}/{role}", arr))
+        elif role == "bias":
+            out.append(b.constant(f"{name}/{role}", arr, spec.params, codes=fixedpoint.quantize(arr, spec.params)))
         else:
-            out.append(b.constant(f"{name}/{role}", arr, spec.params,
-                                  codes=fixedpoint.quantize(arr, spec.params)))
+            out.append(b.constant(f"{name}/{role}", arr, spec.params, codes=spec.weight_codes(arr)))
     return out
 
 
