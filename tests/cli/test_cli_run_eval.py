@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dfxsdk import Preprocessing, load, ops, save
-from dfxsdk.cli._data import read_png
+from dfxsdk.cli._images import read_png
 from dfxsdk.cli.main import main
 from tests.support.builder import Builder, fmt
 
@@ -73,7 +73,7 @@ def test_png_decoder(tmp_path, channels):
     img = np.random.default_rng(channels).integers(0, 256, (7, 9, channels), dtype=np.uint8)
     p = tmp_path / "a.png"
     p.write_bytes(png_bytes(img))
-    assert np.array_equal(read_png(p), img[:, :, :3] if channels == 4 else img)
+    assert np.array_equal(read_png(p.read_bytes(), p), img[:, :, :3] if channels == 4 else img)
 
 
 def test_run_npy_npz_png_agree(tmp_path, model_path, capsys):

@@ -28,11 +28,12 @@ imported as a float network. Calibration data (--calib):
   data.csv[.gz]  one sample per row: the input's values, then the label (MNIST style)
   data.npz       array x (samples) and optionally y (labels)
   data.npy       samples only (labels from --labels: a .npy or one integer per line)
-  folder/        images (PNG/PGM/PPM) of the input's size; --labels optional (lines
+  folder/        images (JPEG, PNG, BMP, PGM/PPM) of the input's size; --labels optional (lines
                  'file label', or one label per line for the images in sorted order)
 The data is read and checked (shapes, labels, every image) before any work starts.
-The model's preprocessing ((raw - mean) * scale) is applied; --input-scale/--input-mean
-set it (a deploy prototxt does not carry it).
+The model's preprocessing ((raw - mean) * scale, channel order) is applied;
+--input-scale/--input-mean/--input-channel-order set it (a deploy prototxt does not
+carry it; a BGR network fed RGB images needs --input-channel-order BGR).
 
 The quantizer's scores: top-1 accuracy with labels, else agreement of the argmax with
 the float model. After quantizing, the per-layer formats are printed (bw/fl; [a..b] for
@@ -63,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-shape", metavar="N,C,H,W", type=parse_shape, help="input shape for the importer")
     p.add_argument("--input-scale", metavar="S[,S..]", help="set the input preprocessing scale")
     p.add_argument("--input-mean", metavar="M[,M..]", help="set the input preprocessing mean")
+    p.add_argument("--input-channel-order", choices=["RGB", "BGR", "GRAY"],
+                   help="channel order the network expects (images are read as RGB)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="samples per batch (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="print the search steps as they happen")
@@ -228,12 +231,12 @@ def run(args: argparse.Namespace) -> int:
     if len(model.inputs) != 1:
         raise DfxInputError(f"quantize needs a model with one input (this one has {model.inputs})")
     name = model.inputs[0]
-    if args.input_scale or args.input_mean:
+    if args.input_scale or args.input_mean or args.input_channel_order:
         pre = model.preprocessing.get(name) or Preprocessing()
         model.preprocessing[name] = Preprocessing(
             mean=_floats(args.input_mean, "--input-mean") if args.input_mean else pre.mean,
             scale=_floats(args.input_scale, "--input-scale") if args.input_scale else pre.scale,
-            channel_order=pre.channel_order)
+            channel_order=args.input_channel_order or pre.channel_order)
         model.validate()
     x, y, source = load_samples(args.calib, args.labels, model, name, args.calib_samples)
     if args.eval:
