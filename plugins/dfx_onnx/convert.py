@@ -128,6 +128,8 @@ class Converter:
         self.legacy_opset = False
         self.node: onnx.NodeProto | None = None
         self.label = ""
+        #: Set when --input-shape overrides the file's fixed input dimensions (named in errors).
+        self.resized: str | None = None
 
     # -- driver ---------------------------------------------------------------
     def run(self) -> Model:
@@ -155,6 +157,8 @@ class Converter:
                 if exc.layer is None:
                     exc.layer = self.label
                     exc.message = f"{exc.message} ({node.op_type}, opset {self._node_opset(node)})"
+                    if self.resized:
+                        exc.message += f"; {self.resized}, which this network may not allow"
                     exc.args = (str(exc),)
                 raise
         if self.qdq_issues:
@@ -228,10 +232,10 @@ class Converter:
             if dims is not None and len(dims) != len(self.input_shape):
                 raise DfxImportError(f"--input-shape {list(self.input_shape)} has rank {len(self.input_shape)}, "
                                      f"input '{vi.name}' has rank {len(dims)}")
-            for k, (given, file_dim) in enumerate(zip(self.input_shape, dims or self.input_shape)):
-                if file_dim is not None and file_dim != given and k > 0:
-                    raise DfxImportError(f"--input-shape {list(self.input_shape)} differs from the "
-                                         f"model's input '{vi.name}' {self._dims_text(vi)} in dimension {k}")
+            if any(f is not None and f != g for f, g in zip(dims or (), self.input_shape)):
+                # honoured where the network allows it: every node's shape follows from the new input
+                self.resized = f"--input-shape {list(self.input_shape)} replaces input '{vi.name}' " \
+                               f"{self._dims_text(vi)}"
             return self.input_shape
         if dims is None:
             raise DfxImportError(f"graph input '{vi.name}' has no shape; give --input-shape N,C,H,W")
@@ -493,6 +497,28 @@ class Converter:
         if output is not None:
             self.bind(output, Act(tname))
         return tname
+
+    def emit_slice(self, x: str, axis: int, points: Sequence[int], outputs: Sequence[str | None], *,
+                   suffix: str | None = None) -> list[str]:
+        """A dfx Slice of ``x`` cut at ``points`` along ``axis``; piece i is bound to ``outputs[i]`` (None: unused)."""
+        op = ops.Slice(axis=axis, points=list(points))
+        try:
+            shapes = op.infer_shapes([self.shape(x)])
+        except ops.ShapeError as exc:
+            raise DfxImportError(f"{exc} (input shape {self.shape(x)})") from None
+        fmts = propagate.output_formats(op, [self.fmt(x)], len(shapes))
+        lname = self._unique_layer(self.label if suffix is None else f"{self.label}/{suffix}")
+        names = []
+        for i, (shape, fmt, out) in enumerate(zip(shapes, fmts, outputs)):
+            tname = self._unique_tensor(out or f"{lname}/part{i}")
+            dtype = DataType.FLOAT32 if fmt is None else DataType.for_bw(fmt.bw)
+            self.model.add_tensor(Tensor(tname, tuple(shape), dtype, fmt))
+            names.append(tname)
+        self.model.add_layer(Layer(lname, op, [x], names, origin=self.label if suffix is not None else None))
+        for tname, out in zip(names, outputs):
+            if out:
+                self.bind(out, Act(tname))
+        return names
 
     def alias(self, output: str, tensor: str) -> None:
         """ONNX value ``output`` is the same run-time value as ``tensor`` (no layer)."""
@@ -1213,6 +1239,78 @@ def _concat(c: Converter, node, a, ins) -> None:
         raise DfxUnsupportedError("Concat along axis 0 would join batch entries; dfx keeps dimension 0 as "
                                   "the batch")
     c.emit(ops.Concat(axis=axis), names, node.output[0])
+
+
+def _ints_of(c: Converter, ins, index: int, what: str) -> list[int] | None:
+    v = c.const(ins, index, what, required=False)
+    return None if v is None else [int(d) for d in np.asarray(v.value).reshape(-1)]
+
+
+@converter("Slice")
+def _slice(c: Converter, node, a, ins) -> None:
+    x = c.act(ins[0])
+    xs = c.shape(x)
+    if c._node_opset(node) < 10:
+        starts, ends, axes, steps = list(a.get("starts", [])), list(a.get("ends", [])), a.get("axes"), None
+    else:
+        starts, ends = _ints_of(c, ins, 1, "starts"), _ints_of(c, ins, 2, "ends")
+        axes, steps = _ints_of(c, ins, 3, "axes"), _ints_of(c, ins, 4, "steps")
+    if starts is None or ends is None or len(starts) != len(ends):
+        raise DfxImportError(f"starts {starts} and ends {ends} must be given, one per axis")
+    axes = list(range(len(starts))) if axes is None else [_norm_axis(int(d), len(xs)) for d in axes]
+    steps = [1] * len(starts) if steps is None else steps
+    if len(axes) != len(starts) or len(steps) != len(starts):
+        raise DfxImportError(f"starts {starts}, ends {ends}, axes {axes} and steps {steps} differ in length")
+    cuts = []
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        if step != 1:
+            raise DfxUnsupportedError(f"Slice with step {step} (axis {axis}) is not supported; only step 1")
+        dim = xs[axis]
+        lo = min(max(start + dim if start < 0 else start, 0), dim)
+        hi = min(max(end + dim if end < 0 else end, 0), dim)
+        if hi <= lo:
+            raise DfxUnsupportedError(f"Slice {start}:{end} of axis {axis} (size {dim}) is empty; empty tensors "
+                                      "are not supported")
+        if (lo, hi) == (0, dim):
+            continue
+        if axis == 0:
+            raise DfxUnsupportedError(f"Slice of axis 0 ({lo}:{hi} of {dim}) would drop batch entries; dfx keeps "
+                                      "dimension 0 as the batch")
+        cuts.append((axis, lo, hi, dim))
+    if not cuts:
+        c.alias(node.output[0], x)
+        return
+    for k, (axis, lo, hi, dim) in enumerate(cuts):
+        points = [p for p in (lo, hi) if 0 < p < dim]
+        outputs: list[str | None] = [None] * (len(points) + 1)
+        last = k == len(cuts) - 1
+        outputs[1 if lo > 0 else 0] = node.output[0] if last else None
+        names = c.emit_slice(x, axis, points, outputs, suffix=None if len(cuts) == 1 else f"axis{axis}")
+        x = names[1 if lo > 0 else 0]
+
+
+@converter("Split")
+def _split(c: Converter, node, a, ins) -> None:
+    x = c.act(ins[0])
+    xs = c.shape(x)
+    axis = _norm_axis(int(a.get("axis", 0)), len(xs))
+    n = len(node.output)
+    sizes = _ints_of(c, ins, 1, "split") if c._node_opset(node) >= 13 else a.get("split")
+    if sizes is None:
+        parts = int(a.get("num_outputs", n))
+        step = -(-xs[axis] // parts)
+        sizes = [min(step, xs[axis] - i * step) for i in range(parts)]
+    sizes = [int(v) for v in sizes]
+    if len(sizes) != n or sum(sizes) != xs[axis] or min(sizes) < 1:
+        raise DfxImportError(f"split sizes {sizes} do not cut axis {axis} (size {xs[axis]}) into {n} non-empty "
+                             "parts")
+    if n == 1:
+        c.alias(node.output[0], x)
+        return
+    if axis == 0:
+        raise DfxUnsupportedError("Split along axis 0 would separate batch entries; dfx keeps dimension 0 as "
+                                  "the batch")
+    c.emit_slice(x, axis, [int(p) for p in np.cumsum(sizes)[:-1]], [o or None for o in node.output])
 
 
 def _reshape_to(c: Converter, x: str, shape: Shape, output: str, what: str, suffix: str | None = None) -> str:
