@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dfxsdk import fixedpoint, ops, propagate
+from dfxsdk import fixedpoint, minifloat, ops, propagate
 from dfxsdk.errors import DfxImportError, DfxUnsupportedError
 from dfxsdk.formats import QFormat, Rounding
 
@@ -105,6 +105,9 @@ def _weights(b: Builder, lp: LP, name: str, spec: ristretto.Spec | None,
     for arr, role in zip(arrays, roles):
         if spec is None or (role == "bias" and spec.power_of_two is not None):
             out.append(b.constant(f"{name}/{role}", arr))
+        elif spec.minifloat is not None:
+            out.append(b.constant(f"{name}/{role}", minifloat.trim(arr, spec.minifloat.mant_bits,
+                                                                   spec.minifloat.exp_bits)))
         elif role == "bias":
             out.append(b.constant(f"{name}/{role}", arr, spec.params, codes=fixedpoint.quantize(arr, spec.params)))
         else:
@@ -150,6 +153,8 @@ def _conv_like(b: Builder, lp: LP, name: str) -> None:
     consts = _weights(b, lp, name, spec, arrays, [e.role for e in expected])
     inputs = [x, consts[0], consts[1] if len(consts) > 1 else None]
     emit(b, lp, name, op, inputs, formats=[spec.output if spec else None])
+    if spec is not None and spec.minifloat is not None:
+        ristretto.trim(b, lp.top[0], spec.minifloat, f"{name}/trim_out", name)
 
 
 def _pooling(b: Builder, lp: LP, name: str) -> None:

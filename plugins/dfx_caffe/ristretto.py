@@ -17,6 +17,11 @@ float32 log2 half away from zero (0 gives +2^exp_min). Those values are
 exact dynamic fixed point codes ``sign * 2^(e - exp_min)`` with
 ``fl = -exp_min`` and ``bw = exp_max - exp_min + 2``; the layer computes in
 float on float activations, as Ristretto's CPU does.
+
+MINIFLOAT: the input, the weights, the bias and the output are trimmed with
+Ristretto's Trim2MiniFloat (:mod:`dfxsdk.minifloat`): weights and bias are
+stored trimmed (float32), the input and the output go through Minifloat
+layers (``<layer>/trim_in``, ``<layer>/trim_out``); the layer computes in float.
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ class Spec:
 
     input: QFormat | None
     output: QFormat | None
-    params: QFormat
+    params: QFormat | None
     #: (exp_min, exp_max) of INTEGER_POWER_OF_2_WEIGHTS; the bias then stays float.
     power_of_two: tuple[int, int] | None = None
+    #: The Minifloat operator of MINIFLOAT (params None: trimmed float constants).
+    minifloat: ops.Minifloat | None = None
 
     def weight_codes(self, w: np.ndarray) -> np.ndarray:
         """The integer codes of weights ``w`` in :attr:`params`."""
@@ -81,11 +88,6 @@ def spec_for(lp: pb.LayerParameter) -> Spec:
             "GPU), which has no exact dynamic fixed point equivalent; use a plain LRN layer",
             layer=lp.name)
     qp = lp.quantization_param
-    if qp.precision == QP.MINIFLOAT:
-        raise DfxUnsupportedError(
-            "precision MINIFLOAT is not supported: minifloat values (a reduced float format) cannot be "
-            "stored or computed exactly as dynamic fixed point integers; re-run Ristretto with "
-            "--trimming_mode=dynamic_fixed_point", layer=lp.name, field="quantization_param.precision")
     if qp.rounding_scheme == QP.STOCHASTIC:
         raise DfxUnsupportedError(
             "rounding_scheme STOCHASTIC is not supported: it rounds at random on every forward pass, so "
@@ -103,6 +105,13 @@ def spec_for(lp: pb.LayerParameter) -> Spec:
     r = Rounding.HALF_AWAY_FROM_ZERO
     if qp.precision == QP.INTEGER_POWER_OF_2_WEIGHTS:
         return _power_of_two_spec(lp, r)
+    if qp.precision == QP.MINIFLOAT:
+        op = ops.Minifloat(mant_bits=qp.mant_bits, exp_bits=qp.exp_bits)
+        try:
+            op.check()
+        except ops.ShapeError as exc:
+            raise DfxUnsupportedError(f"minifloat {exc}", layer=lp.name, field="quantization_param") from None
+        return Spec(None, None, None, minifloat=op)
     return Spec(QFormat(qp.bw_layer_in, qp.fl_layer_in, r), QFormat(qp.bw_layer_out, qp.fl_layer_out, r),
                 QFormat(qp.bw_params, qp.fl_params, r))
 
@@ -119,13 +128,27 @@ def _power_of_two_spec(lp: pb.LayerParameter, r: Rounding) -> Spec:
     return Spec(None, None, QFormat(bw, fl, r), power_of_two=(lo, hi))
 
 
+def trim(b: Builder, blob: str, op: ops.Minifloat, name: str, origin: str) -> str:
+    """A Minifloat layer ``name`` writing the next value of ``blob`` from its current one."""
+    t = b.current(blob, origin)
+    rq = b.unique_layer(name)
+    out = b.activation(blob, rq, t.shape)
+    b.add_layer(rq, op, [t.name], [out], origin=origin)
+    return out
+
+
 def same_format(a: QFormat | None, b: QFormat) -> bool:
     return a is not None and not a.per_channel and (a.bw, a.fl) == (b.bw, b.fl)
 
 
 def quantize_input(b: Builder, blob: str, spec: Spec, layer: str) -> str:
-    """The tensor a Ristretto layer reads for ``blob``, inserting a Requantize if needed."""
+    """The tensor a Ristretto layer reads for ``blob``, inserting a Requantize (Minifloat) if needed."""
     t = b.current(blob, layer)
+    if spec.minifloat is not None:
+        producer = b.model.producer(t.name)
+        if producer is not None and producer.op == spec.minifloat:
+            return t.name  # already trimmed to this format (trimming twice changes nothing)
+        return trim(b, blob, spec.minifloat, f"{layer}/trim_in", layer)
     if spec.input is None or same_format(t.qformat, spec.input):
         return t.name
     rq = b.unique_layer(f"{layer}/quantize_in")

@@ -963,6 +963,11 @@ def _tanh(c: Converter, node, a, ins) -> None:
     c.emit(ops.Tanh(), [c.act(ins[0])], node.output[0])
 
 
+@converter("Exp")
+def _exp(c: Converter, node, a, ins) -> None:
+    c.emit(ops.Exp(), [c.act(ins[0])], node.output[0])
+
+
 @converter("LeakyRelu")
 def _leaky(c: Converter, node, a, ins) -> None:
     x = c.act(ins[0])
