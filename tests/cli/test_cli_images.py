@@ -11,6 +11,7 @@ import pytest
 
 from dfxsdk import Preprocessing, load, ops, save
 from dfxsdk.cli import _images
+
 from tests.support.builder import Builder, fmt
 from tests.support.cli import cli
 
