@@ -293,24 +293,13 @@ def _matmul(c: Converter, node, a, ins) -> None:
     _fc(c, node, x, w, True, 1.0, None, 1.0, len(xs) - 1)
 
 
-@converter("Relu")
-def _relu(c: Converter, node, a, ins) -> None:
-    c.emit(ops.Relu(), [c.act(ins[0])], node.output[0])
+#: Element-wise ONNX operators without attributes, and their dfx operator.
+ELEMENTWISE = {"Relu": ops.Relu, "Sigmoid": ops.Sigmoid, "Tanh": ops.Tanh, "Exp": ops.Exp}
 
 
-@converter("Sigmoid")
-def _sigmoid(c: Converter, node, a, ins) -> None:
-    c.emit(ops.Sigmoid(), [c.act(ins[0])], node.output[0])
-
-
-@converter("Tanh")
-def _tanh(c: Converter, node, a, ins) -> None:
-    c.emit(ops.Tanh(), [c.act(ins[0])], node.output[0])
-
-
-@converter("Exp")
-def _exp(c: Converter, node, a, ins) -> None:
-    c.emit(ops.Exp(), [c.act(ins[0])], node.output[0])
+@converter(*ELEMENTWISE)
+def _elementwise(c: Converter, node, a, ins) -> None:
+    c.emit(ELEMENTWISE[node.op_type](), [c.act(ins[0])], node.output[0])
 
 
 @converter("LeakyRelu")

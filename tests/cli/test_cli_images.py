@@ -12,7 +12,7 @@ import pytest
 from dfxsdk import Preprocessing, load, ops, save
 from dfxsdk.cli import _images
 
-from tests.support.builder import Builder, fmt
+from tests.support.builder import Builder, fmt, small_cnn
 from tests.support.cli import cli
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow (the 'images' extra) is not installed")
@@ -25,19 +25,9 @@ FORMATS = {"jpeg": ("JPEG", ".jpg", 3), "png": ("PNG", ".png", 3), "bmp": ("BMP"
 @pytest.fixture()
 def rgb_model(tmp_path):
     """A small integer network on 3x8x8 BGR input (so a wrong channel order changes the result)."""
-    rng = np.random.default_rng(0)
-    b = Builder("rgb")
-    x = b.input((1, 3, 8, 8), name="data")
-    xq = b.add(ops.Requantize(), [x], fmt(8, 5))
-    c = b.add(ops.Conv2D(kernel_h=3, kernel_w=3), [xq, b.qconst(rng.standard_normal((4, 3, 3, 3)) * .3, fmt(8, 5))],
-              fmt(8, 3))
-    f = b.add(ops.Flatten(), [c], fmt(8, 3))
-    y = b.add(ops.FullyConnected(), [f, b.qconst(rng.standard_normal((5, 144)) * .2, fmt(8, 5))], fmt(8, 2),
-              outputs=["score"])
-    m = b.output(y)
-    m.preprocessing["data"] = Preprocessing(scale=[1 / 256], channel_order="BGR")
     path = tmp_path / "rgb.dfx"
-    save(m, path)
+    small_cnn(path, channels=3, size=8, filters=4, classes=5, q_in=fmt(8, 5), q_w=fmt(8, 5), q_conv=fmt(8, 3),
+              q_fc=fmt(8, 2), scale=1 / 256, channel_order="BGR")
     return path
 
 
