@@ -628,6 +628,33 @@ def _slice(c: Converter, node, a, ins) -> None:
         x = names[1 if lo > 0 else 0]
 
 
+@converter("Gather")
+def _gather(c: Converter, node, a, ins) -> None:
+    x = c.act(ins[0])
+    xs = c.shape(x)
+    axis = _norm_axis(int(a.get("axis", 0)), len(xs))
+    idx = np.asarray(c.const(ins, 1, "indices").value).astype(np.int64)
+    flat = np.where(idx < 0, idx + xs[axis], idx).reshape(-1)
+    if idx.ndim > 1 or flat.size == 0 or np.any(np.diff(flat) != 1) or flat[0] < 0 or flat[-1] >= xs[axis]:
+        raise DfxUnsupportedError(f"Gather of an activation needs a scalar index or a contiguous ascending range "
+                                  f"of indices inside 0..{xs[axis] - 1}; here {idx.tolist()}")
+    if axis == 0:
+        raise DfxUnsupportedError("Gather along axis 0 would pick batch entries; dfx keeps dimension 0 as the batch")
+    lo, hi = int(flat[0]), int(flat[-1]) + 1
+    out = node.output[0]
+    shape = xs[:axis] + ((hi - lo,) if idx.ndim else ()) + xs[axis + 1:]
+    if (lo, hi) == (0, xs[axis]):
+        _reshape_to(c, x, shape, out, "Gather")
+        return
+    points = [p for p in (lo, hi) if 0 < p < xs[axis]]
+    piece = 1 if lo > 0 else 0
+    outputs: list[str | None] = [None] * (len(points) + 1)
+    outputs[piece] = out if idx.ndim else None
+    part = c.emit_slice(x, axis, points, outputs, suffix=None if idx.ndim else "slice")[piece]
+    if not idx.ndim:  # a scalar index drops the axis
+        c.emit(ops.Reshape(), [part], out, shape=shape, suffix="squeeze")
+
+
 @converter("Split")
 def _split(c: Converter, node, a, ins) -> None:
     x = c.act(ins[0])

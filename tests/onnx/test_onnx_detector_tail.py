@@ -97,3 +97,16 @@ def test_input_shape_refused_where_the_network_fixes_the_size():
     model = make_model(nodes, [("x", (1, 3, 4, 4))], [("y", (1, 48))], {"shape": np.array([1, 48], np.int64)})
     with pytest.raises(DfxImportError, match=r"--input-shape \[1, 3, 8, 8\] replaces input 'x'"):
         imp(model, input_shape=(1, 3, 8, 8))
+
+
+def test_gather_of_an_activation_with_constant_indices():
+    x = RNG.normal(0, 1, (2, 6, 4)).astype(np.float32)
+    for indices, axis in ((np.array(3), 1), (np.array([1, 2, 3]), 2), (np.array(-1), 2), (np.array([0, 1]), 1)):
+        nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Gather", ["r", "i"], ["y"], axis=axis)]
+        want = np.take(np.maximum(x, 0), indices, axis=axis)
+        model = make_model(nodes, [("x", x.shape)], [("y", want.shape)], {"i": indices.astype(np.int64)})
+        np.testing.assert_array_equal(run(imp(model), x), want)
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Gather", ["r", "i"], ["y"], axis=1)]
+    model = make_model(nodes, [("x", x.shape)], [("y", (2, 2, 4))], {"i": np.array([0, 2], np.int64)})
+    with pytest.raises(DfxUnsupportedError, match="contiguous"):
+        imp(model)
