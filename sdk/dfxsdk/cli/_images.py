@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import check_input_file
 from ..errors import DfxInputError, DfxUnsupportedError
 
 #: File names an image folder is searched for (single files are recognised by content).
@@ -44,6 +45,7 @@ def image_kind(head: bytes) -> str | None:
 
 def read_image(path: Path) -> np.ndarray:
     """An image file as H,W,C uint8 (C = 1 or 3, RGB order)."""
+    check_input_file(path, EXPECTED)  # a regular file: never open a FIFO or a device
     try:
         data = path.read_bytes()
     except OSError as exc:
