@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +25,18 @@ SAMPLES = EXAMPLE / "samples"
 
 
 @pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     site = tmp_path / "site"
     make_dist(site, "dfx-npzgraph", "1.0.0", {"npzgraph": "dfx_npzgraph.plugin"})
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(plugins, "_MANAGER", None)
     monkeypatch.chdir(tmp_path)
     shutil.copy(SAMPLES / "tiny_cnn.json", tmp_path)
     import runpy
 
     runpy.run_path(str(SAMPLES / "make_weights.py"))["main"](["make_weights.py", str(tmp_path)])
-    return tmp_path
+    with plugins.fresh_registry():
+        yield tmp_path
 
 
 def test_sample_files_are_small_and_deterministic(work: Path, tmp_path: Path) -> None:

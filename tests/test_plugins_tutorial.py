@@ -17,6 +17,7 @@ import re
 import runpy
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def test_tutorial_blocks_are_complete() -> None:
 
 
 @pytest.fixture
-def tutorial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tutorial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The tutorial's files in tmp_path, its package 'installed', a fresh registry, cwd = tmp_path."""
     files, _ = tutorial_blocks()
     write_files(tmp_path, files)
@@ -51,9 +52,9 @@ def tutorial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     make_dist(site, "mlp-dfx", "0.1.0", {"mlp": "mlp_dfx.plugin"})
     monkeypatch.syspath_prepend(str(tmp_path / "mlp-dfx"))
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(plugins, "_MANAGER", None)
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    with plugins.fresh_registry():
+        yield tmp_path
 
 
 def test_tutorial_runs_as_printed(tutorial: Path) -> None:
