@@ -613,3 +613,25 @@ def test_first_party_importers_the_example_and_the_tutorial_use_the_builder() ->
     for where, text in texts.items():
         assert "model.append(" in text, where
         assert "model.add_layer(" not in text and ".infer_shapes(" not in text, where
+
+
+# -- 7. the compatibility table ----------------------------------------------------------------------
+
+def test_the_compatibility_table_and_the_example_pin_match_this_release() -> None:
+    import tomllib
+
+    from dfxsdk.container import FORMAT_VERSION
+    from dfxsdk.hookspecs import PLUGIN_API_VERSION
+
+    text = (REPO / "spec" / "plugins.md").read_text()
+    section = text.split("### Compatibility", 1)[1].split("\n### ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| dfxsdk release")]
+    release, api, fmt = rows[-1]
+    major, minor, _ = dfxsdk.__version__.split(".", 2)
+    assert release == f"{major}.{minor}.x"
+    assert api == ".".join(map(str, PLUGIN_API_VERSION)) and fmt == ".".join(map(str, FORMAT_VERSION))
+    pin = f"dfxsdk>={major}.{minor},<{major}.{int(minor) + 1}" if major == "0" else f"dfxsdk>={major},<{int(major) + 1}"
+    assert f'dependencies = ["{pin}"]' in section
+    deps = tomllib.loads((REPO / "examples" / "npz_importer" / "pyproject.toml").read_text())["project"]
+    assert pin in deps["dependencies"]
