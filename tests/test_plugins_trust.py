@@ -30,7 +30,7 @@ from dfxsdk.formats import QFormat
 from dfxsdk.plugins import PluginManager
 from dfxsdk.providers import Backend, Claim, CustomOperator, Importer, PluginInfo, Quantizer
 
-from _plugin_support import REPO, cli, make_dist, tutorial_blocks
+from _plugin_support import REPO, ZEROS_NAMED_NUMPY, cli, make_dist, plugin_source, tutorial_blocks
 
 PLUGIN_MODULES = ("dfx_caffe", "dfx_numpy", "dfx_native", "dfx_onnx", "dfx_quantizer")
 
@@ -79,32 +79,10 @@ def saved_tiny(where: Path) -> Path:
 
 # -- 1. names are owned ----------------------------------------------------------------------
 
-SHADOW_NUMPY = """
-    from dfxsdk.hookspecs import hookimpl
-    from dfxsdk.providers import Backend, PluginInfo
-
-    class Zeros(Backend):
-        name = "numpy"
-        supported_ops = frozenset({"FullyConnected", "Relu"})
-        def run(self, model, inputs, *, mode=None, outputs=None):
-            import numpy as np
-            n = len(next(iter(inputs.values())))
-            return {o: np.zeros((n,) + model.tensors[o].shape[1:], np.float32) for o in outputs or model.outputs}
-
-    @hookimpl
-    def dfxsdk_plugin_info():
-        return PluginInfo(name="{plugin}", version="6.6.6", api_version=(1, 0))
-
-    @hookimpl
-    def dfxsdk_backends():
-        return [Zeros()]
-"""
-
-
 def test_a_third_party_numpy_backend_cannot_shadow_the_reference(site: Path, tmp_path: Path) -> None:
     # the entry point sorts before every first-party one, as in the review
     make_dist(site, "fast-numpy", "6.6.6", {"aaa": "aaa_shadow"},
-              {"aaa_shadow.py": SHADOW_NUMPY.replace("{plugin}", "fastnp")})
+              {"aaa_shadow.py": plugin_source("fastnp", "6.6.6", ZEROS_NAMED_NUMPY, {"backends": "[Zeros()]"})})
     model = saved_tiny(tmp_path)
     r = cli("run", str(model), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.npz"))
     assert r.code == 0, r.err
@@ -130,22 +108,13 @@ def test_first_party_names_are_reserved(site: Path, entry_point: str, plugin: st
     body = {"backend": "def run(self, model, inputs, *, mode=None, outputs=None): return {}",
             "importer": "def import_model(self, paths, options): return None",
             "quantizer": "def quantize(self, model, data, options): return model"}[kind]
-    make_dist(site, "squatter", "1.0", {entry_point: module}, {f"{module}.py": f"""
-        from dfxsdk.hookspecs import hookimpl
-        from dfxsdk.providers import {cls}, PluginInfo
-
-        class P({cls}):
-            name = "{name}"
-            {body}
-
-        @hookimpl
-        def dfxsdk_plugin_info():
-            return PluginInfo(name="{plugin}", version="1.0", api_version=(1, 0))
-
-        @hookimpl
-        def dfxsdk_{kind}s():
-            return [P()]
-    """})
+    classes = f"""
+class P({cls}):
+    name = "{name}"
+    {body}
+"""
+    make_dist(site, "squatter", "1.0", {entry_point: module},
+              {f"{module}.py": plugin_source(plugin, "1.0", classes, {f"{kind}s": "[P()]"})})
     pm = plugins.get_manager()
     failure = next(f for f in pm.failures if f.package == "squatter")
     assert "dfxsdk's own plugins" in failure.reason
@@ -155,39 +124,27 @@ def test_first_party_names_are_reserved(site: Path, entry_point: str, plugin: st
 
 
 CLASHING = """
-    from dfxsdk.hookspecs import hookimpl
-    from dfxsdk.providers import Backend, Importer, PluginInfo
+class Fast(Backend):
+    name = "fast"
+    supported_ops = frozenset({"FullyConnected", "Relu"})
 
-    class Fast(Backend):
-        name = "fast"
-        supported_ops = frozenset({"FullyConnected", "Relu"})
-        def run(self, model, inputs, *, mode=None, outputs=None):
-            raise AssertionError("a backend in a name clash must never run")
+    def run(self, model, inputs, *, mode=None, outputs=None):
+        raise AssertionError("a backend in a name clash must never run")
 
-    class Cl(Importer):
-        name = "clashfmt"
-        extensions = (".clash",)
-        def import_model(self, paths, options):
-            raise AssertionError("an importer in a name clash must never run")
+class Cl(Importer):
+    name = "clashfmt"
+    extensions = (".clash",)
 
-    @hookimpl
-    def dfxsdk_plugin_info():
-        return PluginInfo(name="{plugin}", version="1.0", api_version=(1, 0))
-
-    @hookimpl
-    def dfxsdk_backends():
-        return [Fast()]
-
-    @hookimpl
-    def dfxsdk_importers():
-        return [Cl()]
+    def import_model(self, paths, options):
+        raise AssertionError("an importer in a name clash must never run")
 """
 
 
 def test_a_clash_between_two_distributions_refuses_both(site: Path, tmp_path: Path) -> None:
     for dist, plugin in (("fast-a", "fa"), ("fast-b", "fb")):
         module = plugin + "_clash"
-        make_dist(site, dist, "1.0", {plugin: module}, {f"{module}.py": CLASHING.replace("{plugin}", plugin)})
+        make_dist(site, dist, "1.0", {plugin: module}, {f"{module}.py": plugin_source(
+            plugin, "1.0", CLASHING, {"backends": "[Fast()]", "importers": "[Cl()]"})})
     model = saved_tiny(tmp_path)
     both = re.compile(r"backend 'fast' is provided by plugin 'fa' 1\.0 from package fast-a 1\.0 and plugin 'fb' "
                       r"1\.0 from package fast-b 1\.0: a name clash, so none of them is used")

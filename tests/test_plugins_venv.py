@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _plugin_support import EXAMPLE, REPO, copy_tree, run, tutorial_blocks, venv_python, write_files
+from _plugin_support import (EXAMPLE, REPO, ZEROS_NAMED_NUMPY, copy_tree, plugin_source, run, tutorial_blocks,
+                             venv_python, write_files)
 
 
 @dataclass
@@ -217,37 +218,12 @@ aaa = "aaa_shadow"
 py-modules = ["aaa_shadow"]
 """
 
-SHADOW_MODULE = """\
-import numpy as np
-from dfxsdk.hookspecs import hookimpl
-from dfxsdk.providers import Backend, PluginInfo
-
-
-class Zeros(Backend):
-    name = "numpy"   # the reference backend's name: a shadowing attempt
-    supported_ops = frozenset({"Conv2D", "FullyConnected", "Pool2D", "Relu", "Softmax", "Flatten", "Reshape"})
-
-    def run(self, model, inputs, *, mode=None, outputs=None):
-        n = len(next(iter(inputs.values())))
-        return {o: np.zeros((n,) + model.tensors[o].shape[1:], np.float32) for o in outputs or model.outputs}
-
-
-@hookimpl
-def dfxsdk_plugin_info():
-    return PluginInfo(name="fastnp", version="6.6.6", api_version=(1, 0))
-
-
-@hookimpl
-def dfxsdk_backends():
-    return [Zeros()]
-"""
-
-
 def test_a_pip_installed_plugin_cannot_shadow_the_numpy_backend(venv: Venv, sample: Path,
                                                                   tmp_path: Path) -> None:
     """Issue 18: a package whose entry point sorts first and provides a backend named numpy."""
     pkg = tmp_path / "shadow"
-    write_files(pkg, {"pyproject.toml": SHADOW_PYPROJECT, "aaa_shadow.py": SHADOW_MODULE})
+    module = plugin_source("fastnp", "6.6.6", ZEROS_NAMED_NUMPY, {"backends": "[Zeros()]"})
+    write_files(pkg, {"pyproject.toml": SHADOW_PYPROJECT, "aaa_shadow.py": module})
     r = venv.pip("install", "--quiet", "--no-compile", "--no-deps", "--no-build-isolation", str(pkg))
     assert r.returncode == 0, f"pip install of the shadowing plugin failed:\n{r.stdout}\n{r.stderr}"
     try:

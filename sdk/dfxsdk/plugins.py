@@ -74,6 +74,7 @@ DISABLE_ENV = "DFXSDK_DISABLE_PLUGINS"
 #: The value of :data:`DISABLE_ENV` (or of ``-p no:``) that disables every third-party plugin.
 DISABLE_ALL = "all"
 
+_SWITCHED_OFF = f"switched off (-p no:NAME, {DISABLE_ENV} or dfxsdk.plugins.disable)"
 _PROVIDER_HOOKS = (("importers", "dfxsdk_importers", Importer),
                    ("quantizers", "dfxsdk_quantizers", Quantizer),
                    ("backends", "dfxsdk_backends", Backend),
@@ -129,16 +130,6 @@ class PluginFailure:
     package_version: str | None = None
     #: The full traceback, when an exception caused the failure (``--debug``).
     detail: str | None = None
-
-
-@dataclass
-class DisabledPlugin:
-    """A plugin switched off (:data:`DISABLE_ENV`, ``-p no:NAME``, :func:`disable`)."""
-
-    name: str
-    source: str
-    package: str | None = None
-    package_version: str | None = None
 
 
 @dataclass
@@ -283,8 +274,8 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs)
         self.plugins: list[LoadedPlugin] = []
         self.failures: list[PluginFailure] = []
-        #: Plugins switched off (never imported when disabled before loading).
-        self.disabled: list[DisabledPlugin] = []
+        #: Plugins switched off (never imported when disabled before loading); reason "switched off".
+        self.disabled: list[PluginFailure] = []
         #: Provider names offered by several third-party plugins (none of them is used).
         self.clashes: list[NameClash] = []
         self._disabled_names: set[str] = set(disabled) | _disabled_from_env()
@@ -308,8 +299,8 @@ class PluginManager:
         for plugin in list(self.plugins):
             if self.is_disabled(plugin.entry_point, plugin.info.name, package=plugin.package):
                 self._unregister(plugin)
-                self.disabled.append(DisabledPlugin(plugin.entry_point or plugin.info.name, plugin.source,
-                                                    plugin.package, plugin.package_version))
+                self.disabled.append(PluginFailure(plugin.entry_point or plugin.info.name, plugin.source,
+                                                   _SWITCHED_OFF, plugin.package, plugin.package_version))
 
     def _unregister(self, plugin: LoadedPlugin) -> None:
         self.plugins.remove(plugin)
@@ -342,7 +333,7 @@ class PluginManager:
             package, package_version = _distribution(ep)
             source = f"entry point '{ep.name} = {ep.value}'"
             if self.is_disabled(ep.name, package=package):
-                self.disabled.append(DisabledPlugin(ep.name, source, package, package_version))
+                self.disabled.append(PluginFailure(ep.name, source, _SWITCHED_OFF, package, package_version))
                 continue
             if ep.name in RESERVED_NAMES["entry point"] and package != FIRST_PARTY_DISTRIBUTION:
                 self.failures.append(PluginFailure(
