@@ -495,6 +495,41 @@ def test_importer_options_on_quantize_as_on_convert() -> None:
     assert "--ristretto" in quantize_help and "caffe importer:" in quantize_help
 
 
+@pytest.fixture
+def example(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The npzgraph example plugin 'installed', its sample files in tmp_path/sample."""
+    import runpy
+    import shutil
+
+    from _plugin_support import EXAMPLE
+
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
+    make_dist(site, "dfx-npzgraph", "1.0.0", {"npzgraph": "dfx_npzgraph.plugin"})
+    work = tmp_path / "sample"
+    work.mkdir()
+    shutil.copy(EXAMPLE / "samples" / "tiny_cnn.json", work)
+    runpy.run_path(str(EXAMPLE / "samples" / "make_weights.py"), run_name="x")["main"](["x", str(work)])
+    return work
+
+
+def test_quantize_passes_importer_options(example: Path) -> None:
+    args = ["quantize", str(example / "tiny_cnn.json"), "--calib", str(example / "bars.npy"), "--no-progress",
+            "-o", str(example / "q.dfx")]
+    r = cli(*args)                                     # the sample is quantized: refused
+    assert r.code == 3 and "already quantized" in r.err, r.err
+    r = cli(*args, "--npzgraph-float")                 # the importer's own option: a float model
+    assert r.code == 0, r.err
+    assert dfxsdk.load(example / "q.dfx").is_quantized
+
+
+def test_the_example_claims_its_graph_without_weights(example: Path) -> None:
+    (example / "tiny_cnn.npz").unlink()
+    r = cli("convert", str(example / "tiny_cnn.json"), "-o", str(example / "t.dfx"))
+    assert r.code == 2, r.err
+    assert re.search(r"importer 'npzgraph' \(plugin 'npzgraph' 1\.0\.0 from package dfx-npzgraph 1\.0\.0\) "
+                     r"recognises .*tiny_cnn\.json, but its weights file .*tiny_cnn\.npz is missing", r.err), r.err
+
+
 def test_claims_can_say_mine_but_the_weights_are_missing(tmp_path: Path) -> None:
     class Twofile(Importer):
         name = "twofile"
