@@ -38,11 +38,16 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dfxsdk' has no attribute '{name}'")
     import importlib
 
+    module = _LAZY.get(name)
+    if module is None:  # a submodule used as an attribute (dfxsdk.ops), as when __init__ imported it
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'dfxsdk' has no attribute '{name}'") from None
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

@@ -11,18 +11,18 @@ package's ``__init__`` first, so the factory is always installed.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
-_factory: Callable[[], Any] | None = None
+_factory: Callable[[], object] | None = None
 
 
-def install(factory: Callable[[], Any]) -> None:
+def install(factory: Callable[[], object]) -> None:
     """Set the function that returns the process-wide registry (``dfxsdk/__init__`` does)."""
     global _factory
     _factory = factory
 
 
-def registry() -> Any:
+def registry():  # -> dfxsdk.plugins.PluginManager (not imported here: it sits above the core)
     """The process-wide :class:`dfxsdk.plugins.PluginManager` (loaded on first use)."""
     if _factory is None:  # only if someone removed the package's wiring
         raise RuntimeError("dfxsdk's plugin registry is not installed (import dfxsdk first)")

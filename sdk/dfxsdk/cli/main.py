@@ -13,10 +13,7 @@ plugin loads.
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
-import traceback
 
 from .._version import __version__
 from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, DfxError
@@ -38,6 +35,9 @@ exit codes:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
+    import importlib  # (here, not at the top: `dfxsdk --version` needs neither)
+    import pkgutil
+
     parser = argparse.ArgumentParser(
         prog="dfxsdk",
         description="Import, quantize, inspect and run dynamic fixed point networks (.dfx files).",
@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import traceback
+
     try:
         return int(args.func(args) or 0)
     except DfxError as exc:
