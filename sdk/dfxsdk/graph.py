@@ -361,7 +361,9 @@ class Model:
         return _registry.registry().run_model(self, inputs, backend=backend, **options)
 
     def validate(self) -> None:
-        """Raise DfxFormatError if the model breaks any rule of spec/format.md."""
+        """Raise DfxFormatError if the model breaks any rule of spec/format.md or holds anything
+        :func:`dfxsdk.save` cannot write (a foreign ``ops.Op`` subclass, non-string metadata,
+        a ``format_version`` it does not write), naming the layer, tensor and field."""
         from .validate import validate_model
 
         validate_model(self)
