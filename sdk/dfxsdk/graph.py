@@ -18,7 +18,7 @@ import numpy as np
 from . import _registry
 from ._version import __version__
 from .errors import DfxFormatError
-from .formats import CHANNEL_ORDERS, DataType, QFormat
+from .formats import DataType, QFormat
 from .ops import Custom, Op, ShapeError, as_float32
 from .packing import unpack
 
@@ -152,7 +152,7 @@ class Preprocessing:
 
     mean: list[float] = field(default_factory=list)
     scale: list[float] = field(default_factory=list)
-    channel_order: str = "UNSPECIFIED"  # UNSPECIFIED, RGB, BGR or GRAY
+    channel_order: str = "UNSPECIFIED"  # one of formats.CHANNEL_ORDERS: UNSPECIFIED, RGB, BGR or GRAY
 
     def __post_init__(self) -> None:
         self.mean = [as_float32(v) for v in self.mean]
