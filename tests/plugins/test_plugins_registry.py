@@ -483,3 +483,14 @@ def test_public_api_exports() -> None:
                  "load", "save", "DfxError", "DfxImportError", "DfxUnsupportedError", "DfxPluginError"):
         assert hasattr(dfxsdk, name)
     assert hookimpl.project_name == "dfxsdk"
+
+
+def test_no_test_reaches_into_a_private_name_of_the_registry() -> None:
+    """Tests install registries with dfxsdk.plugins.fresh_registry (or the fresh_plugins fixture)."""
+    from tests.support.paths import TESTS
+
+    private = re.compile(r"\b(?:plugins|pm|manager|get_manager\(\))\._[A-Za-z]\w*|setattr\(plugins, \"_")
+    found = [f"{path.relative_to(TESTS)}:{n}: {line.strip()}" for path in sorted(TESTS.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if private.search(line)
+             and "private = re.compile" not in line]
+    assert not found, found
