@@ -51,9 +51,7 @@ def emit(b: Builder, lp: LP, name: str, op: ops.Op, inputs: Sequence[str | None]
         for top, arr in zip(tops, folded):
             b.bind(top, b.constant(top, arr))
         return [b.bound[t] for t in tops]
-    outs = [b.activation(top, name, shape, fmt) for top, shape, fmt in zip(tops, shapes, formats)]
-    b.add_layer(name, op, inputs, outs, caffe_type=lp.type)
-    return outs
+    return b.append(name, op, inputs, tops, shapes=shapes, formats=formats, caffe_type=lp.type)
 
 
 def _fold_constant(b: Builder, op: ops.Op, inputs, shapes) -> list[np.ndarray] | None:

@@ -152,8 +152,7 @@ def quantize_input(b: Builder, blob: str, spec: Spec, layer: str) -> str:
     if spec.input is None or same_format(t.qformat, spec.input):
         return t.name
     rq = b.unique_layer(f"{layer}/quantize_in")
-    out = b.activation(blob, rq, t.shape, spec.input)
-    b.add_layer(rq, ops.Requantize(), [t.name], [out], origin=layer)
+    (out,) = b.append(rq, ops.Requantize(), [t.name], [blob], formats=[spec.input], origin=layer)
     return out
 
 

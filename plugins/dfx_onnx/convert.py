@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from dfxsdk import ops, propagate
-from dfxsdk.errors import DfxImportError, DfxUnsupportedError
+from dfxsdk.errors import DfxFormatError, DfxImportError, DfxUnsupportedError
 from dfxsdk.formats import FL_MAX, FL_MIN, DataType, QFormat, Rounding
 from dfxsdk.graph import Layer, Model, Tensor
 
@@ -386,12 +386,9 @@ class Converter:
         :func:`dfxsdk.propagate.output_format` (exact when the inputs are integer).
         """
         try:
-            op.check()
-            inferred = op.infer_shapes([None if n is None else self.shape(n) for n in inputs])
-        except ops.ShapeError as exc:
-            shapes = ", ".join(str(None if n is None else self.shape(n)) for n in inputs)
-            raise DfxImportError(f"{exc} (input shapes {shapes})") from None
-        out_shape = shape if shape is not None else inferred[0]
+            out_shape = shape if shape is not None else self.model.output_shapes(op, inputs)[0]
+        except DfxFormatError as exc:
+            raise DfxImportError(exc.message) from None
         if out_shape is None:
             raise DfxImportError(f"cannot infer the output shape of {op.TYPE}")
         if fmt == "auto":
@@ -399,10 +396,9 @@ class Converter:
         lname = self._unique_layer(self.label if suffix is None else f"{self.label}/{suffix}")
         base = output if output is not None else f"{self.label}/{suffix or 'out'}"
         tname = self._unique_tensor(base)
-        dtype = DataType.FLOAT32 if fmt is None else DataType.for_bw(fmt.bw)
-        self.model.add_tensor(Tensor(tname, tuple(out_shape), dtype, fmt))  # type: ignore[arg-type]
         origin = self.label if suffix is not None else None
-        self.model.add_layer(Layer(lname, op, list(inputs), [tname], origin=origin))
+        self.model.append(op, inputs, name=lname, outputs=[tname], qformats=fmt,  # type: ignore[arg-type]
+                          shapes=[tuple(out_shape)], origin=origin)
         if output is not None:
             self.bind(output, Act(tname))
         return tname

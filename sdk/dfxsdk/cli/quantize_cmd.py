@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,8 @@ from ..io import load
 from ..plugins import get_manager
 from ..providers import CalibrationData
 from . import _data
-from .convert_cmd import parse_shape
+from ._plugins import add_provider_options, wants_options
+from .convert_cmd import import_files, parse_shape
 
 _DESCRIPTION = """Quantize a float model to dynamic fixed point.
 
@@ -41,7 +40,8 @@ the float model. After quantizing, the per-layer formats are printed (bw/fl; [a.
 per-channel fl) with the score before and after on --eval data (default: the calibration
 data), the quantized model running in the numpy backend's integer mode.
 
-Options besides a quantizer's own reach it as 'progress', 'verbose' and 'source_files'
+Every importer's options (as on convert) apply to model files. Options besides a
+quantizer's own reach it as 'progress', 'verbose' and 'source_files'
 (the model files given here)."""
 
 
@@ -71,15 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="print the search steps as they happen")
     groups: dict[str, list[str]] = {}
-    for q in get_manager().quantizers():
-        group = p.add_argument_group(f"{q.name} quantizer")
-        before = len(group._group_actions)
-        try:
-            q.add_arguments(group)
-        except Exception as exc:  # a broken plugin must not break the CLI
-            print(f"dfxsdk: warning: quantizer '{q.name}' could not add its options: {exc}", file=sys.stderr)
-        groups[q.name] = [a.dest for a in group._group_actions[before:]]
-    p.set_defaults(func=run, _quantizer_options=groups)
+    importer_groups: dict[str, list[str]] = {}
+    if wants_options("quantize"):
+        groups = add_provider_options(p, get_manager().quantizers(), "quantizer")
+        importer_groups = add_provider_options(p, get_manager().importers(), "importer")
+    p.set_defaults(func=run, _quantizer_options=groups, _importer_options=importer_groups)
 
 
 # -- data --------------------------------------------------------------------------------
@@ -177,22 +173,16 @@ def load_model(args: argparse.Namespace) -> Model:
         check_input_file(f, "a model file")
     if len(files) == 1 and files[0].suffix.lower() == ".dfx":
         return load(files[0])
-    pm = get_manager()
-    importer = pm.importer(args.importer) if args.importer else pm.importer_for(files)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = pm.call_importer(importer, files, {"input_shape": args.input_shape})
-    for w in caught:
-        print(f"dfxsdk quantize: warning: {w.message}", file=sys.stderr)
-    return model
+    return import_files(args, "quantize")
 
 
 def score(model: Model, mode: str, name: str, x: np.ndarray, out: str, size: int) -> np.ndarray:
     """argmax of tensor ``out`` for every sample."""
-    backend = get_manager().backend("numpy")
+    pm = get_manager()
+    backend = pm.backend("numpy")
     preds = []
     for b in batches(model, name, x, size):
-        r = backend.run(model, b, mode=mode, outputs=[out])[out]
+        r = pm.call_backend(backend, model, b, mode=mode, outputs=[out])[out]
         q = model.tensors[out].qformat
         if q is not None and r.dtype.kind == "i":
             r = dequantize(r, q, np.float64)
