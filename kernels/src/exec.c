@@ -173,6 +173,12 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
 #if DFX_ALL_KERNELS || defined(DFX_USE_REQUANTIZE_INT)
     case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y); return DFX_OK;
 #endif
+#if DFX_ALL_KERNELS || defined(DFX_USE_EXP_F32)
+    case DFX_K_EXP_F32: dfx_exp_f32(x, y); return DFX_OK;
+#endif
+#if DFX_ALL_KERNELS || defined(DFX_USE_MINIFLOAT_F32)
+    case DFX_K_MINIFLOAT_F32: dfx_minifloat_f32(L, x, y); return DFX_OK;
+#endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CUSTOM)
     case DFX_K_CUSTOM: return dfx_custom(L, p->custom, xs, n, ys, p->n_out);
 #endif

@@ -153,6 +153,7 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
         o->custom_name = fb_str(g, t, FB_CUSTOM_NAME); o->custom_version = GET_I32(t, CUSTOM, VERSION);
         o->custom_options = fb_vec(g, t, FB_CUSTOM_OPTIONS);
         break;
+    case OP_MINIFLOAT: o->mant_bits = GET_I32(t, MINIFLOAT, MANT_BITS); o->exp_bits = GET_I32(t, MINIFLOAT, EXP_BITS); break;
     default: break;
     }
 }
@@ -339,7 +340,7 @@ static dfx_status open_mem(const uint8_t *base, size_t size, unsigned flags, dfx
     uint32_t g_crc = rd_u32(base + 48), hflags = rd_u32(base + 52), align = rd_u32(base + 56);
     uint64_t fsize = size;
     if (major != 1)
-        return dfx_fail(DFX_ERR_VERSION, "field version_major: format version %u.%u is not supported: this reader implements 1.x (up to 1.0)",
+        return dfx_fail(DFX_ERR_VERSION, "field version_major: format version %u.%u is not supported: this reader implements 1.x (up to 1.1)",
                         major, minor);
     if (header_size != DFX_HEADER_SIZE) return dfx_fail(DFX_ERR_FORMAT, "field header_size: %u, expected 64", header_size);
     if (hflags != 0) return dfx_fail(DFX_ERR_FORMAT, "field flags: unknown feature flags 0x%08x", hflags);

@@ -124,6 +124,8 @@ static int choose_kernel(const dt_layer *L, int integer, int native)
     case OP_DETECTION_OUTPUT: return DFX_K_DETECTION_OUTPUT_F32;
     case OP_REQUANTIZE: return integer ? DFX_K_REQUANTIZE_INT : DFX_K_COPY;
     case OP_CUSTOM: return DFX_K_CUSTOM;
+    case OP_EXP: return DFX_K_EXP_F32;
+    case OP_MINIFLOAT: return DFX_K_MINIFLOAT_F32;
     default: return DFX_K_NONE;
     }
 }

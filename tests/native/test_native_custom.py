@@ -35,10 +35,9 @@ INCLUDE = KERNELS / "include"
 
 
 @pytest.fixture
-def manager(monkeypatch: pytest.MonkeyPatch):
+def manager(monkeypatch: pytest.MonkeyPatch, fresh_plugins):
     """A fresh registry with the real plugins and the example plugin."""
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
-    monkeypatch.setattr(plugins, "_MANAGER", None)
     import dfx_npzgraph.plugin
 
     mgr = plugins.get_manager()
