@@ -130,7 +130,6 @@ int dfx_op_layout_only(int op);
 /* helpers */
 int64_t dfx_const_int(const dt_tensor *t, int64_t i);    /* integer code of constant element i */
 float dfx_const_float(const dt_tensor *t, int64_t i);     /* real value (dequantized) */
-int dfx_dyadic(float c, int *m, int *e);                  /* k_common.c (also declared in kernels.h) */
 int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap);
 static inline int dfx_fl_at(const dt_tensor *t, int64_t i)
 {

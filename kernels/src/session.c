@@ -60,8 +60,6 @@ static int int_form(const dfx_model *m, const dt_layer *L)
     return 1;
 }
 
-static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
-
 static void make_rt(const dfx_session *s, int t, void *p, rt *r)
 {
     const dt_tensor *T = &s->m->tensors[t];
@@ -78,8 +76,6 @@ static void make_rt(const dfx_session *s, int t, void *p, rt *r)
     }
 }
 
-static int clog2(int64_t k) { int n = 0; while (((int64_t)1 << n) < k) n++; return n; }
-
 /* The reference's accumulator check for linear layers (int_ops.check_acc). */
 static dfx_status check_linear(const dfx_model *m, const dt_layer *L)
 {
@@ -89,20 +85,19 @@ static dfx_status check_linear(const dfx_model *m, const dt_layer *L)
     int64_t O = L->op == OP_DECONV2D ? w->shape[1] * L->o.group : w->shape[0];
     int64_t K = L->op == OP_FC ? w->shape[1] : L->op == OP_CONV2D ? w->shape[1] * w->shape[2] * w->shape[3]
                                                                     : w->shape[0] / L->o.group * w->shape[2] * w->shape[3];
-    int shw = 0, shp = 0, bias_bits = 0;
+    int shw = 0, shp = 0, shb = 0;
     for (int64_t o = 0; o < O; o++) {
         int sh, fw = dfx_weight_align(L, w, (int)o, &sh);
         if (sh > shw) shw = sh;
         if (b) {
             int fp = x->fl + fw, flb = dfx_fl_at(b, o), F = fp > flb ? fp : flb;
             if (F - fp > shp) shp = F - fp;
-            if (b->bw + (F - flb) + 1 > bias_bits) bias_bits = b->bw + (F - flb) + 1;
+            if (F - flb > shb) shb = F - flb;
         }
     }
-    int bits = x->bw + w->bw + shw + clog2(K) + shp;
-    if (bias_bits > bits) bits = bias_bits;
-    if (bits + 1 > 62)
-        return dfx_fail(DFX_ERR_INVALID, "layer '%s': accumulator needs %d bits (> 62); the formats or the reduction length are too large", L->name, bits + 1);
+    int bits = fp_acc_bits(x->bw, w->bw + shw, K, shp, b ? b->bw : -1, shb);
+    if (bits > FP_ACC_LIMIT_BITS)
+        return dfx_fail(DFX_ERR_INVALID, "layer '%s': accumulator needs %d bits (> %d); the formats or the reduction length are too large", L->name, bits, FP_ACC_LIMIT_BITS);
     return DFX_OK;
 }
 
@@ -163,10 +158,10 @@ static size_t convert_bytes(const dfx_session *s, const dt_layer *L, int integer
     for (int p = 0; p < L->n_in; p++) {
         int t = L->in[p];
         if (t < 0 || m->tensors[t].is_const) continue;
-        if ((!integer && !layout && m->tensors[t].has_q) || act_esz(m, t) != 4) need += al64((size_t)s->count[t] * 4);
+        if ((!integer && !layout && m->tensors[t].has_q) || act_esz(m, t) != 4) need += fp_align64((size_t)s->count[t] * 4);
     }
     for (int p = 0; p < L->n_out; p++)
-        if (act_esz(m, L->out[p]) != 4) need += al64((size_t)s->count[L->out[p]] * 4);
+        if (act_esz(m, L->out[p]) != 4) need += fp_align64((size_t)s->count[L->out[p]] * 4);
     return need;
 }
 
@@ -237,7 +232,7 @@ static dfx_status prepare(dfx_session *s)
                                          (dfx_op_layout_only(L->op) && (T->dtype == DFX_INT32 || T->dtype == DFX_FLOAT32)));
             if (!in_place) {
                 s->cin_off[slot] = (int64_t)cbytes;
-                cbytes += al64((size_t)T->count * 4);
+                cbytes += fp_align64((size_t)T->count * 4);
             }
         }
         if ((L->op == OP_CONV2D || L->op == OP_DECONV2D || L->op == OP_FC) && !m->tensors[L->in[1]].is_const)
@@ -263,27 +258,27 @@ static dfx_status prepare(dfx_session *s)
             rt x, y;
             make_rt(s, L->in[0], NULL, &x);
             make_rt(s, L->out[0], NULL, &y);
-            need += al64(dfx_linear_scratch(L, &x, &m->tensors[L->in[1]], &y));
+            need += fp_align64(dfx_linear_scratch(L, &x, &m->tensors[L->in[1]], &y));
         }
         if (L->op == OP_DETECTION_OUTPUT) {
             rt a, b, c;
             make_rt(s, L->in[0], NULL, &a);
             make_rt(s, L->in[1], NULL, &b);
             make_rt(s, L->in[2], NULL, &c);
-            need += al64(dfx_detection_scratch(L, &a, &b, &c));
+            need += fp_align64(dfx_detection_scratch(L, &a, &b, &c));
         }
         if (need > scratch) scratch = need;
     }
     s->const_bytes = cbytes;
     s->scratch_bytes = scratch;
-    s->arena_bytes = al64(s->plan_bytes) + cbytes + scratch;
+    s->arena_bytes = fp_align64(s->plan_bytes) + cbytes + scratch;
     return DFX_OK;
 }
 
 static void fill_constants(dfx_session *s)
 {
     const dfx_model *m = s->m;
-    uint8_t *base = s->arena + al64(s->plan_bytes);
+    uint8_t *base = s->arena + fp_align64(s->plan_bytes);
     for (int li = 0; li < m->n_layers; li++) {
         const dt_layer *L = &m->layers[li];
         int integer = int_form(m, L), slot = s->cin_base[li];
@@ -474,13 +469,13 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
             for (int64_t i = 0; i < in[p].count; i++) f[i] = fp_dequantize(dfx_ld(ptr, in[p].esz, i), T->fl);
             in[p].p = f;
             in[p].esz = 4;
-            scratch += al64((size_t)in[p].count * 4);
+            scratch += fp_align64((size_t)in[p].count * 4);
         } else if (!native && !T->is_const && in[p].esz != 4) { /* widen into scratch */
             int32_t *q = (int32_t *)scratch;
             for (int64_t i = 0; i < in[p].count; i++) q[i] = dfx_ld(ptr, in[p].esz, i);
             in[p].p = q;
             in[p].esz = 4;
-            scratch += al64((size_t)in[p].count * 4);
+            scratch += fp_align64((size_t)in[p].count * 4);
         }
         pin[p] = &in[p];
     }
@@ -490,7 +485,7 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
         if (!native && out[p].esz != 4) { /* the kernel writes int32 / float32 into scratch */
             out[p].p = scratch;
             out[p].esz = 4;
-            scratch += al64((size_t)out[p].count * 4);
+            scratch += fp_align64((size_t)out[p].count * 4);
         }
         pout[p] = &out[p];
     }
@@ -544,7 +539,7 @@ dfx_status dfx_session_run(dfx_session *s)
     if (!s) return dfx_fail(DFX_ERR_ARGUMENT, "NULL session");
     for (int i = 0; i < s->m->n_inputs; i++)
         if (!s->input_set[i]) return dfx_fail(DFX_ERR_STATE, "input '%s' is not set", s->m->tensors[s->m->inputs[i]].name);
-    uint8_t *scratch = s->arena + al64(s->plan_bytes) + s->const_bytes;
+    uint8_t *scratch = s->arena + fp_align64(s->plan_bytes) + s->const_bytes;
     for (int li = 0; li < s->m->n_layers; li++) {
 #ifdef DFX_PROFILE /* per-layer times on stderr: build with -DDFX_PROFILE */
         struct timespec t0, t1;

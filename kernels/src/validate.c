@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "dfx_internal.h"
+#include "fixedpoint.h"
 
 #define BIG ((int64_t)1 << 62)
 static int64_t sadd(int64_t a, int64_t b)
@@ -21,23 +22,11 @@ static int64_t smul(int64_t a, int64_t b)
     int64_t r = a * b;
     return r > BIG ? BIG : (r < -BIG ? -BIG : r);
 }
-static int64_t floordiv(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
-    return q;
-}
 static int64_t prod(const int64_t *s, int lo, int hi)
 {
     int64_t p = 1;
     for (int i = lo; i < hi; i++) p = smul(p, s[i]);
     return p;
-}
-static int bit_length(uint64_t v)
-{
-    int n = 0;
-    while (v) { n++; v >>= 1; }
-    return n;
 }
 
 static const char *OP_NAMES[] = {"None", "Conv2D", "Deconv2D", "FullyConnected", "Pool2D", "Relu", "Clip",
@@ -81,7 +70,7 @@ static int window_ok(const dt_opts *o, char *why, size_t why_len)
 int64_t dfx_pool_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1, int ceil_mode)
 {
     int64_t span = size + p0 + p1 - k;
-    int64_t out = (ceil_mode ? -floordiv(-span, s) : floordiv(span, s)) + 1;
+    int64_t out = (ceil_mode ? -fp_floordiv(-span, s) : fp_floordiv(span, s)) + 1;
     if (ceil_mode && (out - 1) * s >= size + p0) out--; /* never an empty window */
     return out;
 }
@@ -89,7 +78,7 @@ int64_t dfx_pool_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1,
 static int64_t conv_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1, int64_t d)
 {
     int64_t extent = sadd(smul(d, k - 1), 1);
-    return floordiv(sadd(size + p0 + p1, -extent), s) + 1;
+    return fp_floordiv(sadd(size + p0 + p1, -extent), s) + 1;
 }
 
 /* Infer output shapes; returns 1 and fills out/out_rank/n_shapes (n_shapes 0:
@@ -340,7 +329,6 @@ static void fl_range(const dt_tensor *t, int *lo, int *hi)
     if (!t->cfl.n) *lo = *hi = 0;
 }
 
-/* dfx_dyadic: k_common.c */
 
 static dfx_status check_tensor(const dt_tensor *t)
 {
@@ -399,22 +387,21 @@ static dfx_status check_integer_layer(const dfx_model *m, const dt_layer *L)
         int bx = x->is_const ? dtype_bits(x->dtype) : x->bw, bwt = w->is_const ? dtype_bits(w->dtype) : w->bw;
         int wlo, whi, fx = x->fl;
         fl_range(w, &wlo, &whi);
-        int64_t prod_bits = bx + bwt - 1 + bit_length((uint64_t)(k > 1 ? k : 1)), total;
+        int total = fp_acc_bits(bx, bwt, k, 0, -1, 0);
         if (b) {
             int blo, bhi;
             fl_range(b, &blo, &bhi);
-            int64_t align = bhi - (fx + wlo) > 0 ? bhi - (fx + wlo) : 0;
-            int64_t bias_bits = (b->is_const ? dtype_bits(b->dtype) : b->bw) + ((fx + whi) - blo > 0 ? (fx + whi) - blo : 0);
-            total = (prod_bits + align > bias_bits ? prod_bits + align : bias_bits) + 1;
-        } else total = prod_bits;
-        if (total > 62)
-            return dfx_fail(DFX_ERR_INVALID, "layer '%s', field quantization: accumulator may need %lld bits (limit 62): reduce bit widths or the fl gap between bias and products",
-                            L->name, (long long)total);
+            int align_p = bhi - (fx + wlo) > 0 ? bhi - (fx + wlo) : 0, align_b = fx + whi - blo > 0 ? fx + whi - blo : 0;
+            total = fp_acc_bits(bx, bwt, k, align_p, b->is_const ? dtype_bits(b->dtype) : b->bw, align_b);
+        }
+        if (total > FP_ACC_LIMIT_BITS)
+            return dfx_fail(DFX_ERR_INVALID, "layer '%s', field quantization: accumulator may need %d bits (limit %d): reduce bit widths or the fl gap between bias and products",
+                            L->name, total, FP_ACC_LIMIT_BITS);
     }
     if (L->op == OP_ELTWISE)
         for (uint32_t i = 0; i < L->o.coeffs.n; i++) {
             int mm, e;
-            if (!dfx_dyadic(vec_f32(L->o.coeffs, i), &mm, &e))
+            if (!fp_dyadic(vec_f32(L->o.coeffs, i), &mm, &e))
                 return dfx_fail(DFX_ERR_INVALID, "layer '%s', field coefficients: coefficient %g is not m*2^-e (|m| < 2^15, e <= 15), as the integer form needs",
                                 L->name, vec_f32(L->o.coeffs, i));
         }

@@ -8,21 +8,17 @@ rounding happens once, in the final shift or division.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
 
 from dfxsdk import ops
 from dfxsdk.errors import DfxFormatError, DfxUnsupportedError
-from dfxsdk.fixedpoint import round_shift, saturate
+from dfxsdk.fixedpoint import ACC_LIMIT_BITS, accumulator_bits, clog2, dyadic, round_shift, saturate
 from dfxsdk.formats import QFormat, Rounding
 
 from . import common
 from .float_ops import pad_array, scale_shape
-
-#: The reference keeps every accumulator below 2**62 (spec: acc_bits <= 62).
-MAX_ACC_BITS = 62
 
 Kernel = Callable[..., list]
 KERNELS: dict[str, Kernel] = {}
@@ -53,14 +49,9 @@ def align(q: np.ndarray, fl: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.left_shift(q, np.asarray(target - fl, np.int64))
 
 
-def clog2(k: int) -> int:
-    """ceil(log2 k) for k >= 1."""
-    return max(k - 1, 0).bit_length()
-
-
 def check_acc(bits: int, layer: str) -> None:
-    if bits > MAX_ACC_BITS:
-        raise DfxFormatError(f"accumulator needs {bits} bits (> {MAX_ACC_BITS}); "
+    if bits > ACC_LIMIT_BITS:
+        raise DfxFormatError(f"accumulator needs {bits} bits (> {ACC_LIMIT_BITS}); "
                              "the formats or the reduction length are too large", layer=layer)
 
 
@@ -102,14 +93,14 @@ def _linear(layer: str, x, w, b, fx: QFormat, fw: QFormat, fb: QFormat | None, f
     fp = (big_x + out_fl_w).reshape(shape)
     if b is None:
         big_f, acc = fp, p
-        bias_bits = 0
+        bias_bits = align_b = None
     else:
         flb = fl_full(fb, b.shape).reshape(shape)
         big_f = np.maximum(fp, flb)
         acc = align(p, fp, big_f) + align(b.reshape(shape), flb, big_f)
-        bias_bits = fb.bw + int((big_f - flb).max())
+        bias_bits, align_b = fb.bw, int((big_f - flb).max())
     sh_p = sh_x + int((big_f - fp).max())
-    check_acc(max(fx.bw + fw.bw - 1 + k.bit_length() + sh_p, bias_bits) + 1, layer)
+    check_acc(accumulator_bits(fx.bw, fw.bw, k, sh_p, bias_bits, align_b or 0), layer)
     return requant(acc, big_f, fy)
 
 
@@ -268,15 +259,6 @@ def prelu(op, ins, fin, fout, layer):
 
 
 # -- multi-input ------------------------------------------------------------------
-
-def dyadic(c: float, max_exp: int = 15, max_bits: int = 15) -> tuple[int, int] | None:
-    """(m, e) with c == m * 2**-e, |m| < 2**max_bits, smallest e in 0..max_exp; None if none."""
-    for e in range(max_exp + 1):
-        m = math.ldexp(float(c), e)
-        if m == int(m) and abs(m) < 2 ** max_bits:
-            return int(m), e
-    return None
-
 
 @kernel("Eltwise")
 def eltwise(op, ins, fin, fout, layer):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
-from fractions import Fraction
 
 import numpy as np
 
 from .errors import DfxFormatError
+from .fixedpoint import ACC_LIMIT_BITS, accumulator_bits, dyadic
 from .formats import FL_MAX, FL_MIN, DataType, QFormat
 from .graph import Model, Tensor
 from .ops import Eltwise, Op, ShapeError
@@ -21,24 +21,6 @@ from .ops import Eltwise, Op, ShapeError
 MAX_RANK = 8
 #: Largest element count of one tensor (2**40: larger than any real network).
 MAX_ELEMENTS = 1 << 40
-#: Accumulators of integer operators must stay below 2**ACC_LIMIT_BITS.
-ACC_LIMIT_BITS = 62
-#: Eltwise SUM coefficients in integer form: m * 2**-e with |m| < 2**15, 0 <= e <= 15.
-COEFF_BITS = 15
-
-
-def dyadic(value: float) -> tuple[int, int] | None:
-    """(m, e) with value == m * 2**-e, |m| < 2**15, 0 <= e <= 15 and e minimal; else None."""
-    if not math.isfinite(value):
-        return None
-    frac = Fraction(value)
-    den = frac.denominator
-    if den & (den - 1):
-        return None
-    e = den.bit_length() - 1
-    if e > COEFF_BITS or abs(frac.numerator) >= 1 << COEFF_BITS:
-        return None
-    return frac.numerator, e
 
 
 def integer_form(model: Model, op: Op, inputs: list[str | None], outputs: list[str]) -> bool:
@@ -257,15 +239,12 @@ def _check_integer_layer(model: Model, layer, where: dict) -> None:
             k = w.shape[0] // op.group * w.shape[2] * w.shape[3]
         fx = x.qformat.fl
         wlo, whi = _fl_range(w.qformat)
-        prod_bits = _bits(x) + _bits(w) - 1 + max(1, k).bit_length()
-        align = 0
         if b is not None:
             blo, bhi = _fl_range(b.qformat)
-            align = max(0, bhi - (fx + wlo))
-            bias_bits = _bits(b) + max(0, (fx + whi) - blo)
-            total = max(prod_bits + align, bias_bits) + 1
+            total = accumulator_bits(_bits(x), _bits(w), k, max(0, bhi - (fx + wlo)),
+                                     _bits(b), max(0, fx + whi - blo))
         else:
-            total = prod_bits
+            total = accumulator_bits(_bits(x), _bits(w), k)
         if total > ACC_LIMIT_BITS:
             raise DfxFormatError(f"accumulator may need {total} bits (limit {ACC_LIMIT_BITS}): "
                                  "reduce bit widths or the fl gap between bias and products",
