@@ -11,6 +11,7 @@ import pytest
 from dfxsdk import Preprocessing, load, ops, save
 from dfxsdk.cli._data import read_png
 from dfxsdk.cli.main import main
+
 from tests.support.builder import Builder, fmt
 
 

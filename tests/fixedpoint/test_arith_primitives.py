@@ -6,8 +6,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from dfxsdk import QFormat, Rounding
 from dfxsdk.fixedpoint import dyadic, quantize, requantize, round_shift, saturate
