@@ -133,11 +133,10 @@ static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, in
 static inline float fp_dequantize(int64_t q, int fl) { return (float)ldexp((double)q, -fl); }
 
 /* -- Numeric rules, each defined once for C; sdk/dfxsdk/fixedpoint.py holds the same rules for Python
- * (clog2, align_up, dyadic, accumulator_bits, ACC_LIMIT_BITS, COEFF_BITS; Python's // and int.bit_length
- * for fp_floordiv and fp_bitlen). tests/fixedpoint/test_numeric_rules.py checks both against one table. */
+ * (clog2, align_up, dyadic, COEFF_BITS; Python's // and int.bit_length for fp_floordiv and fp_bitlen).
+ * tests/fixedpoint/test_numeric_rules.py checks both against one table. */
 
-#define FP_COEFF_BITS 15     /* Eltwise SUM coefficients: m * 2^-e, |m| < 2^15, 0 <= e <= 15 */
-#define FP_ACC_LIMIT_BITS 62 /* a linear layer is valid only if its acc_bits <= 62 */
+#define FP_COEFF_BITS 15 /* Eltwise SUM coefficients: m * 2^-e, |m| < 2^15, 0 <= e <= 15 */
 
 /* Number of bits of v: 0 for 0, floor(log2 v) + 1 otherwise. */
 static inline int fp_bitlen(uint64_t v)
@@ -174,16 +173,6 @@ static inline int fp_dyadic(double c, int *m_out, int *e_out)
         }
     }
     return 0;
-}
-
-/* acc_bits of a Conv2D/Deconv2D/FullyConnected accumulator (spec/arithmetic.md 3.3): x_bits, w_bits
- * and bias_bits are the bits a value can occupy (bias_bits < 0: no bias), k the reduction length,
- * align_p and align_b the largest left shifts applied to the product sum and to the bias. */
-static inline int fp_acc_bits(int x_bits, int w_bits, int64_t k, int align_p, int bias_bits, int align_b)
-{
-    int prod_bits = x_bits + w_bits - 1 + fp_bitlen((uint64_t)(k > 1 ? k : 1)) + align_p;
-    if (bias_bits < 0) return prod_bits;
-    return (prod_bits > bias_bits + align_b ? prod_bits : bias_bits + align_b) + 1;
 }
 
 #endif

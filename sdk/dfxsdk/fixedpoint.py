@@ -23,8 +23,6 @@ _LEFT_SHIFT_CAP = 31
 _LEFT_VALUE_CAP = (1 << 32) - 1
 #: Eltwise SUM coefficients in integer form: m * 2**-e with |m| < 2**COEFF_BITS, 0 <= e <= COEFF_BITS.
 COEFF_BITS = 15
-#: Integer Conv2D/Deconv2D/FullyConnected layers are valid only if acc_bits <= ACC_LIMIT_BITS.
-ACC_LIMIT_BITS = 62
 
 
 def saturate(q: np.ndarray, bw: int) -> np.ndarray:
@@ -112,8 +110,9 @@ def requantize(q: np.ndarray, fl_from, fmt: QFormat) -> np.ndarray:
 
 
 # -- numeric rules shared by the validator, propagation, the reference and the C library ----------
-# kernels/src/fixedpoint.h holds the same rules for C (fp_dyadic, fp_clog2, fp_align_up, fp_acc_bits);
-# tests/fixedpoint/test_numeric_rules.py checks both against one table.
+# kernels/src/fixedpoint.h holds the same rules for C (fp_dyadic, fp_clog2, fp_align64, and fp_bitlen and
+# fp_floordiv for Python's int.bit_length and //); tests/fixedpoint/test_numeric_rules.py checks both against
+# one table. The integer width bounds built on them are in bounds.py (validate.c for C).
 
 
 def dyadic(c: float, max_exp: int = COEFF_BITS) -> tuple[int, int] | None:
@@ -140,18 +139,3 @@ def clog2(k: int) -> int:
 def align_up(n: int, alignment: int = 64) -> int:
     """Smallest multiple of ``alignment`` that is >= n."""
     return (n + alignment - 1) // alignment * alignment
-
-
-def accumulator_bits(x_bits: int, w_bits: int, k: int, align_p: int = 0,
-                     bias_bits: int | None = None, align_b: int = 0) -> int:
-    """acc_bits of a Conv2D/Deconv2D/FullyConnected accumulator (spec/arithmetic.md 3.3).
-
-    ``x_bits``/``w_bits``/``bias_bits``: the bits a value of the input, the weights and the bias
-    can occupy; ``k``: the reduction length; ``align_p``/``align_b``: the largest left shifts
-    applied to the product sum and to the bias (``bias_bits`` None: no bias). Then
-    ``|acc| < 2**(acc_bits - 1)``; the layer is valid only if acc_bits <= ACC_LIMIT_BITS.
-    """
-    prod_bits = x_bits + w_bits - 1 + max(1, k).bit_length() + align_p
-    if bias_bits is None:
-        return prod_bits
-    return max(prod_bits, bias_bits + align_b) + 1
