@@ -19,7 +19,10 @@ class TensorInfo(ctypes.Structure):
 
 class View(ctypes.Structure):
     _fields_ = [("data", ctypes.c_void_p), ("count", ctypes.c_int64), ("is_float", ctypes.c_int),
-                ("rank", ctypes.c_int), ("shape", ctypes.c_int64 * 8), ("dtype", ctypes.c_int)]
+                ("rank", ctypes.c_int), ("shape", ctypes.c_int64 * 8), ("dtype", ctypes.c_int),
+                # since 0.2 (dfx.h: fields are appended, the soname changes with them)
+                ("bw", ctypes.c_int), ("fl", ctypes.c_int), ("per_channel", ctypes.c_int),
+                ("channel_axis", ctypes.c_int), ("channel_fl", ctypes.c_void_p)]
 
 
 #: numpy type of a view's storage (dfx_dtype: 0 float32, 1 int8, 2 int16, 3 int32)
