@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the aarch64 tests need: Debian's cross compiler, the arm64 C
-# library and qemu-user (tests/test_aarch64.py, benchmarks/bench_qemu_insns.py),
-# and CMake and pkg-config for the installed-library tests (tests/test_native_install.py).
+# library and qemu-user (tests/aarch64/test_aarch64.py, benchmarks/bench_qemu_insns.py),
+# and CMake and pkg-config for the installed-library tests (tests/native/test_native_install.py).
 # Idempotent: does nothing when everything is already there. Needs root (or
 # sudo) only when something is missing. DFX_CROSS_ARMHF=1 also installs the
 # 32-bit armhf cross compiler.

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quantize_support import (LENET, MNIST, MOBILENET_SSD, batches, depthwise_sqnr, lenet_float,  # noqa: E402
-                              mnist, mobilenet_ssd, spread, top1)
+from tests.support.quantize import (batches, depthwise_sqnr, lenet_float, mnist, mobilenet_ssd,  # noqa: E402
+                                    spread, top1)
+from tests.support.testdata import LENET, MNIST, MOBILENET_SSD  # noqa: E402
 
 from dfxsdk.providers import CalibrationData  # noqa: E402
 

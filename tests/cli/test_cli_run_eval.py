@@ -1,0 +1,142 @@
+"""dfxsdk run / dfxsdk eval on a small hand-built model."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from dfxsdk import Preprocessing, load, ops, save
+from dfxsdk.cli._data import read_png
+from dfxsdk.cli.main import main
+from tests.support.builder import Builder, fmt
+
+
+@pytest.fixture()
+def model_path(tmp_path):
+    rng = np.random.default_rng(0)
+    b = Builder("tiny")
+    x = b.input((1, 1, 6, 6), name="data")
+    xq = b.add(ops.Requantize(), [x], fmt(8, 4))
+    c = b.add(ops.Conv2D(kernel_h=3, kernel_w=3), [xq, b.qconst(rng.standard_normal((3, 1, 3, 3)) * .3, fmt(4, 3))],
+              fmt(8, 2))
+    f = b.add(ops.Flatten(), [c], fmt(8, 2))
+    y = b.add(ops.FullyConnected(), [f, b.qconst(rng.standard_normal((10, 48)) * .2, fmt(4, 3))], fmt(8, 1),
+              outputs=["score"])
+    m = b.output(y)
+    m.preprocessing["data"] = Preprocessing(scale=[1 / 256], channel_order="GRAY")
+    path = tmp_path / "tiny.dfx"
+    save(m, path)
+    return path
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    """Encode H,W,C uint8 as PNG, cycling through all five row filters."""
+    h, w, c = img.shape
+    ctype = {1: 0, 3: 2, 4: 6}[c]
+    raw = bytearray()
+    prev = [0] * (w * c)
+    for y in range(h):
+        row = [int(v) for v in img[y].reshape(-1)]
+        kind = y % 5
+        out = []
+        for i, v in enumerate(row):
+            a = row[i - c] if i >= c else 0
+            b_, cc = prev[i], (prev[i - c] if i >= c else 0)
+            if kind == 0:
+                pred = 0
+            elif kind == 1:
+                pred = a
+            elif kind == 2:
+                pred = b_
+            elif kind == 3:
+                pred = (a + b_) // 2
+            else:
+                p = a + b_ - cc
+                pa, pb, pc = abs(p - a), abs(p - b_), abs(p - cc)
+                pred = a if pa <= pb and pa <= pc else b_ if pb <= pc else cc
+            out.append((v - pred) & 255)
+        raw += bytes([kind] + out)
+        prev = row
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_decoder(tmp_path, channels):
+    img = np.random.default_rng(channels).integers(0, 256, (7, 9, channels), dtype=np.uint8)
+    p = tmp_path / "a.png"
+    p.write_bytes(png_bytes(img))
+    assert np.array_equal(read_png(p), img[:, :, :3] if channels == 4 else img)
+
+
+def test_run_npy_npz_png_agree(tmp_path, model_path, capsys):
+    raw = np.random.default_rng(1).integers(0, 256, (3, 1, 6, 6)).astype(np.uint8)
+    np.save(tmp_path / "x.npy", raw)
+    np.savez(tmp_path / "x.npz", data=raw)
+    pngs = []
+    for i in range(3):
+        pngs += ["--input", str(tmp_path / f"{i}.png")]
+        (tmp_path / f"{i}.png").write_bytes(png_bytes(raw[i].transpose(1, 2, 0)))
+    outs = []
+    for args in (["--input", str(tmp_path / "x.npy")], ["--input", str(tmp_path / "x.npz")], pngs):
+        out = tmp_path / f"out{len(outs)}.npz"
+        assert main(["run", str(model_path), *args, "-o", str(out)]) == 0
+        with np.load(out) as z:
+            outs.append(z["score"])
+    assert "top class per sample" in capsys.readouterr().out
+    assert outs[0].shape == (3, 10) and outs[0].dtype == np.int32
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+    model = load(model_path)
+    direct = model.run({"data": raw.astype(np.float32) / 256})["score"]
+    assert np.array_equal(direct, outs[0])
+    # one sample without the batch dimension, and float mode
+    np.save(tmp_path / "one.npy", raw[0, 0])
+    assert main(["run", str(model_path), "-i", str(tmp_path / "one.npy"), "--mode", "float",
+                 "-o", str(tmp_path / "f.npz")]) == 0
+    with np.load(tmp_path / "f.npz") as z:
+        assert z["score"].shape == (1, 10) and z["score"].dtype == np.float32
+
+
+def test_run_bad_input_exit_code(tmp_path, model_path, capsys):
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"keep me")
+    assert main(["run", str(model_path), "-i", str(tmp_path / "bad.npy"), "-o", str(out)]) == 2
+    assert "bad.npy" in capsys.readouterr().err
+    assert out.read_bytes() == b"keep me"
+
+
+def test_eval_csv_npz_and_caffe_ties(tmp_path, model_path, capsys):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (40, 1, 6, 6))
+    y = rng.integers(0, 10, 40)
+    np.savetxt(tmp_path / "d.csv", np.concatenate([x.reshape(40, -1), y[:, None]], 1), delimiter=",", fmt="%d")
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    assert main(["eval", str(model_path), "--data", str(tmp_path / "d.csv"), "--float", "--no-progress"]) == 0
+    a = capsys.readouterr().out
+    assert main(["eval", str(model_path), "--data", str(tmp_path / "d.npz"), "--float", "--batch-size", "7",
+                 "--no-progress"]) == 0
+    b = capsys.readouterr().out
+    assert a.splitlines()[1:] == b.splitlines()[1:]
+    assert "SQNR" in a and "difference" in a
+    # accuracy definitions against a direct computation
+    model = load(model_path)
+    s = model.run({"data": x.astype(np.float32) / 256})["score"]
+    mine = s[np.arange(40), y]
+    caffe1 = ((s > mine[:, None]).sum(1) < 1).mean()
+    argmax1 = (s.argmax(1) == y).mean()
+    line = next(ln for ln in a.splitlines() if "(integer)" in ln).split()
+    assert float(line[-4]) == pytest.approx(argmax1) and float(line[-3]) == pytest.approx(caffe1)
+
+
+def test_eval_bad_data(tmp_path, model_path, capsys):
+    (tmp_path / "d.csv").write_text("1,2,3\n")
+    assert main(["eval", str(model_path), "--data", str(tmp_path / "d.csv")]) == 2
+    assert "d.csv" in capsys.readouterr().err
