@@ -4,6 +4,7 @@ labels, session options, view formats and constant outputs (dfx.h), and ``dfx-ru
 from __future__ import annotations
 
 import ctypes
+import gzip
 import os
 import stat
 import subprocess
@@ -21,6 +22,7 @@ from dfxsdk.ops import Conv2D, Relu
 from tests.support.builder import Builder, fmt
 from tests.support.native import cmake_build
 from tests.support.paths import KERNELS, ROOT
+from tests.support.testdata import LENET, MNIST, MOBILENET_SSD, needs_testdata
 
 EXAMPLE = KERNELS / "examples" / "data"
 SHAPES = EXAMPLE / "tiny_shapes.dfx"
@@ -104,37 +106,65 @@ def _models(tmp: Path) -> list[Path]:
 # -- raw pixels: the C codes equal the Python path's ----------------------------------------------------
 
 
+def _check_raw_codes(lib, path: Path, images: list[np.ndarray]) -> None:
+    """C codes of raw RGB H,W,C ``images`` (HWC/RGB and CHW/BGR) == the Python path's."""
+    model = load(path)
+    name = model.inputs[0]
+    t = model.tensors[name]
+    n = len(images)
+    # the Python path of `dfxsdk run img.png ...`: RGB images -> model layout and order -> preprocessing
+    batch = _data.images_to_batch(images, model, name, [f"img{i}" for i in range(n)])
+    x = _data.preprocess(model, name, batch)
+    # a quantized input gets codes; a float one (quantized by a Requantize layer) float32 values
+    want = (x if t.qformat is None else quantize(x.astype(np.float64), t.qformat)).reshape(-1)
+    rgb_hwc = np.stack(images)
+    bgr_chw = np.ascontiguousarray(rgb_hwc[..., ::-1].transpose(0, 3, 1, 2))
+    with Open(lib, path) as o:
+        st, s = o.session(batch=n)
+        assert st == 0, lib.dfx_last_error().decode()
+        try:
+            for pixels, layout, order in ((rgb_hwc, HWC, RGB), (bgr_chw, CHW, BGR)):
+                buf = np.ascontiguousarray(pixels).reshape(-1)
+                st = lib.dfx_session_set_input_u8(s, 0, buf.ctypes.data, buf.size, layout, order)
+                assert st == 0, lib.dfx_last_error().decode()
+                got = _view_codes(lib, s, lib.dfx_model_input(o.m, 0))
+                assert np.array_equal(got, want), f"{path.name}: layout {layout}, order {order}"
+            bad = lib.dfx_session_set_input_u8(s, 0, buf.ctypes.data, buf.size - 1, HWC, RGB)
+            assert bad == DFX_ERR_ARGUMENT and b"needs" in lib.dfx_last_error()
+        finally:
+            lib.dfx_session_destroy(s)
+
+
 def test_raw_pixels_give_the_python_codes(lib, tmp_path):
     for path in _models(tmp_path):
-        model = load(path)
-        name = model.inputs[0]
-        t = model.tensors[name]
-        n, (c, h, w) = 3, t.shape[1:]
+        c, h, w = load(path).tensors[load(path).inputs[0]].shape[1:]
         rng = np.random.default_rng(len(str(path)))
-        images = [rng.integers(0, 256, (h, w, c), dtype=np.uint8) for _ in range(n)]
+        images = [rng.integers(0, 256, (h, w, c), dtype=np.uint8) for _ in range(3)]
         images[0][:] = 255  # the extremes of every channel
         images[1][:] = 0
-        # the Python path of `dfxsdk run img.png ...`: RGB images -> model layout and order -> preprocessing
-        batch = _data.images_to_batch(images, model, name, [f"img{i}" for i in range(n)])
-        x = _data.preprocess(model, name, batch)
-        # a quantized input gets codes; a float one (quantized by a Requantize layer) float32 values
-        want = (x if t.qformat is None else quantize(x.astype(np.float64), t.qformat)).reshape(-1)
-        rgb_hwc = np.stack(images)
-        bgr_chw = np.ascontiguousarray(rgb_hwc[..., ::-1].transpose(0, 3, 1, 2))
-        with Open(lib, path) as o:
-            st, s = o.session(batch=n)
-            assert st == 0, lib.dfx_last_error().decode()
-            try:
-                for pixels, layout, order in ((rgb_hwc, HWC, RGB), (bgr_chw, CHW, BGR)):
-                    buf = np.ascontiguousarray(pixels).reshape(-1)
-                    st = lib.dfx_session_set_input_u8(s, 0, buf.ctypes.data, buf.size, layout, order)
-                    assert st == 0, lib.dfx_last_error().decode()
-                    got = _view_codes(lib, s, lib.dfx_model_input(o.m, 0))
-                    assert np.array_equal(got, want), f"{path.name}: layout {layout}, order {order}"
-                bad = lib.dfx_session_set_input_u8(s, 0, buf.ctypes.data, buf.size - 1, HWC, RGB)
-                assert bad == DFX_ERR_ARGUMENT and b"needs" in lib.dfx_last_error()
-            finally:
-                lib.dfx_session_destroy(s)
+        _check_raw_codes(lib, path, images)
+
+
+@needs_testdata(LENET, MNIST, MOBILENET_SSD)
+def test_raw_pixels_give_the_python_codes_on_real_models(lib, tmp_path):
+    """Ristretto LeNet on 20 MNIST digits; MobileNet-SSD (3 channels, BGR, mean and scale) on random pixels."""
+    from dfx_caffe.build import RandomWeights
+    from dfx_caffe.plugin import import_caffe
+
+    lenet = import_caffe([LENET / "lenet.prototxt", LENET / "lenet_iter_10000.caffemodel"],
+                         ristretto_path=LENET / "lenet_quantized.prototxt")
+    save(lenet, tmp_path / "lenet.dfx")
+    with gzip.open(MNIST, "rt") as f:
+        digits = np.loadtxt(f, delimiter=",", dtype=np.float32, max_rows=20)[:, :-1]
+    _check_raw_codes(lib, tmp_path / "lenet.dfx", [d.reshape(28, 28, 1).astype(np.uint8) for d in digits])
+    ssd = import_caffe([MOBILENET_SSD], weights=RandomWeights(0))
+    # its deploy prototxt stores none: what `convert --input-mean 127.5 --input-scale 0.007843
+    # --input-channel-order BGR` stores, the preprocessing this network was trained with
+    ssd.preprocessing[ssd.inputs[0]] = Preprocessing(mean=[127.5], scale=[0.007843], channel_order="BGR")
+    save(ssd, tmp_path / "ssd.dfx")
+    c, h, w = ssd.tensors[ssd.inputs[0]].shape[1:]
+    rng = np.random.default_rng(5)
+    _check_raw_codes(lib, tmp_path / "ssd.dfx", [rng.integers(0, 256, (h, w, c), dtype=np.uint8) for _ in range(2)])
 
 
 def test_stored_preprocessing_and_layout_from_c(lib, tmp_path):
