@@ -1,4 +1,5 @@
-# SIMD kernels: the NEON sets of kernels/src/neon, when the target is AArch64.
+# SIMD kernels: the NEON sets of kernels/src/arch/neon (DFX_NEON_SOURCES of
+# cmake/sources.cmake), when the target is AArch64.
 # Included at the end of kernels/CMakeLists.txt. -DDFX_NEON=OFF builds the
 # portable kernels only.
 include(CheckCSourceCompiles)
@@ -23,24 +24,19 @@ if(DFX_NEON AND DFX_TARGET_AARCH64)
 endif()
 
 if(DFX_HAVE_NEON)
-  set(DFX_NEON_SOURCES
-    ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/gemm.c ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/gemm_dot.c
-    ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/requant.c ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/dwconv.c
-    ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/misc.c ${CMAKE_CURRENT_SOURCE_DIR}/src/neon/select.c)
-  # only this file may use ARMv8.2 instructions; it runs after the HWCAP check
-  set_source_files_properties(${CMAKE_CURRENT_SOURCE_DIR}/src/neon/gemm_dot.c PROPERTIES
-    COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+  # only these files may use ARMv8.2 instructions; they run after the HWCAP check
+  set_source_files_properties(${DFX_DOTPROD_SOURCES} PROPERTIES COMPILE_OPTIONS "${DFX_DOTPROD_FLAGS}")
   target_sources(dfx PRIVATE ${DFX_NEON_SOURCES})
-  target_compile_definitions(dfx PRIVATE DFX_HAVE_NEON=1)
+  target_compile_definitions(dfx PRIVATE ${DFX_NEON_DEFINITIONS})
   if(TARGET dfx-fuzz)
     target_sources(dfx-fuzz PRIVATE ${DFX_NEON_SOURCES})
-    target_compile_definitions(dfx-fuzz PRIVATE DFX_HAVE_NEON=1)
+    target_compile_definitions(dfx-fuzz PRIVATE ${DFX_NEON_DEFINITIONS})
   endif()
   if(DFX_BUILD_TESTS)
     # the kernels are internal (hidden in the shared library): link the sources
-    add_executable(test_neon tests/test_neon.c src/k_portable.c ${DFX_NEON_SOURCES})
+    add_executable(test_neon tests/test_neon.c ${DFX_PORTABLE_SET_SOURCES} ${DFX_NEON_SOURCES})
     target_include_directories(test_neon PRIVATE include src)
-    target_compile_definitions(test_neon PRIVATE _POSIX_C_SOURCE=200809L _DEFAULT_SOURCE)
+    target_compile_definitions(test_neon PRIVATE ${DFX_DEFINITIONS})
     add_test(NAME neon_kernels COMMAND test_neon)
   endif()
 endif()

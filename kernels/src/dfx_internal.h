@@ -12,12 +12,12 @@
 #define DFX_HEADER_SIZE 64
 #define DFX_ALIGN 64
 
-/* Operator codes: the schema's Op union discriminants. */
+/* Operator codes: the schema's Op union discriminants (ops.def). */
 enum {
-    OP_NONE = 0, OP_CONV2D, OP_DECONV2D, OP_FC, OP_POOL2D, OP_RELU, OP_CLIP, OP_PRELU,
-    OP_SIGMOID, OP_TANH, OP_LRN, OP_CONCAT, OP_ELTWISE, OP_SOFTMAX, OP_SCALE, OP_POWER,
-    OP_FLATTEN, OP_RESHAPE, OP_PERMUTE, OP_SLICE, OP_PAD, OP_UPSAMPLE, OP_NORMALIZE,
-    OP_PRIORBOX, OP_DETECTION_OUTPUT, OP_REQUANTIZE, OP_CUSTOM, OP_COUNT
+    OP_NONE = 0,
+#define DFX_OP(id, code, ...) OP_##id = code,
+#include "ops.def"
+    OP_COUNT
 };
 
 enum { RND_HALF_AWAY = 0, RND_HALF_EVEN = 1, RND_HALF_UP = 2, RND_FLOOR = 3 };
@@ -158,7 +158,7 @@ dfx_status dfx_const_output_view(const dfx_model *m, const dfx_const_outputs *c,
 /* helpers */
 int64_t dfx_const_int(const dt_tensor *t, int64_t i);    /* integer code of constant element i */
 float dfx_const_float(const dt_tensor *t, int64_t i);     /* real value (dequantized) */
-int dfx_dyadic(float c, int *m, int *e);                  /* k_common.c (also declared in kernels.h) */
+int dfx_dyadic(float c, int *m, int *e);                  /* ops/common.c (also declared in kernels.h) */
 int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap);
 static inline int dfx_fl_at(const dt_tensor *t, int64_t i)
 {

@@ -9,7 +9,7 @@
 /* Sets compiled into this library, best first. A NEON build adds its sets
  * here (guarded by __ARM_NEON / __ARM_FEATURE_DOTPROD and a run-time check). */
 #if defined(DFX_HAVE_NEON)
-#include "neon/neon.h"
+#include "arch/neon/neon.h"
 #endif
 
 static const struct dfx_kernels *const AVAILABLE[] = {

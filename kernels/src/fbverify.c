@@ -1,60 +1,27 @@
-/* Structural verifier of the graph FlatBuffer: a C mirror of
- * sdk/dfxsdk/_fbverify.py (same layout table, same checks, same limits).
- * Every offset, vtable, vector, string and union is proven to lie inside the
- * buffer and to be aligned before the decoder reads anything. */
+/* Structural verifier of the graph FlatBuffer, with the checks and limits of
+ * sdk/dfxsdk/_fbverify.py; its layout table (FB_LAYOUTS of dfx_schema.h) is
+ * generated from that file's by schema/generate.py. Every offset, vtable,
+ * vector, string and union is proven to lie inside the buffer and to be
+ * aligned before the decoder reads anything. */
 #include "dfx_internal.h"
-
-enum { K_S1 = 1, K_S2, K_S4, K_S8, K_STR, K_T, K_VT, K_V1, K_V4, K_STRUCT24, K_UT, K_U };
-enum { T_QUANT = 0, T_TENSOR, T_LAYER, T_PRE, T_KV, T_MODEL, T_OP0 };
+#include "dfx_schema.h"
 
 #define MAX_DEPTH 16
 #define MAX_TABLES 1000000
 
-typedef struct { int nf; signed char kind[14]; signed char sub[14]; } layout_t;
+typedef struct {
+    int nf;
+    signed char kind[FB_MAX_SLOTS];
+    signed char sub[FB_MAX_SLOTS];
+    unsigned required;     /* bit i: slot i is required */
+} layout_t;
 
-/* Slot kinds per table; sub = table id for K_T / K_VT. Op tables follow T_OP0
- * in union order (Conv2D = T_OP0 + 0). */
-#define S4 K_S4
-#define S1 K_S1
-#define W8 S4, S4, S4, S4, S4, S4, S4, S4
-static const layout_t LAYOUTS[] = {
-    /* Quantization */ {5, {S1, S1, S1, K_V1, S4}, {0}},
-    /* Tensor */ {5, {K_STR, K_V4, S1, K_T, K_STRUCT24}, {0, 0, 0, T_QUANT, 0}},
-    /* Layer */ {7, {K_STR, K_UT, K_U, K_V4, K_V4, K_STR, S1}, {0}},
-    /* Preprocessing */ {4, {S4, K_V4, K_V4, S1}, {0}},
-    /* KeyValue */ {2, {K_STR, K_STR}, {0}},
-    /* Model */ {9, {K_STR, K_STR, K_STR, K_VT, K_VT, K_V4, K_V4, K_VT, K_VT},
-                 {0, 0, 0, T_TENSOR, T_LAYER, 0, 0, T_PRE, T_KV}},
-    /* Conv2D */ {11, {W8, S4, S4, S4}, {0}},
-    /* Deconv2D */ {13, {W8, S4, S4, S4, S4, S4}, {0}},
-    /* FullyConnected */ {1, {S4}, {0}},
-    /* Pool2D */ {12, {S1, W8, S1, S1, S1}, {0}},
-    /* Relu */ {0, {0}, {0}},
-    /* Clip */ {2, {S4, S4}, {0}},
-    /* PRelu */ {0, {0}, {0}},
-    /* Sigmoid */ {0, {0}, {0}},
-    /* Tanh */ {0, {0}, {0}},
-    /* Lrn */ {5, {S4, S4, S4, S4, S1}, {0}},
-    /* Concat */ {1, {S4}, {0}},
-    /* Eltwise */ {2, {S1, K_V4}, {0}},
-    /* Softmax */ {1, {S4}, {0}},
-    /* Scale */ {2, {S4, S4}, {0}},
-    /* Power */ {3, {S4, S4, S4}, {0}},
-    /* Flatten */ {2, {S4, S4}, {0}},
-    /* Reshape */ {0, {0}, {0}},
-    /* Permute */ {1, {K_V4}, {0}},
-    /* Slice */ {2, {S4, K_V4}, {0}},
-    /* Pad */ {2, {K_V4, S4}, {0}},
-    /* Upsample */ {2, {S4, S4}, {0}},
-    /* Normalize */ {3, {S1, S1, S4}, {0}},
-    /* PriorBox */ {11, {K_V4, K_V4, K_V4, S1, S1, K_V4, S4, S4, S4, S4, S4}, {0}},
-    /* DetectionOutput */ {11, {S4, S1, S4, S4, S4, S4, S4, S4, S1, S1, S1}, {0}},
-    /* Requantize */ {0, {0}, {0}},
-    /* Custom */ {3, {K_STR, S4, K_V1}, {0}},
-};
+/* Slot kinds per table (FB_T_ order); sub = table for FB_K_T / FB_K_VT. Op
+ * tables follow FB_OP_TABLE_0 in union order. */
+static const layout_t LAYOUTS[FB_N_TABLES] = {FB_LAYOUTS};
 static const char *TABLE_NAMES[] = {"Quantization", "Tensor", "Layer", "Preprocessing", "KeyValue",
                                     "Model"};
-#define N_OPS 26
+#define N_OPS (OP_COUNT - 1)
 
 typedef struct {
     const uint8_t *buf;
@@ -62,7 +29,7 @@ typedef struct {
     long tables;
 } verifier;
 
-static const char *tname(int t) { return t < T_OP0 ? TABLE_NAMES[t] : dfx_op_name(t - T_OP0 + 1); }
+static const char *tname(int t) { return t < FB_OP_TABLE_0 ? TABLE_NAMES[t] : dfx_op_name(t - FB_OP_TABLE_0 + 1); }
 
 static dfx_status bad(const char *msg, const char *what, uint64_t pos)
 {
@@ -126,34 +93,34 @@ static dfx_status table(verifier *v, uint64_t pos, int t, int depth)
     if ((st = need(v, pos, tbl_size, 1, name))) return st;
     const layout_t *L = &LAYOUTS[t];
     unsigned slots = (vt_size - 4) / 2;
-    unsigned offs[14];
+    unsigned offs[FB_MAX_SLOTS];
     for (int i = 0; i < L->nf; i++) offs[i] = (unsigned)i < slots ? rd_u16(v->buf + vt + 4 + 2 * i) : 0;
     /* required fields */
-    if ((t == T_TENSOR || t == T_KV || t == T_OP0 + OP_CUSTOM - 1) && offs[0] == 0)
-        return bad("lacks a required field (name/key)", name, pos);
-    if (t == T_LAYER && (offs[0] == 0 || offs[2] == 0)) return bad("lacks a required field (name/op)", name, pos);
+    for (int i = 0; i < L->nf; i++)
+        if ((L->required >> i & 1u) && offs[i] == 0) return bad("lacks a required field", name, pos);
     int union_type = 0;
     for (int i = 0; i < L->nf; i++) {
         unsigned off = offs[i];
         if (!off) continue;
         uint64_t fpos = pos + off;
         int kind = L->kind[i];
-        unsigned size = kind == K_S1 || kind == K_UT ? 1 : kind == K_S2 ? 2 : kind == K_S8 ? 8 : kind == K_STRUCT24 ? 24 : 4;
-        unsigned align = kind == K_STRUCT24 ? 8 : size;
+        unsigned size = kind == FB_K_S1 || kind == FB_K_UT ? 1 : kind == FB_K_S2 ? 2 : kind == FB_K_S8 ? 8
+                        : kind == FB_K_STRUCT24 ? 24 : 4;
+        unsigned align = kind == FB_K_STRUCT24 ? 8 : size;
         if (off + size > tbl_size) return bad("has a field running past its table", name, pos);
         if ((st = need(v, fpos, size, align, name))) return st;
         uint64_t s = 0;
         uint32_t n;
         switch (kind) {
-        case K_UT: union_type = v->buf[fpos]; break;
-        case K_STR: if ((st = string(v, fpos, name))) return st; break;
-        case K_V1: if ((st = vector(v, fpos, 1, name, &s, &n))) return st; break;
-        case K_V4: if ((st = vector(v, fpos, 4, name, &s, &n))) return st; break;
-        case K_T:
+        case FB_K_UT: union_type = v->buf[fpos]; break;
+        case FB_K_STR: if ((st = string(v, fpos, name))) return st; break;
+        case FB_K_V1: if ((st = vector(v, fpos, 1, name, &s, &n))) return st; break;
+        case FB_K_V4: if ((st = vector(v, fpos, 4, name, &s, &n))) return st; break;
+        case FB_K_T:
             if ((st = deref(v, fpos, name, &s))) return st;
             if ((st = table(v, s, L->sub[i], depth + 1))) return st;
             break;
-        case K_VT:
+        case FB_K_VT:
             if ((st = vector(v, fpos, 4, name, &s, &n))) return st;
             for (uint32_t k = 0; k < n; k++) {
                 uint64_t e;
@@ -161,18 +128,19 @@ static dfx_status table(verifier *v, uint64_t pos, int t, int depth)
                 if ((st = table(v, e, L->sub[i], depth + 1))) return st;
             }
             break;
-        case K_U:
+        case FB_K_U:
             if (union_type < 1 || union_type > N_OPS)
                 return dfx_fail(DFX_ERR_FORMAT, "graph FlatBuffer is malformed: Layer at byte %llu: unknown "
                                 "operator type %d (this reader knows 1..%d; the file may need a newer runtime)",
                                 (unsigned long long)pos, union_type, N_OPS);
             if ((st = deref(v, fpos, name, &s))) return st;
-            if ((st = table(v, s, T_OP0 + union_type - 1, depth + 1))) return st;
+            if ((st = table(v, s, FB_OP_TABLE_0 + union_type - 1, depth + 1))) return st;
             break;
         default: break;
         }
     }
-    if (t == T_LAYER && offs[2] && !offs[1]) return bad("has an operator without a type", name, pos);
+    if (t == FB_T_LAYER && offs[FB_LAYER_OP] && !offs[FB_LAYER_OP_TYPE])
+        return bad("has an operator without a type", name, pos);
     return DFX_OK;
 }
 
@@ -185,5 +153,5 @@ dfx_status dfx_fb_verify(const uint8_t *buf, size_t len)
     if (memcmp(buf + 4, "DFXG", 4) != 0)
         return dfx_fail(DFX_ERR_FORMAT, "graph FlatBuffer is malformed: file identifier is not \"DFXG\"");
     if ((st = deref(&v, 0, "root offset", &root))) return st;
-    return table(&v, root, T_MODEL, 0);
+    return table(&v, root, FB_T_MODEL, 0);
 }

@@ -77,7 +77,7 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
 #define I32(r) ((int32_t *)(r)->p)
 #define F32(r) ((float *)(r)->p)
 
-/* k_conv.c */
+/* ops/conv.c */
 dfx_status dfx_conv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch);
 void dfx_conv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch);
 dfx_status dfx_deconv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch);
@@ -86,15 +86,15 @@ size_t dfx_linear_scratch(const dt_layer *L, const rt *x, const dt_tensor *w, co
 /* per output channel alignment of weights: Fw[o] and the largest shift */
 int dfx_weight_align(const dt_layer *L, const dt_tensor *w, int o, int *max_shift);
 
-/* k_fc.c */
+/* ops/fc.c */
 dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch);
 void dfx_fc_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch);
 
-/* k_pool.c */
+/* ops/pool.c */
 void dfx_pool_int(const dt_layer *L, const rt *x, rt *y);
 void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y);
 
-/* k_activation.c */
+/* ops/activation.c */
 void dfx_relu_int(const rt *x, rt *y);
 void dfx_relu_f32(const rt *x, rt *y);
 void dfx_clip_int(const dt_layer *L, const rt *x, rt *y);
@@ -106,13 +106,13 @@ void dfx_tanh_f32(const rt *x, rt *y);
 void dfx_power_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_requantize_int(const rt *x, rt *y);
 
-/* k_eltwise.c */
+/* ops/eltwise.c */
 void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y);
 void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y);
 void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y);
 void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y);
 
-/* k_layout.c */
+/* ops/layout.c */
 void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer);
 void dfx_copy(const rt *x, rt *y);
 void dfx_permute(const dt_layer *L, const rt *x, rt *y);
@@ -120,12 +120,12 @@ void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n);
 void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer);
 void dfx_upsample(const dt_layer *L, const rt *x, rt *y);
 
-/* k_norm.c */
+/* ops/norm.c */
 void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y);
 
-/* k_detection.c */
+/* ops/detection.c */
 void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y);
 size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri);
 void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch);

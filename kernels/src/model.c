@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "dfx_internal.h"
+#include "dfx_schema.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #define DFX_HAVE_MMAP 1
@@ -66,8 +67,24 @@ static const char *fb_str(const uint8_t *g, uint32_t t, int slot)
     return p ? (const char *)(g + p + 4) : NULL;
 }
 
+/* A scalar field FB_<T>_<F> of the table at tbl, or its schema default (dfx_schema.h). */
+#define GET_I32(tbl, T, F) fb_i32(g, tbl, FB_##T##_##F, FB_##T##_##F##_DEFAULT)
+#define GET_I8(tbl, T, F) fb_i8(g, tbl, FB_##T##_##F, FB_##T##_##F##_DEFAULT)
+#define GET_U8(tbl, T, F) fb_u8(g, tbl, FB_##T##_##F, FB_##T##_##F##_DEFAULT)
+#define GET_BOOL(tbl, T, F) (fb_u8(g, tbl, FB_##T##_##F, FB_##T##_##F##_DEFAULT) != 0)
+#define GET_F32(tbl, T, F) fb_f32(g, tbl, FB_##T##_##F, FB_##T##_##F##_DEFAULT)
+/* the window fields of Conv2D, Deconv2D and Pool2D */
+#define GET_WINDOW(T)                                                                                     \
+    do {                                                                                                  \
+        o->kh = GET_I32(t, T, KERNEL_H); o->kw = GET_I32(t, T, KERNEL_W);                                 \
+        o->sh = GET_I32(t, T, STRIDE_H); o->sw = GET_I32(t, T, STRIDE_W);                                 \
+        o->pt = GET_I32(t, T, PAD_TOP); o->pl = GET_I32(t, T, PAD_LEFT);                                  \
+        o->pb = GET_I32(t, T, PAD_BOTTOM); o->pr = GET_I32(t, T, PAD_RIGHT);                              \
+    } while (0)
+
 static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
 {
+    /* values of the options an operator's table does not have */
     memset(o, 0, sizeof *o);
     o->kh = o->kw = o->sh = o->sw = o->dh = o->dw = o->group = 1;
     o->ceil_mode = 1;
@@ -79,59 +96,70 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
     o->share_location = 1; o->nms_threshold = 0.3f; o->top_k = -1; o->eta = 1.0f; o->keep_top_k = -1;
     o->code_type = 1;
     switch (op) {
-    case OP_CONV2D: case OP_DECONV2D:
-        o->kh = fb_i32(g, t, 0, 1); o->kw = fb_i32(g, t, 1, 1);
-        o->sh = fb_i32(g, t, 2, 1); o->sw = fb_i32(g, t, 3, 1);
-        o->pt = fb_i32(g, t, 4, 0); o->pl = fb_i32(g, t, 5, 0);
-        o->pb = fb_i32(g, t, 6, 0); o->pr = fb_i32(g, t, 7, 0);
-        o->dh = fb_i32(g, t, 8, 1); o->dw = fb_i32(g, t, 9, 1);
-        o->group = fb_i32(g, t, 10, 1);
-        if (op == OP_DECONV2D) { o->oph = fb_i32(g, t, 11, 0); o->opw = fb_i32(g, t, 12, 0); }
+    case OP_CONV2D:
+        GET_WINDOW(CONV2D);
+        o->dh = GET_I32(t, CONV2D, DILATION_H); o->dw = GET_I32(t, CONV2D, DILATION_W);
+        o->group = GET_I32(t, CONV2D, GROUP);
         break;
-    case OP_FC: o->axis = fb_i32(g, t, 0, 1); break;
+    case OP_DECONV2D:
+        GET_WINDOW(DECONV2D);
+        o->dh = GET_I32(t, DECONV2D, DILATION_H); o->dw = GET_I32(t, DECONV2D, DILATION_W);
+        o->group = GET_I32(t, DECONV2D, GROUP);
+        o->oph = GET_I32(t, DECONV2D, OUTPUT_PAD_H); o->opw = GET_I32(t, DECONV2D, OUTPUT_PAD_W);
+        break;
+    case OP_FC: o->axis = GET_I32(t, FULLYCONNECTED, AXIS); break;
     case OP_POOL2D:
-        o->pool_type = fb_i8(g, t, 0, 0);
-        o->kh = fb_i32(g, t, 1, 1); o->kw = fb_i32(g, t, 2, 1);
-        o->sh = fb_i32(g, t, 3, 1); o->sw = fb_i32(g, t, 4, 1);
-        o->pt = fb_i32(g, t, 5, 0); o->pl = fb_i32(g, t, 6, 0);
-        o->pb = fb_i32(g, t, 7, 0); o->pr = fb_i32(g, t, 8, 0);
-        o->global = fb_u8(g, t, 9, 0) != 0; o->ceil_mode = fb_u8(g, t, 10, 1) != 0;
-        o->divisor = fb_i8(g, t, 11, 0);
+        o->pool_type = GET_I8(t, POOL2D, TYPE);
+        GET_WINDOW(POOL2D);
+        o->global = GET_BOOL(t, POOL2D, GLOBAL); o->ceil_mode = GET_BOOL(t, POOL2D, CEIL_MODE);
+        o->divisor = GET_I8(t, POOL2D, DIVISOR);
         break;
-    case OP_CLIP: o->fmin = fb_f32(g, t, 0, 0.0f); o->fmax = fb_f32(g, t, 1, 0.0f); break;
+    case OP_CLIP: o->fmin = GET_F32(t, CLIP, MIN); o->fmax = GET_F32(t, CLIP, MAX); break;
     case OP_LRN:
-        o->local_size = fb_i32(g, t, 0, 5); o->alpha = fb_f32(g, t, 1, 1.0f);
-        o->beta = fb_f32(g, t, 2, 0.75f); o->k = fb_f32(g, t, 3, 1.0f); o->region = fb_i8(g, t, 4, 0);
+        o->local_size = GET_I32(t, LRN, LOCAL_SIZE); o->alpha = GET_F32(t, LRN, ALPHA);
+        o->beta = GET_F32(t, LRN, BETA); o->k = GET_F32(t, LRN, K); o->region = GET_I8(t, LRN, REGION);
         break;
-    case OP_CONCAT: case OP_SOFTMAX: o->axis = fb_i32(g, t, 0, 1); break;
-    case OP_ELTWISE: o->operation = fb_i8(g, t, 0, 0); o->coeffs = fb_vec(g, t, 1); break;
-    case OP_SCALE: o->axis = fb_i32(g, t, 0, 1); o->num_axes = fb_i32(g, t, 1, 1); break;
+    case OP_CONCAT: o->axis = GET_I32(t, CONCAT, AXIS); break;
+    case OP_SOFTMAX: o->axis = GET_I32(t, SOFTMAX, AXIS); break;
+    case OP_ELTWISE:
+        o->operation = GET_I8(t, ELTWISE, OPERATION); o->coeffs = fb_vec(g, t, FB_ELTWISE_COEFFICIENTS);
+        break;
+    case OP_SCALE: o->axis = GET_I32(t, SCALE, AXIS); o->num_axes = GET_I32(t, SCALE, NUM_AXES); break;
     case OP_POWER:
-        o->power = fb_f32(g, t, 0, 1.0f); o->scale = fb_f32(g, t, 1, 1.0f); o->shift = fb_f32(g, t, 2, 0.0f);
+        o->power = GET_F32(t, POWER, POWER); o->scale = GET_F32(t, POWER, SCALE); o->shift = GET_F32(t, POWER, SHIFT);
         break;
-    case OP_FLATTEN: o->axis = fb_i32(g, t, 0, 1); o->end_axis = fb_i32(g, t, 1, -1); break;
-    case OP_PERMUTE: o->order = fb_vec(g, t, 0); break;
-    case OP_SLICE: o->axis = fb_i32(g, t, 0, 1); o->points = fb_vec(g, t, 1); break;
-    case OP_PAD: o->pads = fb_vec(g, t, 0); o->pad_value = fb_f32(g, t, 1, 0.0f); break;
-    case OP_UPSAMPLE: o->scale_h = fb_i32(g, t, 0, 1); o->scale_w = fb_i32(g, t, 1, 1); break;
+    case OP_FLATTEN: o->axis = GET_I32(t, FLATTEN, AXIS); o->end_axis = GET_I32(t, FLATTEN, END_AXIS); break;
+    case OP_PERMUTE: o->order = fb_vec(g, t, FB_PERMUTE_ORDER); break;
+    case OP_SLICE: o->axis = GET_I32(t, SLICE, AXIS); o->points = fb_vec(g, t, FB_SLICE_POINTS); break;
+    case OP_PAD: o->pads = fb_vec(g, t, FB_PAD_PADS); o->pad_value = GET_F32(t, PAD, VALUE); break;
+    case OP_UPSAMPLE: o->scale_h = GET_I32(t, UPSAMPLE, SCALE_H); o->scale_w = GET_I32(t, UPSAMPLE, SCALE_W); break;
     case OP_NORMALIZE:
-        o->across_spatial = fb_u8(g, t, 0, 1) != 0; o->channel_shared = fb_u8(g, t, 1, 1) != 0;
-        o->eps = fb_f32(g, t, 2, 1e-10f);
+        o->across_spatial = GET_BOOL(t, NORMALIZE, ACROSS_SPATIAL);
+        o->channel_shared = GET_BOOL(t, NORMALIZE, CHANNEL_SHARED);
+        o->eps = GET_F32(t, NORMALIZE, EPS);
         break;
     case OP_PRIORBOX:
-        o->min_sizes = fb_vec(g, t, 0); o->max_sizes = fb_vec(g, t, 1); o->aspect_ratios = fb_vec(g, t, 2);
-        o->flip = fb_u8(g, t, 3, 1) != 0; o->clip = fb_u8(g, t, 4, 0) != 0; o->variances = fb_vec(g, t, 5);
-        o->img_h = fb_i32(g, t, 6, 0); o->img_w = fb_i32(g, t, 7, 0);
-        o->step_h = fb_f32(g, t, 8, 0.0f); o->step_w = fb_f32(g, t, 9, 0.0f); o->offset = fb_f32(g, t, 10, 0.5f);
+        o->min_sizes = fb_vec(g, t, FB_PRIORBOX_MIN_SIZES); o->max_sizes = fb_vec(g, t, FB_PRIORBOX_MAX_SIZES);
+        o->aspect_ratios = fb_vec(g, t, FB_PRIORBOX_ASPECT_RATIOS);
+        o->flip = GET_BOOL(t, PRIORBOX, FLIP); o->clip = GET_BOOL(t, PRIORBOX, CLIP);
+        o->variances = fb_vec(g, t, FB_PRIORBOX_VARIANCES);
+        o->img_h = GET_I32(t, PRIORBOX, IMG_H); o->img_w = GET_I32(t, PRIORBOX, IMG_W);
+        o->step_h = GET_F32(t, PRIORBOX, STEP_H); o->step_w = GET_F32(t, PRIORBOX, STEP_W);
+        o->offset = GET_F32(t, PRIORBOX, OFFSET);
         break;
     case OP_DETECTION_OUTPUT:
-        o->num_classes = fb_i32(g, t, 0, 0); o->share_location = fb_u8(g, t, 1, 1) != 0;
-        o->background_label_id = fb_i32(g, t, 2, 0); o->nms_threshold = fb_f32(g, t, 3, 0.3f);
-        o->top_k = fb_i32(g, t, 4, -1); o->eta = fb_f32(g, t, 5, 1.0f); o->keep_top_k = fb_i32(g, t, 6, -1);
-        o->confidence_threshold = fb_f32(g, t, 7, 0.0f); o->code_type = fb_i8(g, t, 8, 1);
-        o->variance_encoded_in_target = fb_u8(g, t, 9, 0) != 0; o->clip = fb_u8(g, t, 10, 0) != 0;
+        o->num_classes = GET_I32(t, DETECTIONOUTPUT, NUM_CLASSES);
+        o->share_location = GET_BOOL(t, DETECTIONOUTPUT, SHARE_LOCATION);
+        o->background_label_id = GET_I32(t, DETECTIONOUTPUT, BACKGROUND_LABEL_ID);
+        o->nms_threshold = GET_F32(t, DETECTIONOUTPUT, NMS_THRESHOLD);
+        o->top_k = GET_I32(t, DETECTIONOUTPUT, TOP_K); o->eta = GET_F32(t, DETECTIONOUTPUT, ETA);
+        o->keep_top_k = GET_I32(t, DETECTIONOUTPUT, KEEP_TOP_K);
+        o->confidence_threshold = GET_F32(t, DETECTIONOUTPUT, CONFIDENCE_THRESHOLD);
+        o->code_type = GET_I8(t, DETECTIONOUTPUT, CODE_TYPE);
+        o->variance_encoded_in_target = GET_BOOL(t, DETECTIONOUTPUT, VARIANCE_ENCODED_IN_TARGET);
+        o->clip = GET_BOOL(t, DETECTIONOUTPUT, CLIP);
         break;
-    case OP_CUSTOM: o->custom_name = fb_str(g, t, 0); break;
+    case OP_CUSTOM: o->custom_name = fb_str(g, t, FB_CUSTOM_NAME); break;
     default: break;
     }
 }
@@ -153,8 +181,8 @@ dfx_status dfx_decode_model(dfx_model *m)
 {
     const uint8_t *g = m->graph;
     uint32_t root = rd_u32(g);
-    dt_vec tv = fb_vec(g, root, 3), lv = fb_vec(g, root, 4);
-    dt_vec iv = fb_vec(g, root, 5), ov = fb_vec(g, root, 6);
+    dt_vec tv = fb_vec(g, root, FB_MODEL_TENSORS), lv = fb_vec(g, root, FB_MODEL_LAYERS);
+    dt_vec iv = fb_vec(g, root, FB_MODEL_INPUTS), ov = fb_vec(g, root, FB_MODEL_OUTPUTS);
     m->n_tensors = (int)tv.n;
     m->n_layers = (int)lv.n;
     m->n_inputs = (int)iv.n;
@@ -166,7 +194,7 @@ dfx_status dfx_decode_model(dfx_model *m)
     for (uint32_t i = 0; i < lv.n; i++) {
         uint32_t lt = (uint32_t)(lv.p - g) + 4 * i;
         lt += rd_u32(g + lt);
-        n_io += fb_vec(g, lt, 3).n + (size_t)fb_vec(g, lt, 4).n;
+        n_io += fb_vec(g, lt, FB_LAYER_INPUTS).n + (size_t)fb_vec(g, lt, FB_LAYER_OUTPUTS).n;
     }
     m->io_ints = (int32_t *)malloc((n_io ? n_io : 1) * sizeof(int32_t));
     if (!m->tensors || !m->layers || !m->io_ints) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
@@ -180,10 +208,10 @@ dfx_status dfx_decode_model(dfx_model *m)
         dt_tensor *T = &m->tensors[i];
         uint32_t t = (uint32_t)(tv.p - g) + 4 * i;
         t += rd_u32(g + t);
-        T->name = fb_str(g, t, 0);
+        T->name = fb_str(g, t, FB_TENSOR_NAME);
         T->producer = -1;
         T->last_use = -1;
-        dt_vec sh = fb_vec(g, t, 1);
+        dt_vec sh = fb_vec(g, t, FB_TENSOR_SHAPE);
         if (sh.n > DFX_MAX_RANK)
             return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: %u dimensions, at most %d allowed",
                             T->name, sh.n, DFX_MAX_RANK);
@@ -198,26 +226,26 @@ dfx_status dfx_decode_model(dfx_model *m)
         }
         if (T->count > ((int64_t)1 << 40))
             return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: more than 2**40 elements", T->name);
-        T->dtype = fb_i8(g, t, 2, 0);
+        T->dtype = GET_I8(t, TENSOR, TYPE);
         if (T->dtype < 0 || T->dtype > 5)
             return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field type: unknown data type %d", T->name, T->dtype);
-        uint32_t q = fb_ref(g, t, 3);
+        uint32_t q = fb_ref(g, t, FB_TENSOR_QUANTIZATION);
         if (q) {
             T->has_q = 1;
-            T->bw = fb_u8(g, q, 0, 0);
-            T->fl = fb_i8(g, q, 1, 0);
-            T->rounding = fb_i8(g, q, 2, 0);
+            T->bw = GET_U8(q, QUANTIZATION, BW);
+            T->fl = GET_I8(q, QUANTIZATION, FL);
+            T->rounding = GET_I8(q, QUANTIZATION, ROUNDING);
             if (T->rounding < 0 || T->rounding > 3)
                 return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field rounding: unknown rounding mode %d", T->name,
                                 T->rounding);
-            if (fb_has(g, q, 3)) {
+            if (fb_has(g, q, FB_QUANTIZATION_CHANNEL_FL)) {
                 T->per_channel = 1;
-                T->cfl = fb_vec(g, q, 3);
+                T->cfl = fb_vec(g, q, FB_QUANTIZATION_CHANNEL_FL);
                 T->fl = 0;
             }
-            T->ch_axis = fb_i32(g, q, 4, 0);
+            T->ch_axis = GET_I32(q, QUANTIZATION, CHANNEL_AXIS);
         }
-        uint32_t dr = fb_field(g, t, 4);
+        uint32_t dr = fb_field(g, t, FB_TENSOR_DATA);
         if (dr) {
             T->is_const = 1;
             T->data_off = rd_u64(g + dr);
@@ -260,27 +288,27 @@ dfx_status dfx_decode_model(dfx_model *m)
         dt_layer *L = &m->layers[i];
         uint32_t lt = (uint32_t)(lv.p - g) + 4 * i;
         lt += rd_u32(g + lt);
-        L->name = fb_str(g, lt, 0);
-        L->op = fb_u8(g, lt, 1, 0);
-        decode_opts(g, fb_ref(g, lt, 2), L->op, &L->o);
-        dt_vec in = fb_vec(g, lt, 3), out = fb_vec(g, lt, 4);
+        L->name = fb_str(g, lt, FB_LAYER_NAME);
+        L->op = GET_U8(lt, LAYER, OP_TYPE);
+        decode_opts(g, fb_ref(g, lt, FB_LAYER_OP), L->op, &L->o);
+        dt_vec in = fb_vec(g, lt, FB_LAYER_INPUTS), out = fb_vec(g, lt, FB_LAYER_OUTPUTS);
         L->n_in = (int)in.n;
         L->n_out = (int)out.n;
         L->in = io;
         for (uint32_t k = 0; k < in.n; k++) *io++ = vec_i32(in, k);
         L->out = io;
         for (uint32_t k = 0; k < out.n; k++) *io++ = vec_i32(out, k);
-        L->version = fb_u8(g, lt, 6, 1);
+        L->version = GET_U8(lt, LAYER, VERSION);
     }
     /* preprocessing: index and enum checks (serialize.parse_graph), kept per graph input */
-    dt_vec pv = fb_vec(g, root, 7);
+    dt_vec pv = fb_vec(g, root, FB_MODEL_PREPROCESSING);
     m->prep = (dt_prep *)calloc(m->n_inputs ? (size_t)m->n_inputs : 1, sizeof *m->prep);
     if (!m->prep) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
     for (uint32_t i = 0; i < pv.n; i++) {
         uint32_t pt = (uint32_t)(pv.p - g) + 4 * i;
         pt += rd_u32(g + pt);
-        int32_t input = fb_i32(g, pt, 0, 0);
-        int order = fb_i8(g, pt, 3, 0);
+        int32_t input = GET_I32(pt, PREPROCESSING, INPUT);
+        int order = GET_I8(pt, PREPROCESSING, CHANNEL_ORDER);
         if (input < 0 || input >= m->n_tensors)
             return dfx_fail(DFX_ERR_INVALID, "field preprocessing.input: tensor index %d out of range", input);
         if (order < 0 || order > 3)
@@ -289,8 +317,8 @@ dfx_status dfx_decode_model(dfx_model *m)
         for (int k = 0; k < m->n_inputs; k++)
             if (m->inputs[k] == input) {
                 is_input = 1;
-                m->prep[k].mean = fb_vec(g, pt, 1);
-                m->prep[k].scale = fb_vec(g, pt, 2);
+                m->prep[k].mean = fb_vec(g, pt, FB_PREPROCESSING_MEAN);
+                m->prep[k].scale = fb_vec(g, pt, FB_PREPROCESSING_SCALE);
                 m->prep[k].order = order;
             }
         if (!is_input)
@@ -298,21 +326,21 @@ dfx_status dfx_decode_model(dfx_model *m)
                             m->tensors[input].name);
         const dt_tensor *T = &m->tensors[input];
         int64_t ch = T->rank > 1 ? T->shape[1] : 1;
-        uint32_t nm = fb_vec(g, pt, 1).n, ns = fb_vec(g, pt, 2).n;
+        uint32_t nm = fb_vec(g, pt, FB_PREPROCESSING_MEAN).n, ns = fb_vec(g, pt, FB_PREPROCESSING_SCALE).n;
         if ((nm > 1 && nm != ch) || (ns > 1 && ns != ch))
             return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field preprocessing: mean/scale count does not match %lld channels",
                             T->name, (long long)ch);
     }
     /* metadata: key and value strings, keys unique and sorted by their bytes (serialize.parse_graph) */
-    dt_vec mv = fb_vec(g, root, 8);
+    dt_vec mv = fb_vec(g, root, FB_MODEL_METADATA);
     m->n_meta = (int)mv.n;
     m->meta = (const char **)calloc(2 * (size_t)mv.n + 1, sizeof *m->meta);
     if (!m->meta) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
     for (uint32_t i = 0; i < mv.n; i++) {
         uint32_t kt = (uint32_t)(mv.p - g) + 4 * i;
         kt += rd_u32(g + kt);
-        const char *value = fb_str(g, kt, 1);
-        m->meta[2 * i] = fb_str(g, kt, 0);
+        const char *value = fb_str(g, kt, FB_KEYVALUE_VALUE);
+        m->meta[2 * i] = fb_str(g, kt, FB_KEYVALUE_KEY);
         m->meta[2 * i + 1] = value ? value : "";
         if (i > 0) {
             const uint8_t *k0 = (const uint8_t *)m->meta[2 * i - 2], *k1 = (const uint8_t *)m->meta[2 * i];
@@ -460,7 +488,7 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
     return DFX_OK;
 }
 
-/* dfx_const_int and dfx_const_float: k_common.c (shared with compiled models) */
+/* dfx_const_int and dfx_const_float: ops/common.c (shared with compiled models) */
 
 dfx_status dfx_check_values(const dfx_model *m)
 {

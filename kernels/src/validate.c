@@ -40,17 +40,18 @@ static int bit_length(uint64_t v)
     return n;
 }
 
-static const char *OP_NAMES[] = {"None", "Conv2D", "Deconv2D", "FullyConnected", "Pool2D", "Relu", "Clip",
-                                 "PRelu", "Sigmoid", "Tanh", "Lrn", "Concat", "Eltwise", "Softmax", "Scale",
-                                 "Power", "Flatten", "Reshape", "Permute", "Slice", "Pad", "Upsample",
-                                 "Normalize", "PriorBox", "DetectionOutput", "Requantize", "Custom"};
+/* from the operator table (ops.def) */
+static const char *const OP_NAMES[OP_COUNT] = {
+    [OP_NONE] = "None",
+#define DFX_OP(id, code, name, ...) [OP_##id] = name,
+#include "ops.def"
+};
 /* min inputs, max inputs (-1 any), outputs (-1 any), integer, layout only */
 static const signed char ARITY[OP_COUNT][5] = {
-    {0, 0, 0, 0, 0}, {2, 3, 1, 1, 0}, {2, 3, 1, 1, 0}, {2, 3, 1, 1, 0}, {1, 1, 1, 1, 0}, {1, 1, 1, 1, 0},
-    {1, 1, 1, 1, 0}, {2, 2, 1, 1, 0}, {1, 1, 1, 0, 0}, {1, 1, 1, 0, 0}, {1, 1, 1, 0, 0}, {1, -1, 1, 1, 0},
-    {1, -1, 1, 1, 0}, {1, 1, 1, 0, 0}, {2, 3, 1, 1, 0}, {1, 1, 1, 0, 0}, {1, 1, 1, 1, 1}, {1, 1, 1, 1, 1},
-    {1, 1, 1, 1, 1}, {1, 1, -1, 1, 1}, {1, 1, 1, 1, 0}, {1, 1, 1, 1, 1}, {1, 2, 1, 0, 0}, {2, 2, 1, 0, 0},
-    {3, 3, 1, 0, 0}, {1, 1, 1, 1, 0}, {0, -1, -1, 0, 0}};
+#define DFX_OP(id, code, name, min_in, max_in, n_out, integer, layout_only) \
+    [OP_##id] = {min_in, max_in, n_out, integer, layout_only},
+#include "ops.def"
+};
 
 const char *dfx_op_name(int op) { return op > 0 && op < OP_COUNT ? OP_NAMES[op] : "?"; }
 int dfx_op_is_integer(int op) { return op > 0 && op < OP_COUNT && ARITY[op][3]; }
@@ -64,7 +65,7 @@ static int norm_axis(int axis, int rank, int *out)
     return 1;
 }
 
-/* dfx_prior_ratios: k_common.c */
+/* dfx_prior_ratios: ops/common.c */
 
 #define FAIL(...) do { snprintf(why, why_len, __VA_ARGS__); return 0; } while (0)
 #define SHAPE(i) (m->tensors[L->in[i]].shape)
@@ -340,7 +341,7 @@ static void fl_range(const dt_tensor *t, int *lo, int *hi)
     if (!t->cfl.n) *lo = *hi = 0;
 }
 
-/* dfx_dyadic: k_common.c */
+/* dfx_dyadic: ops/common.c */
 
 static dfx_status check_tensor(const dt_tensor *t)
 {

@@ -1,4 +1,4 @@
-/* C test of the NEON kernel sets (kernels/src/neon) against the portable set:
+/* C test of the NEON kernel sets (kernels/src/arch/neon) against the portable set:
  * every entry of the dispatch table, on random inputs with the -128/127
  * extremes, rounding ties, every rounding mode, shifts -31..62, odd sizes and
  * strides. Run under qemu-aarch64 with -cpu cortex-a53 (neon only) and
@@ -14,7 +14,7 @@
 
 #include "dispatch.h"
 #include "fixedpoint.h"
-#include "neon/neon.h"
+#include "arch/neon/neon.h"
 #include "test_random.h"
 
 static int failures;

@@ -1,4 +1,4 @@
-/* C test of the x86-64 AVX2 kernels. First the depthwise convolution (k_x86_dw.c) against a
+/* C test of the x86-64 AVX2 kernels. First the depthwise convolution (arch/x86/dwconv.c) against a
  * plain scalar reference of the dwconv_s8 formula of dispatch.h: random
  * geometry (any kernel size, strides, dilations, padding up to beyond the
  * kernel, outputs whose windows lie entirely in padding, 1-wide planes, widths
@@ -7,7 +7,7 @@
  * input against an inaccessible page on either side (reads outside the plane
  * fault) and canaries around the output. The portable set's dwconv_s8 (which
  * calls the AVX2 code or falls back to its own loop) is checked too. Then the
- * AVX2 GEMM (k_x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
+ * AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
  * against int64 sums, and the int8 requantization against the exact int64
  * formula, every tie rule, with ties and saturating values.
  *
@@ -29,7 +29,7 @@
 
 #include "dispatch.h"
 #include "fixedpoint.h"
-#include "k_x86.h"
+#include "arch/x86/x86.h"
 
 #if DFX_X86_SIMD
 #include "test_random.h"
@@ -107,7 +107,7 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     dfx_kernels_portable.dwconv_s8(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o2, oh, ow);
     cases++;
     handled += done;
-    /* the cases it is meant for must not fall back (k_x86_dw.c: a ring of
+    /* the cases it is meant for must not fall back (arch/x86/dwconv.c: a ring of
      * rows, a power of 2 >= (kh - 1) * dh + 2, of len + 32 elements, + 1) */
     int np = (kw + 1) / 2, win = (kh - 1) * dh + 2, ring = 2;
     while (ring < win) ring *= 2;
@@ -166,7 +166,7 @@ static void random_case(void)
     check_case(h, w, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow);
 }
 
-/* GEMM (k_x86.c): the unpacked entry point, the packed one for any B (int16 pairs) and the one for
+/* GEMM (arch/x86/x86.c): the unpacked entry point, the packed one for any B (int16 pairs) and the one for
  * B >= 0 (int8 quads, unsigned x signed), each whole and from row 48 on (as a session's row blocks
  * use them), against int64 sums, with odd sizes, strides and extremes. */
 static long gemm_cases;

@@ -272,7 +272,7 @@ def test_cli_writes_atomically_and_replaces_only_its_own_output(lenet, tmp_path)
     out = tmp_path / "gen"
     code, stdout, err = cli("compile", path, "-o", out, "--prefix", "net", "--target", "neon")
     assert code == 0, err
-    assert (out / "net.c").is_file() and (out / "net.h").is_file() and (out / "dfx" / "neon" / "gemm_dot.c").is_file()
+    assert (out / "net.c").is_file() and (out / "net.h").is_file() and (out / "dfx" / "arch" / "neon" / "gemm_dot.c").is_file()
     assert "cc -O2" in stdout
     code, _, err = cli("compile", path, "-o", out, "--prefix", "again")     # an earlier output: replaced
     assert code == 0, err

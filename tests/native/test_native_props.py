@@ -1,6 +1,6 @@
 """Native fast integer path vs the NumPy reference on seeded random integer models.
 
-libdfx runs integer Conv2D / FullyConnected through a fast path (kernels/src/k_fast.c):
+libdfx runs integer Conv2D / FullyConnected through a fast path (kernels/src/ops/fast.c):
 im2col (none for 1x1 stride-1 unpadded convolutions) + int8 GEMM with int32
 accumulators, weights packed once per session, sub-byte weights unpacked in row
 blocks, columns in blocks of nb = clamp(131072 // K rounded down to a multiple
@@ -9,7 +9,7 @@ panels of 6 rows x 16 columns, a matrix-vector path for fewer than 4 columns,
 and its own depthwise kernel. It is taken when the accumulator fits int32
 (spec/arithmetic.md §3.3: bw_x + bw_w + ceil(log2 K) + 1 <= 31, the bias aligned
 by at most 31 bits, per-tensor input, weights per-channel along axis 0 only);
-the generic kernels (k_conv.c / k_fc.c) run everything else.
+the generic kernels (ops/conv.c / ops/fc.c) run everything else.
 
 Every case below is one model (one linear layer, or a chain of two or three),
 built from a seed derived from its id, run at batch 1 and 3 (FC at 1, 2, 3 and 7)

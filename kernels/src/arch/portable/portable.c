@@ -1,9 +1,9 @@
 /* The portable (plain C99) set of the dispatch table (dispatch.h): reference
  * style loops, register blocked so that compilers keep the accumulators in
  * registers and vectorise the inner loops. */
-#include "dispatch.h"
-#include "fixedpoint.h"
-#include "k_x86.h"
+#include "../../dispatch.h"
+#include "../../fixedpoint.h"
+#include "../x86/x86.h"
 
 /* GEMM in dot-product form: B is packed, a block of GEMM_KC rows x GEMM_NC
  * columns at a time, transposed and widened to int16 in a stack buffer
@@ -41,7 +41,7 @@ static inline void dot1(int k, const int8_t *a, const int16_t *b, int32_t *c)
 static void gemm_s8_portable(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc)
 {
 #if DFX_X86_SIMD
-    if (dfx_x86_avx2()) { /* k_x86.c */
+    if (dfx_x86_avx2()) { /* arch/x86/x86.c */
         dfx_x86_gemm_s8_avx2(m, n, k, a, lda, b, ldb, c, ldc);
         return;
     }
@@ -193,7 +193,7 @@ static void dwconv_s8_portable(const int8_t *x, int h, int w, const int8_t *k, i
 {
 #if DFX_X86_SIMD
     if (dfx_x86_avx2() && dfx_x86_dwconv_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow))
-        return; /* k_x86_dw.c */
+        return; /* arch/x86/dwconv.c */
 #endif
     dwconv_loop(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow);
 }
@@ -229,7 +229,7 @@ static DFX_ALWAYS_INLINE void requant64_body(const int32_t *acc, int n, int64_t 
  * clamping acc to +-2^(30 - lshift) first changes no result (a clamped value
  * gives |v| >= 2^29, which saturates: |v| / 2^shift >= 2^(bw-1) either way),
  * and then |v| <= 2^30 + 2^29 and every step below fits int32. The tie rules
- * are HALF_UP of a corrected value (as neon/requant.c):
+ * are HALF_UP of a corrected value (as arch/neon/requant.c):
  * HALF_AWAY_FROM_ZERO: v - 1 for v < 0; HALF_TO_EVEN: v - 1 + bit_shift(v). */
 #define RQ32_LOOP(T, EXPR)                                                              \
     for (int i = 0; i < n; i++) {                                                       \
@@ -260,7 +260,7 @@ static DFX_ALWAYS_INLINE void requant_body(const int32_t *acc, int n, int64_t bi
 {
     if (lshift <= 29 && bias >= -((int64_t)1 << 29) && bias <= ((int64_t)1 << 29) && shift >= 0 && shift + bw <= 29) {
 #if DFX_X86_SIMD
-        if (out_bytes == 1 && dfx_x86_avx2()) { /* k_x86.c */
+        if (out_bytes == 1 && dfx_x86_avx2()) { /* arch/x86/x86.c */
             dfx_x86_requant_s8_avx2(acc, n, (int32_t)bias, lshift, shift, rounding, bw, (int8_t *)out);
             return;
         }
@@ -330,7 +330,7 @@ DFX_MULTIVERSION(maxpool_s8_portable,
                  (x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty))
 
 #if DFX_X86_SIMD
-/* packed weights: the AVX2 GEMM's panels (k_x86.c), on CPUs with AVX2 only */
+/* packed weights: the AVX2 GEMM's panels (arch/x86/x86.c), on CPUs with AVX2 only */
 static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
 {
     return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k, b_nonneg) : 0;

@@ -1,6 +1,6 @@
 /* x86-64 AVX2 depthwise convolution (dwconv_s8 of dispatch.h), called by the
- * portable set when the CPU has AVX2 (k_portable.c); compiled only where
- * k_x86.h sets DFX_X86_SIMD, with __attribute__((target("avx2"))).
+ * portable set when the CPU has AVX2 (arch/portable/portable.c); compiled only where
+ * arch/x86/x86.h sets DFX_X86_SIMD, with __attribute__((target("avx2"))).
  *
  * Handles stride 1 or 2 and dilation 1 across, any kernel height, vertical
  * stride, dilation and padding, kernel widths with kh * ceil(kw / 2) <= 64;
@@ -31,7 +31,7 @@
  * which saves the per-row work that dominates small planes. Kernels of 3
  * rows of 2 tap pairs (3x3, 3x4) have unrolled loops with the weights in
  * registers. */
-#include "k_x86.h"
+#include "x86.h"
 
 #if DFX_X86_SIMD
 #include <immintrin.h>

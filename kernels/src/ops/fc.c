@@ -1,8 +1,8 @@
 /* Fully connected: y[r, o] = sum_k x[r, k] * w[o, k] (+ bias), integer and float,
  * with the same alignment rules as convolution. */
-#include "kernels.h"
+#include "../kernels.h"
 
-#if defined(DFX_USE_FC_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_FC_INT)
 static int clog2(int64_t k)
 {
     int n = 0;
@@ -11,7 +11,7 @@ static int clog2(int64_t k)
 }
 #endif
 
-#if defined(DFX_USE_FC_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_FC_INT)
 dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     int64_t O = w->shape[0], K = w->shape[1], M = O ? y->count / O : 0;
@@ -52,7 +52,7 @@ dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const 
 }
 #endif
 
-#if defined(DFX_USE_FC_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_FC_F32)
 void dfx_fc_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     (void)L;

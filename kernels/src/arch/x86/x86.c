@@ -2,7 +2,7 @@
  * time: the library is compiled for the baseline x86-64 ISA (SSE2), and
  * these functions, compiled with __attribute__((target("avx2"))), are called
  * only when the CPU reports AVX2 (__builtin_cpu_supports). Other targets and
- * compilers build none of this (k_portable.c's plain C loops run).
+ * compilers build none of this (arch/portable/portable.c's plain C loops run).
  *
  * GEMM: A (the weights) is packed into 6-row panels of k pairs widened to
  * int16 ([pair][6 rows][2]); a session packs each layer's weights once
@@ -19,8 +19,8 @@
  * pack_b_u8). int32 sums wrap modulo 2^32 in the vector adds, and the
  * dispatch contract guarantees that every final sum fits int32, so the result
  * is exact. */
-#include "k_x86.h"
-#include "dfx_internal.h" /* RND_* */
+#include "x86.h"
+#include "../../dfx_internal.h" /* RND_* */
 
 #if DFX_X86_SIMD
 #include <immintrin.h>
@@ -373,7 +373,7 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k,
     }
 }
 
-/* requant_s32 of dispatch.h in its int32 form (the conditions of k_portable.c's
+/* requant_s32 of dispatch.h in its int32 form (the conditions of arch/portable/portable.c's
  * requant_body: lshift <= 29, |bias| <= 2^29, 0 <= shift, shift + bw <= 29)
  * for int8 outputs, 32 values per step: the same clamp, shift, tie rule and
  * saturation as the portable int32 loop (RQ32_MODES), then two saturating

@@ -1,8 +1,8 @@
 /* Elementwise activations: ReLU, Clip, PRelu (integer and float), sigmoid,
  * tanh, power (float), and Requantize (integer -> integer). */
-#include "kernels.h"
+#include "../kernels.h"
 
-#if defined(DFX_USE_RELU_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_RELU_INT)
 void dfx_relu_int(const rt *x, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
@@ -13,14 +13,14 @@ void dfx_relu_int(const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_RELU_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_RELU_F32)
 void dfx_relu_f32(const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = F32(x)[i] > 0 ? F32(x)[i] : 0.0f;
 }
 #endif
 
-#if defined(DFX_USE_CLIP_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CLIP_INT)
 static int64_t clip_bound(float v, int fl, int ceiling)
 {
     double lim = 4611686018427387904.0, s = ldexp((double)v, fl);
@@ -31,7 +31,7 @@ static int64_t clip_bound(float v, int fl, int ceiling)
 }
 #endif
 
-#if defined(DFX_USE_CLIP_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CLIP_INT)
 void dfx_clip_int(const dt_layer *L, const rt *x, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
@@ -45,7 +45,7 @@ void dfx_clip_int(const dt_layer *L, const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_CLIP_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CLIP_F32)
 void dfx_clip_f32(const dt_layer *L, const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) {
@@ -57,7 +57,7 @@ void dfx_clip_f32(const dt_layer *L, const rt *x, rt *y)
 #endif
 
 /* Channel (axis 1) of flat element i, for a per-channel parameter. */
-#if defined(DFX_USE_PRELU_INT) || defined(DFX_USE_PRELU_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PRELU_INT) || defined(DFX_USE_PRELU_F32)
 static int64_t channel_of(const rt *x, int64_t i)
 {
     int64_t inner = 1;
@@ -66,7 +66,7 @@ static int64_t channel_of(const rt *x, int64_t i)
 }
 #endif
 
-#if defined(DFX_USE_PRELU_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PRELU_INT)
 void dfx_prelu_int(const rt *x, const rt *s, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
@@ -81,7 +81,7 @@ void dfx_prelu_int(const rt *x, const rt *s, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_PRELU_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PRELU_F32)
 void dfx_prelu_f32(const rt *x, const rt *s, rt *y)
 {
     int shared = s->count == 1;
@@ -92,7 +92,7 @@ void dfx_prelu_f32(const rt *x, const rt *s, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_SIGMOID_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_SIGMOID_F32)
 void dfx_sigmoid_f32(const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) {
@@ -102,14 +102,14 @@ void dfx_sigmoid_f32(const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_TANH_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_TANH_F32)
 void dfx_tanh_f32(const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = tanhf(F32(x)[i]);
 }
 #endif
 
-#if defined(DFX_USE_POWER_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POWER_F32)
 void dfx_power_f32(const dt_layer *L, const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) {
@@ -119,7 +119,7 @@ void dfx_power_f32(const dt_layer *L, const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_REQUANTIZE_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_REQUANTIZE_INT)
 void dfx_requantize_int(const rt *x, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;

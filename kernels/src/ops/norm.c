@@ -1,7 +1,7 @@
 /* Float normalisations: Softmax, LRN (Caffe), Normalize (SSD L2). */
-#include "kernels.h"
+#include "../kernels.h"
 
-#if defined(DFX_USE_SOFTMAX_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
 static void axis_geom(const rt *x, int a, int64_t *outer, int64_t *len, int64_t *inner)
 {
     *outer = 1; *inner = 1; *len = x->shape[a];
@@ -10,7 +10,7 @@ static void axis_geom(const rt *x, int a, int64_t *outer, int64_t *len, int64_t 
 }
 #endif
 
-#if defined(DFX_USE_SOFTMAX_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
 void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y)
 {
     int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
@@ -30,7 +30,7 @@ void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_LRN_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_LRN_F32)
 void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y)
 {
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], plane = H * W;
@@ -68,7 +68,7 @@ void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_NORMALIZE_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_NORMALIZE_F32)
 void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y)
 {
     int64_t N = x->shape[0], C = x->shape[1], plane = x->shape[2] * x->shape[3];

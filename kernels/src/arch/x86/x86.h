@@ -1,5 +1,5 @@
 /* Run-time selected x86-64 AVX2 code behind the portable kernel set
- * (k_x86.c, k_portable.c). DFX_X86_SIMD is 1 on x86-64 with GCC or Clang
+ * (arch/x86/x86.c, arch/portable/portable.c). DFX_X86_SIMD is 1 on x86-64 with GCC or Clang
  * (target attributes, __builtin_cpu_supports), unless -DDFX_NO_X86_SIMD;
  * the default code paths stay plain C for the baseline ISA. */
 #ifndef DFX_K_X86_H
@@ -14,7 +14,7 @@
 int dfx_x86_avx2(void);
 /* gemm_s8 of dispatch.h for AVX2 CPUs */
 void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
-/* dwconv_s8 of dispatch.h for AVX2 CPUs (k_x86_dw.c): 1 when done, 0 when the
+/* dwconv_s8 of dispatch.h for AVX2 CPUs (arch/x86/dwconv.c): 1 when done, 0 when the
  * geometry is not one it handles (the caller then runs the portable loop) */
 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                            int pl, int dh, int dw, int32_t *out, int oh, int ow);
@@ -24,7 +24,7 @@ size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg);
 void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
 void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                             int b_nonneg);
-/* requant_s32 of dispatch.h for int8 outputs in its int32 form (k_portable.c requant_body's conditions) */
+/* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions) */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);
 /* Two versions of a static function from one always-inline body NAME##_body:

@@ -2,9 +2,9 @@
  * a port of plugins/dfx_numpy/detection.py. */
 #include <stdlib.h>
 
-#include "kernels.h"
+#include "../kernels.h"
 
-#if defined(DFX_USE_PRIORBOX_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PRIORBOX_F32)
 void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y)
 {
     const dt_opts *o = &L->o;
@@ -49,7 +49,7 @@ void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y)
 typedef struct { double neg; int c; int i; double box[4]; } det_row;
 typedef struct { double neg; int i; } cand;
 
-#if defined(DFX_USE_DETECTION_OUTPUT_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static int cmp_cand(const void *a, const void *b)
 {
     const cand *x = (const cand *)a, *y = (const cand *)b;
@@ -57,7 +57,7 @@ static int cmp_cand(const void *a, const void *b)
     return (x->i > y->i) - (x->i < y->i);
 }
 #endif
-#if defined(DFX_USE_DETECTION_OUTPUT_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static int cmp_row(const void *a, const void *b)
 {
     const det_row *x = (const det_row *)a, *y = (const det_row *)b;
@@ -67,13 +67,13 @@ static int cmp_row(const void *a, const void *b)
 }
 #endif
 
-#if defined(DFX_USE_DETECTION_OUTPUT_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static double area(const double *b)
 {
     return (b[2] < b[0] || b[3] < b[1]) ? 0.0 : (b[2] - b[0]) * (b[3] - b[1]);
 }
 #endif
-#if defined(DFX_USE_DETECTION_OUTPUT_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static double iou(const double *a, const double *b)
 {
     double ix0 = a[0] > b[0] ? a[0] : b[0], iy0 = a[1] > b[1] ? a[1] : b[1];
@@ -93,7 +93,7 @@ size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, c
 }
 #endif
 
-#if defined(DFX_USE_DETECTION_OUTPUT_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;

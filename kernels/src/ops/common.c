@@ -4,7 +4,7 @@
  * PriorBox aspect ratios. */
 #include <math.h>
 
-#include "kernels.h"
+#include "../kernels.h"
 
 /* ---- constants ---- */
 int64_t dfx_const_int(const dt_tensor *t, int64_t i)

@@ -7,11 +7,11 @@
  * the batch. The inner loops are those of the dispatch table (dispatch.h).
  * When the kernel set packs weights, a library session packs them once
  * (dfx_linear_pack) and the GEMM reads that copy instead of unpacking.
- * Bit-exact to the generic kernels of k_conv.c / k_fc.c, which handle every
+ * Bit-exact to the generic kernels of ops/conv.c / ops/fc.c, which handle every
  * other case. */
 #include <stdlib.h>
 
-#include "kernels.h"
+#include "../kernels.h"
 
 #if defined(DFX_USE_PREPARE)
 static int clog2(int64_t k)
@@ -21,7 +21,7 @@ static int clog2(int64_t k)
     return n;
 }
 #endif
-#if defined(DFX_USE_PREPARE) || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PREPARE) || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
 static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
 #endif
 
@@ -102,7 +102,7 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
 #endif
 
 /* Weights of output channels [o0, o0 + rows) as int8 rows of K (in place or unpacked). */
-#if defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
 static const int8_t *weight_rows(const dfx_linprep *lp, const dt_tensor *w, int64_t o0, int64_t rows, int8_t *buf)
 {
     int64_t K = lp->K;
@@ -188,7 +188,7 @@ void dfx_linear_release(dfx_linprep *lp)
 /* im2col of columns [p0, p0 + n) of one group: col[k * n + (p - p0)], k = (c*kh + i)*kw + j.
  * Tap column j reads input column ox*sw + j*dw - pl, inside the row for output columns [lo, hi);
  * tap row i reads input row oy*sh - pt + i*dh, inside the plane for output rows [ya, yb). */
-#if defined(DFX_USE_CONV2D_FAST)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
 /* rows output rows of OW columns (stride 1): d[t] = s[t + base] for t in [lo, hi), else 0 (s: the
  * input row; the next row is ds further on). */
 static void rows_s1(int8_t *d, const int8_t *s, int64_t ds, int64_t base, int64_t rows, int64_t OW, int64_t lo,
@@ -276,7 +276,7 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
 #endif
 
 /* Packed weights of rows [o0, ...) of group g (o0: a multiple of the block lp->ob), or NULL. */
-#if defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
 static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, int64_t g, int64_t o0)
 {
     if (lp->wpacked != 1) return NULL;
@@ -284,7 +284,7 @@ static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, i
 }
 #endif
 
-#if defined(DFX_USE_CONV2D_FAST)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                            const dt_tensor *w, rt *y, void *scratch)
 {
@@ -343,7 +343,7 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
 }
 #endif
 
-#if defined(DFX_USE_FC_FAST)
+#if DFX_ALL_KERNELS || defined(DFX_USE_FC_FAST)
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                        const dt_tensor *w, rt *y, void *scratch)
 {

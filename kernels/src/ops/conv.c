@@ -4,10 +4,10 @@
  * Fw[o] (their largest fl), the accumulator sits at F = max(fl_x + Fw[o], fl_b[o]),
  * bias is shifted left to F, and y = saturate(round_shift(acc, F - fl_y)).
  * The sum of products uses int32 when it provably fits, int64 otherwise. */
-#include "kernels.h"
+#include "../kernels.h"
 
 /* Flat weight index of element k of output channel o's reduction. */
-#if defined(DFX_USE_WEIGHT_ALIGN) || defined(DFX_USE_CONV2D_F32) || defined(DFX_USE_DECONV2D_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_WEIGHT_ALIGN) || defined(DFX_USE_CONV2D_F32) || defined(DFX_USE_DECONV2D_F32)
 static int64_t weight_index(const dt_layer *L, const dt_tensor *w, int64_t o, int64_t k)
 {
     if (L->op != OP_DECONV2D) return o * (w->count / w->shape[0]) + k;
@@ -53,7 +53,7 @@ size_t dfx_linear_scratch(const dt_layer *L, const rt *x, const dt_tensor *w, co
 #endif
 
 /* Unpack output channel o's weights, aligned to Fw (integer codes). */
-#if defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_DECONV2D_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_DECONV2D_INT)
 static void row_i64(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, int64_t *row, int64_t K)
 {
     for (int64_t k = 0; k < K; k++) {
@@ -62,7 +62,7 @@ static void row_i64(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, in
     }
 }
 #endif
-#if defined(DFX_USE_CONV2D_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
 static void row_i32(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, int32_t *row, int64_t K)
 {
     if (w->dtype == DFX_INT8 && !w->per_channel && L->op != OP_DECONV2D) {
@@ -76,14 +76,14 @@ static void row_i32(const dt_layer *L, const dt_tensor *w, int64_t o, int fw, in
     }
 }
 #endif
-#if defined(DFX_USE_CONV2D_F32) || defined(DFX_USE_DECONV2D_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_F32) || defined(DFX_USE_DECONV2D_F32)
 static void row_f32(const dt_layer *L, const dt_tensor *w, int64_t o, float *row, int64_t K)
 {
     for (int64_t k = 0; k < K; k++) row[k] = dfx_const_float(w, weight_index(L, w, o, k));
 }
 #endif
 
-#if defined(DFX_USE_CONV2D_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
 static int clog2(int64_t k)
 {
     int n = 0;
@@ -93,7 +93,7 @@ static int clog2(int64_t k)
 #endif
 
 /* Finish output channel o: align, add bias, round, saturate. */
-#if defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_DECONV2D_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_DECONV2D_INT)
 static void finish_int(const int64_t *acc, int64_t n, int fp, const rt *b, int64_t o, const rt *y, int32_t *out)
 {
     const dt_tensor *ty = y->t;
@@ -111,7 +111,7 @@ static void finish_int(const int64_t *acc, int64_t n, int fp, const rt *b, int64
 #endif
 
 /* Column range [lo, hi) of outputs whose input column ox*s - p + j*d lies in [0, size). */
-#if defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_CONV2D_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_CONV2D_F32)
 static void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t off, int64_t *lo, int64_t *hi)
 {
     /* need 0 <= ox*s + (off - p) < size */
@@ -146,7 +146,7 @@ static void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t
             }                                                                                      \
     }
 
-#if defined(DFX_USE_CONV2D_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
 dfx_status dfx_conv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -184,7 +184,7 @@ dfx_status dfx_conv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, co
 }
 #endif
 
-#if defined(DFX_USE_CONV2D_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_F32)
 void dfx_conv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -224,7 +224,7 @@ void dfx_conv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt
 #endif
 
 /* Transposed convolution: every input pixel scatters kh x kw taps. */
-#if defined(DFX_USE_DECONV2D_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_DECONV2D_INT)
 dfx_status dfx_deconv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;
@@ -262,7 +262,7 @@ dfx_status dfx_deconv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, 
 }
 #endif
 
-#if defined(DFX_USE_DECONV2D_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_DECONV2D_F32)
 void dfx_deconv2d_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     const dt_opts *o = &L->o;

@@ -1,11 +1,11 @@
 /* Max and average pooling (Caffe geometry; ops.pool_out_size). The integer
  * average divides the exact window sum by the divisor D with one rational
  * rounding: y = round(sum * 2^(fl_y - fl_x) / D) (spec/arithmetic.md, "Pool2D"). */
-#include "kernels.h"
+#include "../kernels.h"
 
 typedef struct { int64_t kh, kw, sh, sw, pt, pl, pb, pr; } window;
 
-#if defined(DFX_USE_POOL_INT) || defined(DFX_USE_POOL_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT) || defined(DFX_USE_POOL_F32)
 static window get_window(const dt_opts *o, int64_t h, int64_t w)
 {
     window g = {o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->pb, o->pr};
@@ -14,7 +14,7 @@ static window get_window(const dt_opts *o, int64_t h, int64_t w)
 }
 #endif
 
-#if defined(DFX_USE_POOL_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
 static int64_t floordiv(int64_t a, int64_t b)
 {
     int64_t q = a / b;
@@ -23,11 +23,11 @@ static int64_t floordiv(int64_t a, int64_t b)
 }
 #endif
 
-#if defined(DFX_USE_POOL_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
 static int bitlen(uint64_t v) { int n = 0; while (v) { n++; v >>= 1; } return n; }
 #endif
 
-#if defined(DFX_USE_POOL_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
 static int64_t round_up(int64_t q, int64_t r, int64_t den, int nonneg, int rounding)
 {
     if (rounding == RND_FLOOR) return q;
@@ -39,7 +39,7 @@ static int64_t round_up(int64_t q, int64_t r, int64_t den, int nonneg, int round
 #endif
 
 /* Exact round(s * 2^up / (d * 2^down)) for d >= 1; at most one of up, down is non-zero. */
-#if defined(DFX_USE_POOL_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
 static int64_t avg_div(int64_t s, int64_t d, int up, int down, int rounding)
 {
     uint64_t mag = s < 0 ? (uint64_t)(-(s + 1)) + 1 : (uint64_t)s;
@@ -66,7 +66,7 @@ static int64_t avg_div(int64_t s, int64_t d, int up, int down, int rounding)
 }
 #endif
 
-#if defined(DFX_USE_POOL_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
 void dfx_pool_int(const dt_layer *L, const rt *x, rt *y)
 {
     const dt_opts *o = &L->o;
@@ -107,7 +107,7 @@ void dfx_pool_int(const dt_layer *L, const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_POOL_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_F32)
 void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y)
 {
     const dt_opts *o = &L->o;

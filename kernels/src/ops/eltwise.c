@@ -1,13 +1,13 @@
 /* Eltwise (SUM with dyadic coefficients, PROD, MAX) with NumPy broadcasting,
  * and Scale (channel-wise affine), integer and float. */
-#include "kernels.h"
+#include "../kernels.h"
 
 #define MAXIN 64
 
 /* Flat index of input x for output element counter idx[] (broadcasting). */
 typedef struct { int64_t stride[DFX_MAX_RANK]; } bcast;
 
-#if defined(DFX_USE_ELTWISE_INT) || defined(DFX_USE_ELTWISE_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT) || defined(DFX_USE_ELTWISE_F32)
 static void make_bcast(const rt *x, const rt *y, bcast *b)
 {
     int64_t s = 1;
@@ -40,7 +40,7 @@ static void make_bcast(const rt *x, const rt *y, bcast *b)
         }                                                                                     \
     } while (0)
 
-#if defined(DFX_USE_ELTWISE_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
 void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
 {
     const dt_tensor *ty = y->t;
@@ -77,7 +77,7 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_ELTWISE_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_F32)
 void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y)
 {
     int op = L->o.operation;
@@ -98,7 +98,7 @@ void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_SCALE_INT) || defined(DFX_USE_SCALE_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_SCALE_INT) || defined(DFX_USE_SCALE_F32)
 static void scale_geom(const dt_layer *L, const rt *x, int64_t *S, int64_t *inner)
 {
     int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
@@ -109,7 +109,7 @@ static void scale_geom(const dt_layer *L, const rt *x, int64_t *S, int64_t *inne
 }
 #endif
 
-#if defined(DFX_USE_SCALE_INT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_SCALE_INT)
 void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y)
 {
     const dt_tensor *ty = y->t;
@@ -129,7 +129,7 @@ void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt 
 }
 #endif
 
-#if defined(DFX_USE_SCALE_F32)
+#if DFX_ALL_KERNELS || defined(DFX_USE_SCALE_F32)
 void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y)
 {
     int64_t S, inner;

@@ -2,7 +2,7 @@
  * and building blocks for pooling and Eltwise rows (neon.h). */
 #include <arm_neon.h>
 
-#include "../fixedpoint.h"
+#include "../../fixedpoint.h"
 #include "neon.h"
 
 void dfx_neon_relu_s8(const int8_t *x, int8_t *y, int n)

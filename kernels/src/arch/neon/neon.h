@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../dispatch.h"
+#include "../../dispatch.h"
 
 extern const struct dfx_kernels dfx_kernels_neon;
 extern const struct dfx_kernels dfx_kernels_dotprod;

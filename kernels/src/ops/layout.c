@@ -1,9 +1,9 @@
 /* Operators that move values: Concat (which may also rescale), Flatten and
  * Reshape (copy), Permute, Slice, Pad, Upsample. Elements are esz bytes
  * (int8/int16/int32 codes or float32); Pad and a rescaling Concat get int32. */
-#include "kernels.h"
+#include "../kernels.h"
 
-#if defined(DFX_USE_CONCAT)
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONCAT)
 void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer)
 {
     int a = L->o.axis < 0 ? L->o.axis + y->rank : L->o.axis;
@@ -30,14 +30,14 @@ void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer
 }
 #endif
 
-#if defined(DFX_USE_COPY)
+#if DFX_ALL_KERNELS || defined(DFX_USE_COPY)
 void dfx_copy(const rt *x, rt *y)
 {
     if (x->p != y->p) memmove(y->p, x->p, (size_t)y->count * y->esz);
 }
 #endif
 
-#if defined(DFX_USE_PERMUTE) || defined(DFX_USE_PAD)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PERMUTE) || defined(DFX_USE_PAD)
 static void strides(const int64_t *shape, int rank, int64_t *s)
 {
     int64_t v = 1;
@@ -45,7 +45,7 @@ static void strides(const int64_t *shape, int rank, int64_t *s)
 }
 #endif
 
-#if defined(DFX_USE_PERMUTE)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PERMUTE)
 void dfx_permute(const dt_layer *L, const rt *x, rt *y)
 {
     int r = y->rank;
@@ -67,7 +67,7 @@ void dfx_permute(const dt_layer *L, const rt *x, rt *y)
 }
 #endif
 
-#if defined(DFX_USE_SLICE)
+#if DFX_ALL_KERNELS || defined(DFX_USE_SLICE)
 void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n)
 {
     int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
@@ -87,7 +87,7 @@ void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n)
 }
 #endif
 
-#if defined(DFX_USE_PAD)
+#if DFX_ALL_KERNELS || defined(DFX_USE_PAD)
 void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer)
 {
     int r = y->rank;
@@ -117,7 +117,7 @@ void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer)
 }
 #endif
 
-#if defined(DFX_USE_UPSAMPLE)
+#if DFX_ALL_KERNELS || defined(DFX_USE_UPSAMPLE)
 void dfx_upsample(const dt_layer *L, const rt *x, rt *y)
 {
     int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];

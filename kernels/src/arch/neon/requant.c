@@ -17,7 +17,7 @@
  * result saturates to int32 (SQXTN), then to bw (SMIN/SMAX), then narrows. */
 #include <arm_neon.h>
 
-#include "../fixedpoint.h"
+#include "../../fixedpoint.h"
 #include "neon.h"
 
 enum { M_ZERO, M_LEFT, M_FLOOR, M_UP, M_AWAY, M_EVEN };

@@ -1,0 +1,27 @@
+# The one description of what libdfx is built from, read by CMakeLists.txt and
+# cmake/simd.cmake and, with a simple parser, by setup.py (the library the
+# Python package loads): keep every list a plain set(NAME item ...) of
+# literal items, paths relative to kernels/.
+
+# every target
+set(DFX_SOURCES
+  src/crc32.c src/error.c src/fbverify.c src/model.c src/validate.c src/planner.c src/session.c
+  src/session_io.c src/metadata.c src/dispatch.c
+  src/ops/common.c src/ops/conv.c src/ops/fc.c src/ops/fast.c src/ops/pool.c src/ops/activation.c
+  src/ops/eltwise.c src/ops/layout.c src/ops/norm.c src/ops/detection.c
+  src/arch/portable/portable.c src/arch/x86/x86.c src/arch/x86/dwconv.c)
+# the portable kernel set and its run-time selected x86-64 AVX2 code (empty elsewhere)
+set(DFX_PORTABLE_SET_SOURCES src/arch/portable/portable.c src/arch/x86/x86.c src/arch/x86/dwconv.c)
+set(DFX_DEFINITIONS _POSIX_C_SOURCE=200809L _DEFAULT_SOURCE)
+# GCC and Clang
+set(DFX_WARNINGS -Wall -Wextra -Wno-unused-parameter)
+
+# AArch64 with NEON (cmake/simd.cmake): the kernel sets "neon" and "dotprod"
+set(DFX_NEON_SOURCES
+  src/arch/neon/gemm.c src/arch/neon/gemm_dot.c src/arch/neon/requant.c src/arch/neon/dwconv.c
+  src/arch/neon/misc.c src/arch/neon/select.c)
+set(DFX_NEON_DEFINITIONS DFX_HAVE_NEON=1)
+# only these files may use ARMv8.2 instructions; they run after the HWCAP check
+set(DFX_DOTPROD_SOURCES src/arch/neon/gemm_dot.c)
+set(DFX_DOTPROD_FLAGS -march=armv8.2-a+dotprod)
+# 32-bit ARM has no sources of its own: it builds the portable set

@@ -1,0 +1,75 @@
+"""One build description: setup.py and CMake build libdfx from kernels/cmake/sources.cmake, and
+the library the Python package loads exports only the public API."""
+
+from __future__ import annotations
+
+import os
+import re
+import runpy
+import shutil
+import subprocess
+
+import pytest
+import setuptools
+
+from tests.support.paths import KERNELS, ROOT
+
+
+@pytest.fixture(scope="module")
+def setup_py() -> dict:
+    """setup.py's globals and the arguments it gives setuptools.setup (not called)."""
+    captured: dict = {}
+    real = setuptools.setup
+    setuptools.setup = lambda **kw: captured.update(kw)
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        names = runpy.run_path(str(ROOT / "setup.py"))
+    finally:
+        setuptools.setup = real
+        os.chdir(cwd)
+    return {**names, "setup_args": captured}
+
+
+def _public_api() -> set[str]:
+    header = (KERNELS / "include" / "dfx.h").read_text()
+    return set(re.findall(r"\bDFX_API\b[^;(]*?\b(dfx_\w+)\s*\(", header))
+
+
+def test_every_library_source_is_in_the_list(setup_py):
+    lists = setup_py["LISTS"]
+    listed = set(lists["DFX_SOURCES"]) | set(lists["DFX_NEON_SOURCES"])
+    on_disk = {p.relative_to(KERNELS).as_posix() for p in (KERNELS / "src").rglob("*.c")}
+    assert listed == on_disk
+    assert set(lists["DFX_DOTPROD_SOURCES"]) <= set(lists["DFX_NEON_SOURCES"])
+    assert set(lists["DFX_PORTABLE_SET_SOURCES"]) <= set(lists["DFX_SOURCES"])
+
+
+def test_setup_py_builds_the_list_with_cmakes_flags(setup_py):
+    lists = setup_py["LISTS"]
+    (ext,) = setup_py["setup_args"]["ext_modules"]
+    neon = lists["DFX_NEON_SOURCES"] if setup_py["NEON"] else []
+    assert ext.sources == [f"kernels/{s}" for s in lists["DFX_SOURCES"] + neon]
+    assert "-fvisibility=hidden" in ext.extra_compile_args
+    assert set(lists["DFX_WARNINGS"]) <= set(ext.extra_compile_args)
+    defined = {name if value is None else f"{name}={value}" for name, value in ext.define_macros}
+    assert defined >= set(lists["DFX_DEFINITIONS"]) | {"DFX_BUILD_SHARED"}
+
+
+def test_no_second_source_list():
+    # CMakeLists.txt, simd.cmake and setup.py name no library source themselves
+    for path in (KERNELS / "CMakeLists.txt", KERNELS / "cmake" / "simd.cmake", ROOT / "setup.py"):
+        assert not re.search(r"\bsrc/[\w/]+\.c\b", path.read_text().replace("tests/", "")), path
+
+
+def test_loaded_library_exports_only_the_public_api():
+    if shutil.which("nm") is None:
+        pytest.skip("nm (binutils) is not installed")
+    from dfx_native import _lib
+
+    path = _lib.load()._name
+    out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
+    exported = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    api = _public_api()
+    assert len(api) > 20
+    assert exported <= api, sorted(exported - api)
