@@ -15,7 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import DfxImportError, DfxInputError
+from ..atomic import check_input_file, resolve_output
+from ..errors import DfxInputError
 from ..labels import LABELS_KEY, encode_labels
 from ..plugins import get_manager
 
@@ -48,10 +49,9 @@ def parse_floats(text: str) -> list[float]:
 
 def read_labels(path: Path) -> list[str]:
     """Class labels from a UTF-8 text file, one per line (trailing blank lines dropped)."""
+    check_input_file(path, "a labels file (--labels)")
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DfxInputError("no such file", file=str(path), field="--labels") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DfxInputError(f"cannot read the labels ({exc})", file=str(path), field="--labels") from None
     labels = [line.removesuffix("\r") for line in text.split("\n")]
@@ -100,10 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for path in args.files:
-        if not path.exists():
-            raise DfxImportError("no such file", file=str(path))
-    if args.output.is_dir():
-        raise DfxInputError("the output is a directory; give a file name", file=str(args.output))
+        check_input_file(path, "a model file")
+    resolve_output(args.output)  # refuse a folder, a device or a missing folder before converting
     pm = get_manager()
     importer = pm.importer(args.importer) if args.importer else pm.importer_for(args.files)
     options = {dest: getattr(args, dest, None) for dest in args._importer_options.get(importer.name, [])}
