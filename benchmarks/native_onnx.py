@@ -106,7 +106,7 @@ class _Writer:
                                                       if len(ins) > 2 and ins[2] else [])
             y = self.node("Gemm", args, out + "_f", transB=1)
         elif layer.type == "Relu":
-            y = self.node("Relu", [self.value.get(ins[0] + "@pre", x)], out + "_f")
+            y = self.node("Relu", [x], out + "_f")
         elif layer.type == "Pool2D" and op.type == 0 and not op.global_:
             y = self.node("MaxPool", [x], out + "_f", kernel_shape=[op.kernel_h, op.kernel_w],
                           strides=[op.stride_h, op.stride_w], ceil_mode=int(bool(op.ceil_mode)),
@@ -114,8 +114,7 @@ class _Writer:
         else:
             raise SystemExit(f"operator {layer.type} of {layer.name} is not exported to ONNX")
         if self.qdq and out in self.folded:
-            self.value[out + "@pre"] = y        # its only user is a Relu: quantize after the Relu
-            self.value[out] = y
+            self.value[out] = y                 # its only user is a Relu: quantized after the Relu
         elif self.qdq:
             self.value[out] = self.qdq_act(y, out, relu=layer.type == "Relu")
         else:
@@ -135,7 +134,8 @@ def to_onnx(model, path: Path, *, qdq: bool = False) -> int:
             users.setdefault(i, []).append(layer)
     for layer in model.layers:
         u = users.get(layer.outputs[0], [])
-        if layer.type in ("Conv2D", "FullyConnected") and len(u) == 1 and u[0].type == "Relu" and layer.outputs[0] not in model.outputs:
+        if layer.type in ("Conv2D", "FullyConnected") and len(u) == 1 and u[0].type == "Relu" \
+                and layer.outputs[0] not in model.outputs:
             w.folded.add(layer.outputs[0])
     inp = model.inputs[0]
     w.value[inp] = inp
