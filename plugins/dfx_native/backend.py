@@ -128,7 +128,9 @@ class NativeBackend(Backend):
         key = id(model)
         if key not in self._models:
             nm = open_model(model)
-            self._models[key] = (nm, weakref.finalize(model, self._forget, key))
+            finalizer = weakref.finalize(model, self._forget, key)
+            finalizer.atexit = False      # at exit the process's memory goes anyway
+            self._models[key] = (nm, finalizer)
             self.models_opened += 1
         return self._models[key][0]
 
