@@ -1,6 +1,6 @@
 """The yardstick: dfx native against onnxruntime (fastest int8 and float) and ncnn, one thread each.
 
-    python benchmarks/bench_native.py [--quick] [--seconds S] [--workdir DIR]
+    python benchmarks/bench_native.py [--quick] [--seconds S] [--slices N] [--clock cpu|wall] [--workdir DIR]
 
 Networks (benchmarks/native_nets.py): LeNet (real weights) at batch 1 and 64, MobileNet-SSD 300x300
 (chuanqi305 prototxt, random weights) and a depthwise-separable detector at 320x240 (random weights),
