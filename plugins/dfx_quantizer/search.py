@@ -54,7 +54,8 @@ class Scorer:
                  backend: str = "numpy", limit: int | None = None, log: Callable[[str], None] | None = None) -> None:
         from dfxsdk.plugins import get_manager
 
-        self.backend = get_manager().backend(backend)
+        self.manager = get_manager()
+        self.backend = self.manager.backend(backend)
         self.score_tensor = score_tensor or float_model.outputs[0]
         if self.score_tensor not in float_model.tensors:
             raise DfxInputError(f"no tensor named '{self.score_tensor}' to score")
@@ -75,7 +76,8 @@ class Scorer:
         """argmax of the score tensor for every sample (ties: the lower index)."""
         preds = []
         for batch in self.batches:
-            out = self.backend.run(model, batch, mode=mode, outputs=[self.score_tensor])[self.score_tensor]
+            out = self.manager.call_backend(self.backend, model, batch, mode=mode,
+                                            outputs=[self.score_tensor])[self.score_tensor]
             q = model.tensors[self.score_tensor].qformat
             if q is not None and out.dtype.kind == "i":
                 out = dequantize(out, q, np.float64)
