@@ -159,7 +159,6 @@ dfx_status dfx_const_output_view(const dfx_model *m, const dfx_const_outputs *c,
 /* helpers */
 int64_t dfx_const_int(const dt_tensor *t, int64_t i);    /* integer code of constant element i */
 float dfx_const_float(const dt_tensor *t, int64_t i);     /* real value (dequantized) */
-int dfx_dyadic(float c, int *m, int *e);                  /* ops/common.c (also declared in kernels.h) */
 int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap);
 static inline int dfx_fl_at(const dt_tensor *t, int64_t i)
 {

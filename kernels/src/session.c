@@ -64,8 +64,6 @@ static int int_form(const dfx_model *m, const dt_layer *L)
     return 1;
 }
 
-static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
-
 static void make_rt(const dfx_session *s, int t, void *p, rt *r)
 {
     const dt_tensor *T = &s->m->tensors[t];
@@ -139,10 +137,10 @@ static size_t convert_bytes(const dfx_session *s, const dt_layer *L, int integer
     for (int p = 0; p < L->n_in; p++) {
         int t = L->in[p];
         if (t < 0 || m->tensors[t].is_const) continue;
-        if ((!integer && !layout && m->tensors[t].has_q) || act_esz(m, t) != 4) need += al64((size_t)s->count[t] * 4);
+        if ((!integer && !layout && m->tensors[t].has_q) || act_esz(m, t) != 4) need += fp_align64((size_t)s->count[t] * 4);
     }
     for (int p = 0; p < L->n_out; p++)
-        if (act_esz(m, L->out[p]) != 4) need += al64((size_t)s->count[L->out[p]] * 4);
+        if (act_esz(m, L->out[p]) != 4) need += fp_align64((size_t)s->count[L->out[p]] * 4);
     return need;
 }
 
@@ -213,7 +211,7 @@ static dfx_status prepare(dfx_session *s)
                                          (dfx_op_layout_only(L->op) && (T->dtype == DFX_INT32 || T->dtype == DFX_FLOAT32)));
             if (!in_place) {
                 s->cin_off[slot] = (int64_t)cbytes;
-                cbytes += al64((size_t)T->count * 4);
+                cbytes += fp_align64((size_t)T->count * 4);
             }
         }
         if ((L->op == OP_CONV2D || L->op == OP_DECONV2D || L->op == OP_FC) && !m->tensors[L->in[1]].is_const)
@@ -236,27 +234,27 @@ static dfx_status prepare(dfx_session *s)
             rt x, y;
             make_rt(s, L->in[0], NULL, &x);
             make_rt(s, L->out[0], NULL, &y);
-            need += al64(dfx_linear_scratch(L, &x, &m->tensors[L->in[1]], &y));
+            need += fp_align64(dfx_linear_scratch(L, &x, &m->tensors[L->in[1]], &y));
         }
         if (L->op == OP_DETECTION_OUTPUT) {
             rt a, b, c;
             make_rt(s, L->in[0], NULL, &a);
             make_rt(s, L->in[1], NULL, &b);
             make_rt(s, L->in[2], NULL, &c);
-            need += al64(dfx_detection_scratch(L, &a, &b, &c));
+            need += fp_align64(dfx_detection_scratch(L, &a, &b, &c));
         }
         if (need > scratch) scratch = need;
     }
     s->const_bytes = cbytes;
     s->scratch_bytes = scratch;
-    s->arena_bytes = al64(s->plan_bytes) + cbytes + scratch;
+    s->arena_bytes = fp_align64(s->plan_bytes) + cbytes + scratch;
     return DFX_OK;
 }
 
 static void fill_constants(dfx_session *s)
 {
     const dfx_model *m = s->m;
-    uint8_t *base = s->arena + al64(s->plan_bytes);
+    uint8_t *base = s->arena + fp_align64(s->plan_bytes);
     for (int li = 0; li < m->n_layers; li++) {
         const dt_layer *L = &m->layers[li];
         int integer = int_form(m, L), slot = s->cin_base[li];
@@ -509,13 +507,13 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
             for (int64_t i = 0; i < in[p].count; i++) f[i] = fp_dequantize(dfx_ld(ptr, in[p].esz, i), T->fl);
             in[p].p = f;
             in[p].esz = 4;
-            scratch += al64((size_t)in[p].count * 4);
+            scratch += fp_align64((size_t)in[p].count * 4);
         } else if (!native && !T->is_const && in[p].esz != 4) { /* widen into scratch */
             int32_t *q = (int32_t *)scratch;
             for (int64_t i = 0; i < in[p].count; i++) q[i] = dfx_ld(ptr, in[p].esz, i);
             in[p].p = q;
             in[p].esz = 4;
-            scratch += al64((size_t)in[p].count * 4);
+            scratch += fp_align64((size_t)in[p].count * 4);
         }
         pin[p] = &in[p];
     }
@@ -525,7 +523,7 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
         if (!native && out[p].esz != 4) { /* the kernel writes int32 / float32 into scratch */
             out[p].p = scratch;
             out[p].esz = 4;
-            scratch += al64((size_t)out[p].count * 4);
+            scratch += fp_align64((size_t)out[p].count * 4);
         }
         pout[p] = &out[p];
     }
@@ -581,7 +579,7 @@ dfx_status dfx_session_run(dfx_session *s)
     if (!s) return dfx_fail(DFX_ERR_ARGUMENT, "NULL session");
     for (int i = 0; i < s->m->n_inputs; i++)
         if (!s->input_set[i]) return dfx_fail(DFX_ERR_STATE, "input '%s' is not set", s->m->tensors[s->m->inputs[i]].name);
-    uint8_t *scratch = s->arena + al64(s->plan_bytes) + s->const_bytes;
+    uint8_t *scratch = s->arena + fp_align64(s->plan_bytes) + s->const_bytes;
     for (int li = 0; li < s->m->n_layers; li++) {
 #ifdef DFX_PROFILE /* per-layer times (dfx_session_layer_time): build with -DDFX_PROFILE */
         struct timespec t0, t1;

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from dfxsdk import ops, propagate
+from dfxsdk import fixedpoint, ops, propagate
 from dfxsdk.errors import DfxFormatError, DfxImportError, DfxUnsupportedError
 from dfxsdk.formats import FL_MAX, FL_MIN, DataType, QFormat, Rounding
 from dfxsdk.graph import Layer, Model, Tensor
@@ -542,7 +542,7 @@ class Converter:
         producer = self.model.producer(x)
         exact_coeffs = not isinstance(producer.op, ops.Eltwise) if producer is not None else True
         if not exact_coeffs:
-            exact_coeffs = all(propagate.dyadic(float(k)) is not None for k in producer.op.coefficients)
+            exact_coeffs = all(fixedpoint.dyadic(float(k)) is not None for k in producer.op.coefficients)
         if t.qformat is None and producer is not None and not producer.op.LAYOUT_ONLY and exact_coeffs \
                 and self.uses[x] == 0 and x not in self.model.outputs:
             # Nothing else reads the float value: the producer rounds straight into the format.
