@@ -12,7 +12,6 @@
 #include "plan.h"
 #include "planner.h"
 
-static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
 
 static int is_linear(int op) { return op == OP_CONV2D || op == OP_DECONV2D || op == OP_FC; }
 
@@ -199,7 +198,7 @@ static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int inte
             io->data = T->data;
         } else {
             io->off = (int64_t)*cbytes; /* relative to const_base until dfx_netplan_build ends */
-            *cbytes += al64((size_t)T->count * 4);
+            *cbytes += fp_align64((size_t)T->count * 4);
         }
         return DFX_OK;
     }
@@ -209,7 +208,7 @@ static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int inte
     else if (io->esz != 4) io->act = DFX_IO_WIDEN;
     if (io->act != DFX_IO_DIRECT) {
         io->conv = (int64_t)*conv; /* relative to the layer's scratch until dfx_netplan_build ends */
-        *conv += al64((size_t)io->count * 4);
+        *conv += fp_align64((size_t)io->count * 4);
     }
     return DFX_OK;
 }
@@ -233,7 +232,7 @@ static void plan_output(dfx_netplan *np, const dt_layer *L, int p, int integer, 
     io->act = quant ? DFX_IO_QUANT : DFX_IO_NARROW;
     if (io->esz == 4) return; /* quantized in place (conv = -1: the stored data) */
     io->conv = (int64_t)*conv;
-    *conv += al64((size_t)io->count * 4);
+    *conv += fp_align64((size_t)io->count * 4);
 }
 
 /* Kernel scratch beyond the wide copies. */
@@ -245,13 +244,13 @@ static size_t kernel_scratch(const dfx_netplan *np, const dt_layer *L, int nativ
     if (is_linear(L->op)) {
         view(np, L->in[0], &a);
         view(np, L->out[0], &c);
-        return al64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
+        return fp_align64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
     }
     if (L->op == OP_DETECTION_OUTPUT) {
         view(np, L->in[0], &a);
         view(np, L->in[1], &b);
         view(np, L->in[2], &c);
-        return al64(dfx_detection_scratch(L, &a, &b, &c));
+        return fp_align64(dfx_detection_scratch(L, &a, &b, &c));
     }
     return 0;
 }
@@ -337,7 +336,7 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
         io += m->layers[li].n_in + m->layers[li].n_out;
         if (need > scratch) scratch = need;
     }
-    np->const_base = al64(np->plan_bytes);
+    np->const_base = fp_align64(np->plan_bytes);
     np->const_bytes = cbytes;
     np->scratch_base = np->const_base + cbytes;
     np->scratch_bytes = scratch;

@@ -3,7 +3,6 @@
  * carried out by the executor (exec.c). */
 #include <stdlib.h>
 #ifdef DFX_PROFILE
-#include <stdio.h>
 #include <time.h>
 #endif
 
@@ -16,6 +15,10 @@ struct dfx_session {
     uint8_t *arena;
     int owns_arena;
     unsigned char *input_set;
+    /* API extras (session_api.c): constant graph outputs, per-layer times */
+    dfx_const_outputs couts;
+    double *prof_s;          /* DFX_PROFILE: seconds per layer over all runs */
+    int64_t prof_runs;
 };
 
 static void session_free(dfx_session *s)
@@ -23,6 +26,8 @@ static void session_free(dfx_session *s)
     if (!s) return;
     if (s->owns_arena) free(s->arena);
     dfx_netplan_free(&s->plan);
+    dfx_const_outputs_free(&s->couts);
+    free(s->prof_s);
     free(s->input_set);
     free(s);
 }
@@ -43,8 +48,8 @@ dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flag
     return st;
 }
 
-dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
-                              dfx_session **out)
+static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
+                                 const struct dfx_kernels *kf, dfx_session **out)
 {
     dfx_clear_error();
     if (out) *out = NULL;
@@ -53,10 +58,15 @@ dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, si
     dfx_session *s = (dfx_session *)calloc(1, sizeof *s);
     if (!s) return dfx_fail(DFX_ERR_NOMEM, "out of memory");
     s->m = m;
-    s->kf = dfx_select_kernels();
+    s->kf = kf ? kf : dfx_select_kernels();
     s->input_set = (unsigned char *)calloc(m->n_inputs ? m->n_inputs : 1, 1);
     dfx_status st = s->input_set ? dfx_netplan_build(m, batch, flags, &s->plan)
                                  : dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    if (!st) st = dfx_const_outputs_init(m, &s->couts);
+#ifdef DFX_PROFILE
+    if (!st && !(s->prof_s = (double *)calloc(m->n_layers ? m->n_layers : 1, sizeof *s->prof_s)))
+        st = dfx_fail(DFX_ERR_NOMEM, "out of memory");
+#endif
     if (st) { session_free(s); return st; }
     size_t need = s->plan.arena_bytes;
     if (arena) {
@@ -77,6 +87,38 @@ dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, si
     *out = s;
     return DFX_OK;
 }
+
+dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
+                              dfx_session **out)
+{
+    return session_create(m, batch, arena, arena_bytes, flags, NULL, out);
+}
+
+dfx_status dfx_session_create_ex(const dfx_model *m, const dfx_session_options *o, dfx_session **out)
+{
+    dfx_session_options opt;
+    const struct dfx_kernels *kf = NULL;
+    dfx_clear_error();
+    if (out) *out = NULL;
+    dfx_status st = dfx_session_options_read(o, &opt);
+    if (!st) st = dfx_find_kernels(opt.kernels, &kf);
+    if (st) return st;
+    return session_create(m, opt.batch, opt.arena, opt.arena_bytes, opt.flags, kf, out);
+}
+
+const char *dfx_session_kernels_name(const dfx_session *s) { return s ? s->kf->name : NULL; }
+
+dfx_status dfx_session_layer_time(const dfx_session *s, int layer, double *seconds, int64_t *runs)
+{
+    dfx_clear_error();
+    if (!s || layer < 0 || layer >= s->m->n_layers) return dfx_fail(DFX_ERR_ARGUMENT, "no layer %d", layer);
+    if (!s->prof_s) return dfx_fail(DFX_ERR_UNSUPPORTED, "per-layer times need a library built with DFX_PROFILE");
+    if (seconds) *seconds = s->prof_s[layer];
+    if (runs) *runs = s->prof_runs;
+    return DFX_OK;
+}
+
+const dfx_model *dfx_session_model(const dfx_session *s) { return s->m; }
 
 void dfx_session_destroy(dfx_session *s) { session_free(s); }
 size_t dfx_session_arena_bytes(const dfx_session *s) { return s ? s->plan.arena_bytes : 0; }
@@ -123,6 +165,27 @@ dfx_status dfx_session_set_input_codes(dfx_session *s, int input, const int32_t 
     return DFX_OK;
 }
 
+/* Set graph input `input` from `count` float32 values that gen() produces in
+ * chunks (dfx_session_set_input_u8), quantized as dfx_session_set_input_f32. */
+dfx_status dfx_session_fill_input(dfx_session *s, int input, int64_t count, dfx_input_gen gen, void *ctx)
+{
+    int t = -1;
+    dfx_status st = input_slot(s, input, count, &t);
+    if (st) return st;
+    const dt_tensor *T = &s->m->tensors[t];
+    uint8_t *dst = s->arena + s->plan.off[t];
+    int esz = dfx_store_bytes(T);
+    float buf[256];
+    for (int64_t i = 0; i < count; i += 256) {
+        int64_t n = count - i < 256 ? count - i : 256;
+        gen(ctx, i, n, buf);
+        if (T->has_q) fp_quantize_row(buf, n, T->fl, T->bw, T->rounding, dst + i * esz, esz);
+        else memcpy(dst + i * 4, buf, (size_t)n * 4);
+    }
+    s->input_set[input] = 1;
+    return DFX_OK;
+}
+
 dfx_status dfx_session_run(dfx_session *s)
 {
     dfx_clear_error();
@@ -131,7 +194,7 @@ dfx_status dfx_session_run(dfx_session *s)
         if (!s->input_set[i])
             return dfx_fail(DFX_ERR_STATE, "input '%s' is not set", s->m->tensors[s->m->inputs[i]].name);
     for (int li = 0; li < s->m->n_layers; li++) {
-#ifdef DFX_PROFILE /* per-layer times on stderr: build with -DDFX_PROFILE */
+#ifdef DFX_PROFILE /* per-layer times (dfx_session_layer_time): build with -DDFX_PROFILE */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
 #endif
@@ -139,11 +202,12 @@ dfx_status dfx_session_run(dfx_session *s)
         if (st) return st;
 #ifdef DFX_PROFILE
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        fprintf(stderr, "dfx-profile %-28s %-16s %-20s %9.3f ms\n", s->m->layers[li].name,
-                dfx_op_name(s->m->layers[li].op), dfx_kernel_name(s->plan.layers[li].kernel),
-                (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+        s->prof_s[li] += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
 #endif
     }
+#ifdef DFX_PROFILE
+    s->prof_runs++;
+#endif
     return DFX_OK;
 }
 
@@ -160,11 +224,14 @@ dfx_status dfx_session_get_tensor(dfx_session *s, int t, dfx_view *v)
     v->dtype = !T->has_q ? DFX_FLOAT32 : esz == 1 ? DFX_INT8 : esz == 2 ? DFX_INT16 : DFX_INT32;
     v->rank = T->rank;
     memcpy(v->shape, s->plan.shape[t], sizeof v->shape);
+    dfx_view_format(T, v);
     return DFX_OK;
 }
 
 dfx_status dfx_session_get_output(dfx_session *s, int i, dfx_view *v)
 {
-    if (!s || i < 0 || i >= s->m->n_outputs) return dfx_fail(DFX_ERR_ARGUMENT, "no graph output %d", i);
+    dfx_clear_error();
+    if (!s || !v || i < 0 || i >= s->m->n_outputs) return dfx_fail(DFX_ERR_ARGUMENT, "no graph output %d", i);
+    if (s->m->tensors[s->m->outputs[i]].is_const) return dfx_const_output_view(s->m, &s->couts, i, v);
     return dfx_session_get_tensor(s, s->m->outputs[i], v);
 }

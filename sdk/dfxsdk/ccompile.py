@@ -40,6 +40,7 @@ import numpy as np
 
 from . import ctable
 from .errors import DfxInputError, DfxUnsupportedError
+from .fixedpoint import align_up
 
 TARGETS = ("portable", "neon")
 MARKER = ".dfxsdk-compile"
@@ -182,10 +183,6 @@ def custom_symbol(name: str, version: int) -> str:
     return f"dfx_custom_{re.sub(r'[^A-Za-z0-9]', '_', name)}_v{version}"
 
 
-def al64(v: int) -> int:
-    return (v + 63) & ~63
-
-
 # -- the generator --------------------------------------------------------------------------------
 
 
@@ -240,7 +237,7 @@ class _Gen:
         self.needs_dispatch = any(L["kernel_set"] for L in self.layers)
         # the compiled model has no constant area: prepared constants are static arrays, and the
         # scratch (wide copies, kernel scratch) moves down to where the constants were
-        self.scratch_base = al64(d["plan_bytes"])
+        self.scratch_base = align_up(d["plan_bytes"])
         self.const_bytes = d["const_bytes"]
         self.arena_bytes = self.scratch_base + d["scratch_bytes"]
         self.op_ids: dict[int, str] = {}       # operator code -> its C enum name (ops.def)

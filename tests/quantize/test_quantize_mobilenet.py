@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.support.quantize import depthwise_sqnr, mobilenet_ssd
-from tests.support.testdata import MOBILENET_SSD, needs_testdata
 
 from dfxsdk import load, save
 from dfxsdk.providers import CalibrationData
 
 from dfx_quantizer.plugin import quantize_model
+
+from tests.support.quantize import depthwise_sqnr, mobilenet_ssd
+from tests.support.testdata import MOBILENET_SSD, needs_testdata
 
 pytestmark = needs_testdata(MOBILENET_SSD)
 #: A small input keeps the test fast; benchmarks/bench_quantize.py uses 300x300.
@@ -30,7 +31,10 @@ def images(n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def quantized(model):
     x = images(8, 1)
-    data = lambda: CalibrationData([{"data": x[i:i + 4]} for i in range(0, 8, 4)])
+
+    def data() -> CalibrationData:
+        return CalibrationData([{"data": x[i:i + 4]} for i in range(0, 8, 4)])
+
     return (quantize_model(model, data(), {"bw": 8}),
             quantize_model(model, data(), {"bw": 8, "per_channel": True}))
 
