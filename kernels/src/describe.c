@@ -8,7 +8,11 @@
 
 #include "plan.h"
 
-typedef struct { char *p; size_t n, cap; int oom; } sbuf;
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
 
 static void sb_put(sbuf *b, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -23,11 +27,20 @@ static void sb_put(sbuf *b, const char *fmt, ...)
         va_start(ap, fmt);
         int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
         va_end(ap);
-        if (k < 0) { b->oom = 1; return; }
-        if (b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        if (k < 0) {
+            b->oom = 1;
+            return;
+        }
+        if (b->p && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
         size_t cap = (b->cap ? b->cap * 2 : 4096) + (size_t)k;
         char *q = (char *)realloc(b->p, cap);
-        if (!q) { b->oom = 1; return; }
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
         b->p = q;
         b->cap = cap;
     }
@@ -67,15 +80,17 @@ static uint32_t f32_bits(float f)
 }
 
 /* Every field of dt_opts, by kind (keep in step with dfx_internal.h). */
-#define DFX_OPT_INTS(X)                                                                                          \
-    X(kh) X(kw) X(sh) X(sw) X(pt) X(pl) X(pb) X(pr) X(dh) X(dw) X(group) X(oph) X(opw) X(pool_type) X(global)     \
-    X(ceil_mode) X(divisor) X(axis) X(end_axis) X(num_axes) X(local_size) X(region) X(operation) X(scale_h)       \
-    X(scale_w) X(across_spatial) X(channel_shared) X(flip) X(clip) X(img_h) X(img_w) X(num_classes)               \
-    X(share_location) X(background_label_id) X(top_k) X(keep_top_k) X(code_type) X(variance_encoded_in_target)    \
-    X(mant_bits) X(exp_bits)
-#define DFX_OPT_FLOATS(X)                                                                                        \
-    X(fmin) X(fmax) X(alpha) X(beta) X(k) X(power) X(scale) X(shift) X(pad_value) X(eps) X(step_h) X(step_w)     \
-    X(offset) X(nms_threshold) X(eta) X(confidence_threshold)
+#define DFX_OPT_INTS(X)                                                                                               \
+    X(kh)                                                                                                             \
+    X(kw) X(sh) X(sw) X(pt) X(pl) X(pb) X(pr) X(dh) X(dw) X(group) X(oph) X(opw) X(pool_type) X(global) X(ceil_mode)  \
+        X(divisor) X(axis) X(end_axis) X(num_axes) X(local_size) X(region) X(operation) X(scale_h) X(scale_w)         \
+            X(across_spatial) X(channel_shared) X(flip) X(clip) X(img_h) X(img_w) X(num_classes) X(share_location)    \
+                X(background_label_id) X(top_k) X(keep_top_k) X(code_type) X(variance_encoded_in_target) X(mant_bits) \
+                    X(exp_bits)
+#define DFX_OPT_FLOATS(X)                                                                                      \
+    X(fmin)                                                                                                    \
+    X(fmax) X(alpha) X(beta) X(k) X(power) X(scale) X(shift) X(pad_value) X(eps) X(step_h) X(step_w) X(offset) \
+        X(nms_threshold) X(eta) X(confidence_threshold)
 #define DFX_OPT_VECS(X) X(coeffs) X(order) X(points) X(pads) X(min_sizes) X(max_sizes) X(aspect_ratios) X(variances)
 
 /* An input or output: its action, where it lives, and a prepared constant's values. */
@@ -104,8 +119,9 @@ static void describe_layer(sbuf *b, const dfx_netplan *np, int li)
     const dt_opts *o = &L->o;
     sb_put(b, "{\"name\":");
     sb_str(b, L->name);
-    sb_put(b, ",\"op\":%d,\"type\":\"%s\",\"version\":%d,\"int_form\":%d,\"layout\":%d,\"native\":%d,"
-              "\"kernel\":\"%s\",\"kernel_set\":%d,\"scratch\":%lld,\"in\":[",
+    sb_put(b,
+           ",\"op\":%d,\"type\":\"%s\",\"version\":%d,\"int_form\":%d,\"layout\":%d,\"native\":%d,"
+           "\"kernel\":\"%s\",\"kernel_set\":%d,\"scratch\":%lld,\"in\":[",
            L->op, dfx_op_name(L->op), L->version, p->integer, dfx_op_layout_only(L->op), np->native[li],
            dfx_kernel_name(p->kernel), dfx_kernel_uses_set(p->kernel), (long long)p->scratch);
     for (int k = 0; k < L->n_in; k++) sb_put(b, "%s%d", k ? "," : "", (int)L->in[k]);
@@ -125,7 +141,7 @@ static void describe_layer(sbuf *b, const dfx_netplan *np, int li)
     const char *sep = "";
 #define PUT_INT(f) sb_put(b, "%s\"" #f "\":%d", sep, (int)o->f), sep = ",";
 #define PUT_FLT(f) sb_put(b, "%s\"" #f "\":{\"f32\":%lu}", sep, (unsigned long)f32_bits(o->f)), sep = ",";
-#define PUT_VEC(f)                                                                                                 \
+#define PUT_VEC(f)                                                                                                    \
     sb_put(b, "%s\"" #f "\":{\"vec\":", sep), sb_hex(b, o->f.p, (size_t)o->f.n * 4), sb_put(b, ",\"n\":%u}", o->f.n), \
         sep = ",";
     DFX_OPT_INTS(PUT_INT)
@@ -145,8 +161,10 @@ static void describe_layer(sbuf *b, const dfx_netplan *np, int li)
     const dfx_linprep *lp = p->lin;
     if (lp) {
         int64_t O = m->tensors[L->in[1]].shape[0];
-        sb_put(b, ",\"lin\":{\"fast\":1,\"dw\":%d,\"direct\":%d,\"w_in_place\":%d,\"K\":%lld,\"nb\":%d,\"ob\":%d,"
-                  "\"bias\":", lp->dw, lp->direct, lp->w_in_place, (long long)lp->K, lp->nb, lp->ob);
+        sb_put(b,
+               ",\"lin\":{\"fast\":1,\"dw\":%d,\"direct\":%d,\"w_in_place\":%d,\"K\":%lld,\"nb\":%d,\"ob\":%d,"
+               "\"bias\":",
+               lp->dw, lp->direct, lp->w_in_place, (long long)lp->K, lp->nb, lp->ob);
         sb_i64s(b, lp->bias, (int)O);
         sb_put(b, ",\"lsh\":[");
         for (int64_t i = 0; i < O; i++) sb_put(b, "%s%d", i ? "," : "", lp->lsh[i]);
@@ -160,8 +178,9 @@ static void describe_layer(sbuf *b, const dfx_netplan *np, int li)
 static void describe(sbuf *b, const dfx_netplan *np)
 {
     const dfx_model *m = np->m;
-    sb_put(b, "{\"format\":1,\"batch\":%lld,\"plan_bytes\":%zu,\"const_bytes\":%zu,\"scratch_bytes\":%zu,"
-              "\"arena_bytes\":%zu,\"sum_bytes\":%zu,\"inputs\":[",
+    sb_put(b,
+           "{\"format\":1,\"batch\":%lld,\"plan_bytes\":%zu,\"const_bytes\":%zu,\"scratch_bytes\":%zu,"
+           "\"arena_bytes\":%zu,\"sum_bytes\":%zu,\"inputs\":[",
            (long long)np->batch, np->plan_bytes, np->const_bytes, np->scratch_bytes, np->arena_bytes, np->sum_bytes);
     for (int i = 0; i < m->n_inputs; i++) sb_put(b, "%s%d", i ? "," : "", (int)m->inputs[i]);
     sb_put(b, "],\"outputs\":[");
@@ -173,13 +192,15 @@ static void describe(sbuf *b, const dfx_netplan *np)
         sb_str(b, T->name);
         sb_put(b, ",\"rank\":%d,\"shape\":", T->rank);
         sb_i64s(b, T->shape, T->rank);
-        sb_put(b, ",\"count\":%lld,\"dtype\":%d,\"has_q\":%d,\"bw\":%d,\"fl\":%d,\"rounding\":%d,\"per_channel\":%d,"
-                  "\"ch_axis\":%d,\"ch_inner\":%lld,\"cfl\":",
+        sb_put(b,
+               ",\"count\":%lld,\"dtype\":%d,\"has_q\":%d,\"bw\":%d,\"fl\":%d,\"rounding\":%d,\"per_channel\":%d,"
+               "\"ch_axis\":%d,\"ch_inner\":%lld,\"cfl\":",
                (long long)T->count, T->dtype, T->has_q, T->bw, T->fl, T->rounding, T->per_channel, T->ch_axis,
                (long long)T->ch_inner);
         sb_hex(b, T->cfl.p, T->cfl.n);
-        sb_put(b, ",\"is_const\":%d,\"file_off\":%lld,\"data_len\":%llu,\"crc\":%lu,\"producer\":%d,\"last_use\":%d,"
-                  "\"is_graph_output\":%d,\"arena_off\":%lld,\"run_shape\":",
+        sb_put(b,
+               ",\"is_const\":%d,\"file_off\":%lld,\"data_len\":%llu,\"crc\":%lu,\"producer\":%d,\"last_use\":%d,"
+               "\"is_graph_output\":%d,\"arena_off\":%lld,\"run_shape\":",
                T->is_const, T->data ? (long long)(T->data - m->base) : -1LL, (unsigned long long)T->data_len,
                (unsigned long)T->crc, T->producer, T->last_use, T->is_graph_output, (long long)np->off[i]);
         sb_i64s(b, np->shape[i], T->rank);
@@ -200,11 +221,17 @@ dfx_status dfx_model_describe(const dfx_model *m, int64_t batch, unsigned flags,
     if (!m || !len || (cap && !buf)) return dfx_fail(DFX_ERR_ARGUMENT, "NULL argument");
     if (batch < 1) return dfx_fail(DFX_ERR_ARGUMENT, "batch must be >= 1");
     dfx_status st = dfx_netplan_build(m, batch, flags, &np);
-    if (st) { dfx_netplan_free(&np); return st; }
+    if (st) {
+        dfx_netplan_free(&np);
+        return st;
+    }
     sbuf b = {NULL, 0, 0, 0};
     describe(&b, &np);
     dfx_netplan_free(&np);
-    if (b.oom) { free(b.p); return dfx_fail(DFX_ERR_NOMEM, "out of memory describing the model"); }
+    if (b.oom) {
+        free(b.p);
+        return dfx_fail(DFX_ERR_NOMEM, "out of memory describing the model");
+    }
     *len = b.n;
     if (cap) {
         size_t k = b.n < cap - 1 ? b.n : cap - 1;

@@ -6,9 +6,7 @@
 
 /* The stored data of an input or output. */
 static void *stored(const dfx_io_plan *io, uint8_t *arena)
-{
-    return io->data ? (void *)io->data : (void *)(arena + io->off);
-}
+{ return io->data ? (void *)io->data : (void *)(arena + io->off); }
 
 /* The tensor the kernel sees: the stored data, or its wide copy. */
 static void bind(const dfx_io_plan *io, uint8_t *arena, rt *r)
@@ -60,130 +58,138 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
     const dfx_linprep *lp = p->lin;
     rt *y = ys[0];
     int n = p->n_in;
-    (void)kf; (void)x; (void)s; (void)b; (void)w; (void)lp; (void)y; (void)n; (void)sc; (void)L;
+    (void)kf;
+    (void)x;
+    (void)s;
+    (void)b;
+    (void)w;
+    (void)lp;
+    (void)y;
+    (void)n;
+    (void)sc;
+    (void)L;
     switch (p->kernel) {
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
-    case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc);
+        case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
-    case DFX_K_CONV2D_INT: return dfx_conv2d_int(L, x, w, b, y, sc);
+        case DFX_K_CONV2D_INT: return dfx_conv2d_int(L, x, w, b, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_F32)
-    case DFX_K_CONV2D_F32: dfx_conv2d_f32(L, x, w, b, y, sc); return DFX_OK;
+        case DFX_K_CONV2D_F32: dfx_conv2d_f32(L, x, w, b, y, sc); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DECONV2D_INT)
-    case DFX_K_DECONV2D_INT: return dfx_deconv2d_int(L, x, w, b, y, sc);
+        case DFX_K_DECONV2D_INT: return dfx_deconv2d_int(L, x, w, b, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DECONV2D_F32)
-    case DFX_K_DECONV2D_F32: dfx_deconv2d_f32(L, x, w, b, y, sc); return DFX_OK;
+        case DFX_K_DECONV2D_F32: dfx_deconv2d_f32(L, x, w, b, y, sc); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_FAST)
-    case DFX_K_FC_FAST: return dfx_fc_fast(L, lp, kf, x, w, y, sc);
+        case DFX_K_FC_FAST: return dfx_fc_fast(L, lp, kf, x, w, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_INT)
-    case DFX_K_FC_INT: return dfx_fc_int(L, x, w, b, y, sc);
+        case DFX_K_FC_INT: return dfx_fc_int(L, x, w, b, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_F32)
-    case DFX_K_FC_F32: dfx_fc_f32(L, x, w, b, y, sc); return DFX_OK;
+        case DFX_K_FC_F32: dfx_fc_f32(L, x, w, b, y, sc); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_MAXPOOL_S8)
-    case DFX_K_MAXPOOL_S8: dfx_maxpool_s8(L, kf, x, y); return DFX_OK;
+        case DFX_K_MAXPOOL_S8: dfx_maxpool_s8(L, kf, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
-    case DFX_K_POOL_INT: dfx_pool_int(L, x, y); return DFX_OK;
+        case DFX_K_POOL_INT: dfx_pool_int(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_F32)
-    case DFX_K_POOL_F32: dfx_pool_f32(L, x, y); return DFX_OK;
+        case DFX_K_POOL_F32: dfx_pool_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_S8)
-    case DFX_K_RELU_S8: dfx_relu_s8(kf, x, y); return DFX_OK;
+        case DFX_K_RELU_S8: dfx_relu_s8(kf, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_INT)
-    case DFX_K_RELU_INT: dfx_relu_int(x, y); return DFX_OK;
+        case DFX_K_RELU_INT: dfx_relu_int(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_F32)
-    case DFX_K_RELU_F32: dfx_relu_f32(x, y); return DFX_OK;
+        case DFX_K_RELU_F32: dfx_relu_f32(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CLIP_INT)
-    case DFX_K_CLIP_INT: dfx_clip_int(L, x, y); return DFX_OK;
+        case DFX_K_CLIP_INT: dfx_clip_int(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CLIP_F32)
-    case DFX_K_CLIP_F32: dfx_clip_f32(L, x, y); return DFX_OK;
+        case DFX_K_CLIP_F32: dfx_clip_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_PRELU_INT)
-    case DFX_K_PRELU_INT: dfx_prelu_int(x, s, y); return DFX_OK;
+        case DFX_K_PRELU_INT: dfx_prelu_int(x, s, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_PRELU_F32)
-    case DFX_K_PRELU_F32: dfx_prelu_f32(x, s, y); return DFX_OK;
+        case DFX_K_PRELU_F32: dfx_prelu_f32(x, s, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SIGMOID_F32)
-    case DFX_K_SIGMOID_F32: dfx_sigmoid_f32(x, y); return DFX_OK;
+        case DFX_K_SIGMOID_F32: dfx_sigmoid_f32(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_TANH_F32)
-    case DFX_K_TANH_F32: dfx_tanh_f32(x, y); return DFX_OK;
+        case DFX_K_TANH_F32: dfx_tanh_f32(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_LRN_F32)
-    case DFX_K_LRN_F32: dfx_lrn_f32(L, x, y); return DFX_OK;
+        case DFX_K_LRN_F32: dfx_lrn_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONCAT)
-    case DFX_K_CONCAT: dfx_concat(L, xs, n, y, p->integer); return DFX_OK;
+        case DFX_K_CONCAT: dfx_concat(L, xs, n, y, p->integer); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
-    case DFX_K_ELTWISE_INT: dfx_eltwise_int(L, xs, n, y); return DFX_OK;
+        case DFX_K_ELTWISE_INT: dfx_eltwise_int(L, xs, n, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_F32)
-    case DFX_K_ELTWISE_F32: dfx_eltwise_f32(L, xs, n, y); return DFX_OK;
+        case DFX_K_ELTWISE_F32: dfx_eltwise_f32(L, xs, n, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
-    case DFX_K_SOFTMAX_F32: dfx_softmax_f32(L, x, y); return DFX_OK;
+        case DFX_K_SOFTMAX_F32: dfx_softmax_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SCALE_INT)
-    case DFX_K_SCALE_INT: dfx_scale_int(L, x, s, b, y); return DFX_OK;
+        case DFX_K_SCALE_INT: dfx_scale_int(L, x, s, b, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SCALE_F32)
-    case DFX_K_SCALE_F32: dfx_scale_f32(L, x, s, b, y); return DFX_OK;
+        case DFX_K_SCALE_F32: dfx_scale_f32(L, x, s, b, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_POWER_F32)
-    case DFX_K_POWER_F32: dfx_power_f32(L, x, y); return DFX_OK;
+        case DFX_K_POWER_F32: dfx_power_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_COPY)
-    case DFX_K_COPY: dfx_copy(x, y); return DFX_OK;
+        case DFX_K_COPY: dfx_copy(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_PERMUTE)
-    case DFX_K_PERMUTE: dfx_permute(L, x, y); return DFX_OK;
+        case DFX_K_PERMUTE: dfx_permute(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SLICE)
-    case DFX_K_SLICE: dfx_slice(L, x, ys, p->n_out); return DFX_OK;
+        case DFX_K_SLICE: dfx_slice(L, x, ys, p->n_out); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_PAD)
-    case DFX_K_PAD: dfx_pad(L, x, y, p->integer); return DFX_OK;
+        case DFX_K_PAD: dfx_pad(L, x, y, p->integer); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_UPSAMPLE)
-    case DFX_K_UPSAMPLE: dfx_upsample(L, x, y); return DFX_OK;
+        case DFX_K_UPSAMPLE: dfx_upsample(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_NORMALIZE_F32)
-    case DFX_K_NORMALIZE_F32: dfx_normalize_f32(L, x, s, y); return DFX_OK;
+        case DFX_K_NORMALIZE_F32: dfx_normalize_f32(L, x, s, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_PRIORBOX_F32)
-    case DFX_K_PRIORBOX_F32: dfx_priorbox_f32(L, x, s, y); return DFX_OK;
+        case DFX_K_PRIORBOX_F32: dfx_priorbox_f32(L, x, s, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
-    case DFX_K_DETECTION_OUTPUT_F32: dfx_detection_output_f32(L, x, s, b, y, sc); return DFX_OK;
+        case DFX_K_DETECTION_OUTPUT_F32: dfx_detection_output_f32(L, x, s, b, y, sc); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_REQUANTIZE_INT)
-    case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y); return DFX_OK;
+        case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_EXP_F32)
-    case DFX_K_EXP_F32: dfx_exp_f32(x, y); return DFX_OK;
+        case DFX_K_EXP_F32: dfx_exp_f32(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_MINIFLOAT_F32)
-    case DFX_K_MINIFLOAT_F32: dfx_minifloat_f32(L, x, y); return DFX_OK;
+        case DFX_K_MINIFLOAT_F32: dfx_minifloat_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CUSTOM)
-    case DFX_K_CUSTOM: return dfx_custom(L, p->custom, xs, n, ys, p->n_out);
+        case DFX_K_CUSTOM: return dfx_custom(L, p->custom, xs, n, ys, p->n_out);
 #endif
-    default: /* not built in (the planner only plans built-in kernels) */
-        return DFX_ERR_UNSUPPORTED;
+        default: /* not built in (the planner only plans built-in kernels) */ return DFX_ERR_UNSUPPORTED;
     }
 }
 

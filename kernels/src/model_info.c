@@ -15,13 +15,9 @@ int dfx_model_find_tensor(const dfx_model *m, const char *name)
     return -1;
 }
 const char *dfx_model_layer_name(const dfx_model *m, int i)
-{
-    return m && i >= 0 && i < m->n_layers ? m->layers[i].name : NULL;
-}
+{ return m && i >= 0 && i < m->n_layers ? m->layers[i].name : NULL; }
 const char *dfx_model_layer_type(const dfx_model *m, int i)
-{
-    return m && i >= 0 && i < m->n_layers ? dfx_op_name(m->layers[i].op) : NULL;
-}
+{ return m && i >= 0 && i < m->n_layers ? dfx_op_name(m->layers[i].op) : NULL; }
 dfx_status dfx_model_tensor_info(const dfx_model *m, int t, dfx_tensor_info *info)
 {
     if (!m || !info || t < 0 || t >= m->n_tensors) return dfx_fail(DFX_ERR_ARGUMENT, "no tensor %d", t);

@@ -12,7 +12,6 @@
 #include "plan.h"
 #include "planner.h"
 
-
 static int is_linear(int op) { return op == OP_CONV2D || op == OP_DECONV2D || op == OP_FC; }
 
 static int host_le(void)
@@ -61,36 +60,38 @@ static int native_layer(const dfx_netplan *np, const dt_layer *L, int integer, i
 {
     const dfx_model *m = np->m;
     switch (L->op) {
-    case OP_CONV2D:
-    case OP_FC:
-        return integer && fast;
-    case OP_RELU:
-        return integer && int8_same_format(m, L);
-    case OP_POOL2D: /* max pooling: int8 codes in place */
-        return integer && L->o.pool_type == 0 && int8_same_format(m, L) && !m->tensors[L->out[0]].per_channel;
-    case OP_FLATTEN: case OP_RESHAPE: case OP_PERMUTE: case OP_SLICE: case OP_UPSAMPLE:
-        if (m->tensors[L->in[0]].is_const) return 0;
-        for (int p = 0; p < L->n_out; p++)
-            if (act_esz(m, L->out[p]) != act_esz(m, L->in[0]) ||
-                m->tensors[L->out[p]].has_q != m->tensors[L->in[0]].has_q)
-                return 0;
-        return 1;
-    case OP_CONCAT:
-        for (int p = 0; p < L->n_in; p++) {
-            if (L->in[p] < 0) continue;
-            const dt_tensor *c = &m->tensors[L->in[p]];
-            if (c->is_const) return 0;
-            if (integer) {
-                const dt_tensor *y = &m->tensors[L->out[0]];
-                if (c->per_channel || c->fl != y->fl || c->bw > y->bw || act_esz(m, L->in[p]) != act_esz(m, L->out[0]))
+        case OP_CONV2D:
+        case OP_FC: return integer && fast;
+        case OP_RELU: return integer && int8_same_format(m, L);
+        case OP_POOL2D: /* max pooling: int8 codes in place */
+            return integer && L->o.pool_type == 0 && int8_same_format(m, L) && !m->tensors[L->out[0]].per_channel;
+        case OP_FLATTEN:
+        case OP_RESHAPE:
+        case OP_PERMUTE:
+        case OP_SLICE:
+        case OP_UPSAMPLE:
+            if (m->tensors[L->in[0]].is_const) return 0;
+            for (int p = 0; p < L->n_out; p++)
+                if (act_esz(m, L->out[p]) != act_esz(m, L->in[0]) ||
+                    m->tensors[L->out[p]].has_q != m->tensors[L->in[0]].has_q)
                     return 0;
-            } else if (c->has_q || m->tensors[L->out[0]].has_q) {
-                return 0;
+            return 1;
+        case OP_CONCAT:
+            for (int p = 0; p < L->n_in; p++) {
+                if (L->in[p] < 0) continue;
+                const dt_tensor *c = &m->tensors[L->in[p]];
+                if (c->is_const) return 0;
+                if (integer) {
+                    const dt_tensor *y = &m->tensors[L->out[0]];
+                    if (c->per_channel || c->fl != y->fl || c->bw > y->bw ||
+                        act_esz(m, L->in[p]) != act_esz(m, L->out[0]))
+                        return 0;
+                } else if (c->has_q || m->tensors[L->out[0]].has_q) {
+                    return 0;
+                }
             }
-        }
-        return 1;
-    default:
-        return 0;
+            return 1;
+        default: return 0;
     }
 }
 
@@ -98,34 +99,35 @@ static int native_layer(const dfx_netplan *np, const dt_layer *L, int integer, i
 static int choose_kernel(const dt_layer *L, int integer, int native)
 {
     switch (L->op) {
-    case OP_CONV2D: return native ? DFX_K_CONV2D_FAST : integer ? DFX_K_CONV2D_INT : DFX_K_CONV2D_F32;
-    case OP_DECONV2D: return integer ? DFX_K_DECONV2D_INT : DFX_K_DECONV2D_F32;
-    case OP_FC: return native ? DFX_K_FC_FAST : integer ? DFX_K_FC_INT : DFX_K_FC_F32;
-    case OP_POOL2D: return native ? DFX_K_MAXPOOL_S8 : integer ? DFX_K_POOL_INT : DFX_K_POOL_F32;
-    case OP_RELU: return native ? DFX_K_RELU_S8 : integer ? DFX_K_RELU_INT : DFX_K_RELU_F32;
-    case OP_CLIP: return integer ? DFX_K_CLIP_INT : DFX_K_CLIP_F32;
-    case OP_PRELU: return integer ? DFX_K_PRELU_INT : DFX_K_PRELU_F32;
-    case OP_SIGMOID: return DFX_K_SIGMOID_F32;
-    case OP_TANH: return DFX_K_TANH_F32;
-    case OP_LRN: return DFX_K_LRN_F32;
-    case OP_CONCAT: return DFX_K_CONCAT;
-    case OP_ELTWISE: return integer ? DFX_K_ELTWISE_INT : DFX_K_ELTWISE_F32;
-    case OP_SOFTMAX: return DFX_K_SOFTMAX_F32;
-    case OP_SCALE: return integer ? DFX_K_SCALE_INT : DFX_K_SCALE_F32;
-    case OP_POWER: return DFX_K_POWER_F32;
-    case OP_FLATTEN: case OP_RESHAPE: return DFX_K_COPY;
-    case OP_PERMUTE: return DFX_K_PERMUTE;
-    case OP_SLICE: return DFX_K_SLICE;
-    case OP_PAD: return DFX_K_PAD;
-    case OP_UPSAMPLE: return DFX_K_UPSAMPLE;
-    case OP_NORMALIZE: return DFX_K_NORMALIZE_F32;
-    case OP_PRIORBOX: return DFX_K_PRIORBOX_F32;
-    case OP_DETECTION_OUTPUT: return DFX_K_DETECTION_OUTPUT_F32;
-    case OP_REQUANTIZE: return integer ? DFX_K_REQUANTIZE_INT : DFX_K_COPY;
-    case OP_CUSTOM: return DFX_K_CUSTOM;
-    case OP_EXP: return DFX_K_EXP_F32;
-    case OP_MINIFLOAT: return DFX_K_MINIFLOAT_F32;
-    default: return DFX_K_NONE;
+        case OP_CONV2D: return native ? DFX_K_CONV2D_FAST : integer ? DFX_K_CONV2D_INT : DFX_K_CONV2D_F32;
+        case OP_DECONV2D: return integer ? DFX_K_DECONV2D_INT : DFX_K_DECONV2D_F32;
+        case OP_FC: return native ? DFX_K_FC_FAST : integer ? DFX_K_FC_INT : DFX_K_FC_F32;
+        case OP_POOL2D: return native ? DFX_K_MAXPOOL_S8 : integer ? DFX_K_POOL_INT : DFX_K_POOL_F32;
+        case OP_RELU: return native ? DFX_K_RELU_S8 : integer ? DFX_K_RELU_INT : DFX_K_RELU_F32;
+        case OP_CLIP: return integer ? DFX_K_CLIP_INT : DFX_K_CLIP_F32;
+        case OP_PRELU: return integer ? DFX_K_PRELU_INT : DFX_K_PRELU_F32;
+        case OP_SIGMOID: return DFX_K_SIGMOID_F32;
+        case OP_TANH: return DFX_K_TANH_F32;
+        case OP_LRN: return DFX_K_LRN_F32;
+        case OP_CONCAT: return DFX_K_CONCAT;
+        case OP_ELTWISE: return integer ? DFX_K_ELTWISE_INT : DFX_K_ELTWISE_F32;
+        case OP_SOFTMAX: return DFX_K_SOFTMAX_F32;
+        case OP_SCALE: return integer ? DFX_K_SCALE_INT : DFX_K_SCALE_F32;
+        case OP_POWER: return DFX_K_POWER_F32;
+        case OP_FLATTEN:
+        case OP_RESHAPE: return DFX_K_COPY;
+        case OP_PERMUTE: return DFX_K_PERMUTE;
+        case OP_SLICE: return DFX_K_SLICE;
+        case OP_PAD: return DFX_K_PAD;
+        case OP_UPSAMPLE: return DFX_K_UPSAMPLE;
+        case OP_NORMALIZE: return DFX_K_NORMALIZE_F32;
+        case OP_PRIORBOX: return DFX_K_PRIORBOX_F32;
+        case OP_DETECTION_OUTPUT: return DFX_K_DETECTION_OUTPUT_F32;
+        case OP_REQUANTIZE: return integer ? DFX_K_REQUANTIZE_INT : DFX_K_COPY;
+        case OP_CUSTOM: return DFX_K_CUSTOM;
+        case OP_EXP: return DFX_K_EXP_F32;
+        case OP_MINIFLOAT: return DFX_K_MINIFLOAT_F32;
+        default: return DFX_K_NONE;
     }
 }
 
@@ -176,8 +178,10 @@ static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int inte
     if (t < 0) return DFX_OK;
     const dt_tensor *T = &m->tensors[t];
     if (integer && !layout && !T->has_q)
-        return dfx_fail(DFX_ERR_INVALID, "layer '%s', tensor '%s': runs in integer form but its constant input is "
-                        "float32; integer constants are required", L->name, T->name);
+        return dfx_fail(DFX_ERR_INVALID,
+                        "layer '%s', tensor '%s': runs in integer form but its constant input is "
+                        "float32; integer constants are required",
+                        L->name, T->name);
     io->t = T;
     io->esz = T->is_const ? 4 : dfx_store_bytes(T);
     io->shape = T->is_const ? T->shape : np->shape[t];
@@ -185,8 +189,10 @@ static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int inte
     io->off = T->is_const ? -1 : np->off[t];
     if (p == 1 && is_linear(L->op)) {
         if (!T->is_const)
-            return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': the weights '%s' are an activation; the native "
-                            "runtime needs constant weights", L->name, T->name);
+            return dfx_fail(DFX_ERR_UNSUPPORTED,
+                            "layer '%s': the weights '%s' are an activation; the native "
+                            "runtime needs constant weights",
+                            L->name, T->name);
         io->act = DFX_IO_WEIGHTS;
         io->data = T->data;
         return DFX_OK;
@@ -265,15 +271,18 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     if (L->op == OP_CUSTOM) {
         p->custom = dfx_custom_find(L->o.custom_name, L->o.custom_version);
         if (!p->custom)
-            return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': custom operator '%s' version %d has no C implementation "
-                            "registered (dfx_register_custom_op)", L->name, L->o.custom_name ? L->o.custom_name : "",
-                            L->o.custom_version);
+            return dfx_fail(DFX_ERR_UNSUPPORTED,
+                            "layer '%s': custom operator '%s' version %d has no C implementation "
+                            "registered (dfx_register_custom_op)",
+                            L->name, L->o.custom_name ? L->o.custom_name : "", L->o.custom_version);
     }
     if (L->n_in > DFX_MAX_IO || L->n_out > DFX_MAX_IO)
         return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': more than %d inputs or outputs", L->name, DFX_MAX_IO);
     if (is_linear(L->op) && !m->tensors[L->in[1]].is_const)
-        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': the weights '%s' are an activation; the native runtime "
-                        "needs constant weights", L->name, m->tensors[L->in[1]].name);
+        return dfx_fail(DFX_ERR_UNSUPPORTED,
+                        "layer '%s': the weights '%s' are an activation; the native runtime "
+                        "needs constant weights",
+                        L->name, m->tensors[L->in[1]].name);
     /* the accumulator bound and the per-tensor fl of input 0 are checked at load (validate.c) */
     if (integer && (L->op == OP_CONV2D || L->op == OP_FC)) {
         rt x, y;
@@ -288,8 +297,7 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     np->native[li] = (unsigned char)native;
     p->kernel = choose_kernel(L, integer, native);
     if (p->kernel == DFX_K_NONE)
-        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': operator %s is not implemented", L->name,
-                        dfx_op_name(L->op));
+        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': operator %s is not implemented", L->name, dfx_op_name(L->op));
     p->integer = integer;
     p->L = L;
     p->n_in = L->n_in;
@@ -317,7 +325,7 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
     np->batch = batch;
     for (int i = 0; i < nl; i++) slots += m->layers[i].n_in + m->layers[i].n_out;
     np->off = (int64_t *)calloc(nt ? nt : 1, sizeof *np->off);
-    np->shape = (int64_t(*)[DFX_MAX_RANK])calloc(nt ? nt : 1, sizeof *np->shape);
+    np->shape = (int64_t (*)[DFX_MAX_RANK])calloc(nt ? nt : 1, sizeof *np->shape);
     np->count = (int64_t *)calloc(nt ? nt : 1, sizeof *np->count);
     np->layers = (dfx_layer_plan *)calloc(nl ? nl : 1, sizeof *np->layers);
     np->io = (dfx_io_plan *)calloc(slots ? slots : 1, sizeof *np->io);
@@ -361,15 +369,13 @@ static const char *const kernel_names[] = {
     "NONE",
 #include "ops.def"
 };
-static const char *const io_names[] = {"none", "direct", "const_i32", "const_f32", "weights", "widen", "dequant",
-                                       "narrow", "quant"};
+static const char *const io_names[] = {"none",  "direct",  "const_i32", "const_f32", "weights",
+                                       "widen", "dequant", "narrow",    "quant"};
 
 const char *dfx_kernel_name(int k) { return k >= 0 && k < DFX_K_COUNT ? kernel_names[k] : "?"; }
 
 int dfx_kernel_uses_set(int k)
-{
-    return k == DFX_K_CONV2D_FAST || k == DFX_K_FC_FAST || k == DFX_K_MAXPOOL_S8 || k == DFX_K_RELU_S8;
-}
+{ return k == DFX_K_CONV2D_FAST || k == DFX_K_FC_FAST || k == DFX_K_MAXPOOL_S8 || k == DFX_K_RELU_S8; }
 const char *dfx_io_action_name(int a) { return a >= 0 && a < DFX_IO_COUNT ? io_names[a] : "?"; }
 
 void dfx_netplan_fill_constants(const dfx_netplan *np, uint8_t *arena)

@@ -26,40 +26,40 @@ typedef enum dfx_kernel_id {
 
 /* What the executor does with one input or output of a layer. */
 typedef enum dfx_io_action {
-    DFX_IO_NONE = 0,   /* an omitted optional input: the kernel gets NULL */
-    DFX_IO_DIRECT,     /* an activation used as stored (codes of esz bytes, or float32) */
-    DFX_IO_CONST_I32,  /* a constant prepared as int32 codes */
-    DFX_IO_CONST_F32,  /* a constant prepared as float32 values */
-    DFX_IO_WEIGHTS,    /* the stored weight tensor itself (Conv2D / Deconv2D / FC input 1) */
-    DFX_IO_WIDEN,      /* input: codes widened to int32 at `conv` */
-    DFX_IO_DEQUANT,    /* input: codes dequantized to float32 at `conv` */
-    DFX_IO_NARROW,     /* output: written as int32 at `conv`, then stored in esz bytes */
-    DFX_IO_QUANT,      /* output: written as float32 at `conv`, then quantized to the stored codes */
+    DFX_IO_NONE = 0,  /* an omitted optional input: the kernel gets NULL */
+    DFX_IO_DIRECT,    /* an activation used as stored (codes of esz bytes, or float32) */
+    DFX_IO_CONST_I32, /* a constant prepared as int32 codes */
+    DFX_IO_CONST_F32, /* a constant prepared as float32 values */
+    DFX_IO_WEIGHTS,   /* the stored weight tensor itself (Conv2D / Deconv2D / FC input 1) */
+    DFX_IO_WIDEN,     /* input: codes widened to int32 at `conv` */
+    DFX_IO_DEQUANT,   /* input: codes dequantized to float32 at `conv` */
+    DFX_IO_NARROW,    /* output: written as int32 at `conv`, then stored in esz bytes */
+    DFX_IO_QUANT,     /* output: written as float32 at `conv`, then quantized to the stored codes */
     DFX_IO_COUNT
 } dfx_io_action;
 
 /* One input or output of a layer. */
 typedef struct dfx_io_plan {
-    int act;               /* dfx_io_action */
-    int esz;               /* bytes per stored element: 1, 2, 4 (4 for prepared constants) */
-    const dt_tensor *t;    /* format (and the data of weights) */
-    const int64_t *shape;  /* run-time shape, DFX_MAX_RANK entries (t->rank used) */
-    int64_t count;         /* run-time elements */
-    int64_t off;           /* arena offset of the stored data (activations, constants prepared in the arena) */
-    const void *data;      /* a constant used where it is (then `off` is unused), else NULL */
-    int64_t conv;          /* WIDEN, DEQUANT, NARROW, QUANT: arena offset of the wide copy */
+    int act;              /* dfx_io_action */
+    int esz;              /* bytes per stored element: 1, 2, 4 (4 for prepared constants) */
+    const dt_tensor *t;   /* format (and the data of weights) */
+    const int64_t *shape; /* run-time shape, DFX_MAX_RANK entries (t->rank used) */
+    int64_t count;        /* run-time elements */
+    int64_t off;          /* arena offset of the stored data (activations, constants prepared in the arena) */
+    const void *data;     /* a constant used where it is (then `off` is unused), else NULL */
+    int64_t conv;         /* WIDEN, DEQUANT, NARROW, QUANT: arena offset of the wide copy */
 } dfx_io_plan;
 
 /* One layer. */
 typedef struct dfx_layer_plan {
-    int kernel;                 /* dfx_kernel_id */
-    int integer;                /* runs in integer form (spec/arithmetic.md, "Forms") */
-    int n_in, n_out;            /* inputs up to the last one present; outputs */
-    const dt_layer *L;          /* operator and options */
-    const dfx_io_plan *in;      /* n_in inputs */
-    const dfx_io_plan *out;     /* n_out outputs */
-    const dfx_linprep *lin;     /* CONV2D_FAST, FC_FAST: the prepared constants, else NULL */
-    int64_t scratch;            /* arena offset of the kernel's scratch (after the wide copies) */
+    int kernel;                  /* dfx_kernel_id */
+    int integer;                 /* runs in integer form (spec/arithmetic.md, "Forms") */
+    int n_in, n_out;             /* inputs up to the last one present; outputs */
+    const dt_layer *L;           /* operator and options */
+    const dfx_io_plan *in;       /* n_in inputs */
+    const dfx_io_plan *out;      /* n_out outputs */
+    const dfx_linprep *lin;      /* CONV2D_FAST, FC_FAST: the prepared constants, else NULL */
+    int64_t scratch;             /* arena offset of the kernel's scratch (after the wide copies) */
     const dfx_custom_op *custom; /* CUSTOM: the implementation, else NULL */
 } dfx_layer_plan;
 
@@ -82,13 +82,13 @@ const char *dfx_io_action_name(int act);
 typedef struct dfx_netplan {
     const dfx_model *m;
     int64_t batch;
-    int64_t *off;                        /* per tensor: arena offset of activations */
-    int64_t (*shape)[DFX_MAX_RANK];      /* per tensor: run-time shape */
-    int64_t *count;                      /* per tensor: run-time elements */
-    dfx_layer_plan *layers;              /* per layer */
-    dfx_io_plan *io;                     /* storage of the layers' in and out lists */
-    dfx_linprep *lin;                    /* per layer: fast Conv2D / FC constants (lin[i].fast) */
-    unsigned char *native;               /* per layer: 1 = the kernel takes the stored codes, no wide copies */
+    int64_t *off;                   /* per tensor: arena offset of activations */
+    int64_t (*shape)[DFX_MAX_RANK]; /* per tensor: run-time shape */
+    int64_t *count;                 /* per tensor: run-time elements */
+    dfx_layer_plan *layers;         /* per layer */
+    dfx_io_plan *io;                /* storage of the layers' in and out lists */
+    dfx_linprep *lin;               /* per layer: fast Conv2D / FC constants (lin[i].fast) */
+    unsigned char *native;          /* per layer: 1 = the kernel takes the stored codes, no wide copies */
     size_t plan_bytes, const_bytes, scratch_bytes, sum_bytes, arena_bytes;
     size_t const_base, scratch_base;
 } dfx_netplan;

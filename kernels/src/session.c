@@ -17,7 +17,7 @@ struct dfx_session {
     unsigned char *input_set;
     /* API extras (session_api.c): constant graph outputs, per-layer times */
     dfx_const_outputs couts;
-    double *prof_s;          /* DFX_PROFILE: seconds per layer over all runs */
+    double *prof_s; /* DFX_PROFILE: seconds per layer over all runs */
     int64_t prof_runs;
 };
 
@@ -67,12 +67,15 @@ static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena,
     if (!st && !(s->prof_s = (double *)calloc(m->n_layers ? m->n_layers : 1, sizeof *s->prof_s)))
         st = dfx_fail(DFX_ERR_NOMEM, "out of memory");
 #endif
-    if (st) { session_free(s); return st; }
+    if (st) {
+        session_free(s);
+        return st;
+    }
     size_t need = s->plan.arena_bytes;
     if (arena) {
         if ((uintptr_t)arena % 16) st = dfx_fail(DFX_ERR_ARGUMENT, "the arena must be 16-byte aligned");
-        else if (arena_bytes < need) st = dfx_fail(DFX_ERR_NOMEM, "the arena has %zu bytes, the model needs %zu",
-                                                   arena_bytes, need);
+        else if (arena_bytes < need)
+            st = dfx_fail(DFX_ERR_NOMEM, "the arena has %zu bytes, the model needs %zu", arena_bytes, need);
         s->arena = (uint8_t *)arena;
     } else {
         s->arena = (uint8_t *)malloc(need ? need + 64 : 64);
@@ -83,16 +86,17 @@ static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena,
         dfx_netplan_fill_constants(&s->plan, s->arena);
         st = dfx_netplan_pack(&s->plan, s->kf);
     }
-    if (st) { session_free(s); return st; }
+    if (st) {
+        session_free(s);
+        return st;
+    }
     *out = s;
     return DFX_OK;
 }
 
 dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
                               dfx_session **out)
-{
-    return session_create(m, batch, arena, arena_bytes, flags, NULL, out);
-}
+{ return session_create(m, batch, arena, arena_bytes, flags, NULL, out); }
 
 dfx_status dfx_session_create_ex(const dfx_model *m, const dfx_session_options *o, dfx_session **out)
 {

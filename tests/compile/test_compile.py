@@ -135,8 +135,8 @@ def lenet(caffe, tmp_path_factory):
 
 
 def _quantize8(model):
-    from dfxsdk.providers import CalibrationData
     from dfxsdk.plugins import get_manager
+    from dfxsdk.providers import CalibrationData
 
     rng = np.random.default_rng(0)
     data = {n: rng.uniform(-1, 1, (2,) + tuple(model.tensors[n].shape[1:])).astype(np.float32) for n in model.inputs}
@@ -274,7 +274,8 @@ def test_cli_writes_atomically_and_replaces_only_its_own_output(lenet, tmp_path)
     out = tmp_path / "gen"
     code, stdout, err = cli("compile", path, "-o", out, "--prefix", "net", "--target", "neon")
     assert code == 0, err
-    assert (out / "net.c").is_file() and (out / "net.h").is_file() and (out / "dfx" / "arch" / "neon" / "gemm_dot.c").is_file()
+    assert (out / "net.c").is_file() and (out / "net.h").is_file()
+    assert (out / "dfx" / "arch" / "neon" / "gemm_dot.c").is_file()
     assert "cc -O2" in stdout
     code, _, err = cli("compile", path, "-o", out, "--prefix", "again")     # an earlier output: replaced
     assert code == 0, err

@@ -15,8 +15,7 @@ static int n_registered;
 dfx_status dfx_register_custom_op(const char *name, int version, dfx_custom_fn fn, void *user)
 {
     dfx_clear_error();
-    if (!name || !name[0] || !fn)
-        return dfx_fail(DFX_ERR_ARGUMENT, "a custom operator needs a name and a function");
+    if (!name || !name[0] || !fn) return dfx_fail(DFX_ERR_ARGUMENT, "a custom operator needs a name and a function");
     if (strlen(name) >= MAX_NAME)
         return dfx_fail(DFX_ERR_ARGUMENT, "custom operator name '%.40s...' is longer than %d bytes", name,
                         MAX_NAME - 1);
@@ -49,8 +48,7 @@ static void as_custom(const rt *r, dfx_custom_tensor *c)
     memcpy(c->shape, r->shape, sizeof c->shape);
 }
 
-dfx_status dfx_custom(const dt_layer *L, const dfx_custom_op *op, const rt *const *x, int n_in, rt *const *y,
-                      int n_out)
+dfx_status dfx_custom(const dt_layer *L, const dfx_custom_op *op, const rt *const *x, int n_in, rt *const *y, int n_out)
 {
     dfx_custom_tensor in[DFX_MAX_IO], out[DFX_MAX_IO];
     for (int k = 0; k < n_in; k++) as_custom(x[k], &in[k]);

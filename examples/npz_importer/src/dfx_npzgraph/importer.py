@@ -18,8 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from dfxsdk import (DataType, DfxFormatError, DfxImportError, DfxUnsupportedError, Model, Preprocessing,
-                    QFormat, Tensor, ops)
+from dfxsdk import (
+    DataType,
+    DfxFormatError,
+    DfxImportError,
+    DfxUnsupportedError,
+    Model,
+    Preprocessing,
+    QFormat,
+    Tensor,
+    ops,
+)
 from dfxsdk.fixedpoint import quantize
 from dfxsdk.providers import Claim, Importer
 
