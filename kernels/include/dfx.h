@@ -291,13 +291,41 @@ DFX_API dfx_status dfx_session_layer_time(const dfx_session *s, int layer, doubl
 /** How a session of `batch` samples (and session `flags`) would run the model,
  *  as JSON text, for code generators (`dfxsdk compile`): the memory plan
  *  (arena offsets, sizes of the activation, constant and scratch regions),
- *  every tensor and layer as the kernels see them, which layers run natively,
- *  and the per-layer constants prepared for the fast Conv2D/FC path (aligned
- *  bias, shifts, blocking). Writes at most `cap` bytes, zero-terminated, into
+ *  every tensor, and per layer its plan (spec/c-library.md, "Layer plan"):
+ *  the planned kernel, the action, offsets and prepared values of every input
+ *  and output, the scratch, and the constants of the fast Conv2D/FC path
+ *  (aligned bias, shifts, blocking). Writes at most `cap` bytes, zero-terminated, into
  *  `buf`, and the full length (without the terminator) into `*len`: call with
  *  cap = 0 first to size the buffer. Refuses what dfx_session_create refuses. */
 DFX_API dfx_status dfx_model_describe(const dfx_model *m, int64_t batch, unsigned flags, char *buf, size_t cap,
                                       size_t *len);
+
+/** A tensor as a custom operator sees it: float32 values, batch first. */
+typedef struct dfx_custom_tensor {
+    float *data;          /**< inputs: read only; outputs: to be written, count values */
+    int64_t count;
+    int rank;
+    int64_t shape[8];
+} dfx_custom_tensor;
+
+/** A custom operator's C implementation (the schema's Custom operator;
+ *  spec/c-library.md, "Custom operators"). It runs in float form, as the
+ *  plugin's NumPy reference does: every input arrives as float32 values (integer
+ *  inputs dequantized, value = code * 2^-fl), and every output is written as
+ *  float32 values, which the runtime then quantizes to the output tensor's
+ *  format (its rounding, saturated). `options` are the layer's opaque option
+ *  bytes, `user` the pointer given at registration. No allocation is needed:
+ *  outputs are preallocated. Returns DFX_OK, or an error status (the run stops). */
+typedef dfx_status (*dfx_custom_fn)(const dfx_custom_tensor *in, int n_in, dfx_custom_tensor *out, int n_out,
+                                    const uint8_t *options, size_t options_len, void *user);
+
+/** Register the C implementation of custom operator `name` ("package.Operator")
+ *  at `version`, for every session created afterwards in this process (up to
+ *  64 operators; registering a name and version again replaces it). `name` is
+ *  copied. A model compiled with `dfxsdk compile` calls the function
+ *  `dfx_custom_<name>_v<version>` instead (name with every character that is
+ *  not a letter or digit as '_'), which the program links in. */
+DFX_API dfx_status dfx_register_custom_op(const char *name, int version, dfx_custom_fn fn, void *user);
 
 /** Bytes of the arena the session uses. */
 DFX_API size_t dfx_session_arena_bytes(const dfx_session *s);

@@ -81,7 +81,7 @@ typedef struct dt_opts {
     int num_classes, share_location, background_label_id, top_k, keep_top_k, code_type,
         variance_encoded_in_target;
     float nms_threshold, eta, confidence_threshold;
-    const char *custom_name;
+    const char *custom_name; int custom_version; dt_vec custom_options; /* bytes */
 } dt_opts;
 
 typedef struct dt_layer {

@@ -10,7 +10,7 @@
 /* A tensor as a kernel sees it: integer codes (int8/int16/int32, esz bytes)
  * or float32 values, runtime shape. Kernels other than the fast ones (and the
  * layout kernels, which move esz-byte elements) are given int32 codes: the
- * session widens narrow activations for them (session.c). */
+ * layer plan widens narrow activations for them (plan.c, exec.c). */
 typedef struct rt {
     void *p;
     int64_t count;
@@ -40,7 +40,7 @@ static inline void dfx_st(void *p, int esz, int64_t i, int32_t v)
 }
 
 /* Per-layer constants of the fast integer Conv2D / FullyConnected path,
- * computed at session creation (session.c, dfx_linear_prepare). */
+ * computed when a session is planned (plan.c, dfx_linear_prepare). */
 typedef struct dfx_linprep {
     int fast;               /* 1: int8 activations and weights, int32 accumulator: GEMM / depthwise kernels */
     int dw;                 /* depthwise: one input channel per output channel */
@@ -73,6 +73,20 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
                            const dt_tensor *w, rt *y, void *scratch);
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                        const dt_tensor *w, rt *y, void *scratch);
+/* A registered custom operator (dfx_register_custom_op, ops/custom.c). */
+typedef struct dfx_custom_op {
+    const char *name;
+    int version;
+    dfx_custom_fn fn;
+    void *user;
+} dfx_custom_op;
+/* Run a custom layer: inputs and outputs as float32 (the layer plan converts). */
+dfx_status dfx_custom(const dt_layer *L, const dfx_custom_op *op, const rt *const *x, int n_in, rt *const *y,
+                      int n_out);
+
+/* int8 codes without a format change: max pooling and ReLU in the kernel set */
+void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y);
+void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y);
 
 #define I32(r) ((int32_t *)(r)->p)
 #define F32(r) ((float *)(r)->p)

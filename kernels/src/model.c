@@ -84,18 +84,8 @@ static const char *fb_str(const uint8_t *g, uint32_t t, int slot)
 
 static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
 {
-    /* values of the options an operator's table does not have */
+    /* only the operator's own fields are set (to the stored value or the schema's default) */
     memset(o, 0, sizeof *o);
-    o->kh = o->kw = o->sh = o->sw = o->dh = o->dw = o->group = 1;
-    o->ceil_mode = 1;
-    o->axis = 1; o->end_axis = -1; o->num_axes = 1;
-    o->local_size = 5; o->alpha = 1.0f; o->beta = 0.75f; o->k = 1.0f;
-    o->power = 1.0f; o->scale = 1.0f; o->scale_h = o->scale_w = 1;
-    o->across_spatial = 1; o->channel_shared = 1; o->eps = 1e-10f;
-    o->flip = 1; o->offset = 0.5f;
-    o->share_location = 1; o->nms_threshold = 0.3f; o->top_k = -1; o->eta = 1.0f; o->keep_top_k = -1;
-    o->code_type = 1;
-    o->mant_bits = FB_MINIFLOAT_MANT_BITS_DEFAULT; o->exp_bits = FB_MINIFLOAT_EXP_BITS_DEFAULT;
     switch (op) {
     case OP_CONV2D:
         GET_WINDOW(CONV2D);
@@ -160,7 +150,10 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
         o->variance_encoded_in_target = GET_BOOL(t, DETECTIONOUTPUT, VARIANCE_ENCODED_IN_TARGET);
         o->clip = GET_BOOL(t, DETECTIONOUTPUT, CLIP);
         break;
-    case OP_CUSTOM: o->custom_name = fb_str(g, t, FB_CUSTOM_NAME); break;
+    case OP_CUSTOM:
+        o->custom_name = fb_str(g, t, FB_CUSTOM_NAME); o->custom_version = GET_I32(t, CUSTOM, VERSION);
+        o->custom_options = fb_vec(g, t, FB_CUSTOM_OPTIONS);
+        break;
     case OP_MINIFLOAT: o->mant_bits = GET_I32(t, MINIFLOAT, MANT_BITS); o->exp_bits = GET_I32(t, MINIFLOAT, EXP_BITS); break;
     default: break;
     }

@@ -12,7 +12,7 @@
  * O(n log n), where scanning every placed tensor was O(n^2). */
 #include <stdlib.h>
 
-#include "dfx_internal.h"
+#include "planner.h"
 
 typedef struct { int t; int64_t first, last; uint64_t size, off; } item;
 

@@ -118,9 +118,25 @@ class NativeBackend(Backend):
         #: How many models were opened and sessions created since the backend was made (to check reuse).
         self.models_opened = 0
         self.sessions_created = 0
+        self._custom: set[tuple[str, int]] = set()   # custom operators registered in C
 
     def unsupported(self, model: Model) -> list[str]:
-        return [f"{layer.name} (Custom {layer.op.name})" for layer in model.layers if layer.type == "Custom"]
+        return [f"{layer.name} (Custom {layer.op.name})" for layer in model.layers
+                if layer.type == "Custom" and (layer.op.name, layer.op.version) not in self._custom]
+
+    def register_custom_op(self, name: str, version: int, function: int, user: int | None = None) -> None:
+        """Register the C implementation of custom operator ``name`` at ``version`` with libdfx
+        (``dfx_register_custom_op``): ``function`` is the address of a ``dfx_custom_fn`` (for
+        example ``ctypes.cast(cdll.my_op, ctypes.c_void_p).value``), ``user`` its user pointer.
+        Sessions created afterwards run the operator in C."""
+        lib = _lib.load()
+        fn = lib.dfx_register_custom_op
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        check(lib, fn(name.encode(), version, function, user))
+        self._custom.add((name, version))
+        for key in list(self._models):     # sessions made before were planned without it
+            self._forget(key)
 
     def native(self, model: Model) -> NativeModel:
         """``model`` opened in libdfx, kept open (keyed by identity) until it is garbage-collected or its last
@@ -166,6 +182,29 @@ class NativeBackend(Backend):
             del self._lru[k]
         if entry is not None:
             entry[0].close()
+
+    def describe_plan(self, path: str | os.PathLike, batch: int = 1) -> dict:
+        """libdfx's plan of the .dfx file ``path`` for a session of ``batch`` samples
+        (``dfx_model_describe``): the memory plan, the tensors and every layer's planned kernel,
+        input and output actions and prepared constants, as a dict. ``dfxsdk compile`` writes it
+        down as C. Refuses, with the library's message, every model the library refuses."""
+        import json
+
+        lib = _lib.load()
+        fn = lib.dfx_model_describe
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint, ctypes.c_char_p, ctypes.c_size_t,
+                       ctypes.POINTER(ctypes.c_size_t)]
+        handle = ctypes.c_void_p()
+        check(lib, lib.dfx_model_open_file(os.fsencode(path), 1, ctypes.byref(handle)), str(path))
+        try:
+            n = ctypes.c_size_t()
+            check(lib, fn(handle, batch, 0, None, 0, ctypes.byref(n)), str(path))
+            buf = ctypes.create_string_buffer(n.value + 1)
+            check(lib, fn(handle, batch, 0, buf, n.value + 1, ctypes.byref(n)), str(path))
+        finally:
+            lib.dfx_model_close(handle)
+        return json.loads(buf.raw[:n.value].decode("utf-8", "replace"))
 
     def run(self, model: Model, inputs: dict[str, np.ndarray], *, mode: str | None = None,
             outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ run ``.ci/install-cross.sh``, unless DFX_SKIP_CROSS=1 (as tests/aarch64/test_aar
 from __future__ import annotations
 
 import gzip
+import re
 import subprocess
 from pathlib import Path
 
@@ -134,8 +135,8 @@ def lenet(caffe, tmp_path_factory):
 
 
 def _quantize8(model):
-    from dfxsdk.providers import CalibrationData
     from dfxsdk.plugins import get_manager
+    from dfxsdk.providers import CalibrationData
 
     rng = np.random.default_rng(0)
     data = {n: rng.uniform(-1, 1, (2,) + tuple(model.tensors[n].shape[1:])).astype(np.float32) for n in model.inputs}
@@ -206,7 +207,8 @@ def test_lenet_contains_only_the_kernels_it_uses(lenet, tmp_path):
     r = compile_model(path, tmp_path / "src", prefix="lenet")
     # Conv2D, Pool2D, FC, ReLU, Softmax (+ the input Requantize); pooling and ReLU may run in the kernel set
     assert {"CONV2D_FAST", "FC_FAST", "SOFTMAX_F32"} <= set(r.kernels) <= {
-        "CONV2D_FAST", "FC_FAST", "SOFTMAX_F32", "POOL_INT", "RELU_INT", "COPY", "REQUANTIZE_INT"}
+        "CONV2D_FAST", "FC_FAST", "SOFTMAX_F32", "POOL_INT", "MAXPOOL_S8", "RELU_INT", "RELU_S8", "COPY",
+        "REQUANTIZE_INT"}
     assert not any("detection" in s or "activation" in s or "eltwise" in s for s in r.sources), r.sources
     objs = []
     for s in r.sources:
@@ -272,7 +274,8 @@ def test_cli_writes_atomically_and_replaces_only_its_own_output(lenet, tmp_path)
     out = tmp_path / "gen"
     code, stdout, err = cli("compile", path, "-o", out, "--prefix", "net", "--target", "neon")
     assert code == 0, err
-    assert (out / "net.c").is_file() and (out / "net.h").is_file() and (out / "dfx" / "arch" / "neon" / "gemm_dot.c").is_file()
+    assert (out / "net.c").is_file() and (out / "net.h").is_file()
+    assert (out / "dfx" / "arch" / "neon" / "gemm_dot.c").is_file()
     assert "cc -O2" in stdout
     code, _, err = cli("compile", path, "-o", out, "--prefix", "again")     # an earlier output: replaced
     assert code == 0, err
@@ -286,6 +289,46 @@ def test_cli_writes_atomically_and_replaces_only_its_own_output(lenet, tmp_path)
     assert [p.name for p in other.iterdir()] == ["keep.txt"]
     code, _, err = cli("compile", path, "-o", tmp_path / "x", "--prefix", "9bad")
     assert code == 2 and "not a C identifier" in err
+
+
+@needs_testdata()
+def test_lenet_generated_c_is_readable(lenet, tmp_path):
+    """The network in one short file (one executor call per layer, shapes and formats in a comment),
+    the weights in their own file as decimal arrays, layer descriptors with only their operator's
+    options, tensors with the session's batch."""
+    model, path, _ = lenet
+    r = compile_model(path, tmp_path / "src", prefix="lenet", batch=3)
+    net = (r.outdir / "lenet.c").read_text().splitlines()
+    assert len(net) < 200, len(net)
+    calls = [ln for ln in net if "dfx_exec_layer(" in ln]
+    assert len(calls) == len(model.layers)
+    for layer, call in zip(model.layers, calls):
+        comment = net[net.index(call) - 1]
+        out = model.tensors[layer.outputs[0]]
+        assert layer.name in comment and layer.type in comment, comment
+        assert "x".join(map(str, (3,) + tuple(out.shape[1:]))) in comment, comment
+        if out.qformat is not None:
+            assert f"bw {out.qformat.bw} fl {out.qformat.fl}" in comment, comment
+    assert not re.search(r"\blenet_w\d", "\n".join(net))   # the weights: in lenet_weights.c, named by the plans
+    weights = (r.outdir / "lenet_weights.c").read_text()
+    assert not re.search(r"\b0x[0-9a-f]", weights) and re.search(r"= \{\n +-?\d+, -?\d+,", weights)
+    plan = (r.outdir / "lenet_plan.c").read_text()
+    conv = re.search(r"static const dt_layer L1 = \{.*?\};", plan, re.S).group(0)
+    assert ".kh = 5" in conv
+    for other in ("eps", "nms_threshold", "local_size", "axis", "ceil_mode", "top_k"):
+        assert f".{other} =" not in conv, (other, conv)
+    assert ".shape = {3, 20, 24, 24}" in plan and "64" not in re.findall(r"\.shape = \{(\d+)", plan)
+
+
+def test_compiler_holds_no_operator_policy():
+    """Which kernel runs and which conversions happen come from the library's plan: the compiler
+    names no operator type (they would only be there to decide something per operator)."""
+    from dfxsdk import ccompile, ops
+
+    source = Path(ccompile.__file__).read_text()
+    named = [name for name in ops.OPS if f'"{name}"' in source or f"'{name}'" in source]
+    assert not named, named
+    assert not re.search(r"\bOP_[A-Z]", source) and "dfx_native" not in source
 
 
 def test_refuses_a_model_the_library_refuses(tmp_path):

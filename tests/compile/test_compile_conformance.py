@@ -4,8 +4,8 @@ Each vector's .dfx is compiled to C (portable target), built with the host gcc a
 the vector's inputs through a small generated driver (integer inputs are fed as the codes
 the .npz holds, float inputs as float32 values); integer outputs must equal the expected
 codes exactly, float outputs agree within 1e-5 relative (1e-6 absolute near zero), as
-spec/conformance/README.md requires. This guards the per-layer decisions ccompile.py
-mirrors from session.c (narrow codes, conversions) for every operator, not only those of
+spec/conformance/README.md requires. This guards the layer plans libdfx writes for the
+compiled code (narrow codes, conversions, prepared constants) for every operator, not only those of
 LeNet and MTCNN (test_compile.py).
 
 Vectors the compiler legitimately refuses are listed in REFUSED with the reason, and the

@@ -8,7 +8,8 @@
  * When the kernel set packs weights, a library session packs them once
  * (dfx_linear_pack) and the GEMM reads that copy instead of unpacking.
  * Bit-exact to the generic kernels of ops/conv.c / ops/fc.c, which handle every
- * other case. */
+ * other case. Also here: max pooling and ReLU of int8 codes without a format
+ * change, which call the kernel set too. */
 #include <stdlib.h>
 
 #include "../kernels.h"
@@ -381,5 +382,28 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
         }
     }
     return DFX_OK;
+}
+#endif
+
+#if DFX_ALL_KERNELS || defined(DFX_USE_MAXPOOL_S8)
+/* Max pooling of int8 codes without a format change, one plane at a time in the kernel set. */
+void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y)
+{
+    const dt_opts *o = &L->o;
+    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
+    int kh = (int)o->kh, kw = (int)o->kw, sh = (int)o->sh, sw = (int)o->sw, pt = (int)o->pt, pl = (int)o->pl;
+    if (o->global) { kh = (int)H; kw = (int)W; sh = sw = 1; pt = pl = 0; }
+    int8_t empty = (int8_t)(-(1 << (y->t->bw - 1)));
+    for (int64_t c = 0; c < NC; c++)
+        kf->maxpool_s8((const int8_t *)x->p + c * H * W, (int)H, (int)W, kh, kw, sh, sw, pt, pl,
+                       (int8_t *)y->p + c * OH * OW, (int)OH, (int)OW, empty);
+}
+#endif
+
+#if DFX_ALL_KERNELS || defined(DFX_USE_RELU_S8)
+/* ReLU of int8 codes without a format change, in the kernel set. */
+void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y)
+{
+    kf->relu_s8((const int8_t *)x->p, (int8_t *)y->p, (int)y->count);
 }
 #endif

@@ -18,10 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from dfxsdk import (DataType, DfxFormatError, DfxImportError, DfxUnsupportedError, Model, Preprocessing,
-                    QFormat, Tensor, ops)
+from dfxsdk import (
+    DataType,
+    DfxFormatError,
+    DfxImportError,
+    DfxUnsupportedError,
+    Model,
+    Preprocessing,
+    QFormat,
+    Tensor,
+    ops,
+)
 from dfxsdk.fixedpoint import quantize
 from dfxsdk.providers import Claim, Importer
+
+from . import clamp
 
 FORMAT_KEY = "npzgraph"
 FORMAT_VERSION = 1
@@ -255,11 +266,12 @@ class _Builder:
         return added.outputs[0]
 
     def emit(self, name: str, op: ops.Op, inputs: list[str | None], out: str, fmt: QFormat | None,
-             shape: tuple[int, ...] | None = None) -> None:
-        """Add the layer and its output tensor (dfxsdk's graph builder infers the shape unless given)."""
+             shape: tuple[int, ...] | None = None, custom_operator: Any = None) -> None:
+        """Add the layer and its output tensor (dfxsdk's graph builder infers the shape unless given;
+        for a Custom operator, from ``custom_operator``)."""
         try:
             self.model.append(op, inputs, name=name, outputs=[out], qformats=fmt,
-                              shapes=None if shape is None else [shape])
+                              shapes=None if shape is None else [shape], custom_operator=custom_operator)
         except DfxFormatError as exc:
             raise self.error(exc.message, layer=name, field="shape") from None
 
@@ -386,7 +398,18 @@ def _softmax(b, spec, name, src, out, quant) -> None:
     b.emit(name, ops.Softmax(axis=axis), [src], out, None)
 
 
+def _clamp(b, spec, name, src, out, quant) -> None:
+    """The plugin's own custom operator npzgraph.Clamp (clamp.py)."""
+    lo, hi = spec.get("min"), spec.get("max")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or not lo <= hi:
+        raise b.error("needs numbers 'min' <= 'max'", layer=name, field="min")
+    op = ops.Custom(name=clamp.NAME, version=1, options=clamp.options(lo, hi))
+    b.emit(name, op, [src], out, b.passthrough_format(src, quant, name, layout_only=False),
+           custom_operator=clamp.Clamp())
+
+
 _HANDLERS: dict[str, Callable] = {
     "conv": _conv, "dense": _dense, "relu": _relu, "maxpool": _pool(ops.POOL_MAX),
     "avgpool": _pool(ops.POOL_AVERAGE), "flatten": _flatten, "reshape": _reshape, "softmax": _softmax,
+    "clamp": _clamp,
 }

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dfxsdk.hookspecs import hookimpl
-from dfxsdk.providers import Importer, PluginInfo
+from dfxsdk.providers import CustomOperator, Importer, PluginInfo
 
 from . import __version__
+from .clamp import Clamp
 from .importer import NpzGraphImporter
 
 
@@ -19,3 +20,8 @@ def dfxsdk_plugin_info() -> PluginInfo:
 @hookimpl
 def dfxsdk_importers() -> list[Importer]:
     return [NpzGraphImporter()]
+
+
+@hookimpl
+def dfxsdk_custom_operators() -> list[CustomOperator]:
+    return [Clamp()]

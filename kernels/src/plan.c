@@ -1,0 +1,432 @@
+/* Planning (plan.h): every per-layer decision of a session, made once.
+ *
+ * Integer activations are stored in the narrowest type of their bit width
+ * (int8, int16 or int32 codes), float ones as float32. Layers whose kernels
+ * take the stored codes directly run "native": the fast Conv2D / FC path, ReLU
+ * and max pooling of int8 codes without a format change (kernel set), the
+ * layout operators and Concat without rescaling. For the others the plan
+ * widens narrow inputs to int32 (or dequantizes them, in float form) into
+ * scratch and narrows (or quantizes) the outputs back. */
+#include <stdlib.h>
+
+#include "plan.h"
+#include "planner.h"
+
+static int is_linear(int op) { return op == OP_CONV2D || op == OP_DECONV2D || op == OP_FC; }
+
+static int host_le(void)
+{
+    const uint16_t one = 1;
+    return *(const uint8_t *)&one == 1;
+}
+
+/* Integer form (spec/arithmetic.md, "Forms"; validate.integer_form): an
+ * integer operator whose inputs (constants included) and outputs are all
+ * integer tensors. */
+static int int_form(const dfx_model *m, const dt_layer *L)
+{
+    if (!dfx_op_is_integer(L->op)) return 0;
+    for (int p = 0; p < L->n_in; p++)
+        if (L->in[p] >= 0 && !m->tensors[L->in[p]].has_q) return 0;
+    for (int p = 0; p < L->n_out; p++)
+        if (!m->tensors[L->out[p]].has_q) return 0;
+    return 1;
+}
+
+static int act_esz(const dfx_model *m, int t) { return dfx_store_bytes(&m->tensors[t]); }
+
+/* A tensor as the kernels will see it, without data (for the preparation functions). */
+static void view(const dfx_netplan *np, int t, rt *r)
+{
+    const dt_tensor *T = &np->m->tensors[t];
+    r->p = NULL;
+    r->t = T;
+    r->rank = T->rank;
+    r->esz = T->is_const ? 4 : dfx_store_bytes(T);
+    memcpy(r->shape, T->is_const ? T->shape : np->shape[t], sizeof r->shape);
+    r->count = T->is_const ? T->count : np->count[t];
+}
+
+/* int8 codes in and out without a format change (ReLU, max pooling on the stored codes). */
+static int int8_same_format(const dfx_model *m, const dt_layer *L)
+{
+    const dt_tensor *x = &m->tensors[L->in[0]], *y = &m->tensors[L->out[0]];
+    return !x->is_const && act_esz(m, L->in[0]) == 1 && act_esz(m, L->out[0]) == 1 && !x->per_channel &&
+           x->fl == y->fl && y->bw >= x->bw;
+}
+
+/* Does layer L's kernel take the stored codes directly? */
+static int native_layer(const dfx_netplan *np, const dt_layer *L, int integer, int fast)
+{
+    const dfx_model *m = np->m;
+    switch (L->op) {
+        case OP_CONV2D:
+        case OP_FC: return integer && fast;
+        case OP_RELU: return integer && int8_same_format(m, L);
+        case OP_POOL2D: /* max pooling: int8 codes in place */
+            return integer && L->o.pool_type == 0 && int8_same_format(m, L) && !m->tensors[L->out[0]].per_channel;
+        case OP_FLATTEN:
+        case OP_RESHAPE:
+        case OP_PERMUTE:
+        case OP_SLICE:
+        case OP_UPSAMPLE:
+            if (m->tensors[L->in[0]].is_const) return 0;
+            for (int p = 0; p < L->n_out; p++)
+                if (act_esz(m, L->out[p]) != act_esz(m, L->in[0]) ||
+                    m->tensors[L->out[p]].has_q != m->tensors[L->in[0]].has_q)
+                    return 0;
+            return 1;
+        case OP_CONCAT:
+            for (int p = 0; p < L->n_in; p++) {
+                if (L->in[p] < 0) continue;
+                const dt_tensor *c = &m->tensors[L->in[p]];
+                if (c->is_const) return 0;
+                if (integer) {
+                    const dt_tensor *y = &m->tensors[L->out[0]];
+                    if (c->per_channel || c->fl != y->fl || c->bw > y->bw ||
+                        act_esz(m, L->in[p]) != act_esz(m, L->out[0]))
+                        return 0;
+                } else if (c->has_q || m->tensors[L->out[0]].has_q) {
+                    return 0;
+                }
+            }
+            return 1;
+        default: return 0;
+    }
+}
+
+/* The kernel of a layer, given its form and whether it runs on the stored codes. */
+static int choose_kernel(const dt_layer *L, int integer, int native)
+{
+    switch (L->op) {
+        case OP_CONV2D: return native ? DFX_K_CONV2D_FAST : integer ? DFX_K_CONV2D_INT : DFX_K_CONV2D_F32;
+        case OP_DECONV2D: return integer ? DFX_K_DECONV2D_INT : DFX_K_DECONV2D_F32;
+        case OP_FC: return native ? DFX_K_FC_FAST : integer ? DFX_K_FC_INT : DFX_K_FC_F32;
+        case OP_POOL2D: return native ? DFX_K_MAXPOOL_S8 : integer ? DFX_K_POOL_INT : DFX_K_POOL_F32;
+        case OP_RELU: return native ? DFX_K_RELU_S8 : integer ? DFX_K_RELU_INT : DFX_K_RELU_F32;
+        case OP_CLIP: return integer ? DFX_K_CLIP_INT : DFX_K_CLIP_F32;
+        case OP_PRELU: return integer ? DFX_K_PRELU_INT : DFX_K_PRELU_F32;
+        case OP_SIGMOID: return DFX_K_SIGMOID_F32;
+        case OP_TANH: return DFX_K_TANH_F32;
+        case OP_LRN: return DFX_K_LRN_F32;
+        case OP_CONCAT: return DFX_K_CONCAT;
+        case OP_ELTWISE: return integer ? DFX_K_ELTWISE_INT : DFX_K_ELTWISE_F32;
+        case OP_SOFTMAX: return DFX_K_SOFTMAX_F32;
+        case OP_SCALE: return integer ? DFX_K_SCALE_INT : DFX_K_SCALE_F32;
+        case OP_POWER: return DFX_K_POWER_F32;
+        case OP_FLATTEN:
+        case OP_RESHAPE: return DFX_K_COPY;
+        case OP_PERMUTE: return DFX_K_PERMUTE;
+        case OP_SLICE: return DFX_K_SLICE;
+        case OP_PAD: return DFX_K_PAD;
+        case OP_UPSAMPLE: return DFX_K_UPSAMPLE;
+        case OP_NORMALIZE: return DFX_K_NORMALIZE_F32;
+        case OP_PRIORBOX: return DFX_K_PRIORBOX_F32;
+        case OP_DETECTION_OUTPUT: return DFX_K_DETECTION_OUTPUT_F32;
+        case OP_REQUANTIZE: return integer ? DFX_K_REQUANTIZE_INT : DFX_K_COPY;
+        case OP_CUSTOM: return DFX_K_CUSTOM;
+        case OP_EXP: return DFX_K_EXP_F32;
+        case OP_MINIFLOAT: return DFX_K_MINIFLOAT_F32;
+        default: return DFX_K_NONE;
+    }
+}
+
+/* Shapes, counts and the memory plan of the activations. */
+static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
+{
+    const dfx_model *m = np->m;
+    int nt = m->n_tensors;
+    uint64_t *bytes = (uint64_t *)calloc(nt ? nt : 1, sizeof *bytes);
+    if (!bytes) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    for (int i = 0; i < nt; i++) {
+        const dt_tensor *T = &m->tensors[i];
+        memcpy(np->shape[i], T->shape, sizeof np->shape[i]);
+        int64_t c = T->count;
+        /* PriorBox output depends on shapes only: (1, 2, ...) whatever the batch */
+        int fixed = T->producer >= 0 && m->layers[T->producer].op == OP_PRIORBOX;
+        if (!T->is_const && T->rank >= 1 && !fixed) {
+            c = 1;
+            np->shape[i][0] = np->batch;
+            for (int d = 0; d < T->rank; d++) {
+                if (np->shape[i][d] && c > ((int64_t)1 << 40) / np->shape[i][d]) {
+                    free(bytes);
+                    return dfx_fail(DFX_ERR_ARGUMENT, "batch too large");
+                }
+                c *= np->shape[i][d];
+            }
+        }
+        np->count[i] = c;
+        bytes[i] = T->is_const ? 0 : (uint64_t)c * (uint64_t)dfx_store_bytes(T);
+    }
+    uint64_t sum;
+    uint64_t total = dfx_plan(m, bytes, (flags & DFX_KEEP_ALL) != 0, np->off, &sum);
+    free(bytes);
+    if (total == (uint64_t)-1) return dfx_fail(DFX_ERR_NOMEM, "out of memory planning");
+    np->plan_bytes = (size_t)total;
+    np->sum_bytes = (size_t)sum;
+    return DFX_OK;
+}
+
+/* Input p of layer L: its action, and the constant bytes it takes (*cbytes grows). */
+static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int integer, int native, dfx_io_plan *io,
+                             size_t *cbytes, size_t *conv)
+{
+    const dfx_model *m = np->m;
+    int t = L->in[p], layout = dfx_op_layout_only(L->op);
+    memset(io, 0, sizeof *io);
+    io->act = DFX_IO_NONE;
+    if (t < 0) return DFX_OK;
+    const dt_tensor *T = &m->tensors[t];
+    if (integer && !layout && !T->has_q)
+        return dfx_fail(DFX_ERR_INVALID,
+                        "layer '%s', tensor '%s': runs in integer form but its constant input is "
+                        "float32; integer constants are required",
+                        L->name, T->name);
+    io->t = T;
+    io->esz = T->is_const ? 4 : dfx_store_bytes(T);
+    io->shape = T->is_const ? T->shape : np->shape[t];
+    io->count = T->is_const ? T->count : np->count[t];
+    io->off = T->is_const ? -1 : np->off[t];
+    if (p == 1 && is_linear(L->op)) {
+        if (!T->is_const)
+            return dfx_fail(DFX_ERR_UNSUPPORTED,
+                            "layer '%s': the weights '%s' are an activation; the native "
+                            "runtime needs constant weights",
+                            L->name, T->name);
+        io->act = DFX_IO_WEIGHTS;
+        io->data = T->data;
+        return DFX_OK;
+    }
+    if (T->is_const) {
+        int as_int = layout ? T->has_q : integer;
+        io->act = as_int ? DFX_IO_CONST_I32 : DFX_IO_CONST_F32;
+        if (host_le() && T->dtype == (as_int ? DFX_INT32 : DFX_FLOAT32)) {
+            io->data = T->data;
+        } else {
+            io->off = (int64_t)*cbytes; /* relative to const_base until dfx_netplan_build ends */
+            *cbytes += fp_align64((size_t)T->count * 4);
+        }
+        return DFX_OK;
+    }
+    io->act = DFX_IO_DIRECT;
+    if (native) return DFX_OK;
+    if (!integer && !layout && T->has_q) io->act = DFX_IO_DEQUANT;
+    else if (io->esz != 4) io->act = DFX_IO_WIDEN;
+    if (io->act != DFX_IO_DIRECT) {
+        io->conv = (int64_t)*conv; /* relative to the layer's scratch until dfx_netplan_build ends */
+        *conv += fp_align64((size_t)io->count * 4);
+    }
+    return DFX_OK;
+}
+
+static void plan_output(dfx_netplan *np, const dt_layer *L, int p, int integer, int native, dfx_io_plan *io,
+                        size_t *conv)
+{
+    int t = L->out[p];
+    const dt_tensor *T = &np->m->tensors[t];
+    memset(io, 0, sizeof *io);
+    io->act = DFX_IO_DIRECT;
+    io->t = T;
+    io->esz = dfx_store_bytes(T);
+    io->shape = np->shape[t];
+    io->count = np->count[t];
+    io->off = np->off[t];
+    io->conv = -1;
+    if (native) return;
+    int quant = !integer && !dfx_op_layout_only(L->op) && T->has_q;
+    if (!quant && io->esz == 4) return;
+    io->act = quant ? DFX_IO_QUANT : DFX_IO_NARROW;
+    if (io->esz == 4) return; /* quantized in place (conv = -1: the stored data) */
+    io->conv = (int64_t)*conv;
+    *conv += fp_align64((size_t)io->count * 4);
+}
+
+/* Kernel scratch beyond the wide copies. */
+static size_t kernel_scratch(const dfx_netplan *np, const dt_layer *L, int native, size_t fast)
+{
+    const dfx_model *m = np->m;
+    rt a, b, c;
+    if (is_linear(L->op) && native) return fast;
+    if (is_linear(L->op)) {
+        view(np, L->in[0], &a);
+        view(np, L->out[0], &c);
+        return fp_align64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
+    }
+    if (L->op == OP_DETECTION_OUTPUT) {
+        view(np, L->in[0], &a);
+        view(np, L->in[1], &b);
+        view(np, L->in[2], &c);
+        return fp_align64(dfx_detection_scratch(L, &a, &b, &c));
+    }
+    return 0;
+}
+
+static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *cbytes, size_t *need)
+{
+    const dfx_model *m = np->m;
+    const dt_layer *L = &m->layers[li];
+    dfx_layer_plan *p = &np->layers[li];
+    int integer = int_form(m, L);
+    size_t fast = 0, conv = 0;
+    if (L->op == OP_CUSTOM) {
+        p->custom = dfx_custom_find(L->o.custom_name, L->o.custom_version);
+        if (!p->custom)
+            return dfx_fail(DFX_ERR_UNSUPPORTED,
+                            "layer '%s': custom operator '%s' version %d has no C implementation "
+                            "registered (dfx_register_custom_op)",
+                            L->name, L->o.custom_name ? L->o.custom_name : "", L->o.custom_version);
+    }
+    if (L->n_in > DFX_MAX_IO || L->n_out > DFX_MAX_IO)
+        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': more than %d inputs or outputs", L->name, DFX_MAX_IO);
+    if (is_linear(L->op) && !m->tensors[L->in[1]].is_const)
+        return dfx_fail(DFX_ERR_UNSUPPORTED,
+                        "layer '%s': the weights '%s' are an activation; the native runtime "
+                        "needs constant weights",
+                        L->name, m->tensors[L->in[1]].name);
+    /* the accumulator bound and the per-tensor fl of input 0 are checked at load (validate.c) */
+    if (integer && (L->op == OP_CONV2D || L->op == OP_FC)) {
+        rt x, y;
+        view(np, L->in[0], &x);
+        view(np, L->out[0], &y);
+        const dt_tensor *b = L->n_in > 2 && L->in[2] >= 0 ? &m->tensors[L->in[2]] : NULL;
+        dfx_status st = dfx_linear_prepare(L, &x, &m->tensors[L->in[1]], b, &y, &np->lin[li], &fast);
+        if (st) return st;
+        if (!np->lin[li].fast) fast = 0;
+    }
+    int native = native_layer(np, L, integer, np->lin[li].fast);
+    np->native[li] = (unsigned char)native;
+    p->kernel = choose_kernel(L, integer, native);
+    if (p->kernel == DFX_K_NONE)
+        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': operator %s is not implemented", L->name, dfx_op_name(L->op));
+    p->integer = integer;
+    p->L = L;
+    p->n_in = L->n_in;
+    while (p->n_in > 0 && L->in[p->n_in - 1] < 0) p->n_in--;
+    p->n_out = L->n_out;
+    p->in = io;
+    p->out = io + L->n_in;
+    p->lin = native && np->lin[li].fast ? &np->lin[li] : NULL;
+    if (p->lin && p->n_in > 2) p->n_in = 2; /* the fast kernels take the bias from lin */
+    for (int k = 0; k < p->n_in; k++) {
+        dfx_status st = plan_input(np, L, k, integer, native, &io[k], cbytes, &conv);
+        if (st) return st;
+    }
+    for (int k = 0; k < L->n_out; k++) plan_output(np, L, k, integer, native, &io[L->n_in + k], &conv);
+    p->scratch = (int64_t)conv;
+    *need = conv + kernel_scratch(np, L, native, fast);
+    return DFX_OK;
+}
+
+dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, dfx_netplan *np)
+{
+    int nt = m->n_tensors, nl = m->n_layers, slots = 0;
+    memset(np, 0, sizeof *np);
+    np->m = m;
+    np->batch = batch;
+    for (int i = 0; i < nl; i++) slots += m->layers[i].n_in + m->layers[i].n_out;
+    np->off = (int64_t *)calloc(nt ? nt : 1, sizeof *np->off);
+    np->shape = (int64_t (*)[DFX_MAX_RANK])calloc(nt ? nt : 1, sizeof *np->shape);
+    np->count = (int64_t *)calloc(nt ? nt : 1, sizeof *np->count);
+    np->layers = (dfx_layer_plan *)calloc(nl ? nl : 1, sizeof *np->layers);
+    np->io = (dfx_io_plan *)calloc(slots ? slots : 1, sizeof *np->io);
+    np->lin = (dfx_linprep *)calloc(nl ? nl : 1, sizeof *np->lin);
+    np->native = (unsigned char *)calloc(nl ? nl : 1, 1);
+    if (!np->off || !np->shape || !np->count || !np->layers || !np->io || !np->lin || !np->native)
+        return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    dfx_status st = plan_memory(np, flags);
+    if (st) return st;
+    size_t cbytes = 0, scratch = 0;
+    dfx_io_plan *io = np->io;
+    for (int li = 0; li < nl; li++) {
+        size_t need = 0;
+        st = plan_layer(np, li, io, &cbytes, &need);
+        if (st) return st;
+        io += m->layers[li].n_in + m->layers[li].n_out;
+        if (need > scratch) scratch = need;
+    }
+    np->const_base = fp_align64(np->plan_bytes);
+    np->const_bytes = cbytes;
+    np->scratch_base = np->const_base + cbytes;
+    np->scratch_bytes = scratch;
+    np->arena_bytes = np->scratch_base + scratch;
+    /* offsets relative to their areas -> arena offsets */
+    for (int li = 0; li < nl; li++) {
+        dfx_layer_plan *p = &np->layers[li];
+        dfx_io_plan *lio = (dfx_io_plan *)p->in;
+        for (int k = 0; k < p->L->n_in + p->n_out; k++) {
+            int a = lio[k].act;
+            if ((a == DFX_IO_CONST_I32 || a == DFX_IO_CONST_F32) && !lio[k].data) lio[k].off += (int64_t)np->const_base;
+            if (a >= DFX_IO_WIDEN && lio[k].conv >= 0) lio[k].conv += (int64_t)np->scratch_base;
+            if (a == DFX_IO_QUANT && lio[k].conv < 0) lio[k].conv = lio[k].off;
+        }
+        p->scratch += (int64_t)np->scratch_base;
+    }
+    return DFX_OK;
+}
+
+#define DFX_KERNEL(name, file, also) #name,
+static const char *const kernel_names[] = {
+    "NONE",
+#include "ops.def"
+};
+static const char *const io_names[] = {"none",  "direct",  "const_i32", "const_f32", "weights",
+                                       "widen", "dequant", "narrow",    "quant"};
+
+const char *dfx_kernel_name(int k) { return k >= 0 && k < DFX_K_COUNT ? kernel_names[k] : "?"; }
+
+int dfx_kernel_uses_set(int k)
+{ return k == DFX_K_CONV2D_FAST || k == DFX_K_FC_FAST || k == DFX_K_MAXPOOL_S8 || k == DFX_K_RELU_S8; }
+const char *dfx_io_action_name(int a) { return a >= 0 && a < DFX_IO_COUNT ? io_names[a] : "?"; }
+
+void dfx_netplan_fill_constants(const dfx_netplan *np, uint8_t *arena)
+{
+    for (int li = 0; li < np->m->n_layers; li++) {
+        const dfx_layer_plan *p = &np->layers[li];
+        for (int k = 0; k < p->n_in; k++) {
+            const dfx_io_plan *io = &p->in[k];
+            if ((io->act != DFX_IO_CONST_I32 && io->act != DFX_IO_CONST_F32) || io->data) continue;
+            void *dst = arena + io->off;
+            for (int64_t i = 0; i < io->count; i++) {
+                if (io->act == DFX_IO_CONST_I32) ((int32_t *)dst)[i] = (int32_t)dfx_const_int(io->t, i);
+                else ((float *)dst)[i] = dfx_const_float(io->t, i);
+            }
+        }
+    }
+}
+
+dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
+{
+    const dfx_model *m = np->m;
+    for (int li = 0; li < m->n_layers; li++) {
+        const dt_layer *L = &m->layers[li];
+        int k = np->layers[li].kernel;
+        if (k != DFX_K_CONV2D_FAST && k != DFX_K_FC_FAST) continue;
+        const dt_tensor *w = &m->tensors[L->in[1]];
+        int y = L->out[0];
+        int64_t cols = k == DFX_K_CONV2D_FAST ? np->shape[y][2] * np->shape[y][3] : np->count[y] / w->shape[0];
+        /* a ReLU's output is never negative (its codes, in any form) */
+        int px = m->tensors[L->in[0]].producer, x_nonneg = px >= 0 && m->layers[px].op == OP_RELU;
+        dfx_status st = dfx_linear_pack(L, w, cols, x_nonneg, kf, &np->lin[li]);
+        if (st) return st;
+    }
+    return DFX_OK;
+}
+
+void dfx_netplan_free(dfx_netplan *np)
+{
+    if (np->lin)
+        for (int i = 0; i < np->m->n_layers; i++) {
+            free(np->lin[i].bias);
+            free(np->lin[i].lsh);
+            free(np->lin[i].rsh);
+            dfx_linear_release(&np->lin[i]);
+        }
+    free(np->off);
+    free(np->shape);
+    free(np->count);
+    free(np->layers);
+    free(np->io);
+    free(np->lin);
+    free(np->native);
+    memset(np, 0, sizeof *np);
+}
