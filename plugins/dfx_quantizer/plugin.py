@@ -227,7 +227,8 @@ def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] 
         def evaluate(plan: Plan) -> float:
             key = tuple(sorted((k, v.bw_in, v.bw_out, v.bw_params) for k, v in plan.items()))
             if key not in cache:
-                cache[key] = scorer.score(build(model, chooser.formats(plan), bias=settings.bias, activation=chooser.activation))
+                cache[key] = scorer.score(build(model, chooser.formats(plan), bias=settings.bias,
+                                                activation=chooser.activation))
             return cache[key]
 
         baseline = scorer.baseline
@@ -295,7 +296,8 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
     bias = opts.bias
 
     def measure_with(source: Model) -> Callable[[dict], tuple[float, float]]:
-        return lambda off: scorer.measure(build(source, chooser.formats(plan, off), bias=bias, activation=chooser.activation))
+        return lambda off: scorer.measure(build(source, chooser.formats(plan, off), bias=bias,
+                                                activation=chooser.activation))
 
     offsets: dict = {}
     knobs = chooser.knobs(plan)
@@ -309,8 +311,8 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
         ropts = rounding.RoundingOptions(learned=opts.rounding == "learned", bias_correction=opts.bias_correction,
                                          iterations=opts.rounding_iterations, samples=opts.rounding_samples)
         formats = chooser.formats(plan, offsets)
-        refined = rounding.refine(model, lambda m: build(m, formats, bias=bias, activation=chooser.activation), batches, ropts,
-                                  echo=echo)
+        refined = rounding.refine(model, lambda m: build(m, formats, bias=bias, activation=chooser.activation),
+                                  batches, ropts, echo=echo)
         got = measure_with(refined)(offsets)
         what = f"{opts.rounding} rounding" + (" + bias correction" if opts.bias_correction else "")
         log.append(f"{what}: {got[0]:.2f} % ({got[1]:.2f} dB)")
