@@ -37,6 +37,8 @@ from dfxsdk.graph import Layer, Model, Tensor
 
 from dfx_numpy.common import pad_spatial, windows
 
+from .search import limit_batches
+
 #: Rectified sigmoid stretch (AdaRound's zeta and gamma).
 _ZETA, _GAMMA = 1.1, -0.1
 
@@ -188,7 +190,7 @@ def refine(model: Model, build: Callable[[Model], Model], batches: Sequence[dict
     if backend is None:
         from dfxsdk.plugins import get_manager
         backend = get_manager().backend("numpy")
-    batches = _first(batches, opts.samples)
+    batches = limit_batches(batches, opts.samples)
     work = Model(name=model.name, inputs=list(model.inputs), outputs=list(model.outputs),
                  preprocessing=dict(model.preprocessing), metadata=dict(model.metadata))
     work.tensors = dict(model.tensors)
@@ -232,15 +234,3 @@ def refine(model: Model, build: Callable[[Model], Model], batches: Sequence[dict
                  f"differ from nearest")
     return work
 
-
-def _first(batches: Sequence[dict[str, np.ndarray]], limit: int | None) -> list[dict[str, np.ndarray]]:
-    if limit is None:
-        return list(batches)
-    out, seen = [], 0
-    for b in batches:
-        if seen >= limit:
-            break
-        n = next(iter(b.values())).shape[0]
-        out.append(b if seen + n <= limit else {k: v[:limit - seen] for k, v in b.items()})
-        seen += min(n, limit - seen)
-    return out
