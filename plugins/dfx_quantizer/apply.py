@@ -183,9 +183,9 @@ class FormatChooser:
             p = plan.get(layer.name, LayerPlan())
             x, y = self.where[layer.name]
             out[layer.name] = LayerFormats(
-                _shift(self._act(x, p.bw_in), offsets.get(("act", x), 0)) if p.bw_in else None,
-                _shift(self._act(y, p.bw_out), offsets.get(("act", y), 0)) if p.bw_out else None,
-                _shift(self._params(layer.name, p.bw_params), offsets.get(("params", layer.name), 0))
+                shift_fl(self._act(x, p.bw_in), offsets.get(("act", x), 0)) if p.bw_in else None,
+                shift_fl(self._act(y, p.bw_out), offsets.get(("act", y), 0)) if p.bw_out else None,
+                shift_fl(self._params(layer.name, p.bw_params), offsets.get(("params", layer.name), 0))
                 if p.bw_params else None)
         return out
 
@@ -204,7 +204,8 @@ class FormatChooser:
         return params + acts
 
 
-def _shift(fmt: QFormat, d: int) -> QFormat:
+def shift_fl(fmt: QFormat, d: int) -> QFormat:
+    """``fmt`` with fl (every channel's) moved by ``d``."""
     if not d:
         return fmt
     if fmt.per_channel:

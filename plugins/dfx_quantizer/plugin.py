@@ -310,22 +310,33 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
     if opts.rounding != "nearest" or opts.bias_correction:
         ropts = rounding.RoundingOptions(learned=opts.rounding == "learned", bias_correction=opts.bias_correction,
                                          iterations=opts.rounding_iterations, samples=opts.rounding_samples)
-        formats = chooser.formats(plan, offsets)
-        refined = rounding.refine(model, lambda m: build(m, formats, bias=bias, activation=chooser.activation),
-                                  batches, ropts, echo=echo)
-        got = measure_with(refined)(offsets)
+
+        def with_moves(m: Model, moves: dict[str, int]) -> Model:
+            return build(m, chooser.formats(plan, _moved(offsets, moves)), bias=bias, activation=chooser.activation)
+
+        refined, moves = rounding.refine(model, with_moves, batches, ropts, echo=echo)
+        offsets_r = _moved(offsets, moves)
+        got = measure_with(refined)(offsets_r)
         what = f"{opts.rounding} rounding" + (" + bias correction" if opts.bias_correction else "")
         log.append(f"{what}: {got[0]:.2f} % ({got[1]:.2f} dB)")
         if opts.fl_search != "none":
-            offsets2, got, more = search.fl_search(knobs, measure_with(refined), start=offsets, echo=echo)
+            offsets2, got, more = search.fl_search(knobs, measure_with(refined), start=offsets_r, echo=echo)
             log += more
         else:
-            offsets2 = offsets
+            offsets2 = offsets_r
         if got >= best:
             source, offsets, best = refined, offsets2, got
         else:
             log.append(f"kept nearest rounding ({best[0]:.2f} % >= {got[0]:.2f} %)")
     return source, offsets, best[0], scorer, log
+
+
+def _moved(offsets: dict, moves: dict[str, int]) -> dict:
+    """``offsets`` with each layer's weight fl moved by ``moves``."""
+    out = dict(offsets)
+    for name, d in moves.items():
+        out[("params", name)] = out.get(("params", name), 0) + d
+    return out
 
 
 def _add(group: argparse._ArgumentGroup, *names: str, **kw) -> None:

@@ -37,6 +37,7 @@ from dfxsdk.graph import Layer, Model, Tensor
 
 from dfx_numpy.common import pad_spatial, windows
 
+from .apply import shift_fl
 from .search import limit_batches
 
 #: Rectified sigmoid stretch (AdaRound's zeta and gamma).
@@ -55,6 +56,8 @@ class RoundingOptions:
     learning_rate: float = 0.05
     #: Calibration samples whose columns are used (None: all).
     samples: int | None = 500
+    #: Weight fl moves tried with learned rounding; the one with the least output error is kept.
+    fl_moves: tuple[int, ...] = (0, -1, 1)
 
 
 def refinable(layer: Layer) -> bool:
@@ -131,6 +134,7 @@ def learn_codes(a: np.ndarray, lo: int, hi: int, qq: np.ndarray, qf: np.ndarray,
     t = np.matmul(a, qf.transpose(0, 2, 1))             # (Sqf a_r) per row
     scale = np.maximum(np.einsum("gkk->g", qq) / qq.shape[-1], 1e-30)[:, None, None]
     qq_n, t_n = qq / scale, t / scale
+    qq_32 = qq_n.astype(np.float32)
     h0 = np.clip(a - base, 0.01, 0.99)
     v = -np.log((_ZETA - _GAMMA) / (h0 - _GAMMA) - 1.0)
     m = np.zeros_like(v)
@@ -142,7 +146,7 @@ def learn_codes(a: np.ndarray, lo: int, hi: int, qq: np.ndarray, qf: np.ndarray,
         raw_q = base + h
         q = np.clip(raw_q, lo, hi)
         inside = (raw_q >= lo) & (raw_q <= hi)
-        grad = 2.0 * (np.matmul(q, qq_n) - t_n) / k * inside
+        grad = 2.0 * (np.matmul(q.astype(np.float32), qq_32) - t_n) / k * inside
         if it >= warm:
             beta = 20.0 + (2.0 - 20.0) * (it - warm) / max(1, opts.iterations - warm - 1)
             u = 2.0 * h - 1.0
@@ -180,12 +184,15 @@ def _capture(model: Model, tensor: str, batches: Sequence[dict[str, np.ndarray]]
     return out
 
 
-def refine(model: Model, build: Callable[[Model], Model], batches: Sequence[dict[str, np.ndarray]],
-           opts: RoundingOptions, *, backend=None, echo: Callable[[str], None] | None = None) -> Model:
+def refine(model: Model, build: Callable[[Model, dict[str, int]], Model], batches: Sequence[dict[str, np.ndarray]],
+           opts: RoundingOptions, *, backend=None,
+           echo: Callable[[str], None] | None = None) -> tuple[Model, dict[str, int]]:
     """A copy of the float ``model`` with learned weight codes and corrected biases.
 
-    ``build(float_model)`` must return the quantized model (formats fixed); the
-    returned float model gives the refined quantized model through ``build``.
+    ``build(float_model, moves)`` must return the quantized model, each layer's weight
+    fl moved by ``moves.get(layer, 0)``. Returns the refined float model and the moves
+    chosen (learned rounding tries :attr:`RoundingOptions.fl_moves` per layer and keeps
+    the one whose output error is least); ``build(refined, moves)`` is the result.
     """
     if backend is None:
         from dfxsdk.plugins import get_manager
@@ -195,10 +202,11 @@ def refine(model: Model, build: Callable[[Model], Model], batches: Sequence[dict
                  preprocessing=dict(model.preprocessing), metadata=dict(model.metadata))
     work.tensors = dict(model.tensors)
     work.layers = list(model.layers)
+    moves: dict[str, int] = {}
     for layer in model.layers:
         if not refinable(layer) or not (opts.learned or opts.bias_correction):
             continue
-        qmodel = build(work)
+        qmodel = build(work, moves)
         qlayer = qmodel.layer(layer.name)
         wfmt = qmodel.tensors[layer.inputs[1]].qformat
         if wfmt is None:
@@ -210,14 +218,24 @@ def refine(model: Model, build: Callable[[Model], Model], batches: Sequence[dict
             mom.update(columns(layer, a), columns(layer, b))
         w = np.asarray(model.tensors[layer.inputs[1]].data, np.float64)
         has_bias = len(layer.inputs) > 2 and layer.inputs[2] is not None
-        codes = quantize(w, wfmt)
+        nearest = quantize(w, wfmt)
+        codes = nearest
         if opts.learned:
-            step = dequantize(np.ones_like(w), wfmt, np.float64)
             g = mom.qq.shape[0]
             shape = (g, w.shape[0] // g, -1)
             qq, qf = mom.second(opts.bias_correction and has_bias)
-            learned = learn_codes((w / step).reshape(shape), wfmt.qmin, wfmt.qmax, qq, qf, opts)
-            codes = learned.reshape(w.shape).astype(np.int64)
+            best = None
+            for d in opts.fl_moves:
+                f = shift_fl(wfmt, d)
+                step = dequantize(np.ones_like(w), f, np.float64)
+                c = learn_codes((w / step).reshape(shape), f.qmin, f.qmax, qq, qf, opts).reshape(w.shape)
+                err = float(np.sum(_row_loss((c * step).reshape(shape), qq, np.matmul(w.reshape(shape),
+                                                                                      qf.transpose(0, 2, 1)))))
+                if best is None or err < best[0]:
+                    best = (err, d, c.astype(np.int64), f)
+            _, d, codes, wfmt = best
+            if d:
+                moves[layer.name] = d
         wq = dequantize(codes, wfmt, np.float64)
         work.tensors[layer.inputs[1]] = Tensor.constant(layer.inputs[1], wq.astype(np.float32))
         if opts.bias_correction and has_bias:
@@ -230,7 +248,7 @@ def refine(model: Model, build: Callable[[Model], Model], batches: Sequence[dict
             nb = np.asarray(b.data, np.float64).reshape(-1) - delta
             work.tensors[b.name] = Tensor.constant(b.name, nb.reshape(b.shape).astype(np.float32))
         if echo:
-            echo(f"  rounding {layer.name}: {int(np.sum(codes != quantize(w, wfmt)))} of {codes.size} codes "
-                 f"differ from nearest")
-    return work
+            echo(f"  rounding {layer.name}: weight fl {moves.get(layer.name, 0):+d}, "
+                 f"{int(np.sum(codes != quantize(w, wfmt)))} of {codes.size} codes differ from nearest")
+    return work, moves
 
