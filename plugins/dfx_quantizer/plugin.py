@@ -36,8 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "bias": "int32", "ristretto_stats": False, "stats_samples": None, "score_samples": None,
     "score_output": None, "progress": False, "verbose": False,
     "emit_ristretto": None, "prototxt": None, "source_files": None,
-    "rounding": "learned", "bias_correction": False, "fl_search": "score", "rounding_samples": 500,
-    "rounding_iterations": 300,
+    "rounding": None, "bias_correction": False, "fl_search": None, "rounding_samples": 500,
+    "rounding_iterations": 300, "time_budget": 300.0,
 }
 ROUNDINGS = ("learned", "nearest")
 FL_SEARCHES = ("score", "none")
@@ -67,11 +67,14 @@ class Options:
     emit_ristretto: str | None = None
     prototxt: str | None = None
     source_files: list[str] | None = None
-    rounding: str = "learned"
+    #: None: "learned", or "nearest" when reproducing Ristretto (:meth:`ristretto_way`).
+    rounding: str | None = None
     bias_correction: bool = False
-    fl_search: str = "score"
+    #: None: "score", or "none" when reproducing Ristretto.
+    fl_search: str | None = None
     rounding_samples: int = 500
     rounding_iterations: int = 300
+    time_budget: float = 300.0
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "Options":
@@ -79,8 +82,17 @@ class Options:
         values = {k: (DEFAULTS[k] if options.get(k) is None else options[k]) for k in DEFAULTS}
         del unknown  # other keys (for other quantizers) are ignored
         opts = cls(**values)
+        if opts.rounding is None:
+            opts.rounding = "nearest" if opts.ristretto_way() else "learned"
+        if opts.fl_search is None:
+            opts.fl_search = "none" if opts.ristretto_way() else "score"
         opts.check()
         return opts
+
+    def ristretto_way(self) -> bool:
+        """Reproducing Ristretto (its fl rule or statistics, or a Ristretto prototxt written):
+        then the rule's fl and nearest rounding are the defaults."""
+        return self.fl_rule == "ristretto" or bool(self.ristretto_stats) or bool(self.emit_ristretto)
 
     def check(self) -> None:
         for name in ("bw", "bw_conv", "bw_fc", "bw_act"):
@@ -111,6 +123,8 @@ class Options:
             raise DfxInputError(f"unknown --rounding '{self.rounding}' (known: {', '.join(ROUNDINGS)})")
         if self.fl_search not in FL_SEARCHES:
             raise DfxInputError(f"unknown --fl-search '{self.fl_search}' (known: {', '.join(FL_SEARCHES)})")
+        if not self.time_budget > 0:
+            raise DfxInputError(f"--time-budget must be > 0 seconds, got {self.time_budget}")
         if int(self.rounding_iterations) < 1:
             raise DfxInputError(f"--rounding-iterations must be >= 1, got {self.rounding_iterations}")
         for name in ("stats_samples", "score_samples", "rounding_samples"):
@@ -303,13 +317,15 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
     knobs = chooser.knobs(plan)
     best = measure_with(model)(offsets)
     log.append(f"rule fl, nearest rounding: {best[0]:.2f} % ({best[1]:.2f} dB)")
-    if opts.fl_search != "none":
-        offsets, best, more = search.fl_search(knobs, measure_with(model), echo=echo)
+    if opts.fl_search != "none" and not _EXPERIMENT.get("rounding_first"):
+        offsets, best, more = search.fl_search(knobs, measure_with(model), seconds=opts.time_budget / 3,
+                                               echo=echo)
         log += more
     source = model
     if opts.rounding != "nearest" or opts.bias_correction:
         ropts = rounding.RoundingOptions(learned=opts.rounding == "learned", bias_correction=opts.bias_correction,
-                                         iterations=opts.rounding_iterations, samples=opts.rounding_samples)
+                                         iterations=opts.rounding_iterations, samples=opts.rounding_samples,
+                                         seconds=opts.time_budget / 3)
 
         def with_moves(m: Model, moves: dict[str, int]) -> Model:
             return build(m, chooser.formats(plan, _moved(offsets, moves)), bias=bias, activation=chooser.activation)
@@ -320,7 +336,8 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
         what = f"{opts.rounding} rounding" + (" + bias correction" if opts.bias_correction else "")
         log.append(f"{what}: {got[0]:.2f} % ({got[1]:.2f} dB)")
         if opts.fl_search != "none":
-            offsets2, got, more = search.fl_search(knobs, measure_with(refined), start=offsets_r, echo=echo)
+            offsets2, got, more = search.fl_search(knobs, measure_with(refined), start=offsets_r,
+                                                   seconds=opts.time_budget / 3, echo=echo)
             log += more
         else:
             offsets2 = offsets_r
@@ -329,6 +346,9 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
         else:
             log.append(f"kept nearest rounding ({best[0]:.2f} % >= {got[0]:.2f} %)")
     return source, offsets, best[0], scorer, log
+
+
+_EXPERIMENT: dict = {}
 
 
 def _moved(offsets: dict, moves: dict[str, int]) -> dict:
@@ -395,12 +415,18 @@ class DfpQuantizer(Quantizer):
                   "labels every graph output against the float model)")
         _add(parser, "--rounding", "--dfp-rounding", dest="rounding", choices=ROUNDINGS,
              help="weight rounding: 'learned' (AdaRound-style, layer by layer against the float layer's "
-                  "output on the calibration data; kept only if it scores better) or 'nearest' (default learned)")
+                  "output on the calibration data; kept only if it scores better) or 'nearest' (default learned; "
+                  "nearest with --fl-rule ristretto, --ristretto-stats or --emit-ristretto)")
         _add(parser, "--bias-correction", "--dfp-bias-correction", dest="bias_correction", action="store_true",
              default=None, help="subtract each conv/fc layer's mean output error from its bias (default off)")
         _add(parser, "--fl-search", "--dfp-fl-search", dest="fl_search", choices=FL_SEARCHES,
              help="'score': move each weight and activation fl by up to 2 where the score improves "
-                  "(greedy, 2 rounds, before and after learned rounding); 'none': the rule's fl (default score)")
+                  "(greedy, 2 rounds, before and after learned rounding); 'none': the rule's fl (default score; "
+                  "none with --fl-rule ristretto, --ristretto-stats or --emit-ristretto)")
+        _add(parser, "--time-budget", "--dfp-time-budget", dest="time_budget", type=float, metavar="S",
+             help="seconds for the default methods, a third each to the fl search, learned rounding and "
+                  "the second fl search: a search stops when its third is used, learned rounding shortens "
+                  "its optimisation per layer (or keeps nearest rounding) to fit (default 300)")
         _add(parser, "--rounding-samples", "--dfp-rounding-samples", dest="rounding_samples", type=int,
              metavar="N", help="calibration samples learned rounding fits on (default 500)")
         _add(parser, "--rounding-iterations", "--dfp-rounding-iterations", dest="rounding_iterations", type=int,

@@ -13,6 +13,8 @@ from dfxsdk.providers import CalibrationData
 from dfx_quantizer.plugin import quantize_model
 
 pytestmark = needs_testdata(MOBILENET_SSD)
+#: The one-pass quantizer (rule fl, nearest rounding): these tests compare per-layer and per-channel fl.
+ONE_PASS = {"rounding": "nearest", "fl_search": "none"}
 #: A small input keeps the test fast; benchmarks/bench_quantize.py uses 300x300.
 SIZE = 96
 
@@ -31,8 +33,8 @@ def images(n: int, seed: int) -> np.ndarray:
 def quantized(model):
     x = images(8, 1)
     data = lambda: CalibrationData([{"data": x[i:i + 4]} for i in range(0, 8, 4)])
-    return (quantize_model(model, data(), {"bw": 8}),
-            quantize_model(model, data(), {"bw": 8, "per_channel": True}))
+    return (quantize_model(model, data(), {"bw": 8, **ONE_PASS}),
+            quantize_model(model, data(), {"bw": 8, "per_channel": True, **ONE_PASS}))
 
 
 def test_end_to_end_valid_saved_and_run_in_integer_mode(model, quantized, tmp_path):
