@@ -316,8 +316,8 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
     offsets: dict = {}
     knobs = chooser.knobs(plan)
     best = measure_with(model)(offsets)
-    log.append(f"rule fl, nearest rounding: {best[0]:.2f} % ({best[1]:.2f} dB)")
-    if opts.fl_search != "none" and not _EXPERIMENT.get("rounding_first"):
+    log.append(f"rule fl, nearest rounding: {best[0]:.2f} % (tie-break {best[1]:.3f})")
+    if opts.fl_search != "none":
         offsets, best, more = search.fl_search(knobs, measure_with(model), seconds=opts.time_budget / 3,
                                                echo=echo)
         log += more
@@ -334,7 +334,7 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
         offsets_r = _moved(offsets, moves)
         got = measure_with(refined)(offsets_r)
         what = f"{opts.rounding} rounding" + (" + bias correction" if opts.bias_correction else "")
-        log.append(f"{what}: {got[0]:.2f} % ({got[1]:.2f} dB)")
+        log.append(f"{what}: {got[0]:.2f} % (tie-break {got[1]:.3f})")
         if opts.fl_search != "none":
             offsets2, got, more = search.fl_search(knobs, measure_with(refined), start=offsets_r,
                                                    seconds=opts.time_budget / 3, echo=echo)
@@ -346,9 +346,6 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
         else:
             log.append(f"kept nearest rounding ({best[0]:.2f} % >= {got[0]:.2f} %)")
     return source, offsets, best[0], scorer, log
-
-
-_EXPERIMENT: dict = {}
 
 
 def _moved(offsets: dict, moves: dict[str, int]) -> dict:

@@ -55,8 +55,9 @@ class Scorer:
     graph output, or ``score_tensor``). Without: the mean over the score tensors
     (every graph output, or ``score_tensor``) of their agreement with the float
     model: the share of boxes found again for a DetectionOutput, the fidelity
-    ``100 * (1 - noise / signal)`` otherwise. :meth:`measure` also gives the mean
-    SQNR (dB), which breaks ties between equal scores.
+    ``100 * (1 - noise / signal)`` otherwise. :meth:`measure` also gives a second
+    figure that breaks ties between equal scores: with labels the mean
+    log-probability of the labels, else the mean SQNR (dB) of the outputs.
     """
 
     def __init__(self, float_model: Model, batches: Sequence[dict[str, np.ndarray]],
@@ -82,6 +83,8 @@ class Scorer:
         self.evaluations = 0
         self.detections = {t for t in self.tensors
                            if (p := float_model.producer(t)) is not None and p.type == "DetectionOutput"}
+        producer = float_model.producer(self.tensors[0])
+        self.probabilities = producer is not None and producer.type == "Softmax"
         self.reference = self.outputs(float_model, "float")
         self.baseline = self.measure_outputs(self.reference)[0]
 
@@ -100,14 +103,14 @@ class Scorer:
         return out
 
     def measure_outputs(self, outs: dict[str, list[np.ndarray]]) -> tuple[float, float]:
-        """(score in percent, mean SQNR in dB) of outputs against the float reference."""
+        """(score in percent, tie-breaker) of outputs (see the class docstring)."""
         sqnr = float(np.mean([scores.sqnr(np.concatenate([r.reshape(-1) for r in self.reference[t]]),
                                           np.concatenate([v.reshape(-1) for v in outs[t]]))
                               for t in self.tensors]))
         if self.labels is not None:
-            first = self.tensors[0]
-            preds = np.concatenate([v.reshape(v.shape[0], -1).argmax(axis=1) for v in outs[first]])
-            return 100.0 * float(np.mean(preds == self.labels)), sqnr
+            flat = np.concatenate([v.reshape(v.shape[0], -1) for v in outs[self.tensors[0]]])
+            preds = flat.argmax(axis=1)
+            return 100.0 * float(np.mean(preds == self.labels)), self._log_likelihood(flat)
         parts = []
         for t in self.tensors:
             if t in self.detections:
@@ -117,8 +120,15 @@ class Scorer:
                 parts.append(np.mean([scores.fidelity(r, v) for r, v in zip(self.reference[t], outs[t])]))
         return float(np.mean(parts)), sqnr
 
+    def _log_likelihood(self, flat: np.ndarray) -> float:
+        """Mean log-probability of the labels (the tensor's values if a Softmax made it, else their softmax)."""
+        if not self.probabilities:
+            z = flat - flat.max(axis=1, keepdims=True)
+            flat = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.maximum(flat[np.arange(len(flat)), self.labels], 1e-12))))
+
     def measure(self, model: Model) -> tuple[float, float]:
-        """(score in percent, mean SQNR in dB) of ``model`` in integer mode."""
+        """(score in percent, tie-breaker) of ``model`` in integer mode."""
         self.evaluations += 1
         return self.measure_outputs(self.outputs(model, "integer"))
 
@@ -308,7 +318,7 @@ def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[
 
     offsets = dict(start or {})
     best = measure(offsets)
-    say(f"fl search from {best[0]:.2f} % ({best[1]:.2f} dB), {len(knobs)} knobs")
+    say(f"fl search from {best[0]:.2f} % (tie-break {best[1]:.3f}), {len(knobs)} knobs")
     for r in range(rounds):
         moved = False
         for knob in knobs:
@@ -323,7 +333,7 @@ def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[
                 trial[knob] = cur + d
                 got = measure(trial)
                 if got > best:
-                    say(f"  round {r + 1}: {knob[0]} {knob[1]} fl {cur + d:+d}: {got[0]:.2f} % ({got[1]:.2f} dB)")
+                    say(f"  round {r + 1}: {knob[0]} {knob[1]} fl {cur + d:+d}: {got[0]:.2f} % (tie-break {got[1]:.3f})")
                     offsets, best, moved = trial, got, True
                     break
         if not moved:
