@@ -57,11 +57,9 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def box_agreement(ref: np.ndarray, x: np.ndarray) -> float:
-    """Dice overlap (percent) of the detections ``x`` with the float model's ``ref``."""
+def box_matches(ref: np.ndarray, x: np.ndarray) -> tuple[int, int, int]:
+    """(matched, boxes in ``ref``, boxes in ``x``) for one run's DetectionOutput rows."""
     a, b = _boxes(ref), _boxes(x)
-    if len(a) == 0 and len(b) == 0:
-        return 100.0
     used = np.zeros(len(a), bool)
     matched = 0
     for row in b[np.argsort(-b[:, 2], kind="stable")]:
@@ -73,7 +71,21 @@ def box_agreement(ref: np.ndarray, x: np.ndarray) -> float:
         if ious[best] >= IOU_MATCH:
             used[cand[best]] = True
             matched += 1
-    return 100.0 * 2 * matched / (len(a) + len(b))
+    return matched, len(a), len(b)
+
+
+def box_agreement(ref: np.ndarray | list[np.ndarray], x: np.ndarray | list[np.ndarray]) -> float:
+    """Dice overlap (percent) of the detections ``x`` with the float model's ``ref``.
+
+    Lists are runs (batches) whose image ids each start at 0; their counts add up.
+    """
+    pairs = zip(ref, x) if isinstance(ref, list) else [(ref, x)]
+    matched = total = 0
+    for r, v in pairs:
+        m, na, nb = box_matches(r, v)
+        matched += m
+        total += na + nb
+    return 100.0 if total == 0 else 100.0 * 2 * matched / total
 
 
 def fast_backend(model: Model):

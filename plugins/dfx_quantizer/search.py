@@ -114,8 +114,7 @@ class Scorer:
         parts = []
         for t in self.tensors:
             if t in self.detections:
-                parts.append(scores.box_agreement(np.concatenate(self.reference[t], axis=2),
-                                                  np.concatenate(outs[t], axis=2)))
+                parts.append(scores.box_agreement(self.reference[t], outs[t]))
             else:
                 parts.append(np.mean([scores.fidelity(r, v) for r, v in zip(self.reference[t], outs[t])]))
         return float(np.mean(parts)), sqnr

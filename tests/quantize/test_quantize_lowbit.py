@@ -51,3 +51,9 @@ def test_box_agreement_matches_same_label_and_overlap():
     assert scores.box_agreement(a, other) == 50.0
     assert scores.box_agreement(a[:, :, :0], a[:, :, :0]) == 100.0
     assert scores.box_agreement(a, a[:, :, :1]) == pytest.approx(100 * 2 / 3)
+
+
+def test_box_agreement_adds_up_runs_whose_image_ids_restart():
+    a = np.array([0, 1, 0.9, 0.1, 0.1, 0.5, 0.5]).reshape(1, 1, 1, 7)
+    none = np.full((1, 1, 1, 7), -1.0)
+    assert scores.box_agreement([a, a], [a, none]) == pytest.approx(100 * 2 / 3)
