@@ -1,6 +1,6 @@
 """Calibration and quantization time of the dfp quantizer; per-channel vs per-layer SQNR.
 
-Usage: python benchmarks/bench_quantize.py [--size 300] [--calib 8] [--skip-lenet] [--skip-ssd] [--skip-lowbit]
+Usage: python benchmarks/bench_quantize.py [--size 300] [--calib 8] [--skip-lenet] [--skip-ssd] [--skip-lowbit] [--budget 120]
 
 LeNet 2/4/4 (conv 2, fc 4, activations 4 bits, Ristretto's widths for it), calibrated with labels
 on 1000 digits spread over the file: nearest rounding with the rule's fl, then the defaults
@@ -90,7 +90,7 @@ def bench_lowbit() -> None:
         print(f"{label:<44}{t:>16.2f}{res.evaluations:>7}{100 * np.mean(preds == y):>9.2f}")
 
 
-def bench_ssd(size: int, n_calib: int) -> None:
+def bench_ssd(size: int, n_calib: int, budget: float) -> None:
     if not MOBILENET_SSD.is_file():
         print("MobileNet-SSD: skipped (no prototxt)")
         return
@@ -120,8 +120,9 @@ def bench_ssd(size: int, n_calib: int) -> None:
     print(f"\nOutput SQNR at 8 bits on 2 other inputs, before (nearest rounding, rule fl) and after the new methods")
     print(f"{'run':<44}{'quantization s':>16}" + "".join(f"{o[:14]:>16}" for o in model.outputs))
     float_out = model.run({"data": xe}, mode="float")
-    for label, opts in (("nearest rounding, rule fl", NEAREST), ("fl search + learned rounding (defaults)", {}),
-                        ("defaults + bias correction", {"bias_correction": True})):
+    for label, opts in (("nearest rounding, rule fl", NEAREST),
+                        ("fl search + learned rounding (defaults)", {"time_budget": budget}),
+                        ("defaults + bias correction", {"time_budget": budget, "bias_correction": True})):
         data = CalibrationData([{"data": x[i:i + 2]} for i in range(0, n_calib, 2)], None, n_calib)
         res = quantize_model(model, data, {"bw": 8, **opts})
         got = res.model.run({"data": xe}, mode="integer")
@@ -136,13 +137,15 @@ def main() -> None:
     ap.add_argument("--skip-lenet", action="store_true")
     ap.add_argument("--skip-ssd", action="store_true")
     ap.add_argument("--skip-lowbit", action="store_true")
+    ap.add_argument("--budget", type=float, default=120.0,
+                    help="--time-budget of the MobileNet-SSD runs with the new methods (default 120 s)")
     args = ap.parse_args()
     if not args.skip_lenet:
         bench_lenet()
     if not args.skip_lowbit:
         bench_lowbit()
     if not args.skip_ssd:
-        bench_ssd(args.size, args.calib)
+        bench_ssd(args.size, args.calib, args.budget)
 
 
 if __name__ == "__main__":
