@@ -315,11 +315,11 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
 
     offsets: dict = {}
     knobs = chooser.knobs(plan)
+    max_evals = max(1, int(opts.time_budget / 3 / _nominal_evaluation_seconds(model, scorer.n)))
     best = measure_with(model)(offsets)
     log.append(f"rule fl, nearest rounding: {best[0]:.2f} % (tie-break {best[1]:.3f})")
     if opts.fl_search != "none":
-        offsets, best, more = search.fl_search(knobs, measure_with(model), seconds=opts.time_budget / 3,
-                                               echo=echo)
+        offsets, best, more = search.fl_search(knobs, measure_with(model), max_evaluations=max_evals, echo=echo)
         log += more
     source = model
     if opts.rounding != "nearest" or opts.bias_correction:
@@ -337,7 +337,7 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
         log.append(f"{what}: {got[0]:.2f} % (tie-break {got[1]:.3f})")
         if opts.fl_search != "none":
             offsets2, got, more = search.fl_search(knobs, measure_with(refined), start=offsets_r,
-                                                   seconds=opts.time_budget / 3, echo=echo)
+                                                   max_evaluations=max_evals, echo=echo)
             log += more
         else:
             offsets2 = offsets_r
@@ -346,6 +346,19 @@ def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: Calibratio
         else:
             log.append(f"kept nearest rounding ({best[0]:.2f} % >= {got[0]:.2f} %)")
     return source, offsets, best[0], scorer, log
+
+
+#: Multiply-adds per nominal second of a scored evaluation (the native backend, with overheads).
+EVALUATION_RATE = 2e9
+
+
+def _nominal_evaluation_seconds(model: Model, samples: int) -> float:
+    """Nominal cost of scoring one candidate: the conv/fc multiply-adds over the samples, plus 0.1 s."""
+    macs = 0
+    for layer in quant_layers(model):
+        positions = int(np.prod(model.tensors[layer.outputs[0]].shape[2:] or (1,)))
+        macs += model.tensors[layer.inputs[1]].size * positions
+    return 0.1 + macs * samples / EVALUATION_RATE
 
 
 def _moved(offsets: dict, moves: dict[str, int]) -> dict:
@@ -421,9 +434,10 @@ class DfpQuantizer(Quantizer):
                   "(greedy, 2 rounds, before and after learned rounding); 'none': the rule's fl (default score; "
                   "none with --fl-rule ristretto, --ristretto-stats or --emit-ristretto)")
         _add(parser, "--time-budget", "--dfp-time-budget", dest="time_budget", type=float, metavar="S",
-             help="seconds for the default methods, a third each to the fl search, learned rounding and "
-                  "the second fl search: a search stops when its third is used, learned rounding shortens "
-                  "its optimisation per layer (or keeps nearest rounding) to fit (default 300)")
+             help="nominal seconds for the default methods, a third each to the fl search, learned rounding "
+                  "and the second fl search; the work is estimated from the network's size (not timed, so "
+                  "results do not depend on the machine's load): a search stops after the candidates that "
+                  "fit, learned rounding runs fewer steps (or keeps nearest rounding) where needed (default 300)")
         _add(parser, "--rounding-samples", "--dfp-rounding-samples", dest="rounding_samples", type=int,
              metavar="N", help="calibration samples learned rounding fits on (default 500)")
         _add(parser, "--rounding-iterations", "--dfp-rounding-iterations", dest="rounding_iterations", type=int,

@@ -26,7 +26,6 @@ corrected: the arithmetic and the file format do not change.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,6 +40,8 @@ from dfx_numpy.common import pad_spatial, windows
 from .apply import shift_fl
 from .search import limit_batches
 
+#: Multiply-adds per nominal second of the time budget (learned rounding's steps).
+NOMINAL_RATE = 4e9
 #: Fewest optimisation steps worth running (else a layer keeps nearest rounding).
 MIN_ITERATIONS = 40
 #: Rectified sigmoid stretch (AdaRound's zeta and gamma).
@@ -62,7 +63,7 @@ class RoundingOptions:
     #: Weight fl moves tried with learned rounding; the one with the least output error is kept (on LeNet
     #: 2/4/4, (0, -1, 1) chose coarser fc weights and lost 0.4 point of top-1: not the default).
     fl_moves: tuple[int, ...] = (0,)
-    #: Seconds the optimisation of all layers may take (None: no limit), shared by weight count x K.
+    #: Nominal seconds the optimisation of all layers may take (None: no limit), shared by weights x K.
     seconds: float | None = None
 
 
@@ -135,8 +136,10 @@ def learn_codes(a: np.ndarray, lo: int, hi: int, qq: np.ndarray, qf: np.ndarray,
 
     ``qq`` (G, K, K) and ``qf`` (G, K, K) are the second moments of the quantized
     input with itself and with the float input, in units where a weight's step is 1.
-    With ``seconds``, the number of iterations is cut to fit (timed on the first
-    few); below :data:`MIN_ITERATIONS` the nearest codes are returned.
+    With ``seconds`` (nominal: a step costs weights x K multiply-adds at
+    :data:`NOMINAL_RATE`, so the result does not depend on the machine's load) the
+    number of steps is cut to fit; below :data:`MIN_ITERATIONS` the nearest codes
+    are returned.
     """
     base = np.floor(a)
     nearest = np.clip(np.round(a), lo, hi)
@@ -151,10 +154,7 @@ def learn_codes(a: np.ndarray, lo: int, hi: int, qq: np.ndarray, qf: np.ndarray,
     k = a.shape[-1]
     iterations = opts.iterations
     if seconds is not None:
-        t0 = time.perf_counter()
-        np.matmul(nearest.astype(np.float32), qq_32)
-        per = max(4.0 * (time.perf_counter() - t0), 1e-6)   # one step is about 4 such products
-        iterations = min(iterations, int(seconds / per))
+        iterations = min(iterations, int(seconds * NOMINAL_RATE / max(a.size * k, 1)))
         if iterations < MIN_ITERATIONS:
             return nearest
     warm = iterations // 5
@@ -227,8 +227,7 @@ def refine(model: Model, build: Callable[[Model, dict[str, int]], Model], batche
     work.layers = list(model.layers)
     moves: dict[str, int] = {}
     costs = {l.name: _cost(model, l) for l in model.layers if refinable(l)}
-    left_cost = sum(costs.values())
-    deadline = None if opts.seconds is None else time.perf_counter() + opts.seconds
+    total_cost = sum(costs.values())
     for layer in model.layers:
         if not refinable(layer) or not (opts.learned or opts.bias_correction):
             continue
@@ -252,10 +251,8 @@ def refine(model: Model, build: Callable[[Model, dict[str, int]], Model], batche
             qq, qf = mom.second(opts.bias_correction and has_bias)
             best = None
             share = None
-            if deadline is not None:
-                share = max(0.0, deadline - time.perf_counter()) * costs[layer.name] / max(left_cost, 1)
-                share /= len(opts.fl_moves)
-            left_cost -= costs[layer.name]
+            if opts.seconds is not None:
+                share = opts.seconds * costs[layer.name] / max(total_cost, 1) / len(opts.fl_moves)
             for d in opts.fl_moves:
                 f = shift_fl(wfmt, d)
                 step = dequantize(np.ones_like(w), f, np.float64)

@@ -31,7 +31,6 @@ Per-layer search:
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -298,16 +297,16 @@ Knob = tuple[str, str]
 
 def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[float, float]], *,
               start: dict[Knob, int] | None = None, rounds: int = 2, step_limit: int = 2,
-              seconds: float | None = None, echo: Callable[[str], None] | None = None) -> tuple[dict[Knob, int], tuple[float, float], list[str]]:
+              max_evaluations: int | None = None, echo: Callable[[str], None] | None = None) -> tuple[dict[Knob, int], tuple[float, float], list[str]]:
     """Greedy search of fl offsets on the task score (coordinate descent).
 
     Each round visits every knob in order and tries its fl one lower and one
     higher than now (at most ``step_limit`` away from the rule's choice); a move
     is kept when (score, SQNR) improves, compared as a pair (the SQNR breaks
     ties of a discrete score). Stops early when a round changes nothing, or
-    when ``seconds`` have passed (the best so far is kept).
+    after ``max_evaluations`` candidates (the best so far is kept).
     """
-    deadline = None if seconds is None else time.perf_counter() + seconds
+    evaluations = 0
     log: list[str] = []
 
     def say(line: str) -> None:
@@ -321,8 +320,8 @@ def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[
     for r in range(rounds):
         moved = False
         for knob in knobs:
-            if deadline is not None and time.perf_counter() > deadline:
-                say("  time budget used up: search stopped")
+            if max_evaluations is not None and evaluations >= max_evaluations:
+                say(f"  time budget used up after {evaluations} candidates: search stopped")
                 return offsets, best, log
             cur = offsets.get(knob, 0)
             for d in (-1, 1):
@@ -331,6 +330,7 @@ def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[
                 trial = dict(offsets)
                 trial[knob] = cur + d
                 got = measure(trial)
+                evaluations += 1
                 if got > best:
                     say(f"  round {r + 1}: {knob[0]} {knob[1]} fl {cur + d:+d}: {got[0]:.2f} % (tie-break {got[1]:.3f})")
                     offsets, best, moved = trial, got, True
