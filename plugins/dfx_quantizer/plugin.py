@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "score_output": None, "progress": False, "verbose": False,
     "emit_ristretto": None, "prototxt": None, "source_files": None,
     "rounding": None, "bias_correction": False, "fl_search": None, "rounding_samples": 500,
-    "rounding_iterations": 300, "time_budget": 300.0,
+    "rounding_iterations": 100, "time_budget": 300.0,
 }
 ROUNDINGS = ("learned", "nearest")
 FL_SEARCHES = ("score", "none")
@@ -73,7 +73,7 @@ class Options:
     #: None: "score", or "none" when reproducing Ristretto.
     fl_search: str | None = None
     rounding_samples: int = 500
-    rounding_iterations: int = 300
+    rounding_iterations: int = 100
     time_budget: float = 300.0
 
     @classmethod
@@ -441,7 +441,7 @@ class DfpQuantizer(Quantizer):
         _add(parser, "--rounding-samples", "--dfp-rounding-samples", dest="rounding_samples", type=int,
              metavar="N", help="calibration samples learned rounding fits on (default 500)")
         _add(parser, "--rounding-iterations", "--dfp-rounding-iterations", dest="rounding_iterations", type=int,
-             metavar="N", help="optimisation steps of learned rounding per layer (default 300)")
+             metavar="N", help="optimisation steps of learned rounding per layer (default 100)")
 
     def quantize(self, model: Model, data: CalibrationData, options: dict[str, Any]) -> Model:
         return quantize_model(model, data, options).model

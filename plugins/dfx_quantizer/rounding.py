@@ -54,7 +54,7 @@ class RoundingOptions:
 
     learned: bool = True
     bias_correction: bool = True
-    iterations: int = 300
+    iterations: int = 100
     #: Weight of the regulariser relative to the normalised output error.
     reg: float = 0.01
     learning_rate: float = 0.05
