@@ -66,6 +66,30 @@ static dfx_status vector(verifier *v, uint64_t pos, unsigned elem, const char *w
     return need(v, s + 4, (uint64_t)*count * elem, elem < 8 ? elem : 8, what);
 }
 
+/* Strict UTF-8 (no overlong forms, surrogates or code points above U+10FFFF), and no NUL. */
+static int utf8_ok(const uint8_t *p, uint32_t n)
+{
+    for (uint32_t i = 0; i < n;) {
+        uint8_t c = p[i];
+        uint32_t len, cp;
+        if (c == 0) return 0;
+        if (c < 0x80) { i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+        else return 0;
+        if (n - i < len) return 0;
+        for (uint32_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 static dfx_status string(verifier *v, uint64_t pos, const char *what)
 {
     uint64_t s = 0;
@@ -74,6 +98,7 @@ static dfx_status string(verifier *v, uint64_t pos, const char *what)
     if (st) return st;
     if ((st = need(v, s + n, 1, 1, what))) return st;
     if (v->buf[s + n] != 0) return bad("is not zero-terminated", what, s);
+    if (!utf8_ok(v->buf + s, n)) return bad("is not valid UTF-8 without NUL characters", what, s);
     return DFX_OK;
 }
 

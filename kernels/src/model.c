@@ -409,12 +409,18 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
     dfx_model *m = (dfx_model *)calloc(1, sizeof *m);
     if (!m) return dfx_fail(DFX_ERR_NOMEM, "out of memory");
 #ifdef DFX_HAVE_MMAP
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0) {
         if (fd >= 0) close(fd);
         free(m);
         return dfx_fail(DFX_ERR_IO, "%s: cannot open", path);
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        free(m);
+        return dfx_fail(DFX_ERR_IO, "%s: is not a regular file (a folder, FIFO or device)", path);
     }
     if (sb.st_size == 0) { close(fd); free(m); return dfx_fail(DFX_ERR_FORMAT, "%s: file is empty", path); }
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -78,34 +78,6 @@ static void make_rt(const dfx_session *s, int t, void *p, rt *r)
     }
 }
 
-static int clog2(int64_t k) { int n = 0; while (((int64_t)1 << n) < k) n++; return n; }
-
-/* The reference's accumulator check for linear layers (int_ops.check_acc). */
-static dfx_status check_linear(const dfx_model *m, const dt_layer *L)
-{
-    const dt_tensor *x = &m->tensors[L->in[0]], *w = &m->tensors[L->in[1]];
-    const dt_tensor *b = L->n_in > 2 && L->in[2] >= 0 ? &m->tensors[L->in[2]] : NULL;
-    if (x->per_channel) return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': a per-channel constant as the data input is not supported", L->name);
-    int64_t O = L->op == OP_DECONV2D ? w->shape[1] * L->o.group : w->shape[0];
-    int64_t K = L->op == OP_FC ? w->shape[1] : L->op == OP_CONV2D ? w->shape[1] * w->shape[2] * w->shape[3]
-                                                                    : w->shape[0] / L->o.group * w->shape[2] * w->shape[3];
-    int shw = 0, shp = 0, bias_bits = 0;
-    for (int64_t o = 0; o < O; o++) {
-        int sh, fw = dfx_weight_align(L, w, (int)o, &sh);
-        if (sh > shw) shw = sh;
-        if (b) {
-            int fp = x->fl + fw, flb = dfx_fl_at(b, o), F = fp > flb ? fp : flb;
-            if (F - fp > shp) shp = F - fp;
-            if (b->bw + (F - flb) + 1 > bias_bits) bias_bits = b->bw + (F - flb) + 1;
-        }
-    }
-    int bits = x->bw + w->bw + shw + clog2(K) + shp;
-    if (bias_bits > bits) bits = bias_bits;
-    if (bits + 1 > 62)
-        return dfx_fail(DFX_ERR_INVALID, "layer '%s': accumulator needs %d bits (> 62); the formats or the reduction length are too large", L->name, bits + 1);
-    return DFX_OK;
-}
-
 static int act_esz(const dfx_model *m, int t) { return dfx_store_bytes(&m->tensors[t]); }
 
 /* Does layer L's kernel take the narrow stored codes directly? */
@@ -243,10 +215,7 @@ static dfx_status prepare(dfx_session *s)
         if ((L->op == OP_CONV2D || L->op == OP_DECONV2D || L->op == OP_FC) && !m->tensors[L->in[1]].is_const)
             return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': the weights '%s' are an activation; the native runtime needs constant weights",
                             L->name, m->tensors[L->in[1]].name);
-        if (integer && (L->op == OP_CONV2D || L->op == OP_DECONV2D || L->op == OP_FC)) {
-            dfx_status st = check_linear(m, L);
-            if (st) return st;
-        }
+        /* the accumulator bound and the per-tensor fl of input 0 are checked at load (validate.c) */
         if (integer && (L->op == OP_CONV2D || L->op == OP_FC)) {
             rt x, y;
             size_t fast = 0;

@@ -285,8 +285,15 @@ int dfx_infer_shapes(const dfx_model *m, const dt_layer *L, int64_t out[][DFX_MA
         if (!o->min_sizes.n) FAIL("min_sizes must be non-empty and positive");
         for (uint32_t i = 0; i < o->min_sizes.n; i++) if (!(vec_f32(o->min_sizes, i) > 0)) FAIL("min_sizes must be non-empty and positive");
         if (o->max_sizes.n && o->max_sizes.n != o->min_sizes.n) FAIL("max_sizes must be empty or as long as min_sizes");
+        for (uint32_t i = 0; i < o->max_sizes.n; i++) if (!(vec_f32(o->max_sizes, i) > 0)) FAIL("max_sizes must be positive");
+        if (o->aspect_ratios.n > 31) FAIL("aspect_ratios must be at most 31 positive finite values");
+        for (uint32_t i = 0; i < o->aspect_ratios.n; i++) {
+            float ar = vec_f32(o->aspect_ratios, i);
+            if (!(ar > 0 && ar < INFINITY)) FAIL("aspect_ratios must be at most 31 positive finite values");
+        }
         if (o->variances.n != 0 && o->variances.n != 1 && o->variances.n != 4) FAIL("variances must have 0, 1 or 4 values");
         if (xr != 4) FAIL("feature map must have rank 4");
+        if (RANK(1) != 4) FAIL("image must have rank 4");
         double r[64];
         int64_t np = (int64_t)dfx_prior_ratios(o, r, 64) * o->min_sizes.n + o->max_sizes.n;
         out_rank[0] = 3;
@@ -388,30 +395,95 @@ static const char *duplicate(const void *items, size_t stride, int n)
     return dup;
 }
 
+/* ---- integer width bounds: sdk/dfxsdk/bounds.py (spec/arithmetic.md, section 3.4) ---- */
+
+#define ACC_LIMIT_BITS 62
+typedef struct { int64_t bits, lo, hi; } operand;
+
+static operand operand_of(const dt_tensor *t)
+{
+    operand r;
+    int lo, hi;
+    fl_range(t, &lo, &hi);
+    r.bits = t->is_const ? dtype_bits(t->dtype) : t->bw;
+    r.lo = lo;
+    r.hi = hi;
+    return r;
+}
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int64_t linear_bits(operand x, operand w, const operand *b, int64_t k, int64_t w_shift)
+{
+    int64_t prod_bits = x.bits + w.bits + w_shift - 1 + bit_length((uint64_t)(k > 1 ? k : 1));
+    if (!b) return prod_bits;
+    int64_t align_p = max64(0, b->hi - (x.lo + w.lo)), align_b = max64(0, x.hi + w.hi - b->lo);
+    return max64(prod_bits + align_p, b->bits + align_b) + 1;
+}
+
+static int64_t integer_bits(const dfx_model *m, const dt_layer *L)
+{
+    const dt_tensor *x = &m->tensors[L->in[0]];
+    operand ox = operand_of(x);
+    switch (L->op) {
+    case OP_CONV2D: case OP_DECONV2D: case OP_FC: case OP_SCALE: {
+        const dt_tensor *w = &m->tensors[L->in[1]];
+        operand ob, ow = operand_of(w);
+        if (HAS(2)) ob = operand_of(&m->tensors[L->in[2]]);
+        int64_t k = 1;
+        int out_axis = L->op == OP_DECONV2D ? 1 : 0;
+        if (L->op == OP_FC) k = w->shape[1];
+        else if (L->op == OP_CONV2D) k = smul(smul(w->shape[1], w->shape[2]), w->shape[3]);
+        else if (L->op == OP_DECONV2D) k = smul(smul(w->shape[0] / L->o.group, w->shape[2]), w->shape[3]);
+        int64_t w_shift = L->op != OP_SCALE && w->per_channel && w->ch_axis != out_axis ? ow.hi - ow.lo : 0;
+        return linear_bits(ox, ow, HAS(2) ? &ob : NULL, k, w_shift);
+    }
+    case OP_PRELU: {
+        operand s = operand_of(&m->tensors[L->in[1]]);
+        return max64(ox.bits + max64(s.hi, 0), ox.bits + s.bits - 1 + max64(0, -s.lo)) + 1;
+    }
+    case OP_POOL2D:
+        if (L->o.pool_type != 1) return 0;
+        return ox.bits + bit_length((uint64_t)(L->o.global ? smul(x->shape[2], x->shape[3]) : (int64_t)L->o.kh * L->o.kw));
+    case OP_ELTWISE: {
+        int64_t big = INT64_MIN, total = 0, term = INT64_MIN;
+        for (int i = 0; i < L->n_in; i++) {
+            operand o = operand_of(&m->tensors[L->in[i]]);
+            int mm = 1, e = 0;
+            if (L->o.coeffs.n && L->o.operation == 0) dfx_dyadic(vec_f32(L->o.coeffs, i), &mm, &e);
+            if (L->o.operation == 1) total += o.bits - 1;
+            big = max64(big, o.hi + (L->o.operation == 0 ? e : 0));
+        }
+        if (L->o.operation == 1) return total + 2;
+        for (int i = 0; i < L->n_in; i++) {
+            operand o = operand_of(&m->tensors[L->in[i]]);
+            int mm = 1, e = 0;
+            if (L->o.operation == 0) {
+                if (L->o.coeffs.n) dfx_dyadic(vec_f32(L->o.coeffs, i), &mm, &e);
+                term = max64(term, o.bits + bit_length((uint64_t)(mm < 0 ? -mm : mm)) + big - (o.lo + e));
+            } else term = max64(term, o.bits + big - o.lo);
+        }
+        return L->o.operation == 0 ? term + bit_length((uint64_t)(L->n_in - 1)) + 1 : term + 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+static dfx_status check_integer_bounds(const dfx_model *m, const dt_layer *L)
+{
+    const dt_tensor *x = &m->tensors[L->in[0]];
+    if (x->per_channel && L->op != OP_CONCAT && L->op != OP_ELTWISE)
+        return dfx_fail(DFX_ERR_INVALID, "layer '%s', tensor '%s', field quantization.channel_fl: input 0 of an integer-form %s cannot have per-channel fl",
+                        L->name, x->name, dfx_op_name(L->op));
+    int64_t total = integer_bits(m, L);
+    if (total > ACC_LIMIT_BITS)
+        return dfx_fail(DFX_ERR_INVALID, "layer '%s', field quantization: accumulator may need %lld bits (limit %d): reduce bit widths or the fl gaps between operands",
+                        L->name, (long long)total, ACC_LIMIT_BITS);
+    return DFX_OK;
+}
+
 static dfx_status check_integer_layer(const dfx_model *m, const dt_layer *L)
 {
-    if (L->op == OP_CONV2D || L->op == OP_DECONV2D || L->op == OP_FC) {
-        const dt_tensor *x = &m->tensors[L->in[0]], *w = &m->tensors[L->in[1]];
-        const dt_tensor *b = HAS(2) ? &m->tensors[L->in[2]] : NULL;
-        int64_t k;
-        if (L->op == OP_FC) k = w->shape[1];
-        else if (L->op == OP_CONV2D) k = w->shape[1] * w->shape[2] * w->shape[3];
-        else k = w->shape[0] / L->o.group * w->shape[2] * w->shape[3];
-        int bx = x->is_const ? dtype_bits(x->dtype) : x->bw, bwt = w->is_const ? dtype_bits(w->dtype) : w->bw;
-        int wlo, whi, fx = x->fl;
-        fl_range(w, &wlo, &whi);
-        int64_t prod_bits = bx + bwt - 1 + bit_length((uint64_t)(k > 1 ? k : 1)), total;
-        if (b) {
-            int blo, bhi;
-            fl_range(b, &blo, &bhi);
-            int64_t align = bhi - (fx + wlo) > 0 ? bhi - (fx + wlo) : 0;
-            int64_t bias_bits = (b->is_const ? dtype_bits(b->dtype) : b->bw) + ((fx + whi) - blo > 0 ? (fx + whi) - blo : 0);
-            total = (prod_bits + align > bias_bits ? prod_bits + align : bias_bits) + 1;
-        } else total = prod_bits;
-        if (total > 62)
-            return dfx_fail(DFX_ERR_INVALID, "layer '%s', field quantization: accumulator may need %lld bits (limit 62): reduce bit widths or the fl gap between bias and products",
-                            L->name, (long long)total);
-    }
     if (L->op == OP_ELTWISE)
         for (uint32_t i = 0; i < L->o.coeffs.n; i++) {
             int mm, e;
@@ -419,6 +491,37 @@ static dfx_status check_integer_layer(const dfx_model *m, const dt_layer *L)
                 return dfx_fail(DFX_ERR_INVALID, "layer '%s', field coefficients: coefficient %g is not m*2^-e (|m| < 2^15, e <= 15), as the integer form needs",
                                 L->name, vec_f32(L->o.coeffs, i));
         }
+    return check_integer_bounds(m, L);
+}
+
+/* No float option, scalar or vector element, is NaN (spec/format.md, section 6). */
+static const char *nan_option(const dt_opts *o)
+{
+    const float sc[] = {o->fmin, o->fmax, o->alpha, o->beta, o->k, o->power, o->scale, o->shift, o->pad_value, o->eps,
+                        o->step_h, o->step_w, o->offset, o->nms_threshold, o->eta, o->confidence_threshold};
+    static const char *const sc_names[] = {"min", "max", "alpha", "beta", "k", "power", "scale", "shift", "value", "eps",
+                                           "step_h", "step_w", "offset", "nms_threshold", "eta", "confidence_threshold"};
+    const dt_vec vecs[] = {o->coeffs, o->min_sizes, o->max_sizes, o->aspect_ratios, o->variances};
+    static const char *const vec_names[] = {"coefficients", "min_sizes", "max_sizes", "aspect_ratios", "variances"};
+    for (size_t i = 0; i < sizeof sc / sizeof sc[0]; i++)
+        if (sc[i] != sc[i]) return sc_names[i];
+    for (size_t v = 0; v < sizeof vecs / sizeof vecs[0]; v++)
+        for (uint32_t i = 0; i < vecs[v].n; i++)
+            if (vec_f32(vecs[v], i) != vec_f32(vecs[v], i)) return vec_names[v];
+    return NULL;
+}
+
+/* Every graph input of rank >= 1 stores the same batch (dimension 0). */
+static dfx_status check_input_batch(const dfx_model *m)
+{
+    int first = -1;
+    for (int i = 0; i < m->n_inputs; i++) {
+        const dt_tensor *t = &m->tensors[m->inputs[i]];
+        if (t->rank < 1) continue;
+        if (first < 0) first = m->inputs[i];
+        else if (t->shape[0] != m->tensors[first].shape[0])
+            return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: graph inputs store different batch sizes", t->name);
+    }
     return DFX_OK;
 }
 
@@ -444,12 +547,16 @@ dfx_status dfx_validate_model(dfx_model *m)
         if (avail[k] == 2) OUT(DFX_ERR_INVALID, "field inputs: a graph input is listed twice");
         avail[k] = 2;
     }
+    if ((st = check_input_batch(m))) goto done;
     for (int li = 0; li < m->n_layers; li++) {
         dt_layer *L = &m->layers[li];
         if (!L->name[0]) OUT(DFX_ERR_INVALID, "layer %d has an empty name", li);
         if (L->version != 1)
             OUT(DFX_ERR_VERSION, "layer '%s', field version: %s version %d is not implemented (this reader knows version 1)", L->name, dfx_op_name(L->op), L->version);
         const signed char *ar = ARITY[L->op];
+        if (L->n_in > 64 || L->n_out > 64)
+            OUT(DFX_ERR_INVALID, "layer '%s', field %s: %d inputs and %d outputs: a layer has at most 64 of each", L->name,
+                L->n_in > 64 ? "inputs" : "outputs", L->n_in, L->n_out);
         if (L->n_in < ar[0] || (ar[1] >= 0 && L->n_in > ar[1]))
             OUT(DFX_ERR_INVALID, "layer '%s', field inputs: %s takes %d..%d inputs, got %d", L->name, dfx_op_name(L->op), ar[0], ar[1], L->n_in);
         if (L->n_out < 1 || (ar[2] >= 0 && L->n_out != ar[2]))
@@ -473,11 +580,13 @@ dfx_status dfx_validate_model(dfx_model *m)
             t->producer = li;
             avail[k] = 3;
         }
+        const char *nan_field = nan_option(&L->o);
+        if (nan_field) OUT(DFX_ERR_INVALID, "layer '%s', field %s: option %s is NaN", L->name, nan_field, nan_field);
         /* shapes */
         int64_t shapes[64][DFX_MAX_RANK];
         int ranks[64], ns;
         char why[200];
-        if (L->op == OP_SLICE && L->o.points.n + 1 > 64) OUT(DFX_ERR_INVALID, "layer '%s', field options: too many slice points", L->name);
+        if (L->op == OP_SLICE && L->o.points.n + 1 > 64) OUT(DFX_ERR_INVALID, "layer '%s', field outputs: %u slice points give more than 64 outputs", L->name, L->o.points.n);
         if (!dfx_infer_shapes(m, L, shapes, ranks, &ns, why, sizeof why))
             OUT(DFX_ERR_INVALID, "layer '%s', field options: %s", L->name, why);
         for (int p = 0; p < L->n_out && ns; p++) {

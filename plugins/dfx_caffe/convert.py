@@ -75,6 +75,9 @@ def build_model(net: parse.NetFile, weights: WeightSource, *, input_shape: Seque
             exc.with_file(net.layer_where(i))
             raise
     model = b.model
+    if not model.layers:
+        raise DfxImportError("the network has no layers to convert (only inputs, or nothing in the TEST phase)",
+                             file=str(net.path))
     ristretto.absorb_pool_requantize(model)
     fold.fold_scales(model)
     consumed = {n for l in model.layers for n in l.inputs if n is not None}

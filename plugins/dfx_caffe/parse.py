@@ -10,6 +10,7 @@ line and column.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,18 @@ import numpy as np
 from google.protobuf import message as pb_message
 from google.protobuf import text_format, unknown_fields
 
-from dfxsdk.errors import DfxImportError, DfxUnsupportedError
+from dfxsdk.atomic import check_input_file
+from dfxsdk.errors import DfxImportError, DfxInputError, DfxUnsupportedError
 
 from ._proto import caffe_pb2 as pb
 
 #: LayerParameter numbers older Ristretto builds gave quantization_param.
+#: Largest .caffemodel: protobuf cannot parse a message of 2 GiB or more.
+MAX_BINARY_BYTES = 2**31 - 1
+#: Largest prototxt (text); real ones are a few hundred KB.
+MAX_TEXT_BYTES = 2**27
+#: Deepest nesting of messages in a prototxt (a Caffe net needs fewer than 8 levels).
+MAX_TEXT_DEPTH = 100
 RISTRETTO_V1_FIELD = 145
 RISTRETTO_ALT_FIELDS = (147, 148)
 #: Extensions of other forks that the importer understands although the
@@ -76,16 +84,19 @@ class NetFile:
 
 def read_text(path: Path) -> NetFile:
     """Parse a prototxt (V1 or V2); unknown fields warn, syntax errors raise."""
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, MAX_TEXT_BYTES, "a prototxt")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DfxImportError(f"not a text prototxt (byte {exc.start} is not UTF-8)", file=str(path)) from None
     if "\0" in text:
         raise DfxImportError("not a text prototxt (contains NUL bytes; is it a .caffemodel?)", file=str(path))
+    _check_depth(text, path)
     net = pb.NetParameter()
     try:
         text_format.Parse(text, net, allow_unknown_field=True)
+    except RecursionError:
+        raise DfxImportError(f"messages are nested too deeply (limit {MAX_TEXT_DEPTH})", file=str(path)) from None
     except text_format.ParseError as exc:
         line, col = exc.GetLine(), exc.GetColumn()
         msg = str(exc)
@@ -99,6 +110,35 @@ def read_text(path: Path) -> NetFile:
     for u in nf.unknown:
         _warn_unknown(nf, u)
     return nf
+
+
+def _check_depth(text: str, path: Path) -> None:
+    """Refuse a prototxt whose messages nest deeper than MAX_TEXT_DEPTH (the parsers recurse)."""
+    depth, quote, comment, escape = 0, "", False, False
+    for line_no, line in enumerate(text.split("\n"), 1):
+        comment = False
+        for ch in line:
+            if quote:
+                if escape:
+                    escape = False
+                elif ch == "\\":
+                    escape = True
+                elif ch == quote:
+                    quote = ""
+            elif comment:
+                break
+            elif ch == "#":
+                comment = True
+            elif ch in "\"'":
+                quote = ch
+            elif ch in "{<":
+                depth += 1
+                if depth > MAX_TEXT_DEPTH:
+                    raise DfxImportError(f"messages are nested more than {MAX_TEXT_DEPTH} deep (line {line_no})",
+                                         file=str(path))
+            elif ch in "}>":
+                depth -= 1
+        quote = ""  # protobuf text strings end at the line end
 
 
 def _scan_text(text: str, layer_field: str) -> tuple[list[UnknownField], dict[int, int]]:
@@ -183,7 +223,7 @@ def _warn_unknown(nf: NetFile, u: UnknownField) -> None:
 
 def read_binary(path: Path) -> NetFile:
     """Parse a binary .caffemodel (V1 or V2 layers)."""
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, MAX_BINARY_BYTES, "a .caffemodel")
     net = pb.NetParameter()
     try:
         net.ParseFromString(raw)
@@ -228,13 +268,16 @@ def _legacy_quantization(layer, f) -> pb.QuantizationParameter | None:
     return None
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path, limit: int, expected: str) -> bytes:
+    """The bytes of regular file ``path``, refused (before reading) when larger than ``limit``."""
     try:
+        check_input_file(path, expected)
+        size = os.stat(path).st_size
+        if size > limit:
+            raise DfxImportError(f"{size} bytes is larger than {expected} can be ({limit} bytes)", file=str(path))
         return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DfxImportError("no such file", file=str(path)) from None
-    except IsADirectoryError:
-        raise DfxImportError("is a directory, not a file", file=str(path)) from None
+    except DfxInputError as exc:
+        raise DfxImportError(exc.message, file=str(path)) from None
     except OSError as exc:
         raise DfxImportError(f"cannot read: {exc.strerror}", file=str(path)) from None
 

@@ -26,10 +26,7 @@ def is_text(path: Path) -> bool:
         return True
     if name.endswith(BINARY_SUFFIXES):
         return False
-    try:
-        head = path.read_bytes()[:4096]
-    except OSError:
-        return False
+    head = Importer.head(path)
     return b"\0" not in head and (b"layer" in head or b"name:" in head or b"input" in head)
 
 

@@ -21,6 +21,8 @@ tensor is taken as its codes (range-checked, not rounded).
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,6 +63,7 @@ class Executor:
     def constant(self, t: Tensor, as_int: bool) -> np.ndarray:
         key = f"{t.name}\0{as_int}"
         if key not in self._const:
+            validate.check_values(t, self.model.source)  # codes outside bw: refused, like the native backend
             data = t.data
             if as_int:
                 v = np.asarray(data, np.int64)
@@ -99,10 +102,14 @@ class Executor:
                 raise DfxInputError(f"no tensor named '{name}' in the model", file=model.source)
         values: dict[str, np.ndarray] = {}
         batch = self._bind_inputs(inputs, values)
+        self._check_memory(batch)
         needed = self._last_use(wanted)
         for i, (layer, as_int) in enumerate(self._plan):
             try:
                 self._run_layer(layer, as_int, values, batch)
+            except MemoryError:
+                raise DfxUnsupportedError("the NumPy backend ran out of memory (its codes are int64)",
+                                          file=model.source, layer=layer.name) from None
             except DfxError as exc:
                 if exc.layer is None:
                     exc.layer = layer.name
@@ -112,6 +119,21 @@ class Executor:
                 if needed.get(name, -1) < i and name not in wanted:
                     del values[name]
         return {name: self._result(model.tensors[name], self._value(name, values)) for name in wanted}
+
+    def _check_memory(self, batch: int) -> None:
+        """Refuse, before running, a model with one activation larger than half the machine's memory."""
+        try:
+            limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        except (ValueError, OSError, AttributeError):
+            return
+        for t in self.model.tensors.values():
+            if t.is_constant or not t.shape:
+                continue
+            need = math.prod(t.shape[1:]) * batch * 8
+            if need > limit:
+                raise DfxUnsupportedError(f"needs {need / 2**30:.1f} GiB as int64 codes, more than half of this "
+                                          f"machine's memory: use the native backend", file=self.model.source,
+                                          tensor=t.name)
 
     def _bind_inputs(self, inputs: dict[str, np.ndarray], values: dict) -> int:
         model = self.model

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from dfxsdk import ops
+from dfxsdk import bounds, ops
 from dfxsdk.errors import DfxFormatError, DfxUnsupportedError
 from dfxsdk.fixedpoint import round_shift, saturate
 from dfxsdk.formats import QFormat, Rounding
@@ -21,8 +21,8 @@ from dfxsdk.formats import QFormat, Rounding
 from . import common
 from .float_ops import pad_array, scale_shape
 
-#: The reference keeps every accumulator below 2**62 (spec: acc_bits <= 62).
-MAX_ACC_BITS = 62
+#: The reference keeps every intermediate value below 2**61 (spec/arithmetic.md, section 3.4).
+MAX_ACC_BITS = bounds.ACC_LIMIT_BITS
 
 Kernel = Callable[..., list]
 KERNELS: dict[str, Kernel] = {}
@@ -53,9 +53,10 @@ def align(q: np.ndarray, fl: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.left_shift(q, np.asarray(target - fl, np.int64))
 
 
-def clog2(k: int) -> int:
-    """ceil(log2 k) for k >= 1."""
-    return max(k - 1, 0).bit_length()
+def operand(fmt: QFormat) -> bounds.Operand:
+    """The bounds' view of an operand with format ``fmt``."""
+    fls = fmt.channel_fl if fmt.per_channel else (fmt.fl,)
+    return bounds.Operand(fmt.bw, min(fls, default=0), max(fls, default=0))
 
 
 def check_acc(bits: int, layer: str) -> None:
@@ -102,15 +103,16 @@ def _linear(layer: str, x, w, b, fx: QFormat, fw: QFormat, fb: QFormat | None, f
     fp = (big_x + out_fl_w).reshape(shape)
     if b is None:
         big_f, acc = fp, p
-        bias_bits = 0
     else:
         flb = fl_full(fb, b.shape).reshape(shape)
         big_f = np.maximum(fp, flb)
         acc = align(p, fp, big_f) + align(b.reshape(shape), flb, big_f)
-        bias_bits = fb.bw + int((big_f - flb).max())
-    sh_p = sh_x + int((big_f - fp).max())
-    check_acc(max(fx.bw + fw.bw - 1 + k.bit_length() + sh_p, bias_bits) + 1, layer)
     return requant(acc, big_f, fy)
+
+
+def _check_linear(fin: list[QFormat], fb: QFormat | None, k: int, w_shift: int, layer: str) -> None:
+    x = operand(fin[0])  # per-channel x (not in valid files) is aligned within the reduction too
+    check_acc(bounds.linear_bits(x, operand(fin[1]), fb and operand(fb), k, w_shift + x.fl_hi - x.fl_lo), layer)
 
 
 def _weights_aligned(w: np.ndarray, fw: QFormat, groups_axes, n_out: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -138,6 +140,7 @@ def conv2d(op, ins, fin, fout, layer):
 
     wa, vec, sh_w = _weights_aligned(w, fin[1], by_out, w.shape[0])
     k = w.shape[1] * w.shape[2] * w.shape[3]
+    _check_linear(fin, fb, k, sh_w, layer)
     fw = QFormat(fin[1].bw + sh_w, 0)
     return [_linear(layer, x, wa, b, fin[0], fw, fb, fout[0], vec, k,
                     lambda xa, wv: common.conv2d_sum(xa, wv, op), 1)]
@@ -157,6 +160,7 @@ def deconv2d(op, ins, fin, fout, layer):
         return full, vec.reshape(-1)
 
     wa, vec, sh_w = _weights_aligned(w, fin[1], by_out, og * g)
+    _check_linear(fin, fb, (c // g) * kh * kw, sh_w, layer)
     fw = QFormat(fin[1].bw + sh_w, 0)
     return [_linear(layer, x, wa, b, fin[0], fw, fb, fout[0], vec, (c // g) * kh * kw,
                     lambda xa, wv: common.deconv2d_sum(xa, wv, op), 1)]
@@ -172,6 +176,7 @@ def fully_connected(op, ins, fin, fout, layer):
         return np.broadcast_to(vec[:, None], flw.shape), vec
 
     wa, vec, sh_w = _weights_aligned(w, fin[1], by_out, w.shape[0])
+    _check_linear(fin, fb, w.shape[1], sh_w, layer)
     fw = QFormat(fin[1].bw + sh_w, 0)
     out_rank = op.axis + 1
     return [_linear(layer, x, wa, b, fin[0], fw, fb, fout[0], vec, w.shape[1],
@@ -181,6 +186,7 @@ def fully_connected(op, ins, fin, fout, layer):
 @kernel("Scale")
 def scale(op, ins, fin, fout, layer):
     x, s, b = (ins + [None])[:3]
+    _check_linear(fin, fin[2] if b is not None else None, 1, 0, layer)
     shape = scale_shape(x.ndim, op, s.shape, x.shape)
     flx = fl_full(fin[0], x.shape)
     sv = s.reshape(shape)
@@ -188,14 +194,12 @@ def scale(op, ins, fin, fout, layer):
     fp = flx + fls
     p = x * sv
     if b is None:
-        big_f, acc, bias_bits = fp, p, 0
+        big_f, acc = fp, p
     else:
         bv = b.reshape(shape)
         flb = fl_full(fin[2], b.shape).reshape(shape)
         big_f = np.maximum(fp, flb)
         acc = align(p, fp, big_f) + align(bv, flb, big_f)
-        bias_bits = fin[2].bw + int((big_f - flb).max())
-    check_acc(max(fin[0].bw + fin[1].bw + int((big_f - fp).max()), bias_bits) + 1, layer)
     return [requant(acc, big_f, fout[0])]
 
 
@@ -261,7 +265,7 @@ def prelu(op, ins, fin, fout, layer):
     flx = fin[0].fl_array(x.ndim)
     e = np.maximum(fls, 0)
     big_f = flx + e
-    check_acc(fin[0].bw + fin[1].bw + int(np.max(e - fls)) + 1, layer)
+    check_acc(bounds.prelu_bits(operand(fin[0]), operand(fin[1])), layer)
     pos = np.left_shift(x, e)
     neg = np.left_shift(x * sv, e - fls)
     return [requant(np.where(x > 0, pos, neg), big_f, fout[0])]
@@ -292,15 +296,13 @@ def eltwise(op, ins, fin, fout, layer):
         big_f = targets[0]
         for t in targets[1:]:
             big_f = np.maximum(big_f, t)
+        check_acc(bounds.eltwise_sum_bits([operand(f) for f in fin], md), layer)
         acc = 0
-        bits = 0
-        for x, t, f, (m, e) in zip(ins, targets, fin, md):
+        for x, t, (m, e) in zip(ins, targets, md):
             acc = acc + align(m * x, t, big_f)
-            bits = max(bits, f.bw + abs(m).bit_length() + int(np.max(big_f - t)))
-        check_acc(bits + clog2(len(ins)) + 1, layer)
         return [requant(np.asarray(acc, np.int64), big_f, fout[0])]
     if op.operation == ops.ELTWISE_PROD:
-        check_acc(sum(f.bw - 1 for f in fin) + 2, layer)
+        check_acc(bounds.eltwise_prod_bits([operand(f) for f in fin]), layer)
         acc, big_f = ins[0], fls[0]
         for x, fl in zip(ins[1:], fls[1:]):
             acc, big_f = acc * x, big_f + fl
@@ -308,7 +310,7 @@ def eltwise(op, ins, fin, fout, layer):
     big_f = fls[0]
     for fl in fls[1:]:
         big_f = np.maximum(big_f, fl)
-    check_acc(max(f.bw + int(np.max(big_f - fl)) for f, fl in zip(fin, fls)), layer)
+    check_acc(bounds.eltwise_max_bits([operand(f) for f in fin]), layer)
     y = None
     for x, fl in zip(ins, fls):
         xa = align(x, fl, big_f)

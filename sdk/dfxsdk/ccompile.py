@@ -762,7 +762,13 @@ def default_prefix(path: str | os.PathLike) -> str:
 
 
 def _replace_dir(tmp: Path, outdir: Path) -> None:
-    """Move the finished ``tmp`` to ``outdir`` (an earlier compile output there is replaced)."""
+    """Move the finished ``tmp`` to ``outdir`` (an earlier compile output there is replaced).
+
+    Files and folders get the modes new ones get under the umask (atomic.apply_new_modes).
+    """
+    from .atomic import apply_new_modes
+
+    apply_new_modes(tmp)
     if outdir.exists():
         old = outdir.with_name(f".{outdir.name}.old-{os.getpid()}")
         os.replace(outdir, old)

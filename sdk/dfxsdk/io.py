@@ -9,9 +9,9 @@ import zlib
 import numpy as np
 
 from ._fbverify import verify_graph
-from .atomic import atomic_write
+from .atomic import atomic_write, check_input_file
 from .container import ALIGNMENT, FORMAT_VERSION, HEADER_SIZE, Header, align_up, unpack_header
-from .errors import DfxError, DfxFormatError
+from .errors import DfxError, DfxFormatError, DfxInputError
 from .graph import Model, Tensor, lazy_unpacked
 from .packing import pack
 from .serialize import build_graph, parse_graph
@@ -32,6 +32,10 @@ def load(path: str | os.PathLike, *, verify_checksums: bool = False) -> Model:
     reads all the data. Any problem raises :class:`DfxFormatError`.
     """
     path = os.fspath(path)
+    try:
+        check_input_file(path, "a .dfx file")
+    except DfxInputError as exc:  # a FIFO would block, a device would be read without end
+        raise DfxFormatError(exc.message, file=path) from None
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size

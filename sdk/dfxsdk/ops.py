@@ -415,6 +415,8 @@ class Scale(Op):
     def infer_shapes(self, inputs):
         x = inputs[0]
         a = _axis(self.axis, len(x))
+        if not 0 <= self.num_axes <= len(x) - a:
+            raise ShapeError(f"num_axes {self.num_axes} not supported for rank {len(x)} and axis {self.axis}")
         want = math.prod(x[a:a + self.num_axes])
         for s in inputs[1:]:
             if s is not None and math.prod(s) != want:
@@ -578,6 +580,11 @@ class PriorBox(Op):
             raise ShapeError("min_sizes must be non-empty and positive")
         if self.max_sizes and len(self.max_sizes) != len(self.min_sizes):
             raise ShapeError("max_sizes must be empty or as long as min_sizes")
+        if any(not s > 0 for s in self.max_sizes):
+            raise ShapeError("max_sizes must be positive")
+        if len(self.aspect_ratios) > MAX_ASPECT_RATIOS or any(
+                not 0 < r < math.inf for r in self.aspect_ratios):
+            raise ShapeError(f"aspect_ratios must be at most {MAX_ASPECT_RATIOS} positive finite values")
         if len(self.variances) not in (0, 1, 4):
             raise ShapeError("variances must have 0, 1 or 4 values")
 
@@ -602,10 +609,15 @@ class PriorBox(Op):
 
     def infer_shapes(self, inputs):
         _, _, h, w = _need_rank(inputs[0], 4, "feature map")
+        _need_rank(inputs[1], 4, "image")
         return [(1, 2, h * w * self.num_priors() * 4)]
 
 
 CODE_CORNER, CODE_CENTER_SIZE, CODE_CORNER_SIZE = 1, 2, 3
+
+
+#: PriorBox: at most this many aspect ratios (so at most 63 expanded ones).
+MAX_ASPECT_RATIOS = 31
 
 
 @dataclass

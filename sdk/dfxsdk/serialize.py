@@ -121,10 +121,13 @@ def _text(value, path: str | None = None, where: str = "string") -> str:
     if not isinstance(value, bytes):
         return value or ""
     try:
-        return value.decode("utf-8")
+        text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DfxFormatError(f"string is not valid UTF-8 ({exc.reason} at byte {exc.start})",
                              file=path, field=where) from None
+    if "\0" in text:
+        raise DfxFormatError("string contains a NUL character", file=path, field=where)
+    return text
 
 
 def _ints(value) -> list[int]:

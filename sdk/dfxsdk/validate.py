@@ -13,16 +13,18 @@ from fractions import Fraction
 
 import numpy as np
 
+from . import bounds
+from .bounds import ACC_LIMIT_BITS, Operand
 from .errors import DfxFormatError
 from .formats import FL_MAX, FL_MIN, DataType, QFormat
 from .graph import Model, Tensor
-from .ops import Eltwise, Op, ShapeError
+from .ops import ELTWISE_PROD, ELTWISE_SUM, POOL_AVERAGE, Eltwise, Op, ShapeError
 
 MAX_RANK = 8
+#: Largest number of inputs, and of outputs, of one layer.
+MAX_LAYER_IO = 64
 #: Largest element count of one tensor (2**40: larger than any real network).
 MAX_ELEMENTS = 1 << 40
-#: Accumulators of integer operators must stay below 2**ACC_LIMIT_BITS.
-ACC_LIMIT_BITS = 62
 #: Eltwise SUM coefficients in integer form: m * 2**-e with |m| < 2**15, 0 <= e <= 15.
 COEFF_BITS = 15
 
@@ -69,6 +71,7 @@ def validate_model(model: Model) -> None:
             raise DfxFormatError("graph input is a constant", file=src, tensor=name, field="inputs")
     if len(graph_inputs) != len(model.inputs):
         raise DfxFormatError("a graph input is listed twice", file=src, field="inputs")
+    _check_input_batch(model)
     seen_layers: set[str] = set()
     for index, layer in enumerate(model.layers):
         where = dict(file=src, layer=layer.name)
@@ -85,6 +88,10 @@ def validate_model(model: Model) -> None:
         if n_in < op.MIN_INPUTS or (op.MAX_INPUTS is not None and n_in > op.MAX_INPUTS):
             raise DfxFormatError(f"{op.TYPE} takes {op.MIN_INPUTS}..{op.MAX_INPUTS or 'any'} "
                                  f"inputs, got {n_in}", **where, field="inputs")
+        if n_in > MAX_LAYER_IO or n_out > MAX_LAYER_IO:
+            raise DfxFormatError(f"{n_in} inputs and {n_out} outputs: a layer has at most "
+                                 f"{MAX_LAYER_IO} of each", **where, field="inputs" if n_in > MAX_LAYER_IO
+                                 else "outputs")
         if n_out < 1 or (op.NUM_OUTPUTS is not None and n_out != op.NUM_OUTPUTS):
             raise DfxFormatError(f"{op.TYPE} has {op.NUM_OUTPUTS or 'one or more'} outputs, "
                                  f"got {n_out}", **where, field="outputs")
@@ -128,6 +135,14 @@ def validate_model(model: Model) -> None:
             if len(values) not in (0, 1, channels):
                 raise DfxFormatError(f"{len(values)} values for {channels} channels",
                                      file=src, tensor=name, field=f"preprocessing.{fld}")
+
+
+def _check_input_batch(model: Model) -> None:
+    """Every graph input of rank >= 1 stores the same batch (dimension 0)."""
+    batches = {model.tensors[n].shape[0]: n for n in model.inputs if model.tensors[n].shape}
+    if len(batches) > 1:
+        raise DfxFormatError(f"graph inputs store different batch sizes {sorted(batches)}",
+                             file=model.source, tensor=max(batches.values()), field="shape")
 
 
 def _check_tensor(t: Tensor, src: str | None) -> None:
@@ -246,33 +261,68 @@ def _fl_range(q: QFormat) -> tuple[int, int]:
 
 def _check_integer_layer(model: Model, layer, where: dict) -> None:
     op, tensors = layer.op, model.tensors
-    if op.TYPE in ("Conv2D", "Deconv2D", "FullyConnected"):
-        x, w = tensors[layer.inputs[0]], tensors[layer.inputs[1]]
-        b = tensors[layer.inputs[2]] if len(layer.inputs) > 2 and layer.inputs[2] else None
-        if op.TYPE == "FullyConnected":
-            k = w.shape[1]
-        elif op.TYPE == "Conv2D":
-            k = w.shape[1] * w.shape[2] * w.shape[3]
-        else:
-            k = w.shape[0] // op.group * w.shape[2] * w.shape[3]
-        fx = x.qformat.fl
-        wlo, whi = _fl_range(w.qformat)
-        prod_bits = _bits(x) + _bits(w) - 1 + max(1, k).bit_length()
-        align = 0
-        if b is not None:
-            blo, bhi = _fl_range(b.qformat)
-            align = max(0, bhi - (fx + wlo))
-            bias_bits = _bits(b) + max(0, (fx + whi) - blo)
-            total = max(prod_bits + align, bias_bits) + 1
-        else:
-            total = prod_bits
-        if total > ACC_LIMIT_BITS:
-            raise DfxFormatError(f"accumulator may need {total} bits (limit {ACC_LIMIT_BITS}): "
-                                 "reduce bit widths or the fl gap between bias and products",
-                                 **where, field="quantization")
     if isinstance(op, Eltwise) and op.coefficients:
         for c in op.coefficients:
             if dyadic(c) is None:
                 raise DfxFormatError(f"coefficient {c} is not m*2^-e (|m| < 2^15, e <= 15), as the "
                                      "integer form needs; give the layer a float output",
                                      **where, field="coefficients")
+    _check_integer_bounds(model, layer, where)
+
+
+# -- integer width bounds (spec/arithmetic.md, section 3.4; mirrored in kernels/src/validate.c) --
+
+#: Integer-form operators whose data input (input 0) may have per-channel fl.
+_PER_CHANNEL_DATA_OK = ("Concat", "Eltwise")
+
+
+def _operand(t: Tensor) -> Operand:
+    lo, hi = _fl_range(t.qformat)
+    return Operand(_bits(t), lo, hi)
+
+
+def integer_bits(model: Model, layer) -> int:
+    """Width bound of ``layer``'s integer form (bounds.py); 0 for layers that need none."""
+    op, tensors = layer.op, model.tensors
+    ins = [None if n is None else tensors[n] for n in layer.inputs]
+    if op.TYPE in ("Conv2D", "Deconv2D", "FullyConnected"):
+        x, w, b = (ins + [None])[:3]
+        if op.TYPE == "FullyConnected":
+            k, out_axis = w.shape[1], 0
+        elif op.TYPE == "Conv2D":
+            k, out_axis = w.shape[1] * w.shape[2] * w.shape[3], 0
+        else:
+            k, out_axis = w.shape[0] // op.group * w.shape[2] * w.shape[3], 1
+        wq = w.qformat
+        w_shift = wq.per_channel and wq.channel_axis != out_axis and _fl_range(wq)[1] - _fl_range(wq)[0]
+        return bounds.linear_bits(_operand(x), _operand(w), b and _operand(b), k, int(w_shift))
+    if op.TYPE == "Scale":
+        x, s, b = (ins + [None])[:3]
+        return bounds.linear_bits(_operand(x), _operand(s), b and _operand(b), 1, 0)
+    if op.TYPE == "PRelu":
+        return bounds.prelu_bits(_operand(ins[0]), _operand(ins[1]))
+    if op.TYPE == "Pool2D" and op.type == POOL_AVERAGE:
+        x = ins[0]
+        kh, kw = op.window(x.shape[2], x.shape[3])[:2]
+        return bounds.pool_average_bits(_operand(x), kh * kw)
+    if isinstance(op, Eltwise):
+        operands = [_operand(t) for t in ins]
+        if op.operation == ELTWISE_SUM:
+            coeffs = [dyadic(c) for c in op.coefficients] if op.coefficients else [(1, 0)] * len(ins)
+            return bounds.eltwise_sum_bits(operands, coeffs)
+        if op.operation == ELTWISE_PROD:
+            return bounds.eltwise_prod_bits(operands)
+        return bounds.eltwise_max_bits(operands)
+    return 0
+
+
+def _check_integer_bounds(model: Model, layer, where: dict) -> None:
+    x = model.tensors[layer.inputs[0]] if layer.inputs and layer.inputs[0] else None
+    if x is not None and x.qformat.per_channel and layer.op.TYPE not in _PER_CHANNEL_DATA_OK:
+        raise DfxFormatError(f"input 0 of an integer-form {layer.op.TYPE} cannot have per-channel fl",
+                             **where, tensor=x.name, field="quantization.channel_fl")
+    total = integer_bits(model, layer)
+    if total > ACC_LIMIT_BITS:
+        raise DfxFormatError(f"accumulator may need {total} bits (limit {ACC_LIMIT_BITS}): "
+                             "reduce bit widths or the fl gaps between operands",
+                             **where, field="quantization")

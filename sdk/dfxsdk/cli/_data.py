@@ -11,12 +11,13 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, check_input_file
 from ..errors import DfxInputError
 from ..graph import Model
 
@@ -165,13 +166,18 @@ def preprocess(model: Model, name: str, raw: np.ndarray) -> np.ndarray:
 
 
 def load_array_file(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """The array of an .npy, or the arrays of an .npz; DfxInputError for anything else."""
+    expected = "an .npz archive" if path.suffix.lower() == ".npz" else "an .npy array"
+    check_input_file(path, expected)
+    if path.stat().st_size == 0:
+        raise DfxInputError(f"file is empty, expected {expected}", file=str(path))
     try:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DfxInputError(f"cannot read array file ({exc})", file=str(path)) from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DfxInputError(f"cannot read {expected} ({exc})", file=str(path)) from None
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:

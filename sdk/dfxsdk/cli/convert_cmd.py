@@ -15,7 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..errors import DfxImportError, DfxInputError
+from ..atomic import check_input_file, resolve_output
+from ..errors import DfxInputError
 from ..plugins import get_manager
 
 
@@ -80,10 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for path in args.files:
-        if not path.exists():
-            raise DfxImportError("no such file", file=str(path))
-    if args.output.is_dir():
-        raise DfxInputError("the output is a directory; give a file name", file=str(args.output))
+        check_input_file(path, "a model file")
+    resolve_output(args.output)  # refuse a folder, a device or a missing folder before converting
     pm = get_manager()
     importer = pm.importer(args.importer) if args.importer else pm.importer_for(args.files)
     options = {dest: getattr(args, dest, None) for dest in args._importer_options.get(importer.name, [])}

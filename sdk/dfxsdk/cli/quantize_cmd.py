@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import check_input_file, resolve_output
 from ..errors import DfxInputError
 from ..fixedpoint import dequantize
 from ..graph import Model, Preprocessing
@@ -93,8 +94,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 def _read_labels(path: str) -> np.ndarray:
     p = Path(path)
-    if not p.is_file():
-        raise DfxInputError("no such file", file=path)
+    check_input_file(p, "a labels file")
     if p.suffix.lower() == ".npy":
         return np.asarray(_data.load_array_file(p)).reshape(-1)
     try:
@@ -175,8 +175,7 @@ def batches(model: Model, name: str, x: np.ndarray, size: int) -> Iterator[dict[
 def load_model(args: argparse.Namespace) -> Model:
     files = list(args.files)
     for f in files:
-        if not f.exists():
-            raise DfxInputError("no such file", file=str(f))
+        check_input_file(f, "a model file")
     if len(files) == 1 and files[0].suffix.lower() == ".dfx":
         return load(files[0])
     pm = get_manager()
@@ -219,8 +218,7 @@ def format_table(model: Model) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.output.is_dir():
-        raise DfxInputError("the output is a directory; give a file name", file=str(args.output))
+    resolve_output(args.output)  # refuse a folder, a device or a missing folder before quantizing
     if args.batch_size < 1:
         raise DfxInputError("--batch-size must be >= 1")
     pm = get_manager()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import check_input_file
 from ..errors import DfxInputError
 from ..fixedpoint import dequantize
 from ..graph import Model
@@ -48,8 +49,7 @@ def read_inputs(model: Model, files: list[str], preprocess: bool = True) -> dict
     """Graph inputs (preprocessed, float32) from the --input files."""
     paths = [Path(f) for f in files]
     for p in paths:
-        if not p.is_file():
-            raise DfxInputError("no such file", file=str(p))
+        check_input_file(p, "an .npy/.npz array or an image")
     raw: dict[str, np.ndarray] = {}
     images = [p for p in paths if p.suffix.lower() in _data.IMAGE_EXTENSIONS]
     if images:

@@ -1,0 +1,113 @@
+"""Memory planner scaling: dfx_model_arena_size and dfx_session_create on chains of 1k..100k layers.
+
+Each model is a chain of Relu layers on a (1, 4, 4, 4) int8 input (every
+activation lives for two layers), written with dfxsdk.save and opened with the
+C library. The planner (kernels/src/planner.c) is O(n log n) on such chains;
+the check at the end is the acceptance of issue 20: 100,000 layers within 10x
+the time of 10,000. With ``--arena PROTOTXT`` it also prints the arena of a
+real network imported with random weights (e.g. MobileNet-SSD), to compare
+planners.
+
+    .venv/bin/python benchmarks/bench_planner.py [--sizes 1000,10000,100000]
+    .venv/bin/python benchmarks/bench_planner.py --arena ../shared/testdata/prototxt-only/MobileNetSSD_deploy.prototxt
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+import dfxsdk
+from dfxsdk import DataType, Layer, Model, QFormat, Tensor, ops
+
+
+def chain(n: int) -> Model:
+    """A model of ``n`` chained Relu layers."""
+    m = Model(name=f"chain{n}")
+    q = QFormat(8, 4)
+    m.add_tensor(Tensor("t0", (1, 4, 4, 4), DataType.INT8, q))
+    m.inputs.append("t0")
+    for i in range(1, n + 1):
+        m.add_tensor(Tensor(f"t{i}", (1, 4, 4, 4), DataType.INT8, q))
+        m.add_layer(Layer(f"relu{i}", ops.Relu(), [f"t{i - 1}"], [f"t{i}"]))
+    m.outputs.append(f"t{n}")
+    return m
+
+
+def _lib():
+    from dfx_native import _lib as native
+
+    return native.load()
+
+
+def time_open_plan(path: str, repeat: int = 3) -> tuple[float, float, int]:
+    """Best-of-``repeat`` seconds of dfx_model_arena_size and of dfx_session_create, and the arena bytes."""
+    lib = _lib()
+    model = ctypes.c_void_p()
+    if lib.dfx_model_open_file(path.encode(), 0, ctypes.byref(model)):
+        raise RuntimeError(lib.dfx_last_error().decode())
+    arena, total = ctypes.c_size_t(), ctypes.c_size_t()
+    best_size = best_create = float("inf")
+    try:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            if lib.dfx_model_arena_size(model, 1, 0, ctypes.byref(arena), ctypes.byref(total)):
+                raise RuntimeError(lib.dfx_last_error().decode())
+            t1 = time.perf_counter()
+            session = ctypes.c_void_p()
+            if lib.dfx_session_create(model, 1, None, 0, 0, ctypes.byref(session)):
+                raise RuntimeError(lib.dfx_last_error().decode())
+            t2 = time.perf_counter()
+            lib.dfx_session_destroy(session)
+            best_size, best_create = min(best_size, t1 - t0), min(best_create, t2 - t1)
+    finally:
+        lib.dfx_model_close(model)
+    return best_size, best_create, arena.value
+
+
+def arena_of(prototxt: str) -> int:
+    """Arena bytes of ``prototxt`` imported with random weights, at batch 1."""
+    from dfx_caffe.build import RandomWeights
+    from dfx_caffe.plugin import import_caffe
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = import_caffe([prototxt], weights=RandomWeights(0))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "net.dfx")
+        dfxsdk.save(model, path)
+        return time_open_plan(path, 1)[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,10000,100000", help="comma-separated layer counts")
+    ap.add_argument("--arena", metavar="PROTOTXT", help="print the arena of this network instead")
+    args = ap.parse_args(argv)
+    if args.arena:
+        print(f"{os.path.basename(args.arena)}: arena {arena_of(args.arena)} bytes at batch 1")
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    times: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            path = os.path.join(tmp, f"chain{n}.dfx")
+            dfxsdk.save(chain(n), path)
+            t_size, t_create, arena = time_open_plan(path)
+            times[n] = t_create
+            print(f"{n:7d} layers: arena_size {t_size * 1e3:9.2f} ms, session_create {t_create * 1e3:9.2f} ms, "
+                  f"arena {arena} bytes")
+    if 10_000 in times and 100_000 in times:
+        ratio = times[100_000] / times[10_000]
+        print(f"session_create 100k / 10k = {ratio:.1f}x (acceptance: <= 10x): {'ok' if ratio <= 10 else 'FAIL'}")
+        return 0 if ratio <= 10 else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
