@@ -36,3 +36,13 @@ def cross() -> str:
     """The aarch64 cross compiler (see tests.support.cross.require_cross)."""
     require_cross("the aarch64 compile tests")
     return CROSS_CC
+
+
+@pytest.fixture
+def fresh_plugins():
+    """A fresh process-wide plugin registry for the test (dfxsdk.plugins.fresh_registry): it loads
+    the installed plugins when first used, and the previous registry is back afterwards."""
+    from dfxsdk.plugins import fresh_registry
+
+    with fresh_registry():
+        yield

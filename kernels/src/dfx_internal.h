@@ -72,6 +72,7 @@ typedef struct dt_opts {
     int local_size, region; float alpha, beta, k;
     int operation; dt_vec coeffs;
     float power, scale, shift;
+    int mant_bits, exp_bits;   /* Minifloat */
     dt_vec order, points, pads; float pad_value;
     int scale_h, scale_w;
     int across_spatial, channel_shared; float eps;

@@ -251,6 +251,12 @@
 #define FB_CUSTOM_VERSION 1
 #define FB_CUSTOM_VERSION_DEFAULT 1
 #define FB_CUSTOM_OPTIONS 2
+/* Exp */
+/* Minifloat */
+#define FB_MINIFLOAT_MANT_BITS 0
+#define FB_MINIFLOAT_MANT_BITS_DEFAULT 23
+#define FB_MINIFLOAT_EXP_BITS 1
+#define FB_MINIFLOAT_EXP_BITS_DEFAULT 8
 
 /* kinds of slot of the verifier */
 enum { FB_K_S1 = 1, FB_K_S2 = 2, FB_K_S4 = 3, FB_K_S8 = 4, FB_K_STR = 5, FB_K_T = 6, FB_K_VT = 7, FB_K_V1 = 8,
@@ -260,7 +266,8 @@ enum { FB_T_QUANTIZATION = 0, FB_T_TENSOR = 1, FB_T_LAYER = 2, FB_T_PREPROCESSIN
        FB_T_CLIP = 11, FB_T_PRELU = 12, FB_T_SIGMOID = 13, FB_T_TANH = 14, FB_T_LRN = 15, FB_T_CONCAT = 16,
        FB_T_ELTWISE = 17, FB_T_SOFTMAX = 18, FB_T_SCALE = 19, FB_T_POWER = 20, FB_T_FLATTEN = 21, FB_T_RESHAPE = 22,
        FB_T_PERMUTE = 23, FB_T_SLICE = 24, FB_T_PAD = 25, FB_T_UPSAMPLE = 26, FB_T_NORMALIZE = 27,
-       FB_T_PRIORBOX = 28, FB_T_DETECTIONOUTPUT = 29, FB_T_REQUANTIZE = 30, FB_T_CUSTOM = 31, FB_N_TABLES };
+       FB_T_PRIORBOX = 28, FB_T_DETECTIONOUTPUT = 29, FB_T_REQUANTIZE = 30, FB_T_CUSTOM = 31, FB_T_EXP = 32,
+       FB_T_MINIFLOAT = 33, FB_N_TABLES };
 #define FB_OP_TABLE_0 FB_T_CONV2D /* Op union member 1 */
 #define FB_MAX_SLOTS 13
 
@@ -303,6 +310,8 @@ enum { FB_T_QUANTIZATION = 0, FB_T_TENSOR = 1, FB_T_LAYER = 2, FB_T_PREPROCESSIN
     /* DetectionOutput */ {11, {FB_K_S4, FB_K_S1, FB_K_S4, FB_K_S4, FB_K_S4, FB_K_S4, FB_K_S4, FB_K_S4, FB_K_S1, \
         FB_K_S1, FB_K_S1}, {0}, 0x0}, \
     /* Requantize */ {0, {0}, {0}, 0x0}, \
-    /* Custom */ {3, {FB_K_STR, FB_K_S4, FB_K_V1}, {0}, 0x1},
+    /* Custom */ {3, {FB_K_STR, FB_K_S4, FB_K_V1}, {0}, 0x1}, \
+    /* Exp */ {0, {0}, {0}, 0x0}, \
+    /* Minifloat */ {2, {FB_K_S4, FB_K_S4}, {0}, 0x0},
 
 #endif

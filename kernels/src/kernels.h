@@ -103,6 +103,8 @@ void dfx_prelu_int(const rt *x, const rt *s, rt *y);
 void dfx_prelu_f32(const rt *x, const rt *s, rt *y);
 void dfx_sigmoid_f32(const rt *x, rt *y);
 void dfx_tanh_f32(const rt *x, rt *y);
+void dfx_exp_f32(const rt *x, rt *y);
+void dfx_minifloat_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_power_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_requantize_int(const rt *x, rt *y);
 

@@ -94,6 +94,7 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
     o->flip = 1; o->offset = 0.5f;
     o->share_location = 1; o->nms_threshold = 0.3f; o->top_k = -1; o->eta = 1.0f; o->keep_top_k = -1;
     o->code_type = 1;
+    o->mant_bits = FB_MINIFLOAT_MANT_BITS_DEFAULT; o->exp_bits = FB_MINIFLOAT_EXP_BITS_DEFAULT;
     switch (op) {
     case OP_CONV2D:
         GET_WINDOW(CONV2D);
@@ -159,6 +160,7 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
         o->clip = GET_BOOL(t, DETECTIONOUTPUT, CLIP);
         break;
     case OP_CUSTOM: o->custom_name = fb_str(g, t, FB_CUSTOM_NAME); break;
+    case OP_MINIFLOAT: o->mant_bits = GET_I32(t, MINIFLOAT, MANT_BITS); o->exp_bits = GET_I32(t, MINIFLOAT, EXP_BITS); break;
     default: break;
     }
 }
@@ -345,7 +347,7 @@ static dfx_status open_mem(const uint8_t *base, size_t size, unsigned flags, dfx
     uint32_t g_crc = rd_u32(base + 48), hflags = rd_u32(base + 52), align = rd_u32(base + 56);
     uint64_t fsize = size;
     if (major != 1)
-        return dfx_fail(DFX_ERR_VERSION, "field version_major: format version %u.%u is not supported: this reader implements 1.x (up to 1.0)",
+        return dfx_fail(DFX_ERR_VERSION, "field version_major: format version %u.%u is not supported: this reader implements 1.x (up to 1.1)",
                         major, minor);
     if (header_size != DFX_HEADER_SIZE) return dfx_fail(DFX_ERR_FORMAT, "field header_size: %u, expected 64", header_size);
     if (hflags != 0) return dfx_fail(DFX_ERR_FORMAT, "field flags: unknown feature flags 0x%08x", hflags);

@@ -476,6 +476,8 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
     case OP_PRELU: if (integer) dfx_prelu_int(pin[0], pin[1], pout[0]); else dfx_prelu_f32(pin[0], pin[1], pout[0]); break;
     case OP_SIGMOID: dfx_sigmoid_f32(pin[0], pout[0]); break;
     case OP_TANH: dfx_tanh_f32(pin[0], pout[0]); break;
+    case OP_EXP: dfx_exp_f32(pin[0], pout[0]); break;
+    case OP_MINIFLOAT: dfx_minifloat_f32(L, pin[0], pout[0]); break;
     case OP_LRN: dfx_lrn_f32(L, pin[0], pout[0]); break;
     case OP_CONCAT: dfx_concat(L, pin, n_in, pout[0], integer); break;
     case OP_ELTWISE: if (integer) dfx_eltwise_int(L, pin, n_in, pout[0]); else dfx_eltwise_f32(L, pin, n_in, pout[0]); break;
@@ -650,7 +652,8 @@ static uint32_t f32_bits(float f)
     X(kh) X(kw) X(sh) X(sw) X(pt) X(pl) X(pb) X(pr) X(dh) X(dw) X(group) X(oph) X(opw) X(pool_type) X(global)     \
     X(ceil_mode) X(divisor) X(axis) X(end_axis) X(num_axes) X(local_size) X(region) X(operation) X(scale_h)       \
     X(scale_w) X(across_spatial) X(channel_shared) X(flip) X(clip) X(img_h) X(img_w) X(num_classes)               \
-    X(share_location) X(background_label_id) X(top_k) X(keep_top_k) X(code_type) X(variance_encoded_in_target)
+    X(share_location) X(background_label_id) X(top_k) X(keep_top_k) X(code_type) X(variance_encoded_in_target)    \
+    X(mant_bits) X(exp_bits)
 #define DFX_OPT_FLOATS(X)                                                                                        \
     X(fmin) X(fmax) X(alpha) X(beta) X(k) X(power) X(scale) X(shift) X(pad_value) X(eps) X(step_h) X(step_w)     \
     X(offset) X(nms_threshold) X(eta) X(confidence_threshold)

@@ -319,7 +319,11 @@ int dfx_infer_shapes(const dfx_model *m, const dt_layer *L, int64_t out[][DFX_MA
         if (!o->custom_name || !o->custom_name[0]) FAIL("custom operator needs a name");
         *n_shapes = 0;
         return 1;
-    default: /* Relu, Sigmoid, Tanh, Power, Requantize: same shape */
+    case OP_MINIFLOAT:
+        if (o->mant_bits < 0 || o->mant_bits > 23) FAIL("mant_bits must be in 0..23, got %d", o->mant_bits);
+        if (o->exp_bits < 1 || o->exp_bits > 8) FAIL("exp_bits must be in 1..8, got %d", o->exp_bits);
+        return 1;
+    default: /* Relu, Sigmoid, Tanh, Power, Exp, Requantize: same shape */
         return 1;
     }
 }

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dfxsdk import ops
-from dfxsdk.errors import DfxImportError
+from dfxsdk.errors import DfxFormatError, DfxImportError
 from dfxsdk.formats import DataType, QFormat
-from dfxsdk.graph import Layer, Model, Tensor
+from dfxsdk.graph import Model, Tensor
 
 from . import parse
 from ._proto import caffe_pb2 as pb
@@ -150,9 +150,13 @@ class Builder:
         self.bound[blob] = tensor
         self.seen.add(blob)
 
+    def tensor_name(self, blob: str, writer: str) -> str:
+        """A new tensor name for a value of ``blob`` written by layer ``writer``."""
+        return self.unique_tensor(blob if blob not in self.seen else f"{blob}@{writer}")
+
     def activation(self, blob: str, writer: str, shape: Shape | None, qformat: QFormat | None = None) -> str:
-        """A new activation tensor for a value of ``blob`` written by layer ``writer``; bound."""
-        name = self.unique_tensor(blob if blob not in self.seen else f"{blob}@{writer}")
+        """A new activation tensor (a graph input) for ``blob``; bound."""
+        name = self.tensor_name(blob, writer)
         if shape is None:
             raise DfxImportError(f"cannot infer the shape of blob '{blob}'", layer=writer)
         dtype = DataType.FLOAT32 if qformat is None else DataType.for_bw(qformat.bw)
@@ -179,20 +183,30 @@ class Builder:
 
     # -- layers --------------------------------------------------------------
     def infer(self, op: ops.Op, inputs: Sequence[str | None], layer: str) -> list[Shape | None]:
+        """Output shapes of ``op`` on ``inputs`` (:meth:`dfxsdk.Model.output_shapes`)."""
         try:
-            op.check()
-            return op.infer_shapes(self.shapes(inputs))
-        except ops.ShapeError as exc:
-            shapes = ", ".join(str(s) for s in self.shapes(inputs))
-            raise DfxImportError(f"{exc} (input shapes {shapes})", layer=layer) from None
+            return self.model.output_shapes(op, inputs)
+        except DfxFormatError as exc:
+            raise DfxImportError(exc.message, layer=layer) from None
 
-    def add_layer(self, name: str, op: ops.Op, inputs: Sequence[str | None], outputs: Sequence[str],
-                  origin: str | None = None, caffe_type: str | None = None) -> Layer:
-        layer = Layer(name, op, list(inputs), list(outputs), origin=origin)
-        self.model.add_layer(layer)
+    def append(self, name: str, op: ops.Op, inputs: Sequence[str | None], tops: Sequence[str], *,
+               shapes: Sequence[Shape | None] | None = None, formats: Sequence[QFormat | None] | None = None,
+               origin: str | None = None, caffe_type: str | None = None) -> list[str]:
+        """Add layer ``name`` with :meth:`dfxsdk.Model.append` and bind ``tops`` to its new outputs."""
+        outs = [self.tensor_name(top, name) for top in tops]
+        for top, shape in zip(tops, shapes or []):
+            if shape is None:
+                raise DfxImportError(f"cannot infer the shape of blob '{top}'", layer=name)
+        try:
+            self.model.append(op, inputs, name=name, outputs=outs, shapes=shapes, origin=origin,
+                              qformats=None if formats is None else list(formats))
+        except DfxFormatError as exc:
+            raise DfxImportError(exc.message, layer=name, field=exc.field) from None
+        for top, out in zip(tops, outs):
+            self.bind(top, out)
         if caffe_type:
             self.caffe_types[name] = caffe_type
-        return layer
+        return outs
 
     def params(self, layer: str, expected: Sequence[BlobSpec]) -> list[np.ndarray]:
         return self.weights.blobs(layer, expected)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dfxsdk import fixedpoint, ops, propagate
+from dfxsdk import fixedpoint, minifloat, ops, propagate
 from dfxsdk.errors import DfxImportError, DfxUnsupportedError
 from dfxsdk.formats import QFormat, Rounding
 
@@ -51,9 +51,7 @@ def emit(b: Builder, lp: LP, name: str, op: ops.Op, inputs: Sequence[str | None]
         for top, arr in zip(tops, folded):
             b.bind(top, b.constant(top, arr))
         return [b.bound[t] for t in tops]
-    outs = [b.activation(top, name, shape, fmt) for top, shape, fmt in zip(tops, shapes, formats)]
-    b.add_layer(name, op, inputs, outs, caffe_type=lp.type)
-    return outs
+    return b.append(name, op, inputs, tops, shapes=shapes, formats=formats, caffe_type=lp.type)
 
 
 def _fold_constant(b: Builder, op: ops.Op, inputs, shapes) -> list[np.ndarray] | None:
@@ -103,11 +101,15 @@ def _weights(b: Builder, lp: LP, name: str, spec: ristretto.Spec | None,
     """Constants for parameter blobs: float, or quantized with Ristretto's params format."""
     out = []
     for arr, role in zip(arrays, roles):
-        if spec is None:
+        if spec is None or (role == "bias" and spec.power_of_two is not None):
             out.append(b.constant(f"{name}/{role}", arr))
+        elif spec.minifloat is not None:
+            out.append(b.constant(f"{name}/{role}", minifloat.trim(arr, spec.minifloat.mant_bits,
+                                                                   spec.minifloat.exp_bits)))
+        elif role == "bias":
+            out.append(b.constant(f"{name}/{role}", arr, spec.params, codes=fixedpoint.quantize(arr, spec.params)))
         else:
-            out.append(b.constant(f"{name}/{role}", arr, spec.params,
-                                  codes=fixedpoint.quantize(arr, spec.params)))
+            out.append(b.constant(f"{name}/{role}", arr, spec.params, codes=spec.weight_codes(arr)))
     return out
 
 
@@ -149,6 +151,8 @@ def _conv_like(b: Builder, lp: LP, name: str) -> None:
     consts = _weights(b, lp, name, spec, arrays, [e.role for e in expected])
     inputs = [x, consts[0], consts[1] if len(consts) > 1 else None]
     emit(b, lp, name, op, inputs, formats=[spec.output if spec else None])
+    if spec is not None and spec.minifloat is not None:
+        ristretto.trim(b, lp.top[0], spec.minifloat, f"{name}/trim_out", name)
 
 
 def _pooling(b: Builder, lp: LP, name: str) -> None:

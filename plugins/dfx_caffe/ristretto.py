@@ -9,6 +9,19 @@ current tensor of the bottom blob is not already in the input format (the
 blob is then rebound to the quantized tensor, as later readers of the blob
 see quantized values in Ristretto too), integer weight and bias constants,
 and an integer output tensor.
+
+INTEGER_POWER_OF_2_WEIGHTS (CPU semantics: inputs, outputs and bias stay
+float, Trim2IntegerPowerOf2 only on the weights): each weight becomes
+sign(w) * 2^e with e = clamp(round(log2|w|), exp_min, exp_max), rounding the
+float32 log2 half away from zero (0 gives +2^exp_min). Those values are
+exact dynamic fixed point codes ``sign * 2^(e - exp_min)`` with
+``fl = -exp_min`` and ``bw = exp_max - exp_min + 2``; the layer computes in
+float on float activations, as Ristretto's CPU does.
+
+MINIFLOAT: the input, the weights, the bias and the output are trimmed with
+Ristretto's Trim2MiniFloat (:mod:`dfxsdk.minifloat`): weights and bias are
+stored trimmed (float32), the input and the output go through Minifloat
+layers (``<layer>/trim_in``, ``<layer>/trim_out``); the layer computes in float.
 """
 
 from __future__ import annotations
@@ -16,7 +29,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
-from dfxsdk import ops
+import numpy as np
+
+from dfxsdk import fixedpoint, ops
 from dfxsdk.errors import DfxImportError, DfxUnsupportedError
 from dfxsdk.formats import FL_MAX, FL_MIN, DataType, QFormat, Rounding
 from dfxsdk.graph import Model
@@ -37,11 +52,32 @@ QP = pb.QuantizationParameter
 
 @dataclass(frozen=True)
 class Spec:
-    """One Ristretto layer's three formats."""
+    """One Ristretto layer's three formats (input and output None: the layer stays float there)."""
 
-    input: QFormat
-    output: QFormat
-    params: QFormat
+    input: QFormat | None
+    output: QFormat | None
+    params: QFormat | None
+    #: (exp_min, exp_max) of INTEGER_POWER_OF_2_WEIGHTS; the bias then stays float.
+    power_of_two: tuple[int, int] | None = None
+    #: The Minifloat operator of MINIFLOAT (params None: trimmed float constants).
+    minifloat: ops.Minifloat | None = None
+
+    def weight_codes(self, w: np.ndarray) -> np.ndarray:
+        """The integer codes of weights ``w`` in :attr:`params`."""
+        if self.power_of_two is None:
+            return fixedpoint.quantize(w, self.params)
+        return power_of_two_codes(w, *self.power_of_two)
+
+
+def power_of_two_codes(w: np.ndarray, exp_min: int, exp_max: int) -> np.ndarray:
+    """Ristretto's Trim2IntegerPowerOf2 (NEAREST) as codes ``sign * 2^(e - exp_min)`` (int64)."""
+    w = np.asarray(w, np.float32)
+    with np.errstate(divide="ignore"):
+        e = np.log2(np.abs(w))  # float32, like log2f; log2(0) = -inf clamps to exp_min
+    e = np.sign(e) * np.floor(np.abs(e) + np.float32(0.5))  # C round(): halves away from zero
+    e = np.clip(np.nan_to_num(e, nan=exp_min, neginf=exp_min), exp_min, exp_max).astype(np.int64)
+    sign = np.where(w >= 0, 1, -1).astype(np.int64)
+    return sign << (e - exp_min)
 
 
 def spec_for(lp: pb.LayerParameter) -> Spec:
@@ -52,17 +88,6 @@ def spec_for(lp: pb.LayerParameter) -> Spec:
             "GPU), which has no exact dynamic fixed point equivalent; use a plain LRN layer",
             layer=lp.name)
     qp = lp.quantization_param
-    if qp.precision == QP.MINIFLOAT:
-        raise DfxUnsupportedError(
-            "precision MINIFLOAT is not supported: minifloat values (a reduced float format) cannot be "
-            "stored or computed exactly as dynamic fixed point integers; re-run Ristretto with "
-            "--trimming_mode=dynamic_fixed_point", layer=lp.name, field="quantization_param.precision")
-    if qp.precision == QP.INTEGER_POWER_OF_2_WEIGHTS:
-        raise DfxUnsupportedError(
-            "precision INTEGER_POWER_OF_2_WEIGHTS is not supported: its weights are +-2^e with no zero "
-            "(0 becomes 2^exp_min), its bias is left in float, and Ristretto's CPU and GPU disagree on "
-            "whether activations are quantized, so there is no single integer network to reproduce; "
-            "use dynamic_fixed_point", layer=lp.name, field="quantization_param.precision")
     if qp.rounding_scheme == QP.STOCHASTIC:
         raise DfxUnsupportedError(
             "rounding_scheme STOCHASTIC is not supported: it rounds at random on every forward pass, so "
@@ -78,8 +103,38 @@ def spec_for(lp: pb.LayerParameter) -> Spec:
             raise DfxImportError(f"fractional length {fl} is outside {FL_MIN}..{FL_MAX}", layer=lp.name,
                                  field=f"quantization_param.{fl_name}")
     r = Rounding.HALF_AWAY_FROM_ZERO
+    if qp.precision == QP.INTEGER_POWER_OF_2_WEIGHTS:
+        return _power_of_two_spec(lp, r)
+    if qp.precision == QP.MINIFLOAT:
+        op = ops.Minifloat(mant_bits=qp.mant_bits, exp_bits=qp.exp_bits)
+        try:
+            op.check()
+        except ops.ShapeError as exc:
+            raise DfxUnsupportedError(f"minifloat {exc}", layer=lp.name, field="quantization_param") from None
+        return Spec(None, None, None, minifloat=op)
     return Spec(QFormat(qp.bw_layer_in, qp.fl_layer_in, r), QFormat(qp.bw_layer_out, qp.fl_layer_out, r),
                 QFormat(qp.bw_params, qp.fl_params, r))
+
+
+def _power_of_two_spec(lp: pb.LayerParameter, r: Rounding) -> Spec:
+    qp = lp.quantization_param
+    lo, hi = qp.exp_min, qp.exp_max
+    if lo > hi:
+        raise DfxImportError(f"exp_min {lo} is above exp_max {hi}", layer=lp.name, field="quantization_param.exp_min")
+    bw, fl = hi - lo + 2, -lo
+    if bw > 32 or not FL_MIN <= fl <= FL_MAX:
+        raise DfxImportError(f"power-of-two exponents {lo}..{hi} need codes of {bw} bits with fl {fl}, beyond "
+                             f"32 bits or fl {FL_MIN}..{FL_MAX}", layer=lp.name, field="quantization_param.exp_min")
+    return Spec(None, None, QFormat(bw, fl, r), power_of_two=(lo, hi))
+
+
+def trim(b: Builder, blob: str, op: ops.Minifloat, name: str, origin: str) -> str:
+    """A Minifloat layer ``name`` writing the next value of ``blob`` from its current one."""
+    t = b.current(blob, origin)
+    rq = b.unique_layer(name)
+    out = b.activation(blob, rq, t.shape)
+    b.add_layer(rq, op, [t.name], [out], origin=origin)
+    return out
 
 
 def same_format(a: QFormat | None, b: QFormat) -> bool:
@@ -87,13 +142,17 @@ def same_format(a: QFormat | None, b: QFormat) -> bool:
 
 
 def quantize_input(b: Builder, blob: str, spec: Spec, layer: str) -> str:
-    """The tensor a Ristretto layer reads for ``blob``, inserting a Requantize if needed."""
+    """The tensor a Ristretto layer reads for ``blob``, inserting a Requantize (Minifloat) if needed."""
     t = b.current(blob, layer)
-    if same_format(t.qformat, spec.input):
+    if spec.minifloat is not None:
+        producer = b.model.producer(t.name)
+        if producer is not None and producer.op == spec.minifloat:
+            return t.name  # already trimmed to this format (trimming twice changes nothing)
+        return trim(b, blob, spec.minifloat, f"{layer}/trim_in", layer)
+    if spec.input is None or same_format(t.qformat, spec.input):
         return t.name
     rq = b.unique_layer(f"{layer}/quantize_in")
-    out = b.activation(blob, rq, t.shape, spec.input)
-    b.add_layer(rq, ops.Requantize(), [t.name], [out], origin=layer)
+    (out,) = b.append(rq, ops.Requantize(), [t.name], [blob], formats=[spec.input], origin=layer)
     return out
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from dfxsdk import ops
 from dfxsdk.errors import DfxUnsupportedError
+from dfxsdk.minifloat import trim as trim_minifloat
 
 from . import common, detection
 
@@ -103,6 +104,16 @@ def sigmoid(op, ins, ctx):
 @kernel("Tanh")
 def tanh(op, ins, ctx):
     return [np.tanh(ins[0])]
+
+
+@kernel("Exp")
+def exp(op, ins, ctx):
+    return [np.exp(ins[0])]
+
+
+@kernel("Minifloat")
+def minifloat(op, ins, ctx):
+    return [trim_minifloat(ins[0], op.mant_bits, op.exp_bits).astype(ctx.dtype)]
 
 
 @kernel("Lrn")

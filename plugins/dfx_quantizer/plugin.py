@@ -9,6 +9,7 @@ the model, as the plugin API says.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dfxsdk.errors import DfxInputError, DfxUnsupportedError
-from dfxsdk.graph import Model
+from dfxsdk.graph import Model, Tensor
 from dfxsdk.hookspecs import hookimpl
 from dfxsdk.providers import CalibrationData, PluginInfo, Quantizer
 
@@ -167,10 +168,16 @@ class QuantizeResult:
 
 
 def check_model(model: Model) -> None:
-    """Refuse models the quantizer cannot start from (before any work)."""
-    if any(t.qformat is not None for t in model.tensors.values()):
-        raise DfxUnsupportedError("the model is already quantized; give the float model (convert the Caffe "
-                                  "model without --ristretto)", file=model.source)
+    """Refuse models the quantizer cannot start from (before any work).
+
+    A model whose activations are all float is a float model, even when some
+    constants are stored as integers (:func:`float_constants` takes those).
+    """
+    quantized = next((t for t in model.tensors.values() if t.qformat is not None and not t.is_constant), None)
+    if quantized is not None:
+        raise DfxUnsupportedError(f"the model is already quantized (activation '{quantized.name}' has format "
+                                  f"{quantized.qformat.describe()}); give the float model it was made from",
+                                  file=model.source)
     if not quant_layers(model):
         raise DfxUnsupportedError("the model has no convolution or fully connected layer to quantize",
                                   file=model.source)
@@ -203,11 +210,21 @@ def check_data(model: Model, data: CalibrationData, opts: Options) -> list[dict[
     return batches
 
 
+def float_constants(model: Model) -> Model:
+    """``model``, or a copy whose integer constants hold their real values in float32."""
+    if not any(t.is_constant and t.qformat is not None for t in model.tensors.values()):
+        return model
+    tensors = {name: Tensor.constant(name, t.real().astype(np.float32)) if t.is_constant and t.qformat else t
+               for name, t in model.tensors.items()}
+    return dataclasses.replace(model, tensors=tensors, layers=list(model.layers))
+
+
 def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] | None = None, *,
                    echo: Callable[[str], None] | None = None) -> QuantizeResult:
     """Quantize ``model`` (float) with calibration ``data``; see ``dfxsdk quantize --help``."""
     opts = Options.from_dict(options or {})
     check_model(model)
+    model = float_constants(model)  # integer weights of a float model are re-quantized from their values
     if opts.emit_ristretto:
         emit.check_layers(model, Path(opts.ristretto_source()))
     batches = check_data(model, data, opts)

@@ -199,9 +199,12 @@ def _capture(model: Model, tensor: str, batches: Sequence[dict[str, np.ndarray]]
     sub.tensors = model.tensors
     sub.layers = list(reversed(layers))
     fmt = model.tensors[tensor].qformat
+    from dfxsdk.plugins import get_manager
+
+    manager = get_manager()
     out = []
     for b in batches:
-        y = backend.run(sub, b, mode=mode, outputs=[tensor])[tensor]
+        y = manager.call_backend(backend, sub, b, mode=mode, outputs=[tensor])[tensor]
         out.append(dequantize(y, fmt, np.float64) if fmt is not None and y.dtype.kind == "i"
                    else np.asarray(y, np.float64))
     return out

@@ -63,6 +63,9 @@ class Scorer:
                  labels: np.ndarray | None, score_tensor: str | None = None, *,
                  backend: str | None = None, limit: int | None = None,
                  log: Callable[[str], None] | None = None) -> None:
+        from dfxsdk.plugins import get_manager
+
+        self.manager = get_manager()
         #: Runs the candidates (integer mode): the native backend when it can, the float model: numpy.
         self.backend = scores.fast_backend(float_model) if backend is None else _backend(backend)
         self.float_backend = _backend("numpy")
@@ -92,7 +95,7 @@ class Scorer:
         out: dict[str, list[np.ndarray]] = {t: [] for t in self.tensors}
         for batch in self.batches:
             backend = self.float_backend if mode == "float" else self.backend
-            res = backend.run(model, batch, mode=mode, outputs=self.tensors)
+            res = self.manager.call_backend(backend, model, batch, mode=mode, outputs=self.tensors)
             for t in self.tensors:
                 v = res[t]
                 q = model.tensors[t].qformat

@@ -126,7 +126,8 @@ def collect(model: Model, batches: Iterable[dict[str, np.ndarray]], tensors: Seq
     """
     from dfxsdk.plugins import get_manager
 
-    runner = get_manager().backend(backend)
+    pm = get_manager()
+    runner = pm.backend(backend)
     wanted = list(dict.fromkeys(tensors))
     out = {n: TensorStats(n, histogram=histogram) for n in wanted}
     seen = 0
@@ -140,7 +141,7 @@ def collect(model: Model, batches: Iterable[dict[str, np.ndarray]], tensors: Seq
             if seen + n > limit:
                 batch = {k: v[:limit - seen] for k, v in batch.items()}
                 n = limit - seen
-        res = runner.run(model, batch, mode="float", outputs=wanted)
+        res = pm.call_backend(runner, model, batch, mode="float", outputs=wanted)  # contract-checked
         for name in wanted:
             out[name].update(res[name])
         seen += n

@@ -56,6 +56,8 @@ LAYOUT: dict[str, list[tuple]] = {
                         ("s", "bool")],
     "Requantize": [],
     "Custom": [("str",), ("s", "i32"), ("v", "u8")],
+    "Exp": [],
+    "Minifloat": [("s", "i32"), ("s", "i32")],
     "Layer": [("str",), ("ut",), ("u", None), ("v", "i32"), ("v", "i32"), ("str",), ("s", "u8")],
     "Preprocessing": [("s", "i32"), ("v", "f32"), ("v", "f32"), ("s", "i8")],
     "KeyValue": [("str",), ("str",)],
@@ -99,6 +101,8 @@ FIELD_NAMES: dict[str, list[str]] = {
                         "code_type", "variance_encoded_in_target", "clip"],
     "Requantize": [],
     "Custom": ["name", "version", "options"],
+    "Exp": [],
+    "Minifloat": ["mant_bits", "exp_bits"],
     "Layer": ["name", "op_type", "op", "inputs", "outputs", "origin", "version"],
     "Preprocessing": ["input", "mean", "scale", "channel_order"],
     "KeyValue": ["key", "value"],
@@ -109,7 +113,7 @@ FIELD_NAMES: dict[str, list[str]] = {
 OP_TABLES = ["Conv2D", "Deconv2D", "FullyConnected", "Pool2D", "Relu", "Clip", "PRelu",
              "Sigmoid", "Tanh", "Lrn", "Concat", "Eltwise", "Softmax", "Scale", "Power",
              "Flatten", "Reshape", "Permute", "Slice", "Pad", "Upsample", "Normalize",
-             "PriorBox", "DetectionOutput", "Requantize", "Custom"]
+             "PriorBox", "DetectionOutput", "Requantize", "Custom", "Exp", "Minifloat"]
 #: Fields marked (required) in the schema: table -> slot indices.
 REQUIRED = {"Tensor": [0], "Layer": [0, 2], "Custom": [0], "KeyValue": [0]}
 IDENTIFIER = b"DFXG"

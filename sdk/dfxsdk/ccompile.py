@@ -50,7 +50,7 @@ MARKER = ".dfxsdk-compile"
 # operator codes (dfx_internal.h, the schema's Op union)
 (OP_CONV2D, OP_DECONV2D, OP_FC, OP_POOL2D, OP_RELU, OP_CLIP, OP_PRELU, OP_SIGMOID, OP_TANH, OP_LRN, OP_CONCAT,
  OP_ELTWISE, OP_SOFTMAX, OP_SCALE, OP_POWER, OP_FLATTEN, OP_RESHAPE, OP_PERMUTE, OP_SLICE, OP_PAD, OP_UPSAMPLE,
- OP_NORMALIZE, OP_PRIORBOX, OP_DETECTION_OUTPUT, OP_REQUANTIZE, OP_CUSTOM) = range(1, 27)
+ OP_NORMALIZE, OP_PRIORBOX, OP_DETECTION_OUTPUT, OP_REQUANTIZE, OP_CUSTOM, OP_EXP, OP_MINIFLOAT) = range(1, 29)
 
 # dfx_dtype
 FLOAT32, INT8, INT16, INT32, INT4, INT2 = range(6)
@@ -515,6 +515,10 @@ class _Gen:
             use("SIGMOID_F32", f"dfx_sigmoid_f32({x}, {y})")
         elif op == OP_TANH:
             use("TANH_F32", f"dfx_tanh_f32({x}, {y})")
+        elif op == OP_EXP:
+            use("EXP_F32", f"dfx_exp_f32({x}, {y})")
+        elif op == OP_MINIFLOAT:
+            use("MINIFLOAT_F32", f"dfx_minifloat_f32(&{Lname}, {x}, {y})")
         elif op == OP_LRN:
             use("LRN_F32", f"dfx_lrn_f32(&{Lname}, {x}, {y})")
         elif op == OP_CONCAT:

@@ -28,8 +28,9 @@ from .errors import DfxFormatError
 MAGIC = b"\x89DFX\r\n\x1a\n"
 HEADER_SIZE = 64
 ALIGNMENT = 64
-#: The format version this dfxsdk writes and the newest it reads.
-FORMAT_VERSION = (1, 0)
+#: The newest format version this dfxsdk reads and writes (a file gets the lowest
+#: minor version whose features it uses: spec/format.md, versioning).
+FORMAT_VERSION = (1, 1)
 _LAYOUT = struct.Struct("<8sHHIQQQQIII")
 assert _LAYOUT.size == 60
 

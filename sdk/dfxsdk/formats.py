@@ -11,6 +11,10 @@ import numpy as np
 FL_MIN, FL_MAX = -64, 64
 
 
+#: The channel orders a graph input's preprocessing can declare (the schema's ChannelOrder).
+CHANNEL_ORDERS = ["UNSPECIFIED", "RGB", "BGR", "GRAY"]
+
+
 class DataType(enum.IntEnum):
     """How tensor elements are stored; values equal the schema's ``DataType``."""
 

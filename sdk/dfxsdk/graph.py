@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Sequence
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from . import _registry
 from ._version import __version__
 from .errors import DfxFormatError
 from .formats import DataType, QFormat
-from .ops import Op, as_float32
+from .ops import Custom, Op, ShapeError, as_float32
 from .packing import unpack
 
 
@@ -150,7 +152,7 @@ class Preprocessing:
 
     mean: list[float] = field(default_factory=list)
     scale: list[float] = field(default_factory=list)
-    channel_order: str = "UNSPECIFIED"  # UNSPECIFIED, RGB, BGR or GRAY
+    channel_order: str = "UNSPECIFIED"  # one of formats.CHANNEL_ORDERS: UNSPECIFIED, RGB, BGR or GRAY
 
     def __post_init__(self) -> None:
         self.mean = [as_float32(v) for v in self.mean]
@@ -196,7 +198,9 @@ class Model:
     producer_version: str = __version__
     #: Path the model was loaded from, if any (for messages).
     source: str | None = field(default=None, compare=False)
-    #: (major, minor) format version of the file it was loaded from.
+    #: (major, minor) format version of the file it was loaded from (None for a new model).
+    #: :func:`dfxsdk.save` always writes the version this dfxsdk implements; ``validate()``
+    #: refuses a value it cannot honour (another major, or a newer minor).
     format_version: tuple[int, int] | None = field(default=None, compare=False)
 
     # -- building ---------------------------------------------------------
@@ -208,9 +212,95 @@ class Model:
         return tensor
 
     def add_layer(self, layer: Layer) -> Layer:
-        """Append a layer (after every layer it depends on)."""
+        """Append a layer (after every layer it depends on); see :meth:`append` to build one."""
         self.layers.append(layer)
         return layer
+
+    def output_shapes(self, op: Op, inputs: Sequence[str | None], *,
+                      custom_operator: Any = None) -> list[tuple[int, ...] | None]:
+        """The output shapes of ``op`` applied to the tensors ``inputs`` (None: omitted input).
+
+        Built-in operators infer them themselves (an entry may be None when the
+        operator cannot); a ``Custom`` operator through its provider's
+        :meth:`~dfxsdk.providers.CustomOperator.infer_shapes`: ``custom_operator``,
+        or the installed plugin that provides ``op.name``. Raises DfxFormatError
+        (field ``options``) for inconsistent shapes or options, naming the input shapes.
+        """
+        for n in inputs:
+            if n is not None and n not in self.tensors:
+                raise DfxFormatError(f"input '{n}' is not a tensor of the model", file=self.source,
+                                     field="inputs")
+        shapes = [None if n is None else self.tensors[n].shape for n in inputs]
+        try:
+            op.check()
+            if isinstance(op, Custom):
+                provider = custom_operator or _registry.registry().custom_operators().get(op.name)
+                if provider is None:
+                    raise DfxFormatError(f"no installed plugin provides the custom operator '{op.name}', so "
+                                         "its output shapes are unknown; pass custom_operator= or shapes=",
+                                         file=self.source, field="op")
+                result = provider.infer_shapes([s for s in shapes if s is not None], op.options)
+                return [tuple(int(d) for d in s) for s in result]
+            return [None if s is None else tuple(int(d) for d in s) for s in op.infer_shapes(shapes)]
+        except ShapeError as exc:
+            shown = ", ".join(str(None if s is None else list(s)) for s in shapes)
+            raise DfxFormatError(f"{exc} (input shapes {shown})", file=self.source, field="options") from None
+
+    def append(self, op: Op, inputs: Sequence[str | None], *, name: str | None = None,
+               outputs: Sequence[str] | None = None,
+               qformats: QFormat | Sequence[QFormat | None] | None = None,
+               shapes: Sequence[tuple[int, ...]] | None = None, origin: str | None = None,
+               custom_operator: Any = None) -> Layer:
+        """Add a layer applying ``op`` to the tensors ``inputs``, with new output tensors.
+
+        The graph builder importers use: the output shapes come from
+        :meth:`output_shapes` (for a ``Custom`` operator, from its provider)
+        unless ``shapes`` gives them; the output tensors are created, in the
+        integer type of ``qformats`` (one format for every output, or one per
+        output; None: float32), and the layer is appended. ``name`` defaults to
+        a new ``type_N`` name; ``outputs`` (the new tensors' names) to
+        ``[name]``, or ``name:K`` for operators with several outputs. Returns
+        the layer (its output names are ``layer.outputs``). Raises
+        DfxFormatError naming the layer for shapes it cannot infer, a name
+        already used, or inconsistent options; the model is unchanged then.
+        """
+        if name is None:
+            taken = {layer.name for layer in self.layers}
+            k = len(self.layers)
+            while f"{op.TYPE.lower()}_{k}" in taken:
+                k += 1
+            name = f"{op.TYPE.lower()}_{k}"
+        where = dict(file=self.source, layer=name)
+        if any(layer.name == name for layer in self.layers):
+            raise DfxFormatError("a layer of this name exists already", **where, field="name")
+        try:
+            inferred = list(shapes) if shapes is not None else self.output_shapes(
+                op, inputs, custom_operator=custom_operator)
+        except DfxFormatError as exc:
+            exc.layer = name
+            exc.args = (str(exc),)
+            raise
+        if outputs is None:
+            outputs = [name] if len(inferred) == 1 else [f"{name}:{k}" for k in range(len(inferred))]
+        outputs = list(outputs)
+        if len(inferred) == 1 and len(outputs) > 1:
+            inferred = inferred * len(outputs)
+        if len(inferred) != len(outputs):
+            raise DfxFormatError(f"{len(outputs)} output names for {len(inferred)} outputs", **where,
+                                 field="outputs")
+        fmts = list(qformats) if isinstance(qformats, (list, tuple)) else [qformats] * len(outputs)
+        if len(fmts) != len(outputs):
+            raise DfxFormatError(f"{len(fmts)} formats for {len(outputs)} outputs", **where, field="qformats")
+        for out, shape in zip(outputs, inferred):
+            if out in self.tensors or outputs.count(out) > 1:
+                raise DfxFormatError(f"output tensor '{out}' exists already", **where, field="outputs")
+            if shape is None:
+                raise DfxFormatError(f"cannot infer the shape of output '{out}' of {op.TYPE}; pass shapes=",
+                                     **where, field="shapes")
+        for out, shape, fmt in zip(outputs, inferred, fmts):
+            dtype = DataType.FLOAT32 if fmt is None else DataType.for_bw(fmt.bw)
+            self.add_tensor(Tensor(out, tuple(shape), dtype, fmt))
+        return self.add_layer(Layer(name, op, list(inputs), outputs, origin=origin))
 
     # -- queries ----------------------------------------------------------
     def tensor(self, name: str) -> Tensor:
@@ -262,15 +352,18 @@ class Model:
     def run(self, inputs: dict[str, np.ndarray], *, backend: str = "numpy", **options) -> dict[str, np.ndarray]:
         """Run the model on already preprocessed inputs with a backend plugin.
 
-        ``options`` go to the backend (for example ``mode="float"``).
+        ``options`` go to the backend (``mode="float"``, ``outputs=[...]``).
+        The backend contract is checked (spec/plugins.md, "Backend"): layers
+        the backend lacks raise DfxUnsupportedError naming them; a result
+        that is not a mapping of every requested tensor with the right shape
+        and dtype raises DfxPluginError naming the plugin.
         """
-        from .plugins import get_manager
-
-        pm = get_manager()
-        return pm.call_backend(pm.backend(backend), self, inputs, **options)
+        return _registry.registry().run_model(self, inputs, backend=backend, **options)
 
     def validate(self) -> None:
-        """Raise DfxFormatError if the model breaks any rule of spec/format.md."""
+        """Raise DfxFormatError if the model breaks any rule of spec/format.md or holds anything
+        :func:`dfxsdk.save` cannot write (a foreign ``ops.Op`` subclass, non-string metadata,
+        a ``format_version`` it does not write), naming the layer, tensor and field."""
         from .validate import validate_model
 
         validate_model(self)

@@ -12,9 +12,11 @@ or registered from code with ``dfxsdk.plugins.get_manager().register(module)``.
 Every plugin must implement :func:`dfxsdk_plugin_info`; the others are
 optional. The provider hooks return lists of objects from
 :mod:`dfxsdk.providers`. dfxsdk calls each hook once, when the plugin is
-registered, checks the result (types, names unique across plugins) and keeps
-it; a plugin that fails any of this is refused as a whole and reported by
-``dfxsdk plugins``, and every other plugin stays usable.
+registered, checks the result (types, names) and keeps it; a plugin that
+fails any of this is refused as a whole and reported by ``dfxsdk plugins``,
+and every other plugin stays usable. Names are owned: those of dfxsdk's own
+plugins are reserved to the ``dfxsdk`` distribution, and a provider name two
+other plugins use is used by neither (:mod:`dfxsdk.plugins`).
 
 Versioning: the plugin API is versioned as ``PLUGIN_API_VERSION = (major,
 minor)``. A minor release only adds (hooks, optional attributes, helpers);
@@ -65,7 +67,7 @@ def dfxsdk_importers() -> list[Importer]:
     unless the user names one with ``--importer NAME``. Each importer may
     add its own options (:meth:`~dfxsdk.providers.Importer.add_arguments`);
     :meth:`~dfxsdk.providers.Importer.import_model` turns the files into a
-    :class:`~dfxsdk.graph.Model`. Importer names are unique across plugins.
+    :class:`~dfxsdk.graph.Model`. A name two plugins use is used by neither.
     """
 
 
@@ -76,7 +78,7 @@ def dfxsdk_quantizers() -> list[Quantizer]:
     :meth:`~dfxsdk.providers.Quantizer.quantize` receives the float (or
     already quantized) model, the calibration data
     (:class:`~dfxsdk.providers.CalibrationData`) and its parsed options, and
-    returns a new model with integer formats. Names are unique across plugins.
+    returns a new model with integer formats (validated by dfxsdk).
     """
 
 
@@ -87,8 +89,9 @@ def dfxsdk_backends() -> list[Backend]:
     A backend declares the operators it runs in
     :attr:`~dfxsdk.providers.Backend.supported_ops` and its execution modes
     in :attr:`~dfxsdk.providers.Backend.modes`;
-    :meth:`~dfxsdk.providers.Backend.run` runs a whole graph. Names are
-    unique across plugins.
+    :meth:`~dfxsdk.providers.Backend.run` runs a whole graph and returns what
+    the backend contract says (checked by dfxsdk; spec/plugins.md, "The
+    backend contract").
     """
 
 
@@ -99,5 +102,5 @@ def dfxsdk_custom_operators() -> list[CustomOperator]:
     A model's ``Custom`` layer whose ``name`` matches is run by a backend
     listing ``"Custom"`` in its ``supported_ops`` (the numpy backend does)
     through :meth:`~dfxsdk.providers.CustomOperator.reference`, in float
-    form. Operator names ("package.Operator") are unique across plugins.
+    form. Operator names are "package.Operator"; a name two plugins use is used by neither.
     """

@@ -191,7 +191,8 @@ def save(model: Model, path: str | os.PathLike) -> int:
     data_length = offset if not blobs else refs[blobs[-1][0].name][0] + len(blobs[-1][1])
     graph = build_graph(model, refs)
     data_offset = align_up(HEADER_SIZE + len(graph))
-    header = Header(FORMAT_VERSION[0], FORMAT_VERSION[1], HEADER_SIZE, len(graph),
+    minor = max((layer.op.FORMAT_MINOR for layer in model.layers), default=0)
+    header = Header(FORMAT_VERSION[0], minor, HEADER_SIZE, len(graph),
                     data_offset, data_length, zlib.crc32(graph))
     with atomic_write(path) as f:
         f.write(header.pack())

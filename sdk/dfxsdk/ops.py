@@ -45,6 +45,8 @@ class Op:
     #: True when values pass through unchanged (only moved): the output
     #: format must equal the input format.
     LAYOUT_ONLY: ClassVar[bool] = False
+    #: The format minor version that introduced the operator (a file using it is at least 1.<this>).
+    FORMAT_MINOR: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         # The format stores float options as float32: hold exactly those values.
@@ -685,6 +687,30 @@ class Custom(Op):
 
     def infer_shapes(self, inputs):
         return [None]
+
+
+@dataclass
+class Exp(Op):
+    TYPE: ClassVar[str] = "Exp"
+    CODE: ClassVar[int] = 27
+    FORMAT_MINOR: ClassVar[int] = 1
+
+
+@dataclass
+class Minifloat(Op):
+    """Ristretto's Trim2MiniFloat on a float tensor (spec/arithmetic.md)."""
+
+    TYPE: ClassVar[str] = "Minifloat"
+    CODE: ClassVar[int] = 28
+    FORMAT_MINOR: ClassVar[int] = 1
+    mant_bits: int = 23
+    exp_bits: int = 8
+
+    def check(self) -> None:
+        if not 0 <= self.mant_bits <= 23:
+            raise ShapeError(f"mant_bits must be in 0..23, got {self.mant_bits}")
+        if not 1 <= self.exp_bits <= 8:
+            raise ShapeError(f"exp_bits must be in 1..8, got {self.exp_bits}")
 
 
 #: Every operator class by its schema name, in union order.

@@ -31,7 +31,7 @@ Conv2D, Deconv2D, FullyConnected,          float: their output format is a
 Requantize, Custom                         quantization decision, not derived
 Softmax, Sigmoid, Tanh, Lrn, Power,        float (float operators accept integer
 Normalize, PriorBox, DetectionOutput,      inputs; the runtime dequantizes)
-Scale
+Scale, Exp, Minifloat
 =========================================  ======================================
 
 Any float input makes the output float. Bit widths are capped at 32 (an

@@ -18,11 +18,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .graph import Model
+from . import _registry
+
+if TYPE_CHECKING:
+    from .graph import Model
 
 #: Entry of :attr:`Backend.supported_ops` meaning "any custom operator whose
 #: reference kernel an installed plugin provides" (see :class:`CustomOperator`).
@@ -39,11 +42,15 @@ class Importer(ABC):
     #: File name endings this importer reads (lower case, with the dot).
     extensions: tuple[str, ...] = ()
 
-    def claims(self, paths: Sequence[Path]) -> bool:
+    def claims(self, paths: Sequence[Path]) -> bool | Claim:
         """Whether this importer recognises ``paths`` (the convert arguments).
 
         ``dfxsdk convert`` asks every importer; exactly one must answer True
-        (the user can still force one with ``--importer``). The default
+        (the user can still force one with ``--importer``). Instead of True an
+        importer may return a :class:`Claim` with a problem: "these are my
+        files, but they cannot be imported as given" (the weights file is
+        missing); if it is the only claimer, the user gets that problem (exit
+        code 2) instead of a failed import or "no importer recognises". The default
         accepts when every path ends in one of :attr:`extensions`. Override it
         to look at the content as well (see :meth:`head`) when the extension
         alone is ambiguous, e.g. ``.json`` or ``.npz``. Be cheap (read a few
@@ -85,6 +92,22 @@ class Importer(ABC):
         plugin: dfxsdk reports it as a :class:`~dfxsdk.errors.DfxPluginError`
         naming the plugin (exit code 4).
         """
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A richer answer of :meth:`Importer.claims`: "mine, but ...".
+
+    True in a boolean context, so code that treats claims() as a bool keeps
+    working. ``problem`` says, as one phrase, why the claimed files cannot be
+    imported as given, e.g. ``"the weights file net.caffemodel is missing"``;
+    None means the claim is plain (as True).
+    """
+
+    problem: str | None = None
+
+    def __bool__(self) -> bool:
+        return True
 
 
 @dataclass
@@ -158,9 +181,7 @@ class Backend(ABC):
                     continue
                 if CUSTOM_BY_REFERENCE in self.supported_ops:
                     if customs is None:
-                        from .plugins import get_manager
-
-                        customs = get_manager().custom_operators()
+                        customs = _registry.registry().custom_operators()
                     if op_name in customs:
                         continue
                 bad.append(f"{layer.name} (Custom {op_name})")
@@ -179,13 +200,63 @@ class Backend(ABC):
     ) -> dict[str, np.ndarray]:
         """Run ``model`` on preprocessed float inputs (any batch size).
 
-        Returns the graph outputs, or the tensors named in ``outputs`` (any
-        tensor of the graph). Quantized tensors are returned as their integer
-        codes (int32/int64 arrays); use :func:`dfxsdk.fixedpoint.dequantize`
-        for real values. Raise :class:`~dfxsdk.errors.DfxUnsupportedError`
+        Returns a dict with the graph outputs, or the tensors named in
+        ``outputs`` (any tensor of the graph): one NumPy array per name, of
+        shape ``(N,) + shape[1:]`` for an activation (N: the inputs' batch)
+        and the tensor's own shape for a constant, of the dtype
+        :func:`result_dtype` gives for the mode: in ``integer`` mode int32
+        codes for quantized tensors (:func:`dfxsdk.fixedpoint.dequantize`
+        gives real values) and float32 for float tensors; float32 for every
+        tensor in ``float`` mode; float64 in ``simulate`` mode. dfxsdk checks
+        this (:func:`result_problems`) and reports a broken result as a
+        plugin failure. Raise :class:`~dfxsdk.errors.DfxUnsupportedError`
         for an operator or mode it lacks, :class:`~dfxsdk.errors.DfxInputError`
         for inputs of the wrong names or shapes.
         """
+
+
+#: The result dtype of each standard mode; ``integer`` mode: int32 for quantized tensors.
+MODE_DTYPES: dict[str, np.dtype] = {"integer": np.dtype(np.float32), "float": np.dtype(np.float32),
+                                    "simulate": np.dtype(np.float64)}
+
+
+def result_dtype(model: Model, name: str, mode: str) -> np.dtype | None:
+    """The dtype :meth:`Backend.run` returns for tensor ``name`` in ``mode`` (None: a mode of its own)."""
+    if mode == "integer" and model.tensors[name].qformat is not None:
+        return np.dtype(np.int32)
+    return MODE_DTYPES.get(mode)
+
+
+def result_problems(model: Model, result: object, wanted: Sequence[str], mode: str, batch: int) -> list[str]:
+    """What is wrong with a :meth:`Backend.run` result (empty when it keeps the contract).
+
+    ``result`` must be a mapping with an array for every name in ``wanted``,
+    of the shape and dtype :meth:`Backend.run` documents for ``mode`` and a
+    batch of ``batch`` samples. Backend authors can call it in their tests.
+    """
+    from collections.abc import Mapping
+
+    if not isinstance(result, Mapping):
+        return [f"returned {type(result).__name__}, not a dict of arrays"]
+    problems = []
+    missing = [n for n in wanted if n not in result]
+    if missing:
+        problems.append(f"returned no array for {', '.join(map(repr, missing))}")
+    for name in wanted:
+        if name not in result:
+            continue
+        value = result[name]
+        if not isinstance(value, np.ndarray):
+            problems.append(f"'{name}' is a {type(value).__name__}, not a numpy array")
+            continue
+        t = model.tensors[name]
+        shape = t.shape if t.is_constant or not t.shape else (batch,) + t.shape[1:]
+        if tuple(value.shape) != tuple(shape):
+            problems.append(f"'{name}' has shape {tuple(value.shape)}, expected {tuple(shape)}")
+        dtype = result_dtype(model, name, mode)
+        if dtype is not None and value.dtype != dtype:
+            problems.append(f"'{name}' is {value.dtype}, expected {dtype} in {mode} mode")
+    return problems
 
 
 def check_inputs(model: Model, inputs: dict[str, np.ndarray]) -> int:

@@ -13,12 +13,11 @@ import numpy as np
 
 from ._generated import dfx_generated as fb
 from .errors import DfxFormatError
-from .formats import DataType, QFormat, Rounding
+from .formats import CHANNEL_ORDERS, DataType, QFormat, Rounding
 from .graph import Layer, Model, Preprocessing, Tensor
 from .ops import OPS_BY_CODE, Op
 from .validate import MAX_RANK
 
-CHANNEL_ORDERS = ["UNSPECIFIED", "RGB", "BGR", "GRAY"]
 
 
 def _camel(name: str) -> str:

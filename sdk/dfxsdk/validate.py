@@ -10,15 +10,19 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import bounds
 from .bounds import ACC_LIMIT_BITS, Operand
+from .container import FORMAT_VERSION
 from .errors import DfxFormatError
-from .formats import FL_MAX, FL_MIN, DataType, QFormat
-from .graph import Model, Tensor
-from .ops import ELTWISE_PROD, ELTWISE_SUM, POOL_AVERAGE, Eltwise, Op, ShapeError
+from .formats import CHANNEL_ORDERS, FL_MAX, FL_MIN, DataType, QFormat
+from .ops import ELTWISE_PROD, ELTWISE_SUM, OPS, POOL_AVERAGE, Custom, Eltwise, Op, ShapeError
+
+if TYPE_CHECKING:  # graph imports this module (Model.validate): no import back at run time
+    from .graph import Model, Tensor
 
 MAX_RANK = 8
 #: Largest number of inputs, and of outputs, of one layer.
@@ -54,6 +58,7 @@ def integer_form(model: Model, op: Op, inputs: list[str | None], outputs: list[s
 def validate_model(model: Model) -> None:
     """Raise DfxFormatError unless ``model`` satisfies every validity rule."""
     src = model.source
+    _check_writable(model)
     for index, (name, tensor) in enumerate(model.tensors.items()):
         if name != tensor.name:
             raise DfxFormatError(f"stored under the name '{name}'", file=src, tensor=tensor.name)
@@ -326,3 +331,64 @@ def _check_integer_bounds(model: Model, layer, where: dict) -> None:
         raise DfxFormatError(f"accumulator may need {total} bits (limit {ACC_LIMIT_BITS}): "
                              "reduce bit widths or the fl gaps between operands",
                              **where, field="quantization")
+
+
+# -- what save() can write: types of names, strings, operators, the format version ----------
+
+def _check_writable(model: Model) -> None:
+    """Refuse what :func:`dfxsdk.save` could not write or would silently drop, naming the field."""
+    src = model.source
+    for fld in ("name", "producer_name", "producer_version"):
+        if not isinstance(getattr(model, fld), str):
+            raise DfxFormatError(f"model {fld} must be a string, got {type(getattr(model, fld)).__name__}",
+                                 file=src, field=fld)
+    if not isinstance(model.metadata, dict):
+        raise DfxFormatError(f"metadata must be a dict of strings, got {type(model.metadata).__name__}",
+                             file=src, field="metadata")
+    for key, value in model.metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise DfxFormatError(f"metadata entries must be strings, got {key!r}: {type(value).__name__} "
+                                 f"{value!r:.40}", file=src, field=f"metadata[{key!r}]")
+    version = model.format_version
+    if version is not None:
+        ok = (isinstance(version, tuple) and len(version) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in version))
+        major, minor = FORMAT_VERSION
+        if not ok or version[0] != major or not 0 <= version[1] <= minor:
+            raise DfxFormatError(f"format_version {version!r} cannot be written: save() writes format "
+                                 f"{major}.{minor} (set format_version to None, or to ({major}, n) with "
+                                 f"n <= {minor})", file=src, field="format_version")
+    for name, tensor in model.tensors.items():
+        if not isinstance(name, str) or not isinstance(tensor.name, str):
+            raise DfxFormatError(f"tensor names must be strings, got {name!r}", file=src, field="name")
+    for fld in ("inputs", "outputs"):
+        for name in getattr(model, fld):
+            if not isinstance(name, str):
+                raise DfxFormatError(f"graph {fld} must be tensor names, got {name!r}", file=src, field=fld)
+    for name, pre in model.preprocessing.items():
+        if pre.channel_order not in CHANNEL_ORDERS:
+            raise DfxFormatError(f"channel order {pre.channel_order!r} is not one of {', '.join(CHANNEL_ORDERS)}",
+                                 file=src, tensor=str(name), field="preprocessing.channel_order")
+    for index, layer in enumerate(model.layers):
+        _check_layer_writable(layer, index, src)
+
+
+def _check_layer_writable(layer, index: int, src: str | None) -> None:
+    if not isinstance(layer.name, str):
+        raise DfxFormatError(f"layer #{index} name must be a string, got {layer.name!r}", file=src, field="name")
+    where = dict(file=src, layer=layer.name)
+    op = layer.op
+    cls = type(op)
+    if not isinstance(op, Op) or OPS.get(getattr(op, "TYPE", "")) is not cls:
+        raise DfxFormatError(f"op is a {cls.__module__}.{cls.__qualname__}, not one of the operator classes "
+                             "of dfxsdk.ops; an operator of a plugin is stored as ops.Custom(name=..., "
+                             "options=...) with a CustomOperator provider", **where, field="op")
+    if isinstance(op, Custom) and not (isinstance(op.name, str) and isinstance(op.options, bytes)
+                                       and isinstance(op.version, int)):
+        raise DfxFormatError("Custom needs name: str, version: int, options: bytes", **where, field="op")
+    if layer.origin is not None and not isinstance(layer.origin, str):
+        raise DfxFormatError(f"origin must be a string or None, got {layer.origin!r}", **where, field="origin")
+    for fld in ("inputs", "outputs"):
+        names = getattr(layer, fld)
+        if not isinstance(names, list) or not all(n is None or isinstance(n, str) for n in names):
+            raise DfxFormatError(f"{fld} must be a list of tensor names, got {names!r}", **where, field=fld)

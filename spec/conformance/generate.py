@@ -81,6 +81,18 @@ class Net:
         return self
 
 
+def minifloat_probe(rng: np.random.Generator, shape) -> np.ndarray:
+    """Float32 values around every case of the minifloat rule: zeros, denormals, underflow and
+    saturation edges, exact mantissa halves, huge values and infinities, then random magnitudes."""
+    special = [0.0, -0.0, 1e-40, -1e-45, 2.0 ** -126, 2.0 ** -7, 2.0 ** -8, 2.0 ** -15, 1.0, -1.0, 1.5, 1.0625,
+               1.03125, -1.09375, 1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, 255.9, 256.0, 480.0, 65504.0, 65520.0,
+               1e30, -3e38, float("inf"), float("-inf"), 3.0, 2.5, 0.1, -0.3, 7.0, 1.875, 1.9375]
+    values = np.sign(rng.standard_normal(shape)) * 10.0 ** rng.uniform(-42, 38, shape)
+    flat = values.reshape(-1)
+    flat[:len(special)] = special
+    return flat.reshape(shape).astype(np.float32)
+
+
 def conv_op(k=3, s=1, p=0, d=1, g=1, **kw):
     return ops.Conv2D(kernel_h=k, kernel_w=k, stride_h=s, stride_w=s, pad_top=p, pad_left=p, pad_bottom=p,
                       pad_right=p, dilation_h=d, dilation_w=d, group=g, **kw)
@@ -221,6 +233,15 @@ def vectors():
           n.add(ops.Power(power=2.0, scale=0.5, shift=1.0), [xf]),
           n.add(ops.Normalize(across_spatial=False, channel_shared=False), [xf, n.const((6,), None, scale=5)]),
           n.add(ops.Sigmoid(), [x], F(8, 7)))
+    yield n
+    # format 1.1: Exp, and Ristretto's minifloat trimming (compared exactly: bit patterns decide)
+    n = Net("minifloat_exp", 43)
+    x = n.input((4, 64))
+    n.feeds[x] = minifloat_probe(n.rng, (4, 64))
+    e = n.input((4, 8), scale=3.0)
+    n.out(*(n.add(ops.Minifloat(mant_bits=m, exp_bits=k), [x])
+            for m, k in ((3, 4), (10, 5), (0, 2), (23, 8), (7, 8), (2, 1))),
+          n.add(ops.Exp(), [e]))
     yield n
     n = Net("float_form_of_integer_op", 41)
     x = n.input((2, 3, 5, 5), F(8, 4))

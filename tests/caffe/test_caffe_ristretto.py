@@ -140,8 +140,7 @@ def _variant(tmp_path, old: str, new: str, count: int = 1):
 
 
 @pytest.mark.parametrize("old,new,match", [
-    ("    bw_layer_in: 4\n", "    precision: MINIFLOAT\n    bw_layer_in: 4\n", "MINIFLOAT"),
-    ("    bw_layer_in: 4\n", "    precision: INTEGER_POWER_OF_2_WEIGHTS\n    bw_layer_in: 4\n", "POWER_OF_2"),
+    ("    bw_layer_in: 4\n", "    precision: MINIFLOAT\n    exp_bits: 9\n", "exp_bits"),
     ("    bw_layer_in: 4\n", "    rounding_scheme: STOCHASTIC\n    bw_layer_in: 4\n", "STOCHASTIC"),
 ])
 def test_refused_modes_exit_3(tmp_path, old, new, match):

@@ -8,27 +8,18 @@ import zlib
 import numpy as np
 import pytest
 
-from dfxsdk import Preprocessing, load, ops, save
-from dfxsdk.cli._data import read_png
+from dfxsdk import load
+from dfxsdk.cli._images import read_png
 from dfxsdk.cli.main import main
-from tests.support.builder import Builder, fmt
+
+from tests.support.builder import fmt, small_cnn
 
 
 @pytest.fixture()
 def model_path(tmp_path):
-    rng = np.random.default_rng(0)
-    b = Builder("tiny")
-    x = b.input((1, 1, 6, 6), name="data")
-    xq = b.add(ops.Requantize(), [x], fmt(8, 4))
-    c = b.add(ops.Conv2D(kernel_h=3, kernel_w=3), [xq, b.qconst(rng.standard_normal((3, 1, 3, 3)) * .3, fmt(4, 3))],
-              fmt(8, 2))
-    f = b.add(ops.Flatten(), [c], fmt(8, 2))
-    y = b.add(ops.FullyConnected(), [f, b.qconst(rng.standard_normal((10, 48)) * .2, fmt(4, 3))], fmt(8, 1),
-              outputs=["score"])
-    m = b.output(y)
-    m.preprocessing["data"] = Preprocessing(scale=[1 / 256], channel_order="GRAY")
     path = tmp_path / "tiny.dfx"
-    save(m, path)
+    small_cnn(path, channels=1, size=6, filters=3, classes=10, q_in=fmt(8, 4), q_w=fmt(4, 3), q_conv=fmt(8, 2),
+              q_fc=fmt(8, 1), scale=1 / 256, channel_order="GRAY")
     return path
 
 
@@ -73,7 +64,7 @@ def test_png_decoder(tmp_path, channels):
     img = np.random.default_rng(channels).integers(0, 256, (7, 9, channels), dtype=np.uint8)
     p = tmp_path / "a.png"
     p.write_bytes(png_bytes(img))
-    assert np.array_equal(read_png(p), img[:, :, :3] if channels == 4 else img)
+    assert np.array_equal(read_png(p.read_bytes(), p), img[:, :, :3] if channels == 4 else img)
 
 
 def test_run_npy_npz_png_agree(tmp_path, model_path, capsys):

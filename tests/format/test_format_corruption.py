@@ -164,8 +164,8 @@ def test_value_out_of_bw_range_is_caught_with_checksums(tmp_path, valid, layout)
 
 @pytest.mark.parametrize("fmt,offset,value,needles", [
     ("<8s", 0, b"\x89PNG\r\n\x1a\n", ["wrong magic", "magic"]),
-    ("<H", 8, 2, ["format version 2.0 is not supported", "version_major"]),
-    ("<H", 8, 0, ["format version 0.0 is not supported"]),
+    ("<H", 8, 2, ["format version 2.1 is not supported", "version_major"]),
+    ("<H", 8, 0, ["format version 0.1 is not supported"]),
     ("<I", 12, 128, ["header_size"]),
     ("<Q", 16, 128, ["graph_offset"]),
     ("<Q", 24, 2**64 - 1, ["data_offset"]),
@@ -222,18 +222,18 @@ def test_future_minor_version_with_unknown_operator(tmp_path, valid, layout):
     assert blob[pos] == dfxsdk.ops.Pool2D.CODE
     blob[pos] = 200
     blob = bytearray(fix_crcs(blob))
-    struct.pack_into("<H", blob, 10, 1)
+    struct.pack_into("<H", blob, 10, 2)
     blob = fix_crcs(blob)
     load_error(tmp_path, blob, "layer 'pool'", "unknown operator type 200", "newer dfxsdk",
-               "format 1.1", "op_type")
+               "format 1.2", "op_type")
 
 
 def test_future_minor_version_with_unknown_enum_value(tmp_path, valid):
     def mutate(root):
         next(t for t in root.tensors if t.name == b"w_fc").type = 6
 
-    blob = patch_header(rebuild(valid, mutate), "<H", 10, 1)
-    load_error(tmp_path, blob, "tensor 'w_fc'", "unknown data type 6", "format 1.1", "newer")
+    blob = patch_header(rebuild(valid, mutate), "<H", 10, 2)
+    load_error(tmp_path, blob, "tensor 'w_fc'", "unknown data type 6", "format 1.2", "newer")
 
 
 def test_union_type_none(tmp_path, valid, layout):

@@ -43,7 +43,7 @@ def test_roundtrip_equal(saved):
     assert [layer.op for layer in loaded.layers] == [layer.op for layer in model.layers]
     assert loaded.metadata == model.metadata and list(loaded.metadata) == sorted(model.metadata)
     assert loaded.preprocessing == model.preprocessing
-    assert loaded.format_version == (1, 0)
+    assert loaded.format_version == (1, 1)          # it uses Exp and Minifloat, operators of format 1.1
     assert loaded.layer("conv").origin == "conv_caffe"
     assert loaded.tensors["w_conv"].qformat.channel_fl == (1, 2, 3, -1, 0, 5)
 
@@ -82,7 +82,7 @@ def test_layout_alignment_and_checksums(saved):
     model, path, _ = saved
     blob = path.read_bytes()
     h = read_header(blob)
-    assert h["magic"] == b"\x89DFX\r\n\x1a\n" and (h["major"], h["minor"]) == (1, 0)
+    assert h["magic"] == b"\x89DFX\r\n\x1a\n" and (h["major"], h["minor"]) == (1, 1)
     assert h["header_size"] == 64 and h["graph_offset"] == 64 and h["data_alignment"] == 64
     assert h["flags"] == 0
     assert h["header_crc32"] == zlib.crc32(blob[:60])
@@ -185,3 +185,16 @@ def test_constant_roundtrip_through_file(tmp_path_factory, dtype, bw_cut, fl, n,
     loaded = dfxsdk.load(path, verify_checksums=True)
     assert loaded == model
     assert np.array_equal(loaded.tensors["k"].data, values)
+
+
+def test_a_file_gets_the_lowest_minor_version_it_needs(tmp_path):
+    from tests.support.builder import Builder
+
+    b = Builder("v")
+    x = b.input((1, 4), name="x")
+    m = b.output(b.add(ops.Tanh(), [x], None, outputs=["y"]))
+    dfxsdk.save(m, tmp_path / "a.dfx")
+    assert dfxsdk.load(tmp_path / "a.dfx").format_version == (1, 0)
+    m.layers[0].op = ops.Exp()
+    dfxsdk.save(m, tmp_path / "b.dfx")
+    assert dfxsdk.load(tmp_path / "b.dfx").format_version == (1, 1)

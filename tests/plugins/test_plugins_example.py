@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import dfxsdk
-from dfxsdk import DataType, plugins
+from dfxsdk import DataType
 
 from tests.support.cli import cli
 from tests.support.plugins import EXAMPLE, make_dist
@@ -25,12 +25,11 @@ SAMPLES = EXAMPLE / "samples"
 
 
 @pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> Path:
     site = tmp_path / "site"
     make_dist(site, "dfx-npzgraph", "1.0.0", {"npzgraph": "dfx_npzgraph.plugin"})
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(plugins, "_MANAGER", None)
     monkeypatch.chdir(tmp_path)
     shutil.copy(SAMPLES / "tiny_cnn.json", tmp_path)
     import runpy

@@ -27,12 +27,11 @@ _ids = itertools.count()
 
 
 @pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> Path:
     """A fresh sys.path entry for fake distributions, and a fresh process-wide registry."""
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
-    monkeypatch.setattr(plugins, "_MANAGER", None)
     return root
 
 
@@ -160,8 +159,9 @@ def test_claim_then_fail_is_a_plugin_error(broken_world: dict[str, str], tmp_pat
     out = tmp_path / "out.dfx"
     r = cli("convert", str(bad), "-o", str(out))
     assert r.code == 4, r.err
-    msg = r.err.strip()
-    assert msg.count("\n") == 0, "one line"
+    errors = [line for line in r.err.splitlines() if line.startswith("dfxsdk convert: error:")]
+    assert len(errors) == 1, r.err   # one line (the others: a warning per plugin that failed to load)
+    msg = errors[0]
     assert "importer 'badfmt' of plugin 'badfmt' 0.0.1 from package badfmt-plugin 0.0.1" in msg
     assert f"failed while importing {bad}" in msg
     assert re.search(r"KeyError: 'layers' \(badfmt_\w+\.py:\d+\)", msg)
@@ -201,7 +201,8 @@ def test_system_exit_on_import_is_contained(site: Path) -> None:
     make_dist(site, "exiter", "1", {"exiter": name}, {f"{name}.py": "import sys\nsys.exit(3)\n"})
     pm = PluginManager()
     fail = next(f for f in pm.failures if f.name == "exiter")
-    assert fail.reason.startswith("import failed: SystemExit: 3")
+    assert re.fullmatch(r"while being imported, called sys\.exit\(3\) \(exiter_\w+\.py:2\); dfxsdk refused to exit",
+                        fail.reason), fail.reason
     assert any(b.name == "numpy" for b in pm.backends())
 
 
@@ -228,14 +229,29 @@ class _Plugin:
         return PluginInfo(self._name, "9.9", self._api)
 
 
-@pytest.mark.parametrize("api, shown", [((2, 0), "2.0"), ((1, 5), "1.5"), ("1.0", "'1.0'")])
+@pytest.mark.parametrize("api, shown", [((2, 0), "2.0"), ((1, 5), "1.5")])
 def test_wrong_api_version_is_refused_at_registration(api, shown: str) -> None:
+    pm = PluginManager(load_entry_points=False)
+    plugin = _Plugin(api=api)
+    with pytest.raises(DfxPluginError) as exc:
+        pm.register(plugin)
+    assert f"written for plugin API {shown}, but this dfxsdk implements plugin API 1.0 (it loads plugins " \
+           "written for 1.0)" in str(exc.value)
+    assert exc.value.exit_code == 4
+    assert pm.plugins == []
+    plugin._api = (1, 0)            # nothing of the refused plugin stayed registered
+    assert pm.register(plugin).info.name == "objplug"
+
+
+@pytest.mark.parametrize("api", ["1.0", (1,), (1, 0, 0), (True, 0), None])
+def test_malformed_api_version_says_what_to_write(api) -> None:
     pm = PluginManager(load_entry_points=False)
     with pytest.raises(DfxPluginError) as exc:
         pm.register(_Plugin(api=api))
-    assert f"written for plugin API {shown}, but this dfxsdk implements plugin API 1.0" in str(exc.value)
-    assert exc.value.exit_code == 4
-    assert pm.plugins == [] and pm._pm.get_plugins() == set()
+    message = str(exc.value)
+    assert f"gives api_version {api!r}, which is not a (major, minor) pair of ints; write " \
+           "api_version=(1, 0) for this dfxsdk's plugin API 1.0" in message
+    assert "implements plugin API 1.0" not in message   # no "written for '1.0', this dfxsdk implements 1.0"
 
 
 def test_explicit_registration_from_code(tmp_path: Path) -> None:
@@ -309,14 +325,21 @@ def test_malformed_provider_attributes() -> None:
         pm.register(_Plugin(dfxsdk_backends=lambda: [Be()]))
 
 
-def test_names_are_unique_across_plugins() -> None:
+def test_a_name_clash_refuses_both_providers() -> None:
     pm = PluginManager(load_entry_points=False)
     pm.register(_Plugin("p1", dfxsdk_importers=lambda: [_Imp()]))
-    with pytest.raises(DfxPluginError, match="importer 'i1' is already provided by plugin 'p1'"):
-        pm.register(_Plugin("p2", dfxsdk_importers=lambda: [_Imp()]))
+    pm.register(_Plugin("p2", dfxsdk_importers=lambda: [_Imp()]))
+    assert pm.importers() == []
+    with pytest.raises(DfxPluginError) as exc:
+        pm.importer("i1")
+    assert exc.value.exit_code == 4
+    assert "importer 'i1' is provided by plugin 'p1' 9.9 and plugin 'p2' 9.9: a name clash, so none of " \
+           "them is used" in str(exc.value)
     with pytest.raises(DfxPluginError, match="plugin 'p1' .* is already loaded"):
         pm.register(_Plugin("p1"))
-    assert [p.info.name for p in pm.plugins] == ["p1"]
+    assert [p.info.name for p in pm.plugins] == ["p1", "p2"]
+    pm.disable(["p2"])              # switching one off gives the name back to the other
+    assert pm.importer("i1") is pm.plugins[0].importers[0]
 
 
 def test_hook_signature_mismatch_is_a_plugin_error(site: Path) -> None:
@@ -423,9 +446,13 @@ def _custom_model() -> Model:
     return m
 
 
-def test_backend_supported_ops_default_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_supported_ops_default_unsupported() -> None:
     pm = PluginManager(load_entry_points=False)
-    monkeypatch.setattr(plugins, "_MANAGER", pm)
+    with plugins.fresh_registry(pm):
+        _check_supported_ops(pm)
+
+
+def _check_supported_ops(pm: PluginManager) -> None:
     pm.register(_Plugin(dfxsdk_backends=lambda: [_Tiny()]))
     model = _custom_model()
     assert pm.backend("tiny").unsupported(model) == ["double (Custom test.Double)", "soft (Softmax)"]
@@ -439,8 +466,7 @@ def test_backend_supported_ops_default_unsupported(monkeypatch: pytest.MonkeyPat
     assert Own().unsupported(model) == []
 
 
-def test_numpy_backend_runs_custom_operator_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plugins, "_MANAGER", None)
+def test_numpy_backend_runs_custom_operator_reference(site: Path) -> None:
     pm = plugins.get_manager()
     model = _custom_model()
     assert pm.backend("numpy").unsupported(model) == ["double (Custom test.Double)"]
@@ -457,3 +483,14 @@ def test_public_api_exports() -> None:
                  "load", "save", "DfxError", "DfxImportError", "DfxUnsupportedError", "DfxPluginError"):
         assert hasattr(dfxsdk, name)
     assert hookimpl.project_name == "dfxsdk"
+
+
+def test_no_test_reaches_into_a_private_name_of_the_registry() -> None:
+    """Tests install registries with dfxsdk.plugins.fresh_registry (or the fresh_plugins fixture)."""
+    from tests.support.paths import TESTS
+
+    private = re.compile(r"\b(?:plugins|pm|manager|get_manager\(\))\._[A-Za-z]\w*|setattr\(plugins, \"_")
+    found = [f"{path.relative_to(TESTS)}:{n}: {line.strip()}" for path in sorted(TESTS.rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if private.search(line)
+             and "private = re.compile" not in line]
+    assert not found, found

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import dfxsdk
-from dfxsdk import hookspecs, plugins, providers
+from dfxsdk import hookspecs, providers
 
 from tests.support.cli import cli
 from tests.support.plugins import PLUGINS_MD, make_dist, tutorial_blocks, write_files
@@ -42,7 +42,7 @@ def test_tutorial_blocks_are_complete() -> None:
 
 
 @pytest.fixture
-def tutorial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tutorial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None) -> Path:
     """The tutorial's files in tmp_path, its package 'installed', a fresh registry, cwd = tmp_path."""
     files, _ = tutorial_blocks()
     write_files(tmp_path, files)
@@ -52,7 +52,6 @@ def tutorial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     make_dist(site, "mlp-dfx", "0.1.0", {"mlp": "mlp_dfx.plugin"})
     monkeypatch.syspath_prepend(str(tmp_path / "mlp-dfx"))
     monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(plugins, "_MANAGER", None)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

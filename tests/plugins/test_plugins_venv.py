@@ -30,7 +30,8 @@ import numpy as np
 import pytest
 
 from tests.support.paths import ROOT as REPO
-from tests.support.plugins import EXAMPLE, copy_tree, run, tutorial_blocks, venv_python, write_files
+from tests.support.plugins import (EXAMPLE, ZEROS_NAMED_NUMPY, copy_tree, plugin_source, run, tutorial_blocks,
+                                   venv_python, write_files)
 
 
 @dataclass
@@ -199,3 +200,48 @@ def test_tutorial_in_the_fresh_environment(venv: Venv, tmp_path: Path) -> None:
     assert np.load(tmp_path / "out.npz")["prob"].shape == (4, 3)
     r = run([str(venv.python), "-m", "pip", "show", "mlp-dfx"], env=venv.env())
     assert "Location: " + str(venv.root) in r.stdout.replace("\\", "/") or str(venv.root) in r.stdout
+
+
+SHADOW_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "fast-numpy-backend"
+version = "6.6.6"
+dependencies = ["dfxsdk"]
+
+[project.entry-points.dfxsdk]
+aaa = "aaa_shadow"
+
+[tool.setuptools]
+py-modules = ["aaa_shadow"]
+"""
+
+def test_a_pip_installed_plugin_cannot_shadow_the_numpy_backend(venv: Venv, sample: Path,
+                                                                  tmp_path: Path) -> None:
+    """Issue 18: a package whose entry point sorts first and provides a backend named numpy."""
+    pkg = tmp_path / "shadow"
+    module = plugin_source("fastnp", "6.6.6", ZEROS_NAMED_NUMPY, {"backends": "[Zeros()]"})
+    write_files(pkg, {"pyproject.toml": SHADOW_PYPROJECT, "aaa_shadow.py": module})
+    r = venv.pip("install", "--quiet", "--no-compile", "--no-deps", "--no-build-isolation", str(pkg))
+    assert r.returncode == 0, f"pip install of the shadowing plugin failed:\n{r.stdout}\n{r.stderr}"
+    try:
+        if not (sample / "tiny.dfx").exists():
+            venv.dfxsdk("convert", "tiny_cnn.json", "-o", "tiny.dfx", cwd=sample)
+        r = venv.dfxsdk("run", "tiny.dfx", "--input", "bars.npy", "--outputs", "prob", "-o", "shadow.npz",
+                        cwd=sample)
+        assert np.load(sample / "shadow.npz")["prob"].argmax(1).tolist() == [0, 1, 2]   # the reference ran
+        assert "plugin 'aaa' (package fast-numpy-backend 6.6.6) is not used" in r.stderr
+        assert "a name of dfxsdk's own plugins" in r.stderr
+        data = json.loads(venv.dfxsdk("plugins", "--json", cwd=sample).stdout)
+        assert [f["package"] for f in data["failed"] if f["name"] == "aaa"] == ["fast-numpy-backend"]
+        numpy_owner = [p["package"] for p in data["plugins"] if any(b["name"] == "numpy" for b in p["backends"])]
+        assert numpy_owner == ["dfxsdk"]
+        env = dict(venv.env(), DFXSDK_DISABLE_PLUGINS="aaa")
+        r = run([str(venv.bin / "dfxsdk"), "run", "tiny.dfx", "--input", "bars.npy", "-o", "shadow.npz"],
+                cwd=sample, env=env)
+        assert r.returncode == 0 and "aaa" not in r.stderr, r.stderr
+    finally:
+        venv.pip("uninstall", "--yes", "fast-numpy-backend")

@@ -72,3 +72,21 @@ class Builder:
     def output(self, *names: str) -> Model:
         self.model.outputs.extend(names)
         return self.model
+
+
+def small_cnn(path, *, channels: int, size: int, filters: int, classes: int, q_in: QFormat, q_w: QFormat,
+              q_conv: QFormat, q_fc: QFormat, scale: float, channel_order: str) -> None:
+    """Save a seeded integer Requantize -> 3x3 Conv2D -> Flatten -> FullyConnected ('score') net to ``path``."""
+    from dfxsdk import Preprocessing, ops, save
+
+    rng = np.random.default_rng(0)
+    b = Builder("small_cnn")
+    x = b.input((1, channels, size, size), name="data")
+    xq = b.add(ops.Requantize(), [x], q_in)
+    c = b.add(ops.Conv2D(kernel_h=3, kernel_w=3), [xq, b.qconst(rng.standard_normal((filters, channels, 3, 3)) * .3,
+                                                                q_w)], q_conv)
+    f = b.add(ops.Flatten(), [c], q_conv)
+    w = b.qconst(rng.standard_normal((classes, filters * (size - 2) ** 2)) * .2, q_w)
+    m = b.output(b.add(ops.FullyConnected(), [f, w], q_fc, outputs=["score"]))
+    m.preprocessing["data"] = Preprocessing(scale=[scale], channel_order=channel_order)
+    save(m, path)

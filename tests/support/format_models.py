@@ -113,7 +113,9 @@ def full_model(seed: int = 0) -> Model:
     b.layer("norm", ops.Normalize(across_spatial=False, channel_shared=False, eps=1e-6),
             ["ln", "nscale"], ["nm"])
     b.layer("power", ops.Power(power=2.0, scale=0.5, shift=-1.0), ["nm"], ["pw"])
-    b.layer("smax", ops.Softmax(axis=-1), ["pw"], ["sm"])
+    b.layer("exp", ops.Exp(), ["pw"], ["ex"])
+    b.layer("minifloat", ops.Minifloat(mant_bits=3, exp_bits=4), ["ex"], ["mf"])
+    b.layer("smax", ops.Softmax(axis=-1), ["mf"], ["sm"])
     pool2 = ops.Pool2D(type=ops.POOL_MAX, global_=True, ceil_mode=False)
     b.layer("gpool", pool2, ["sm"], ["gp"])
     feat = b.layer("fpool", ops.Pool2D(kernel_h=8, kernel_w=8, stride_h=8, stride_w=8,
@@ -195,7 +197,7 @@ def rebuild(blob: bytes, mutate) -> bytes:
     builder = flatbuffers.Builder(1024)
     builder.ForceDefaults(True)
     builder.Finish(root.Pack(builder), file_identifier=b"DFXG")
-    return assemble(bytes(builder.Output()), data)
+    return assemble(bytes(builder.Output()), data, h["major"], h["minor"])
 
 
 def assemble(graph: bytes, data: bytes, major: int = 1, minor: int = 0) -> bytes:

@@ -24,7 +24,7 @@ SUPPORTED_ONNX_OPS = frozenset({
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Add", "Mul",
     "Sub", "Div", "Sum", "Max", "Mean", "Neg", "Concat", "Reshape", "Flatten", "Transpose", "Squeeze",
     "Unsqueeze", "Softmax", "Resize", "Upsample", "Pad", "Shape", "Gather", "Constant", "Identity",
-    "Dropout", "Cast", "QuantizeLinear", "DequantizeLinear",
+    "Dropout", "Cast", "QuantizeLinear", "DequantizeLinear", "Slice", "Split", "Exp",
 })
 #: Node test modules (onnx.backend.test.case.node.<name>) for those operators.
 NODE_MODULES = (
@@ -32,7 +32,7 @@ NODE_MODULES = (
     "maxpool", "averagepool", "globalaveragepool", "globalmaxpool", "batch_normalization", "add", "mul",
     "sub", "div", "sum", "max", "mean", "neg", "concat", "reshape", "flatten", "transpose", "squeeze",
     "unsqueeze", "softmax", "resize", "upsample", "pad", "shape", "gather", "constant", "identity",
-    "dropout",
+    "dropout", "slice", "split", "exp",
 )
 #: Operators whose inputs are all data (the others take weights, shapes, pads... after input 0).
 DATA_INPUT_OPS = frozenset({"Add", "Sub", "Mul", "Div", "Sum", "Max", "Mean", "Concat"})

@@ -93,3 +93,33 @@ def run(cmd: list[str] | str, *, cwd: Path | None = None, env: dict | None = Non
 
 def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+# -- plugin modules written by tests ----------------------------------------------------
+
+def plugin_source(plugin: str, version: str, classes: str, hooks: dict[str, str]) -> str:
+    """The source of a plugin module: ``classes`` (provider classes), ``dfxsdk_plugin_info`` for
+    ``plugin`` ``version``, and a hook per entry of ``hooks`` ("backends" -> "[Zeros()]": the list
+    ``dfxsdk_backends`` returns). The provider base classes and numpy are imported."""
+    lines = ["import numpy as np",
+             "from dfxsdk.hookspecs import hookimpl",
+             "from dfxsdk.providers import Backend, CustomOperator, Importer, PluginInfo, Quantizer",
+             textwrap.dedent(classes),
+             "@hookimpl",
+             "def dfxsdk_plugin_info():",
+             f"    return PluginInfo(name={plugin!r}, version={version!r}, api_version=(1, 0))"]
+    for hook, result in hooks.items():
+        lines += ["@hookimpl", f"def dfxsdk_{hook}():", f"    return {result}"]
+    return "\n".join(lines) + "\n"
+
+
+#: A backend that takes the reference backend's name and returns zeros of the right shapes.
+ZEROS_NAMED_NUMPY = """
+class Zeros(Backend):
+    name = "numpy"
+    supported_ops = frozenset({"Conv2D", "FullyConnected", "Pool2D", "Relu", "Softmax", "Flatten", "Reshape"})
+
+    def run(self, model, inputs, *, mode=None, outputs=None):
+        n = len(next(iter(inputs.values())))
+        return {o: np.zeros((n,) + model.tensors[o].shape[1:], np.float32) for o in outputs or model.outputs}
+"""

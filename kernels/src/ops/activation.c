@@ -1,5 +1,5 @@
 /* Elementwise activations: ReLU, Clip, PRelu (integer and float), sigmoid,
- * tanh, power (float), and Requantize (integer -> integer). */
+ * tanh, exp, minifloat trimming, power (float), and Requantize (integer -> integer). */
 #include "../kernels.h"
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_INT)
@@ -106,6 +106,41 @@ void dfx_sigmoid_f32(const rt *x, rt *y)
 void dfx_tanh_f32(const rt *x, rt *y)
 {
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = tanhf(F32(x)[i]);
+}
+#endif
+
+#if DFX_ALL_KERNELS || defined(DFX_USE_EXP_F32)
+void dfx_exp_f32(const rt *x, rt *y)
+{
+    for (int64_t i = 0; i < y->count; i++) F32(y)[i] = expf(F32(x)[i]);
+}
+#endif
+
+#if DFX_ALL_KERNELS || defined(DFX_USE_MINIFLOAT_F32)
+/* Ristretto's Trim2MiniFloat, element by element (spec/arithmetic.md, Minifloat). */
+void dfx_minifloat_f32(const dt_layer *L, const rt *x, rt *y)
+{
+    const int mant_bits = L->o.mant_bits, exp_bits = L->o.exp_bits, shift = 23 - mant_bits;
+    const int bias = (1 << (exp_bits - 1)) - 1, max_exp = (1 << exp_bits) - 1;
+    for (int64_t i = 0; i < y->count; i++) {
+        uint32_t u;
+        float v = F32(x)[i];
+        memcpy(&u, &v, 4);
+        int e8 = (int)((u >> 23) & 0xFF), e = e8 - 127 + bias;
+        int64_t m = (int64_t)(u & 0x7FFFFF);
+        if (e8 == 0 || e < 0) {
+            F32(y)[i] = 0.0f;
+            continue;
+        }
+        if (e > max_exp) {
+            e = max_exp;
+            m = ((int64_t)1 << mant_bits) - 1;
+        } else {
+            m = (m + (((int64_t)1 << shift) >> 1)) >> shift; /* round(): halves away from zero */
+        }
+        double r = ldexp((double)(((int64_t)1 << mant_bits) + m), e - bias - mant_bits);
+        F32(y)[i] = (float)((u >> 31) ? -r : r);
+    }
 }
 #endif
 

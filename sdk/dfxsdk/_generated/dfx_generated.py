@@ -99,6 +99,8 @@ class Op(object):
     DetectionOutput = 24
     Requantize = 25
     Custom = 26
+    Exp = 27
+    Minifloat = 28
 
 def OpCreator(unionType, table):
     from flatbuffers.table import Table
@@ -156,6 +158,10 @@ def OpCreator(unionType, table):
         return RequantizeT.InitFromBuf(table.Bytes, table.Pos)
     if unionType == Op.Custom:
         return CustomT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == Op.Exp:
+        return ExpT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == Op.Minifloat:
+        return MinifloatT.InitFromBuf(table.Bytes, table.Pos)
     return None
 
 
@@ -4049,6 +4055,173 @@ class CustomT(object):
         return custom
 
 
+# Element-wise e^x (float operator; format 1.1).
+class Exp(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = Exp()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsExp(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    @classmethod
+    def ExpBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
+        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x44\x46\x58\x47", size_prefixed=size_prefixed)
+
+    # Exp
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+def ExpStart(builder):
+    builder.StartObject(0)
+
+def ExpEnd(builder):
+    return builder.EndObject()
+
+
+
+class ExpT(object):
+
+    # ExpT
+    def __init__(
+        self,
+    ):
+        pass
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        exp = Exp()
+        exp.Init(buf, pos)
+        return cls.InitFromObj(exp)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, exp):
+        x = ExpT()
+        x._UnPack(exp)
+        return x
+
+    # ExpT
+    def _UnPack(self, exp):
+        if exp is None:
+            return
+
+    # ExpT
+    def Pack(self, builder):
+        ExpStart(builder)
+        exp = ExpEnd(builder)
+        return exp
+
+
+# Ristretto's minifloat trimming of a float tensor (float operator; format
+# 1.1): each float32 value is rounded to a float with `mant_bits` mantissa
+# bits and an `exp_bits` exponent of bias 2^(exp_bits-1)-1, without
+# denormals (they become 0) and saturating at the largest value (see
+# spec/arithmetic.md).
+class Minifloat(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = Minifloat()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsMinifloat(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    @classmethod
+    def MinifloatBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
+        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x44\x46\x58\x47", size_prefixed=size_prefixed)
+
+    # Minifloat
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # Minifloat
+    def MantBits(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 23
+
+    # Minifloat
+    def ExpBits(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 8
+
+def MinifloatStart(builder):
+    builder.StartObject(2)
+
+def MinifloatAddMantBits(builder, mantBits):
+    builder.PrependInt32Slot(0, mantBits, 23)
+
+def MinifloatAddExpBits(builder, expBits):
+    builder.PrependInt32Slot(1, expBits, 8)
+
+def MinifloatEnd(builder):
+    return builder.EndObject()
+
+
+
+class MinifloatT(object):
+
+    # MinifloatT
+    def __init__(
+        self,
+        mantBits = 23,
+        expBits = 8,
+    ):
+        self.mantBits = mantBits  # type: int
+        self.expBits = expBits  # type: int
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        minifloat = Minifloat()
+        minifloat.Init(buf, pos)
+        return cls.InitFromObj(minifloat)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, minifloat):
+        x = MinifloatT()
+        x._UnPack(minifloat)
+        return x
+
+    # MinifloatT
+    def _UnPack(self, minifloat):
+        if minifloat is None:
+            return
+        self.mantBits = minifloat.MantBits()
+        self.expBits = minifloat.ExpBits()
+
+    # MinifloatT
+    def Pack(self, builder):
+        MinifloatStart(builder)
+        MinifloatAddMantBits(builder, self.mantBits)
+        MinifloatAddExpBits(builder, self.expBits)
+        minifloat = MinifloatEnd(builder)
+        return minifloat
+
+
 # One operator application. Layers are stored in execution order: every
 # input of a layer is a constant, a graph input, or an output of an
 # earlier layer.
@@ -4228,7 +4401,7 @@ class LayerT(object):
     ):
         self.name = name  # type: Optional[str]
         self.opType = opType  # type: int
-        self.op = op  # type: Union[None, 'Conv2DT', 'Deconv2DT', 'FullyConnectedT', 'Pool2DT', 'ReluT', 'ClipT', 'PReluT', 'SigmoidT', 'TanhT', 'LrnT', 'ConcatT', 'EltwiseT', 'SoftmaxT', 'ScaleT', 'PowerT', 'FlattenT', 'ReshapeT', 'PermuteT', 'SliceT', 'PadT', 'UpsampleT', 'NormalizeT', 'PriorBoxT', 'DetectionOutputT', 'RequantizeT', 'CustomT']
+        self.op = op  # type: Union[None, 'Conv2DT', 'Deconv2DT', 'FullyConnectedT', 'Pool2DT', 'ReluT', 'ClipT', 'PReluT', 'SigmoidT', 'TanhT', 'LrnT', 'ConcatT', 'EltwiseT', 'SoftmaxT', 'ScaleT', 'PowerT', 'FlattenT', 'ReshapeT', 'PermuteT', 'SliceT', 'PadT', 'UpsampleT', 'NormalizeT', 'PriorBoxT', 'DetectionOutputT', 'RequantizeT', 'CustomT', 'ExpT', 'MinifloatT']
         self.inputs = inputs  # type: Optional[List[int]]
         self.outputs = outputs  # type: Optional[List[int]]
         self.origin = origin  # type: Optional[str]

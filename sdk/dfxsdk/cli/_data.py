@@ -1,16 +1,13 @@
 """Input data for ``dfxsdk run`` and ``dfxsdk eval``: arrays, images, labelled sets.
 
-Readers for .npy/.npz, 8-bit PNG (gray, gray+alpha, RGB, RGBA; not
-interlaced) and binary PGM/PPM images, CSV rows of pixels with the label
-last (optionally gzip-compressed), a progress bar, and atomic .npz writing.
+Readers for .npy/.npz, images (through :mod:`._images`), CSV rows of pixels
+with the label last (optionally gzip-compressed), and atomic .npz writing.
 Every failure is a DfxInputError that names the file.
 """
 
 from __future__ import annotations
 
 import gzip
-import struct
-import zlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,108 +17,9 @@ import numpy as np
 from ..atomic import atomic_write, check_input_file
 from ..errors import DfxInputError
 from ..graph import Model
+from ._images import IMAGE_EXTENSIONS, read_image
 
-IMAGE_EXTENSIONS = (".png", ".pgm", ".ppm", ".pnm")
-
-
-# -- images ------------------------------------------------------------------------
-
-def read_png(path: Path) -> np.ndarray:
-    """Decode an 8-bit, non-interlaced PNG to an H,W,C uint8 array (alpha dropped)."""
-    data = path.read_bytes()
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise DfxInputError("not a PNG file", file=str(path))
-    pos, idat, header = 8, [], None
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-    if header is None:
-        raise DfxInputError("PNG without IHDR chunk", file=str(path))
-    w, h, depth, ctype, _, _, interlace = header
-    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
-    if depth != 8 or channels is None or interlace:
-        raise DfxInputError(f"unsupported PNG (bit depth {depth}, color type {ctype}, interlace {interlace}); "
-                            "only 8-bit gray/RGB(A) without interlacing is read", file=str(path))
-    try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
-        raise DfxInputError(f"corrupt PNG data ({exc})", file=str(path)) from None
-    stride = w * channels
-    if len(raw) < h * (stride + 1):
-        raise DfxInputError("truncated PNG data", file=str(path))
-    rows = np.frombuffer(raw, np.uint8, h * (stride + 1)).reshape(h, stride + 1)
-    out = np.zeros((h, stride), np.uint8)
-    prev = np.zeros(stride, np.int32)
-    for y in range(h):
-        out[y] = prev = _unfilter(rows[y, 0], rows[y, 1:].astype(np.int32), prev, channels, path)
-    img = out.reshape(h, w, channels)
-    return img[:, :, :1] if channels == 2 else img[:, :, :3] if channels == 4 else img
-
-
-def _unfilter(kind: int, line: np.ndarray, prev: np.ndarray, bpp: int, path: Path) -> np.ndarray:
-    if kind == 0:
-        return line
-    if kind == 2:
-        return (line + prev) & 255
-    if kind == 1:
-        cur = line.reshape(-1, bpp)
-        return (np.cumsum(cur, axis=0) & 255).reshape(-1)
-    if kind not in (3, 4):
-        raise DfxInputError(f"bad PNG filter type {kind}", file=str(path))
-    cur = line.copy()
-    for i in range(len(cur)):
-        a = cur[i - bpp] if i >= bpp else 0
-        b = prev[i]
-        if kind == 3:
-            cur[i] = (cur[i] + ((a + b) >> 1)) & 255
-        else:
-            c = prev[i - bpp] if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
-            cur[i] = (cur[i] + pred) & 255
-    return cur
-
-
-def read_pnm(path: Path) -> np.ndarray:
-    """Binary PGM (P5) or PPM (P6) with maxval <= 255, as H,W,C uint8."""
-    data = path.read_bytes()
-    tokens, pos = [], 2
-    if data[:2] not in (b"P5", b"P6"):
-        raise DfxInputError("not a binary PGM/PPM file (P5/P6)", file=str(path))
-    while len(tokens) < 3:
-        while pos < len(data) and data[pos:pos + 1].isspace():
-            pos += 1
-        if data[pos:pos + 1] == b"#":
-            pos = data.index(b"\n", pos)
-            continue
-        start = pos
-        while pos < len(data) and not data[pos:pos + 1].isspace():
-            pos += 1
-        tokens.append(int(data[start:pos]))
-    w, h, maxval = tokens
-    c = 1 if data[:2] == b"P5" else 3
-    if maxval > 255 or len(data) < pos + 1 + w * h * c:
-        raise DfxInputError("unsupported or truncated PGM/PPM", file=str(path))
-    return np.frombuffer(data, np.uint8, w * h * c, pos + 1).reshape(h, w, c)
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as H,W,C uint8 (C = 1 or 3, RGB order)."""
-    try:
-        if path.suffix.lower() == ".png":
-            return read_png(path)
-        return read_pnm(path)
-    except (OSError, ValueError, struct.error) as exc:
-        raise DfxInputError(f"cannot read image ({exc})", file=str(path)) from None
-
+__all__ = ["IMAGE_EXTENSIONS", "read_image"]  # re-exported for the commands
 
 def images_to_batch(images: list[np.ndarray], model: Model, input_name: str, paths) -> np.ndarray:
     """Stack H,W,C images into the model's N,C,H,W layout and channel order."""
@@ -136,6 +34,8 @@ def images_to_batch(images: list[np.ndarray], model: Model, input_name: str, pat
         if img.shape[2] != c:
             if c == 1:
                 img = np.round(img[:, :, :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[:, :, None]
+            elif c == 3 and img.shape[2] == 1:
+                img = np.repeat(img, 3, axis=2)  # a gray image for a color network: R = G = B
             else:
                 raise DfxInputError(f"image has {img.shape[2]} channel(s), the model wants {c}", file=str(path))
         if pre is not None and pre.channel_order == "BGR":

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..atomic import check_input_file, resolve_output
 from ..errors import DfxInputError
 from ..plugins import get_manager
+from ._plugins import add_provider_options, wants_options
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -67,15 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="factor(s) applied after the mean, e.g. 0.00390625 for pixels 0..255 -> [0,1)")
     pre.add_argument("--input-channel-order", choices=["RGB", "BGR", "GRAY"],
                      help="channel order the network expects")
-    groups: dict[str, list[str]] = {}
-    for imp in get_manager().importers():
-        group = p.add_argument_group(f"{imp.name} importer")
-        before = len(group._group_actions)
-        try:
-            imp.add_arguments(group)
-        except (argparse.ArgumentError, Exception) as exc:  # a broken plugin must not break the CLI
-            print(f"dfxsdk: warning: importer '{imp.name}' could not add its options: {exc}", file=sys.stderr)
-        groups[imp.name] = [a.dest for a in group._group_actions[before:]]
+    groups = add_provider_options(p, get_manager().importers(), "importer") if wants_options("convert") else {}
     p.set_defaults(func=run, _importer_options=groups)
 
 
@@ -84,14 +77,7 @@ def run(args: argparse.Namespace) -> int:
         check_input_file(path, "a model file")
     resolve_output(args.output)  # refuse a folder, a device or a missing folder before converting
     pm = get_manager()
-    importer = pm.importer(args.importer) if args.importer else pm.importer_for(args.files)
-    options = {dest: getattr(args, dest, None) for dest in args._importer_options.get(importer.name, [])}
-    options["input_shape"] = args.input_shape
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = pm.call_importer(importer, list(args.files), options)  # plugin bugs -> DfxPluginError
-    for w in caught:
-        print(f"dfxsdk convert: warning: {w.message}", file=sys.stderr)
+    model = import_files(args, "convert")
     model.metadata.update(dict(args.metadata))
     _override_preprocessing(model, args)
     from .. import save
@@ -102,6 +88,24 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: {len(model.layers)} layers, {len(model.tensors)} tensors "
           f"({quantized} quantized constants), {size} bytes")
     return 0
+
+
+def import_files(args: argparse.Namespace, command: str):
+    """Import ``args.files`` with the importer that claims them (or ``--importer``) and its options.
+
+    Warnings the importer issues are printed; plugin bugs and invalid models
+    are DfxPluginError (exit code 4).
+    """
+    pm = get_manager()
+    importer = pm.importer(args.importer) if args.importer else pm.importer_for(args.files)
+    options = {dest: getattr(args, dest, None) for dest in args._importer_options.get(importer.name, [])}
+    options["input_shape"] = args.input_shape
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = pm.call_importer(importer, list(args.files), options)
+    for w in caught:
+        print(f"dfxsdk {command}: warning: {w.message}", file=sys.stderr)
+    return model
 
 
 def _override_preprocessing(model, args: argparse.Namespace) -> None:

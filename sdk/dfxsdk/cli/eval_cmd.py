@@ -21,7 +21,7 @@ _DESCRIPTION = """Measure the accuracy of a classifier on labelled data.
 
 --data is a CSV (one sample per row: the input's pixels, then the label; .csv or
 .csv.gz), an .npz with arrays x (raw samples) and y (labels), or a folder of images
-(PNG/PGM/PPM) with --labels (lines 'file label', or one label per line for the
+(JPEG, PNG, BMP, PGM/PPM) with --labels (lines 'file label', or one label per line for the
 images in sorted order). The model's preprocessing is applied to the raw samples.
 
 Accuracy is reported twice: 'argmax' counts a sample correct when the label is

@@ -16,11 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "plugins", help="list installed plugins and what they provide",
         description="List every plugin found through the 'dfxsdk' entry point group (or registered "
                     "from code), with its package, version and the importers, quantizers, backends "
-                    "and custom operators it provides, and every plugin that failed to load with "
-                    "the reason. With --debug, the traceback of each failure.")
+                    "and custom operators it provides, every plugin that failed to load with "
+                    "the reason, provider names offered by two plugins (a clash: neither is used) "
+                    "and the plugins switched off (-p no:NAME, DFXSDK_DISABLE_PLUGINS). With --debug, "
+                    "the traceback of each failure.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.add_argument("--strict", action="store_true",
-                   help="exit with code 4 if any plugin failed to load (for CI)")
+                   help="exit with code 4 if any plugin failed to load or a name clashes (for CI)")
     p.set_defaults(func=run)
 
 
@@ -42,13 +44,18 @@ def report() -> dict:
     } for p in pm.plugins]
     failures = [{"name": f.name, "package": f.package, "package_version": f.package_version,
                  "source": f.source, "reason": f.reason} for f in pm.failures]
+    disabled = [{"name": d.name, "package": d.package, "package_version": d.package_version, "source": d.source}
+                for d in pm.disabled]
+    clashes = [{"kind": c.kind, "name": c.name, "message": c.message(),
+                "plugins": [{"name": p.info.name, "package": p.package} for p, _ in c.offers]}
+               for c in pm.clashes]
     return {"api_version": ".".join(map(str, PLUGIN_API_VERSION)), "plugins": plugins,
-            "failed": failures}
+            "failed": failures, "disabled": disabled, "clashes": clashes}
 
 
 def run(args: argparse.Namespace) -> int:
     rep = report()
-    code = EXIT_PLUGIN if args.strict and rep["failed"] else EXIT_OK
+    code = EXIT_PLUGIN if args.strict and (rep["failed"] or rep["clashes"]) else EXIT_OK
     if args.json:
         print(json.dumps(rep, indent=2))
         return code
@@ -76,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nFAILED {f.name}  ({where}{f.source})\n  {f.reason}")
         if getattr(args, "debug", False) and f.detail:
             print("  " + f.detail.rstrip().replace("\n", "\n  "))
+    for c in rep["clashes"]:
+        print(f"\nCLASH {c['message']}")
+    for d in rep["disabled"]:
+        where = f"package {d['package']} {d['package_version']}, " if d["package"] else ""
+        print(f"\nswitched off: {d['name']}  ({where}{d['source']})")
     if rep["failed"]:
         print(f"\n{len(rep['failed'])} plugin(s) could not be loaded; the others are usable.",
               file=sys.stderr)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,8 @@ from ..io import load
 from ..plugins import get_manager
 from ..providers import CalibrationData
 from . import _data
-from .convert_cmd import parse_shape
+from ._plugins import add_provider_options, wants_options
+from .convert_cmd import import_files, parse_shape
 
 _DESCRIPTION = """Quantize a float model to dynamic fixed point.
 
@@ -29,11 +28,12 @@ imported as a float network. Calibration data (--calib):
   data.csv[.gz]  one sample per row: the input's values, then the label (MNIST style)
   data.npz       array x (samples) and optionally y (labels)
   data.npy       samples only (labels from --labels: a .npy or one integer per line)
-  folder/        images (PNG/PGM/PPM) of the input's size; --labels optional (lines
+  folder/        images (JPEG, PNG, BMP, PGM/PPM) of the input's size; --labels optional (lines
                  'file label', or one label per line for the images in sorted order)
 The data is read and checked (shapes, labels, every image) before any work starts.
-The model's preprocessing ((raw - mean) * scale) is applied; --input-scale/--input-mean
-set it (a deploy prototxt does not carry it).
+The model's preprocessing ((raw - mean) * scale, channel order) is applied;
+--input-scale/--input-mean/--input-channel-order set it (a deploy prototxt does not
+carry it; a BGR network fed RGB images needs --input-channel-order BGR).
 
 The quantizer's scores (--search, --fl-search, learned rounding kept or not): top-1
 accuracy with labels, else agreement with the float model (mean over the outputs of the
@@ -44,7 +44,8 @@ within --time-budget (300 nominal s; LeNet on 1000 samples fits); --rounding nea
 per-channel fl) with the score before and after on --eval data (default: the calibration
 data), the quantized model running in the numpy backend's integer mode.
 
-Options besides a quantizer's own reach it as 'progress', 'verbose' and 'source_files'
+Every importer's options (as on convert) apply to model files. Options besides a
+quantizer's own reach it as 'progress', 'verbose' and 'source_files'
 (the model files given here)."""
 
 
@@ -68,19 +69,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input-shape", metavar="N,C,H,W", type=parse_shape, help="input shape for the importer")
     p.add_argument("--input-scale", metavar="S[,S..]", help="set the input preprocessing scale")
     p.add_argument("--input-mean", metavar="M[,M..]", help="set the input preprocessing mean")
+    p.add_argument("--input-channel-order", choices=["RGB", "BGR", "GRAY"],
+                   help="channel order the network expects (images are read as RGB)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="samples per batch (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="print the search steps as they happen")
     groups: dict[str, list[str]] = {}
-    for q in get_manager().quantizers():
-        group = p.add_argument_group(f"{q.name} quantizer")
-        before = len(group._group_actions)
-        try:
-            q.add_arguments(group)
-        except Exception as exc:  # a broken plugin must not break the CLI
-            print(f"dfxsdk: warning: quantizer '{q.name}' could not add its options: {exc}", file=sys.stderr)
-        groups[q.name] = [a.dest for a in group._group_actions[before:]]
-    p.set_defaults(func=run, _quantizer_options=groups)
+    importer_groups: dict[str, list[str]] = {}
+    if wants_options("quantize"):
+        groups = add_provider_options(p, get_manager().quantizers(), "quantizer")
+        importer_groups = add_provider_options(p, get_manager().importers(), "importer")
+    p.set_defaults(func=run, _quantizer_options=groups, _importer_options=importer_groups)
 
 
 # -- data --------------------------------------------------------------------------------
@@ -178,22 +177,16 @@ def load_model(args: argparse.Namespace) -> Model:
         check_input_file(f, "a model file")
     if len(files) == 1 and files[0].suffix.lower() == ".dfx":
         return load(files[0])
-    pm = get_manager()
-    importer = pm.importer(args.importer) if args.importer else pm.importer_for(files)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = pm.call_importer(importer, files, {"input_shape": args.input_shape})
-    for w in caught:
-        print(f"dfxsdk quantize: warning: {w.message}", file=sys.stderr)
-    return model
+    return import_files(args, "quantize")
 
 
 def score(model: Model, mode: str, name: str, x: np.ndarray, out: str, size: int) -> np.ndarray:
     """argmax of tensor ``out`` for every sample."""
-    backend = get_manager().backend("numpy")
+    pm = get_manager()
+    backend = pm.backend("numpy")
     preds = []
     for b in batches(model, name, x, size):
-        r = backend.run(model, b, mode=mode, outputs=[out])[out]
+        r = pm.call_backend(backend, model, b, mode=mode, outputs=[out])[out]
         q = model.tensors[out].qformat
         if q is not None and r.dtype.kind == "i":
             r = dequantize(r, q, np.float64)
@@ -230,12 +223,12 @@ def run(args: argparse.Namespace) -> int:
     if len(model.inputs) != 1:
         raise DfxInputError(f"quantize needs a model with one input (this one has {model.inputs})")
     name = model.inputs[0]
-    if args.input_scale or args.input_mean:
+    if args.input_scale or args.input_mean or args.input_channel_order:
         pre = model.preprocessing.get(name) or Preprocessing()
         model.preprocessing[name] = Preprocessing(
             mean=_floats(args.input_mean, "--input-mean") if args.input_mean else pre.mean,
             scale=_floats(args.input_scale, "--input-scale") if args.input_scale else pre.scale,
-            channel_order=pre.channel_order)
+            channel_order=args.input_channel_order or pre.channel_order)
         model.validate()
     x, y, source = load_samples(args.calib, args.labels, model, name, args.calib_samples)
     if args.eval:

@@ -13,7 +13,7 @@ from ..fixedpoint import dequantize
 from ..graph import Model
 from ..io import load
 from ..plugins import get_manager
-from . import _data
+from . import _data, _images
 
 _DESCRIPTION = """Run a model on raw input and write the outputs to an .npz file.
 
@@ -21,8 +21,10 @@ Input (--input, repeatable):
   x.npy          one array: a batch (N,C,H,W), one sample (C,H,W), or for one-channel
                  inputs (N,H,W) / (H,W); the model's single input
   x.npz          one array per model input, keyed by input name
-  image.png ...  8-bit PNG (gray/RGB(A), not interlaced) or binary PGM/PPM; several
-                 images form a batch
+  image.jpg ...  JPEG, PNG, BMP or PGM/PPM (recognised by content, not by name);
+                 several images form a batch. JPEG and BMP need Pillow
+                 (pip install 'dfxsdk[images]'); without it PNG (8-bit) and
+                 binary PGM/PPM are still read
 The model's stored preprocessing ((raw - mean) * scale, channel order) is applied
 unless --no-preprocess. The batch (leading dimension) may have any size.
 
@@ -49,9 +51,9 @@ def read_inputs(model: Model, files: list[str], preprocess: bool = True) -> dict
     """Graph inputs (preprocessed, float32) from the --input files."""
     paths = [Path(f) for f in files]
     for p in paths:
-        check_input_file(p, "an .npy/.npz array or an image")
+        check_input_file(p, f"an .npy/.npz array or {_images.EXPECTED}")
     raw: dict[str, np.ndarray] = {}
-    images = [p for p in paths if p.suffix.lower() in _data.IMAGE_EXTENSIONS]
+    images = [p for p in paths if _is_image(p)]
     if images:
         if len(images) != len(paths) or len(model.inputs) != 1:
             raise DfxInputError("images can only be given alone, for a model with one input", file=str(paths[0]))
@@ -75,6 +77,23 @@ def read_inputs(model: Model, files: list[str], preprocess: bool = True) -> dict
     if not preprocess:
         return {n: np.asarray(a, np.float32) for n, a in raw.items()}
     return {n: _data.preprocess(model, n, a) for n, a in raw.items()}
+
+
+def _is_image(path: Path) -> bool:
+    """True for image content; False for an .npy/.npz; DfxInputError for an empty or unknown file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise DfxInputError(f"cannot read the file ({exc.strerror})", file=str(path)) from None
+    expected = f"an .npy/.npz array or {_images.EXPECTED}"
+    if not head:
+        raise DfxInputError(f"the file is empty, expected {expected}", file=str(path))
+    if _images.image_kind(head) is not None:
+        return True
+    if head.startswith((b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")):
+        return False
+    raise DfxInputError(f"unrecognised content (no known file signature), expected {expected}", file=str(path))
 
 
 def summary(model: Model, results: dict[str, np.ndarray]) -> list[str]:

@@ -2,7 +2,7 @@
 
 The format is documented in the package README. Everything here uses only
 dfxsdk's public plugin API: the graph model (``dfxsdk.Model``, ``Tensor``,
-``Layer``, ``Preprocessing``, ``dfxsdk.ops``), the formats (``QFormat``,
+``Model.append`` to add layers, ``Preprocessing``, ``dfxsdk.ops``), the formats (``QFormat``,
 ``DataType``), the quantization helper (``dfxsdk.fixedpoint.quantize``) and
 the errors (``DfxImportError``, ``DfxUnsupportedError``).
 """
@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from dfxsdk import (DataType, DfxImportError, DfxUnsupportedError, Layer, Model, Preprocessing,
+from dfxsdk import (DataType, DfxFormatError, DfxImportError, DfxUnsupportedError, Model, Preprocessing,
                     QFormat, Tensor, ops)
 from dfxsdk.fixedpoint import quantize
-from dfxsdk.providers import Importer
+from dfxsdk.providers import Claim, Importer
 
 FORMAT_KEY = "npzgraph"
 FORMAT_VERSION = 1
 #: What claims() looks for in the first few KB of a .json file.
 _SNIFF = re.compile(rb'"npzgraph"\s*:\s*\d')
 _ZIP_MAGIC = b"PK\x03\x04"
+_WEIGHTS_REF = re.compile(rb'"weights"\s*:\s*"([^"]+)"')
 _CHANNEL_ORDERS = ("UNSPECIFIED", "RGB", "BGR", "GRAY")
 
 
@@ -38,14 +39,21 @@ class NpzGraphImporter(Importer):
     description = "npzgraph 1: JSON graph + NumPy .npz weights, optional bw/fl per layer"
     extensions = (".json", ".npz")
 
-    def claims(self, paths: Sequence[Path]) -> bool:
+    def claims(self, paths: Sequence[Path]) -> bool | Claim:
         graphs = [p for p in paths if p.suffix.lower() == ".json"]
         weights = [p for p in paths if p.suffix.lower() == ".npz"]
         if len(graphs) != 1 or len(weights) > 1 or len(graphs) + len(weights) != len(paths):
             return False
-        if not _SNIFF.search(self.head(graphs[0])):  # a .json, but not ours
+        head = self.head(graphs[0])
+        if not _SNIFF.search(head):  # a .json, but not ours
             return False
-        return not weights or self.head(weights[0], 4) == _ZIP_MAGIC
+        if weights:
+            return self.head(weights[0], 4) == _ZIP_MAGIC
+        ref = _WEIGHTS_REF.search(head)
+        expected = graphs[0].parent / (ref.group(1).decode("utf-8", "replace") if ref else graphs[0].stem + ".npz")
+        if not expected.is_file():  # our graph, but its weights are not there: say so
+            return Claim(f"its weights file {expected} is missing (give the .npz after the graph)")
+        return True
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--npzgraph-float", action="store_true",
@@ -242,23 +250,18 @@ class _Builder:
         """``src`` in format ``fmt``: itself, or a Requantize layer's output."""
         if self.model.tensors[src].qformat == fmt:
             return src
-        name = f"{src}@{layer}"
-        self.model.add_tensor(Tensor(name, self.model.tensors[src].shape, DataType.for_bw(fmt.bw), fmt))
-        self.model.add_layer(Layer(f"{layer}/quantize_input", ops.Requantize(), [src], [name], origin=layer))
-        return name
+        added = self.model.append(ops.Requantize(), [src], name=f"{layer}/quantize_input",
+                                  outputs=[f"{src}@{layer}"], qformats=fmt, origin=layer)
+        return added.outputs[0]
 
     def emit(self, name: str, op: ops.Op, inputs: list[str | None], out: str, fmt: QFormat | None,
              shape: tuple[int, ...] | None = None) -> None:
-        """Add the layer and its output tensor (shape inferred unless given)."""
+        """Add the layer and its output tensor (dfxsdk's graph builder infers the shape unless given)."""
         try:
-            op.check()
-            if shape is None:
-                shape = op.infer_shapes([None if n is None else self.model.tensors[n].shape for n in inputs])[0]
-        except ops.ShapeError as exc:
-            raise self.error(str(exc), layer=name, field="shape") from None
-        dtype = DataType.FLOAT32 if fmt is None else DataType.for_bw(fmt.bw)
-        self.model.add_tensor(Tensor(out, shape, dtype, fmt))
-        self.model.add_layer(Layer(name, op, list(inputs), [out]))
+            self.model.append(op, inputs, name=name, outputs=[out], qformats=fmt,
+                              shapes=None if shape is None else [shape])
+        except DfxFormatError as exc:
+            raise self.error(exc.message, layer=name, field="shape") from None
 
     def passthrough_format(self, src: str, quant: dict | None, layer: str, *, layout_only: bool) -> QFormat | None:
         """Output format of an integer-capable op: 'quant.out', else the input's format."""
