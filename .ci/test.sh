@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
 bash .ci/install-cross.sh   # aarch64 cross compiler + qemu-user for the NEON tests (needs root or sudo)
+bash .ci/lint.sh            # ruff and clang-format (fix with bash .ci/format.sh)
 exec .venv/bin/python -m pytest "$@"

@@ -1,364 +1,188 @@
-"""Native C library (libdfx) vs the NumPy reference vs onnxruntime, single thread.
+"""The yardstick: dfx native against onnxruntime (fastest int8 and float) and ncnn, one thread each.
 
-    python benchmarks/bench_native.py [--runs N] [--skip-numpy] [--workdir DIR]
+    python benchmarks/bench_native.py [--quick] [--seconds S] [--slices N] [--clock cpu|wall] [--workdir DIR]
 
-Networks:
+Networks (benchmarks/native_nets.py): LeNet (real weights) at batch 1 and 64, MobileNet-SSD 300x300
+(chuanqi305 prototxt, random weights) and a depthwise-separable detector at 320x240 (random weights),
+every one quantized to 8 bits by the ``dfp`` quantizer (max-abs rule, two random calibration images).
 
-* LeNet: the real Ristretto model of ../shared/testdata/lenet-ristretto
-  (skipped with a message if absent), batch 1 and batch 64.
-* MobileNet-SSD 300x300: ../shared/testdata/prototxt-only/MobileNetSSD_deploy.prototxt
-  with generated weights (dfx_caffe.synth.random_caffemodel), quantized to
-  8 bits by the "dfp" quantizer (max-abs fl rule, calibrated on 2 random
-  images), batch 1.
+Engines, each in its own process with one thread (benchmarks/native_engines.py):
 
-Engines, each in its own subprocess (so that peak RSS, VmHWM, is per engine):
+* native int8 / native float: libdfx on the whole 8-bit / float network; "native int8 body" is the
+  same network cut to its conv body (Conv, ReLU, max pool, FC), which is what onnxruntime runs;
+* ort int8 qs: the float conv body quantized by onnxruntime's ``quantize_static`` (QDQ, uint8
+  activations, per-channel int8 weights); ort int8 dfx: the same configuration written from the dfx
+  model's own power-of-two formats (benchmarks/native_onnx.py). The faster of the two is the one the
+  ratios use; the table says how many convolutions onnxruntime fused into QLinearConv;
+* ort float: the float conv body;
+* ncnn int8 / ncnn float (MobileNet-SSD only): ncnn's own benchmark networks
+  (../shared/testdata/ncnn-benchmark), weights from ``ncnn.DataReaderFromEmpty()``, whole network.
 
-* native: libdfx through ctypes (open, one session, set input, run), the
-  library is single-threaded;
-* numpy: the reference backend (plugins/dfx_numpy), same .dfx model;
-* ort: onnxruntime with intra_op_num_threads=1, running the same network
-  exported here as ONNX QDQ (int8, zero point 0, scale 2^-fl: the power-of-two
-  scales of the dfx formats; int32 bias with scale s_x*s_w, so that ORT fuses
-  QLinearConv / QGemm).
-
-What is compared with ORT: the exporter below covers Conv2D, Relu, Pool2D
-(max), FullyConnected and Requantize. For MobileNet-SSD that is the backbone
-and the 12 head convolutions (mbox_loc / mbox_conf); the Permute / Flatten /
-Concat / Softmax / DetectionOutput tail is left out, and native is timed on
-the *same* truncated .dfx graph (row "native (convs)") as well as on the full
-network. For LeNet the final Softmax (float) is left out for every engine.
-
-Timing: after 2 warm-up runs, at least --runs runs (numpy: at least 3), and
-more until one second has passed (at most 5000), for every engine alike; the
-fastest run is reported with the median, and ratios use the fastest run, which
-is the figure least disturbed by other processes on a shared machine.
+Timing: every engine of a network is started, then given time slices in turn (interleaved) until
+each has run for at least --seconds; the figure is the fastest run, by the process's CPU time
+(--clock cpu, the default: on a machine that other work loads, it leaves out the time an engine
+waited for a core) or by wall time (--clock wall); each engine's row gives both. Ratios below 1
+mean native is faster.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = ROOT.parent / "shared" / "testdata"
-LENET = TESTDATA / "lenet-ristretto"
-SSD_PROTO = TESTDATA / "prototxt-only" / "MobileNetSSD_deploy.prototxt"
-EXPORTED = ("Conv2D", "Relu", "Pool2D", "FullyConnected", "Requantize")
+import native_nets as nets  # noqa: E402
+from native_engines import Engine, interleave  # noqa: E402
+from native_onnx import ORT_INT8_KINDS, ort_quantize_static, to_onnx  # noqa: E402
 
-
-# ---------------------------------------------------------------- models
-def lenet_model():
-    from dfx_caffe.plugin import import_caffe
-
-    return import_caffe([LENET / "lenet.prototxt", LENET / "lenet_iter_10000.caffemodel"],
-                        ristretto_path=LENET / "lenet_quantized.prototxt")
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni")
 
 
-def ssd_model(workdir: Path):
-    from dfx_caffe.plugin import import_caffe
-    from dfx_caffe.synth import random_caffemodel
-    from dfxsdk.providers import CalibrationData
-
-    weights = workdir / "mobilenet_ssd_random.caffemodel"
-    random_caffemodel(SSD_PROTO, weights, seed=0)
-    model = import_caffe([SSD_PROTO, weights])
-    inp = model.inputs[0]
-    x = np.random.default_rng(0).uniform(-1, 1, (2,) + tuple(model.tensors[inp].shape[1:])).astype(np.float32)
+def cpu_flags() -> str:
     try:
-        from dfxsdk.plugins import get_manager
-
-        get_manager().quantizer("dfp")
-        from dfx_quantizer.plugin import quantize_model
-    except Exception as exc:  # pragma: no cover - the quantizer plugin is missing
-        raise SystemExit(f"the dfp quantizer plugin is needed for MobileNet-SSD: {exc}")
-    return quantize_model(model, CalibrationData([{inp: x}]), {"bw": 8, "fl_rule": "maxabs"}).model
+        with open("/proc/cpuinfo") as f:
+            have = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    return " ".join(f"{flag}={'yes' if flag in have else 'no'}" for flag in FLAGS)
 
 
-def truncate(model, keep_types=EXPORTED):
-    """The prefix of ``model`` made of exported operators; outputs: its dangling results."""
-    import copy
-
-    layers = []
-    for layer in model.layers:
-        if layer.type not in keep_types or any(i and i not in model.tensors for i in layer.inputs):
-            continue
-        if any(i and not model.tensors[i].is_constant and i not in model.inputs
-               and not any(i in l.outputs for l in layers) for i in layer.inputs):
-            continue
-        layers.append(layer)
-    produced = [o for l in layers for o in l.outputs]
-    used = {i for l in layers for i in l.inputs}
-    outputs = [o for o in produced if o not in used]
-    m = copy.copy(model)
-    m.layers = layers
-    m.outputs = outputs
-    keep = set(model.inputs) | set(produced) | {i for l in layers for i in l.inputs if i}
-    m.tensors = {n: t for n, t in model.tensors.items() if n in keep}
-    return m
-
-
-# ---------------------------------------------------------------- dfx -> ONNX QDQ
-def to_onnx_qdq(model, path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes, inits = [], []
-    qname = {}   # dfx tensor -> name of its int8 (quantized) ONNX value
-
-    def const(name, arr):
-        inits.append(numpy_helper.from_array(arr, name))
-        return name
-
-    def scale_of(fl):
-        return np.float32(2.0 ** -fl)
-
-    def q(src_float, fl, out):
-        s = const(out + "_s", np.array(scale_of(fl), np.float32))
-        z = const(out + "_z", np.array(0, np.int8))
-        nodes.append(helper.make_node("QuantizeLinear", [src_float, s, z], [out]))
-        return out
-
-    def dq(name_q, fl, out):
-        s = const(out + "_s", np.array(scale_of(fl), np.float32))
-        z = const(out + "_z", np.array(0, np.int8))
-        nodes.append(helper.make_node("DequantizeLinear", [name_q, s, z], [out]))
-        return out
-
-    def fl_of(t):
-        f = t.qformat
-        if f.per_channel:
-            raise SystemExit(f"per-channel tensor {t.name} is not exported")
-        return f.fl
-
-    fname = {}
-
-    def act_f(name):   # float value of an int8 activation (one DequantizeLinear per tensor)
-        if name not in fname:
-            fname[name] = dq(qname[name], fl_of(model.tensors[name]), name + "_dq")
-        return fname[name]
-
-    inp = model.inputs[0]
-    for layer in model.layers:
-        L, ins, out = layer, layer.inputs, layer.outputs[0]
-        yt = model.tensors[out]
-        if L.type == "Requantize":
-            src = ins[0] if model.tensors[ins[0]].qformat is None else act_f(ins[0])
-            qname[out] = q(src, fl_of(yt), out + "_q")
-            continue
-        x = act_f(ins[0])
-        if L.type in ("Conv2D", "FullyConnected"):
-            w = model.tensors[ins[1]]
-            wq = np.asarray(w.data).astype(np.int8)
-            wname = dq(const(ins[1] + "_q", wq), fl_of(w), ins[1] + "_dq")
-            sx = fl_of(model.tensors[ins[0]])
-            node_in = [x, wname]
-            if len(ins) > 2 and ins[2]:
-                b = model.tensors[ins[2]]
-                bval = np.asarray(b.data).astype(np.float64) * 2.0 ** -fl_of(b)
-                fb = sx + fl_of(w)
-                bq = np.round(bval * 2.0 ** fb).astype(np.int32)
-                bs = const(ins[2] + "_s", np.array(2.0 ** -fb, np.float32))
-                bz = const(ins[2] + "_z", np.array(0, np.int32))
-                nodes.append(helper.make_node("DequantizeLinear", [const(ins[2] + "_q", bq), bs, bz], [ins[2] + "_dq"]))
-                node_in.append(ins[2] + "_dq")
-            if L.type == "Conv2D":
-                o = L.op
-                nodes.append(helper.make_node(
-                    "Conv", node_in, [out + "_f"], kernel_shape=[o.kernel_h, o.kernel_w],
-                    strides=[o.stride_h, o.stride_w], dilations=[o.dilation_h, o.dilation_w],
-                    pads=[o.pad_top, o.pad_left, o.pad_bottom, o.pad_right], group=o.group))
-            else:
-                flat = out + "_flat"
-                nodes.append(helper.make_node("Flatten", [x], [flat], axis=1))
-                node_in[0] = flat
-                nodes.append(helper.make_node("Gemm", node_in, [out + "_f"], transB=1))
-        elif L.type == "Relu":
-            nodes.append(helper.make_node("Relu", [x], [out + "_f"]))
-        elif L.type == "Pool2D":
-            o = L.op
-            if o.type != 0 or o.global_:
-                raise SystemExit("only max pooling is exported")
-            nodes.append(helper.make_node(
-                "MaxPool", [x], [out + "_f"], kernel_shape=[o.kernel_h, o.kernel_w],
-                strides=[o.stride_h, o.stride_w], pads=[o.pad_top, o.pad_left, o.pad_bottom, o.pad_right],
-                ceil_mode=int(bool(o.ceil_mode))))
-        else:
-            raise SystemExit(f"operator {L.type} is not exported")
-        qname[out] = q(out + "_f", fl_of(yt), out + "_q")
-    outs = []
-    for name in model.outputs:
-        outs.append(helper.make_tensor_value_info(act_f(name), TensorProto.FLOAT,
-                                                  ["N"] + list(model.tensors[name].shape[1:])))
-    shape = ["N"] + list(model.tensors[inp].shape[1:])
-    graph = helper.make_graph(nodes, "dfx_qdq", [helper.make_tensor_value_info(inp, TensorProto.FLOAT, shape)],
-                              outs, inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-
-
-# ---------------------------------------------------------------- workers (one engine per process)
-def vm_hwm_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def timeit(fn, runs: int, budget: float = 1.0) -> tuple[float, float]:
-    """(fastest, median) of at least ``runs`` runs, more (up to 5000) until ``budget`` seconds
-    have passed, so that short runs are sampled long enough to see a quiet moment."""
-    fn()
-    fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < runs or (time.perf_counter() - start < budget and len(times) < 5000):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.min(times)), float(np.median(times))
-
-
-def worker(engine: str, path: str, batch: int, runs: int) -> dict:
-    base = vm_hwm_mb()
-    rng = np.random.default_rng(1)
-    if engine == "native":
-        import ctypes
-
-        from dfx_native import _lib
-
-        lib = _lib.load()
-        m, s = ctypes.c_void_p(), ctypes.c_void_p()
-        assert lib.dfx_model_open_file(path.encode(), 0, ctypes.byref(m)) == 0, lib.dfx_last_error()
-        arena, total = ctypes.c_size_t(), ctypes.c_size_t()
-        lib.dfx_model_arena_size(m, batch, 0, ctypes.byref(arena), ctypes.byref(total))
-        assert lib.dfx_session_create(m, batch, None, 0, 0, ctypes.byref(s)) == 0, lib.dfx_last_error()
-        info = _lib.TensorInfo()
-        lib.dfx_model_tensor_info(m, lib.dfx_model_input(m, 0), ctypes.byref(info))
-        shape = (batch,) + tuple(info.shape[i] for i in range(1, info.rank))
-        x = rng.uniform(-1, 1, shape).astype(np.float32)
-
-        def run():
-            lib.dfx_session_set_input_f32(s, 0, x.ctypes.data, x.size)
-            assert lib.dfx_session_run(s) == 0, lib.dfx_last_error()
-
-        t, med = timeit(run, runs)
-        return {"time": t, "median": med, "hwm_mb": vm_hwm_mb(), "base_mb": base, "arena": arena.value, "act_sum": total.value,
-                "kernels": lib.dfx_kernels_name().decode()}
-    if engine == "numpy":
-        from dfxsdk.io import load
-        from dfxsdk.plugins import get_manager
-
-        model = load(path)
-        ref = get_manager().backend("numpy")
-        inp = model.inputs[0]
-        x = rng.uniform(-1, 1, (batch,) + tuple(model.tensors[inp].shape[1:])).astype(np.float32)
-        t, med = timeit(lambda: ref.run(model, {inp: x}), runs)
-        return {"time": t, "median": med, "hwm_mb": vm_hwm_mb(), "base_mb": base}
-    if engine == "ort":
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opt = path + ".opt.onnx"
-        so.optimized_model_filepath = opt
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        i = sess.get_inputs()[0]
-        x = rng.uniform(-1, 1, (batch,) + tuple(i.shape[1:])).astype(np.float32)
-        t, med = timeit(lambda: sess.run(None, {i.name: x}), runs)
-        import onnx
-
-        ops: dict[str, int] = {}
-        for n in onnx.load(opt).graph.node:
-            ops[n.op_type] = ops.get(n.op_type, 0) + 1
-        return {"time": t, "median": med, "hwm_mb": vm_hwm_mb(), "base_mb": base, "ops": ops, "version": ort.__version__}
-    raise SystemExit(f"unknown engine {engine}")
-
-
-def spawn(engine: str, path: Path, batch: int, runs: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", engine, str(path), str(batch), str(runs)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"rc {out.returncode}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-# ---------------------------------------------------------------- report
-def bench(name: str, model, workdir: Path, batch: int, runs: int, skip_numpy: bool) -> None:
+def prepare(name: str, fmodel, workdir: Path) -> dict[str, tuple[str, Path]]:
+    """Write every engine's file for one network: label -> (engine, path)."""
     from dfxsdk.io import save
 
-    full = workdir / f"{name}.dfx"
-    save(model, full)
-    part = truncate(model)
-    part_path = workdir / f"{name}_convs.dfx"
-    save(part, part_path)
-    onnx_path = workdir / f"{name}_qdq.onnx"
-    to_onnx_qdq(part, onnx_path)
-    res = {"native": spawn("native", full, batch, runs), "native (convs)": spawn("native", part_path, batch, runs)}
-    if not skip_numpy:
-        res["numpy"] = spawn("numpy", full, batch, max(1, min(runs, 3)))
-    res["ort (convs)"] = spawn("ort", onnx_path, batch, runs)
-    print(f"\n== {name}, batch {batch} ({len(model.layers)} layers; compared with ORT: {len(part.layers)} layers "
-          f"{sorted({l.type for l in part.layers})}, outputs {len(part.outputs)})")
-    for k, v in res.items():
-        if "error" in v:
-            print(f"  {k:16s} FAILED: {v['error']}")
+    qmodel = nets.quantize8(fmodel)
+    files: dict[str, tuple[str, Path]] = {}
+    for label, model in (("native int8", qmodel), ("native float", fmodel)):
+        save(model, workdir / f"{name}_{label.split()[1]}.dfx")
+        files[label] = ("native", workdir / f"{name}_{label.split()[1]}.dfx")
+    qbody, fbody = nets.conv_body(qmodel), nets.conv_body(fmodel)
+    if len(qbody.layers) < len(qmodel.layers):
+        save(qbody, workdir / f"{name}_int8_body.dfx")
+        files["native int8 body"] = ("native", workdir / f"{name}_int8_body.dfx")
+    to_onnx(fbody, workdir / f"{name}_float.onnx")
+    ort_quantize_static(workdir / f"{name}_float.onnx", workdir / f"{name}_qs.onnx",
+                        [nets.random_input(fmodel, 1, seed) for seed in range(2)])
+    to_onnx(qbody, workdir / f"{name}_dfx_qdq.onnx", qdq=True)
+    files["ort int8 qs"] = ("ort", workdir / f"{name}_qs.onnx")
+    files["ort int8 dfx"] = ("ort", workdir / f"{name}_dfx_qdq.onnx")
+    files["ort float"] = ("ort", workdir / f"{name}_float.onnx")
+    files["convs"] = ("", Path(str(sum(layer.type == "Conv2D" for layer in fbody.layers))))
+    return files
+
+
+def measure(title: str, files: dict, batch: int, seconds: float, slices: int, ncnn: bool,
+            clock: str) -> dict[str, float]:
+    """Run the engines of one network interleaved; print their rows; return label -> fastest seconds."""
+    convs = int(str(files["convs"][1]))
+    plan = [(label, eng, path) for label, (eng, path) in files.items() if eng]
+    if ncnn:
+        plan += [("ncnn int8", "ncnn", nets.NCNN / "mobilenet_ssd_int8.param"),
+                 ("ncnn float", "ncnn", nets.NCNN / "mobilenet_ssd.param")]
+    engines = []
+    for label, eng, path in plan:
+        engines.append(Engine(label, eng, path, batch))
+    try:
+        interleave(engines, seconds, slices)
+    finally:
+        for e in engines:
+            e.close()
+    print(f"\n== {title}, batch {batch}")
+    times = {}
+    for e in engines:
+        if e.error:
+            print(f"  {e.label:18s} FAILED: {e.error}")
             continue
-        extra = ""
-        if "arena" in v:
-            extra = (f"  arena {v['arena'] / 1024:.0f} KiB vs sum of activations {v['act_sum'] / 1024:.0f} KiB "
-                     f"({v['arena'] / max(1, v['act_sum']):.2f}x)  kernels={v['kernels']}")
-        if "ops" in v:
-            extra = f"  ORT {v['version']} optimized graph: {v['ops']}"
-        print(f"  {k:16s} {v['time'] * 1e3:10.3f} ms (median {v['median'] * 1e3:.3f})   peak RSS {v['hwm_mb']:7.1f} MB "
-              f"(interpreter+imports {v['base_mb']:.1f} MB){extra}")
-    nat, natc = res["native"].get("time"), res["native (convs)"].get("time")
-    if "numpy" in res and res["numpy"].get("time") and nat:
-        r = res["numpy"]["time"] / nat
-        print(f"  native vs numpy reference: {r:.1f}x faster (goal >= 20x: {'met' if r >= 20 else 'NOT met'})")
-    if res["ort (convs)"].get("time") and natc:
-        r = natc / res["ort (convs)"]["time"]
-        print(f"  native / ORT time on the same convolutions: {r:.2f} (goal <= 2: {'met' if r <= 2 else 'NOT met'})")
+        times[e.label] = e.best[clock]
+        note = ""
+        if "fused_convs" in e.facts and "int8" in e.label:
+            note = f"  fused {e.facts['fused_convs']}/{convs} convs into QLinearConv; {ORT_INT8_KINDS[e.label]}"
+        elif "kernels" in e.facts:
+            note = f"  kernels {e.facts['kernels']}"
+        print(f"  {e.label:18s} {e.best['cpu'] * 1e3:9.3f} ms cpu {e.best['wall'] * 1e3:9.3f} ms wall "
+              f"({e.runs} runs){note}")
+    return times
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        _, _, engine, path, batch, runs = sys.argv
-        print(json.dumps(worker(engine, path, int(batch), int(runs))))
-        return
+def ratios(times: dict[str, float]) -> dict[str, float | None]:
+    """The ratios of the summary (None where an engine is missing)."""
+    def r(a: str, b: str | None) -> float | None:
+        return times[a] / times[b] if a in times and b in times else None
+
+    ort8 = min((k for k in ("ort int8 qs", "ort int8 dfx") if k in times), key=times.get, default=None)
+    return {"native/ORT int8": r("native int8", ort8), "native/ORT float": r("native int8", "ort float"),
+            "native/ncnn int8": r("native int8", "ncnn int8"), "float: native/ORT": r("native float", "ort float"),
+            "best ORT int8": ort8}
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--skip-numpy", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 0.2 s per engine, two slices")
+    ap.add_argument("--seconds", type=float, default=1.5, help="run time per engine (at least 1 for figures)")
+    ap.add_argument("--slices", type=int, default=5, help="turns per engine in the interleaved rotation")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="the clock of the summary's figures")
     ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "plugins"))
+    args = ap.parse_args(argv)
+    seconds, slices = (0.2, 2) if args.quick else (args.seconds, args.slices)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_native_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {os.cpu_count()} cores; every engine single-threaded, own process; work dir {workdir}")
-    if (LENET / "lenet.prototxt").is_file():
-        lenet = lenet_model()
+    print(f"CPU flags: {cpu_flags()}; one thread per engine, one process each; work dir {workdir}")
+    print(f"timing: fastest run ({args.clock} time in the summary), engines interleaved in {slices} slices, "
+          f">= {seconds} s each")
+    summary = []
+    if (nets.LENET / "lenet.prototxt").is_file():
+        files = prepare("lenet", nets.lenet(), workdir)
         for batch in (1, 64):
-            bench("lenet", lenet, workdir, batch, max(args.runs, 20), args.skip_numpy)
+            summary.append((f"LeNet batch {batch}", measure("LeNet", files, batch, seconds, slices, False, args.clock)))
     else:
-        print(f"LeNet skipped: {LENET} is absent")
-    if SSD_PROTO.is_file():
-        bench("mobilenet_ssd", ssd_model(workdir), workdir, 1, args.runs, args.skip_numpy)
+        print(f"LeNet skipped: {nets.LENET} is absent")
+    if nets.SSD_PROTO.is_file():
+        files = prepare("mobilenet_ssd", nets.mobilenet_ssd(), workdir)
+        ncnn = _have_ncnn()
+        summary.append(("MobileNet-SSD 300x300",
+                        measure("MobileNet-SSD 300x300 (conv body for ORT)", files, 1, seconds, slices, ncnn,
+                                args.clock)))
     else:
-        print(f"MobileNet-SSD skipped: {SSD_PROTO} is absent")
+        print(f"MobileNet-SSD skipped: {nets.SSD_PROTO} is absent")
+    files = prepare("dw_detector", nets.detector(workdir), workdir)
+    summary.append(("dw detector 320x240", measure("depthwise-separable detector 320x240", files, 1, seconds,
+                                                   slices, False, args.clock)))
+    _print_summary(summary, args.clock)
+
+
+def _have_ncnn() -> bool:
+    try:
+        import ncnn  # noqa: F401
+    except ImportError:
+        print("ncnn skipped: pip install 'dfxsdk[bench]' (the ncnn package from PyPI)")
+        return False
+    return True
+
+
+def _print_summary(summary: list[tuple[str, dict[str, float]]], clock: str) -> None:
+    cols = ("native int8", "ort int8 best", "ort float", "ncnn int8", "native/ORT int8", "native/ORT float",
+            "native/ncnn int8", "float: native/ORT")
+    print("\n| network | " + " | ".join(cols) + " |")
+    print("|" + " --- |" * (len(cols) + 1))
+    for name, times in summary:
+        r = ratios(times)
+
+        def ms(key: str | None) -> str:
+            return f"{times[key] * 1e3:.3f} ms" if key in times else "-"
+
+        def x(key: str) -> str:
+            return f"{r[key]:.2f}" if r[key] is not None else "-"
+
+        cells = [ms("native int8"), f"{ms(r['best ORT int8'])} ({(r['best ORT int8'] or '-').split()[-1]})",
+                 ms("ort float"), ms("ncnn int8"), x("native/ORT int8"), x("native/ORT float"),
+                 x("native/ncnn int8"), x("float: native/ORT")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"({clock} time; native: whole network; ORT: conv body; ncnn: whole network. "
+          "Ratio = native time / other time.)")
 
 
 if __name__ == "__main__":

@@ -21,22 +21,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.quantize import (batches, depthwise_sqnr, lenet_float, mnist, mobilenet_ssd,  # noqa: E402
-                                    spread, top1)
-from tests.support.testdata import LENET, MNIST, MOBILENET_SSD  # noqa: E402
-
 from dfxsdk.fixedpoint import dequantize  # noqa: E402
 from dfxsdk.providers import CalibrationData  # noqa: E402
 
 from dfx_quantizer.plugin import quantize_model  # noqa: E402
 from dfx_quantizer.scores import sqnr  # noqa: E402
+
+from tests.support.quantize import batches, depthwise_sqnr, lenet_float, mnist, mobilenet_ssd, spread, top1  # noqa: E402
+from tests.support.testdata import LENET, MNIST, MOBILENET_SSD  # noqa: E402
 
 
 def bench_lenet() -> None:

@@ -9,7 +9,7 @@ writes the Python code. The C library's header kernels/src/dfx_schema.h is
 written from that output: the slot (vtable index) and default of every table
 field, as flatc's builder functions have them, and the verifier's layout
 table, from the Python verifier's (dfxsdk/_fbverify.py, which
-tests/test_generated_code.py checks against flatc's output).
+tests/format/test_generated_code.py checks against flatc's output).
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ import numpy as np
 
 import dfxsdk
 from dfxsdk._generated import dfx_generated as fb
-from dfxsdk.container import HEADER_SIZE, Header, align_up, unpack_header
+from dfxsdk.container import HEADER_SIZE, Header, unpack_header
 from dfxsdk.errors import DfxError
+from dfxsdk.fixedpoint import align_up
 
 #: Values that sit on or next to the edges of the format's ranges.
 EDGE_INTS = [0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 62, 63, 64, 65, -1, -2, -63, -64, -65, 127, -128]

@@ -9,15 +9,19 @@
  * used in place; activations live in one arena computed by a memory planner.
  * Nothing is allocated on the heap while a session runs.
  *
- * Typical use:
+ * Typical use (error checks shortened; kernels/examples/classify.c is a
+ * complete program):
  *
- *     dfx_model *m; dfx_session *s; dfx_status st;
+ *     dfx_model *m; dfx_session *s; dfx_view out; dfx_status st;
  *     st = dfx_model_open_file("net.dfx", DFX_VERIFY_CHECKSUMS, &m);
  *     if (st) { fprintf(stderr, "%s\n", dfx_last_error()); return 1; }
  *     st = dfx_session_create(m, 1, NULL, 0, 0, &s);      // library allocates the arena
- *     dfx_session_set_input_f32(s, 0, pixels, n);         // quantized to the input's format
+ *     st = dfx_session_set_input_u8(s, 0, pixels, n, DFX_PIXELS_HWC, DFX_ORDER_RGB);
+ *                                                          // stored preprocessing + quantization
  *     st = dfx_session_run(s);
- *     dfx_session_get_output(s, 0, &view);                 // int32 codes or float32 values
+ *     st = dfx_session_get_output(s, 0, &out);
+ *     // out.dtype: DFX_INT8 for an output of bw <= 8 (int16 for bw <= 16, int32
+ *     // above, float32 for a float output); dfx_view_value(&out, i) dequantizes
  *     dfx_session_destroy(s); dfx_model_close(m);
  *
  * Every function returns DFX_OK (0) or an error code; dfx_last_error() gives
@@ -44,12 +48,12 @@ extern "C" {
 #endif
 
 #define DFX_VERSION_MAJOR 0
-#define DFX_VERSION_MINOR 1
+#define DFX_VERSION_MINOR 2
 
 /** Error codes. */
 typedef enum dfx_status {
     DFX_OK = 0,
-    DFX_ERR_IO = 1,          /**< the file cannot be opened, sized or mapped */
+    DFX_ERR_IO = 1,          /**< the file cannot be opened, sized or mapped (the message gives the OS reason) */
     DFX_ERR_FORMAT = 2,      /**< the file is malformed (header, graph, data) */
     DFX_ERR_CHECKSUM = 3,    /**< a CRC-32 does not match */
     DFX_ERR_VERSION = 4,     /**< unsupported format or operator version */
@@ -90,7 +94,14 @@ typedef struct dfx_tensor_info {
  *  tensors are codes (value = code * 2^-fl) stored in the narrowest type of
  *  their bit width: int8_t for bw <= 8, int16_t for bw <= 16, int32_t
  *  otherwise (`dtype` says which; dfx_view_code reads any of them); float
- *  tensors are float32. */
+ *  tensors are float32. A graph output that is a constant (the format allows
+ *  it) is viewed in place, or as int32 codes when stored packed (2 or 4 bits).
+ *
+ *  ABI: the caller allocates this struct and the library fills it whole.
+ *  Fields are only ever appended; a version that appends fields raises
+ *  DFX_VERSION_MINOR and the shared library's soname (libdfx.so.0.MINOR), so a
+ *  program built against an older dfx.h never runs with a library that writes
+ *  a larger struct. The fields from `bw` on were added in 0.2. */
 typedef struct dfx_view {
     const void *data;
     int64_t count;
@@ -98,7 +109,17 @@ typedef struct dfx_view {
     int rank;
     int64_t shape[8];
     dfx_dtype dtype;         /**< storage: DFX_FLOAT32, DFX_INT8, DFX_INT16 or DFX_INT32 */
+    /* -- since 0.2: the dynamic fixed point format (integer views) -- */
+    int bw;                  /**< bit width of the codes (0 for float views) */
+    int fl;                  /**< value = code * 2^-fl (0 when per_channel or float) */
+    int per_channel;         /**< 1: element i of channel c has fl channel_fl[c] */
+    int channel_axis;        /**< per_channel: the axis of the channels */
+    const int8_t *channel_fl;/**< per_channel: shape[channel_axis] values, else NULL */
 } dfx_view;
+
+/** Real value of element i of a view: float views as stored, integer views
+ *  code * 2^-fl (the element's channel fl when per-channel), exact in double. */
+DFX_API double dfx_view_value(const dfx_view *v, int64_t i);
 
 /** Integer code i of an integer view (any storage type). */
 static inline int32_t dfx_view_code(const dfx_view *v, int64_t i)
@@ -139,11 +160,53 @@ DFX_API dfx_status dfx_model_tensor_info(const dfx_model *m, int tensor, dfx_ten
 DFX_API const char *dfx_model_layer_name(const dfx_model *m, int layer);
 DFX_API const char *dfx_model_layer_type(const dfx_model *m, int layer);
 
-/** Activation arena (bytes) a session of this batch size needs, with and
- *  without reuse; `sum_bytes` (optional) receives the sum of all activation
- *  sizes. */
+/** Bytes of the arena a session of this batch size (and session `flags`)
+ *  needs: the planned activations, the constants prepared for the kernels
+ *  (widened or reordered copies) and the largest scratch of any layer, each
+ *  64-byte aligned. `sum_bytes` (optional) receives the sum of all activation
+ *  sizes (what no reuse of activation memory would need for them). */
 DFX_API dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flags,
                                         size_t *arena_bytes, size_t *sum_bytes);
+
+/* ---- preprocessing and metadata ---------------------------------------- */
+
+/** Channel order of pixels (the schema's ChannelOrder). */
+typedef enum dfx_channel_order {
+    DFX_ORDER_UNSPECIFIED = 0, DFX_ORDER_RGB = 1, DFX_ORDER_BGR = 2, DFX_ORDER_GRAY = 3
+} dfx_channel_order;
+
+/** Memory layout of raw pixels given to dfx_session_set_input_u8: channels
+ *  first (planes, the graph input's own layout) or interleaved. */
+typedef enum dfx_pixel_layout { DFX_PIXELS_CHW = 0, DFX_PIXELS_HWC = 1 } dfx_pixel_layout;
+
+/** Layout of graph input i: the format stores activations channels first
+ *  (N, C, H, W). `channels` is dimension 1 (1 for rank < 2); `height` is
+ *  dimension 2 and `width` the product of the dimensions after it (1 where
+ *  there are none), so one sample has channels * height * width values. Any
+ *  pointer may be NULL. */
+DFX_API dfx_status dfx_model_input_layout(const dfx_model *m, int input, int64_t *channels, int64_t *height,
+                                          int64_t *width);
+/** Stored preprocessing of graph input i for channel c: the graph input is
+ *  x = (raw - mean) * scale, in float32, after reordering the channels to
+ *  the stored channel order (spec/format.md 7.2). Without a stored entry (or
+ *  with empty mean/scale lists) mean is 0 and scale 1. `order` receives the
+ *  channel order the network expects (DFX_ORDER_UNSPECIFIED when none is
+ *  stored). Any output pointer may be NULL. */
+DFX_API dfx_status dfx_model_input_preprocessing(const dfx_model *m, int input, int64_t channel, float *mean,
+                                                 float *scale, dfx_channel_order *order);
+/** Number of metadata entries, and entry i (keys sorted; pointers stay valid
+ *  while the model is open; strings are UTF-8, zero-terminated). */
+DFX_API int dfx_model_num_metadata(const dfx_model *m);
+DFX_API dfx_status dfx_model_metadata_at(const dfx_model *m, int i, const char **key, const char **value);
+/** Value of metadata `key`, or NULL when the model has no such entry. */
+DFX_API const char *dfx_model_metadata(const dfx_model *m, const char *key);
+/** Class labels: the metadata entry "labels" (spec/format.md 7.2: one label
+ *  per line, label i names output class i). dfx_model_num_labels is 0 without
+ *  labels; dfx_model_label returns NULL for an index out of range. */
+DFX_API int dfx_model_num_labels(const dfx_model *m);
+DFX_API const char *dfx_model_label(const dfx_model *m, int i);
+
+/* ---- sessions -------------------------------------------------------------- */
 
 /** Create a session for `batch` samples. With arena == NULL the library
  *  allocates the arena (once, here); otherwise the caller's arena (16-byte
@@ -152,24 +215,78 @@ DFX_API dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *a
                                       size_t arena_bytes, unsigned flags, dfx_session **out);
 DFX_API void dfx_session_destroy(dfx_session *s);
 
+/** Options of dfx_session_create_ex. Initialise with dfx_session_options_init
+ *  (which records sizeof the struct as this header declares it), then change
+ *  fields. ABI: fields are only ever appended; the library reads a field only
+ *  when `size` covers it and uses its default otherwise, so a program built
+ *  against an older dfx.h keeps working with a newer library. */
+typedef struct dfx_session_options {
+    size_t size;             /**< sizeof(dfx_session_options) of the caller's dfx.h */
+    int64_t batch;           /**< samples per run (default 1) */
+    void *arena;             /**< NULL: the library allocates the arena (default) */
+    size_t arena_bytes;      /**< size of `arena` */
+    unsigned flags;          /**< DFX_KEEP_ALL or 0 (default) */
+    const char *kernels;     /**< kernel set of this session: NULL or "" = the library's choice
+                                  (dfx_kernels_name), else a name of dfx_kernels_available */
+} dfx_session_options;
+
+/** Defaults: batch 1, library arena, no flags, the library's kernel set. */
+static inline void dfx_session_options_init(dfx_session_options *o)
+{
+    o->size = sizeof *o;
+    o->batch = 1;
+    o->arena = NULL;
+    o->arena_bytes = 0;
+    o->flags = 0;
+    o->kernels = NULL;
+}
+
+/** dfx_session_create with options. A kernel set that is unknown gives
+ *  DFX_ERR_ARGUMENT, one that this build or CPU does not have
+ *  DFX_ERR_UNSUPPORTED (no fallback). o == NULL means the defaults. */
+DFX_API dfx_status dfx_session_create_ex(const dfx_model *m, const dfx_session_options *o, dfx_session **out);
+/** Name of the kernel set a session runs with. */
+DFX_API const char *dfx_session_kernels_name(const dfx_session *s);
+
 /** Set graph input i from float32 values (quantized with the input's
  *  format and rounding, as spec/arithmetic.md says). `count` must equal the
  *  input's element count for the session's batch. */
 DFX_API dfx_status dfx_session_set_input_f32(dfx_session *s, int input, const float *values, int64_t count);
+/** Set graph input i from raw 8-bit pixels with the model's stored
+ *  preprocessing: channels are reordered when the pixels' `order` (RGB or
+ *  BGR) differs from the stored one (RGB or BGR), HWC pixels are rearranged
+ *  to the input's channels-first layout, then x = (pixel - mean[c]) *
+ *  scale[c] in float32 and x is quantized as by dfx_session_set_input_f32.
+ *  The codes equal those of the Python SDK (`dfxsdk run` on the same raw
+ *  image). `count` = batch * channels * height * width
+ *  (dfx_model_input_layout); DFX_ORDER_UNSPECIFIED or DFX_ORDER_GRAY: the
+ *  pixels are already in the network's order. No heap allocation. */
+DFX_API dfx_status dfx_session_set_input_u8(dfx_session *s, int input, const uint8_t *pixels, int64_t count,
+                                            dfx_pixel_layout layout, dfx_channel_order order);
 /** Set graph input i from integer codes (integer inputs only). */
 DFX_API dfx_status dfx_session_set_input_codes(dfx_session *s, int input, const int32_t *codes, int64_t count);
 /** Run every layer. No heap allocation. */
 DFX_API dfx_status dfx_session_run(dfx_session *s);
-/** View of graph output i after a run. */
+/** View of graph output i after a run (a constant output is valid at once). */
 DFX_API dfx_status dfx_session_get_output(dfx_session *s, int output, dfx_view *view);
 /** View of any activation tensor after a run (reliable for non-outputs only
- *  with DFX_KEEP_ALL). */
+ *  with DFX_KEEP_ALL). Constants other than graph outputs are refused. */
 DFX_API dfx_status dfx_session_get_tensor(dfx_session *s, int tensor, dfx_view *view);
-/** Name of the kernel set the library uses on this CPU ("portable", "neon",
- *  "dotprod"). The environment variable DFX_KERNELS=portable|neon|dotprod,
- *  read once, chooses another; an unknown or unavailable set falls back to
- *  portable and the name says so, e.g. "portable (DFX_KERNELS=neon unavailable)". */
+/** Name of the kernel set the library chooses for sessions created without
+ *  one ("portable", "neon", "dotprod"). The environment variable
+ *  DFX_KERNELS=portable|neon|dotprod, read once, chooses another; an unknown
+ *  or unavailable set falls back to portable and the name says so, e.g.
+ *  "portable (DFX_KERNELS=neon unavailable)". dfx_session_options.kernels
+ *  chooses per session. */
 DFX_API const char *dfx_kernels_name(void);
+/** Name of kernel set i that this build and CPU can run (i = 0, 1, ...), or
+ *  NULL past the last; the first is the library's default choice. */
+DFX_API const char *dfx_kernels_available(int i);
+
+/** Per-layer time: seconds spent in layer `layer` over every run of this
+ *  session, and the number of runs. Only a library built with profiling
+ *  (CMake -DDFX_PROFILE=ON) measures them; otherwise DFX_ERR_UNSUPPORTED. */
+DFX_API dfx_status dfx_session_layer_time(const dfx_session *s, int layer, double *seconds, int64_t *runs);
 
 /** How a session of `batch` samples (and session `flags`) would run the model,
  *  as JSON text, for code generators (`dfxsdk compile`): the memory plan

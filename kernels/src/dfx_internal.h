@@ -94,6 +94,9 @@ typedef struct dt_layer {
     int int_form;              /* runs in integer form */
 } dt_layer;
 
+/* Stored preprocessing of a graph input (empty vectors and order 0 when none). */
+typedef struct dt_prep { dt_vec mean, scale; int order; } dt_prep;
+
 struct dfx_model {
     const uint8_t *base;       /* whole file */
     size_t size;
@@ -107,6 +110,12 @@ struct dfx_model {
     dt_layer *layers;
     int32_t *inputs, *outputs;
     int32_t *io_ints;          /* storage of layer in/out lists */
+    dt_prep *prep;             /* per graph input */
+    int n_meta;
+    const char **meta;         /* key, value of each metadata entry */
+    int n_labels;              /* metadata "labels" split into lines (metadata.c) */
+    const char **labels;
+    char *labels_buf;
 };
 
 /* errors */
@@ -128,10 +137,28 @@ const char *dfx_op_name(int op);
 int dfx_op_is_integer(int op);
 int dfx_op_layout_only(int op);
 
+/* metadata.c: the "labels" entry split into m->labels */
+dfx_status dfx_decode_labels(dfx_model *m);
+
+/* session_io.c: raw inputs, views, constant outputs and session options */
+typedef struct dfx_const_outputs {
+    int n;
+    const void **data;         /* per graph output: values of a constant (NULL for an activation) */
+    dfx_dtype *dtype;          /* their storage type */
+    unsigned char *owned;      /* 1: data is a copy to free */
+} dfx_const_outputs;
+typedef void (*dfx_input_gen)(void *ctx, int64_t start, int64_t n, float *out);
+dfx_status dfx_session_fill_input(dfx_session *s, int input, int64_t count, dfx_input_gen gen, void *ctx);
+const dfx_model *dfx_session_model(const dfx_session *s);
+dfx_status dfx_session_options_read(const dfx_session_options *o, dfx_session_options *out);
+void dfx_view_format(const dt_tensor *T, dfx_view *v);
+dfx_status dfx_const_outputs_init(const dfx_model *m, dfx_const_outputs *c);
+void dfx_const_outputs_free(dfx_const_outputs *c);
+dfx_status dfx_const_output_view(const dfx_model *m, const dfx_const_outputs *c, int i, dfx_view *v);
+
 /* helpers */
 int64_t dfx_const_int(const dt_tensor *t, int64_t i);    /* integer code of constant element i */
 float dfx_const_float(const dt_tensor *t, int64_t i);     /* real value (dequantized) */
-int dfx_dyadic(float c, int *m, int *e);                  /* ops/common.c (also declared in kernels.h) */
 int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap);
 static inline int dfx_fl_at(const dt_tensor *t, int64_t i)
 {

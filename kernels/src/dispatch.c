@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dfx.h"
+#include "dfx_internal.h"
 #include "dispatch.h"
 
 /* Sets compiled into this library, best first. A NEON build adds its sets
@@ -61,4 +61,29 @@ const char *dfx_kernels_name(void)
 {
     dfx_select_kernels();
     return selected_name;
+}
+
+const char *dfx_kernels_available(int i)
+{
+    int k = 0;
+    for (size_t j = 0; j < sizeof AVAILABLE / sizeof AVAILABLE[0]; j++)
+        if (usable(AVAILABLE[j]) && k++ == i) return AVAILABLE[j]->name;
+    return NULL;
+}
+
+dfx_status dfx_find_kernels(const char *name, const struct dfx_kernels **out)
+{
+    if (!name || !*name) { *out = dfx_select_kernels(); return DFX_OK; }
+    for (size_t j = 0; j < sizeof AVAILABLE / sizeof AVAILABLE[0]; j++) {
+        if (strcmp(AVAILABLE[j]->name, name) != 0) continue;
+        if (!usable(AVAILABLE[j]))
+            return dfx_fail(DFX_ERR_UNSUPPORTED, "kernel set '%s' needs instructions this CPU does not have", name);
+        *out = AVAILABLE[j];
+        return DFX_OK;
+    }
+    static const char *const KNOWN[] = {"portable", "neon", "dotprod"};
+    for (size_t j = 0; j < sizeof KNOWN / sizeof KNOWN[0]; j++)
+        if (strcmp(KNOWN[j], name) == 0)
+            return dfx_fail(DFX_ERR_UNSUPPORTED, "kernel set '%s' is not built into this library", name);
+    return dfx_fail(DFX_ERR_ARGUMENT, "unknown kernel set '%.40s' (portable, neon or dotprod)", name);
 }

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dfx.h"
+
 struct dfx_kernels {
     const char *name;
 
@@ -84,5 +86,9 @@ extern const struct dfx_kernels dfx_kernels_portable;
 /* The selected set (see above). Thread-safe after the first call returns;
  * dfx_session_create calls it. */
 const struct dfx_kernels *dfx_select_kernels(void);
+
+/* The set called `name` (NULL or "": dfx_select_kernels()); DFX_ERR_ARGUMENT
+ * for an unknown name, DFX_ERR_UNSUPPORTED for a set this build or CPU lacks. */
+dfx_status dfx_find_kernels(const char *name, const struct dfx_kernels **out);
 
 #endif

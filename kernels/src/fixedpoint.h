@@ -132,4 +132,47 @@ static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, in
 /* dequantize: q * 2^-fl as float32 (computed in double, then rounded). */
 static inline float fp_dequantize(int64_t q, int fl) { return (float)ldexp((double)q, -fl); }
 
+/* -- Numeric rules, each defined once for C; sdk/dfxsdk/fixedpoint.py holds the same rules for Python
+ * (clog2, align_up, dyadic, COEFF_BITS; Python's // and int.bit_length for fp_floordiv and fp_bitlen).
+ * tests/fixedpoint/test_numeric_rules.py checks both against one table. */
+
+#define FP_COEFF_BITS 15 /* Eltwise SUM coefficients: m * 2^-e, |m| < 2^15, 0 <= e <= 15 */
+
+/* Number of bits of v: 0 for 0, floor(log2 v) + 1 otherwise. */
+static inline int fp_bitlen(uint64_t v)
+{
+    int n = 0;
+    while (v) { n++; v >>= 1; }
+    return n;
+}
+
+/* ceil(log2 k) for k >= 1 (0 for k <= 1): the bits that index k items. */
+static inline int fp_clog2(int64_t k) { return k > 1 ? fp_bitlen((uint64_t)(k - 1)) : 0; }
+
+/* floor(a / b) for b != 0 (C's / truncates toward zero). */
+static inline int64_t fp_floordiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
+    return q;
+}
+
+/* Smallest multiple of 64 >= v (arena and scratch blocks). */
+static inline size_t fp_align64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* c == m * 2^-e with |m| < 2^15, 0 <= e <= 15 and e minimal: 1 and (m, e); 0 if there is none
+ * (infinities and NaN included). */
+static inline int fp_dyadic(double c, int *m_out, int *e_out)
+{
+    for (int e = 0; e <= FP_COEFF_BITS; e++) {
+        double v = ldexp(c, e);
+        if (v == floor(v) && fabs(v) < (double)(1 << FP_COEFF_BITS)) {
+            *m_out = (int)v;
+            *e_out = e;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 #endif

@@ -134,6 +134,5 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
 
 int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap);
 int64_t dfx_pool_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1, int ceil_mode);
-int dfx_dyadic(float c, int *m, int *e);
 
 #endif

@@ -27,9 +27,6 @@
 #if defined(DFX_USE_CONV2D_F32) || defined(DFX_USE_DECONV2D_F32) || defined(DFX_USE_FC_F32) || defined(DFX_USE_PREPARE)
 #define DFX_USE_CONST_FLOAT 1
 #endif
-#if defined(DFX_USE_ELTWISE_INT) || defined(DFX_USE_PREPARE)
-#define DFX_USE_DYADIC 1
-#endif
 #if defined(DFX_USE_PRIORBOX_F32) || defined(DFX_USE_PREPARE)
 #define DFX_USE_PRIOR_RATIOS 1
 #endif

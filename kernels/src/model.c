@@ -1,6 +1,7 @@
 /* Opening a .dfx: header checks (sdk/dfxsdk/container.py), graph CRC,
  * structural verification (fbverify.c), decoding into plain C structures and
  * the data references (sdk/dfxsdk/io.py). Semantic rules are in validate.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
@@ -301,8 +302,10 @@ dfx_status dfx_decode_model(dfx_model *m)
         for (uint32_t k = 0; k < out.n; k++) *io++ = vec_i32(out, k);
         L->version = GET_U8(lt, LAYER, VERSION);
     }
-    /* preprocessing: index and enum checks (serialize.parse_graph) */
+    /* preprocessing: index and enum checks (serialize.parse_graph), kept per graph input */
     dt_vec pv = fb_vec(g, root, FB_MODEL_PREPROCESSING);
+    m->prep = (dt_prep *)calloc(m->n_inputs ? (size_t)m->n_inputs : 1, sizeof *m->prep);
+    if (!m->prep) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
     for (uint32_t i = 0; i < pv.n; i++) {
         uint32_t pt = (uint32_t)(pv.p - g) + 4 * i;
         pt += rd_u32(g + pt);
@@ -313,7 +316,13 @@ dfx_status dfx_decode_model(dfx_model *m)
         if (order < 0 || order > 3)
             return dfx_fail(DFX_ERR_INVALID, "field preprocessing.channel_order: unknown channel order %d", order);
         int is_input = 0;
-        for (int k = 0; k < m->n_inputs; k++) is_input |= m->inputs[k] == input;
+        for (int k = 0; k < m->n_inputs; k++)
+            if (m->inputs[k] == input) {
+                is_input = 1;
+                m->prep[k].mean = fb_vec(g, pt, FB_PREPROCESSING_MEAN);
+                m->prep[k].scale = fb_vec(g, pt, FB_PREPROCESSING_SCALE);
+                m->prep[k].order = order;
+            }
         if (!is_input)
             return dfx_fail(DFX_ERR_INVALID, "field preprocessing: preprocessing for '%s', which is not a graph input",
                             m->tensors[input].name);
@@ -324,7 +333,26 @@ dfx_status dfx_decode_model(dfx_model *m)
             return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field preprocessing: mean/scale count does not match %lld channels",
                             T->name, (long long)ch);
     }
-    return DFX_OK;
+    /* metadata: key and value strings, keys unique and sorted by their bytes (serialize.parse_graph) */
+    dt_vec mv = fb_vec(g, root, FB_MODEL_METADATA);
+    m->n_meta = (int)mv.n;
+    m->meta = (const char **)calloc(2 * (size_t)mv.n + 1, sizeof *m->meta);
+    if (!m->meta) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
+    for (uint32_t i = 0; i < mv.n; i++) {
+        uint32_t kt = (uint32_t)(mv.p - g) + 4 * i;
+        kt += rd_u32(g + kt);
+        const char *value = fb_str(g, kt, FB_KEYVALUE_VALUE);
+        m->meta[2 * i] = fb_str(g, kt, FB_KEYVALUE_KEY);
+        m->meta[2 * i + 1] = value ? value : "";
+        if (i > 0) {
+            const uint8_t *k0 = (const uint8_t *)m->meta[2 * i - 2], *k1 = (const uint8_t *)m->meta[2 * i];
+            uint32_t n0 = rd_u32(k0 - 4), n1 = rd_u32(k1 - 4);
+            int c = memcmp(k0, k1, n0 < n1 ? n0 : n1);
+            if (c > 0 || (c == 0 && n0 >= n1))
+                return dfx_fail(DFX_ERR_FORMAT, "field metadata[%u].key: metadata keys must be unique and sorted", i);
+        }
+    }
+    return dfx_decode_labels(m);
 }
 
 static dfx_status open_mem(const uint8_t *base, size_t size, unsigned flags, dfx_model *m)
@@ -385,6 +413,10 @@ void dfx_model_close(dfx_model *m)
     free(m->tensors);
     free(m->layers);
     free(m->io_ints);
+    free(m->prep);
+    free(m->meta);
+    free(m->labels);
+    free(m->labels_buf);
     free(m);
 }
 
@@ -415,9 +447,10 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
     int fd = open(path, O_RDONLY | O_NONBLOCK);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0) {
+        int err = errno;
         if (fd >= 0) close(fd);
         free(m);
-        return dfx_fail(DFX_ERR_IO, "%s: cannot open", path);
+        return dfx_fail(DFX_ERR_IO, "%s: cannot open: %s", path, strerror(err));
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
@@ -426,15 +459,19 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
     }
     if (sb.st_size == 0) { close(fd); free(m); return dfx_fail(DFX_ERR_FORMAT, "%s: file is empty", path); }
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
     close(fd);
-    if (p == MAP_FAILED) { free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot map", path); }
+    if (p == MAP_FAILED) {
+        free(m);
+        return dfx_fail(DFX_ERR_IO, "%s: cannot map: %s", path, strerror(err));
+    }
     m->mapped = 1;
     m->size = (size_t)sb.st_size;
     m->base = (const uint8_t *)p;
     dfx_status st = open_mem((const uint8_t *)p, (size_t)sb.st_size, flags, m);
 #else
     FILE *f = fopen(path, "rb");
-    if (!f) { free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot open", path); }
+    if (!f) { int err = errno; free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot open: %s", path, strerror(err)); }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);

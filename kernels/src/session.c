@@ -34,6 +34,10 @@ struct dfx_session {
     const struct dfx_kernels *kf;
     size_t plan_bytes, const_bytes, scratch_bytes, sum_bytes;
     unsigned char *input_set;
+    /* API extras (session_api.c): constant graph outputs, per-layer times */
+    dfx_const_outputs couts;
+    double *prof_s;          /* DFX_PROFILE: seconds per layer over all runs */
+    int64_t prof_runs;
 };
 
 static int is_weight_slot(const dt_layer *L, int p)
@@ -59,8 +63,6 @@ static int int_form(const dfx_model *m, const dt_layer *L)
         if (!m->tensors[L->out[p]].has_q) return 0;
     return 1;
 }
-
-static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
 
 static void make_rt(const dfx_session *s, int t, void *p, rt *r)
 {
@@ -135,10 +137,10 @@ static size_t convert_bytes(const dfx_session *s, const dt_layer *L, int integer
     for (int p = 0; p < L->n_in; p++) {
         int t = L->in[p];
         if (t < 0 || m->tensors[t].is_const) continue;
-        if ((!integer && !layout && m->tensors[t].has_q) || act_esz(m, t) != 4) need += al64((size_t)s->count[t] * 4);
+        if ((!integer && !layout && m->tensors[t].has_q) || act_esz(m, t) != 4) need += fp_align64((size_t)s->count[t] * 4);
     }
     for (int p = 0; p < L->n_out; p++)
-        if (act_esz(m, L->out[p]) != 4) need += al64((size_t)s->count[L->out[p]] * 4);
+        if (act_esz(m, L->out[p]) != 4) need += fp_align64((size_t)s->count[L->out[p]] * 4);
     return need;
 }
 
@@ -156,7 +158,7 @@ static dfx_status prepare(dfx_session *s)
     s->input_set = (unsigned char *)calloc(m->n_inputs ? m->n_inputs : 1, 1);
     s->native = (unsigned char *)calloc(nl ? nl : 1, 1);
     s->lin = (dfx_linprep *)calloc(nl ? nl : 1, sizeof *s->lin);
-    s->kf = dfx_select_kernels();
+    if (!s->kf) s->kf = dfx_select_kernels();
     uint64_t *bytes = (uint64_t *)calloc(nt ? nt : 1, sizeof *bytes);
     if (!s->off || !s->shape || !s->count || !s->cin || !s->cin_off || !s->cin_base || !s->input_set || !s->native || !s->lin || !bytes) {
         free(bytes);
@@ -209,7 +211,7 @@ static dfx_status prepare(dfx_session *s)
                                          (dfx_op_layout_only(L->op) && (T->dtype == DFX_INT32 || T->dtype == DFX_FLOAT32)));
             if (!in_place) {
                 s->cin_off[slot] = (int64_t)cbytes;
-                cbytes += al64((size_t)T->count * 4);
+                cbytes += fp_align64((size_t)T->count * 4);
             }
         }
         if ((L->op == OP_CONV2D || L->op == OP_DECONV2D || L->op == OP_FC) && !m->tensors[L->in[1]].is_const)
@@ -232,27 +234,27 @@ static dfx_status prepare(dfx_session *s)
             rt x, y;
             make_rt(s, L->in[0], NULL, &x);
             make_rt(s, L->out[0], NULL, &y);
-            need += al64(dfx_linear_scratch(L, &x, &m->tensors[L->in[1]], &y));
+            need += fp_align64(dfx_linear_scratch(L, &x, &m->tensors[L->in[1]], &y));
         }
         if (L->op == OP_DETECTION_OUTPUT) {
             rt a, b, c;
             make_rt(s, L->in[0], NULL, &a);
             make_rt(s, L->in[1], NULL, &b);
             make_rt(s, L->in[2], NULL, &c);
-            need += al64(dfx_detection_scratch(L, &a, &b, &c));
+            need += fp_align64(dfx_detection_scratch(L, &a, &b, &c));
         }
         if (need > scratch) scratch = need;
     }
     s->const_bytes = cbytes;
     s->scratch_bytes = scratch;
-    s->arena_bytes = al64(s->plan_bytes) + cbytes + scratch;
+    s->arena_bytes = fp_align64(s->plan_bytes) + cbytes + scratch;
     return DFX_OK;
 }
 
 static void fill_constants(dfx_session *s)
 {
     const dfx_model *m = s->m;
-    uint8_t *base = s->arena + al64(s->plan_bytes);
+    uint8_t *base = s->arena + fp_align64(s->plan_bytes);
     for (int li = 0; li < m->n_layers; li++) {
         const dt_layer *L = &m->layers[li];
         int integer = int_form(m, L), slot = s->cin_base[li];
@@ -302,10 +304,13 @@ static void session_free(dfx_session *s)
         }
     free(s->off); free(s->shape); free(s->count); free(s->cin); free(s->cin_off); free(s->cin_base); free(s->input_set);
     free(s->native); free(s->lin);
+    dfx_const_outputs_free(&s->couts);
+    free(s->prof_s);
     free(s);
 }
 
-static dfx_status session_new(const dfx_model *m, int64_t batch, unsigned flags, dfx_session **out)
+static dfx_status session_new(const dfx_model *m, int64_t batch, unsigned flags, const struct dfx_kernels *kf,
+                              dfx_session **out)
 {
     if (!m || !out) return dfx_fail(DFX_ERR_ARGUMENT, "NULL argument");
     if (batch < 1) return dfx_fail(DFX_ERR_ARGUMENT, "batch must be >= 1");
@@ -314,6 +319,7 @@ static dfx_status session_new(const dfx_model *m, int64_t batch, unsigned flags,
     s->m = m;
     s->batch = batch;
     s->flags = flags;
+    s->kf = kf;
     dfx_status st = prepare(s);
     if (st) { session_free(s); return st; }
     *out = s;
@@ -324,7 +330,7 @@ dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flag
 {
     dfx_session *s = NULL;
     dfx_clear_error();
-    dfx_status st = session_new(m, batch, flags, &s);
+    dfx_status st = session_new(m, batch, flags, NULL, &s);
     if (st) return st;
     if (arena_bytes) *arena_bytes = s->arena_bytes;
     if (sum_bytes) *sum_bytes = s->sum_bytes;
@@ -332,13 +338,13 @@ dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flag
     return DFX_OK;
 }
 
-dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
-                              dfx_session **out)
+static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
+                                 const struct dfx_kernels *kf, dfx_session **out)
 {
     dfx_session *s = NULL;
     dfx_clear_error();
     if (out) *out = NULL;
-    dfx_status st = session_new(m, batch, flags, &s);
+    dfx_status st = session_new(m, batch, flags, kf, &s);
     if (st) return st;
     if (arena) {
         if ((uintptr_t)arena % 16) { session_free(s); return dfx_fail(DFX_ERR_ARGUMENT, "the arena must be 16-byte aligned"); }
@@ -355,8 +361,43 @@ dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, si
     }
     fill_constants(s);
     st = pack_weights(s);
+    if (!st) st = dfx_const_outputs_init(m, &s->couts);
+#ifdef DFX_PROFILE
+    if (!st && !(s->prof_s = (double *)calloc(m->n_layers ? m->n_layers : 1, sizeof *s->prof_s)))
+        st = dfx_fail(DFX_ERR_NOMEM, "out of memory");
+#endif
     if (st) { session_free(s); return st; }
     *out = s;
+    return DFX_OK;
+}
+
+dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
+                              dfx_session **out)
+{
+    return session_create(m, batch, arena, arena_bytes, flags, NULL, out);
+}
+
+dfx_status dfx_session_create_ex(const dfx_model *m, const dfx_session_options *o, dfx_session **out)
+{
+    dfx_session_options opt;
+    const struct dfx_kernels *kf = NULL;
+    dfx_clear_error();
+    if (out) *out = NULL;
+    dfx_status st = dfx_session_options_read(o, &opt);
+    if (!st) st = dfx_find_kernels(opt.kernels, &kf);
+    if (st) return st;
+    return session_create(m, opt.batch, opt.arena, opt.arena_bytes, opt.flags, kf, out);
+}
+
+const char *dfx_session_kernels_name(const dfx_session *s) { return s ? s->kf->name : NULL; }
+
+dfx_status dfx_session_layer_time(const dfx_session *s, int layer, double *seconds, int64_t *runs)
+{
+    dfx_clear_error();
+    if (!s || layer < 0 || layer >= s->m->n_layers) return dfx_fail(DFX_ERR_ARGUMENT, "no layer %d", layer);
+    if (!s->prof_s) return dfx_fail(DFX_ERR_UNSUPPORTED, "per-layer times need a library built with DFX_PROFILE");
+    if (seconds) *seconds = s->prof_s[layer];
+    if (runs) *runs = s->prof_runs;
     return DFX_OK;
 }
 
@@ -404,6 +445,29 @@ dfx_status dfx_session_set_input_codes(dfx_session *s, int input, const int32_t 
     return DFX_OK;
 }
 
+/* Set graph input `input` from `count` float32 values that gen() produces in
+ * chunks (dfx_session_set_input_u8), quantized as dfx_session_set_input_f32. */
+dfx_status dfx_session_fill_input(dfx_session *s, int input, int64_t count, dfx_input_gen gen, void *ctx)
+{
+    int t = -1;
+    dfx_status st = input_slot(s, input, count, &t);
+    if (st) return st;
+    const dt_tensor *T = &s->m->tensors[t];
+    uint8_t *dst = s->arena + s->off[t];
+    int esz = dfx_store_bytes(T);
+    float buf[256];
+    for (int64_t i = 0; i < count; i += 256) {
+        int64_t n = count - i < 256 ? count - i : 256;
+        gen(ctx, i, n, buf);
+        if (T->has_q) fp_quantize_row(buf, n, T->fl, T->bw, T->rounding, dst + i * esz, esz);
+        else memcpy(dst + i * 4, buf, (size_t)n * 4);
+    }
+    s->input_set[input] = 1;
+    return DFX_OK;
+}
+
+const dfx_model *dfx_session_model(const dfx_session *s) { return s->m; }
+
 #define MAXIO 64
 
 static void run_maxpool_s8(const dfx_session *s, const dt_layer *L, const rt *x, rt *y)
@@ -443,13 +507,13 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
             for (int64_t i = 0; i < in[p].count; i++) f[i] = fp_dequantize(dfx_ld(ptr, in[p].esz, i), T->fl);
             in[p].p = f;
             in[p].esz = 4;
-            scratch += al64((size_t)in[p].count * 4);
+            scratch += fp_align64((size_t)in[p].count * 4);
         } else if (!native && !T->is_const && in[p].esz != 4) { /* widen into scratch */
             int32_t *q = (int32_t *)scratch;
             for (int64_t i = 0; i < in[p].count; i++) q[i] = dfx_ld(ptr, in[p].esz, i);
             in[p].p = q;
             in[p].esz = 4;
-            scratch += al64((size_t)in[p].count * 4);
+            scratch += fp_align64((size_t)in[p].count * 4);
         }
         pin[p] = &in[p];
     }
@@ -459,7 +523,7 @@ static dfx_status run_layer(dfx_session *s, int li, uint8_t *scratch)
         if (!native && out[p].esz != 4) { /* the kernel writes int32 / float32 into scratch */
             out[p].p = scratch;
             out[p].esz = 4;
-            scratch += al64((size_t)out[p].count * 4);
+            scratch += fp_align64((size_t)out[p].count * 4);
         }
         pout[p] = &out[p];
     }
@@ -515,9 +579,9 @@ dfx_status dfx_session_run(dfx_session *s)
     if (!s) return dfx_fail(DFX_ERR_ARGUMENT, "NULL session");
     for (int i = 0; i < s->m->n_inputs; i++)
         if (!s->input_set[i]) return dfx_fail(DFX_ERR_STATE, "input '%s' is not set", s->m->tensors[s->m->inputs[i]].name);
-    uint8_t *scratch = s->arena + al64(s->plan_bytes) + s->const_bytes;
+    uint8_t *scratch = s->arena + fp_align64(s->plan_bytes) + s->const_bytes;
     for (int li = 0; li < s->m->n_layers; li++) {
-#ifdef DFX_PROFILE /* per-layer times on stderr: build with -DDFX_PROFILE */
+#ifdef DFX_PROFILE /* per-layer times (dfx_session_layer_time): build with -DDFX_PROFILE */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
 #endif
@@ -525,11 +589,12 @@ dfx_status dfx_session_run(dfx_session *s)
         if (st) return st;
 #ifdef DFX_PROFILE
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        fprintf(stderr, "dfx-profile %-28s %-16s native=%d fast=%d dw=%d %9.3f ms\n", s->m->layers[li].name,
-                dfx_op_name(s->m->layers[li].op), s->native[li], s->lin[li].fast, s->lin[li].dw,
-                (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+        s->prof_s[li] += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
 #endif
     }
+#ifdef DFX_PROFILE
+    s->prof_runs++;
+#endif
     return DFX_OK;
 }
 
@@ -545,12 +610,15 @@ dfx_status dfx_session_get_tensor(dfx_session *s, int t, dfx_view *v)
     v->dtype = !T->has_q ? DFX_FLOAT32 : dfx_store_bytes(T) == 1 ? DFX_INT8 : dfx_store_bytes(T) == 2 ? DFX_INT16 : DFX_INT32;
     v->rank = T->rank;
     memcpy(v->shape, s->shape[t], sizeof v->shape);
+    dfx_view_format(T, v);
     return DFX_OK;
 }
 
 dfx_status dfx_session_get_output(dfx_session *s, int i, dfx_view *v)
 {
-    if (!s || i < 0 || i >= s->m->n_outputs) return dfx_fail(DFX_ERR_ARGUMENT, "no graph output %d", i);
+    dfx_clear_error();
+    if (!s || !v || i < 0 || i >= s->m->n_outputs) return dfx_fail(DFX_ERR_ARGUMENT, "no graph output %d", i);
+    if (s->m->tensors[s->m->outputs[i]].is_const) return dfx_const_output_view(s->m, &s->couts, i, v);
     return dfx_session_get_tensor(s, s->m->outputs[i], v);
 }
 
@@ -742,7 +810,7 @@ dfx_status dfx_model_describe(const dfx_model *m, int64_t batch, unsigned flags,
     dfx_session *s = NULL;
     dfx_clear_error();
     if (!len || (cap && !buf)) return dfx_fail(DFX_ERR_ARGUMENT, "NULL argument");
-    dfx_status st = session_new(m, batch, flags, &s);
+    dfx_status st = session_new(m, batch, flags, NULL, &s);
     if (st) return st;
     sbuf b = {NULL, 0, 0, 0};
     describe(&b, s);

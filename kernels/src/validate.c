@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "dfx_internal.h"
+#include "fixedpoint.h"
 
 #define BIG ((int64_t)1 << 62)
 static int64_t sadd(int64_t a, int64_t b)
@@ -21,23 +22,11 @@ static int64_t smul(int64_t a, int64_t b)
     int64_t r = a * b;
     return r > BIG ? BIG : (r < -BIG ? -BIG : r);
 }
-static int64_t floordiv(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
-    return q;
-}
 static int64_t prod(const int64_t *s, int lo, int hi)
 {
     int64_t p = 1;
     for (int i = lo; i < hi; i++) p = smul(p, s[i]);
     return p;
-}
-static int bit_length(uint64_t v)
-{
-    int n = 0;
-    while (v) { n++; v >>= 1; }
-    return n;
 }
 
 /* from the operator table (ops.def) */
@@ -82,7 +71,7 @@ static int window_ok(const dt_opts *o, char *why, size_t why_len)
 int64_t dfx_pool_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1, int ceil_mode)
 {
     int64_t span = size + p0 + p1 - k;
-    int64_t out = (ceil_mode ? -floordiv(-span, s) : floordiv(span, s)) + 1;
+    int64_t out = (ceil_mode ? -fp_floordiv(-span, s) : fp_floordiv(span, s)) + 1;
     if (ceil_mode && (out - 1) * s >= size + p0) out--; /* never an empty window */
     return out;
 }
@@ -90,7 +79,7 @@ int64_t dfx_pool_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1,
 static int64_t conv_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1, int64_t d)
 {
     int64_t extent = sadd(smul(d, k - 1), 1);
-    return floordiv(sadd(size + p0 + p1, -extent), s) + 1;
+    return fp_floordiv(sadd(size + p0 + p1, -extent), s) + 1;
 }
 
 /* Infer output shapes; returns 1 and fills out/out_rank/n_shapes (n_shapes 0:
@@ -352,7 +341,6 @@ static void fl_range(const dt_tensor *t, int *lo, int *hi)
     if (!t->cfl.n) *lo = *hi = 0;
 }
 
-/* dfx_dyadic: ops/common.c */
 
 static dfx_status check_tensor(const dt_tensor *t)
 {
@@ -418,7 +406,7 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 static int64_t linear_bits(operand x, operand w, const operand *b, int64_t k, int64_t w_shift)
 {
-    int64_t prod_bits = x.bits + w.bits + w_shift - 1 + bit_length((uint64_t)(k > 1 ? k : 1));
+    int64_t prod_bits = x.bits + w.bits + w_shift - 1 + fp_bitlen((uint64_t)(k > 1 ? k : 1));
     if (!b) return prod_bits;
     int64_t align_p = max64(0, b->hi - (x.lo + w.lo)), align_b = max64(0, x.hi + w.hi - b->lo);
     return max64(prod_bits + align_p, b->bits + align_b) + 1;
@@ -447,13 +435,13 @@ static int64_t integer_bits(const dfx_model *m, const dt_layer *L)
     }
     case OP_POOL2D:
         if (L->o.pool_type != 1) return 0;
-        return ox.bits + bit_length((uint64_t)(L->o.global ? smul(x->shape[2], x->shape[3]) : (int64_t)L->o.kh * L->o.kw));
+        return ox.bits + fp_bitlen((uint64_t)(L->o.global ? smul(x->shape[2], x->shape[3]) : (int64_t)L->o.kh * L->o.kw));
     case OP_ELTWISE: {
         int64_t big = INT64_MIN, total = 0, term = INT64_MIN;
         for (int i = 0; i < L->n_in; i++) {
             operand o = operand_of(&m->tensors[L->in[i]]);
             int mm = 1, e = 0;
-            if (L->o.coeffs.n && L->o.operation == 0) dfx_dyadic(vec_f32(L->o.coeffs, i), &mm, &e);
+            if (L->o.coeffs.n && L->o.operation == 0) fp_dyadic(vec_f32(L->o.coeffs, i), &mm, &e);
             if (L->o.operation == 1) total += o.bits - 1;
             big = max64(big, o.hi + (L->o.operation == 0 ? e : 0));
         }
@@ -462,11 +450,11 @@ static int64_t integer_bits(const dfx_model *m, const dt_layer *L)
             operand o = operand_of(&m->tensors[L->in[i]]);
             int mm = 1, e = 0;
             if (L->o.operation == 0) {
-                if (L->o.coeffs.n) dfx_dyadic(vec_f32(L->o.coeffs, i), &mm, &e);
-                term = max64(term, o.bits + bit_length((uint64_t)(mm < 0 ? -mm : mm)) + big - (o.lo + e));
+                if (L->o.coeffs.n) fp_dyadic(vec_f32(L->o.coeffs, i), &mm, &e);
+                term = max64(term, o.bits + fp_bitlen((uint64_t)(mm < 0 ? -mm : mm)) + big - (o.lo + e));
             } else term = max64(term, o.bits + big - o.lo);
         }
-        return L->o.operation == 0 ? term + bit_length((uint64_t)(L->n_in - 1)) + 1 : term + 1;
+        return L->o.operation == 0 ? term + fp_bitlen((uint64_t)(L->n_in - 1)) + 1 : term + 1;
     }
     default:
         return 0;
@@ -491,7 +479,7 @@ static dfx_status check_integer_layer(const dfx_model *m, const dt_layer *L)
     if (L->op == OP_ELTWISE)
         for (uint32_t i = 0; i < L->o.coeffs.n; i++) {
             int mm, e;
-            if (!dfx_dyadic(vec_f32(L->o.coeffs, i), &mm, &e))
+            if (!fp_dyadic(vec_f32(L->o.coeffs, i), &mm, &e))
                 return dfx_fail(DFX_ERR_INVALID, "layer '%s', field coefficients: coefficient %g is not m*2^-e (|m| < 2^15, e <= 15), as the integer form needs",
                                 L->name, vec_f32(L->o.coeffs, i));
         }

@@ -15,7 +15,7 @@ import numpy as np
 
 from dfxsdk import fixedpoint, minifloat, ops, propagate
 from dfxsdk.errors import DfxImportError, DfxUnsupportedError
-from dfxsdk.formats import QFormat, Rounding
+from dfxsdk.formats import FL_MAX, QFormat, Rounding
 
 from . import priorbox, ristretto
 from ._proto import caffe_pb2 as pb
@@ -194,7 +194,7 @@ def slope_constant(b: Builder, name: str, values: np.ndarray, x_fmt: QFormat | N
     values = np.asarray(values, dtype=np.float32)
     if x_fmt is None:
         return b.constant(f"{name}/slope", values), True
-    ds = [propagate.dyadic(float(v)) for v in values.reshape(-1)]
+    ds = [fixedpoint.dyadic(float(v), max_exp=FL_MAX) for v in values.reshape(-1)]
     if all(d is not None for d in ds):
         fl = max(e for _, e in ds)
         fmt = QFormat(16, fl, Rounding.HALF_AWAY_FROM_ZERO)

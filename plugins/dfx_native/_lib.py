@@ -19,7 +19,17 @@ class TensorInfo(ctypes.Structure):
 
 class View(ctypes.Structure):
     _fields_ = [("data", ctypes.c_void_p), ("count", ctypes.c_int64), ("is_float", ctypes.c_int),
-                ("rank", ctypes.c_int), ("shape", ctypes.c_int64 * 8), ("dtype", ctypes.c_int)]
+                ("rank", ctypes.c_int), ("shape", ctypes.c_int64 * 8), ("dtype", ctypes.c_int),
+                # since 0.2 (dfx.h: fields are appended, the soname changes with them)
+                ("bw", ctypes.c_int), ("fl", ctypes.c_int), ("per_channel", ctypes.c_int),
+                ("channel_axis", ctypes.c_int), ("channel_fl", ctypes.c_void_p)]
+
+
+class SessionOptions(ctypes.Structure):
+    """dfx_session_options (set ``size`` to ctypes.sizeof(SessionOptions))."""
+
+    _fields_ = [("size", ctypes.c_size_t), ("batch", ctypes.c_int64), ("arena", ctypes.c_void_p),
+                ("arena_bytes", ctypes.c_size_t), ("flags", ctypes.c_uint), ("kernels", ctypes.c_char_p)]
 
 
 #: numpy type of a view's storage (dfx_dtype: 0 float32, 1 int8, 2 int16, 3 int32)
@@ -62,6 +72,20 @@ def _declare(lib: ctypes.CDLL) -> None:
         "dfx_session_arena_bytes": (ctypes.c_size_t, [P]),
         "dfx_crc32": (ctypes.c_uint32, [ctypes.c_uint32, P, ctypes.c_size_t]),
         "dfx_kernels_name": (ctypes.c_char_p, []),
+        "dfx_kernels_available": (ctypes.c_char_p, [I]),
+        "dfx_session_create_ex": (I, [P, ctypes.POINTER(SessionOptions), ctypes.POINTER(P)]),
+        "dfx_session_kernels_name": (ctypes.c_char_p, [P]),
+        "dfx_session_set_input_u8": (I, [P, I, P, I64, I, I]),
+        "dfx_session_get_output": (I, [P, I, ctypes.POINTER(View)]),
+        "dfx_view_value": (ctypes.c_double, [ctypes.POINTER(View), I64]),
+        "dfx_model_input_layout": (I, [P, I, ctypes.POINTER(I64), ctypes.POINTER(I64), ctypes.POINTER(I64)]),
+        "dfx_model_input_preprocessing": (I, [P, I, I64, ctypes.POINTER(ctypes.c_float),
+                                              ctypes.POINTER(ctypes.c_float), ctypes.POINTER(I)]),
+        "dfx_model_num_metadata": (I, [P]),
+        "dfx_model_metadata_at": (I, [P, I, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p)]),
+        "dfx_model_metadata": (ctypes.c_char_p, [P, ctypes.c_char_p]),
+        "dfx_model_num_labels": (I, [P]),
+        "dfx_model_label": (ctypes.c_char_p, [P, I]),
     }
     for name, (res, args) in sig.items():
         fn = getattr(lib, name)

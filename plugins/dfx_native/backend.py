@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import os
 import tempfile
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +20,8 @@ from . import _lib
 _STATUS_ERRORS = {2: DfxFormatError, 3: DfxFormatError, 4: DfxFormatError, 5: DfxFormatError,
                   6: DfxUnsupportedError, 7: DfxInputError}
 KEEP_ALL = 1
+#: Default bound of the session cache (sessions kept open over all models); ``DFX_NATIVE_SESSIONS`` overrides it.
+DEFAULT_SESSIONS = 8
 
 
 def check(lib: ctypes.CDLL, status: int, source: str | None = None) -> None:
@@ -44,16 +48,20 @@ class NativeModel:
         return int(self.lib.dfx_model_find_tensor(self.handle, name.encode()))
 
     def session(self, batch: int, flags: int) -> ctypes.c_void_p:
+        """The open session for ``(batch, flags)``, created on first use (the caller bounds how many stay open)."""
         key = (batch, flags)
         if key not in self.sessions:
-            for old in list(self.sessions.values()):   # keep at most one session around
-                self.lib.dfx_session_destroy(old)
-            self.sessions.clear()
             s = ctypes.c_void_p()
             check(self.lib, self.lib.dfx_session_create(self.handle, batch, None, 0, flags, ctypes.byref(s)),
                   self.source)
             self.sessions[key] = s
         return self.sessions[key]
+
+    def release(self, batch: int, flags: int) -> None:
+        """Destroy the session for ``(batch, flags)`` if it is open."""
+        s = self.sessions.pop((batch, flags), None)
+        if s is not None:
+            self.lib.dfx_session_destroy(s)
 
     def arena_size(self, batch: int = 1, flags: int = 0) -> tuple[int, int]:
         arena, total = ctypes.c_size_t(), ctypes.c_size_t()
@@ -97,18 +105,67 @@ class NativeBackend(Backend):
     description = "C library (kernels/): integer kernels bit-exact to the NumPy reference"
     modes = ("integer",)
 
-    def __init__(self) -> None:
-        self._cache: tuple[Model, NativeModel] | None = None
+    def __init__(self, max_sessions: int | None = None) -> None:
+        """``max_sessions``: how many sessions stay open over all models (least recently used first out);
+        None takes ``DFX_NATIVE_SESSIONS`` from the environment, else :data:`DEFAULT_SESSIONS`."""
+        if max_sessions is None:
+            max_sessions = int(os.environ.get("DFX_NATIVE_SESSIONS", DEFAULT_SESSIONS))
+        if max_sessions < 1:
+            raise DfxInputError(f"the native backend needs room for at least one session, not {max_sessions}")
+        self.max_sessions = max_sessions
+        self._models: dict[int, tuple[NativeModel, weakref.finalize]] = {}   # id(model) -> open model
+        self._lru: OrderedDict[tuple[int, int, int], None] = OrderedDict()   # (id(model), batch, flags)
+        #: How many models were opened and sessions created since the backend was made (to check reuse).
+        self.models_opened = 0
+        self.sessions_created = 0
 
     def unsupported(self, model: Model) -> list[str]:
         return [f"{layer.name} (Custom {layer.op.name})" for layer in model.layers if layer.type == "Custom"]
 
     def native(self, model: Model) -> NativeModel:
-        if self._cache is None or self._cache[0] is not model:
-            if self._cache is not None:
-                self._cache[1].close()
-            self._cache = (model, open_model(model))
-        return self._cache[1]
+        """``model`` opened in libdfx, kept open (keyed by identity) until it is garbage-collected or its last
+        session leaves the cache. A model changed in place after a run must be given as a new object."""
+        key = id(model)
+        if key not in self._models:
+            nm = open_model(model)
+            finalizer = weakref.finalize(model, self._forget, key)
+            finalizer.atexit = False      # at exit the process's memory goes anyway
+            self._models[key] = (nm, finalizer)
+            self.models_opened += 1
+        return self._models[key][0]
+
+    def session(self, model: Model, batch: int, flags: int) -> tuple[NativeModel, ctypes.c_void_p]:
+        """The cached session of ``model`` at ``batch`` (least recently used sessions are closed beyond
+        :attr:`max_sessions`, and a model is closed with its last session)."""
+        nm = self.native(model)
+        key = (id(model), batch, flags)
+        if key in self._lru:
+            self._lru.move_to_end(key)
+            return nm, nm.sessions[(batch, flags)]
+        s = nm.session(batch, flags)
+        self.sessions_created += 1
+        self._lru[key] = None
+        while len(self._lru) > self.max_sessions:
+            old, _ = self._lru.popitem(last=False)
+            owner, finalizer = self._models[old[0]]
+            owner.release(old[1], old[2])
+            if not owner.sessions and old[0] != id(model):
+                finalizer.detach()
+                del self._models[old[0]]
+                owner.close()
+        return nm, s
+
+    def open_sessions(self) -> int:
+        """How many sessions are open now."""
+        return len(self._lru)
+
+    def _forget(self, key: int) -> None:
+        """Release a garbage-collected model's sessions and close it."""
+        entry = self._models.pop(key, None)
+        for k in [k for k in self._lru if k[0] == key]:
+            del self._lru[k]
+        if entry is not None:
+            entry[0].close()
 
     def run(self, model: Model, inputs: dict[str, np.ndarray], *, mode: str | None = None,
             outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -137,7 +194,7 @@ class NativeBackend(Backend):
             x = np.ascontiguousarray(inputs[name], dtype=np.int32 if as_codes else np.float32)
             arrays.append((x, as_codes))
         keep = any(n not in model.outputs and not model.tensors[n].is_constant for n in wanted)
-        s = nm.session(batch, KEEP_ALL if keep else 0)
+        nm, s = self.session(model, batch, KEEP_ALL if keep else 0)
         for i, (x, as_codes) in enumerate(arrays):
             setter = lib.dfx_session_set_input_codes if as_codes else lib.dfx_session_set_input_f32
             check(lib, setter(s, i, x.ctypes.data, x.size), model.source)
@@ -162,4 +219,4 @@ class NativeBackend(Backend):
         return result
 
 
-__all__ = ["NativeBackend", "NativeModel", "open_model"]
+__all__ = ["DEFAULT_SESSIONS", "NativeBackend", "NativeModel", "open_model"]

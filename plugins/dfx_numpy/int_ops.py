@@ -8,14 +8,13 @@ rounding happens once, in the final shift or division.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
 
 from dfxsdk import bounds, ops
 from dfxsdk.errors import DfxFormatError, DfxUnsupportedError
-from dfxsdk.fixedpoint import round_shift, saturate
+from dfxsdk.fixedpoint import dyadic, round_shift, saturate
 from dfxsdk.formats import QFormat, Rounding
 
 from . import common
@@ -272,15 +271,6 @@ def prelu(op, ins, fin, fout, layer):
 
 
 # -- multi-input ------------------------------------------------------------------
-
-def dyadic(c: float, max_exp: int = 15, max_bits: int = 15) -> tuple[int, int] | None:
-    """(m, e) with c == m * 2**-e, |m| < 2**max_bits, smallest e in 0..max_exp; None if none."""
-    for e in range(max_exp + 1):
-        m = math.ldexp(float(c), e)
-        if m == int(m) and abs(m) < 2 ** max_bits:
-            return int(m), e
-    return None
-
 
 @kernel("Eltwise")
 def eltwise(op, ins, fin, fout, layer):

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from dfxsdk import ops, propagate
+from dfxsdk import fixedpoint, ops, propagate
 from dfxsdk.errors import DfxFormatError, DfxImportError, DfxUnsupportedError
 from dfxsdk.formats import FL_MAX, FL_MIN, DataType, QFormat, Rounding
 from dfxsdk.graph import Layer, Model, Tensor
@@ -408,18 +408,14 @@ class Converter:
         """A dfx Slice of ``x`` cut at ``points`` along ``axis``; piece i is bound to ``outputs[i]`` (None: unused)."""
         op = ops.Slice(axis=axis, points=list(points))
         try:
-            shapes = op.infer_shapes([self.shape(x)])
-        except ops.ShapeError as exc:
-            raise DfxImportError(f"{exc} (input shape {self.shape(x)})") from None
+            shapes = self.model.output_shapes(op, [x])
+        except DfxFormatError as exc:
+            raise DfxImportError(f"{exc.message} (input shape {self.shape(x)})") from None
         fmts = propagate.output_formats(op, [self.fmt(x)], len(shapes))
         lname = self._unique_layer(self.label if suffix is None else f"{self.label}/{suffix}")
-        names = []
-        for i, (shape, fmt, out) in enumerate(zip(shapes, fmts, outputs)):
-            tname = self._unique_tensor(out or f"{lname}/part{i}")
-            dtype = DataType.FLOAT32 if fmt is None else DataType.for_bw(fmt.bw)
-            self.model.add_tensor(Tensor(tname, tuple(shape), dtype, fmt))
-            names.append(tname)
-        self.model.add_layer(Layer(lname, op, [x], names, origin=self.label if suffix is not None else None))
+        names = [self._unique_tensor(out or f"{lname}/part{i}") for i, out in enumerate(outputs)]
+        self.model.append(op, [x], name=lname, outputs=names, qformats=list(fmts), shapes=[tuple(s) for s in shapes],
+                          origin=self.label if suffix is not None else None)
         for tname, out in zip(names, outputs):
             if out:
                 self.bind(out, Act(tname))
@@ -546,7 +542,7 @@ class Converter:
         producer = self.model.producer(x)
         exact_coeffs = not isinstance(producer.op, ops.Eltwise) if producer is not None else True
         if not exact_coeffs:
-            exact_coeffs = all(propagate.dyadic(float(k)) is not None for k in producer.op.coefficients)
+            exact_coeffs = all(fixedpoint.dyadic(float(k)) is not None for k in producer.op.coefficients)
         if t.qformat is None and producer is not None and not producer.op.LAYOUT_ONLY and exact_coeffs \
                 and self.uses[x] == 0 and x not in self.model.outputs:
             # Nothing else reads the float value: the producer rounds straight into the format.

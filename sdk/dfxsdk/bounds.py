@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .fixedpoint import clog2
+
 #: Every intermediate value of an integer form stays below 2**(ACC_LIMIT_BITS - 1).
 ACC_LIMIT_BITS = 62
 
@@ -26,11 +28,6 @@ class Operand:
     bits: int
     fl_lo: int
     fl_hi: int
-
-
-def clog2(k: int) -> int:
-    """ceil(log2 k) for k >= 1."""
-    return max(k - 1, 0).bit_length()
 
 
 def linear_bits(x: Operand, w: Operand, b: Operand | None, k: int, w_shift: int) -> int:

@@ -43,6 +43,7 @@ import numpy as np
 
 from . import ctable
 from .errors import DfxInputError, DfxUnsupportedError
+from .fixedpoint import align_up
 
 TARGETS = ("portable", "neon")
 MARKER = ".dfxsdk-compile"
@@ -182,10 +183,6 @@ def identifier(name: str) -> str:
     return s if s and not s[0].isdigit() else "_" + s
 
 
-def al64(v: int) -> int:
-    return (v + 63) & ~63
-
-
 # -- constants ------------------------------------------------------------------------------------
 
 
@@ -277,7 +274,7 @@ class _Gen:
         self.helpers: set[str] = set()
         self.tensor_emitted: set[int] = set()
         self.arena_name = f"{prefix}_arena"
-        self.scratch_base = al64(d["plan_bytes"])
+        self.scratch_base = align_up(d["plan_bytes"])
         self.arena_bytes = self.scratch_base + d["scratch_bytes"]
 
     # tensors ----------------------------------------------------------------------------------
@@ -424,12 +421,12 @@ class _Gen:
                 pre.append(f"dfxc_dequant({src}, {esz}, {tt['fl']}, {tt['run_count']}, "
                            f"(float *)({self.arena_name} + {scratch}));")
                 pin.append(self.rt(f"R{li}_i{p}", t, self.arena(scratch), 4, False))
-                scratch += al64(tt["run_count"] * 4)
+                scratch += align_up(tt["run_count"] * 4)
             elif not native and esz != 4:
                 self.helpers.add("widen")
                 pre.append(f"dfxc_widen({src}, {esz}, {tt['run_count']}, (int32_t *)({self.arena_name} + {scratch}));")
                 pin.append(self.rt(f"R{li}_i{p}", t, self.arena(scratch), 4, False))
-                scratch += al64(tt["run_count"] * 4)
+                scratch += align_up(tt["run_count"] * 4)
             else:
                 pin.append(self.rt(f"R{li}_i{p}", t, src, esz, False))
         pout = []
@@ -440,7 +437,7 @@ class _Gen:
             ptr, kesz = final, esz
             if not native and esz != 4:
                 ptr, kesz = self.arena(scratch), 4
-                scratch += al64(tt["run_count"] * 4)
+                scratch += align_up(tt["run_count"] * 4)
             pout.append(self.rt(f"R{li}_o{p}", t, ptr, kesz, False))
             if not native:
                 if not integer and not layout and tt["has_q"]:

@@ -35,11 +35,6 @@ _LAYOUT = struct.Struct("<8sHHIQQQQIII")
 assert _LAYOUT.size == 60
 
 
-def align_up(n: int, alignment: int = ALIGNMENT) -> int:
-    """Smallest multiple of ``alignment`` that is >= n."""
-    return (n + alignment - 1) // alignment * alignment
-
-
 @dataclass(frozen=True)
 class Header:
     """The decoded header."""

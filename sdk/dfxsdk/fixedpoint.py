@@ -8,6 +8,9 @@ can overflow for a valid model.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 from .formats import QFormat, Rounding
@@ -18,6 +21,8 @@ MAX_RIGHT_SHIFT = 62
 # shift to 31 and |q| to 2**32 - 1 keeps that verdict without int64 overflow.
 _LEFT_SHIFT_CAP = 31
 _LEFT_VALUE_CAP = (1 << 32) - 1
+#: Eltwise SUM coefficients in integer form: m * 2**-e with |m| < 2**COEFF_BITS, 0 <= e <= COEFF_BITS.
+COEFF_BITS = 15
 
 
 def saturate(q: np.ndarray, bw: int) -> np.ndarray:
@@ -102,3 +107,35 @@ def requantize(q: np.ndarray, fl_from, fmt: QFormat) -> np.ndarray:
     """Move integers of fractional length ``fl_from`` to ``fmt``: round, saturate."""
     shift = np.asarray(fl_from, dtype=np.int64) - fmt.fl_array(np.ndim(q))
     return saturate(round_shift(q, shift, fmt.rounding), fmt.bw)
+
+
+# -- numeric rules shared by the validator, propagation, the reference and the C library ----------
+# kernels/src/fixedpoint.h holds the same rules for C (fp_dyadic, fp_clog2, fp_align64, and fp_bitlen and
+# fp_floordiv for Python's int.bit_length and //); tests/fixedpoint/test_numeric_rules.py checks both against
+# one table. The integer width bounds built on them are in bounds.py (validate.c for C).
+
+
+def dyadic(c: float, max_exp: int = COEFF_BITS) -> tuple[int, int] | None:
+    """``(m, e)`` with ``c == m * 2**-e``, ``|m| < 2**15``, ``0 <= e <= max_exp`` and e minimal; else None.
+
+    With the default ``max_exp`` this is the rule for the coefficients of an integer Eltwise SUM
+    (spec/format.md 6.5; fp_dyadic in C). Infinities and NaN are never dyadic.
+    """
+    c = float(c)
+    if not math.isfinite(c):
+        return None
+    frac = Fraction(c)
+    e = frac.denominator.bit_length() - 1
+    if frac.denominator != 1 << e or e > max_exp or abs(frac.numerator) >= 1 << COEFF_BITS:
+        return None
+    return frac.numerator, e
+
+
+def clog2(k: int) -> int:
+    """ceil(log2 k) for k >= 1 (0 for k <= 1): the bits that index k items."""
+    return max(k - 1, 0).bit_length()
+
+
+def align_up(n: int, alignment: int = 64) -> int:
+    """Smallest multiple of ``alignment`` that is >= n."""
+    return (n + alignment - 1) // alignment * alignment

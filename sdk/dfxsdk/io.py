@@ -10,8 +10,9 @@ import numpy as np
 
 from ._fbverify import verify_graph
 from .atomic import atomic_write, check_input_file
-from .container import ALIGNMENT, FORMAT_VERSION, HEADER_SIZE, Header, align_up, unpack_header
+from .container import ALIGNMENT, FORMAT_VERSION, HEADER_SIZE, Header, unpack_header
 from .errors import DfxError, DfxFormatError, DfxInputError
+from .fixedpoint import align_up
 from .graph import Model, Tensor, lazy_unpacked
 from .packing import pack
 from .serialize import build_graph, parse_graph

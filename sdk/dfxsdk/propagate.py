@@ -16,9 +16,9 @@ Clip                                       the input format if both bounds lie o
 Concat, Eltwise MAX                        fl = max fl_i; bw holds every input
                                            exactly (max of bw_i + fl - fl_i)
 Eltwise SUM                                fl = max(fl_i + e_i) for coefficients
-                                           m_i * 2**-e_i (dyadic only, else
-                                           float); bw from the exact range of
-                                           the sum
+                                           m_i * 2**-e_i (fixedpoint.dyadic,
+                                           else float); bw from the exact
+                                           range of the sum
 Eltwise PROD                               fl = sum fl_i, bw = sum bw_i
 PRelu (integer slope)                      fl = fl_x + fl_slope, bw from the
                                            exact range
@@ -46,12 +46,11 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from . import ops
+from .fixedpoint import dyadic
 from .formats import QFormat
 
 #: Widest integer format propagation produces.
 MAX_BW = 32
-#: Largest odd multiplier accepted in a dyadic Eltwise coefficient.
-MAX_COEFF_MANTISSA = 1 << 15
 
 
 def output_format(op: ops.Op, inputs: Sequence[QFormat | None]) -> QFormat | None:
@@ -119,23 +118,6 @@ def aligned(formats: Sequence[QFormat]) -> QFormat:
     fl = max(f.fl for f in formats)
     bw = max(f.bw + fl - f.fl for f in formats)
     return QFormat(min(bw, MAX_BW), fl, formats[0].rounding)
-
-
-def dyadic(c: float) -> tuple[int, int] | None:
-    """(m, e) with c == m * 2**-e, e >= 0 minimal; None if c is not dyadic (or |m| > 2**15)."""
-    if not math.isfinite(c):
-        return None
-    frac = Fraction(c)
-    if frac == 0:
-        return (0, 0)
-    den = frac.denominator
-    if den & (den - 1):
-        return None
-    e = den.bit_length() - 1
-    m = frac.numerator
-    if abs(m) > MAX_COEFF_MANTISSA:
-        return None
-    return (m, e)
 
 
 def eltwise_sum(formats: Sequence[QFormat], coefficients: Sequence[float] = ()) -> QFormat | None:

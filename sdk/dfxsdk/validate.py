@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +17,7 @@ from . import bounds
 from .bounds import ACC_LIMIT_BITS, Operand
 from .container import FORMAT_VERSION
 from .errors import DfxFormatError
+from .fixedpoint import dyadic
 from .formats import CHANNEL_ORDERS, FL_MAX, FL_MIN, DataType, QFormat
 from .ops import ELTWISE_PROD, ELTWISE_SUM, OPS, POOL_AVERAGE, Custom, Eltwise, Op, ShapeError
 
@@ -29,22 +29,6 @@ MAX_RANK = 8
 MAX_LAYER_IO = 64
 #: Largest element count of one tensor (2**40: larger than any real network).
 MAX_ELEMENTS = 1 << 40
-#: Eltwise SUM coefficients in integer form: m * 2**-e with |m| < 2**15, 0 <= e <= 15.
-COEFF_BITS = 15
-
-
-def dyadic(value: float) -> tuple[int, int] | None:
-    """(m, e) with value == m * 2**-e, |m| < 2**15, 0 <= e <= 15 and e minimal; else None."""
-    if not math.isfinite(value):
-        return None
-    frac = Fraction(value)
-    den = frac.denominator
-    if den & (den - 1):
-        return None
-    e = den.bit_length() - 1
-    if e > COEFF_BITS or abs(frac.numerator) >= 1 << COEFF_BITS:
-        return None
-    return frac.numerator, e
 
 
 def integer_form(model: Model, op: Op, inputs: list[str | None], outputs: list[str]) -> bool:

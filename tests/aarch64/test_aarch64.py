@@ -37,7 +37,7 @@ from dfxsdk.io import load, save
 
 from tests.support.cross import SYSROOT, require_cross
 from tests.support.paths import CONFORMANCE, KERNELS, ROOT
-from tests.support.testdata import LENET, MNIST, MOBILENET_SSD, MTCNN, TESTDATA
+from tests.support.testdata import LENET, MNIST, MOBILENET_SSD, MTCNN, require_testdata
 
 TOOLCHAIN = KERNELS / "cmake" / "aarch64-linux-gnu.cmake"
 VECTORS = sorted(CONFORMANCE.glob("*.dfx"))
@@ -91,7 +91,7 @@ def arm64() -> Arm64:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             pytest.fail(f"aarch64 build failed: {' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    for exe in ("dfx-run", "test_buffer", "test_neon"):
+    for exe in ("dfx-run", "test_buffer", "test_neon", "classify"):
         assert (build / exe).exists(), f"the aarch64 build has no {exe} (NEON kernels not configured?)"
     return Arm64(build)
 
@@ -114,6 +114,25 @@ def test_c_neon_kernels_equal_portable(arm64, cpu):
     assert f"cpu has dotprod: {int(has_dot)}" in proc.stdout
     assert ("dotprod: 150 x" in proc.stdout) == has_dot
     assert "FAILED" not in proc.stdout
+
+
+def test_c_example_classify_ctest(arm64):
+    """The CTest of kernels/examples/classify.c (raw 8-bit image, stored preprocessing, label) under qemu."""
+    proc = subprocess.run(["ctest", "--output-on-failure", "-V", "-R", "example_classify"], cwd=arm64.build,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "qemu-aarch64" in proc.stdout and "class 2: plus sign" in proc.stdout
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_dfx_run_raw_top_with_each_kernel_set(arm64, mode):
+    """dfx-run --kernels chooses the set per run; --raw --top prints the stored labels."""
+    data = KERNELS / "examples" / "data"
+    cpu, _ = MODES[mode]
+    proc = arm64.run_on(cpu, None, "dfx-run", "--verbose", "--kernels", mode, "--raw", "--top", "2",
+                        data / "tiny_shapes.dfx", data / "plus_sign.u8")
+    assert f"kernels: {mode}\n" in proc.stderr
+    assert proc.stdout.splitlines()[1].split()[:5] == ["1.", "class", "2", "plus", "sign"]
 
 
 # -- the NEON path is really taken ------------------------------------------------------------------
@@ -234,8 +253,7 @@ NETS = {
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
     """name -> (.dfx path, inputs, output names, reference outputs); built once."""
-    if not TESTDATA.is_dir():
-        pytest.fail(f"the aarch64 model tests need {TESTDATA}")
+    require_testdata(LENET, MNIST, MTCNN, MOBILENET_SSD)
     from dfxsdk.plugins import get_manager
 
     work = tmp_path_factory.mktemp("aarch64-nets")

@@ -214,9 +214,10 @@ def test_ave_pool_takes_the_format_of_its_ristretto_consumer(tmp_path):
 
 def test_legacy_binary_field_numbers(tmp_path):
     """quantization_param under 145 (V1 numbering) or 147/148 in a caffemodel is decoded, not warned about."""
+    from google.protobuf.internal import encoder
+
     from dfx_caffe import parse
     from dfx_caffe._proto import caffe_pb2 as pb
-    from google.protobuf.internal import encoder
 
     def field(number: int, payload: bytes) -> bytes:
         return encoder.TagBytes(number, 2) + encoder._VarintBytes(len(payload)) + payload

@@ -6,12 +6,12 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from dfxsdk import QFormat, Rounding
-from dfxsdk.fixedpoint import quantize, requantize, round_shift, saturate
-from dfx_numpy.int_ops import dyadic, round_div
+from dfxsdk.fixedpoint import dyadic, quantize, requantize, round_shift, saturate
+
+from dfx_numpy.int_ops import round_div
 
 ROUNDINGS = list(Rounding)
 

@@ -7,10 +7,11 @@ import io
 
 import numpy as np
 import pytest
-from tests.support.quantize import LENET_SCALE, lenet_float, mnist
-from tests.support.testdata import LENET, MNIST, needs_testdata
 
 from dfxsdk import load, save
+
+from tests.support.quantize import LENET_SCALE, lenet_float, mnist
+from tests.support.testdata import LENET, MNIST, needs_testdata
 
 pytestmark = needs_testdata(LENET, MNIST)
 
@@ -138,6 +139,9 @@ def test_cli_reproduces_the_real_ristretto_file(tmp_path):
                                "--bw-act", 4, "--bias", "params", "--emit-ristretto", proto, "--no-progress",
                                "-o", tmp_path / "r.dfx")
     assert code == 0, stderr
-    blocks = lambda text: re.findall(r"quantization_param\s*\{[^}]*\}", text)
+
+    def blocks(text: str) -> list[str]:
+        return re.findall(r"quantization_param\s*\{[^}]*\}", text)
+
     want = blocks((LENET / "lenet_quantized.prototxt").read_text())
     assert len(want) == 4 and blocks(proto.read_text()) == want

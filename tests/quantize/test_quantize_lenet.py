@@ -6,13 +6,14 @@ import re
 
 import numpy as np
 import pytest
-from tests.support.quantize import batches, lenet_float, mnist, spread, top1
-from tests.support.testdata import LENET, MNIST, needs_testdata
 
 from dfxsdk.formats import DataType
 from dfxsdk.providers import CalibrationData
 
 from dfx_quantizer.plugin import quantize_model
+
+from tests.support.quantize import batches, lenet_float, mnist, spread, top1
+from tests.support.testdata import LENET, MNIST, needs_testdata
 
 pytestmark = needs_testdata(LENET, MNIST)
 QUANTIZED = LENET / "lenet_quantized.prototxt"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.support.quantize import depthwise_sqnr, mobilenet_ssd
-from tests.support.testdata import MOBILENET_SSD, needs_testdata
 
 from dfxsdk import load, save
 from dfxsdk.providers import CalibrationData
 
 from dfx_quantizer.plugin import quantize_model
+
+from tests.support.quantize import depthwise_sqnr, mobilenet_ssd
+from tests.support.testdata import MOBILENET_SSD, needs_testdata
 
 pytestmark = needs_testdata(MOBILENET_SSD)
 #: The one-pass quantizer (rule fl, nearest rounding): these tests compare per-layer and per-channel fl.
@@ -32,7 +33,10 @@ def images(n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def quantized(model):
     x = images(8, 1)
-    data = lambda: CalibrationData([{"data": x[i:i + 4]} for i in range(0, 8, 4)])
+
+    def data() -> CalibrationData:
+        return CalibrationData([{"data": x[i:i + 4]} for i in range(0, 8, 4)])
+
     return (quantize_model(model, data(), {"bw": 8, **ONE_PASS}),
             quantize_model(model, data(), {"bw": 8, "per_channel": True, **ONE_PASS}))
 

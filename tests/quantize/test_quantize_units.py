@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.support.builder import Builder
 
 from dfxsdk import ops
 from dfxsdk.errors import DfxInputError, DfxUnsupportedError
@@ -15,6 +14,8 @@ from dfx_quantizer import emit, fl_rules
 from dfx_quantizer.apply import LayerPlan
 from dfx_quantizer.plugin import quantize_model
 from dfx_quantizer.stats import NUM_BINS, TensorStats
+
+from tests.support.builder import Builder
 
 
 def heavy_tailed(n: int = 200_000, seed: int = 0) -> np.ndarray:

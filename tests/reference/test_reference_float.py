@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dfxsdk import ops
+
 from tests.support.builder import Builder
 
 RTOL = 1e-5

@@ -8,11 +8,11 @@ backend, dequantized, equal the simulation mode's float64 values exactly.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dfxsdk import Rounding, ops
 from dfxsdk.fixedpoint import dequantize
+
 from tests.support.builder import Builder, fmt
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,8 +6,7 @@ import struct
 
 import numpy as np
 
-from dfxsdk import DataType, Layer, Model, Preprocessing, QFormat, Rounding, Tensor
-from dfxsdk import ops
+from dfxsdk import DataType, Layer, Model, Preprocessing, QFormat, Rounding, Tensor, ops
 
 HEADER = struct.Struct("<8sHHIQQQQIII")
 
@@ -54,8 +53,7 @@ def full_model(seed: int = 0) -> Model:
     m = Model(name="everything", producer_name="dfxsdk-tests", producer_version="9.9")
     b = _Builder(m, np.random.default_rng(seed))
     i8 = lambda fl, r=Rounding.HALF_AWAY_FROM_ZERO: QFormat(8, fl, r)  # noqa: E731
-    F, I8, I16, I32, I4, I2 = (DataType.FLOAT32, DataType.INT8, DataType.INT16,
-                               DataType.INT32, DataType.INT4, DataType.INT2)
+    I8, I16, I32, I4, I2 = DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT4, DataType.INT2
 
     b.act("data", (1, 3, 16, 16))
     m.inputs = ["data"]

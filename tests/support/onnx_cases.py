@@ -113,6 +113,7 @@ def run_case(case: Path) -> Outcome:
     from onnx import numpy_helper
 
     from dfxsdk.errors import DfxUnsupportedError
+
     from dfx_onnx.plugin import import_onnx
 
     model = onnx.load(str(case / "model.onnx"))

@@ -16,9 +16,9 @@ LENET_SCALE = 0.00390625
 
 def lenet_float():
     """The real float LeNet (deploy prototxt + caffemodel) with its training input scale."""
-    from dfx_caffe.plugin import import_caffe
-
     from dfxsdk.graph import Preprocessing
+
+    from dfx_caffe.plugin import import_caffe
 
     model = import_caffe([LENET / "lenet.prototxt", LENET / "lenet_iter_10000.caffemodel"])
     model.preprocessing["data"] = Preprocessing(scale=[LENET_SCALE], channel_order="GRAY")

@@ -1,7 +1,6 @@
 /* Helpers shared by the kernels, the loader and the validator, kept apart so
  * that a compiled model (dfxsdk compile) can use the kernels without the loader:
- * constants' integer codes and real values, dyadic Eltwise coefficients,
- * PriorBox aspect ratios. */
+ * constants' integer codes and real values, PriorBox aspect ratios. */
 #include <math.h>
 
 #include "../kernels.h"
@@ -25,18 +24,6 @@ float dfx_const_float(const dt_tensor *t, int64_t i)
 {
     if (t->dtype == DFX_FLOAT32) return rd_f32(t->data + 4 * i);
     return (float)ldexp((double)dfx_const_int(t, i), -dfx_fl_at(t, i));
-}
-#endif
-
-/* Eltwise SUM coefficient c = m * 2^-e with |m| < 2^15, 0 <= e <= 15 (1 if it is dyadic). */
-#if defined(DFX_USE_DYADIC)
-int dfx_dyadic(float c, int *m_out, int *e_out)
-{
-    for (int e = 0; e <= 15; e++) {
-        double v = ldexp((double)c, e);
-        if (v == floor(v) && fabs(v) < 32768.0) { *m_out = (int)v; *e_out = e; return 1; }
-    }
-    return 0;
 }
 #endif
 

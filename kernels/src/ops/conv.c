@@ -83,15 +83,6 @@ static void row_f32(const dt_layer *L, const dt_tensor *w, int64_t o, float *row
 }
 #endif
 
-#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
-static int clog2(int64_t k)
-{
-    int n = 0;
-    while (((int64_t)1 << n) < k) n++;
-    return n;
-}
-#endif
-
 /* Finish output channel o: align, add bias, round, saturate. */
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT) || defined(DFX_USE_DECONV2D_INT)
 static void finish_int(const int64_t *acc, int64_t n, int fp, const rt *b, int64_t o, const rt *y, int32_t *out)
@@ -166,7 +157,7 @@ dfx_status dfx_conv2d_int(const dt_layer *L, const rt *x, const dt_tensor *w, co
             int fw = dfx_weight_align(L, w, (int)oc, &shift);
             int fp = x->t->fl + fw;
             int32_t *out = I32(y) + (n * O + oc) * plane;
-            if (x->t->bw + w->bw + shift + clog2(K) + 1 <= 31) {
+            if (x->t->bw + w->bw + shift + fp_clog2(K) + 1 <= 31) {
                 int32_t *row = (int32_t *)rowbuf, *acc = acc32;
                 row_i32(L, w, oc, fw, row, K);
                 memset(acc, 0, (size_t)plane * sizeof *acc);

@@ -48,7 +48,7 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
     int cm[MAXIN], ce[MAXIN];
     for (int k = 0; k < n; k++) {
         cm[k] = 1; ce[k] = 0;
-        if (L->o.coeffs.n) dfx_dyadic(vec_f32(L->o.coeffs, k), &cm[k], &ce[k]);
+        if (L->o.coeffs.n) fp_dyadic(vec_f32(L->o.coeffs, k), &cm[k], &ce[k]);
     }
     ELT_ITERATE({
         int64_t acc = 0;

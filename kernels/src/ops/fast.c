@@ -14,18 +14,6 @@
 #include "../kernels.h"
 
 #if defined(DFX_USE_PREPARE)
-static int clog2(int64_t k)
-{
-    int n = 0;
-    while (((int64_t)1 << n) < k) n++;
-    return n;
-}
-#endif
-#if DFX_ALL_KERNELS || defined(DFX_USE_PREPARE) || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
-static size_t al64(size_t v) { return (v + 63) & ~(size_t)63; }
-#endif
-
-#if defined(DFX_USE_PREPARE)
 dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w, const dt_tensor *b, const rt *y,
                               dfx_linprep *lp, size_t *scratch)
 {
@@ -38,7 +26,7 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
         return DFX_OK;
     int64_t O = w->shape[0], K = O ? w->count / O : 0;
     if (O <= 0 || K <= 0 || K > (1 << 24) || O > (1 << 24)) return DFX_OK;
-    if (tx->bw + w->bw + clog2(K) + 1 > 31) return DFX_OK;
+    if (tx->bw + w->bw + fp_clog2(K) + 1 > 31) return DFX_OK;
     int64_t *bias = (int64_t *)malloc((size_t)O * sizeof *bias);
     int8_t *lsh = (int8_t *)malloc((size_t)O);
     int16_t *rsh = (int16_t *)malloc((size_t)O * sizeof *rsh);
@@ -81,7 +69,7 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
         cols = O ? y->count / O : 0;
     }
     if (lp->dw) {
-        *scratch = al64((size_t)cols * 4) + al64((size_t)K);
+        *scratch = fp_align64((size_t)cols * 4) + fp_align64((size_t)K);
         return DFX_OK;
     }
     int64_t nb = (131072 / K) & ~(int64_t)15;
@@ -92,10 +80,10 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
     int64_t ob = lp->w_in_place ? og : (og < 48 ? og : 48); /* 48: packed row blocks (dispatch.h) */
     lp->nb = (int)nb;
     lp->ob = (int)ob;
-    size_t need = al64((size_t)(ob * nb * 4));
-    if (!lp->w_in_place) need += al64((size_t)(ob * K));
-    if (L->op == OP_FC) need += al64((size_t)(K * nb)) + al64((size_t)nb * 4);
-    else if (!lp->direct) need += al64((size_t)(K * nb));
+    size_t need = fp_align64((size_t)(ob * nb * 4));
+    if (!lp->w_in_place) need += fp_align64((size_t)(ob * K));
+    if (L->op == OP_FC) need += fp_align64((size_t)(K * nb)) + fp_align64((size_t)nb * 4);
+    else if (!lp->direct) need += fp_align64((size_t)(K * nb));
     *scratch = need;
     return DFX_OK;
 }
@@ -298,7 +286,7 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
     char *Y = (char *)y->p;
     if (lp->dw) {
         int32_t *acc = (int32_t *)scratch;
-        int8_t *kbuf = (int8_t *)scratch + al64((size_t)P * 4);
+        int8_t *kbuf = (int8_t *)scratch + fp_align64((size_t)P * 4);
         for (int64_t n = 0; n < N; n++)
             for (int64_t c = 0; c < O; c++) {
                 const int8_t *k = weight_rows(lp, w, c, 1, kbuf);
@@ -312,9 +300,9 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
     int64_t nb = lp->nb, ob = lp->ob;
     uint8_t *sp = (uint8_t *)scratch;
     int32_t *acc = (int32_t *)sp;
-    sp += al64((size_t)(ob * nb * 4));
+    sp += fp_align64((size_t)(ob * nb * 4));
     int8_t *wbuf = NULL, *col = NULL;
-    if (!lp->w_in_place) { wbuf = (int8_t *)sp; sp += al64((size_t)(ob * K)); }
+    if (!lp->w_in_place) { wbuf = (int8_t *)sp; sp += fp_align64((size_t)(ob * K)); }
     if (!lp->direct) col = (int8_t *)sp;
     for (int64_t g = 0; g < G; g++)
         for (int64_t o0 = 0; o0 < og; o0 += ob) { /* weights unpacked once per block of output channels */
@@ -355,11 +343,11 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
     int esz = y->esz;
     uint8_t *sp = (uint8_t *)scratch;
     int32_t *acc = (int32_t *)sp;
-    sp += al64((size_t)(ob * nb * 4));
+    sp += fp_align64((size_t)(ob * nb * 4));
     int8_t *wbuf = NULL;
-    if (!lp->w_in_place) { wbuf = (int8_t *)sp; sp += al64((size_t)(ob * K)); }
+    if (!lp->w_in_place) { wbuf = (int8_t *)sp; sp += fp_align64((size_t)(ob * K)); }
     int8_t *xt = (int8_t *)sp;
-    sp += al64((size_t)(K * nb));
+    sp += fp_align64((size_t)(K * nb));
     void *tmp = sp;
     int one_block = M <= nb; /* then x^T is made once, not once per block of output channels */
     for (int64_t o0 = 0; o0 < O; o0 += ob) { /* weights unpacked once per block of output channels */

@@ -3,15 +3,6 @@
 #include "../kernels.h"
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_INT)
-static int clog2(int64_t k)
-{
-    int n = 0;
-    while (((int64_t)1 << n) < k) n++;
-    return n;
-}
-#endif
-
-#if DFX_ALL_KERNELS || defined(DFX_USE_FC_INT)
 dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch)
 {
     int64_t O = w->shape[0], K = w->shape[1], M = O ? y->count / O : 0;
@@ -27,7 +18,7 @@ dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const 
             F = fp > flb ? fp : flb;
             bias = fp_shl(I32(b)[o], F - flb);
         }
-        int small = x->t->bw + w->bw + shift + clog2(K) + 1 <= 31;
+        int small = x->t->bw + w->bw + shift + fp_clog2(K) + 1 <= 31;
         int32_t *r32 = (int32_t *)scratch;
         int64_t *r64 = (int64_t *)scratch;
         for (int64_t k = 0; k < K; k++) {

@@ -15,19 +15,6 @@ static window get_window(const dt_opts *o, int64_t h, int64_t w)
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
-static int64_t floordiv(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    if ((a % b) && ((a < 0) != (b < 0))) q--;
-    return q;
-}
-#endif
-
-#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
-static int bitlen(uint64_t v) { int n = 0; while (v) { n++; v >>= 1; } return n; }
-#endif
-
-#if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
 static int64_t round_up(int64_t q, int64_t r, int64_t den, int nonneg, int rounding)
 {
     if (rounding == RND_FLOOR) return q;
@@ -44,18 +31,18 @@ static int64_t avg_div(int64_t s, int64_t d, int up, int down, int rounding)
 {
     uint64_t mag = s < 0 ? (uint64_t)(-(s + 1)) + 1 : (uint64_t)s;
     if (down > 0) {
-        if (bitlen((uint64_t)d) + down > 61) { /* |s| < den / 2 */
+        if (fp_bitlen((uint64_t)d) + down > 61) { /* |s| < den / 2 */
             return (s < 0 && rounding == RND_FLOOR) ? -1 : 0;
         }
-        int64_t den = d << down, q = floordiv(s, den);
+        int64_t den = d << down, q = fp_floordiv(s, den);
         return round_up(q, s - q * den, den, s >= 0, rounding);
     }
-    if (bitlen(mag) + up <= 62) {
-        int64_t num = s * ((int64_t)1 << up), q = floordiv(num, d);
+    if (fp_bitlen(mag) + up <= 62) {
+        int64_t num = s * ((int64_t)1 << up), q = fp_floordiv(num, d);
         return round_up(q, num - q * d, d, num >= 0, rounding);
     }
     /* long division, one bit at a time; stop once the result saturates anyway */
-    int64_t q = floordiv(s, d), r = s - q * d;
+    int64_t q = fp_floordiv(s, d), r = s - q * d;
     for (int i = 0; i < up; i++) {
         q *= 2;
         r *= 2;

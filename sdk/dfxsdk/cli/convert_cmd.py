@@ -2,8 +2,8 @@
 
 The importer is the one plugin whose importer claims the given files (or the
 one named with ``--importer``). Every importer adds its own option group
-(for example ``--ristretto`` of the Caffe importer); ``--input-shape`` and
-``--metadata`` are common to all. The output is written atomically, and only
+(for example ``--ristretto`` of the Caffe importer); ``--input-shape``,
+``--metadata`` and ``--labels`` are common to all. The output is written atomically, and only
 after the import succeeded: a failed conversion leaves no file behind and an
 existing output file untouched.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..atomic import check_input_file, resolve_output
 from ..errors import DfxInputError
+from ..labels import LABELS_KEY, encode_labels
 from ..plugins import get_manager
 from ._plugins import add_provider_options, wants_options
 
@@ -47,6 +48,21 @@ def parse_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
 
 
+def read_labels(path: Path) -> list[str]:
+    """Class labels from a UTF-8 text file, one per line (trailing blank lines dropped)."""
+    check_input_file(path, "a labels file (--labels)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DfxInputError(f"cannot read the labels ({exc})", file=str(path), field="--labels") from None
+    labels = [line.removesuffix("\r") for line in text.split("\n")]
+    while labels and not labels[-1].strip():
+        labels.pop()
+    if not labels:
+        raise DfxInputError("the labels file has no labels", file=str(path), field="--labels")
+    return labels
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert", help="convert a model of another framework to .dfx",
@@ -61,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shape of the (single) graph input, overriding the file's")
     p.add_argument("--metadata", metavar="KEY=VALUE", type=parse_metadata, action="append", default=[],
                    help="add a metadata entry to the model (repeatable)")
+    p.add_argument("--labels", metavar="FILE", type=Path,
+                   help="class labels, one per line (line i names output class i), stored as the metadata "
+                        "entry 'labels' (spec/format.md 7.2); dfx-run --top and the C API read them")
     pre = p.add_argument_group("preprocessing of the graph input (overrides what the files say)")
     pre.add_argument("--input-mean", metavar="M[,M...]", type=parse_floats,
                      help="value(s) subtracted from raw input, one or one per channel")
@@ -79,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     pm = get_manager()
     model = import_files(args, "convert")
     model.metadata.update(dict(args.metadata))
+    if args.labels is not None:
+        model.metadata[LABELS_KEY] = encode_labels(read_labels(args.labels))
     _override_preprocessing(model, args)
     from .. import save
 
