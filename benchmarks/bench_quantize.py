@@ -1,6 +1,7 @@
 """Calibration and quantization time of the dfp quantizer; per-channel vs per-layer SQNR.
 
-Usage: python benchmarks/bench_quantize.py [--size 300] [--calib 8] [--skip-lenet] [--skip-ssd] [--skip-lowbit] [--budget 120]
+Usage: python benchmarks/bench_quantize.py [--size 300] [--calib 8] [--skip-lenet] [--skip-ssd] [--skip-lowbit]
+       [--budget 120]
 
 LeNet 2/4/4 (conv 2, fc 4, activations 4 bits, Ristretto's widths for it), calibrated with labels
 on 1000 digits spread over the file: nearest rounding with the rule's fl, then the defaults

@@ -12,10 +12,10 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,18 @@ from dfxsdk.hookspecs import hookimpl
 from dfxsdk.providers import CalibrationData, PluginInfo, Quantizer
 
 from . import __version__, emit, fl_rules, rounding, search
-from .apply import BIAS_MODES, FormatChooser, LayerFormats, Plan, Settings, build, limited_tensors, \
-    quant_layers, stat_tensors, weight_stats
+from .apply import (
+    BIAS_MODES,
+    FormatChooser,
+    LayerFormats,
+    Plan,
+    Settings,
+    build,
+    limited_tensors,
+    quant_layers,
+    stat_tensors,
+    weight_stats,
+)
 from .stats import batch_size, collect
 
 SEARCHES = ("none", "ristretto", "per-layer")
@@ -78,7 +88,7 @@ class Options:
     time_budget: float = 300.0
 
     @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "Options":
+    def from_dict(cls, options: dict[str, Any]) -> Options:
         unknown = set(options) - set(DEFAULTS)
         values = {k: (DEFAULTS[k] if options.get(k) is None else options[k]) for k in DEFAULTS}
         del unknown  # other keys (for other quantizers) are ignored

@@ -300,7 +300,8 @@ Knob = tuple[str, str]
 
 def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[float, float]], *,
               start: dict[Knob, int] | None = None, rounds: int = 2, step_limit: int = 2,
-              max_evaluations: int | None = None, echo: Callable[[str], None] | None = None) -> tuple[dict[Knob, int], tuple[float, float], list[str]]:
+              max_evaluations: int | None = None, echo: Callable[[str], None] | None = None,
+              ) -> tuple[dict[Knob, int], tuple[float, float], list[str]]:
     """Greedy search of fl offsets on the task score (coordinate descent).
 
     Each round visits every knob in order and tries its fl one lower and one
@@ -335,7 +336,8 @@ def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[
                 got = measure(trial)
                 evaluations += 1
                 if got > best:
-                    say(f"  round {r + 1}: {knob[0]} {knob[1]} fl {cur + d:+d}: {got[0]:.2f} % (tie-break {got[1]:.3f})")
+                    say(f"  round {r + 1}: {knob[0]} {knob[1]} fl {cur + d:+d}: {got[0]:.2f} % "
+                        f"(tie-break {got[1]:.3f})")
                     offsets, best, moved = trial, got, True
                     break
         if not moved:

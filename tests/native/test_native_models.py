@@ -59,8 +59,8 @@ def _quantize8(model, batch=2, seed=0):
     rng = np.random.default_rng(seed)
     data = {n: rng.uniform(-1, 1, (batch,) + tuple(model.tensors[n].shape[1:])).astype(np.float32)
             for n in model.inputs}
-    return quantizer.quantize_model(model, CalibrationData([data]), {"bw": 8, "fl_rule": "maxabs", "rounding": "nearest",
-                                                                   "fl_search": "none"}).model
+    options = {"bw": 8, "fl_rule": "maxabs", "rounding": "nearest", "fl_search": "none"}
+    return quantizer.quantize_model(model, CalibrationData([data]), options).model
 
 
 def _assert_bit_exact(native, model, batch, seed=1):
@@ -88,9 +88,9 @@ def test_mtcnn_quantized_8bit_bit_exact(native, caffe, net):
 
 def test_leaky_relu_quantized_is_integer_and_bit_exact(native):
     """Caffe's leaky ReLU is a PRelu with one slope: the quantizer gives it an integer slope."""
-    from tests.support.builder import Builder
-
     from dfxsdk import ops
+
+    from tests.support.builder import Builder
 
     rng = np.random.default_rng(4)
     b = Builder("leaky")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.support.builder import Builder
-from tests.support.testdata import MTCNN, needs_testdata
 
 from dfxsdk import ops
 from dfxsdk.providers import CalibrationData
 
 from dfx_quantizer.plugin import quantize_model
+
+from tests.support.builder import Builder
+from tests.support.testdata import MTCNN, needs_testdata
 
 FLOAT_ONLY = ("Softmax", "DetectionOutput")
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.support.quantize import batches, lenet_float, mnist, spread
-from tests.support.testdata import LENET, MNIST, needs_testdata
 
 from dfxsdk.plugins import get_manager
 from dfxsdk.providers import CalibrationData
 
 from dfx_quantizer import scores
 from dfx_quantizer.plugin import quantize_model
+
+from tests.support.quantize import batches, lenet_float, mnist, spread
+from tests.support.testdata import LENET, MNIST, needs_testdata
 
 
 @pytest.mark.slow
