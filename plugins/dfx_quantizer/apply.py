@@ -31,6 +31,7 @@ positive range is all that matters). With ``ristretto_stats`` both use the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -46,6 +47,8 @@ from . import fl_rules
 from .stats import TensorStats
 
 QUANT_TYPES = ("Conv2D", "Deconv2D", "FullyConnected")
+#: Layers whose exact output can be wider than their inputs: build keeps them within it.
+LIMITED_TYPES = ("Concat", "Eltwise", "PRelu")
 BIAS_MODES = ("int32", "params")
 
 
@@ -143,6 +146,10 @@ class FormatChooser:
         self.where = stat_tensors(model, settings.ristretto_stats)
         self._cache: dict[tuple, QFormat] = {}
 
+    def activation(self, tensor: str, bw: int) -> QFormat:
+        """The format of activation ``tensor`` at ``bw`` bits by the fl rule."""
+        return self._act(tensor, bw)
+
     def _act(self, tensor: str, bw: int) -> QFormat:
         key = ("a", tensor, bw)
         if key not in self._cache:
@@ -167,16 +174,43 @@ class FormatChooser:
                 self._cache[key] = QFormat(bw, fl, self.settings.rounding)
         return self._cache[key]
 
-    def formats(self, plan: Plan) -> dict[str, LayerFormats]:
+    def formats(self, plan: Plan, offsets: dict[tuple[str, str], int] | None = None) -> dict[str, LayerFormats]:
+        """The formats of every quantized layer; ``offsets`` moves fl: key ("act", stats tensor) or
+        ("params", layer) -> added to the rule's fl (see :func:`fl_knobs`)."""
+        offsets = offsets or {}
         out = {}
         for layer in quant_layers(self.model):
             p = plan.get(layer.name, LayerPlan())
             x, y = self.where[layer.name]
             out[layer.name] = LayerFormats(
-                self._act(x, p.bw_in) if p.bw_in else None,
-                self._act(y, p.bw_out) if p.bw_out else None,
-                self._params(layer.name, p.bw_params) if p.bw_params else None)
+                shift_fl(self._act(x, p.bw_in), offsets.get(("act", x), 0)) if p.bw_in else None,
+                shift_fl(self._act(y, p.bw_out), offsets.get(("act", y), 0)) if p.bw_out else None,
+                shift_fl(self._params(layer.name, p.bw_params), offsets.get(("params", layer.name), 0))
+                if p.bw_params else None)
         return out
+
+    def knobs(self, plan: Plan) -> list[tuple[str, str]]:
+        """The fl offsets a search may move for ``plan``: each quantized layer's weights, then
+        each activation statistics tensor, in execution order."""
+        params, acts = [], []
+        for layer in quant_layers(self.model):
+            p = plan.get(layer.name, LayerPlan())
+            if p.bw_params:
+                params.append(("params", layer.name))
+            x, y = self.where[layer.name]
+            for t, bw in ((x, p.bw_in), (y, p.bw_out)):
+                if bw and ("act", t) not in acts:
+                    acts.append(("act", t))
+        return params + acts
+
+
+def shift_fl(fmt: QFormat, d: int) -> QFormat:
+    """``fmt`` with fl (every channel's) moved by ``d``."""
+    if not d:
+        return fmt
+    if fmt.per_channel:
+        return replace(fmt, channel_fl=tuple(fl_rules.clamp_fl(f + d) for f in fmt.channel_fl))
+    return replace(fmt, fl=fl_rules.clamp_fl(fmt.fl + d))
 
 
 def _bias_format(layer: Layer, f: LayerFormats, mode: str, n_out: int) -> QFormat | None:
@@ -208,9 +242,47 @@ def _activation(t: Tensor, fmt: QFormat | None) -> Tensor:
     return Tensor(t.name, t.shape, dtype, fmt)
 
 
+def limited_tensors(model: Model) -> list[str]:
+    """Outputs whose format :func:`build` may choose from statistics (see :data:`LIMITED_TYPES`)."""
+    return [layer.outputs[0] for layer in model.layers if layer.type in LIMITED_TYPES]
+
+
+def _slope(model: Model, new: Model, layer: Layer) -> None:
+    """Quantize a PRelu's float slope at the input's bit width (maxabs fl), in place in ``new``."""
+    x = new.tensors[layer.inputs[0]].qformat
+    s = model.tensors[layer.inputs[1]]
+    if x is None or x.per_channel or s.qformat is not None or not s.is_constant:
+        return
+    values = np.asarray(s.data, np.float64)
+    fl = fl_rules.choose("maxabs", TensorStats.of(s.name, values), x.bw, "params")
+    new.tensors[s.name] = _constant(s.name, values, QFormat(x.bw, fl, x.rounding))
+
+
+def _limit(layer: Layer, new: Model, outs: list[QFormat | None],
+           activation: Callable[[str, int], QFormat]) -> list[QFormat | None]:
+    """Keep a Concat/Eltwise/PRelu output within its widest integer input's bit width."""
+    data = layer.inputs[:1] if layer.type == "PRelu" else layer.inputs
+    fmts = [new.tensors[n].qformat for n in data if n is not None]
+    if not fmts or any(f is None for f in fmts) or outs[0] is None:
+        return outs
+    width = max(f.bw for f in fmts)
+    if outs[0].bw <= width:
+        return outs
+    return [activation(layer.outputs[0], width)] + outs[1:]
+
+
 def build(model: Model, formats: dict[str, LayerFormats], *, bias: str = "int32",
-          metadata: dict[str, str] | None = None) -> Model:
-    """A new model: ``model`` with the layer formats applied (``model`` is not changed)."""
+          metadata: dict[str, str] | None = None,
+          activation: Callable[[str, int], QFormat] | None = None) -> Model:
+    """A new model: ``model`` with the layer formats applied (``model`` is not changed).
+
+    With ``activation`` (tensor, bw -> format from statistics) every layer stays
+    integer where it can and within the width of its inputs: a PRelu's float slope is
+    quantized at its input's width (fl by ``maxabs``), and a Concat, Eltwise or PRelu
+    whose exact output would be wider than its widest input gets a format of that
+    width chosen by ``activation``. One Requantize serves every reader that wants a
+    tensor in the same format.
+    """
     if bias not in BIAS_MODES:
         raise DfxInputError(f"unknown bias mode '{bias}' (known: {', '.join(BIAS_MODES)})")
     new = Model(name=model.name, inputs=list(model.inputs), outputs=list(model.outputs),
@@ -221,11 +293,16 @@ def build(model: Model, formats: dict[str, LayerFormats], *, bias: str = "int32"
         elif t.name in model.inputs:
             new.tensors[t.name] = _activation(t, None)
     used_names = set(model.tensors)
+    requantized: dict[tuple[str, QFormat | None], str] = {}
     for layer in model.layers:
         f = formats.get(layer.name)
         if f is None:
+            if activation is not None and layer.type == "PRelu":
+                _slope(model, new, layer)
             in_fmts = [None if n is None else new.tensors[n].qformat for n in layer.inputs]
             outs = propagate.output_formats(layer.op, in_fmts, len(layer.outputs))
+            if activation is not None and layer.type in LIMITED_TYPES:
+                outs = _limit(layer, new, outs, activation)
             for name, fmt in zip(layer.outputs, outs):
                 new.tensors[name] = _activation(model.tensors[name], fmt)
             new.layers.append(Layer(layer.name, layer.op, list(layer.inputs), list(layer.outputs),
@@ -234,7 +311,10 @@ def build(model: Model, formats: dict[str, LayerFormats], *, bias: str = "int32"
         inputs = list(layer.inputs)
         x = new.tensors[inputs[0]]
         want = f.input
-        if (want is None) != (x.qformat is None) or (want is not None and x.qformat != want):
+        shared = requantized.get((inputs[0], want))
+        if shared is not None:
+            inputs[0] = shared
+        elif (want is None) != (x.qformat is None) or (want is not None and x.qformat != want):
             rq_name = f"{layer.name}/quantize_in"
             out_name = f"{inputs[0].split('@', 1)[0]}@{rq_name}"
             k = 2
@@ -245,6 +325,7 @@ def build(model: Model, formats: dict[str, LayerFormats], *, bias: str = "int32"
             new.tensors[out_name] = Tensor(out_name, x.shape,
                                            DataType.FLOAT32 if want is None else DataType.for_bw(want.bw), want)
             new.layers.append(Layer(rq_name, ops.Requantize(), [inputs[0]], [out_name], origin=layer.name))
+            requantized[(inputs[0], want)] = out_name
             inputs[0] = out_name
         if f.params is not None:
             w = model.tensors[layer.inputs[1]]

@@ -23,9 +23,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfxsdk.atomic import atomic_write
 from dfxsdk.errors import DfxInputError, DfxUnsupportedError
 from dfxsdk.graph import Model
-from dfxsdk.atomic import atomic_write
 
 RISTRETTO_TYPE = {"Convolution": "ConvolutionRistretto", "InnerProduct": "FcRistretto",
                   "Deconvolution": "DeconvolutionRistretto"}

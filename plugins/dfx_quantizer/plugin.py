@@ -12,10 +12,10 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,19 @@ from dfxsdk.graph import Model, Tensor
 from dfxsdk.hookspecs import hookimpl
 from dfxsdk.providers import CalibrationData, PluginInfo, Quantizer
 
-from . import __version__, emit, fl_rules, search
-from .apply import BIAS_MODES, FormatChooser, LayerFormats, Plan, Settings, build, quant_layers, \
-    stat_tensors, weight_stats
+from . import __version__, emit, fl_rules, rounding, search
+from .apply import (
+    BIAS_MODES,
+    FormatChooser,
+    LayerFormats,
+    Plan,
+    Settings,
+    build,
+    limited_tensors,
+    quant_layers,
+    stat_tensors,
+    weight_stats,
+)
 from .stats import batch_size, collect
 
 SEARCHES = ("none", "ristretto", "per-layer")
@@ -37,7 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "bias": "int32", "ristretto_stats": False, "stats_samples": None, "score_samples": None,
     "score_output": None, "progress": False, "verbose": False,
     "emit_ristretto": None, "prototxt": None, "source_files": None,
+    "rounding": None, "bias_correction": False, "fl_search": None, "rounding_samples": 500,
+    "rounding_iterations": 100, "time_budget": 300.0,
 }
+ROUNDINGS = ("learned", "nearest")
+FL_SEARCHES = ("score", "none")
 
 
 @dataclass
@@ -64,15 +78,32 @@ class Options:
     emit_ristretto: str | None = None
     prototxt: str | None = None
     source_files: list[str] | None = None
+    #: None: "learned", or "nearest" when reproducing Ristretto (:meth:`ristretto_way`).
+    rounding: str | None = None
+    bias_correction: bool = False
+    #: None: "score", or "none" when reproducing Ristretto.
+    fl_search: str | None = None
+    rounding_samples: int = 500
+    rounding_iterations: int = 100
+    time_budget: float = 300.0
 
     @classmethod
-    def from_dict(cls, options: dict[str, Any]) -> "Options":
+    def from_dict(cls, options: dict[str, Any]) -> Options:
         unknown = set(options) - set(DEFAULTS)
         values = {k: (DEFAULTS[k] if options.get(k) is None else options[k]) for k in DEFAULTS}
         del unknown  # other keys (for other quantizers) are ignored
         opts = cls(**values)
+        if opts.rounding is None:
+            opts.rounding = "nearest" if opts.ristretto_way() else "learned"
+        if opts.fl_search is None:
+            opts.fl_search = "none" if opts.ristretto_way() else "score"
         opts.check()
         return opts
+
+    def ristretto_way(self) -> bool:
+        """Reproducing Ristretto (its fl rule or statistics, or a Ristretto prototxt written):
+        then the rule's fl and nearest rounding are the defaults."""
+        return self.fl_rule == "ristretto" or bool(self.ristretto_stats) or bool(self.emit_ristretto)
 
     def check(self) -> None:
         for name in ("bw", "bw_conv", "bw_fc", "bw_act"):
@@ -99,7 +130,15 @@ class Options:
                 raise DfxInputError("--emit-ristretto needs the network's prototxt: give --prototxt FILE "
                                     "(the model did not come from a prototxt)")
             emit.check_source(Path(src))
-        for name in ("stats_samples", "score_samples"):
+        if self.rounding not in ROUNDINGS:
+            raise DfxInputError(f"unknown --rounding '{self.rounding}' (known: {', '.join(ROUNDINGS)})")
+        if self.fl_search not in FL_SEARCHES:
+            raise DfxInputError(f"unknown --fl-search '{self.fl_search}' (known: {', '.join(FL_SEARCHES)})")
+        if not self.time_budget > 0:
+            raise DfxInputError(f"--time-budget must be > 0 seconds, got {self.time_budget}")
+        if int(self.rounding_iterations) < 1:
+            raise DfxInputError(f"--rounding-iterations must be >= 1, got {self.rounding_iterations}")
+        for name in ("stats_samples", "score_samples", "rounding_samples"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
                 raise DfxInputError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
@@ -206,7 +245,7 @@ def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] 
 
     t0 = time.perf_counter()
     where = stat_tensors(model, settings.ristretto_stats)
-    wanted = sorted({n for pair in where.values() for n in pair})
+    wanted = sorted({n for pair in where.values() for n in pair} | set(limited_tensors(model)))
     act = collect(model, batches, wanted, limit=opts.stats_samples, progress=opts.progress, total=total,
                   histogram=opts.fl_rule not in fl_rules.MAX_ONLY)
     wst = weight_stats(model, settings.per_channel)
@@ -229,7 +268,8 @@ def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] 
         def evaluate(plan: Plan) -> float:
             key = tuple(sorted((k, v.bw_in, v.bw_out, v.bw_params) for k, v in plan.items()))
             if key not in cache:
-                cache[key] = scorer.score(build(model, chooser.formats(plan), bias=settings.bias))
+                cache[key] = scorer.score(build(model, chooser.formats(plan), bias=settings.bias,
+                                                activation=chooser.activation))
             return cache[key]
 
         baseline = scorer.baseline
@@ -249,7 +289,15 @@ def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] 
         evaluations = scorer.evaluations
     else:
         plan = search.uniform_plan(model, bw_conv, bw_fc, bw_act)
-    formats = chooser.formats(plan)
+    offsets: dict = {}
+    source = model
+    if opts.fl_search != "none" or opts.rounding != "nearest" or opts.bias_correction:
+        source, offsets, score, scorer, more = _refine(model, batches, data, opts, chooser, plan, echo)
+        log += more
+        if baseline is None:
+            baseline = scorer.baseline
+        evaluations += scorer.evaluations
+    formats = chooser.formats(plan, offsets)
     meta = {
         "quantization.tool": f"dfxsdk dfp {__version__}",
         "quantization.fl_rule": opts.fl_rule + (f", params {opts.fl_rule_params}" if opts.fl_rule_params else ""),
@@ -257,6 +305,8 @@ def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] 
         "quantization.bias": opts.bias,
         "quantization.search": opts.search + (f" (margin {opts.margin:g} pp)" if opts.search != "none" else ""),
         "quantization.calibration_samples": str(min(total, opts.stats_samples or total)),
+        "quantization.rounding": opts.rounding + (", bias correction" if opts.bias_correction else ""),
+        "quantization.fl_search": opts.fl_search,
     }
     if opts.score_output:
         meta["quantization.score_output"] = opts.score_output
@@ -265,7 +315,7 @@ def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] 
     if baseline is not None:
         meta["quantization.scores"] = json.dumps({"what": scorer.what, "samples": scorer.n,
                                                   "float": round(baseline, 4), "quantized": round(score, 4)})
-    qmodel = build(model, formats, bias=settings.bias, metadata=meta)
+    qmodel = build(source, formats, bias=settings.bias, metadata=meta, activation=chooser.activation)
     qmodel.validate()
     timings["quantization"] = time.perf_counter() - t1
     notes: list[str] = []
@@ -275,6 +325,75 @@ def quantize_model(model: Model, data: CalibrationData, options: dict[str, Any] 
             print(f"dfxsdk quantize: note: {note}", file=sys.stderr)
     return QuantizeResult(qmodel, plan, formats, baseline, score, scorer.what if scorer else "", log, timings,
                           evaluations, notes, stages)
+
+
+def _refine(model: Model, batches: list[dict[str, np.ndarray]], data: CalibrationData, opts: Options,
+            chooser: FormatChooser, plan: Plan, echo: Callable[[str], None] | None):
+    """fl search on the score (nearest rounding), learned rounding / bias correction at the chosen
+    formats, then the activations' fl searched again with the refined weights. Returns the float
+    model to build from, the fl offsets, the final score, the scorer and the log."""
+    scorer = search.Scorer(model, batches, data.labels, opts.score_output, limit=opts.score_samples)
+    log = [f"scoring: {scorer.what} on {scorer.n} samples"]
+    bias = opts.bias
+
+    def measure_with(source: Model) -> Callable[[dict], tuple[float, float]]:
+        return lambda off: scorer.measure(build(source, chooser.formats(plan, off), bias=bias,
+                                                activation=chooser.activation))
+
+    offsets: dict = {}
+    knobs = chooser.knobs(plan)
+    max_evals = max(1, int(opts.time_budget / 3 / _nominal_evaluation_seconds(model, scorer.n)))
+    best = measure_with(model)(offsets)
+    log.append(f"rule fl, nearest rounding: {best[0]:.2f} % (tie-break {best[1]:.3f})")
+    if opts.fl_search != "none":
+        offsets, best, more = search.fl_search(knobs, measure_with(model), max_evaluations=max_evals, echo=echo)
+        log += more
+    source = model
+    if opts.rounding != "nearest" or opts.bias_correction:
+        ropts = rounding.RoundingOptions(learned=opts.rounding == "learned", bias_correction=opts.bias_correction,
+                                         iterations=opts.rounding_iterations, samples=opts.rounding_samples,
+                                         seconds=opts.time_budget / 3)
+
+        def with_moves(m: Model, moves: dict[str, int]) -> Model:
+            return build(m, chooser.formats(plan, _moved(offsets, moves)), bias=bias, activation=chooser.activation)
+
+        refined, moves = rounding.refine(model, with_moves, batches, ropts, echo=echo)
+        offsets_r = _moved(offsets, moves)
+        got = measure_with(refined)(offsets_r)
+        what = f"{opts.rounding} rounding" + (" + bias correction" if opts.bias_correction else "")
+        log.append(f"{what}: {got[0]:.2f} % (tie-break {got[1]:.3f})")
+        if opts.fl_search != "none":
+            offsets2, got, more = search.fl_search(knobs, measure_with(refined), start=offsets_r,
+                                                   max_evaluations=max_evals, echo=echo)
+            log += more
+        else:
+            offsets2 = offsets_r
+        if got >= best:
+            source, offsets, best = refined, offsets2, got
+        else:
+            log.append(f"kept nearest rounding ({best[0]:.2f} % >= {got[0]:.2f} %)")
+    return source, offsets, best[0], scorer, log
+
+
+#: Multiply-adds per nominal second of a scored evaluation (the native backend, with overheads).
+EVALUATION_RATE = 2e9
+
+
+def _nominal_evaluation_seconds(model: Model, samples: int) -> float:
+    """Nominal cost of scoring one candidate: the conv/fc multiply-adds over the samples, plus 0.1 s."""
+    macs = 0
+    for layer in quant_layers(model):
+        positions = int(np.prod(model.tensors[layer.outputs[0]].shape[2:] or (1,)))
+        macs += model.tensors[layer.inputs[1]].size * positions
+    return 0.1 + macs * samples / EVALUATION_RATE
+
+
+def _moved(offsets: dict, moves: dict[str, int]) -> dict:
+    """``offsets`` with each layer's weight fl moved by ``moves``."""
+    out = dict(offsets)
+    for name, d in moves.items():
+        out[("params", name)] = out.get(("params", name), 0) + d
+    return out
 
 
 def _add(group: argparse._ArgumentGroup, *names: str, **kw) -> None:
@@ -329,7 +448,27 @@ class DfpQuantizer(Quantizer):
         _add(parser, "--prototxt", "--dfp-prototxt", dest="prototxt", metavar="FILE",
              help="the prototxt --emit-ristretto edits (deploy or train/val, V2 format)")
         _add(parser, "--score-output", "--dfp-score-output", dest="score_output", metavar="TENSOR",
-             help="tensor whose argmax is scored (default: the first graph output)")
+             help="score only this tensor (default: with labels the first graph output's argmax, without "
+                  "labels every graph output against the float model)")
+        _add(parser, "--rounding", "--dfp-rounding", dest="rounding", choices=ROUNDINGS,
+             help="weight rounding: 'learned' (AdaRound-style, layer by layer against the float layer's "
+                  "output on the calibration data; kept only if it scores better) or 'nearest' (default learned; "
+                  "nearest with --fl-rule ristretto, --ristretto-stats or --emit-ristretto)")
+        _add(parser, "--bias-correction", "--dfp-bias-correction", dest="bias_correction", action="store_true",
+             default=None, help="subtract each conv/fc layer's mean output error from its bias (default off)")
+        _add(parser, "--fl-search", "--dfp-fl-search", dest="fl_search", choices=FL_SEARCHES,
+             help="'score': move each weight and activation fl by up to 2 where the score improves "
+                  "(greedy, 2 rounds, before and after learned rounding); 'none': the rule's fl (default score; "
+                  "none with --fl-rule ristretto, --ristretto-stats or --emit-ristretto)")
+        _add(parser, "--time-budget", "--dfp-time-budget", dest="time_budget", type=float, metavar="S",
+             help="nominal seconds for the default methods, a third each to the fl search, learned rounding "
+                  "and the second fl search; the work is estimated from the network's size (not timed, so "
+                  "results do not depend on the machine's load): a search stops after the candidates that "
+                  "fit, learned rounding runs fewer steps (or keeps nearest rounding) where needed (default 300)")
+        _add(parser, "--rounding-samples", "--dfp-rounding-samples", dest="rounding_samples", type=int,
+             metavar="N", help="calibration samples learned rounding fits on (default 500)")
+        _add(parser, "--rounding-iterations", "--dfp-rounding-iterations", dest="rounding_iterations", type=int,
+             metavar="N", help="optimisation steps of learned rounding per layer (default 100)")
 
     def quantize(self, model: Model, data: CalibrationData, options: dict[str, Any]) -> Model:
         return quantize_model(model, data, options).model

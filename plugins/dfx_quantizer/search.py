@@ -40,6 +40,7 @@ from dfxsdk.errors import DfxInputError
 from dfxsdk.fixedpoint import dequantize
 from dfxsdk.graph import Model
 
+from . import scores
 from .apply import LayerPlan, Plan, quant_layers
 
 WIDTHS = (16, 8, 4, 2, 1)
@@ -47,19 +48,32 @@ PARTS = ("conv", "fc", "act")
 
 
 class Scorer:
-    """Scores models on fixed data: top-1 accuracy (labels) or agreement with the float model."""
+    """Scores models on fixed data against the float model (see :mod:`.scores`).
+
+    With labels: top-1 accuracy of the argmax of the score tensor (the first
+    graph output, or ``score_tensor``). Without: the mean over the score tensors
+    (every graph output, or ``score_tensor``) of their agreement with the float
+    model: the share of boxes found again for a DetectionOutput, the fidelity
+    ``100 * (1 - noise / signal)`` otherwise. :meth:`measure` also gives a second
+    figure that breaks ties between equal scores: with labels the mean
+    log-probability of the labels, else the mean SQNR (dB) of the outputs.
+    """
 
     def __init__(self, float_model: Model, batches: Sequence[dict[str, np.ndarray]],
                  labels: np.ndarray | None, score_tensor: str | None = None, *,
-                 backend: str = "numpy", limit: int | None = None, log: Callable[[str], None] | None = None) -> None:
+                 backend: str | None = None, limit: int | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         from dfxsdk.plugins import get_manager
 
         self.manager = get_manager()
-        self.backend = self.manager.backend(backend)
-        self.score_tensor = score_tensor or float_model.outputs[0]
-        if self.score_tensor not in float_model.tensors:
-            raise DfxInputError(f"no tensor named '{self.score_tensor}' to score")
-        self.batches = _limit(batches, limit)
+        #: Runs the candidates (integer mode): the native backend when it can, the float model: numpy.
+        self.backend = scores.fast_backend(float_model) if backend is None else _backend(backend)
+        self.float_backend = _backend("numpy")
+        self.tensors = [score_tensor] if score_tensor else list(float_model.outputs)
+        for t in self.tensors:
+            if t not in float_model.tensors:
+                raise DfxInputError(f"no tensor named '{t}' to score")
+        self.batches = limit_batches(batches, limit)
         n = sum(next(iter(b.values())).shape[0] for b in self.batches)
         if n == 0:
             raise DfxInputError("no samples to score on")
@@ -69,36 +83,76 @@ class Scorer:
         self.n = n
         self.log = log or (lambda s: None)
         self.evaluations = 0
-        self.reference = self.predict(float_model, "float")
-        self.baseline = self.score_predictions(self.reference)
+        self.detections = {t for t in self.tensors
+                           if (p := float_model.producer(t)) is not None and p.type == "DetectionOutput"}
+        producer = float_model.producer(self.tensors[0])
+        self.probabilities = producer is not None and producer.type == "Softmax"
+        self.reference = self.outputs(float_model, "float")
+        self.baseline = self.measure_outputs(self.reference)[0]
 
-    def predict(self, model: Model, mode: str = "integer") -> np.ndarray:
-        """argmax of the score tensor for every sample (ties: the lower index)."""
-        preds = []
+    def outputs(self, model: Model, mode: str = "integer") -> dict[str, list[np.ndarray]]:
+        """Real values of every score tensor, per batch."""
+        out: dict[str, list[np.ndarray]] = {t: [] for t in self.tensors}
         for batch in self.batches:
-            out = self.manager.call_backend(self.backend, model, batch, mode=mode,
-                                            outputs=[self.score_tensor])[self.score_tensor]
-            q = model.tensors[self.score_tensor].qformat
-            if q is not None and out.dtype.kind == "i":
-                out = dequantize(out, q, np.float64)
-            preds.append(np.asarray(out).reshape(out.shape[0], -1).argmax(axis=1))
-        return np.concatenate(preds)
+            backend = self.float_backend if mode == "float" else self.backend
+            res = self.manager.call_backend(backend, model, batch, mode=mode, outputs=self.tensors)
+            for t in self.tensors:
+                v = res[t]
+                q = model.tensors[t].qformat
+                if q is not None and v.dtype.kind == "i":
+                    v = dequantize(v, q, np.float64)
+                out[t].append(np.asarray(v, np.float64))
+        return out
 
-    def score_predictions(self, preds: np.ndarray) -> float:
-        ref = self.labels if self.labels is not None else self.reference
-        return 100.0 * float(np.mean(preds == ref))
+    def measure_outputs(self, outs: dict[str, list[np.ndarray]]) -> tuple[float, float]:
+        """(score in percent, tie-breaker) of outputs (see the class docstring)."""
+        sqnr = float(np.mean([scores.sqnr(np.concatenate([r.reshape(-1) for r in self.reference[t]]),
+                                          np.concatenate([v.reshape(-1) for v in outs[t]]))
+                              for t in self.tensors]))
+        if self.labels is not None:
+            flat = np.concatenate([v.reshape(v.shape[0], -1) for v in outs[self.tensors[0]]])
+            preds = flat.argmax(axis=1)
+            return 100.0 * float(np.mean(preds == self.labels)), self._log_likelihood(flat)
+        parts = []
+        for t in self.tensors:
+            if t in self.detections:
+                parts.append(scores.box_agreement(self.reference[t], outs[t]))
+            else:
+                parts.append(np.mean([scores.fidelity(r, v) for r, v in zip(self.reference[t], outs[t])]))
+        return float(np.mean(parts)), sqnr
+
+    def _log_likelihood(self, flat: np.ndarray) -> float:
+        """Mean log-probability of the labels (the tensor's values if a Softmax made it, else their softmax)."""
+        if not self.probabilities:
+            z = flat - flat.max(axis=1, keepdims=True)
+            flat = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.maximum(flat[np.arange(len(flat)), self.labels], 1e-12))))
+
+    def measure(self, model: Model) -> tuple[float, float]:
+        """(score in percent, tie-breaker) of ``model`` in integer mode."""
+        self.evaluations += 1
+        return self.measure_outputs(self.outputs(model, "integer"))
 
     def score(self, model: Model) -> float:
         """Score of ``model`` in integer mode, in percent."""
-        self.evaluations += 1
-        return self.score_predictions(self.predict(model, "integer"))
+        return self.measure(model)[0]
 
     @property
     def what(self) -> str:
-        return "top-1 accuracy" if self.labels is not None else "agreement with the float model"
+        if self.labels is not None:
+            return "top-1 accuracy"
+        return "agreement with the float model (" + ", ".join(
+            f"{t}: {'boxes found again' if t in self.detections else 'fidelity'}" for t in self.tensors) + ")"
 
 
-def _limit(batches: Sequence[dict[str, np.ndarray]], limit: int | None) -> list[dict[str, np.ndarray]]:
+def _backend(name: str):
+    from dfxsdk.plugins import get_manager
+
+    return get_manager().backend(name)
+
+
+def limit_batches(batches: Sequence[dict[str, np.ndarray]], limit: int | None) -> list[dict[str, np.ndarray]]:
+    """The batches holding the first ``limit`` samples (all when None)."""
     if limit is None:
         return list(batches)
     out, seen = [], 0
@@ -239,3 +293,53 @@ def per_layer_search(model: Model, start: Plan, evaluate: Callable[[Plan], float
 
 def stderr_echo(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+Knob = tuple[str, str]
+
+
+def fl_search(knobs: Sequence[Knob], measure: Callable[[dict[Knob, int]], tuple[float, float]], *,
+              start: dict[Knob, int] | None = None, rounds: int = 2, step_limit: int = 2,
+              max_evaluations: int | None = None, echo: Callable[[str], None] | None = None,
+              ) -> tuple[dict[Knob, int], tuple[float, float], list[str]]:
+    """Greedy search of fl offsets on the task score (coordinate descent).
+
+    Each round visits every knob in order and tries its fl one lower and one
+    higher than now (at most ``step_limit`` away from the rule's choice); a move
+    is kept when (score, SQNR) improves, compared as a pair (the SQNR breaks
+    ties of a discrete score). Stops early when a round changes nothing, or
+    after ``max_evaluations`` candidates (the best so far is kept).
+    """
+    evaluations = 0
+    log: list[str] = []
+
+    def say(line: str) -> None:
+        log.append(line)
+        if echo:
+            echo(line)
+
+    offsets = dict(start or {})
+    best = measure(offsets)
+    say(f"fl search from {best[0]:.2f} % (tie-break {best[1]:.3f}), {len(knobs)} knobs")
+    for r in range(rounds):
+        moved = False
+        for knob in knobs:
+            if max_evaluations is not None and evaluations >= max_evaluations:
+                say(f"  time budget used up after {evaluations} candidates: search stopped")
+                return offsets, best, log
+            cur = offsets.get(knob, 0)
+            for d in (-1, 1):
+                if abs(cur + d) > step_limit:
+                    continue
+                trial = dict(offsets)
+                trial[knob] = cur + d
+                got = measure(trial)
+                evaluations += 1
+                if got > best:
+                    say(f"  round {r + 1}: {knob[0]} {knob[1]} fl {cur + d:+d}: {got[0]:.2f} % "
+                        f"(tie-break {got[1]:.3f})")
+                    offsets, best, moved = trial, got, True
+                    break
+        if not moved:
+            break
+    return offsets, best, log

@@ -63,7 +63,7 @@ class TensorStats:
             self.hist += np.bincount(idx, minlength=NUM_BINS)
 
     @classmethod
-    def of(cls, name: str, x: np.ndarray) -> "TensorStats":
+    def of(cls, name: str, x: np.ndarray) -> TensorStats:
         """Statistics of a whole array (a constant): exact values, no histogram."""
         s = cls(name, histogram=False)
         s.update(x)

@@ -131,3 +131,19 @@ def test_eval_bad_data(tmp_path, model_path, capsys):
     (tmp_path / "d.csv").write_text("1,2,3\n")
     assert main(["eval", str(model_path), "--data", str(tmp_path / "d.csv")]) == 2
     assert "d.csv" in capsys.readouterr().err
+
+
+def test_eval_without_labels_compares_and_prints_sqnr(tmp_path, model_path, capsys):
+    x = np.random.default_rng(3).integers(0, 256, (12, 1, 6, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "x.npz", x=x)
+    for data in ("x.npy", "x.npz"):
+        for flag in (["--sqnr"], ["--float"], ["--compare", str(model_path)]):
+            assert main(["eval", str(model_path), "--data", str(tmp_path / data), *flag, "--no-progress"]) == 0
+            out = capsys.readouterr().out
+            assert "(no labels)" in out and "SQNR against" in out and "top-1" not in out
+    same = next(ln for ln in out.splitlines() if ln.startswith("argmax"))
+    assert "on 12 of 12 samples" in same          # compared with itself
+    # without a comparison, labels stay required
+    assert main(["eval", str(model_path), "--data", str(tmp_path / "x.npz"), "--no-progress"]) == 2
+    assert "x.npz" in capsys.readouterr().err

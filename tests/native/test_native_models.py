@@ -51,14 +51,16 @@ def test_mtcnn_float_model_matches(native, caffe, net):
 
 
 def _quantize8(model, batch=2, seed=0):
-    """``model`` quantized to 8 bits by the dfp quantizer (max-abs fl), calibrated on random inputs."""
+    """``model`` quantized to 8 bits by the dfp quantizer (max-abs fl, one pass: no fl search or learned
+    rounding, which change codes, not arithmetic), calibrated on random inputs."""
     from dfxsdk.providers import CalibrationData
 
     quantizer = pytest.importorskip("dfx_quantizer.plugin", reason="the dfp quantizer plugin is not installed")
     rng = np.random.default_rng(seed)
     data = {n: rng.uniform(-1, 1, (batch,) + tuple(model.tensors[n].shape[1:])).astype(np.float32)
             for n in model.inputs}
-    return quantizer.quantize_model(model, CalibrationData([data]), {"bw": 8, "fl_rule": "maxabs"}).model
+    options = {"bw": 8, "fl_rule": "maxabs", "rounding": "nearest", "fl_search": "none"}
+    return quantizer.quantize_model(model, CalibrationData([data]), options).model
 
 
 def _assert_bit_exact(native, model, batch, seed=1):
@@ -81,6 +83,25 @@ def _assert_bit_exact(native, model, batch, seed=1):
 @pytest.mark.parametrize("net", ["det1", "det2", "det3"])
 def test_mtcnn_quantized_8bit_bit_exact(native, caffe, net):
     model = _quantize8(caffe.import_caffe([MTCNN / f"{net}.prototxt", MTCNN / f"{net}.caffemodel"]))
+    _assert_bit_exact(native, model, batch=2)
+
+
+def test_leaky_relu_quantized_is_integer_and_bit_exact(native):
+    """Caffe's leaky ReLU is a PRelu with one slope: the quantizer gives it an integer slope."""
+    from dfxsdk import ops
+
+    from tests.support.builder import Builder
+
+    rng = np.random.default_rng(4)
+    b = Builder("leaky")
+    x = b.input((1, 3, 8, 8), name="data")
+    c = b.add(ops.Conv2D(kernel_h=3, kernel_w=3), [x, b.const(rng.normal(0, 0.5, (4, 3, 3, 3))),
+                                                   b.const(rng.normal(0, 0.1, (4,)))])
+    leaky = b.add(ops.PRelu(), [c, b.const(np.array([0.1], np.float32))])
+    model = _quantize8(b.output(leaky))
+    prelu = next(layer for layer in model.layers if layer.type == "PRelu")
+    assert model.tensors[prelu.inputs[1]].qformat is not None
+    assert model.tensors[prelu.outputs[0]].qformat.bw == 8
     _assert_bit_exact(native, model, batch=2)
 
 

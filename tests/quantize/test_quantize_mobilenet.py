@@ -14,6 +14,8 @@ from tests.support.quantize import depthwise_sqnr, mobilenet_ssd
 from tests.support.testdata import MOBILENET_SSD, needs_testdata
 
 pytestmark = needs_testdata(MOBILENET_SSD)
+#: The one-pass quantizer (rule fl, nearest rounding): these tests compare per-layer and per-channel fl.
+ONE_PASS = {"rounding": "nearest", "fl_search": "none"}
 #: A small input keeps the test fast; benchmarks/bench_quantize.py uses 300x300.
 SIZE = 96
 
@@ -35,8 +37,8 @@ def quantized(model):
     def data() -> CalibrationData:
         return CalibrationData([{"data": x[i:i + 4]} for i in range(0, 8, 4)])
 
-    return (quantize_model(model, data(), {"bw": 8}),
-            quantize_model(model, data(), {"bw": 8, "per_channel": True}))
+    return (quantize_model(model, data(), {"bw": 8, **ONE_PASS}),
+            quantize_model(model, data(), {"bw": 8, "per_channel": True, **ONE_PASS}))
 
 
 def test_end_to_end_valid_saved_and_run_in_integer_mode(model, quantized, tmp_path):

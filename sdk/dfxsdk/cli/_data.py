@@ -90,34 +90,56 @@ def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 @dataclass
 class Dataset:
-    """Raw samples (N, ...) in the model's input layout and integer labels (N,)."""
+    """Raw samples (N, ...) in the model's input layout and integer labels (N,; None: unlabelled)."""
 
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     source: str
 
 
-def load_dataset(data: str, labels: str | None, model: Model, input_name: str) -> Dataset:
-    """Read --data (CSV[.gz], .npz with x and y, or a folder of images with --labels)."""
+def load_dataset(data: str, labels: str | None, model: Model, input_name: str, *,
+                 need_labels: bool = True) -> Dataset:
+    """Read --data (CSV[.gz], .npz with x and y, or a folder of images with --labels).
+
+    With ``need_labels=False`` also an .npy (samples only), an .npz without y and an
+    image folder without --labels (the dataset's ``y`` is then None).
+    """
     path = Path(data)
     shape = model.tensors[input_name].shape
     if not path.exists():
         raise DfxInputError("no such file or folder", file=data)
     if path.is_dir():
+        if labels is None and not need_labels:
+            return _load_unlabelled_folder(path, model, input_name)
         return _load_image_folder(path, labels, model, input_name)
     name = path.name.lower()
+    if name.endswith(".npy") and not need_labels:
+        arr = load_array_file(path)
+        if isinstance(arr, dict):
+            raise DfxInputError("expected one array of samples", file=data)
+        return Dataset(as_batch(arr, shape, data), None, data)
     if name.endswith((".csv", ".csv.gz")):
         return _load_csv(path, shape)
     if name.endswith(".npz"):
         arrays = load_array_file(path)
         xk = next((k for k in ("x", "data", "images") if k in arrays), None)
         yk = next((k for k in ("y", "labels", "label") if k in arrays), None)
+        if xk is not None and yk is None and not need_labels:
+            return Dataset(as_batch(arrays[xk], shape, data), None, data)
         if xk is None or yk is None:
             raise DfxInputError(f"an .npz data set needs arrays 'x' and 'y' (has {sorted(arrays)})", file=data)
         x = as_batch(arrays[xk], shape, data)
         return Dataset(x, _labels(arrays[yk], len(x), data), data)
     raise DfxInputError("unknown data format: give a .csv[.gz], an .npz with x and y, "
                         "or a folder of images with --labels", file=data)
+
+
+def _load_unlabelled_folder(folder: Path, model: Model, input_name: str) -> Dataset:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DfxInputError("no images in the folder", file=str(folder))
+    x = images_to_batch([read_image(p) for p in files], model, input_name, files)
+    return Dataset(x, None, str(folder))
 
 
 def _labels(y: np.ndarray, n: int, where: str) -> np.ndarray:

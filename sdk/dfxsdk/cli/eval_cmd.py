@@ -33,7 +33,9 @@ tie often; the 'caffe' figure is the one Ristretto reports.
 --float also runs the model in float mode, --compare runs another .dfx; both print
 the accuracy difference and a per-tensor SQNR table (10*log10(sum ref^2 / sum
 (ref - x)^2) in dB, reference = float mode or the compared model), also shown
-alone with --sqnr."""
+alone with --sqnr. Without labels (an .npy of samples, an .npz without y, or an
+image folder without --labels) --float, --compare and --sqnr still work: only the
+SQNR table and the agreement of the argmax of the score tensor are printed."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -129,11 +131,13 @@ def run(args: argparse.Namespace) -> int:
     score = args.output or model.outputs[0]
     if score not in model.tensors:
         raise DfxInputError(f"no tensor named '{score}'", file=args.model)
-    data = _data.load_dataset(args.data, args.labels, model, model.inputs[0])
+    comparing = bool(args.float or args.compare or args.sqnr)
+    data = _data.load_dataset(args.data, args.labels, model, model.inputs[0], need_labels=not comparing)
     x, y = data.x, data.y
     if args.limit:
-        x, y = x[:args.limit], y[:args.limit]
-    if len(y) == 0:
+        x = x[:args.limit]
+        y = None if y is None else y[:args.limit]
+    if len(x) == 0:
         raise DfxInputError("the data set is empty", file=data.source)
 
     main = Runner(model, args.backend, args.mode, args.mode or "default")
@@ -156,25 +160,36 @@ def run(args: argparse.Namespace) -> int:
     tallies = [Tally(main.label)] + ([Tally(other.label)] if other else [])
     signal = dict.fromkeys(shared, 0.0)
     noise = dict.fromkeys(shared, 0.0)
-    prog = Progress(len(y), "eval", enabled=not args.no_progress)
-    for start in range(0, len(y), args.batch_size):
-        xb, yb = x[start:start + args.batch_size], y[start:start + args.batch_size]
+    same = 0
+    prog = Progress(len(x), "eval", enabled=not args.no_progress)
+    for start in range(0, len(x), args.batch_size):
+        xb = x[start:start + args.batch_size]
+        yb = None if y is None else y[start:start + args.batch_size]
         outs = sorted(set(shared) | {score})
         got = main(xb, outs)
-        tallies[0].add(got[score].reshape(len(yb), -1), yb)
+        if yb is not None:
+            tallies[0].add(got[score].reshape(len(yb), -1), yb)
         if other is not None:
             ref = other(xb, outs)
-            if len(tallies) > 1:
+            same += int(np.sum(got[score].reshape(len(xb), -1).argmax(axis=1)
+                               == ref[score].reshape(len(xb), -1).argmax(axis=1)))
+            if len(tallies) > 1 and yb is not None:
                 tallies[1].add(ref[score].reshape(len(yb), -1), yb)
             for n in shared:
                 signal[n] += float(np.sum(ref[n] ** 2))
                 noise[n] += float(np.sum((ref[n] - got[n]) ** 2))
-        prog.update(len(yb))
+        prog.update(len(xb))
     prog.close()
 
-    print(f"{len(y)} samples from {data.source}; scores from '{score}'")
+    print(f"{len(x)} samples from {data.source}{'' if y is not None else ' (no labels)'}; scores from '{score}'")
+    if other is not None:
+        print(f"argmax of '{score}' agrees with {other.label} on {same} of {len(x)} samples "
+              f"({100.0 * same / len(x):.2f} %)")
     width = max(len(t.label) for t in tallies) + 2
-    print(f"{'':<{width}}" + "".join(f"{k:>14}" for k in KEYS))
+    if y is None:
+        tallies = []
+    if tallies:
+        print(f"{'':<{width}}" + "".join(f"{k:>14}" for k in KEYS))
     for t in tallies:
         print(f"{t.label:<{width}}" + "".join(f"{t.acc(k):>14.4f}" for k in KEYS))
     if len(tallies) > 1:

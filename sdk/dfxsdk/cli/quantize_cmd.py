@@ -35,8 +35,12 @@ The model's preprocessing ((raw - mean) * scale, channel order) is applied;
 --input-scale/--input-mean/--input-channel-order set it (a deploy prototxt does not
 carry it; a BGR network fed RGB images needs --input-channel-order BGR).
 
-The quantizer's scores: top-1 accuracy with labels, else agreement of the argmax with
-the float model. After quantizing, the per-layer formats are printed (bw/fl; [a..b] for
+The quantizer's scores (--search, --fl-search, learned rounding kept or not): top-1
+accuracy with labels, else agreement with the float model (mean over the outputs of the
+boxes found again for a DetectionOutput, else the fidelity 100*(1 - noise/signal)); see
+plugins/dfx_quantizer/README.md. Defaults: fl search on the score and learned rounding
+within --time-budget (300 nominal s; LeNet on 1000 samples fits); --rounding nearest
+--fl-search none is the one-pass quantizer. After quantizing, the per-layer formats are printed (bw/fl; [a..b] for
 per-channel fl) with the score before and after on --eval data (default: the calibration
 data), the quantized model running in the numpy backend's integer mode.
 
