@@ -74,10 +74,10 @@ def main() -> int:
     if not LENET.is_dir():
         print(f"skipped: the LeNet test data is not at {LENET}")
         return 0
-    from dfx_caffe.plugin import import_caffe
-
     from dfxsdk.ccompile import compile_model, describe
     from dfxsdk.io import save
+
+    from dfx_caffe.plugin import import_caffe
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_compile."))
     work.mkdir(parents=True, exist_ok=True)

@@ -101,8 +101,9 @@ def count(build_dir: Path, cpu: str, kernels: str, model: Path, inp: Path, out: 
 def lenet(work: Path):
     import gzip
 
-    from dfx_caffe.plugin import import_caffe
     from dfxsdk.io import save
+
+    from dfx_caffe.plugin import import_caffe
 
     d = TESTDATA / "lenet-ristretto"
     model = import_caffe([d / "lenet.prototxt", d / "lenet_iter_10000.caffemodel"],
@@ -123,9 +124,10 @@ def lenet(work: Path):
 
 
 def ssd_layers(work: Path, n: int):
+    from dfxsdk import DataType, Layer, Model, QFormat, Rounding, Tensor, save
+
     from dfx_caffe.build import RandomWeights
     from dfx_caffe.plugin import import_caffe
-    from dfxsdk import DataType, Layer, Model, QFormat, Rounding, Tensor, save
 
     full = import_caffe([TESTDATA / "prototxt-only" / "MobileNetSSD_deploy.prototxt"], weights=RandomWeights(0))
     convs = []
@@ -185,7 +187,8 @@ def main(argv=None) -> int:
     rows, ok = [], True
     print(f"guest instructions per inference, qemu-aarch64 -cpu {args.cpu}, method {args.method}; "
           f"same build, DFX_KERNELS=portable|neon|dotprod\n")
-    head = f"{'model':58s} {'MMAC':>7s} {'portable':>14s} {'neon':>14s} {'dotprod':>14s} {'neon/port':>9s} {'dot/port':>9s} {'dot/neon':>9s}"
+    head = (f"{'model':58s} {'MMAC':>7s} {'portable':>14s} {'neon':>14s} {'dotprod':>14s} "
+            f"{'neon/port':>9s} {'dot/port':>9s} {'dot/neon':>9s}")
     print(head)
     print("-" * len(head))
     for what, path, inp, flags, macs in cases:

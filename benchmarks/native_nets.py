@@ -96,8 +96,9 @@ def random_input(model, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def quantize8(model) -> object:
     """``model`` quantized to 8 bits by the ``dfp`` quantizer (max-abs rule, two random calibration images)."""
-    from dfx_quantizer.plugin import quantize_model
     from dfxsdk.providers import CalibrationData
+
+    from dfx_quantizer.plugin import quantize_model
 
     data = CalibrationData([random_input(model, 2)])
     return quantize_model(model, data, {"bw": 8, "fl_rule": "maxabs"}).model

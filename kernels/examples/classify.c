@@ -12,7 +12,10 @@ int main(int argc, char **argv)
     dfx_view out;
     int64_t best = 0;
     FILE *f = argc == 3 ? fopen(argv[2], "rb") : NULL;
-    if (!f) { fprintf(stderr, "usage: classify model.dfx image.u8 (a readable H x W x C image)\n"); return 2; }
+    if (!f) {
+        fprintf(stderr, "usage: classify model.dfx image.u8 (a readable H x W x C image)\n");
+        return 2;
+    }
     size_t n = fread(pixels, 1, sizeof pixels, f);
     fclose(f);
     dfx_status st = dfx_model_open_file(argv[1], DFX_VERIFY_CHECKSUMS, &m);
@@ -20,7 +23,10 @@ int main(int argc, char **argv)
     if (!st) st = dfx_session_set_input_u8(s, 0, pixels, (int64_t)n, DFX_PIXELS_HWC, DFX_ORDER_RGB);
     if (!st) st = dfx_session_run(s);
     if (!st) st = dfx_session_get_output(s, 0, &out);
-    if (st) { fprintf(stderr, "classify: %s\n", dfx_last_error()); return 1; }
+    if (st) {
+        fprintf(stderr, "classify: %s\n", dfx_last_error());
+        return 1;
+    }
     for (int64_t i = 1; i < out.count; i++)
         if (dfx_view_value(&out, i) > dfx_view_value(&out, best)) best = i;
     const char *label = dfx_model_label(m, (int)best);

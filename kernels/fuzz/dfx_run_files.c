@@ -18,7 +18,10 @@
 
 static uint64_t fnv(uint64_t h, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) { h ^= (v >> (8 * i)) & 0xFF; h *= 1099511628211ULL; }
+    for (int i = 0; i < 4; i++) {
+        h ^= (v >> (8 * i)) & 0xFF;
+        h *= 1099511628211ULL;
+    }
     return h;
 }
 
@@ -33,9 +36,15 @@ static int run_one(const char *path, uint64_t *digest)
         st = dfx_model_tensor_info(m, dfx_model_input(m, i), &info);
         int64_t n = 1;
         for (int d = 1; !st && d < info.rank; d++) n *= info.shape[d];
-        if (st || n > (1 << 24)) { st = st ? st : DFX_ERR_UNSUPPORTED; break; }
+        if (st || n > (1 << 24)) {
+            st = st ? st : DFX_ERR_UNSUPPORTED;
+            break;
+        }
         float *x = (float *)malloc((size_t)(n ? n : 1) * sizeof *x);
-        if (!x) { st = DFX_ERR_NOMEM; break; }
+        if (!x) {
+            st = DFX_ERR_NOMEM;
+            break;
+        }
         for (int64_t k = 0; k < n; k++) x[k] = (float)((k * 37 + i * 11) % 33 - 16) * 0.25f;
         st = dfx_session_set_input_f32(s, i, x, n);
         free(x);

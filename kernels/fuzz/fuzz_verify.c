@@ -27,29 +27,55 @@ static uint32_t rnd(void)
     return (uint32_t)(rng_state >> 16);
 }
 
-static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
-static uint64_t get64(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
 
 static size_t mutate(unsigned char *buf, size_t size, size_t cap)
 {
     uint64_t g_len = size >= 64 ? get64(buf + 24) : 0;
     size_t lo = 64, hi = size;
     if (g_len && 64 + g_len <= size && rnd() % 8) hi = 64 + (size_t)g_len; /* mostly the graph */
-    if (hi <= lo) { lo = 0; hi = size; }
+    if (hi <= lo) {
+        lo = 0;
+        hi = size;
+    }
     int n = 1 + rnd() % 8;
     for (int k = 0; k < n && size > 0; k++) {
         size_t pos = lo + rnd() % (hi - lo);
-        static const uint32_t interesting[] = {0, 1, 2, 4, 8, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff,
-                                               0x7fffffff, 0x80000000u, 0xffffffffu, 64, 63, 1000000};
+        static const uint32_t interesting[] = {0,           1,           2,      4,      8,      0x7f,
+                                               0x80,        0xff,        0x7fff, 0x8000, 0xffff, 0x7fffffff,
+                                               0x80000000u, 0xffffffffu, 64,     63,     1000000};
         switch (rnd() % 7) {
-        case 0: buf[pos] ^= (unsigned char)(1u << (rnd() % 8)); break;
-        case 1: buf[pos] = (unsigned char)interesting[rnd() % 8]; break;
-        case 2: if (pos + 4 <= size) put32(buf + pos, interesting[rnd() % 17]); break;
-        case 3: if (pos + 4 <= size) put32(buf + pos, rnd()); break;
-        case 4: { size_t src = lo + rnd() % (hi - lo), len = 1 + rnd() % 16;
-                  if (src + len <= size && pos + len <= size) memmove(buf + pos, buf + src, len); break; }
-        case 5: if (rnd() % 4 == 0) size = pos; break; /* truncate */
-        case 6: if (size + 64 <= cap && rnd() % 4 == 0) { memset(buf + size, (int)(rnd() & 0xff), 64); size += 64; } break;
+            case 0: buf[pos] ^= (unsigned char)(1u << (rnd() % 8)); break;
+            case 1: buf[pos] = (unsigned char)interesting[rnd() % 8]; break;
+            case 2:
+                if (pos + 4 <= size) put32(buf + pos, interesting[rnd() % 17]);
+                break;
+            case 3:
+                if (pos + 4 <= size) put32(buf + pos, rnd());
+                break;
+            case 4: {
+                size_t src = lo + rnd() % (hi - lo), len = 1 + rnd() % 16;
+                if (src + len <= size && pos + len <= size) memmove(buf + pos, buf + src, len);
+                break;
+            }
+            case 5:
+                if (rnd() % 4 == 0) size = pos;
+                break; /* truncate */
+            case 6:
+                if (size + 64 <= cap && rnd() % 4 == 0) {
+                    memset(buf + size, (int)(rnd() & 0xff), 64);
+                    size += 64;
+                }
+                break;
         }
     }
     return size;
@@ -63,11 +89,19 @@ static void fix_crcs(unsigned char *buf, size_t size)
     put32(buf + 60, dfx_crc32(0, buf, 60));
 }
 
-static void on_alarm(int sig) { (void)sig; fprintf(stderr, "dfx-fuzz: HANG (an iteration took more than 20 s)\n"); abort(); }
+static void on_alarm(int sig)
+{
+    (void)sig;
+    fprintf(stderr, "dfx-fuzz: HANG (an iteration took more than 20 s)\n");
+    abort();
+}
 
 int main(int argc, char **argv)
 {
-    if (argc < 4) { fprintf(stderr, "usage: dfx-fuzz ITERATIONS SEED file.dfx...\n"); return 2; }
+    if (argc < 4) {
+        fprintf(stderr, "usage: dfx-fuzz ITERATIONS SEED file.dfx...\n");
+        return 2;
+    }
     long iters = atol(argv[1]);
     rng_state = (uint64_t)atoll(argv[2]) * 2654435761u + 88172645463325252ull;
     int nseeds = argc - 3;
@@ -75,7 +109,10 @@ int main(int argc, char **argv)
     size_t *sizes = calloc((size_t)nseeds, sizeof *sizes), maxsize = 0;
     for (int i = 0; i < nseeds; i++) {
         FILE *f = fopen(argv[3 + i], "rb");
-        if (!f) { fprintf(stderr, "cannot read %s\n", argv[3 + i]); return 2; }
+        if (!f) {
+            fprintf(stderr, "cannot read %s\n", argv[3 + i]);
+            return 2;
+        }
         fseek(f, 0, SEEK_END);
         sizes[i] = (size_t)ftell(f);
         fseek(f, 0, SEEK_SET);
@@ -91,7 +128,10 @@ int main(int argc, char **argv)
     signal(SIGALRM, on_alarm);
     long save_from = -1;
     const char *save_path = NULL, *save_env = getenv("DFX_FUZZ_SAVE");
-    if (save_env && strchr(save_env, ':')) { save_from = atol(save_env); save_path = strchr(save_env, ':') + 1; }
+    if (save_env && strchr(save_env, ':')) {
+        save_from = atol(save_env);
+        save_path = strchr(save_env, ':') + 1;
+    }
     for (long it = 0; it < iters; it++) {
         int s = (int)(rnd() % (unsigned)nseeds);
         memcpy(buf, seeds[s], sizes[s]);
@@ -100,7 +140,10 @@ int main(int argc, char **argv)
         if (getenv("DFX_FUZZ_TRACE")) { fprintf(stderr, "iteration %ld seed %d\n", it, s); }
         if (save_from >= 0 && it >= save_from) { /* DFX_FUZZ_SAVE=ITER:PATH keeps the current input in PATH */
             FILE *f = fopen(save_path, "wb");
-            if (f) { fwrite(buf, 1, size, f); fclose(f); }
+            if (f) {
+                fwrite(buf, 1, size, f);
+                fclose(f);
+            }
         }
         alarm(20);
         dfx_model *m = NULL;

@@ -66,26 +66,31 @@ typedef enum dfx_status {
 
 /** Element types, equal to the schema's DataType. */
 typedef enum dfx_dtype {
-    DFX_FLOAT32 = 0, DFX_INT8 = 1, DFX_INT16 = 2, DFX_INT32 = 3, DFX_INT4 = 4, DFX_INT2 = 5
+    DFX_FLOAT32 = 0,
+    DFX_INT8 = 1,
+    DFX_INT16 = 2,
+    DFX_INT32 = 3,
+    DFX_INT4 = 4,
+    DFX_INT2 = 5
 } dfx_dtype;
 
 /** Flags of dfx_model_open_*. */
-#define DFX_VERIFY_CHECKSUMS 1u  /**< also check every tensor's CRC-32 and value range (reads all data) */
+#define DFX_VERIFY_CHECKSUMS 1u /**< also check every tensor's CRC-32 and value range (reads all data) */
 
 /** Flags of dfx_session_create. */
-#define DFX_KEEP_ALL 1u          /**< no reuse of activation memory: every tensor stays readable after a run */
+#define DFX_KEEP_ALL 1u /**< no reuse of activation memory: every tensor stays readable after a run */
 
 typedef struct dfx_model dfx_model;
 typedef struct dfx_session dfx_session;
 
 /** Description of a tensor (pointers stay valid while the model is open). */
 typedef struct dfx_tensor_info {
-    const char *name;        /**< zero-terminated */
+    const char *name; /**< zero-terminated */
     int rank;
-    int64_t shape[8];        /**< dimension 0 of an activation is the batch */
+    int64_t shape[8]; /**< dimension 0 of an activation is the batch */
     dfx_dtype dtype;
-    int quantized;           /**< 1 when the tensor has a dynamic fixed point format */
-    int bw, fl, rounding;    /**< valid when quantized and not per-channel */
+    int quantized;        /**< 1 when the tensor has a dynamic fixed point format */
+    int bw, fl, rounding; /**< valid when quantized and not per-channel */
     int per_channel;
     int is_constant;
 } dfx_tensor_info;
@@ -105,16 +110,16 @@ typedef struct dfx_tensor_info {
 typedef struct dfx_view {
     const void *data;
     int64_t count;
-    int is_float;            /**< 1: float32 values, 0: integer codes */
+    int is_float; /**< 1: float32 values, 0: integer codes */
     int rank;
     int64_t shape[8];
-    dfx_dtype dtype;         /**< storage: DFX_FLOAT32, DFX_INT8, DFX_INT16 or DFX_INT32 */
+    dfx_dtype dtype; /**< storage: DFX_FLOAT32, DFX_INT8, DFX_INT16 or DFX_INT32 */
     /* -- since 0.2: the dynamic fixed point format (integer views) -- */
-    int bw;                  /**< bit width of the codes (0 for float views) */
-    int fl;                  /**< value = code * 2^-fl (0 when per_channel or float) */
-    int per_channel;         /**< 1: element i of channel c has fl channel_fl[c] */
-    int channel_axis;        /**< per_channel: the axis of the channels */
-    const int8_t *channel_fl;/**< per_channel: shape[channel_axis] values, else NULL */
+    int bw;                   /**< bit width of the codes (0 for float views) */
+    int fl;                   /**< value = code * 2^-fl (0 when per_channel or float) */
+    int per_channel;          /**< 1: element i of channel c has fl channel_fl[c] */
+    int channel_axis;         /**< per_channel: the axis of the channels */
+    const int8_t *channel_fl; /**< per_channel: shape[channel_axis] values, else NULL */
 } dfx_view;
 
 /** Real value of element i of a view: float views as stored, integer views
@@ -124,8 +129,9 @@ DFX_API double dfx_view_value(const dfx_view *v, int64_t i);
 /** Integer code i of an integer view (any storage type). */
 static inline int32_t dfx_view_code(const dfx_view *v, int64_t i)
 {
-    return v->dtype == DFX_INT8 ? ((const int8_t *)v->data)[i]
-         : v->dtype == DFX_INT16 ? ((const int16_t *)v->data)[i] : ((const int32_t *)v->data)[i];
+    return v->dtype == DFX_INT8    ? ((const int8_t *)v->data)[i]
+           : v->dtype == DFX_INT16 ? ((const int16_t *)v->data)[i]
+                                   : ((const int32_t *)v->data)[i];
 }
 
 /** Message of the last error in this thread ("" if none). */
@@ -165,14 +171,17 @@ DFX_API const char *dfx_model_layer_type(const dfx_model *m, int layer);
  *  (widened or reordered copies) and the largest scratch of any layer, each
  *  64-byte aligned. `sum_bytes` (optional) receives the sum of all activation
  *  sizes (what no reuse of activation memory would need for them). */
-DFX_API dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flags,
-                                        size_t *arena_bytes, size_t *sum_bytes);
+DFX_API dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flags, size_t *arena_bytes,
+                                        size_t *sum_bytes);
 
 /* ---- preprocessing and metadata ---------------------------------------- */
 
 /** Channel order of pixels (the schema's ChannelOrder). */
 typedef enum dfx_channel_order {
-    DFX_ORDER_UNSPECIFIED = 0, DFX_ORDER_RGB = 1, DFX_ORDER_BGR = 2, DFX_ORDER_GRAY = 3
+    DFX_ORDER_UNSPECIFIED = 0,
+    DFX_ORDER_RGB = 1,
+    DFX_ORDER_BGR = 2,
+    DFX_ORDER_GRAY = 3
 } dfx_channel_order;
 
 /** Memory layout of raw pixels given to dfx_session_set_input_u8: channels
@@ -211,8 +220,8 @@ DFX_API const char *dfx_model_label(const dfx_model *m, int i);
 /** Create a session for `batch` samples. With arena == NULL the library
  *  allocates the arena (once, here); otherwise the caller's arena (16-byte
  *  aligned, at least dfx_model_arena_size bytes) is used. */
-DFX_API dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena,
-                                      size_t arena_bytes, unsigned flags, dfx_session **out);
+DFX_API dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes,
+                                      unsigned flags, dfx_session **out);
 DFX_API void dfx_session_destroy(dfx_session *s);
 
 /** Options of dfx_session_create_ex. Initialise with dfx_session_options_init
@@ -221,13 +230,13 @@ DFX_API void dfx_session_destroy(dfx_session *s);
  *  when `size` covers it and uses its default otherwise, so a program built
  *  against an older dfx.h keeps working with a newer library. */
 typedef struct dfx_session_options {
-    size_t size;             /**< sizeof(dfx_session_options) of the caller's dfx.h */
-    int64_t batch;           /**< samples per run (default 1) */
-    void *arena;             /**< NULL: the library allocates the arena (default) */
-    size_t arena_bytes;      /**< size of `arena` */
-    unsigned flags;          /**< DFX_KEEP_ALL or 0 (default) */
-    const char *kernels;     /**< kernel set of this session: NULL or "" = the library's choice
-                                  (dfx_kernels_name), else a name of dfx_kernels_available */
+    size_t size;         /**< sizeof(dfx_session_options) of the caller's dfx.h */
+    int64_t batch;       /**< samples per run (default 1) */
+    void *arena;         /**< NULL: the library allocates the arena (default) */
+    size_t arena_bytes;  /**< size of `arena` */
+    unsigned flags;      /**< DFX_KEEP_ALL or 0 (default) */
+    const char *kernels; /**< kernel set of this session: NULL or "" = the library's choice
+                              (dfx_kernels_name), else a name of dfx_kernels_available */
 } dfx_session_options;
 
 /** Defaults: batch 1, library arena, no flags, the library's kernel set. */
@@ -302,7 +311,7 @@ DFX_API dfx_status dfx_model_describe(const dfx_model *m, int64_t batch, unsigne
 
 /** A tensor as a custom operator sees it: float32 values, batch first. */
 typedef struct dfx_custom_tensor {
-    float *data;          /**< inputs: read only; outputs: to be written, count values */
+    float *data; /**< inputs: read only; outputs: to be written, count values */
     int64_t count;
     int rank;
     int64_t shape[8];

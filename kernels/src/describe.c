@@ -80,18 +80,18 @@ static uint32_t f32_bits(float f)
 }
 
 /* Every field of dt_opts, by kind (keep in step with dfx_internal.h). */
-#define DFX_OPT_INTS(X)                                                                                               \
-    X(kh)                                                                                                             \
-    X(kw) X(sh) X(sw) X(pt) X(pl) X(pb) X(pr) X(dh) X(dw) X(group) X(oph) X(opw) X(pool_type) X(global) X(ceil_mode)  \
-        X(divisor) X(axis) X(end_axis) X(num_axes) X(local_size) X(region) X(operation) X(scale_h) X(scale_w)         \
-            X(across_spatial) X(channel_shared) X(flip) X(clip) X(img_h) X(img_w) X(num_classes) X(share_location)    \
-                X(background_label_id) X(top_k) X(keep_top_k) X(code_type) X(variance_encoded_in_target) X(mant_bits) \
-                    X(exp_bits)
-#define DFX_OPT_FLOATS(X)                                                                                      \
-    X(fmin)                                                                                                    \
-    X(fmax) X(alpha) X(beta) X(k) X(power) X(scale) X(shift) X(pad_value) X(eps) X(step_h) X(step_w) X(offset) \
-        X(nms_threshold) X(eta) X(confidence_threshold)
+// clang-format off
+#define DFX_OPT_INTS(X)                                                                              \
+    X(kh) X(kw) X(sh) X(sw) X(pt) X(pl) X(pb) X(pr) X(dh) X(dw) X(group) X(oph) X(opw) X(pool_type)  \
+    X(global) X(ceil_mode) X(divisor) X(axis) X(end_axis) X(num_axes) X(local_size) X(region)        \
+    X(operation) X(scale_h) X(scale_w) X(across_spatial) X(channel_shared) X(flip) X(clip) X(img_h)  \
+    X(img_w) X(num_classes) X(share_location) X(background_label_id) X(top_k) X(keep_top_k)          \
+    X(code_type) X(variance_encoded_in_target) X(mant_bits) X(exp_bits)
+#define DFX_OPT_FLOATS(X)                                                                           \
+    X(fmin) X(fmax) X(alpha) X(beta) X(k) X(power) X(scale) X(shift) X(pad_value) X(eps) X(step_h)  \
+    X(step_w) X(offset) X(nms_threshold) X(eta) X(confidence_threshold)
 #define DFX_OPT_VECS(X) X(coeffs) X(order) X(points) X(pads) X(min_sizes) X(max_sizes) X(aspect_ratios) X(variances)
+// clang-format on
 
 /* An input or output: its action, where it lives, and a prepared constant's values. */
 static void describe_io(sbuf *b, const dfx_netplan *np, const dfx_io_plan *io, int t)

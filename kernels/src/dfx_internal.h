@@ -25,9 +25,7 @@ enum { RND_HALF_AWAY = 0, RND_HALF_EVEN = 1, RND_HALF_UP = 2, RND_FLOOR = 3 };
 /* Little-endian reads that are safe on any host and alignment. */
 static inline uint16_t rd_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline uint32_t rd_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
+{ return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24); }
 static inline int32_t rd_i32(const uint8_t *p) { return (int32_t)rd_u32(p); }
 static inline uint64_t rd_u64(const uint8_t *p) { return rd_u32(p) | ((uint64_t)rd_u32(p + 4) << 32); }
 static inline float rd_f32(const uint8_t *p)
@@ -39,7 +37,10 @@ static inline float rd_f32(const uint8_t *p)
 }
 
 /* A verified FlatBuffer vector of scalars. */
-typedef struct { const uint8_t *p; uint32_t n; } dt_vec;
+typedef struct {
+    const uint8_t *p;
+    uint32_t n;
+} dt_vec;
 static inline int32_t vec_i32(dt_vec v, uint32_t i) { return rd_i32(v.p + 4 * i); }
 static inline float vec_f32(dt_vec v, uint32_t i) { return rd_f32(v.p + 4 * i); }
 
@@ -47,18 +48,18 @@ typedef struct dt_tensor {
     const char *name;
     int rank;
     int64_t shape[DFX_MAX_RANK];
-    int64_t count;             /* elements of the declared shape */
+    int64_t count; /* elements of the declared shape */
     int dtype;
     int has_q, bw, fl, rounding;
     int per_channel, ch_axis;
-    dt_vec cfl;                /* channel fl bytes (int8) */
-    int64_t ch_inner;          /* product of dims after ch_axis */
+    dt_vec cfl;       /* channel fl bytes (int8) */
+    int64_t ch_inner; /* product of dims after ch_axis */
     int is_const;
-    const uint8_t *data;       /* constants: in place */
+    const uint8_t *data; /* constants: in place */
     uint64_t data_off, data_len;
     uint32_t crc;
-    int producer;              /* layer index, -1 for graph inputs / constants */
-    int last_use;              /* last layer reading it, -1 if none */
+    int producer; /* layer index, -1 for graph inputs / constants */
+    int last_use; /* last layer reading it, -1 if none */
     int is_graph_output;
 } dt_tensor;
 
@@ -69,19 +70,25 @@ typedef struct dt_opts {
     int pool_type, global, ceil_mode, divisor;
     int axis, end_axis, num_axes;
     float fmin, fmax;
-    int local_size, region; float alpha, beta, k;
-    int operation; dt_vec coeffs;
+    int local_size, region;
+    float alpha, beta, k;
+    int operation;
+    dt_vec coeffs;
     float power, scale, shift;
-    int mant_bits, exp_bits;   /* Minifloat */
-    dt_vec order, points, pads; float pad_value;
+    int mant_bits, exp_bits; /* Minifloat */
+    dt_vec order, points, pads;
+    float pad_value;
     int scale_h, scale_w;
-    int across_spatial, channel_shared; float eps;
+    int across_spatial, channel_shared;
+    float eps;
     dt_vec min_sizes, max_sizes, aspect_ratios, variances;
-    int flip, clip, img_h, img_w; float step_h, step_w, offset;
-    int num_classes, share_location, background_label_id, top_k, keep_top_k, code_type,
-        variance_encoded_in_target;
+    int flip, clip, img_h, img_w;
+    float step_h, step_w, offset;
+    int num_classes, share_location, background_label_id, top_k, keep_top_k, code_type, variance_encoded_in_target;
     float nms_threshold, eta, confidence_threshold;
-    const char *custom_name; int custom_version; dt_vec custom_options; /* bytes */
+    const char *custom_name;
+    int custom_version;
+    dt_vec custom_options; /* bytes */
 } dt_opts;
 
 typedef struct dt_layer {
@@ -89,18 +96,21 @@ typedef struct dt_layer {
     int op;
     dt_opts o;
     int n_in, n_out;
-    int32_t *in, *out;         /* tensor indices, -1 = omitted */
+    int32_t *in, *out; /* tensor indices, -1 = omitted */
     int version;
-    int int_form;              /* runs in integer form */
+    int int_form; /* runs in integer form */
 } dt_layer;
 
 /* Stored preprocessing of a graph input (empty vectors and order 0 when none). */
-typedef struct dt_prep { dt_vec mean, scale; int order; } dt_prep;
+typedef struct dt_prep {
+    dt_vec mean, scale;
+    int order;
+} dt_prep;
 
 struct dfx_model {
-    const uint8_t *base;       /* whole file */
+    const uint8_t *base; /* whole file */
     size_t size;
-    int mapped;                /* 1: munmap on close */
+    int mapped; /* 1: munmap on close */
     const uint8_t *graph;
     size_t graph_len;
     const uint8_t *data;
@@ -109,11 +119,11 @@ struct dfx_model {
     dt_tensor *tensors;
     dt_layer *layers;
     int32_t *inputs, *outputs;
-    int32_t *io_ints;          /* storage of layer in/out lists */
-    dt_prep *prep;             /* per graph input */
+    int32_t *io_ints; /* storage of layer in/out lists */
+    dt_prep *prep;    /* per graph input */
     int n_meta;
-    const char **meta;         /* key, value of each metadata entry */
-    int n_labels;              /* metadata "labels" split into lines (metadata.c) */
+    const char **meta; /* key, value of each metadata entry */
+    int n_labels;      /* metadata "labels" split into lines (metadata.c) */
     const char **labels;
     char *labels_buf;
 };
@@ -131,8 +141,8 @@ dfx_status dfx_fb_verify(const uint8_t *buf, size_t len);
 dfx_status dfx_decode_model(dfx_model *m);
 dfx_status dfx_validate_model(dfx_model *m);
 dfx_status dfx_check_values(const dfx_model *m);
-int dfx_infer_shapes(const dfx_model *m, const dt_layer *L, int64_t out[][DFX_MAX_RANK], int *out_rank,
-                     int *n_shapes, char *why, size_t why_len);
+int dfx_infer_shapes(const dfx_model *m, const dt_layer *L, int64_t out[][DFX_MAX_RANK], int *out_rank, int *n_shapes,
+                     char *why, size_t why_len);
 const char *dfx_op_name(int op);
 int dfx_op_is_integer(int op);
 int dfx_op_layout_only(int op);
@@ -143,9 +153,9 @@ dfx_status dfx_decode_labels(dfx_model *m);
 /* session_io.c: raw inputs, views, constant outputs and session options */
 typedef struct dfx_const_outputs {
     int n;
-    const void **data;         /* per graph output: values of a constant (NULL for an activation) */
-    dfx_dtype *dtype;          /* their storage type */
-    unsigned char *owned;      /* 1: data is a copy to free */
+    const void **data;    /* per graph output: values of a constant (NULL for an activation) */
+    dfx_dtype *dtype;     /* their storage type */
+    unsigned char *owned; /* 1: data is a copy to free */
 } dfx_const_outputs;
 typedef void (*dfx_input_gen)(void *ctx, int64_t start, int64_t n, float *out);
 dfx_status dfx_session_fill_input(dfx_session *s, int input, int64_t count, dfx_input_gen gen, void *ctx);
@@ -157,8 +167,8 @@ void dfx_const_outputs_free(dfx_const_outputs *c);
 dfx_status dfx_const_output_view(const dfx_model *m, const dfx_const_outputs *c, int i, dfx_view *v);
 
 /* helpers */
-int64_t dfx_const_int(const dt_tensor *t, int64_t i);    /* integer code of constant element i */
-float dfx_const_float(const dt_tensor *t, int64_t i);     /* real value (dequantized) */
+int64_t dfx_const_int(const dt_tensor *t, int64_t i); /* integer code of constant element i */
+float dfx_const_float(const dt_tensor *t, int64_t i); /* real value (dequantized) */
 int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap);
 static inline int dfx_fl_at(const dt_tensor *t, int64_t i)
 {

@@ -38,7 +38,10 @@ const struct dfx_kernels *dfx_select_kernels(void)
     if (selected) return selected;
     const struct dfx_kernels *pick = &dfx_kernels_portable;
     for (size_t i = 0; i < sizeof AVAILABLE / sizeof AVAILABLE[0]; i++)
-        if (usable(AVAILABLE[i])) { pick = AVAILABLE[i]; break; }
+        if (usable(AVAILABLE[i])) {
+            pick = AVAILABLE[i];
+            break;
+        }
     const char *env = getenv("DFX_KERNELS");
     snprintf(selected_name, sizeof selected_name, "%s", pick->name);
     if (env && *env) {
@@ -73,7 +76,10 @@ const char *dfx_kernels_available(int i)
 
 dfx_status dfx_find_kernels(const char *name, const struct dfx_kernels **out)
 {
-    if (!name || !*name) { *out = dfx_select_kernels(); return DFX_OK; }
+    if (!name || !*name) {
+        *out = dfx_select_kernels();
+        return DFX_OK;
+    }
     for (size_t j = 0; j < sizeof AVAILABLE / sizeof AVAILABLE[0]; j++) {
         if (strcmp(AVAILABLE[j]->name, name) != 0) continue;
         if (!usable(AVAILABLE[j]))

@@ -29,8 +29,8 @@ dfx_status dfx_fail(dfx_status st, const char *fmt, ...)
 
 const char *dfx_status_name(dfx_status st)
 {
-    static const char *names[] = {"DFX_OK", "DFX_ERR_IO", "DFX_ERR_FORMAT", "DFX_ERR_CHECKSUM",
-                                  "DFX_ERR_VERSION", "DFX_ERR_INVALID", "DFX_ERR_UNSUPPORTED",
-                                  "DFX_ERR_ARGUMENT", "DFX_ERR_NOMEM", "DFX_ERR_STATE"};
+    static const char *names[] = {"DFX_OK",          "DFX_ERR_IO",      "DFX_ERR_FORMAT",      "DFX_ERR_CHECKSUM",
+                                  "DFX_ERR_VERSION", "DFX_ERR_INVALID", "DFX_ERR_UNSUPPORTED", "DFX_ERR_ARGUMENT",
+                                  "DFX_ERR_NOMEM",   "DFX_ERR_STATE"};
     return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "DFX_ERR_UNKNOWN";
 }

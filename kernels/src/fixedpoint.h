@@ -46,9 +46,7 @@ static inline int64_t fp_round_shift(int64_t q, int64_t shift, int rounding)
 
 /* requant: round codes at fl_from into (fl, bw, rounding). */
 static inline int32_t fp_requant(int64_t q, int fl_from, int fl_to, int bw, int rounding)
-{
-    return (int32_t)fp_saturate(fp_round_shift(q, (int64_t)fl_from - fl_to, rounding), bw);
-}
+{ return (int32_t)fp_saturate(fp_round_shift(q, (int64_t)fl_from - fl_to, rounding), bw); }
 
 /* Exact left shift for alignment (callers guarantee no overflow). */
 static inline int64_t fp_shl(int64_t q, int s) { return (int64_t)((uint64_t)q << s); }
@@ -58,14 +56,14 @@ static inline double fp_round_real(double v, int rounding)
 {
     double f;
     switch (rounding) {
-    case RND_FLOOR: return floor(v);
-    case RND_HALF_EVEN: return nearbyint(v);
-    case RND_HALF_UP: f = floor(v); return f + ((v - f) >= 0.5 ? 1.0 : 0.0);
-    default: {
-        double a = fabs(v);
-        f = floor(a);
-        return copysign(f + ((a - f) >= 0.5 ? 1.0 : 0.0), v);
-    }
+        case RND_FLOOR: return floor(v);
+        case RND_HALF_EVEN: return nearbyint(v);
+        case RND_HALF_UP: f = floor(v); return f + ((v - f) >= 0.5 ? 1.0 : 0.0);
+        default: {
+            double a = fabs(v);
+            f = floor(a);
+            return copysign(f + ((a - f) >= 0.5 ? 1.0 : 0.0), v);
+        }
     }
 }
 
@@ -94,18 +92,22 @@ static inline int64_t fp_floor_small(double v)
     return t - (v < (double)t);
 }
 
-#define FP_QROW(T, ROUND)                                                      \
-    for (int64_t i = 0; i < n; i++) {                                          \
-        double s = (double)x[i] * sc;                                          \
-        s = s > lo ? s : lo; /* NaN -> lo, fixed below */                     \
-        s = s < hi ? s : hi;                                                   \
-        s = x[i] != x[i] ? 0.0 : s;                                            \
-        ((T *)out)[i] = (T)(int32_t)(ROUND);                                   \
+#define FP_QROW(T, ROUND)                                 \
+    for (int64_t i = 0; i < n; i++) {                     \
+        double s = (double)x[i] * sc;                     \
+        s = s > lo ? s : lo; /* NaN -> lo, fixed below */ \
+        s = s < hi ? s : hi;                              \
+        s = x[i] != x[i] ? 0.0 : s;                       \
+        ((T *)out)[i] = (T)(int32_t)(ROUND);              \
     }
-#define FP_QROW_SIZES(ROUND)                                                   \
-    if (esz == 1) { FP_QROW(int8_t, ROUND) }                                   \
-    else if (esz == 2) { FP_QROW(int16_t, ROUND) }                             \
-    else { FP_QROW(int32_t, ROUND) }
+#define FP_QROW_SIZES(ROUND)    \
+    if (esz == 1) {             \
+        FP_QROW(int8_t, ROUND)  \
+    } else if (esz == 2) {      \
+        FP_QROW(int16_t, ROUND) \
+    } else {                    \
+        FP_QROW(int32_t, ROUND) \
+    }
 
 static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int esz)
 {
@@ -120,10 +122,10 @@ static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, in
     }
     const double sc = ldexp(1.0, fl), hi = (double)(((int64_t)1 << (bw - 1)) - 1), lo = -hi - 1.0;
     switch (rounding) {
-    case RND_FLOOR: FP_QROW_SIZES(fp_floor_small(s)) break;
-    case RND_HALF_EVEN: FP_QROW_SIZES(nearbyint(s)) break;
-    case RND_HALF_UP: FP_QROW_SIZES(fp_floor_small(s + 0.5)) break;
-    default: FP_QROW_SIZES((int64_t)copysign(fabs(s) + 0.5, s)) break; /* truncation toward zero */
+        case RND_FLOOR: FP_QROW_SIZES(fp_floor_small(s)) break;
+        case RND_HALF_EVEN: FP_QROW_SIZES(nearbyint(s)) break;
+        case RND_HALF_UP: FP_QROW_SIZES(fp_floor_small(s + 0.5)) break;
+        default: FP_QROW_SIZES((int64_t)copysign(fabs(s) + 0.5, s)) break; /* truncation toward zero */
     }
 }
 #undef FP_QROW_SIZES
@@ -142,7 +144,10 @@ static inline float fp_dequantize(int64_t q, int fl) { return (float)ldexp((doub
 static inline int fp_bitlen(uint64_t v)
 {
     int n = 0;
-    while (v) { n++; v >>= 1; }
+    while (v) {
+        n++;
+        v >>= 1;
+    }
     return n;
 }
 

@@ -16,8 +16,8 @@ typedef struct rt {
     int64_t count;
     int rank;
     int64_t shape[DFX_MAX_RANK];
-    const dt_tensor *t;     /* format (bw, fl, rounding, per-channel fl) */
-    int esz;                /* bytes per element: 1, 2 or 4 */
+    const dt_tensor *t; /* format (bw, fl, rounding, per-channel fl) */
+    int esz;            /* bytes per element: 1, 2 or 4 */
 } rt;
 
 /* Storage of an activation: the narrowest integer type of its bit width
@@ -29,9 +29,7 @@ static inline int dfx_store_bytes(const dt_tensor *T)
     return T->bw <= 8 ? 1 : T->bw <= 16 ? 2 : 4;
 }
 static inline int32_t dfx_ld(const void *p, int esz, int64_t i)
-{
-    return esz == 1 ? ((const int8_t *)p)[i] : esz == 2 ? ((const int16_t *)p)[i] : ((const int32_t *)p)[i];
-}
+{ return esz == 1 ? ((const int8_t *)p)[i] : esz == 2 ? ((const int16_t *)p)[i] : ((const int32_t *)p)[i]; }
 static inline void dfx_st(void *p, int esz, int64_t i, int32_t v)
 {
     if (esz == 1) ((int8_t *)p)[i] = (int8_t)v;
@@ -42,15 +40,15 @@ static inline void dfx_st(void *p, int esz, int64_t i, int32_t v)
 /* Per-layer constants of the fast integer Conv2D / FullyConnected path,
  * computed when a session is planned (plan.c, dfx_linear_prepare). */
 typedef struct dfx_linprep {
-    int fast;               /* 1: int8 activations and weights, int32 accumulator: GEMM / depthwise kernels */
-    int dw;                 /* depthwise: one input channel per output channel */
-    int direct;             /* 1x1, stride 1, no padding: the input is the GEMM's B, no im2col */
-    int w_in_place;         /* int8 weight rows are used in place; else unpacked per block into scratch */
-    int64_t K;              /* reduction length */
-    int nb, ob;             /* column block (pixels / batch rows), output channel block */
-    int64_t *bias;          /* per output channel: bias aligned to the accumulator's fl F (0 without bias) */
-    int8_t *lsh;            /* per output channel: F - (fl_x + Fw), left shift of the sum of products */
-    int16_t *rsh;           /* per output channel: F - fl_y, the final rounding shift */
+    int fast;       /* 1: int8 activations and weights, int32 accumulator: GEMM / depthwise kernels */
+    int dw;         /* depthwise: one input channel per output channel */
+    int direct;     /* 1x1, stride 1, no padding: the input is the GEMM's B, no im2col */
+    int w_in_place; /* int8 weight rows are used in place; else unpacked per block into scratch */
+    int64_t K;      /* reduction length */
+    int nb, ob;     /* column block (pixels / batch rows), output channel block */
+    int64_t *bias;  /* per output channel: bias aligned to the accumulator's fl F (0 without bias) */
+    int8_t *lsh;    /* per output channel: F - (fl_x + Fw), left shift of the sum of products */
+    int16_t *rsh;   /* per output channel: F - fl_y, the final rounding shift */
     /* Weights prepared once per session (dfx_linear_pack; never in a compiled model):
      * wpacked 1: wpack holds each group's weights in the kernel set's packed
      * layout (dispatch.h pack_a), wpack_group bytes per group; 2: wpack holds

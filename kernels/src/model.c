@@ -57,7 +57,10 @@ static dt_vec fb_vec(const uint8_t *g, uint32_t t, int slot)
 {
     dt_vec v = {NULL, 0};
     uint32_t p = fb_ref(g, t, slot);
-    if (p) { v.n = rd_u32(g + p); v.p = g + p + 4; }
+    if (p) {
+        v.n = rd_u32(g + p);
+        v.p = g + p + 4;
+    }
     return v;
 }
 static int fb_has(const uint8_t *g, uint32_t t, int slot) { return fb_field(g, t, slot) != 0; }
@@ -74,12 +77,16 @@ static const char *fb_str(const uint8_t *g, uint32_t t, int slot)
 #define GET_BOOL(tbl, T, F) (fb_u8(g, tbl, FB_##T##_##F, FB_##T##_##F##_DEFAULT) != 0)
 #define GET_F32(tbl, T, F) fb_f32(g, tbl, FB_##T##_##F, FB_##T##_##F##_DEFAULT)
 /* the window fields of Conv2D, Deconv2D and Pool2D */
-#define GET_WINDOW(T)                                                                                     \
-    do {                                                                                                  \
-        o->kh = GET_I32(t, T, KERNEL_H); o->kw = GET_I32(t, T, KERNEL_W);                                 \
-        o->sh = GET_I32(t, T, STRIDE_H); o->sw = GET_I32(t, T, STRIDE_W);                                 \
-        o->pt = GET_I32(t, T, PAD_TOP); o->pl = GET_I32(t, T, PAD_LEFT);                                  \
-        o->pb = GET_I32(t, T, PAD_BOTTOM); o->pr = GET_I32(t, T, PAD_RIGHT);                              \
+#define GET_WINDOW(T)                      \
+    do {                                   \
+        o->kh = GET_I32(t, T, KERNEL_H);   \
+        o->kw = GET_I32(t, T, KERNEL_W);   \
+        o->sh = GET_I32(t, T, STRIDE_H);   \
+        o->sw = GET_I32(t, T, STRIDE_W);   \
+        o->pt = GET_I32(t, T, PAD_TOP);    \
+        o->pl = GET_I32(t, T, PAD_LEFT);   \
+        o->pb = GET_I32(t, T, PAD_BOTTOM); \
+        o->pr = GET_I32(t, T, PAD_RIGHT);  \
     } while (0)
 
 static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
@@ -87,75 +94,112 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
     /* only the operator's own fields are set (to the stored value or the schema's default) */
     memset(o, 0, sizeof *o);
     switch (op) {
-    case OP_CONV2D:
-        GET_WINDOW(CONV2D);
-        o->dh = GET_I32(t, CONV2D, DILATION_H); o->dw = GET_I32(t, CONV2D, DILATION_W);
-        o->group = GET_I32(t, CONV2D, GROUP);
-        break;
-    case OP_DECONV2D:
-        GET_WINDOW(DECONV2D);
-        o->dh = GET_I32(t, DECONV2D, DILATION_H); o->dw = GET_I32(t, DECONV2D, DILATION_W);
-        o->group = GET_I32(t, DECONV2D, GROUP);
-        o->oph = GET_I32(t, DECONV2D, OUTPUT_PAD_H); o->opw = GET_I32(t, DECONV2D, OUTPUT_PAD_W);
-        break;
-    case OP_FC: o->axis = GET_I32(t, FULLYCONNECTED, AXIS); break;
-    case OP_POOL2D:
-        o->pool_type = GET_I8(t, POOL2D, TYPE);
-        GET_WINDOW(POOL2D);
-        o->global = GET_BOOL(t, POOL2D, GLOBAL); o->ceil_mode = GET_BOOL(t, POOL2D, CEIL_MODE);
-        o->divisor = GET_I8(t, POOL2D, DIVISOR);
-        break;
-    case OP_CLIP: o->fmin = GET_F32(t, CLIP, MIN); o->fmax = GET_F32(t, CLIP, MAX); break;
-    case OP_LRN:
-        o->local_size = GET_I32(t, LRN, LOCAL_SIZE); o->alpha = GET_F32(t, LRN, ALPHA);
-        o->beta = GET_F32(t, LRN, BETA); o->k = GET_F32(t, LRN, K); o->region = GET_I8(t, LRN, REGION);
-        break;
-    case OP_CONCAT: o->axis = GET_I32(t, CONCAT, AXIS); break;
-    case OP_SOFTMAX: o->axis = GET_I32(t, SOFTMAX, AXIS); break;
-    case OP_ELTWISE:
-        o->operation = GET_I8(t, ELTWISE, OPERATION); o->coeffs = fb_vec(g, t, FB_ELTWISE_COEFFICIENTS);
-        break;
-    case OP_SCALE: o->axis = GET_I32(t, SCALE, AXIS); o->num_axes = GET_I32(t, SCALE, NUM_AXES); break;
-    case OP_POWER:
-        o->power = GET_F32(t, POWER, POWER); o->scale = GET_F32(t, POWER, SCALE); o->shift = GET_F32(t, POWER, SHIFT);
-        break;
-    case OP_FLATTEN: o->axis = GET_I32(t, FLATTEN, AXIS); o->end_axis = GET_I32(t, FLATTEN, END_AXIS); break;
-    case OP_PERMUTE: o->order = fb_vec(g, t, FB_PERMUTE_ORDER); break;
-    case OP_SLICE: o->axis = GET_I32(t, SLICE, AXIS); o->points = fb_vec(g, t, FB_SLICE_POINTS); break;
-    case OP_PAD: o->pads = fb_vec(g, t, FB_PAD_PADS); o->pad_value = GET_F32(t, PAD, VALUE); break;
-    case OP_UPSAMPLE: o->scale_h = GET_I32(t, UPSAMPLE, SCALE_H); o->scale_w = GET_I32(t, UPSAMPLE, SCALE_W); break;
-    case OP_NORMALIZE:
-        o->across_spatial = GET_BOOL(t, NORMALIZE, ACROSS_SPATIAL);
-        o->channel_shared = GET_BOOL(t, NORMALIZE, CHANNEL_SHARED);
-        o->eps = GET_F32(t, NORMALIZE, EPS);
-        break;
-    case OP_PRIORBOX:
-        o->min_sizes = fb_vec(g, t, FB_PRIORBOX_MIN_SIZES); o->max_sizes = fb_vec(g, t, FB_PRIORBOX_MAX_SIZES);
-        o->aspect_ratios = fb_vec(g, t, FB_PRIORBOX_ASPECT_RATIOS);
-        o->flip = GET_BOOL(t, PRIORBOX, FLIP); o->clip = GET_BOOL(t, PRIORBOX, CLIP);
-        o->variances = fb_vec(g, t, FB_PRIORBOX_VARIANCES);
-        o->img_h = GET_I32(t, PRIORBOX, IMG_H); o->img_w = GET_I32(t, PRIORBOX, IMG_W);
-        o->step_h = GET_F32(t, PRIORBOX, STEP_H); o->step_w = GET_F32(t, PRIORBOX, STEP_W);
-        o->offset = GET_F32(t, PRIORBOX, OFFSET);
-        break;
-    case OP_DETECTION_OUTPUT:
-        o->num_classes = GET_I32(t, DETECTIONOUTPUT, NUM_CLASSES);
-        o->share_location = GET_BOOL(t, DETECTIONOUTPUT, SHARE_LOCATION);
-        o->background_label_id = GET_I32(t, DETECTIONOUTPUT, BACKGROUND_LABEL_ID);
-        o->nms_threshold = GET_F32(t, DETECTIONOUTPUT, NMS_THRESHOLD);
-        o->top_k = GET_I32(t, DETECTIONOUTPUT, TOP_K); o->eta = GET_F32(t, DETECTIONOUTPUT, ETA);
-        o->keep_top_k = GET_I32(t, DETECTIONOUTPUT, KEEP_TOP_K);
-        o->confidence_threshold = GET_F32(t, DETECTIONOUTPUT, CONFIDENCE_THRESHOLD);
-        o->code_type = GET_I8(t, DETECTIONOUTPUT, CODE_TYPE);
-        o->variance_encoded_in_target = GET_BOOL(t, DETECTIONOUTPUT, VARIANCE_ENCODED_IN_TARGET);
-        o->clip = GET_BOOL(t, DETECTIONOUTPUT, CLIP);
-        break;
-    case OP_CUSTOM:
-        o->custom_name = fb_str(g, t, FB_CUSTOM_NAME); o->custom_version = GET_I32(t, CUSTOM, VERSION);
-        o->custom_options = fb_vec(g, t, FB_CUSTOM_OPTIONS);
-        break;
-    case OP_MINIFLOAT: o->mant_bits = GET_I32(t, MINIFLOAT, MANT_BITS); o->exp_bits = GET_I32(t, MINIFLOAT, EXP_BITS); break;
-    default: break;
+        case OP_CONV2D:
+            GET_WINDOW(CONV2D);
+            o->dh = GET_I32(t, CONV2D, DILATION_H);
+            o->dw = GET_I32(t, CONV2D, DILATION_W);
+            o->group = GET_I32(t, CONV2D, GROUP);
+            break;
+        case OP_DECONV2D:
+            GET_WINDOW(DECONV2D);
+            o->dh = GET_I32(t, DECONV2D, DILATION_H);
+            o->dw = GET_I32(t, DECONV2D, DILATION_W);
+            o->group = GET_I32(t, DECONV2D, GROUP);
+            o->oph = GET_I32(t, DECONV2D, OUTPUT_PAD_H);
+            o->opw = GET_I32(t, DECONV2D, OUTPUT_PAD_W);
+            break;
+        case OP_FC: o->axis = GET_I32(t, FULLYCONNECTED, AXIS); break;
+        case OP_POOL2D:
+            o->pool_type = GET_I8(t, POOL2D, TYPE);
+            GET_WINDOW(POOL2D);
+            o->global = GET_BOOL(t, POOL2D, GLOBAL);
+            o->ceil_mode = GET_BOOL(t, POOL2D, CEIL_MODE);
+            o->divisor = GET_I8(t, POOL2D, DIVISOR);
+            break;
+        case OP_CLIP:
+            o->fmin = GET_F32(t, CLIP, MIN);
+            o->fmax = GET_F32(t, CLIP, MAX);
+            break;
+        case OP_LRN:
+            o->local_size = GET_I32(t, LRN, LOCAL_SIZE);
+            o->alpha = GET_F32(t, LRN, ALPHA);
+            o->beta = GET_F32(t, LRN, BETA);
+            o->k = GET_F32(t, LRN, K);
+            o->region = GET_I8(t, LRN, REGION);
+            break;
+        case OP_CONCAT: o->axis = GET_I32(t, CONCAT, AXIS); break;
+        case OP_SOFTMAX: o->axis = GET_I32(t, SOFTMAX, AXIS); break;
+        case OP_ELTWISE:
+            o->operation = GET_I8(t, ELTWISE, OPERATION);
+            o->coeffs = fb_vec(g, t, FB_ELTWISE_COEFFICIENTS);
+            break;
+        case OP_SCALE:
+            o->axis = GET_I32(t, SCALE, AXIS);
+            o->num_axes = GET_I32(t, SCALE, NUM_AXES);
+            break;
+        case OP_POWER:
+            o->power = GET_F32(t, POWER, POWER);
+            o->scale = GET_F32(t, POWER, SCALE);
+            o->shift = GET_F32(t, POWER, SHIFT);
+            break;
+        case OP_FLATTEN:
+            o->axis = GET_I32(t, FLATTEN, AXIS);
+            o->end_axis = GET_I32(t, FLATTEN, END_AXIS);
+            break;
+        case OP_PERMUTE: o->order = fb_vec(g, t, FB_PERMUTE_ORDER); break;
+        case OP_SLICE:
+            o->axis = GET_I32(t, SLICE, AXIS);
+            o->points = fb_vec(g, t, FB_SLICE_POINTS);
+            break;
+        case OP_PAD:
+            o->pads = fb_vec(g, t, FB_PAD_PADS);
+            o->pad_value = GET_F32(t, PAD, VALUE);
+            break;
+        case OP_UPSAMPLE:
+            o->scale_h = GET_I32(t, UPSAMPLE, SCALE_H);
+            o->scale_w = GET_I32(t, UPSAMPLE, SCALE_W);
+            break;
+        case OP_NORMALIZE:
+            o->across_spatial = GET_BOOL(t, NORMALIZE, ACROSS_SPATIAL);
+            o->channel_shared = GET_BOOL(t, NORMALIZE, CHANNEL_SHARED);
+            o->eps = GET_F32(t, NORMALIZE, EPS);
+            break;
+        case OP_PRIORBOX:
+            o->min_sizes = fb_vec(g, t, FB_PRIORBOX_MIN_SIZES);
+            o->max_sizes = fb_vec(g, t, FB_PRIORBOX_MAX_SIZES);
+            o->aspect_ratios = fb_vec(g, t, FB_PRIORBOX_ASPECT_RATIOS);
+            o->flip = GET_BOOL(t, PRIORBOX, FLIP);
+            o->clip = GET_BOOL(t, PRIORBOX, CLIP);
+            o->variances = fb_vec(g, t, FB_PRIORBOX_VARIANCES);
+            o->img_h = GET_I32(t, PRIORBOX, IMG_H);
+            o->img_w = GET_I32(t, PRIORBOX, IMG_W);
+            o->step_h = GET_F32(t, PRIORBOX, STEP_H);
+            o->step_w = GET_F32(t, PRIORBOX, STEP_W);
+            o->offset = GET_F32(t, PRIORBOX, OFFSET);
+            break;
+        case OP_DETECTION_OUTPUT:
+            o->num_classes = GET_I32(t, DETECTIONOUTPUT, NUM_CLASSES);
+            o->share_location = GET_BOOL(t, DETECTIONOUTPUT, SHARE_LOCATION);
+            o->background_label_id = GET_I32(t, DETECTIONOUTPUT, BACKGROUND_LABEL_ID);
+            o->nms_threshold = GET_F32(t, DETECTIONOUTPUT, NMS_THRESHOLD);
+            o->top_k = GET_I32(t, DETECTIONOUTPUT, TOP_K);
+            o->eta = GET_F32(t, DETECTIONOUTPUT, ETA);
+            o->keep_top_k = GET_I32(t, DETECTIONOUTPUT, KEEP_TOP_K);
+            o->confidence_threshold = GET_F32(t, DETECTIONOUTPUT, CONFIDENCE_THRESHOLD);
+            o->code_type = GET_I8(t, DETECTIONOUTPUT, CODE_TYPE);
+            o->variance_encoded_in_target = GET_BOOL(t, DETECTIONOUTPUT, VARIANCE_ENCODED_IN_TARGET);
+            o->clip = GET_BOOL(t, DETECTIONOUTPUT, CLIP);
+            break;
+        case OP_CUSTOM:
+            o->custom_name = fb_str(g, t, FB_CUSTOM_NAME);
+            o->custom_version = GET_I32(t, CUSTOM, VERSION);
+            o->custom_options = fb_vec(g, t, FB_CUSTOM_OPTIONS);
+            break;
+        case OP_MINIFLOAT:
+            o->mant_bits = GET_I32(t, MINIFLOAT, MANT_BITS);
+            o->exp_bits = GET_I32(t, MINIFLOAT, EXP_BITS);
+            break;
+        default: break;
     }
 }
 
@@ -208,8 +252,8 @@ dfx_status dfx_decode_model(dfx_model *m)
         T->last_use = -1;
         dt_vec sh = fb_vec(g, t, FB_TENSOR_SHAPE);
         if (sh.n > DFX_MAX_RANK)
-            return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: %u dimensions, at most %d allowed",
-                            T->name, sh.n, DFX_MAX_RANK);
+            return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field shape: %u dimensions, at most %d allowed", T->name,
+                            sh.n, DFX_MAX_RANK);
         T->rank = (int)sh.n;
         T->count = 1;
         for (uint32_t d = 0; d < sh.n; d++) {
@@ -247,16 +291,18 @@ dfx_status dfx_decode_model(dfx_model *m)
             T->data_len = rd_u64(g + dr + 8);
             T->crc = rd_u32(g + dr + 16);
             if (T->data_off % DFX_ALIGN)
-                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: offset %llu is not a multiple of 64",
-                                T->name, (unsigned long long)T->data_off);
+                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: offset %llu is not a multiple of 64", T->name,
+                                (unsigned long long)T->data_off);
             if (T->data_off > m->data_len || T->data_len > m->data_len - T->data_off)
-                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: [%llu, +%llu) lies outside the %llu-byte data section",
+                return dfx_fail(DFX_ERR_FORMAT,
+                                "tensor '%s', field data: [%llu, +%llu) lies outside the %llu-byte data section",
                                 T->name, (unsigned long long)T->data_off, (unsigned long long)T->data_len,
                                 (unsigned long long)m->data_len);
             int64_t want = storage_size(T->dtype, T->count);
             if ((int64_t)T->data_len != want)
-                return dfx_fail(DFX_ERR_FORMAT, "tensor '%s', field data: length %llu != %lld bytes for its shape and type",
-                                T->name, (unsigned long long)T->data_len, (long long)want);
+                return dfx_fail(DFX_ERR_FORMAT,
+                                "tensor '%s', field data: length %llu != %lld bytes for its shape and type", T->name,
+                                (unsigned long long)T->data_len, (long long)want);
             T->data = m->data + T->data_off;
         }
     }
@@ -323,8 +369,9 @@ dfx_status dfx_decode_model(dfx_model *m)
         int64_t ch = T->rank > 1 ? T->shape[1] : 1;
         uint32_t nm = fb_vec(g, pt, FB_PREPROCESSING_MEAN).n, ns = fb_vec(g, pt, FB_PREPROCESSING_SCALE).n;
         if ((nm > 1 && nm != ch) || (ns > 1 && ns != ch))
-            return dfx_fail(DFX_ERR_INVALID, "tensor '%s', field preprocessing: mean/scale count does not match %lld channels",
-                            T->name, (long long)ch);
+            return dfx_fail(DFX_ERR_INVALID,
+                            "tensor '%s', field preprocessing: mean/scale count does not match %lld channels", T->name,
+                            (long long)ch);
     }
     /* metadata: key and value strings, keys unique and sorted by their bytes (serialize.parse_graph) */
     dt_vec mv = fb_vec(g, root, FB_MODEL_METADATA);
@@ -358,30 +405,36 @@ static dfx_status open_mem(const uint8_t *base, size_t size, unsigned flags, dfx
             return dfx_fail(DFX_ERR_FORMAT, "field magic: not a .dfx file (wrong magic bytes)");
         return dfx_fail(DFX_ERR_FORMAT, "file is %zu bytes, shorter than the 64-byte header", size);
     }
-    if (memcmp(base, MAGIC, 8) != 0) return dfx_fail(DFX_ERR_FORMAT, "field magic: not a .dfx file (wrong magic bytes)");
+    if (memcmp(base, MAGIC, 8) != 0)
+        return dfx_fail(DFX_ERR_FORMAT, "field magic: not a .dfx file (wrong magic bytes)");
     if (dfx_crc32(0, base, 60) != rd_u32(base + 60))
         return dfx_fail(DFX_ERR_CHECKSUM, "field header_crc32: header checksum mismatch: the header is corrupted");
     unsigned major = rd_u16(base + 8), minor = rd_u16(base + 10);
     uint32_t header_size = rd_u32(base + 12);
-    uint64_t g_off = rd_u64(base + 16), g_len = rd_u64(base + 24), d_off = rd_u64(base + 32),
-             d_len = rd_u64(base + 40);
+    uint64_t g_off = rd_u64(base + 16), g_len = rd_u64(base + 24), d_off = rd_u64(base + 32), d_len = rd_u64(base + 40);
     uint32_t g_crc = rd_u32(base + 48), hflags = rd_u32(base + 52), align = rd_u32(base + 56);
     uint64_t fsize = size;
     if (major != 1)
-        return dfx_fail(DFX_ERR_VERSION, "field version_major: format version %u.%u is not supported: this reader implements 1.x (up to 1.1)",
-                        major, minor);
-    if (header_size != DFX_HEADER_SIZE) return dfx_fail(DFX_ERR_FORMAT, "field header_size: %u, expected 64", header_size);
+        return dfx_fail(
+            DFX_ERR_VERSION,
+            "field version_major: format version %u.%u is not supported: this reader implements 1.x (up to 1.1)", major,
+            minor);
+    if (header_size != DFX_HEADER_SIZE)
+        return dfx_fail(DFX_ERR_FORMAT, "field header_size: %u, expected 64", header_size);
     if (hflags != 0) return dfx_fail(DFX_ERR_FORMAT, "field flags: unknown feature flags 0x%08x", hflags);
     if (align != DFX_ALIGN) return dfx_fail(DFX_ERR_FORMAT, "field data_alignment: %u, expected 64", align);
     if (d_off > fsize || d_len > fsize - d_off)
-        return dfx_fail(DFX_ERR_FORMAT, "field data_length: file is truncated: the header says more bytes than the file's %zu", size);
-    if (g_off != DFX_HEADER_SIZE) return dfx_fail(DFX_ERR_FORMAT, "field graph_offset: %llu, expected 64", (unsigned long long)g_off);
+        return dfx_fail(DFX_ERR_FORMAT,
+                        "field data_length: file is truncated: the header says more bytes than the file's %zu", size);
+    if (g_off != DFX_HEADER_SIZE)
+        return dfx_fail(DFX_ERR_FORMAT, "field graph_offset: %llu, expected 64", (unsigned long long)g_off);
     if (g_len < 8 || g_len > fsize - g_off)
-        return dfx_fail(DFX_ERR_FORMAT, "field graph_length: %llu does not fit a %zu-byte file", (unsigned long long)g_len, size);
+        return dfx_fail(DFX_ERR_FORMAT, "field graph_length: %llu does not fit a %zu-byte file",
+                        (unsigned long long)g_len, size);
     if (d_off % DFX_ALIGN || d_off < g_off + g_len)
-        return dfx_fail(DFX_ERR_FORMAT, "field data_offset: %llu is not a multiple of 64 after the graph", (unsigned long long)d_off);
-    if (d_len != fsize - d_off)
-        return dfx_fail(DFX_ERR_FORMAT, "field data_length: file is followed by extra bytes");
+        return dfx_fail(DFX_ERR_FORMAT, "field data_offset: %llu is not a multiple of 64 after the graph",
+                        (unsigned long long)d_off);
+    if (d_len != fsize - d_off) return dfx_fail(DFX_ERR_FORMAT, "field data_length: file is followed by extra bytes");
     m->graph = base + g_off;
     m->graph_len = (size_t)g_len;
     m->data = base + d_off;
@@ -423,7 +476,10 @@ dfx_status dfx_model_open_buffer(const void *data, size_t size, unsigned flags, 
     dfx_model *m = (dfx_model *)calloc(1, sizeof *m);
     if (!m) return dfx_fail(DFX_ERR_NOMEM, "out of memory");
     dfx_status st = open_mem((const uint8_t *)data, size, flags, m);
-    if (st) { dfx_model_close(m); return st; }
+    if (st) {
+        dfx_model_close(m);
+        return st;
+    }
     *out = m;
     return DFX_OK;
 }
@@ -450,7 +506,11 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
         free(m);
         return dfx_fail(DFX_ERR_IO, "%s: is not a regular file (a folder, FIFO or device)", path);
     }
-    if (sb.st_size == 0) { close(fd); free(m); return dfx_fail(DFX_ERR_FORMAT, "%s: file is empty", path); }
+    if (sb.st_size == 0) {
+        close(fd);
+        free(m);
+        return dfx_fail(DFX_ERR_FORMAT, "%s: file is empty", path);
+    }
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
     close(fd);
@@ -464,7 +524,11 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
     dfx_status st = open_mem((const uint8_t *)p, (size_t)sb.st_size, flags, m);
 #else
     FILE *f = fopen(path, "rb");
-    if (!f) { int err = errno; free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot open: %s", path, strerror(err)); }
+    if (!f) {
+        int err = errno;
+        free(m);
+        return dfx_fail(DFX_ERR_IO, "%s: cannot open: %s", path, strerror(err));
+    }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -472,7 +536,12 @@ dfx_status dfx_model_open_file(const char *path, unsigned flags, dfx_model **out
     /* 64-byte aligned copy */
     p = malloc((size_t)sz + 64);
     uint8_t *al = (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
-    if (!p || fread(al, 1, (size_t)sz, f) != (size_t)sz) { fclose(f); free(p); free(m); return dfx_fail(DFX_ERR_IO, "%s: cannot read", path); }
+    if (!p || fread(al, 1, (size_t)sz, f) != (size_t)sz) {
+        fclose(f);
+        free(p);
+        free(m);
+        return dfx_fail(DFX_ERR_IO, "%s: cannot read", path);
+    }
     fclose(f);
     m->mapped = 1;
     m->base = p;
@@ -497,7 +566,8 @@ dfx_status dfx_check_values(const dfx_model *m)
         const dt_tensor *t = &m->tensors[i];
         if (!t->is_const) continue;
         if (dfx_crc32(0, t->data, (size_t)t->data_len) != t->crc)
-            return dfx_fail(DFX_ERR_CHECKSUM, "tensor '%s', field data.crc32: data checksum mismatch: the tensor's bytes are corrupted",
+            return dfx_fail(DFX_ERR_CHECKSUM,
+                            "tensor '%s', field data.crc32: data checksum mismatch: the tensor's bytes are corrupted",
                             t->name);
         if (!t->has_q) continue;
         int64_t lo = -((int64_t)1 << (t->bw - 1)), hi = ((int64_t)1 << (t->bw - 1)) - 1;

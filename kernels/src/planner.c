@@ -14,10 +14,14 @@
 
 #include "planner.h"
 
-typedef struct { int t; int64_t first, last; uint64_t size, off; } item;
+typedef struct {
+    int t;
+    int64_t first, last;
+    uint64_t size, off;
+} item;
 
 typedef struct {
-    int width;        /* leaves: time points 0..width-1 (layer index + 1) */
+    int width;         /* leaves: time points 0..width-1 (layer index + 1) */
     int *head, *below; /* per node: first stored entry (-1 none); items stored in the subtree */
     int *entry_item, *entry_next, n_entries, cap_entries; /* singly linked entries of all nodes */
     item *it;
@@ -51,7 +55,10 @@ static void insert(tree *T, int v, int lo, int hi, int a, int b, int k)
             if (pi) T->entry_item = pi;
             int *pn = (int *)realloc(T->entry_next, (size_t)cap * sizeof *pn);
             if (pn) T->entry_next = pn;
-            if (!pi || !pn) { T->fail = 1; return; }
+            if (!pi || !pn) {
+                T->fail = 1;
+                return;
+            }
             T->cap_entries = cap;
         }
         T->entry_item[T->n_entries] = k;
@@ -70,7 +77,10 @@ static void query(tree *T, int v, int lo, int hi, int a, int b)
     if (b < lo || hi < a || !T->below[v]) return;
     for (int e = T->head[v]; e >= 0; e = T->entry_next[e]) {
         int k = T->entry_item[e];
-        if (T->stamp[k] != T->tick) { T->stamp[k] = T->tick; T->found[T->nfound++] = &T->it[k]; }
+        if (T->stamp[k] != T->tick) {
+            T->stamp[k] = T->tick;
+            T->found[T->nfound++] = &T->it[k];
+        }
     }
     if (lo == hi) return;
     int mid = lo + (hi - lo) / 2;
@@ -93,7 +103,10 @@ uint64_t dfx_plan(const dfx_model *m, const uint64_t *bytes, int keep_all, int64
     T.stamp = (int *)calloc((size_t)cap, sizeof *T.stamp);
     T.found = (const item **)malloc((size_t)cap * sizeof *T.found);
     uint64_t total = 0;
-    if (!it || !T.head || !T.below || !T.stamp || !T.found) { total = (uint64_t)-1; goto done; }
+    if (!it || !T.head || !T.below || !T.stamp || !T.found) {
+        total = (uint64_t)-1;
+        goto done;
+    }
     for (int v = 0; v < 2 * width; v++) T.head[v] = -1;
     T.it = it;
     *sum = 0;
@@ -103,7 +116,7 @@ uint64_t dfx_plan(const dfx_model *m, const uint64_t *bytes, int keep_all, int64
         if (t->is_const) continue;
         item *x = &it[n++];
         x->t = i;
-        x->first = t->producer;                       /* -1: graph input */
+        x->first = t->producer; /* -1: graph input */
         x->last = t->last_use > t->producer ? t->last_use : t->producer;
         if (t->is_graph_output || keep_all) x->last = m->n_layers;
         x->size = (bytes[i] + 63) & ~(uint64_t)63;
@@ -126,7 +139,10 @@ uint64_t dfx_plan(const dfx_model *m, const uint64_t *bytes, int keep_all, int64
                 if (p->off + p->size > cand) cand = p->off + p->size;
             }
             insert(&T, 1, 0, width - 1, a, b, k);
-            if (T.fail) { total = (uint64_t)-1; goto done; }
+            if (T.fail) {
+                total = (uint64_t)-1;
+                goto done;
+            }
         }
         x->off = cand;
         off[x->t] = (int64_t)cand;

@@ -17,8 +17,10 @@ dfx_status dfx_session_options_read(const dfx_session_options *o, dfx_session_op
     dfx_session_options_init(out);
     if (!o) return DFX_OK;
     if (o->size < OPTIONS_V1_SIZE)
-        return dfx_fail(DFX_ERR_ARGUMENT, "dfx_session_options.size is %zu: initialise the options with "
-                                          "dfx_session_options_init", o->size);
+        return dfx_fail(DFX_ERR_ARGUMENT,
+                        "dfx_session_options.size is %zu: initialise the options with "
+                        "dfx_session_options_init",
+                        o->size);
     /* fields appended later are read only when o->size covers them */
     memcpy(out, o, sizeof *out < o->size ? sizeof *out : o->size);
     out->size = sizeof *out;
@@ -70,8 +72,8 @@ dfx_status dfx_const_outputs_init(const dfx_model *m, dfx_const_outputs *c)
     for (int i = 0; i < n; i++) {
         const dt_tensor *T = &m->tensors[m->outputs[i]];
         if (!T->is_const) continue;
-        int view_type = T->dtype == DFX_FLOAT32 || T->dtype == DFX_INT8 || T->dtype == DFX_INT16 ||
-                        T->dtype == DFX_INT32;
+        int view_type =
+            T->dtype == DFX_FLOAT32 || T->dtype == DFX_INT8 || T->dtype == DFX_INT16 || T->dtype == DFX_INT32;
         if (view_type && host_little_endian()) {
             c->data[i] = T->data;
             c->dtype[i] = (dfx_dtype)T->dtype;
@@ -106,7 +108,8 @@ void dfx_const_outputs_free(dfx_const_outputs *c)
 dfx_status dfx_const_output_view(const dfx_model *m, const dfx_const_outputs *c, int i, dfx_view *v)
 {
     const dt_tensor *T = &m->tensors[m->outputs[i]];
-    if (!c->data || i >= c->n || !c->data[i]) return dfx_fail(DFX_ERR_STATE, "constant output '%s' is not prepared", T->name);
+    if (!c->data || i >= c->n || !c->data[i])
+        return dfx_fail(DFX_ERR_STATE, "constant output '%s' is not prepared", T->name);
     v->data = c->data[i];
     v->count = T->count;
     v->is_float = c->dtype[i] == DFX_FLOAT32;
@@ -122,9 +125,9 @@ dfx_status dfx_const_output_view(const dfx_model *m, const dfx_const_outputs *c,
 
 typedef struct {
     const uint8_t *px;
-    int64_t c, hw;            /* channels, pixels per channel */
-    int hwc, swap;            /* interleaved input; reverse the channel order */
-    float mean[3], scale[3];  /* per channel when c <= 3 */
+    int64_t c, hw;           /* channels, pixels per channel */
+    int hwc, swap;           /* interleaved input; reverse the channel order */
+    float mean[3], scale[3]; /* per channel when c <= 3 */
     const dfx_model *m;
     int input;
 } pixel_src;

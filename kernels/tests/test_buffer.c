@@ -21,12 +21,22 @@ static unsigned char *read_all(const char *path, size_t *size, size_t align)
     fseek(f, 0, SEEK_SET);
     unsigned char *raw = (unsigned char *)malloc(*size + align);
     unsigned char *p = (unsigned char *)(((size_t)raw + align - 1) / align * align);
-    if (!raw || fread(p, 1, *size, f) != *size) { fclose(f); return NULL; }
+    if (!raw || fread(p, 1, *size, f) != *size) {
+        fclose(f);
+        return NULL;
+    }
     fclose(f);
     return p;
 }
 
-#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, __VA_ARGS__); fprintf(stderr, " [%s]\n", dfx_last_error()); return 1; } } while (0)
+#define CHECK(cond, ...)                                  \
+    do {                                                  \
+        if (!(cond)) {                                    \
+            fprintf(stderr, __VA_ARGS__);                 \
+            fprintf(stderr, " [%s]\n", dfx_last_error()); \
+            return 1;                                     \
+        }                                                 \
+    } while (0)
 
 int main(int argc, char **argv)
 {
@@ -36,14 +46,16 @@ int main(int argc, char **argv)
     CHECK(model && exp, "cannot read the test files");
     dfx_model *m;
     CHECK(dfx_model_open_buffer(model, msize, DFX_VERIFY_CHECKSUMS, &m) == DFX_OK, "open_buffer failed");
-    CHECK(dfx_model_open_buffer(model + 1, msize - 1, 0, &(dfx_model *){0}) == DFX_ERR_ARGUMENT, "misaligned buffer accepted");
+    CHECK(dfx_model_open_buffer(model + 1, msize - 1, 0, &(dfx_model *){0}) == DFX_ERR_ARGUMENT,
+          "misaligned buffer accepted");
 
     /* a corrupted copy must be refused with a message */
     unsigned char *bad = (unsigned char *)malloc(msize + 64), *b = (unsigned char *)(((size_t)bad + 63) / 64 * 64);
     memcpy(b, model, msize);
     b[100] ^= 0x55;
     dfx_model *m2 = NULL;
-    CHECK(dfx_model_open_buffer(b, msize, 0, &m2) != DFX_OK && m2 == NULL && dfx_last_error()[0], "corruption not detected");
+    CHECK(dfx_model_open_buffer(b, msize, 0, &m2) != DFX_OK && m2 == NULL && dfx_last_error()[0],
+          "corruption not detected");
     free(bad);
 
     int64_t n_in, n_out;
@@ -65,7 +77,8 @@ int main(int argc, char **argv)
     CHECK(dfx_session_run(s) == DFX_OK, "run failed");
     dfx_view v;
     CHECK(dfx_session_get_output(s, 0, &v) == DFX_OK, "get_output failed");
-    CHECK(v.count == n_out && !v.is_float, "output has %lld values, expected %lld codes", (long long)v.count, (long long)n_out);
+    CHECK(v.count == n_out && !v.is_float, "output has %lld values, expected %lld codes", (long long)v.count,
+          (long long)n_out);
     for (int64_t i = 0; i < n_out; i++)
         CHECK(dfx_view_code(&v, i) == want[i], "output %lld: %d != %d", (long long)i, dfx_view_code(&v, i), want[i]);
     printf("%lld output codes equal the reference\n", (long long)n_out);

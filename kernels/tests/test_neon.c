@@ -18,7 +18,13 @@
 #include "test_random.h"
 
 static int failures;
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); failures++; return; } while (0)
+#define FAIL(...)                     \
+    do {                              \
+        fprintf(stderr, __VA_ARGS__); \
+        fprintf(stderr, "\n");        \
+        failures++;                   \
+        return;                       \
+    } while (0)
 
 static void check_gemm(const struct dfx_kernels *ks)
 {
@@ -26,8 +32,14 @@ static void check_gemm(const struct dfx_kernels *ks)
     int m = rndi(0, 3) ? sizes[rndi(0, 14)] : rndi(1, 300);
     int n = rndi(0, 3) ? sizes[rndi(0, 14)] : rndi(1, 300);
     int k = rndi(0, 3) ? sizes[rndi(0, 14)] : rndi(1, 1200);
-    if (rndi(0, 20) == 0) { n = 1; k = rndi(4097, 9000); }          /* gemv chunks */
-    if (rndi(0, 20) == 0) { m = rndi(100, 300); k = rndi(257, 700); } /* k and m blocks */
+    if (rndi(0, 20) == 0) {
+        n = 1;
+        k = rndi(4097, 9000);
+    } /* gemv chunks */
+    if (rndi(0, 20) == 0) {
+        m = rndi(100, 300);
+        k = rndi(257, 700);
+    } /* k and m blocks */
     int lda = k + rndi(0, 3) * rndi(0, 5), ldb = n + rndi(0, 1) * rndi(0, 9), ldc = n + rndi(0, 2);
     int8_t *a = malloc((size_t)m * lda), *b = malloc((size_t)k * ldb);
     int32_t *c0 = malloc(sizeof(int32_t) * (size_t)m * ldc), *c1 = malloc(sizeof(int32_t) * (size_t)m * ldc);
@@ -37,14 +49,20 @@ static void check_gemm(const struct dfx_kernels *ks)
     dfx_kernels_portable.gemm_s8(m, n, k, a, lda, b, ldb, c0, ldc);
     ks->gemm_s8(m, n, k, a, lda, b, ldb, c1, ldc);
     int bad = memcmp(c0, c1, sizeof(int32_t) * (size_t)m * ldc) != 0;
-    free(a); free(b); free(c0); free(c1);
+    free(a);
+    free(b);
+    free(c0);
+    free(c1);
     if (bad) FAIL("%s gemm_s8 m=%d n=%d k=%d lda=%d ldb=%d ldc=%d differs", ks->name, m, n, k, lda, ldb, ldc);
 }
 
 static void check_dwconv(const struct dfx_kernels *ks)
 {
     int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 5), kw = rndi(1, 5), sh = rndi(1, 3), sw = rndi(1, 3);
-    if (rndi(0, 1)) { kh = kw = 3; sw = sh = rndi(1, 2); }
+    if (rndi(0, 1)) {
+        kh = kw = 3;
+        sw = sh = rndi(1, 2);
+    }
     int dh = rndi(0, 3) ? 1 : 2, dw = rndi(0, 3) ? 1 : 2, pt = rndi(0, 2), pl = rndi(0, 2), pb = rndi(0, 2),
         pr = rndi(0, 2);
     int oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1, ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
@@ -57,7 +75,9 @@ static void check_dwconv(const struct dfx_kernels *ks)
     dfx_kernels_portable.dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
     ks->dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
     int bad = memcmp(o0, o1, sizeof(int32_t) * (size_t)oh * ow) != 0;
-    free(x); free(o0); free(o1);
+    free(x);
+    free(o0);
+    free(o1);
     if (bad)
         FAIL("%s dwconv_s8 h=%d w=%d k=%dx%d s=%d,%d p=%d,%d d=%d,%d differs", ks->name, h, w, kh, kw, sh, sw, pt, pl,
              dh, dw);
@@ -112,7 +132,10 @@ static void check_blocks(void)
     int r = rndi(1, 9), stride = rndi(1, 2), n = rndi(1, 100);
     int8_t data[9][2 * 100 + 32];
     const int8_t *rows[9];
-    for (int t = 0; t < r; t++) { fill_s8(data[t], sizeof data[t]); rows[t] = data[t]; }
+    for (int t = 0; t < r; t++) {
+        fill_s8(data[t], sizeof data[t]);
+        rows[t] = data[t];
+    }
     int8_t y0[100], y1[100];
     int32_t s0[100], s1[100];
     for (int i = 0; i < n; i++) {
@@ -151,7 +174,8 @@ static void check_maxpool(const struct dfx_kernels *ks)
     fill_s8(x, (size_t)h * w);
     dfx_kernels_portable.maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, y0, oh, ow, empty);
     ks->maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, y1, oh, ow, empty);
-    if (memcmp(y0, y1, (size_t)oh * ow)) FAIL("%s maxpool_s8 %dx%d k%dx%d s%dx%d p%d,%d differs", ks->name, h, w, kh, kw, sh, sw, pt, pl);
+    if (memcmp(y0, y1, (size_t)oh * ow))
+        FAIL("%s maxpool_s8 %dx%d k%dx%d s%dx%d p%d,%d differs", ks->name, h, w, kh, kw, sh, sw, pt, pl);
     for (int oy = 0; oy < oh; oy++) /* and the portable set against the definition */
         for (int ox = 0; ox < ow; ox++) {
             int m = -1000;
@@ -160,7 +184,10 @@ static void check_maxpool(const struct dfx_kernels *ks)
                     int iy = oy * sh - pt + i, ix = ox * sw - pl + j;
                     if (iy >= 0 && iy < h && ix >= 0 && ix < w && x[iy * w + ix] > m) m = x[iy * w + ix];
                 }
-            if (y0[oy * ow + ox] != (m == -1000 ? empty : m)) { FAIL("portable maxpool_s8 wrong at %d,%d", oy, ox); return; }
+            if (y0[oy * ow + ox] != (m == -1000 ? empty : m)) {
+                FAIL("portable maxpool_s8 wrong at %d,%d", oy, ox);
+                return;
+            }
         }
 }
 

@@ -62,14 +62,20 @@ static int8_t *guarded(size_t n, int at_end)
     (void)at_end;
     free(region);
     region = malloc(n);
-    if (!region) { fprintf(stderr, "out of memory\n"); exit(1); }
+    if (!region) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     return (int8_t *)region;
 #else
     size_t body = (n + page - 1) / page * page;
     if (region) munmap(region, region_size);
     region_size = body + 2 * page;
     region = mmap(NULL, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) { perror("mmap"); exit(1); }
+    if (region == MAP_FAILED) {
+        perror("mmap");
+        exit(1);
+    }
     if (mprotect(region, page, PROT_NONE) || mprotect(region + page + body, page, PROT_NONE)) {
         perror("mprotect");
         exit(1);
@@ -89,7 +95,10 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     int8_t *x = guarded(n, rndi(0, 1)), kk[64];
     int32_t *o0 = malloc(sizeof(int32_t) * no), *buf1 = malloc(sizeof(int32_t) * (no + 9)),
             *buf2 = malloc(sizeof(int32_t) * (no + 9));
-    if (!o0 || !buf1 || !buf2) { fprintf(stderr, "out of memory\n"); exit(1); }
+    if (!o0 || !buf1 || !buf2) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
     int off = rndi(0, 7); /* outputs at any 4-byte alignment */
     int32_t *o1 = buf1 + off, *o2 = buf2 + off;
     for (size_t i = 0; i < no + 9; i++) buf1[i] = buf2[i] = CANARY;
@@ -145,13 +154,28 @@ static void random_case(void)
     int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 7), kw = rndi(1, 7), sh = rndi(1, 3), sw = rndi(1, 3);
     int dh = rndi(0, 3) ? 1 : rndi(2, 4), dw = rndi(0, 3) ? 1 : rndi(2, 3);
     int kind = rndi(0, 9);
-    if (kind < 5) { kh = kw = 3; sh = sw = rndi(1, 2); dh = dw = 1; } /* the MobileNet cases */
-    else if (kind == 5) { sw = rndi(1, 2); dw = 1; }
-    else if (kind == 6) { sh = sw = rndi(1, 2); dh = dw = 1; } /* any kernel, flat bands */
+    if (kind < 5) {
+        kh = kw = 3;
+        sh = sw = rndi(1, 2);
+        dh = dw = 1;
+    } /* the MobileNet cases */
+    else if (kind == 5) {
+        sw = rndi(1, 2);
+        dw = 1;
+    } else if (kind == 6) {
+        sh = sw = rndi(1, 2);
+        dh = dw = 1;
+    } /* any kernel, flat bands */
     if (rndi(0, 9) == 0) h = 1;
     if (rndi(0, 9) == 0) w = 1;
-    if (rndi(0, 3) == 0) { w = rndi(71, 400); h = rndi(1, 12); } /* row by row */
-    if (rndi(0, 49) == 0) { w = rndi(2000, 9000); h = rndi(1, 4); } /* long rows, some beyond the stack buffers */
+    if (rndi(0, 3) == 0) {
+        w = rndi(71, 400);
+        h = rndi(1, 12);
+    } /* row by row */
+    if (rndi(0, 49) == 0) {
+        w = rndi(2000, 9000);
+        h = rndi(1, 4);
+    } /* long rows, some beyond the stack buffers */
     /* padding: usually below the kernel, sometimes beyond it */
     int big = rndi(0, 5) == 0;
     int pt = rndi(0, big ? kh + 4 : kh - 1), pl = rndi(0, big ? kw + 4 : kw - 1);
@@ -200,8 +224,10 @@ static void check_gemm(int m, int n, int k)
         if (r0 >= m) continue;
         memset(c, 0x5A, (size_t)m * ldc * 4);
         if (form == 0) dfx_x86_gemm_s8_avx2(m, n, k, a, lda, b, ldb, c, ldc);
-        else dfx_x86_gemm_s8_packed(m - r0, n, k, (const uint8_t *)(nonneg ? apu : ap) + dfx_x86_packed_a_bytes(r0, k, nonneg),
-                                    nonneg ? bu : b, ldb, c + (size_t)r0 * ldc, ldc, nonneg);
+        else
+            dfx_x86_gemm_s8_packed(m - r0, n, k,
+                                   (const uint8_t *)(nonneg ? apu : ap) + dfx_x86_packed_a_bytes(r0, k, nonneg),
+                                   nonneg ? bu : b, ldb, c + (size_t)r0 * ldc, ldc, nonneg);
         const int32_t *ref = nonneg ? wantu : want;
         for (int i = r0; i < m && failures < 10; i++)
             for (int j = 0; j < ldc; j++) {
@@ -215,7 +241,14 @@ static void check_gemm(int m, int n, int k)
             }
         gemm_cases++;
     }
-    free(a); free(b); free(bu); free(c); free(want); free(wantu); free(ap); free(apu);
+    free(a);
+    free(b);
+    free(bu);
+    free(c);
+    free(want);
+    free(wantu);
+    free(ap);
+    free(apu);
 }
 
 /* requant_s32 for int8 outputs (dfx_x86_requant_s8_avx2, used in its int32 form) against the exact
@@ -230,8 +263,9 @@ static void check_requant(void)
     int8_t out[200 + 8];
     for (int i = 0; i < n; i++) {
         int kind = rndi(0, 4);
-        int64_t v = kind == 0 ? (int64_t)(int32_t)rnd64() : kind == 1 ? rndi(-300, 300)
-                  : (int64_t)rndi(-2000, 2000) << shift; /* exact multiples: ties after the bias */
+        int64_t v = kind == 0   ? (int64_t)(int32_t)rnd64()
+                    : kind == 1 ? rndi(-300, 300)
+                                : (int64_t)rndi(-2000, 2000) << shift; /* exact multiples: ties after the bias */
         if (kind == 3) v += (int64_t)1 << (shift > 0 ? shift - 1 : 0);
         if (kind == 4) v = rndi(0, 1) ? INT32_MAX : INT32_MIN;
         acc[i] = (int32_t)(v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : v);
@@ -239,8 +273,10 @@ static void check_requant(void)
     memset(out, 0x5A, sizeof out);
     dfx_x86_requant_s8_avx2(acc, n, bias, lshift, shift, rounding, bw, out);
     for (int i = 0; i < n + 8 && failures < 10; i++) {
-        int want = i < n ? (int)fp_saturate(fp_round_shift((int64_t)acc[i] * ((int64_t)1 << lshift) + bias, shift, rounding), bw)
-                         : (int8_t)0x5A;
+        int want =
+            i < n
+                ? (int)fp_saturate(fp_round_shift((int64_t)acc[i] * ((int64_t)1 << lshift) + bias, shift, rounding), bw)
+                : (int8_t)0x5A;
         if (out[i] != want) {
             printf("FAIL requant n=%d bw=%d lshift=%d shift=%d rounding=%d bias=%d: out[%d] = %d for acc %d, want %d\n",
                    n, bw, lshift, shift, rounding, (int)bias, i, out[i], i < n ? (int)acc[i] : 0, want);
@@ -264,13 +300,13 @@ int main(int argc, char **argv)
     /* fixed cases: MobileNet-SSD's depthwise layers, 1-wide and 1-high planes, all-padding outputs */
     static const int fixed[][12] = {
         {150, 150, 3, 3, 1, 1, 1, 1, 1, 1, 150, 150}, {150, 150, 3, 3, 2, 2, 0, 0, 1, 1, 75, 75},
-        {20, 150, 3, 3, 1, 1, 1, 1, 1, 1, 20, 150}, {20, 150, 3, 3, 2, 2, 0, 0, 1, 1, 9, 74},
-        {20, 150, 3, 3, 2, 2, 1, 1, 1, 1, 10, 75}, {75, 75, 3, 3, 1, 1, 1, 1, 1, 1, 75, 75},
-        {75, 75, 3, 3, 2, 2, 1, 1, 1, 1, 38, 38}, {19, 19, 3, 3, 1, 1, 1, 1, 1, 1, 19, 19},
-        {19, 19, 3, 3, 2, 2, 1, 1, 1, 1, 10, 10}, {10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 10, 10},
-        {1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 3, 3, 1, 1, 5, 5, 1, 1, 12, 12},
-        {1, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 40}, {40, 1, 3, 3, 2, 2, 1, 1, 1, 1, 20, 1},
-        {5, 5, 3, 3, 1, 1, 9, 9, 1, 1, 3, 3}, {5, 5, 3, 3, 2, 1, 0, 0, 1, 1, 9, 40},
+        {20, 150, 3, 3, 1, 1, 1, 1, 1, 1, 20, 150},   {20, 150, 3, 3, 2, 2, 0, 0, 1, 1, 9, 74},
+        {20, 150, 3, 3, 2, 2, 1, 1, 1, 1, 10, 75},    {75, 75, 3, 3, 1, 1, 1, 1, 1, 1, 75, 75},
+        {75, 75, 3, 3, 2, 2, 1, 1, 1, 1, 38, 38},     {19, 19, 3, 3, 1, 1, 1, 1, 1, 1, 19, 19},
+        {19, 19, 3, 3, 2, 2, 1, 1, 1, 1, 10, 10},     {10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 10, 10},
+        {1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},         {1, 1, 3, 3, 1, 1, 5, 5, 1, 1, 12, 12},
+        {1, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 40},       {40, 1, 3, 3, 2, 2, 1, 1, 1, 1, 20, 1},
+        {5, 5, 3, 3, 1, 1, 9, 9, 1, 1, 3, 3},         {5, 5, 3, 3, 2, 1, 0, 0, 1, 1, 9, 40},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         for (int rep = 0; rep < 20; rep++) {
@@ -280,7 +316,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < iters && failures < 10; i++) random_case();
     printf("test_x86: %ld dwconv_s8 cases, %ld handled by the AVX2 code (%ld of its fast cases): %s\n", cases, handled,
            fast_handled, failures ? "FAILED" : "equal to the reference");
-    static const int gemm_fixed[][3] = {{6, 16, 2}, {1, 1, 1}, {50, 64, 500}, {20, 576, 25}, {100, 7, 513},
+    static const int gemm_fixed[][3] = {{6, 16, 2},     {1, 1, 1},   {50, 64, 500}, {20, 576, 25}, {100, 7, 513},
                                         {97, 129, 257}, {48, 16, 1}, {64, 300, 32}, {7, 3, 1000}};
     for (size_t i = 0; i < sizeof gemm_fixed / sizeof gemm_fixed[0]; i++)
         check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2]);

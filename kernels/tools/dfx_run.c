@@ -12,57 +12,60 @@
 
 #include "dfx.h"
 
-static const char HELP[] =
-    "usage: dfx-run [options] model.dfx input.bin [output.bin]\n"
-    "\n"
-    "Run a .dfx model with the dfx C library. input.bin holds every graph input, one after\n"
-    "the other, row-major in the input's own layout (N, C, H, W); the batch size follows\n"
-    "from its size. output.bin (optional) receives every graph output, one after the other.\n"
-    "\n"
-    "input and output:\n"
-    "  (default)        input: float32 values (little-endian); output: float32 real values\n"
-    "                   (integer codes are dequantized: code * 2^-fl)\n"
-    "  --raw            input: raw 8-bit pixels (uint8); the model's stored preprocessing\n"
-    "                   (channel order, mean, scale) is applied, as `dfxsdk run` does\n"
-    "  --hwc            with --raw: pixels interleaved (H, W, C) instead of planes (C, H, W)\n"
-    "  --bgr            with --raw: pixels in BGR order (default RGB); reordered to the\n"
-    "                   model's stored channel order\n"
-    "  --codes          integer inputs and outputs as int32 codes (float ones stay float32);\n"
-    "                   bit-exact checks use this form\n"
-    "  --in-codes, --out-codes   the same for the inputs or the outputs only\n"
-    "\n"
-    "checks and choices:\n"
-    "  --verify         also check every tensor's CRC-32 and value range (reads all weights);\n"
-    "                   use it once after copying a model to a board, or on every start when\n"
-    "                   the storage may corrupt files. Without it the header and graph\n"
-    "                   checksums and the whole structure are still verified.\n"
-    "  --kernels NAME   kernel set of this run: portable, neon or dotprod (what this build\n"
-    "                   and CPU have: %s); default: the library's choice (DFX_KERNELS)\n"
-    "\n"
-    "reports (stdout):\n"
-    "  --top K          the K best classes of output 0 for every sample, with the model's\n"
-    "                   labels (dfxsdk convert --labels) when it stores them\n"
-    "  --time N         run N more times and print the median and minimum run time; a\n"
-    "                   library built with -DDFX_PROFILE=ON adds the mean time of every layer\n"
-    "  --repeat N       set the inputs and run N times (instruction counts in benchmarks)\n"
-    "  --verbose        print the kernel set in use on stderr\n"
-    "  --help           this text\n"
-    "\n"
-    "The output file is written atomically (a temporary file renamed over it) with the\n"
-    "mode a new file gets (umask); a device or FIFO given as output is written directly.\n"
-    "Exit codes: 0 ok, 1 internal error, 2 bad input (files, arguments, data, a failed\n"
-    "write), 3 unsupported (a valid model this library cannot run).\n";
+static const char HELP[] = "usage: dfx-run [options] model.dfx input.bin [output.bin]\n"
+                           "\n"
+                           "Run a .dfx model with the dfx C library. input.bin holds every graph input, one after\n"
+                           "the other, row-major in the input's own layout (N, C, H, W); the batch size follows\n"
+                           "from its size. output.bin (optional) receives every graph output, one after the other.\n"
+                           "\n"
+                           "input and output:\n"
+                           "  (default)        input: float32 values (little-endian); output: float32 real values\n"
+                           "                   (integer codes are dequantized: code * 2^-fl)\n"
+                           "  --raw            input: raw 8-bit pixels (uint8); the model's stored preprocessing\n"
+                           "                   (channel order, mean, scale) is applied, as `dfxsdk run` does\n"
+                           "  --hwc            with --raw: pixels interleaved (H, W, C) instead of planes (C, H, W)\n"
+                           "  --bgr            with --raw: pixels in BGR order (default RGB); reordered to the\n"
+                           "                   model's stored channel order\n"
+                           "  --codes          integer inputs and outputs as int32 codes (float ones stay float32);\n"
+                           "                   bit-exact checks use this form\n"
+                           "  --in-codes, --out-codes   the same for the inputs or the outputs only\n"
+                           "\n"
+                           "checks and choices:\n"
+                           "  --verify         also check every tensor's CRC-32 and value range (reads all weights);\n"
+                           "                   use it once after copying a model to a board, or on every start when\n"
+                           "                   the storage may corrupt files. Without it the header and graph\n"
+                           "                   checksums and the whole structure are still verified.\n"
+                           "  --kernels NAME   kernel set of this run: portable, neon or dotprod (what this build\n"
+                           "                   and CPU have: %s); default: the library's choice (DFX_KERNELS)\n"
+                           "\n"
+                           "reports (stdout):\n"
+                           "  --top K          the K best classes of output 0 for every sample, with the model's\n"
+                           "                   labels (dfxsdk convert --labels) when it stores them\n"
+                           "  --time N         run N more times and print the median and minimum run time; a\n"
+                           "                   library built with -DDFX_PROFILE=ON adds the mean time of every layer\n"
+                           "  --repeat N       set the inputs and run N times (instruction counts in benchmarks)\n"
+                           "  --verbose        print the kernel set in use on stderr\n"
+                           "  --help           this text\n"
+                           "\n"
+                           "The output file is written atomically (a temporary file renamed over it) with the\n"
+                           "mode a new file gets (umask); a device or FIFO given as output is written directly.\n"
+                           "Exit codes: 0 ok, 1 internal error, 2 bad input (files, arguments, data, a failed\n"
+                           "write), 3 unsupported (a valid model this library cannot run).\n";
 
 enum { EXIT_OK = 0, EXIT_INTERNAL = 1, EXIT_INPUT = 2, EXIT_UNSUPPORTED = 3 };
 
 static int exit_code(dfx_status st)
 {
     switch (st) {
-    case DFX_OK: return EXIT_OK;
-    case DFX_ERR_VERSION: case DFX_ERR_UNSUPPORTED: return EXIT_UNSUPPORTED;
-    case DFX_ERR_IO: case DFX_ERR_FORMAT: case DFX_ERR_CHECKSUM: case DFX_ERR_INVALID: case DFX_ERR_ARGUMENT:
-        return EXIT_INPUT;
-    default: return EXIT_INTERNAL;
+        case DFX_OK: return EXIT_OK;
+        case DFX_ERR_VERSION:
+        case DFX_ERR_UNSUPPORTED: return EXIT_UNSUPPORTED;
+        case DFX_ERR_IO:
+        case DFX_ERR_FORMAT:
+        case DFX_ERR_CHECKSUM:
+        case DFX_ERR_INVALID:
+        case DFX_ERR_ARGUMENT: return EXIT_INPUT;
+        default: return EXIT_INTERNAL;
     }
 }
 
@@ -109,9 +112,13 @@ static int parse_args(int argc, char **argv, args_t *a)
         else if (!strcmp(o, "--bgr")) a->bgr = 1;
         else if (!strcmp(o, "--verify")) a->verify = 1;
         else if (!strcmp(o, "--verbose")) a->verbose = 1;
-        else if (!strcmp(o, "--kernels") && v) { a->kernels = v; k++; }
-        else if (!strcmp(o, "--top")) { if (!parse_count(v, &a->top)) return usage("--top needs a count >= 1"); k++; }
-        else if (!strcmp(o, "--time")) {
+        else if (!strcmp(o, "--kernels") && v) {
+            a->kernels = v;
+            k++;
+        } else if (!strcmp(o, "--top")) {
+            if (!parse_count(v, &a->top)) return usage("--top needs a count >= 1");
+            k++;
+        } else if (!strcmp(o, "--time")) {
             if (!parse_count(v, &a->time_runs)) return usage("--time needs a count >= 1");
             k++;
         } else if (!strcmp(o, "--repeat")) {
@@ -150,11 +157,18 @@ static int regular_input(const char *path, const char *what)
 static int read_file(const char *path, unsigned char **data, size_t *size)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "dfx-run: input %s: %s\n", path, strerror(errno)); return EXIT_INPUT; }
+    if (!f) {
+        fprintf(stderr, "dfx-run: input %s: %s\n", path, strerror(errno));
+        return EXIT_INPUT;
+    }
     size_t cap = 1 << 16, n = 0;
     unsigned char *p = (unsigned char *)malloc(cap);
     for (;;) {
-        if (!p) { fclose(f); fprintf(stderr, "dfx-run: out of memory reading %s\n", path); return EXIT_INTERNAL; }
+        if (!p) {
+            fclose(f);
+            fprintf(stderr, "dfx-run: out of memory reading %s\n", path);
+            return EXIT_INTERNAL;
+        }
         n += fread(p + n, 1, cap - n, f);
         if (n < cap) break;
         unsigned char *q = cap > ((size_t)-1) / 2 ? NULL : (unsigned char *)realloc(p, cap * 2);
@@ -164,7 +178,11 @@ static int read_file(const char *path, unsigned char **data, size_t *size)
     }
     int err = ferror(f) ? errno : 0;
     fclose(f);
-    if (err) { free(p); fprintf(stderr, "dfx-run: input %s: %s\n", path, strerror(err)); return EXIT_INPUT; }
+    if (err) {
+        free(p);
+        fprintf(stderr, "dfx-run: input %s: %s\n", path, strerror(err));
+        return EXIT_INPUT;
+    }
     *data = p;
     *size = n;
     return EXIT_OK;
@@ -183,9 +201,15 @@ static int out_open(out_file *o, const char *path)
     struct stat sb;
     memset(o, 0, sizeof *o);
     if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        if (S_ISDIR(sb.st_mode)) { fprintf(stderr, "dfx-run: output %s: is a directory\n", path); return EXIT_INPUT; }
+        if (S_ISDIR(sb.st_mode)) {
+            fprintf(stderr, "dfx-run: output %s: is a directory\n", path);
+            return EXIT_INPUT;
+        }
         o->f = fopen(path, "wb"); /* a device or FIFO: write through, never replace it */
-        if (!o->f) { fprintf(stderr, "dfx-run: output %s: %s\n", path, strerror(errno)); return EXIT_INPUT; }
+        if (!o->f) {
+            fprintf(stderr, "dfx-run: output %s: %s\n", path, strerror(errno));
+            return EXIT_INPUT;
+        }
         o->direct = 1;
         snprintf(o->target, sizeof o->target, "%s", path);
         return EXIT_OK;
@@ -196,7 +220,10 @@ static int out_open(out_file *o, const char *path)
     free(real);
     snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", o->target);
     int fd = mkstemp(o->tmp);
-    if (fd < 0) { fprintf(stderr, "dfx-run: output %s: %s\n", path, strerror(errno)); return EXIT_INPUT; }
+    if (fd < 0) {
+        fprintf(stderr, "dfx-run: output %s: %s\n", path, strerror(errno));
+        return EXIT_INPUT;
+    }
     mode_t mask = umask(0);
     umask(mask);
     if (fchmod(fd, 0666 & ~mask) != 0 || !(o->f = fdopen(fd, "wb"))) {
@@ -274,7 +301,10 @@ static int print_top(dfx_session *s, const dfx_model *m, int64_t batch, int top)
     int64_t n = v.count / (v.shape[0] == batch && batch > 0 ? batch : 1), samples = v.count / (n ? n : 1);
     int k = top < n ? top : (int)n;
     int64_t *best = (int64_t *)malloc((size_t)(k ? k : 1) * sizeof *best);
-    if (!best) { fprintf(stderr, "dfx-run: out of memory\n"); return EXIT_INTERNAL; }
+    if (!best) {
+        fprintf(stderr, "dfx-run: out of memory\n");
+        return EXIT_INTERNAL;
+    }
     for (int64_t b = 0; b < samples; b++) {
         int have = 0;
         for (int64_t c = 0; c < n; c++) { /* insertion into the k best, ties to the lower class */
@@ -348,14 +378,23 @@ static int set_inputs(dfx_session *s, const dfx_model *m, const args_t *a, const
 static int time_runs(dfx_session *s, const dfx_model *m, const args_t *a, const unsigned char *in, int64_t batch)
 {
     double *t = (double *)malloc((size_t)a->time_runs * sizeof *t);
-    if (!t) { fprintf(stderr, "dfx-run: out of memory\n"); return EXIT_INTERNAL; }
+    if (!t) {
+        fprintf(stderr, "dfx-run: out of memory\n");
+        return EXIT_INTERNAL;
+    }
     for (int r = 0; r < a->time_runs; r++) {
         int rc = set_inputs(s, m, a, in, batch);
-        if (rc) { free(t); return rc; }
+        if (rc) {
+            free(t);
+            return rc;
+        }
         double t0 = now_s();
         dfx_status st = dfx_session_run(s);
         t[r] = now_s() - t0;
-        if (st) { free(t); return fail(st, "run"); }
+        if (st) {
+            free(t);
+            return fail(st, "run");
+        }
     }
     qsort(t, (size_t)a->time_runs, sizeof *t, cmp_double);
     int n = a->time_runs;
@@ -391,8 +430,8 @@ static int run(const args_t *a, dfx_model *m, const unsigned char *in, size_t si
     }
     int64_t batch = sample_bytes ? (int64_t)size / sample_bytes : 1;
     if (batch < 1 || batch * sample_bytes != (int64_t)size) {
-        fprintf(stderr, "dfx-run: input %s has %zu bytes, not a whole number of %lld-byte samples%s\n", a->input,
-                size, (long long)sample_bytes, a->raw ? " (uint8 pixels)" : " (4-byte values)");
+        fprintf(stderr, "dfx-run: input %s has %zu bytes, not a whole number of %lld-byte samples%s\n", a->input, size,
+                (long long)sample_bytes, a->raw ? " (uint8 pixels)" : " (4-byte values)");
         return EXIT_INPUT;
     }
     dfx_session_options opt;
@@ -402,7 +441,8 @@ static int run(const args_t *a, dfx_model *m, const unsigned char *in, size_t si
     dfx_session *s = NULL;
     dfx_status st = dfx_session_create_ex(m, &opt, &s);
     if (st) return fail(st, "session");
-    if (a->verbose) fprintf(stderr, "dfx-run: kernels: %s\n", a->kernels ? dfx_session_kernels_name(s) : dfx_kernels_name());
+    if (a->verbose)
+        fprintf(stderr, "dfx-run: kernels: %s\n", a->kernels ? dfx_session_kernels_name(s) : dfx_kernels_name());
     int rc = EXIT_OK;
     for (int r = 0; r < a->repeat && !rc; r++) { /* the arena may reuse input memory: set the inputs every time */
         rc = set_inputs(s, m, a, in, batch);
@@ -430,7 +470,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[k], "--help") || !strcmp(argv[k], "-h")) {
             char sets[128] = "";
             for (int i = 0; dfx_kernels_available(i); i++)
-                snprintf(sets + strlen(sets), sizeof sets - strlen(sets), "%s%s", i ? ", " : "", dfx_kernels_available(i));
+                snprintf(sets + strlen(sets), sizeof sets - strlen(sets), "%s%s", i ? ", " : "",
+                         dfx_kernels_available(i));
             printf(HELP, sets);
             return EXIT_OK;
         }

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from google.protobuf import message as pb_message
-from google.protobuf import text_format, unknown_fields
+from google.protobuf import message as pb_message, text_format, unknown_fields
 
 from dfxsdk.atomic import check_input_file
 from dfxsdk.errors import DfxImportError, DfxInputError, DfxUnsupportedError

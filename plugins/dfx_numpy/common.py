@@ -12,7 +12,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from dfxsdk import ops
 
-
 #: Integer sums below these magnitudes are exact in float32 / float64 (24 / 53-bit significands).
 _FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53

@@ -8,7 +8,7 @@ rounding happens once, in the final shift or division.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -94,9 +94,9 @@ def _linear(layer: str, x, w, b, fx: QFormat, fw: QFormat, fb: QFormat | None, f
     if fx.per_channel:
         flx = fl_full(fx, x.shape)
         big_x = flx.max() if flx.size else 0
-        xa, sh_x = align(x, flx, big_x), int(big_x - flx.min()) if flx.size else 0
+        xa = align(x, flx, big_x)
     else:
-        big_x, xa, sh_x = np.int64(fx.fl), x, 0
+        big_x, xa = np.int64(fx.fl), x
     p = product(xa, w)                                      # at fl big_x + Fw[o]
     shape = common.channel_shape(p.ndim, out_axis)
     fp = (big_x + out_fl_w).reshape(shape)

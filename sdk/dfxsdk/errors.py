@@ -62,7 +62,7 @@ class DfxError(Exception):
             where.append(f"field '{self.field}'")
         return ": ".join([*where, self.message])
 
-    def with_file(self, file: str) -> "DfxError":
+    def with_file(self, file: str) -> DfxError:
         """Return this error with ``file`` filled in if it was not set."""
         if self.file is None:
             self.file = str(file)

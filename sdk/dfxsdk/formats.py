@@ -49,7 +49,7 @@ class DataType(enum.IntEnum):
         return (count * self.bits + 7) // 8
 
     @classmethod
-    def for_bw(cls, bw: int, *, packed: bool = False) -> "DataType":
+    def for_bw(cls, bw: int, *, packed: bool = False) -> DataType:
         """The smallest type that holds ``bw`` bits (sub-byte only if ``packed``)."""
         if packed and bw <= 2:
             return cls.INT2

@@ -9,9 +9,9 @@ the .dfx schema (indices become names); :func:`dfxsdk.save` and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Sequence
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class Tensor:
 
     @classmethod
     def constant(cls, name: str, data: np.ndarray, qformat: QFormat | None = None,
-                 dtype: DataType | None = None) -> "Tensor":
+                 dtype: DataType | None = None) -> Tensor:
         """A constant tensor holding ``data`` (its shape is the array's).
 
         Without ``qformat`` the data is stored as FLOAT32; with one, as integer

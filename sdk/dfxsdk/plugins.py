@@ -53,8 +53,17 @@ import pluggy
 from . import hookspecs
 from .errors import DfxError, DfxFormatError, DfxInputError, DfxPluginError, DfxUnsupportedError
 from .graph import Model
-from .providers import (Backend, CalibrationData, Claim, CustomOperator, Importer, PluginInfo, Quantizer,
-                        check_inputs, result_problems)
+from .providers import (
+    Backend,
+    CalibrationData,
+    Claim,
+    CustomOperator,
+    Importer,
+    PluginInfo,
+    Quantizer,
+    check_inputs,
+    result_problems,
+)
 
 ENTRY_POINT_GROUP = "dfxsdk"
 #: The distribution that ships dfxsdk's own plugins.

@@ -19,7 +19,6 @@ from .ops import OPS_BY_CODE, Op
 from .validate import MAX_RANK
 
 
-
 def _camel(name: str) -> str:
     head, *rest = name.rstrip("_").split("_")
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
@@ -66,7 +65,7 @@ def build_graph(model: Model, data_refs: dict[str, tuple[int, int, int]]) -> byt
     return bytes(builder.Output())
 
 
-def _tensor_t(t: Tensor, ref: tuple[int, int, int] | None) -> "fb.TensorT":
+def _tensor_t(t: Tensor, ref: tuple[int, int, int] | None) -> fb.TensorT:
     out = fb.TensorT()
     out.name = t.name
     out.shape = [int(d) for d in t.shape]
@@ -89,7 +88,7 @@ def _tensor_t(t: Tensor, ref: tuple[int, int, int] | None) -> "fb.TensorT":
     return out
 
 
-def _layer_t(layer: Layer, idx: Callable[[str | None], int]) -> "fb.LayerT":
+def _layer_t(layer: Layer, idx: Callable[[str | None], int]) -> fb.LayerT:
     out = fb.LayerT()
     out.name = layer.name
     out.opType = layer.op.CODE
@@ -138,7 +137,7 @@ def _floats(value) -> list[float]:
 
 
 def parse_graph(buf: bytes, path: str | None,
-                make_tensor: Callable[["fb.TensorT", Tensor], None]) -> Model:
+                make_tensor: Callable[[fb.TensorT, Tensor], None]) -> Model:
     """Decode a *verified* graph FlatBuffer into a Model.
 
     ``make_tensor(tensor_t, tensor)`` attaches constant data to each tensor

@@ -249,7 +249,7 @@ def _fl_range(q: QFormat) -> tuple[int, int]:
 
 
 def _check_integer_layer(model: Model, layer, where: dict) -> None:
-    op, tensors = layer.op, model.tensors
+    op = layer.op
     if isinstance(op, Eltwise) and op.coefficients:
         for c in op.coefficients:
             if dyadic(c) is None:

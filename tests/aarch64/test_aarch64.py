@@ -58,7 +58,8 @@ class Arm64:
         """Run a program of the build under qemu in a mode of MODES."""
         return self.run_on(*MODES[mode], program, *args, check=check)
 
-    def run_on(self, cpu: str, kernels: str | None, program: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+    def run_on(self, cpu: str, kernels: str | None, program: str, *args,
+               check: bool = True) -> subprocess.CompletedProcess:
         """Run a program on qemu's CPU model ``cpu`` with DFX_KERNELS=``kernels`` (None: unset)."""
         env = {k: v for k, v in os.environ.items() if k != "DFX_KERNELS"}
         if kernels:
@@ -76,7 +77,8 @@ class Arm64:
         inp.write_bytes(b"".join(np.ascontiguousarray(a).tobytes() for a in inputs))
         flag = "--codes" if in_codes else "--out-codes"
         proc = self.run(mode, "dfx-run", "--verbose", flag, model, inp, out)
-        assert f"kernels: {mode}\n" in proc.stderr, f"{model.name}: expected the {mode} kernels, dfx-run said {proc.stderr!r}"
+        assert f"kernels: {mode}\n" in proc.stderr, \
+            f"{model.name}: expected the {mode} kernels, dfx-run said {proc.stderr!r}"
         return out.read_bytes()
 
 
@@ -204,6 +206,7 @@ def test_conformance_vector(arm64, tmp_path, mode, path):
 
 def _quantized(model, inputs):
     from dfxsdk.providers import CalibrationData
+
     from dfx_quantizer.plugin import quantize_model
 
     return quantize_model(model, CalibrationData(batches=[inputs]), {"bw": 8}).model

@@ -53,6 +53,7 @@ def test_onnx_float_export_matches_the_reference(detector, tmp_path):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     import native_onnx
+
     from dfxsdk.plugins import get_manager
 
     path = tmp_path / "detector.onnx"

@@ -15,6 +15,7 @@ import pytest
 
 import dfxsdk
 from dfxsdk import ops
+
 from tests.support.builder import Builder, fmt
 from tests.support.cli import cli
 from tests.support.testdata import LENET, needs_testdata

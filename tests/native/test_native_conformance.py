@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from dfxsdk.io import load
 
 from tests.support.paths import CONFORMANCE
-
 
 VECTORS = sorted(CONFORMANCE.glob("*.dfx"))
 

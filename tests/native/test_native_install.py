@@ -35,8 +35,8 @@ def _header_version() -> str:
 
 
 def _classify(exe: Path, env: dict | None = None) -> str:
-    proc = subprocess.run([str(exe), str(EXAMPLES / "data" / "tiny_shapes.dfx"), str(EXAMPLES / "data" / "plus_sign.u8")],
-                          capture_output=True, text=True, env=env)
+    args = [str(exe), str(EXAMPLES / "data" / "tiny_shapes.dfx"), str(EXAMPLES / "data" / "plus_sign.u8")]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

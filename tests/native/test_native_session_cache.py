@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dfxsdk.errors import DfxInputError
+
 from tests.support.format_models import small_model
 
 

@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 import dfxsdk
+
 from tests.support.paths import ROOT
 from tests.support.testdata import MOBILENET_SSD, TESTDATA, require_testdata
 

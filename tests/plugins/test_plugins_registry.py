@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import dfxsdk
-from dfxsdk import DfxImportError, DfxPluginError, DfxUnsupportedError, Layer, Model, Tensor, ops
-from dfxsdk import hookspecs, plugins
+from dfxsdk import DfxImportError, DfxPluginError, DfxUnsupportedError, Layer, Model, Tensor, hookspecs, ops, plugins
 from dfxsdk.errors import DfxInputError
 from dfxsdk.hookspecs import hookimpl
 from dfxsdk.plugins import PluginManager, api_compatible
-from dfxsdk.providers import (Backend, CustomOperator, Importer, PluginInfo, Quantizer)
+from dfxsdk.providers import Backend, CustomOperator, Importer, PluginInfo, Quantizer
 
 from tests.support.cli import cli
 from tests.support.plugins import EXAMPLE, make_dist

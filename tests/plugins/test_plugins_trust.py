@@ -23,8 +23,7 @@ import numpy as np
 import pytest
 
 import dfxsdk
-from dfxsdk import DfxFormatError, DfxPluginError, DfxUnsupportedError, Model, Tensor, ops
-from dfxsdk import plugins
+from dfxsdk import DfxFormatError, DfxPluginError, DfxUnsupportedError, Model, Tensor, ops, plugins
 from dfxsdk.formats import QFormat
 from dfxsdk.plugins import PluginManager
 from dfxsdk.providers import Backend, Claim, CustomOperator, Importer, PluginInfo, Quantizer

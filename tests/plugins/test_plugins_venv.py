@@ -30,8 +30,16 @@ import numpy as np
 import pytest
 
 from tests.support.paths import ROOT as REPO
-from tests.support.plugins import (EXAMPLE, ZEROS_NAMED_NUMPY, copy_tree, plugin_source, run, tutorial_blocks,
-                                   venv_python, write_files)
+from tests.support.plugins import (
+    EXAMPLE,
+    ZEROS_NAMED_NUMPY,
+    copy_tree,
+    plugin_source,
+    run,
+    tutorial_blocks,
+    venv_python,
+    write_files,
+)
 
 
 @dataclass

@@ -158,7 +158,6 @@ void dfx_power_f32(const dt_layer *L, const rt *x, rt *y)
 void dfx_requantize_int(const rt *x, rt *y)
 {
     const dt_tensor *tx = x->t, *ty = y->t;
-    for (int64_t i = 0; i < y->count; i++)
-        I32(y)[i] = fp_requant(I32(x)[i], tx->fl, ty->fl, ty->bw, ty->rounding);
+    for (int64_t i = 0; i < y->count; i++) I32(y)[i] = fp_requant(I32(x)[i], tx->fl, ty->fl, ty->bw, ty->rounding);
 }
 #endif

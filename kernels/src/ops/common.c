@@ -10,12 +10,18 @@ int64_t dfx_const_int(const dt_tensor *t, int64_t i)
 {
     const uint8_t *d = t->data;
     switch (t->dtype) {
-    case DFX_INT8: return (int8_t)d[i];
-    case DFX_INT16: return (int16_t)rd_u16(d + 2 * i);
-    case DFX_INT32: return rd_i32(d + 4 * i);
-    case DFX_INT4: { int v = (d[i >> 1] >> ((i & 1) * 4)) & 15; return v >= 8 ? v - 16 : v; }
-    case DFX_INT2: { int v = (d[i >> 2] >> ((i & 3) * 2)) & 3; return v >= 2 ? v - 4 : v; }
-    default: return 0;
+        case DFX_INT8: return (int8_t)d[i];
+        case DFX_INT16: return (int16_t)rd_u16(d + 2 * i);
+        case DFX_INT32: return rd_i32(d + 4 * i);
+        case DFX_INT4: {
+            int v = (d[i >> 1] >> ((i & 1) * 4)) & 15;
+            return v >= 8 ? v - 16 : v;
+        }
+        case DFX_INT2: {
+            int v = (d[i >> 2] >> ((i & 3) * 2)) & 3;
+            return v >= 2 ? v - 4 : v;
+        }
+        default: return 0;
     }
 }
 
@@ -46,4 +52,3 @@ int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap)
     return n;
 }
 #endif
-

@@ -29,7 +29,10 @@ static int64_t reduction_len(const dt_layer *L, const dt_tensor *w)
 #if defined(DFX_USE_WEIGHT_ALIGN)
 int dfx_weight_align(const dt_layer *L, const dt_tensor *w, int o, int *max_shift)
 {
-    if (!w->per_channel) { *max_shift = 0; return w->fl; }
+    if (!w->per_channel) {
+        *max_shift = 0;
+        return w->fl;
+    }
     int64_t K = reduction_len(L, w);
     int hi = -1000, lo = 1000;
     for (int64_t k = 0; k < K; k++) {
@@ -115,26 +118,26 @@ static void valid_range(int64_t size, int64_t out, int64_t s, int64_t p, int64_t
 }
 #endif
 
-#define CONV_LOOP(ACC_T, ROW)                                                                          \
-    for (int64_t c = 0; c < cg; c++) {                                                             \
-        const int32_t *xp = X + ((n * C + gi * cg + c) * H) * W;                                   \
-        for (int64_t i = 0; i < kh; i++)                                                           \
-            for (int64_t j = 0; j < kw; j++) {                                                     \
-                ACC_T wv = ROW[(c * kh + i) * kw + j];                                             \
-                if (!wv) continue;                                                                 \
-                int64_t lo, hi;                                                                    \
-                valid_range(W, OW, sw, pl, j * dw, &lo, &hi);                                      \
-                for (int64_t oy = 0; oy < OH; oy++) {                                              \
-                    int64_t iy = oy * sh - pt + i * dh;                                            \
-                    if (iy < 0 || iy >= H) continue;                                               \
-                    const int32_t *xr = xp + iy * W + j * dw - pl;                                 \
-                    ACC_T *ar = acc + oy * OW;                                                     \
-                    if (sw == 1)                                                                   \
-                        for (int64_t ox = lo; ox < hi; ox++) ar[ox] += wv * (ACC_T)xr[ox];         \
-                    else                                                                           \
-                        for (int64_t ox = lo; ox < hi; ox++) ar[ox] += wv * (ACC_T)xr[ox * sw];    \
-                }                                                                                  \
-            }                                                                                      \
+#define CONV_LOOP(ACC_T, ROW)                                                                   \
+    for (int64_t c = 0; c < cg; c++) {                                                          \
+        const int32_t *xp = X + ((n * C + gi * cg + c) * H) * W;                                \
+        for (int64_t i = 0; i < kh; i++)                                                        \
+            for (int64_t j = 0; j < kw; j++) {                                                  \
+                ACC_T wv = ROW[(c * kh + i) * kw + j];                                          \
+                if (!wv) continue;                                                              \
+                int64_t lo, hi;                                                                 \
+                valid_range(W, OW, sw, pl, j * dw, &lo, &hi);                                   \
+                for (int64_t oy = 0; oy < OH; oy++) {                                           \
+                    int64_t iy = oy * sh - pt + i * dh;                                         \
+                    if (iy < 0 || iy >= H) continue;                                            \
+                    const int32_t *xr = xp + iy * W + j * dw - pl;                              \
+                    ACC_T *ar = acc + oy * OW;                                                  \
+                    if (sw == 1)                                                                \
+                        for (int64_t ox = lo; ox < hi; ox++) ar[ox] += wv * (ACC_T)xr[ox];      \
+                    else                                                                        \
+                        for (int64_t ox = lo; ox < hi; ox++) ar[ox] += wv * (ACC_T)xr[ox * sw]; \
+                }                                                                               \
+            }                                                                                   \
     }
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)

@@ -15,11 +15,17 @@ void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y)
     int nr = dfx_prior_ratios(o, ratios, 64), np = 0;
     for (uint32_t i = 0; i < o->min_sizes.n && np < 250; i++) {
         double mn = vec_f32(o->min_sizes, i);
-        bw[np] = mn; bh[np++] = mn;
-        if (o->max_sizes.n) { double s = sqrt(mn * vec_f32(o->max_sizes, i)); bw[np] = s; bh[np++] = s; }
+        bw[np] = mn;
+        bh[np++] = mn;
+        if (o->max_sizes.n) {
+            double s = sqrt(mn * vec_f32(o->max_sizes, i));
+            bw[np] = s;
+            bh[np++] = s;
+        }
         for (int r = 0; r < nr && np < 250; r++) {
             if (fabs(ratios[r] - 1.0) < 1e-6) continue;
-            bw[np] = mn * sqrt(ratios[r]); bh[np++] = mn / sqrt(ratios[r]);
+            bw[np] = mn * sqrt(ratios[r]);
+            bh[np++] = mn / sqrt(ratios[r]);
         }
     }
     int64_t total = h * w * np * 4;
@@ -39,15 +45,25 @@ void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y)
             }
         }
     for (int64_t i = 0; i < total; i++) {
-        double var = o->variances.n == 0 ? 0.1 : o->variances.n == 1 ? vec_f32(o->variances, 0) : vec_f32(o->variances, (uint32_t)(i % 4));
+        double var = o->variances.n == 0   ? 0.1
+                     : o->variances.n == 1 ? vec_f32(o->variances, 0)
+                                           : vec_f32(o->variances, (uint32_t)(i % 4));
         out[total + i] = (float)var;
     }
     for (int64_t i = 2 * total; i < y->count; i++) out[i] = out[i % (2 * total)]; /* batch copies */
 }
 #endif
 
-typedef struct { double neg; int c; int i; double box[4]; } det_row;
-typedef struct { double neg; int i; } cand;
+typedef struct {
+    double neg;
+    int c;
+    int i;
+    double box[4];
+} det_row;
+typedef struct {
+    double neg;
+    int i;
+} cand;
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static int cmp_cand(const void *a, const void *b)
@@ -68,10 +84,7 @@ static int cmp_row(const void *a, const void *b)
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
-static double area(const double *b)
-{
-    return (b[2] < b[0] || b[3] < b[1]) ? 0.0 : (b[2] - b[0]) * (b[3] - b[1]);
-}
+static double area(const double *b) { return (b[2] < b[0] || b[3] < b[1]) ? 0.0 : (b[2] - b[0]) * (b[3] - b[1]); }
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static double iou(const double *a, const double *b)
@@ -87,7 +100,8 @@ static double iou(const double *a, const double *b)
 #if defined(DFX_USE_PREPARE)
 size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri)
 {
-    (void)loc; (void)conf;
+    (void)loc;
+    (void)conf;
     int64_t P = pri->shape[pri->rank - 1] / 4, lc = L->o.share_location ? 1 : L->o.num_classes;
     return (size_t)(P * lc * 4 * 8 + P * sizeof(cand) + P * 4 + (int64_t)L->o.num_classes * P * sizeof(det_row) + 256);
 }
@@ -121,7 +135,10 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
                     double pcx = ((double)pp[0] + pp[2]) / 2, pcy = ((double)pp[1] + pp[3]) / 2;
                     double cx = v[0] * l[0] * pw + pcx, cy = v[1] * l[1] * ph + pcy;
                     double bw = exp(v[2] * l[2]) * pw, bh = exp(v[3] * l[3]) * ph;
-                    out[0] = cx - bw / 2; out[1] = cy - bh / 2; out[2] = cx + bw / 2; out[3] = cy + bh / 2;
+                    out[0] = cx - bw / 2;
+                    out[1] = cy - bh / 2;
+                    out[2] = cx + bw / 2;
+                    out[3] = cy + bh / 2;
                 }
                 for (int q = 0; q < 4; q++) {
                     if (o->clip) out[q] = out[q] < 0 ? 0 : (out[q] > 1 ? 1 : out[q]);
@@ -135,7 +152,11 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
             int64_t nk = 0, ncand = 0;
             for (int64_t p = 0; p < P; p++) {
                 double s = cb[p * nc + c];
-                if (s > (double)o->confidence_threshold) { cands[ncand].neg = -s; cands[ncand].i = (int)p; ncand++; }
+                if (s > (double)o->confidence_threshold) {
+                    cands[ncand].neg = -s;
+                    cands[ncand].i = (int)p;
+                    ncand++;
+                }
             }
             qsort(cands, (size_t)ncand, sizeof *cands, cmp_cand);
             if (o->top_k > -1 && ncand > o->top_k) ncand = o->top_k;
@@ -161,7 +182,9 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
         if (nrows > cap) nrows = cap;
         for (int64_t k = 0; k < nrows; k++) {
             float *dst = F32(y) + (b * cap + k) * 7;
-            dst[0] = (float)b; dst[1] = (float)rows[k].c; dst[2] = (float)-rows[k].neg;
+            dst[0] = (float)b;
+            dst[1] = (float)rows[k].c;
+            dst[2] = (float)-rows[k].neg;
             for (int q = 0; q < 4; q++) dst[3 + q] = (float)rows[k].box[q];
         }
     }

@@ -5,7 +5,9 @@
 #define MAXIN 64
 
 /* Flat index of input x for output element counter idx[] (broadcasting). */
-typedef struct { int64_t stride[DFX_MAX_RANK]; } bcast;
+typedef struct {
+    int64_t stride[DFX_MAX_RANK];
+} bcast;
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT) || defined(DFX_USE_ELTWISE_F32)
 static void make_bcast(const rt *x, const rt *y, bcast *b)
@@ -13,7 +15,10 @@ static void make_bcast(const rt *x, const rt *y, bcast *b)
     int64_t s = 1;
     for (int d = y->rank - 1; d >= 0; d--) {
         int k = d - (y->rank - x->rank);
-        if (k < 0) { b->stride[d] = 0; continue; }
+        if (k < 0) {
+            b->stride[d] = 0;
+            continue;
+        }
         b->stride[d] = x->shape[k] == 1 ? 0 : s;
         s *= x->shape[k];
     }
@@ -21,23 +26,27 @@ static void make_bcast(const rt *x, const rt *y, bcast *b)
 #endif
 
 /* Iterate over output elements, calling BODY with flat input indices ix[]. */
-#define ELT_ITERATE(BODY)                                                                     \
-    do {                                                                                      \
-        int64_t ctr[DFX_MAX_RANK] = {0}, ix[MAXIN] = {0};                                      \
-        bcast bc[MAXIN];                                                                      \
-        int same = 1;                                                                         \
-        for (int k = 0; k < n; k++) { make_bcast(x[k], y, &bc[k]); same &= x[k]->count == y->count; } \
-        for (int64_t i = 0; i < y->count; i++) {                                              \
-            if (same) for (int k = 0; k < n; k++) ix[k] = i;                                  \
-            BODY;                                                                             \
-            if (!same)                                                                        \
-                for (int d = y->rank - 1; d >= 0; d--) {                                      \
-                    for (int k = 0; k < n; k++) ix[k] += bc[k].stride[d];                     \
-                    if (++ctr[d] < y->shape[d]) break;                                        \
-                    for (int k = 0; k < n; k++) ix[k] -= bc[k].stride[d] * y->shape[d];       \
-                    ctr[d] = 0;                                                               \
-                }                                                                             \
-        }                                                                                     \
+#define ELT_ITERATE(BODY)                                                               \
+    do {                                                                                \
+        int64_t ctr[DFX_MAX_RANK] = {0}, ix[MAXIN] = {0};                               \
+        bcast bc[MAXIN];                                                                \
+        int same = 1;                                                                   \
+        for (int k = 0; k < n; k++) {                                                   \
+            make_bcast(x[k], y, &bc[k]);                                                \
+            same &= x[k]->count == y->count;                                            \
+        }                                                                               \
+        for (int64_t i = 0; i < y->count; i++) {                                        \
+            if (same)                                                                   \
+                for (int k = 0; k < n; k++) ix[k] = i;                                  \
+            BODY;                                                                       \
+            if (!same)                                                                  \
+                for (int d = y->rank - 1; d >= 0; d--) {                                \
+                    for (int k = 0; k < n; k++) ix[k] += bc[k].stride[d];               \
+                    if (++ctr[d] < y->shape[d]) break;                                  \
+                    for (int k = 0; k < n; k++) ix[k] -= bc[k].stride[d] * y->shape[d]; \
+                    ctr[d] = 0;                                                         \
+                }                                                                       \
+        }                                                                               \
     } while (0)
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
@@ -47,7 +56,8 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
     int op = L->o.operation;
     int cm[MAXIN], ce[MAXIN];
     for (int k = 0; k < n; k++) {
-        cm[k] = 1; ce[k] = 0;
+        cm[k] = 1;
+        ce[k] = 0;
         if (L->o.coeffs.n) fp_dyadic(vec_f32(L->o.coeffs, k), &cm[k], &ce[k]);
     }
     ELT_ITERATE({
@@ -55,17 +65,26 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
         int F = 0;
         if (op == 0) {
             F = -100000;
-            for (int k = 0; k < n; k++) { int t = dfx_fl_at(x[k]->t, ix[k]) + ce[k]; F = t > F ? t : F; }
+            for (int k = 0; k < n; k++) {
+                int t = dfx_fl_at(x[k]->t, ix[k]) + ce[k];
+                F = t > F ? t : F;
+            }
             for (int k = 0; k < n; k++) {
                 int t = dfx_fl_at(x[k]->t, ix[k]) + ce[k];
                 acc += fp_shl((int64_t)cm[k] * I32(x[k])[ix[k]], F - t);
             }
         } else if (op == 1) {
             acc = 1;
-            for (int k = 0; k < n; k++) { acc *= I32(x[k])[ix[k]]; F += dfx_fl_at(x[k]->t, ix[k]); }
+            for (int k = 0; k < n; k++) {
+                acc *= I32(x[k])[ix[k]];
+                F += dfx_fl_at(x[k]->t, ix[k]);
+            }
         } else {
             F = -100000;
-            for (int k = 0; k < n; k++) { int t = dfx_fl_at(x[k]->t, ix[k]); F = t > F ? t : F; }
+            for (int k = 0; k < n; k++) {
+                int t = dfx_fl_at(x[k]->t, ix[k]);
+                F = t > F ? t : F;
+            }
             acc = INT64_MIN;
             for (int k = 0; k < n; k++) {
                 int64_t v = fp_shl(I32(x[k])[ix[k]], F - dfx_fl_at(x[k]->t, ix[k]));

@@ -32,7 +32,9 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
     int8_t *lsh = (int8_t *)malloc((size_t)O);
     int16_t *rsh = (int16_t *)malloc((size_t)O * sizeof *rsh);
     if (!bias || !lsh || !rsh) {
-        free(bias); free(lsh); free(rsh);
+        free(bias);
+        free(lsh);
+        free(rsh);
         return dfx_fail(DFX_ERR_NOMEM, "out of memory preparing layer '%s'", L->name);
     }
     for (int64_t o = 0; o < O; o++) {
@@ -45,7 +47,12 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
             bv = fp_shl(dfx_const_int(b, o), F - flb);
         }
         int r = F - ty->fl;
-        if (shift != 0 || F - fp > 31) { free(bias); free(lsh); free(rsh); return DFX_OK; }
+        if (shift != 0 || F - fp > 31) {
+            free(bias);
+            free(lsh);
+            free(rsh);
+            return DFX_OK;
+        }
         bias[o] = bv;
         lsh[o] = (int8_t)(F - fp);
         rsh[o] = (int16_t)(r > 62 ? 62 : r < -1000 ? -1000 : r);
@@ -100,34 +107,32 @@ static const int8_t *weight_rows(const dfx_linprep *lp, const dt_tensor *w, int6
     const uint8_t *d = w->data;
     int64_t i0 = o0 * K, n = rows * K;
     switch (w->dtype) { /* packed little-endian, first element in the low bits (spec/format.md) */
-    case DFX_INT8:
-        memcpy(buf, d + i0, (size_t)n);
-        break;
-    case DFX_INT4:
-        if (!(i0 & 1) && !(n & 1)) { /* whole bytes: sign-extend both nibbles */
-            const uint8_t *src = d + (i0 >> 1);
-            for (int64_t i = 0; i < n / 2; i++) {
-                buf[2 * i] = (int8_t)((int8_t)(uint8_t)(src[i] << 4) >> 4);
-                buf[2 * i + 1] = (int8_t)((int8_t)src[i] >> 4);
+        case DFX_INT8: memcpy(buf, d + i0, (size_t)n); break;
+        case DFX_INT4:
+            if (!(i0 & 1) && !(n & 1)) { /* whole bytes: sign-extend both nibbles */
+                const uint8_t *src = d + (i0 >> 1);
+                for (int64_t i = 0; i < n / 2; i++) {
+                    buf[2 * i] = (int8_t)((int8_t)(uint8_t)(src[i] << 4) >> 4);
+                    buf[2 * i + 1] = (int8_t)((int8_t)src[i] >> 4);
+                }
+                break;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                int64_t e = i0 + i;
+                int v = (d[e >> 1] >> ((e & 1) * 4)) & 15;
+                buf[i] = (int8_t)(v >= 8 ? v - 16 : v);
             }
             break;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            int64_t e = i0 + i;
-            int v = (d[e >> 1] >> ((e & 1) * 4)) & 15;
-            buf[i] = (int8_t)(v >= 8 ? v - 16 : v);
-        }
-        break;
-    case DFX_INT2:
-        for (int64_t i = 0; i < n; i++) {
-            int64_t e = i0 + i;
-            int v = (d[e >> 2] >> ((e & 3) * 2)) & 3;
-            buf[i] = (int8_t)(v >= 2 ? v - 4 : v);
-        }
-        break;
-    default: /* int16 / int32 storage of codes within 8 bits */
-        for (int64_t i = 0; i < n; i++) buf[i] = (int8_t)dfx_const_int(w, i0 + i);
-        break;
+        case DFX_INT2:
+            for (int64_t i = 0; i < n; i++) {
+                int64_t e = i0 + i;
+                int v = (d[e >> 2] >> ((e & 3) * 2)) & 3;
+                buf[i] = (int8_t)(v >= 2 ? v - 4 : v);
+            }
+            break;
+        default: /* int16 / int32 storage of codes within 8 bits */
+            for (int64_t i = 0; i < n; i++) buf[i] = (int8_t)dfx_const_int(w, i0 + i);
+            break;
     }
     return buf;
 }
@@ -239,7 +244,8 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
                 const int8_t *xc = x + c * H * W;
                 if (whole) { /* rows [oy0, ra) and [rz, oy1] read padding only */
                     memset(dst, 0, (size_t)((ra - oy0) * OW));
-                    if (rz > ra) rows_s1(dst + (ra - oy0) * OW, xc + (ra * sh + rb) * W, sh * W, base, rz - ra, OW, lo, hi);
+                    if (rz > ra)
+                        rows_s1(dst + (ra - oy0) * OW, xc + (ra * sh + rb) * W, sh * W, base, rz - ra, OW, lo, hi);
                     memset(dst + (rz - oy0) * OW, 0, (size_t)((oy1 + 1 - rz) * OW));
                     continue;
                 }
@@ -269,7 +275,8 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
 static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, int64_t g, int64_t o0)
 {
     if (lp->wpacked != 1) return NULL;
-    return (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group + kf->packed_a_bytes((int)o0, (int)lp->K, lp->b_nonneg);
+    return (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group +
+           kf->packed_a_bytes((int)o0, (int)lp->K, lp->b_nonneg);
 }
 #endif
 
@@ -303,7 +310,10 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
     int32_t *acc = (int32_t *)sp;
     sp += fp_align64((size_t)(ob * nb * 4));
     int8_t *wbuf = NULL, *col = NULL;
-    if (!lp->w_in_place) { wbuf = (int8_t *)sp; sp += fp_align64((size_t)(ob * K)); }
+    if (!lp->w_in_place) {
+        wbuf = (int8_t *)sp;
+        sp += fp_align64((size_t)(ob * K));
+    }
     if (!lp->direct) col = (int8_t *)sp;
     for (int64_t g = 0; g < G; g++)
         for (int64_t o0 = 0; o0 < og; o0 += ob) { /* weights unpacked once per block of output channels */
@@ -316,9 +326,16 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
                     int64_t cols = P - p0 < nb ? P - p0 : nb;
                     const int8_t *B;
                     int64_t ldb;
-                    if (lp->direct) { B = xg + p0; ldb = H * W; }
-                    else { im2col(o, xg, cg, H, W, OW, p0, cols, col); B = col; ldb = cols; }
-                    if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
+                    if (lp->direct) {
+                        B = xg + p0;
+                        ldb = H * W;
+                    } else {
+                        im2col(o, xg, cg, H, W, OW, p0, cols, col);
+                        B = col;
+                        ldb = cols;
+                    }
+                    if (Ap)
+                        kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
                     else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                     for (int64_t r = 0; r < mb; r++) {
                         int64_t oc = g * og + o0 + r;
@@ -346,11 +363,14 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
     int32_t *acc = (int32_t *)sp;
     sp += fp_align64((size_t)(ob * nb * 4));
     int8_t *wbuf = NULL;
-    if (!lp->w_in_place) { wbuf = (int8_t *)sp; sp += fp_align64((size_t)(ob * K)); }
+    if (!lp->w_in_place) {
+        wbuf = (int8_t *)sp;
+        sp += fp_align64((size_t)(ob * K));
+    }
     int8_t *xt = (int8_t *)sp;
     sp += fp_align64((size_t)(K * nb));
     void *tmp = sp;
-    int one_block = M <= nb; /* then x^T is made once, not once per block of output channels */
+    int one_block = M <= nb;                 /* then x^T is made once, not once per block of output channels */
     for (int64_t o0 = 0; o0 < O; o0 += ob) { /* weights unpacked once per block of output channels */
         int64_t mb = O - o0 < ob ? O - o0 : ob;
         const void *Ap = packed(lp, kf, 0, o0);
@@ -369,7 +389,8 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
             if (rows == 1) { /* one value per output channel: the requant_s32 formula inline, not a call each */
                 for (int64_t r = 0; r < mb; r++) {
                     int64_t oc = o0 + r, v = (int64_t)acc[r] * ((int64_t)1 << lp->lsh[oc]) + lp->bias[oc];
-                    dfx_st(y->p, esz, r0 * O + oc, (int32_t)fp_saturate(fp_round_shift(v, lp->rsh[oc], ty->rounding), ty->bw));
+                    dfx_st(y->p, esz, r0 * O + oc,
+                           (int32_t)fp_saturate(fp_round_shift(v, lp->rsh[oc], ty->rounding), ty->bw));
                 }
                 continue;
             }
@@ -392,7 +413,12 @@ void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x
     const dt_opts *o = &L->o;
     int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
     int kh = (int)o->kh, kw = (int)o->kw, sh = (int)o->sh, sw = (int)o->sw, pt = (int)o->pt, pl = (int)o->pl;
-    if (o->global) { kh = (int)H; kw = (int)W; sh = sw = 1; pt = pl = 0; }
+    if (o->global) {
+        kh = (int)H;
+        kw = (int)W;
+        sh = sw = 1;
+        pt = pl = 0;
+    }
     int8_t empty = (int8_t)(-(1 << (y->t->bw - 1)));
     for (int64_t c = 0; c < NC; c++)
         kf->maxpool_s8((const int8_t *)x->p + c * H * W, (int)H, (int)W, kh, kw, sh, sw, pt, pl,
@@ -403,7 +429,5 @@ void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_S8)
 /* ReLU of int8 codes without a format change, in the kernel set. */
 void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y)
-{
-    kf->relu_s8((const int8_t *)x->p, (int8_t *)y->p, (int)y->count);
-}
+{ kf->relu_s8((const int8_t *)x->p, (int8_t *)y->p, (int)y->count); }
 #endif

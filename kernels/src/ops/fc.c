@@ -24,7 +24,8 @@ dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const 
         for (int64_t k = 0; k < K; k++) {
             int64_t idx = o * K + k;
             int64_t v = fp_shl(dfx_const_int(w, idx), fw - dfx_fl_at(w, idx));
-            if (small) r32[k] = (int32_t)v; else r64[k] = v;
+            if (small) r32[k] = (int32_t)v;
+            else r64[k] = v;
         }
         for (int64_t r = 0; r < M; r++) {
             const int32_t *xr = X + r * K;

@@ -20,7 +20,8 @@ void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer
             if (!plain) {
                 for (int64_t i = 0; i < len; i++) {
                     int64_t shift = (int64_t)dfx_fl_at(x[k]->t, base + i) - ty->fl;
-                    I32(y)[pos + i] = (int32_t)fp_saturate(fp_round_shift(I32(x[k])[base + i], shift, ty->rounding), ty->bw);
+                    I32(y)
+                    [pos + i] = (int32_t)fp_saturate(fp_round_shift(I32(x[k])[base + i], shift, ty->rounding), ty->bw);
                 }
             } else {
                 memcpy((char *)y->p + pos * y->esz, (const char *)x[k]->p + base * y->esz, (size_t)len * y->esz);
@@ -41,7 +42,10 @@ void dfx_copy(const rt *x, rt *y)
 static void strides(const int64_t *shape, int rank, int64_t *s)
 {
     int64_t v = 1;
-    for (int d = rank - 1; d >= 0; d--) { s[d] = v; v *= shape[d]; }
+    for (int d = rank - 1; d >= 0; d--) {
+        s[d] = v;
+        v *= shape[d];
+    }
 }
 #endif
 

@@ -4,7 +4,9 @@
 #if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
 static void axis_geom(const rt *x, int a, int64_t *outer, int64_t *len, int64_t *inner)
 {
-    *outer = 1; *inner = 1; *len = x->shape[a];
+    *outer = 1;
+    *inner = 1;
+    *len = x->shape[a];
     for (int d = 0; d < a; d++) *outer *= x->shape[d];
     for (int d = a + 1; d < x->rank; d++) *inner *= x->shape[d];
 }
@@ -23,7 +25,11 @@ void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y)
             float m = -INFINITY;
             for (int64_t k = 0; k < len; k++) m = xp[k * inner] > m ? xp[k * inner] : m;
             double s = 0;
-            for (int64_t k = 0; k < len; k++) { float e = expf(xp[k * inner] - m); yp[k * inner] = e; s += e; }
+            for (int64_t k = 0; k < len; k++) {
+                float e = expf(xp[k * inner] - m);
+                yp[k * inner] = e;
+                s += e;
+            }
             float fs = (float)s;
             for (int64_t k = 0; k < len; k++) yp[k * inner] /= fs;
         }
@@ -45,7 +51,10 @@ void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y)
                     /* the window is clamped to the channels (taps outside add nothing), so the
                      * work is bounded by C whatever local_size says */
                     int64_t k0 = c - half < 0 ? 0 : c - half, k1 = c + half >= C ? C - 1 : c + half;
-                    for (int64_t k = k0; k <= k1; k++) { float v = X[(n * C + k) * plane + p]; acc += v * v; }
+                    for (int64_t k = k0; k <= k1; k++) {
+                        float v = X[(n * C + k) * plane + p];
+                        acc += v * v;
+                    }
                     float scale = L->o.k + coef * acc;
                     int64_t i = (n * C + c) * plane + p;
                     F32(y)[i] = X[i] * powf(scale, -L->o.beta);
@@ -59,7 +68,10 @@ void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y)
                     int64_t i0 = r - half < 0 ? 0 : r - half, i1 = r + half >= H ? H - 1 : r + half;
                     int64_t j0 = c - half < 0 ? 0 : c - half, j1 = c + half >= W ? W - 1 : c + half;
                     for (int64_t i = i0; i <= i1; i++)
-                        for (int64_t j = j0; j <= j1; j++) { float v = X[nc * plane + i * W + j]; acc += (double)(v * v); }
+                        for (int64_t j = j0; j <= j1; j++) {
+                            float v = X[nc * plane + i * W + j];
+                            acc += (double)(v * v);
+                        }
                     float scale = L->o.k + coef * (float)acc;
                     int64_t k = nc * plane + r * W + c;
                     F32(y)[k] = X[k] * powf(scale, -L->o.beta);

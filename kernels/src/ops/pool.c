@@ -3,13 +3,18 @@
  * rounding: y = round(sum * 2^(fl_y - fl_x) / D) (spec/arithmetic.md, "Pool2D"). */
 #include "../kernels.h"
 
-typedef struct { int64_t kh, kw, sh, sw, pt, pl, pb, pr; } window;
+typedef struct {
+    int64_t kh, kw, sh, sw, pt, pl, pb, pr;
+} window;
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT) || defined(DFX_USE_POOL_F32)
 static window get_window(const dt_opts *o, int64_t h, int64_t w)
 {
     window g = {o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->pb, o->pr};
-    if (o->global) { window z = {h, w, 1, 1, 0, 0, 0, 0}; g = z; }
+    if (o->global) {
+        window z = {h, w, 1, 1, 0, 0, 0, 0};
+        g = z;
+    }
     return g;
 }
 #endif
@@ -20,7 +25,7 @@ static int64_t round_up(int64_t q, int64_t r, int64_t den, int nonneg, int round
     if (rounding == RND_FLOOR) return q;
     int64_t twice = 2 * r;
     int up = twice > den || (twice == den && (rounding == RND_HALF_UP || (rounding == RND_HALF_AWAY && nonneg) ||
-                                               (rounding == RND_HALF_EVEN && (q & 1))));
+                                              (rounding == RND_HALF_EVEN && (q & 1))));
     return q + up;
 }
 #endif
@@ -46,7 +51,10 @@ static int64_t avg_div(int64_t s, int64_t d, int up, int down, int rounding)
     for (int i = 0; i < up; i++) {
         q *= 2;
         r *= 2;
-        if (r >= d) { q++; r -= d; }
+        if (r >= d) {
+            q++;
+            r -= d;
+        }
         if (q > ((int64_t)1 << 40) || q < -((int64_t)1 << 40)) return q;
     }
     return round_up(q, r, d, s >= 0, rounding);

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.files:
         check_input_file(path, "a model file")
     resolve_output(args.output)  # refuse a folder, a device or a missing folder before converting
-    pm = get_manager()
+    get_manager()  # load the plugins (and report their failures) before importing
     model = import_files(args, "convert")
     model.metadata.update(dict(args.metadata))
     if args.labels is not None:

@@ -50,10 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N samples")
     p.add_argument("--output", metavar="NAME", help="score tensor (default: the first graph output)")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--float", action="store_true", help="also run the model in float mode (its stored weights dequantized, no "
-                            "rounding of activations) and compare; for the original float network "
-                            "convert it without --ristretto and use --compare")
-    group.add_argument("--compare", metavar="OTHER.dfx", help="also run another model (e.g. the float original) and compare")
+    group.add_argument("--float", action="store_true",
+                       help="also run the model in float mode (its stored weights dequantized, no rounding of "
+                            "activations) and compare; for the original float network convert it without "
+                            "--ristretto and use --compare")
+    group.add_argument("--compare", metavar="OTHER.dfx",
+                       help="also run another model (e.g. the float original) and compare")
     p.add_argument("--sqnr", action="store_true", help="print the per-tensor SQNR table (vs float mode)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -73,13 +73,13 @@ static void tile4_v80(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, in
         int8x16_t b0 = vld1q_s8(bp), b1 = vld1q_s8(bp + 16);
         int32x4_t av = vreinterpretq_s32_s8(vld1q_s8(ap));
         int8x8_t b0l = vget_low_s8(b0), b1l = vget_low_s8(b1);
-#define ROW(R, A0, A1, A2, A3)                                                      \
-    {                                                                               \
-        int8x16_t ar = vreinterpretq_s8_s32(vdupq_laneq_s32(av, R));                \
-        A0 = vpadalq_s16(A0, vmull_s8(vget_low_s8(ar), b0l));                       \
-        A1 = vpadalq_s16(A1, vmull_high_s8(ar, b0));                                \
-        A2 = vpadalq_s16(A2, vmull_s8(vget_low_s8(ar), b1l));                       \
-        A3 = vpadalq_s16(A3, vmull_high_s8(ar, b1));                                \
+#define ROW(R, A0, A1, A2, A3)                                       \
+    {                                                                \
+        int8x16_t ar = vreinterpretq_s8_s32(vdupq_laneq_s32(av, R)); \
+        A0 = vpadalq_s16(A0, vmull_s8(vget_low_s8(ar), b0l));        \
+        A1 = vpadalq_s16(A1, vmull_high_s8(ar, b0));                 \
+        A2 = vpadalq_s16(A2, vmull_s8(vget_low_s8(ar), b1l));        \
+        A3 = vpadalq_s16(A3, vmull_high_s8(ar, b1));                 \
     }
         ROW(0, c00, c01, c02, c03)
         ROW(1, c10, c11, c12, c13)
@@ -188,9 +188,7 @@ void dfx_neon_gemm_driver(int m, int n, int k, const int8_t *a, int lda, const i
 }
 
 void dfx_neon_gemm_s8(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc)
-{
-    dfx_neon_gemm_driver(m, n, k, a, lda, b, ldb, c, ldc, dfx_neon_tile_v80, dfx_neon_gemv_v80);
-}
+{ dfx_neon_gemm_driver(m, n, k, a, lda, b, ldb, c, ldc, dfx_neon_tile_v80, dfx_neon_gemv_v80); }
 
 /* ---- ARMv8.0 GEMM with 16-deep k chunks: SMULL + SMLAL2 into int16, SADALP into int32.
  *
@@ -222,13 +220,25 @@ static void tile4x4_k16(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, 
     for (int q = 0; q < kq; q++, ap += 64, bp += 64) {
         int8x16_t b0 = vld1q_s8(bp), b1 = vld1q_s8(bp + 16), b2 = vld1q_s8(bp + 32), b3 = vld1q_s8(bp + 48);
         int8x16_t a = vld1q_s8(ap);
-        c00 = dot16(c00, a, b0); c01 = dot16(c01, a, b1); c02 = dot16(c02, a, b2); c03 = dot16(c03, a, b3);
+        c00 = dot16(c00, a, b0);
+        c01 = dot16(c01, a, b1);
+        c02 = dot16(c02, a, b2);
+        c03 = dot16(c03, a, b3);
         a = vld1q_s8(ap + 16);
-        c10 = dot16(c10, a, b0); c11 = dot16(c11, a, b1); c12 = dot16(c12, a, b2); c13 = dot16(c13, a, b3);
+        c10 = dot16(c10, a, b0);
+        c11 = dot16(c11, a, b1);
+        c12 = dot16(c12, a, b2);
+        c13 = dot16(c13, a, b3);
         a = vld1q_s8(ap + 32);
-        c20 = dot16(c20, a, b0); c21 = dot16(c21, a, b1); c22 = dot16(c22, a, b2); c23 = dot16(c23, a, b3);
+        c20 = dot16(c20, a, b0);
+        c21 = dot16(c21, a, b1);
+        c22 = dot16(c22, a, b2);
+        c23 = dot16(c23, a, b3);
         a = vld1q_s8(ap + 48);
-        c30 = dot16(c30, a, b0); c31 = dot16(c31, a, b1); c32 = dot16(c32, a, b2); c33 = dot16(c33, a, b3);
+        c30 = dot16(c30, a, b0);
+        c31 = dot16(c31, a, b1);
+        c32 = dot16(c32, a, b2);
+        c33 = dot16(c33, a, b3);
     }
     int32x4_t r[4];
     r[0] = vpaddq_s32(vpaddq_s32(c00, c01), vpaddq_s32(c02, c03));
@@ -332,8 +342,9 @@ void dfx_neon_gemm_s8_k16(int m, int n, int k, const int8_t *a, int lda, const i
                                          tmp, nc, dfx_neon_tile_v80, dfx_neon_gemv_v80);
                     for (int i = 0; i < mc; i++)
                         for (int j = 0; j < nc; j++)
-                            cb[(size_t)i * ldc + j] = k0 ? (int32_t)((uint32_t)cb[(size_t)i * ldc + j] + (uint32_t)tmp[i * nc + j])
-                                                         : tmp[i * nc + j];
+                            cb[(size_t)i * ldc + j] =
+                                k0 ? (int32_t)((uint32_t)cb[(size_t)i * ldc + j] + (uint32_t)tmp[i * nc + j])
+                                   : tmp[i * nc + j];
                     continue;
                 }
                 for (int r0 = 0; r0 < mc; r0 += 4)

@@ -94,6 +94,4 @@ void dfx_neon_gemv_dot(int m, int k, const int8_t *a, int lda, const int8_t *x, 
 }
 
 void dfx_neon_gemm_s8_dot(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc)
-{
-    dfx_neon_gemm_driver(m, n, k, a, lda, b, ldb, c, ldc, dfx_neon_tile_dot, dfx_neon_gemv_dot);
-}
+{ dfx_neon_gemm_driver(m, n, k, a, lda, b, ldb, c, ldc, dfx_neon_tile_dot, dfx_neon_gemv_dot); }

@@ -25,15 +25,15 @@ enum { M_ZERO, M_LEFT, M_FLOOR, M_UP, M_AWAY, M_EVEN };
 static inline int64x2_t round64(int64x2_t v, int mode, int64x2_t sh, int64x2_t one)
 {
     switch (mode) {
-    case M_ZERO: return v;
-    case M_LEFT: return vqshlq_s64(v, sh);
-    case M_FLOOR: return vshlq_s64(v, sh);
-    case M_UP: return vrshlq_s64(v, sh);
-    case M_AWAY: return vrshlq_s64(vqaddq_s64(v, vshrq_n_s64(v, 63)), sh);
-    default: {
-        int64x2_t odd = vandq_s64(vshlq_s64(v, sh), one);
-        return vrshlq_s64(vqaddq_s64(v, vsubq_s64(odd, one)), sh);
-    }
+        case M_ZERO: return v;
+        case M_LEFT: return vqshlq_s64(v, sh);
+        case M_FLOOR: return vshlq_s64(v, sh);
+        case M_UP: return vrshlq_s64(v, sh);
+        case M_AWAY: return vrshlq_s64(vqaddq_s64(v, vshrq_n_s64(v, 63)), sh);
+        default: {
+            int64x2_t odd = vandq_s64(vshlq_s64(v, sh), one);
+            return vrshlq_s64(vqaddq_s64(v, vsubq_s64(odd, one)), sh);
+        }
     }
 }
 
@@ -45,22 +45,22 @@ static inline int32x4_t step4(int32x4_t a, int mode, int64x2_t ls, int64x2_t vb,
 }
 
 /* One mode, one output width: the mode is a constant after inlining. */
-#define LOOP(MODE)                                                                                        \
-    for (; i + 8 <= n; i += 8) {                                                                      \
-        int32x4_t r0 = step4(vld1q_s32(acc + i), MODE, ls, vb, sh, one);                              \
-        int32x4_t r1 = step4(vld1q_s32(acc + i + 4), MODE, ls, vb, sh, one);                          \
-        if (clamp) {                                                                                  \
-            r0 = vmaxq_s32(vminq_s32(r0, vhi), vlo);                                                  \
-            r1 = vmaxq_s32(vminq_s32(r1, vhi), vlo);                                                  \
-        }                                                                                             \
-        if (out_bytes == 1) {                                                                         \
-            vst1_s8((int8_t *)out + i, vmovn_s16(vcombine_s16(vmovn_s32(r0), vmovn_s32(r1))));        \
-        } else if (out_bytes == 2) {                                                                  \
-            vst1q_s16((int16_t *)out + i, vcombine_s16(vmovn_s32(r0), vmovn_s32(r1)));                \
-        } else {                                                                                      \
-            vst1q_s32((int32_t *)out + i, r0);                                                        \
-            vst1q_s32((int32_t *)out + i + 4, r1);                                                    \
-        }                                                                                             \
+#define LOOP(MODE)                                                                             \
+    for (; i + 8 <= n; i += 8) {                                                               \
+        int32x4_t r0 = step4(vld1q_s32(acc + i), MODE, ls, vb, sh, one);                       \
+        int32x4_t r1 = step4(vld1q_s32(acc + i + 4), MODE, ls, vb, sh, one);                   \
+        if (clamp) {                                                                           \
+            r0 = vmaxq_s32(vminq_s32(r0, vhi), vlo);                                           \
+            r1 = vmaxq_s32(vminq_s32(r1, vhi), vlo);                                           \
+        }                                                                                      \
+        if (out_bytes == 1) {                                                                  \
+            vst1_s8((int8_t *)out + i, vmovn_s16(vcombine_s16(vmovn_s32(r0), vmovn_s32(r1)))); \
+        } else if (out_bytes == 2) {                                                           \
+            vst1q_s16((int16_t *)out + i, vcombine_s16(vmovn_s32(r0), vmovn_s32(r1)));         \
+        } else {                                                                               \
+            vst1q_s32((int32_t *)out + i, r0);                                                 \
+            vst1q_s32((int32_t *)out + i + 4, r1);                                             \
+        }                                                                                      \
     }
 
 void dfx_neon_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
@@ -82,12 +82,12 @@ void dfx_neon_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, i
     int32x4_t vhi = vdupq_n_s32((int32_t)hi), vlo = vdupq_n_s32((int32_t)lo);
     int i = 0;
     switch (mode) {
-    case M_ZERO: LOOP(M_ZERO) break;
-    case M_LEFT: LOOP(M_LEFT) break;
-    case M_FLOOR: LOOP(M_FLOOR) break;
-    case M_UP: LOOP(M_UP) break;
-    case M_AWAY: LOOP(M_AWAY) break;
-    default: LOOP(M_EVEN) break;
+        case M_ZERO: LOOP(M_ZERO) break;
+        case M_LEFT: LOOP(M_LEFT) break;
+        case M_FLOOR: LOOP(M_FLOOR) break;
+        case M_UP: LOOP(M_UP) break;
+        case M_AWAY: LOOP(M_AWAY) break;
+        default: LOOP(M_EVEN) break;
     }
     for (; i < n; i++) {
         int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias;

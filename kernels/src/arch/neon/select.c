@@ -20,11 +20,25 @@ int dfx_neon_has_dotprod(void)
 }
 
 const struct dfx_kernels dfx_kernels_neon = {
-    "neon", dfx_neon_gemm_s8_k16, dfx_neon_dwconv_s8, dfx_neon_requant_s32, dfx_neon_relu_s8, dfx_neon_maxpool_s8,
-    NULL, NULL, NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
+    "neon",
+    dfx_neon_gemm_s8_k16,
+    dfx_neon_dwconv_s8,
+    dfx_neon_requant_s32,
+    dfx_neon_relu_s8,
+    dfx_neon_maxpool_s8,
+    NULL,
+    NULL,
+    NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
 };
 
 const struct dfx_kernels dfx_kernels_dotprod = {
-    "dotprod", dfx_neon_gemm_s8_dot, dfx_neon_dwconv_s8, dfx_neon_requant_s32, dfx_neon_relu_s8, dfx_neon_maxpool_s8,
-    NULL, NULL, NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
+    "dotprod",
+    dfx_neon_gemm_s8_dot,
+    dfx_neon_dwconv_s8,
+    dfx_neon_requant_s32,
+    dfx_neon_relu_s8,
+    dfx_neon_maxpool_s8,
+    NULL,
+    NULL,
+    NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
 };

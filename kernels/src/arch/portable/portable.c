@@ -38,7 +38,8 @@ static inline void dot1(int k, const int8_t *a, const int16_t *b, int32_t *c)
     *c += s;
 }
 
-static void gemm_s8_portable(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc)
+static void gemm_s8_portable(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c,
+                             int ldc)
 {
 #if DFX_X86_SIMD
     if (dfx_x86_avx2()) { /* arch/x86/x86.c */
@@ -88,8 +89,8 @@ static void col_range(int size, int out, int s, int base, int *lo, int *hi)
     if (*hi < *lo) *hi = *lo;
 }
 
-static DFX_ALWAYS_INLINE void dwconv_generic(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
-                               int pl, int dh, int dw, int32_t *out, int oh, int ow)
+static DFX_ALWAYS_INLINE void dwconv_generic(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh,
+                                             int sw, int pt, int pl, int dh, int dw, int32_t *out, int oh, int ow)
 {
     for (int oy = 0; oy < oh; oy++) {
         int32_t *o = out + (int64_t)oy * ow;
@@ -162,7 +163,10 @@ static DFX_ALWAYS_INLINE void dwconv_fast_body(const int8_t *x, int h, int w, co
                 dw_taps(o, row, k + i * kw, kw, dw, ow);
             } else { /* tap j reads column 2*ox + j*dw: ev or od by its parity */
                 int half = (span + 1) / 2;
-                for (int t = 0; t < half; t++) { ev[t] = row[2 * t]; od[t] = row[2 * t + 1]; }
+                for (int t = 0; t < half; t++) {
+                    ev[t] = row[2 * t];
+                    od[t] = row[2 * t + 1];
+                }
                 if (dw == 0) dw_taps(o, ev, k + i * kw, kw, 0, ow);
                 else if (kw == 3 && dw == 1) { /* taps 0, 1, 2: ev[ox], od[ox], ev[ox + 1] */
                     int16_t w0 = k[i * kw], w1 = k[i * kw + 1], w2 = k[i * kw + 2];
@@ -198,18 +202,33 @@ static void dwconv_s8_portable(const int8_t *x, int h, int w, const int8_t *k, i
     dwconv_loop(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow);
 }
 
-#define REQUANT_LOOP(EXPR)                                                                            \
-    switch (out_bytes) {                                                                          \
-    case 1: for (int i = 0; i < n; i++) { int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias; int64_t r = (EXPR); \
-                ((int8_t *)out)[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r); } break;            \
-    case 2: for (int i = 0; i < n; i++) { int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias; int64_t r = (EXPR); \
-                ((int16_t *)out)[i] = (int16_t)(r < lo ? lo : r > hi ? hi : r); } break;          \
-    default: for (int i = 0; i < n; i++) { int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias; int64_t r = (EXPR); \
-                ((int32_t *)out)[i] = (int32_t)(r < lo ? lo : r > hi ? hi : r); } break;          \
+#define REQUANT_LOOP(EXPR)                                                         \
+    switch (out_bytes) {                                                           \
+        case 1:                                                                    \
+            for (int i = 0; i < n; i++) {                                          \
+                int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias; \
+                int64_t r = (EXPR);                                                \
+                ((int8_t *)out)[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r);      \
+            }                                                                      \
+            break;                                                                 \
+        case 2:                                                                    \
+            for (int i = 0; i < n; i++) {                                          \
+                int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias; \
+                int64_t r = (EXPR);                                                \
+                ((int16_t *)out)[i] = (int16_t)(r < lo ? lo : r > hi ? hi : r);    \
+            }                                                                      \
+            break;                                                                 \
+        default:                                                                   \
+            for (int i = 0; i < n; i++) {                                          \
+                int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias; \
+                int64_t r = (EXPR);                                                \
+                ((int32_t *)out)[i] = (int32_t)(r < lo ? lo : r > hi ? hi : r);    \
+            }                                                                      \
+            break;                                                                 \
     }
 
-static DFX_ALWAYS_INLINE void requant64_body(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
-                                 void *out, int out_bytes)
+static DFX_ALWAYS_INLINE void requant64_body(const int32_t *acc, int n, int64_t bias, int lshift, int shift,
+                                             int rounding, int bw, void *out, int out_bytes)
 {
     const int64_t hi = ((int64_t)1 << (bw - 1)) - 1, lo = -hi - 1;
     if (shift <= 0) {
@@ -218,10 +237,10 @@ static DFX_ALWAYS_INLINE void requant64_body(const int32_t *acc, int n, int64_t 
     }
     const int64_t half = (int64_t)1 << (shift - 1);
     switch (rounding) {
-    case RND_FLOOR: REQUANT_LOOP(v >> shift) break;
-    case RND_HALF_UP: REQUANT_LOOP((v + half) >> shift) break;
-    case RND_HALF_AWAY: REQUANT_LOOP(v >= 0 ? (v + half) >> shift : -((half - v) >> shift)) break;
-    default: REQUANT_LOOP(fp_round_right(v, shift, rounding)) break;
+        case RND_FLOOR: REQUANT_LOOP(v >> shift) break;
+        case RND_HALF_UP: REQUANT_LOOP((v + half) >> shift) break;
+        case RND_HALF_AWAY: REQUANT_LOOP(v >= 0 ? (v + half) >> shift : -((half - v) >> shift)) break;
+        default: REQUANT_LOOP(fp_round_right(v, shift, rounding)) break;
     }
 }
 
@@ -231,32 +250,42 @@ static DFX_ALWAYS_INLINE void requant64_body(const int32_t *acc, int n, int64_t 
  * and then |v| <= 2^30 + 2^29 and every step below fits int32. The tie rules
  * are HALF_UP of a corrected value (as arch/neon/requant.c):
  * HALF_AWAY_FROM_ZERO: v - 1 for v < 0; HALF_TO_EVEN: v - 1 + bit_shift(v). */
-#define RQ32_LOOP(T, EXPR)                                                              \
-    for (int i = 0; i < n; i++) {                                                       \
-        int32_t a = acc[i];                                                             \
-        a = a < -cap ? -cap : a > cap ? cap : a;                                        \
-        int32_t v = (int32_t)((uint32_t)a << lshift) + bias;                            \
-        int32_t r = (EXPR);                                                             \
-        ((T *)out)[i] = (T)(r < lo ? lo : r > hi ? hi : r);                             \
+#define RQ32_LOOP(T, EXPR)                                   \
+    for (int i = 0; i < n; i++) {                            \
+        int32_t a = acc[i];                                  \
+        a = a < -cap ? -cap : a > cap ? cap : a;             \
+        int32_t v = (int32_t)((uint32_t)a << lshift) + bias; \
+        int32_t r = (EXPR);                                  \
+        ((T *)out)[i] = (T)(r < lo ? lo : r > hi ? hi : r);  \
     }
-#define RQ32_MODES(T)                                                                   \
-    if (shift == 0) { RQ32_LOOP(T, v) }                                                 \
-    else if (rounding == RND_FLOOR) { RQ32_LOOP(T, v >> shift) }                        \
-    else if (rounding == RND_HALF_UP) { RQ32_LOOP(T, (v + half) >> shift) }             \
-    else if (rounding == RND_HALF_AWAY) { RQ32_LOOP(T, (v + half - (v < 0)) >> shift) } \
-    else { RQ32_LOOP(T, (v + half - 1 + ((v >> shift) & 1)) >> shift) }
+#define RQ32_MODES(T)                                              \
+    if (shift == 0) {                                              \
+        RQ32_LOOP(T, v)                                            \
+    } else if (rounding == RND_FLOOR) {                            \
+        RQ32_LOOP(T, v >> shift)                                   \
+    } else if (rounding == RND_HALF_UP) {                          \
+        RQ32_LOOP(T, (v + half) >> shift)                          \
+    } else if (rounding == RND_HALF_AWAY) {                        \
+        RQ32_LOOP(T, (v + half - (v < 0)) >> shift)                \
+    } else {                                                       \
+        RQ32_LOOP(T, (v + half - 1 + ((v >> shift) & 1)) >> shift) \
+    }
 
 static DFX_ALWAYS_INLINE void requant32_body(const int32_t *acc, int n, int32_t bias, int lshift, int shift,
                                              int rounding, int32_t lo, int32_t hi, void *out, int out_bytes)
 {
     const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
-    if (out_bytes == 1) { RQ32_MODES(int8_t) }
-    else if (out_bytes == 2) { RQ32_MODES(int16_t) }
-    else { RQ32_MODES(int32_t) }
+    if (out_bytes == 1) {
+        RQ32_MODES(int8_t)
+    } else if (out_bytes == 2) {
+        RQ32_MODES(int16_t)
+    } else {
+        RQ32_MODES(int32_t)
+    }
 }
 
-static DFX_ALWAYS_INLINE void requant_body(const int32_t *acc, int n, int64_t bias, int lshift, int shift,
-                                           int rounding, int bw, void *out, int out_bytes)
+static DFX_ALWAYS_INLINE void requant_body(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding,
+                                           int bw, void *out, int out_bytes)
 {
     if (lshift <= 29 && bias >= -((int64_t)1 << 29) && bias <= ((int64_t)1 << 29) && shift >= 0 && shift + bw <= 29) {
 #if DFX_X86_SIMD
@@ -295,7 +324,7 @@ static DFX_ALWAYS_INLINE void maxpool_s8_body(const int8_t *x, int h, int w, int
         if (kh == 2 && kw == 2 && sw == 2 && yb - ya == 2) { /* the common 2x2/2 window: interior columns */
             const int8_t *r0 = x + (int64_t)ya * w, *r1 = r0 + w;
             int lo = 0, hi;
-            col_range(w - 1, ow, 2, -pl, &lo, &hi); /* columns whose two taps lie inside */
+            col_range(w - 1, ow, 2, -pl, &lo, &hi);        /* columns whose two taps lie inside */
             for (int ox = 0; ox < lo; ox++) o[ox] = empty; /* recomputed below */
             for (int ox = lo; ox < hi; ox++) {
                 int ix = 2 * ox - pl;
@@ -332,15 +361,13 @@ DFX_MULTIVERSION(maxpool_s8_portable,
 #if DFX_X86_SIMD
 /* packed weights: the AVX2 GEMM's panels (arch/x86/x86.c), on CPUs with AVX2 only */
 static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
-{
-    return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k, b_nonneg) : 0;
-}
+{ return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k, b_nonneg) : 0; }
 #define PACKED_ENTRIES packed_a_bytes_portable, dfx_x86_pack_a, dfx_x86_gemm_s8_packed
 #else
 #define PACKED_ENTRIES NULL, NULL, NULL
 #endif
 
 const struct dfx_kernels dfx_kernels_portable = {
-    "portable", gemm_s8_portable, dwconv_s8_portable, requant_s32_portable, relu_s8_portable, maxpool_s8_portable,
-    PACKED_ENTRIES,
+    "portable",       gemm_s8_portable,    dwconv_s8_portable, requant_s32_portable,
+    relu_s8_portable, maxpool_s8_portable, PACKED_ENTRIES,
 };

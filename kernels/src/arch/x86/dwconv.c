@@ -52,9 +52,7 @@
 
 AVX2_INLINE static __m256i ld(const int16_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 AVX2_INLINE static __m256i madd2(__m256i a, __m256i wa, __m256i b, __m256i wb)
-{
-    return _mm256_add_epi32(_mm256_madd_epi16(a, wa), _mm256_madd_epi16(b, wb));
-}
+{ return _mm256_add_epi32(_mm256_madd_epi16(a, wa), _mm256_madd_epi16(b, wb)); }
 
 /* Stores 16 outputs a (0-7), b (8-15), or the first n < 16 of them. */
 AVX2_INLINE static void store16(int32_t *o, __m256i a, __m256i b, int n)
@@ -109,8 +107,8 @@ AVX2_NOINLINE static void row_any(int32_t *restrict o, int ow, int64_t room, int
 }
 
 /* 3 x (3 or 4), stride 1: output rows o0 (input rows r0 r1 r2) and o1 = o0 + ow (r1 r2 r3). */
-AVX2_NOINLINE static void rows2_3x3s1(int32_t *restrict o0, int ow, int64_t room, const int16_t *r0,
-                                      const int16_t *r1, const int16_t *r2, const int16_t *r3, const __m256i *wp)
+AVX2_NOINLINE static void rows2_3x3s1(int32_t *restrict o0, int ow, int64_t room, const int16_t *r0, const int16_t *r1,
+                                      const int16_t *r2, const int16_t *r3, const __m256i *wp)
 {
     const __m256i w00 = wp[0], w01 = wp[1], w10 = wp[2], w11 = wp[3], w20 = wp[4], w21 = wp[5];
     int32_t *o1 = o0 + ow;
@@ -311,8 +309,8 @@ AVX2_INLINE static void fill_plane(int16_t *f, int P, int nrows, int slack, cons
  * such planes, of even pitch P; flat output q = oy * P / 2 + ox reads kernel
  * row i in the even or odd plane (i even or odd) at (i / 2) * P + 2 q + j.
  * The work per row is the copy in and out. */
-AVX2_NOINLINE static void dw_flat(const struct geom *g, const __m256i *wp, int kh, int np, int s, int pt,
-                                  int32_t *out, int oh, int ow, int P, int band)
+AVX2_NOINLINE static void dw_flat(const struct geom *g, const __m256i *wp, int kh, int np, int s, int pt, int32_t *out,
+                                  int oh, int ow, int P, int band)
 {
     int16_t plane[FLAT_PLANE] __attribute__((aligned(32)));
     int32_t tmp[FLAT_OUT];
@@ -355,11 +353,10 @@ AVX2_NOINLINE static void dw_flat(const struct geom *g, const __m256i *wp, int k
     }
 }
 
-AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw,
-                                int pt, int pl, int dh, int dw, int32_t *out, int oh, int ow)
+AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                                int pl, int dh, int dw, int32_t *out, int oh, int ow)
 {
-    if (dw != 1 || (sw != 1 && sw != 2) || sh < 1 || dh < 1 || kh < 1 || kw < 1 || h < 1 || w < 1 || oh < 1 ||
-        ow < 1)
+    if (dw != 1 || (sw != 1 && sw != 2) || sh < 1 || dh < 1 || kh < 1 || kw < 1 || h < 1 || w < 1 || oh < 1 || ow < 1)
         return 0;
     int np = (kw + 1) / 2;
     if ((int64_t)kh * np > DW_PAIRS || kh >= DW_RING || ow > DW_POOL) return 0;
@@ -399,7 +396,7 @@ AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, 
     int64_t need = (int64_t)sw * (ow < 16 ? 16 : ow) + 2 * np;
     int len = (int)((need + 15) & ~(int64_t)15);
     int64_t win = (int64_t)(kh - 1) * dh + 2; /* rows of one window, + 1 for two output rows at once */
-    int ring = DW_RING; /* a power of 2, as many as fit (+ the zero row) */
+    int ring = DW_RING;                       /* a power of 2, as many as fit (+ the zero row) */
     while (ring >= win && (int64_t)(ring + 1) * (len + 32) > DW_POOL) ring /= 2;
     if (ring < win) return 0;
     dw_rows(&g, wp, kh, np, sh, sw, pt, dh, out, oh, ow, len, ring);

@@ -32,10 +32,7 @@
 #define MR 6
 #define NR 16
 
-int dfx_x86_avx2(void)
-{
-    return __builtin_cpu_supports("avx2") ? 1 : 0;
-}
+int dfx_x86_avx2(void) { return __builtin_cpu_supports("avx2") ? 1 : 0; }
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
@@ -132,20 +129,43 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
 /* The assembly shared by both micro-kernels: ymm0..11 hold the 6 x 16 tile (row r in ymm 2r, 2r+1),
  * the loop runs n times over panels of 24 bytes of A (6 rows) and 64 bytes of B (16 columns),
  * loading B into ymm12/13, and the tile ends in t[6][16]. */
-#define TILE_ZERO_AND_LOOP_HEAD                                                                          \
-    "vpxor %%ymm0, %%ymm0, %%ymm0\n\t" "vpxor %%ymm1, %%ymm1, %%ymm1\n\t" "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"     \
-    "vpxor %%ymm3, %%ymm3, %%ymm3\n\t" "vpxor %%ymm4, %%ymm4, %%ymm4\n\t" "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"     \
-    "vpxor %%ymm6, %%ymm6, %%ymm6\n\t" "vpxor %%ymm7, %%ymm7, %%ymm7\n\t" "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"     \
-    "vpxor %%ymm9, %%ymm9, %%ymm9\n\t" "vpxor %%ymm10, %%ymm10, %%ymm10\n\t" "vpxor %%ymm11, %%ymm11, %%ymm11\n\t" \
-    "test %[n], %[n]\n\t" "jle 2f\n\t" "1:\n\t"                                                             \
-    "vmovdqu (%[b]), %%ymm12\n\t" "vmovdqu 32(%[b]), %%ymm13\n\t"
-#define TILE_LOOP_TAIL_AND_STORE                                                                           \
-    "add $24, %[a]\n\t" "add $64, %[b]\n\t" "dec %[n]\n\t" "jnz 1b\n\t" "2:\n\t"                               \
-    "vmovdqa %%ymm0, 0(%[t])\n\t" "vmovdqa %%ymm1, 32(%[t])\n\t" "vmovdqa %%ymm2, 64(%[t])\n\t"                 \
-    "vmovdqa %%ymm3, 96(%[t])\n\t" "vmovdqa %%ymm4, 128(%[t])\n\t" "vmovdqa %%ymm5, 160(%[t])\n\t"              \
-    "vmovdqa %%ymm6, 192(%[t])\n\t" "vmovdqa %%ymm7, 224(%[t])\n\t" "vmovdqa %%ymm8, 256(%[t])\n\t"             \
-    "vmovdqa %%ymm9, 288(%[t])\n\t" "vmovdqa %%ymm10, 320(%[t])\n\t" "vmovdqa %%ymm11, 352(%[t])\n\t"
-#define TILE_CLOBBERS                                                                                      \
+#define TILE_ZERO_AND_LOOP_HEAD           \
+    "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"    \
+    "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"    \
+    "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"    \
+    "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"    \
+    "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"    \
+    "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"    \
+    "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"    \
+    "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"    \
+    "vpxor %%ymm8, %%ymm8, %%ymm8\n\t"    \
+    "vpxor %%ymm9, %%ymm9, %%ymm9\n\t"    \
+    "vpxor %%ymm10, %%ymm10, %%ymm10\n\t" \
+    "vpxor %%ymm11, %%ymm11, %%ymm11\n\t" \
+    "test %[n], %[n]\n\t"                 \
+    "jle 2f\n\t"                          \
+    "1:\n\t"                              \
+    "vmovdqu (%[b]), %%ymm12\n\t"         \
+    "vmovdqu 32(%[b]), %%ymm13\n\t"
+#define TILE_LOOP_TAIL_AND_STORE     \
+    "add $24, %[a]\n\t"              \
+    "add $64, %[b]\n\t"              \
+    "dec %[n]\n\t"                   \
+    "jnz 1b\n\t"                     \
+    "2:\n\t"                         \
+    "vmovdqa %%ymm0, 0(%[t])\n\t"    \
+    "vmovdqa %%ymm1, 32(%[t])\n\t"   \
+    "vmovdqa %%ymm2, 64(%[t])\n\t"   \
+    "vmovdqa %%ymm3, 96(%[t])\n\t"   \
+    "vmovdqa %%ymm4, 128(%[t])\n\t"  \
+    "vmovdqa %%ymm5, 160(%[t])\n\t"  \
+    "vmovdqa %%ymm6, 192(%[t])\n\t"  \
+    "vmovdqa %%ymm7, 224(%[t])\n\t"  \
+    "vmovdqa %%ymm8, 256(%[t])\n\t"  \
+    "vmovdqa %%ymm9, 288(%[t])\n\t"  \
+    "vmovdqa %%ymm10, 320(%[t])\n\t" \
+    "vmovdqa %%ymm11, 352(%[t])\n\t"
+#define TILE_CLOBBERS                                                                                                 \
     "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
         "xmm12", "xmm13", "xmm14", "xmm15"
 
@@ -159,26 +179,26 @@ __attribute__((target("avx2"))) static void store_tile(int32_t *c, int ldc, cons
 
 /* One row of the tile (A bytes at OFF, accumulators ymm C0 / C1): the A pair broadcast to ymm14,
  * times the B pairs of columns 0-7 (ymm12) and 8-15 (ymm13), added to the row. */
-#define ROW_S16(OFF, C0, C1)                                                                             \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"                                                          \
-    "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t" "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t"            \
-    "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t" "vpaddd %%ymm15, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+#define ROW_S16(OFF, C0, C1)                         \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"       \
+    "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"         \
+    "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpmaddwd %%ymm13, %%ymm14, %%ymm15\n\t"         \
+    "vpaddd %%ymm15, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
 
 /* C tile (mr x nr of a 6 x 16 block) = sum over kp pairs of the A panel (6 rows) times the B
  * panel (16 columns); acc: add to C instead of overwriting it. */
 __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap, const int16_t *bp, int32_t *c,
-                                                         int ldc, int mr, int nr, int acc)
+                                                       int ldc, int mr, int nr, int acc)
 {
     int32_t t[MR * NR] __attribute__((aligned(32)));
     long n = kp;
     /* ymm12/13: B pairs of columns 0-7 / 8-15; ymm14: broadcast A pair; ymm15: products */
-    __asm__ volatile(
-        TILE_ZERO_AND_LOOP_HEAD
-        ROW_S16(0, 0, 1) ROW_S16(4, 2, 3) ROW_S16(8, 4, 5) ROW_S16(12, 6, 7) ROW_S16(16, 8, 9) ROW_S16(20, 10, 11)
-        TILE_LOOP_TAIL_AND_STORE
-        : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
-        : [t] "r"(t)
-        : TILE_CLOBBERS);
+    __asm__ volatile(TILE_ZERO_AND_LOOP_HEAD ROW_S16(0, 0, 1) ROW_S16(4, 2, 3) ROW_S16(8, 4, 5) ROW_S16(12, 6, 7)
+                         ROW_S16(16, 8, 9) ROW_S16(20, 10, 11) TILE_LOOP_TAIL_AND_STORE
+                     : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
+                     : [t] "r"(t)
+                     : TILE_CLOBBERS);
     store_tile(c, ldc, t, mr, nr, acc);
 }
 
@@ -222,27 +242,27 @@ static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1
 
 /* ROW_S16 for quads: unsigned B bytes times the signed A quad (int16 pair sums), then the pairs
  * summed into int32 lanes by VPMADDWD with ones. */
-#define ROW_U8(OFF, C0, C1)                                                                              \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"                                                          \
-    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t" "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"                \
-    "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t"                                                     \
-    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t" "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"                \
+#define ROW_U8(OFF, C0, C1)                          \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"       \
+    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"       \
+    "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"       \
+    "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"       \
+    "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"       \
     "vpaddd %%ymm15, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
 
 /* kernel6x16 for the quad layouts (A signed, B unsigned), kq quads. */
 __attribute__((target("avx2"))) static void kernel6x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
-                                                            int ldc, int mr, int nr, int acc)
+                                                          int ldc, int mr, int nr, int acc)
 {
     int32_t t[MR * NR] __attribute__((aligned(32)));
     long n = kq;
     /* ymm12/13: B quads of columns 0-7 / 8-15; ymm14: broadcast A quad; ymm15: products */
-    __asm__ volatile(
-        TILE_ZERO_AND_LOOP_HEAD
-        ROW_U8(0, 0, 1) ROW_U8(4, 2, 3) ROW_U8(8, 4, 5) ROW_U8(12, 6, 7) ROW_U8(16, 8, 9) ROW_U8(20, 10, 11)
-        TILE_LOOP_TAIL_AND_STORE
-        : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
-        : [t] "r"(t), [ones] "r"(ONES16)
-        : TILE_CLOBBERS);
+    __asm__ volatile(TILE_ZERO_AND_LOOP_HEAD ROW_U8(0, 0, 1) ROW_U8(4, 2, 3) ROW_U8(8, 4, 5) ROW_U8(12, 6, 7)
+                         ROW_U8(16, 8, 9) ROW_U8(20, 10, 11) TILE_LOOP_TAIL_AND_STORE
+                     : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
+                     : [t] "r"(t), [ones] "r"(ONES16)
+                     : TILE_CLOBBERS);
     store_tile(c, ldc, t, mr, nr, acc);
 }
 
@@ -255,8 +275,8 @@ __attribute__((target("avx2"))) static inline int32_t hsum(__m256i v)
 }
 
 /* c[i * ldc] = sum_p a[i * lda + p] * x[p * incx]. */
-__attribute__((target("avx2"), noinline)) static void gemv(int m, int k, const int8_t *a, int lda, const int8_t *x, int incx,
-                                                   int32_t *c, int ldc)
+__attribute__((target("avx2"), noinline)) static void gemv(int m, int k, const int8_t *a, int lda, const int8_t *x,
+                                                           int incx, int32_t *c, int ldc)
 {
     int8_t xb[1024];
     for (int i = 0; i < m; i++) c[(size_t)i * ldc] = 0;
@@ -274,10 +294,14 @@ __attribute__((target("avx2"), noinline)) static void gemv(int m, int k, const i
             int p = 0;
             for (; p + 16 <= kc; p += 16) {
                 __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xs + p)));
-                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a0 + p))), xv));
-                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a1 + p))), xv));
-                s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a2 + p))), xv));
-                s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a3 + p))), xv));
+                s0 = _mm256_add_epi32(
+                    s0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a0 + p))), xv));
+                s1 = _mm256_add_epi32(
+                    s1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a1 + p))), xv));
+                s2 = _mm256_add_epi32(
+                    s2, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a2 + p))), xv));
+                s3 = _mm256_add_epi32(
+                    s3, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a3 + p))), xv));
             }
             uint32_t r0 = (uint32_t)hsum(s0), r1 = (uint32_t)hsum(s1), r2 = (uint32_t)hsum(s2), r3 = (uint32_t)hsum(s3);
             for (; p < kc; p++) {
@@ -297,8 +321,9 @@ __attribute__((target("avx2"), noinline)) static void gemv(int m, int k, const i
             __m256i s = _mm256_setzero_si256();
             int p = 0;
             for (; p + 16 <= kc; p += 16)
-                s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(ar + p))),
-                                                          _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xs + p)))));
+                s = _mm256_add_epi32(
+                    s, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(ar + p))),
+                                         _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xs + p)))));
             uint32_t r = (uint32_t)hsum(s);
             for (; p < kc; p++) r += (uint32_t)(ar[p] * xs[p]);
             c[(size_t)i * ldc] = (int32_t)((uint32_t)c[(size_t)i * ldc] + r);
@@ -366,8 +391,8 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k,
             for (int r0 = 0; r0 < m; r0 += MR) {
                 const int16_t *pa = A + (size_t)(r0 / MR) * panel + (size_t)k0 * MR;
                 for (int q0 = 0; q0 < nc; q0 += NR)
-                    kernel6x16(kp, pa, bbuf + (size_t)q0 * kp * 2, c + (size_t)r0 * ldc + j0 + q0, ldc, imin(MR, m - r0),
-                               imin(NR, nc - q0), k0 > 0);
+                    kernel6x16(kp, pa, bbuf + (size_t)q0 * kp * 2, c + (size_t)r0 * ldc + j0 + q0, ldc,
+                               imin(MR, m - r0), imin(NR, nc - q0), k0 > 0);
             }
         }
     }
@@ -379,26 +404,29 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k,
  * saturation as the portable int32 loop (RQ32_MODES), then two saturating
  * packs (exact: the values are already within bw <= 8 bits) and one lane
  * permutation to restore the order. */
-__attribute__((target("avx2"))) static inline __m256i rq8(__m256i a, __m256i cap, __m128i lsh, __m256i bias,
-                                                        __m256i half, __m128i sh, int rounding, __m256i lo, __m256i hi)
+__attribute__((target("avx2"))) static inline __m256i
+rq8(__m256i a, __m256i cap, __m128i lsh, __m256i bias, __m256i half, __m128i sh, int rounding, __m256i lo, __m256i hi)
 {
     __m256i one = _mm256_set1_epi32(1);
     a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_sub_epi32(_mm256_setzero_si256(), cap)), cap);
     __m256i v = _mm256_add_epi32(_mm256_sll_epi32(a, lsh), bias), r;
     switch (rounding) {
-    case RND_FLOOR: r = _mm256_sra_epi32(v, sh); break;
-    case RND_HALF_UP: r = _mm256_sra_epi32(_mm256_add_epi32(v, half), sh); break;
-    case RND_HALF_AWAY: r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(v, half), _mm256_srai_epi32(v, 31)), sh); break;
-    default: /* half to even: v + half - 1 + (bit shift of v) */
-        r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_add_epi32(v, half), one),
-                                              _mm256_and_si256(_mm256_sra_epi32(v, sh), one)), sh);
-        break;
+        case RND_FLOOR: r = _mm256_sra_epi32(v, sh); break;
+        case RND_HALF_UP: r = _mm256_sra_epi32(_mm256_add_epi32(v, half), sh); break;
+        case RND_HALF_AWAY:
+            r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(v, half), _mm256_srai_epi32(v, 31)), sh);
+            break;
+        default: /* half to even: v + half - 1 + (bit shift of v) */
+            r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_add_epi32(v, half), one),
+                                                  _mm256_and_si256(_mm256_sra_epi32(v, sh), one)),
+                                 sh);
+            break;
     }
     return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
 }
 
 __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift,
-                                                              int shift, int rounding, int bw, int8_t *out)
+                                                             int shift, int rounding, int bw, int8_t *out)
 {
     const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
     const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
@@ -409,10 +437,14 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     int i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m256i r0 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r1 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 8)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r2 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 16)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r3 = rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 24)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i r0 =
+            rq8(_mm256_loadu_si256((const __m256i *)(acc + i)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i r1 =
+            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 8)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i r2 =
+            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 16)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
+        __m256i r3 =
+            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 24)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
         _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
     }

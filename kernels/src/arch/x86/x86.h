@@ -29,13 +29,13 @@ void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift
                              int8_t *out);
 /* Two versions of a static function from one always-inline body NAME##_body:
  * NAME##_avx2 (compiled for AVX2) and NAME##_base, and NAME choosing at run time. */
-#define DFX_MULTIVERSION(NAME, PARAMS, ARGS)                                              \
+#define DFX_MULTIVERSION(NAME, PARAMS, ARGS)                                             \
     __attribute__((target("avx2"))) static void NAME##_avx2 PARAMS { NAME##_body ARGS; } \
-    static void NAME##_base PARAMS { NAME##_body ARGS; }                                  \
-    static void NAME PARAMS                                                               \
-    {                                                                                     \
-        if (dfx_x86_avx2()) NAME##_avx2 ARGS;                                             \
-        else NAME##_base ARGS;                                                            \
+    static void NAME##_base PARAMS { NAME##_body ARGS; }                                 \
+    static void NAME PARAMS                                                              \
+    {                                                                                    \
+        if (dfx_x86_avx2()) NAME##_avx2 ARGS;                                            \
+        else NAME##_base ARGS;                                                           \
     }
 #else
 #define DFX_X86_SIMD 0
