@@ -132,8 +132,7 @@ def trim(b: Builder, blob: str, op: ops.Minifloat, name: str, origin: str) -> st
     """A Minifloat layer ``name`` writing the next value of ``blob`` from its current one."""
     t = b.current(blob, origin)
     rq = b.unique_layer(name)
-    out = b.activation(blob, rq, t.shape)
-    b.add_layer(rq, op, [t.name], [out], origin=origin)
+    (out,) = b.append(rq, op, [t.name], [blob], shapes=[t.shape], origin=origin)
     return out
 
 
