@@ -59,9 +59,13 @@ static void check_gemm(const struct dfx_kernels *ks)
 static void check_dwconv(const struct dfx_kernels *ks)
 {
     int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 5), kw = rndi(1, 5), sh = rndi(1, 3), sw = rndi(1, 3);
-    if (rndi(0, 1)) {
+    if (rndi(0, 1)) { /* the 3 x 3 stride 1 / 2 path; sometimes planes of several strips */
         kh = kw = 3;
         sw = sh = rndi(1, 2);
+        if (rndi(0, 5) == 0) {
+            h = rndi(100, 400);
+            w = rndi(100, 400);
+        }
     }
     int dh = rndi(0, 3) ? 1 : 2, dw = rndi(0, 3) ? 1 : 2, pt = rndi(0, 2), pl = rndi(0, 2), pb = rndi(0, 2),
         pr = rndi(0, 2);
@@ -72,6 +76,8 @@ static void check_dwconv(const struct dfx_kernels *ks)
     fill_s8(x, (size_t)h * w);
     fill_s8(kk, (size_t)kh * kw);
     if (rndi(0, 4) == 0) kk[rndi(0, kh * kw - 1)] = 0;
+    for (int t = rndi(0, 2) ? 0 : rndi(1, 3); t > 0; t--) kk[rndi(0, kh * kw - 1)] = -128; /* -128 pairs */
+    if (rndi(0, 4) == 0) memset(x, 0x80, (size_t)h * w);                             /* -128 * -128 everywhere */
     dfx_kernels_portable.dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
     ks->dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
     int bad = memcmp(o0, o1, sizeof(int32_t) * (size_t)oh * ow) != 0;

@@ -5,8 +5,17 @@
  * SMULL of 8 inputs by the tap (exact int16 products) and SADDW into four
  * int32x4 accumulators; stride 2 reads with LD2 (even columns). Edge columns
  * and other strides take the scalar path. Sums are exact in int32 by the
- * dispatch contract. */
+ * dispatch contract.
+ *
+ * 3 x 3 kernels with stride 1 or 2 (no dilation), the depthwise layers of
+ * MobileNets, have their own path: strips of output rows read a zero-padded
+ * copy of the input rows they need (on the stack), so every output is a
+ * vector output, 16 per step, with no edge cases. Two taps share an int16
+ * product sum (SMULL + SMLAL, then SADDW into int32): |w*x + w'*x'| <= 32640
+ * unless both weights are -128; a kernel with two or more -128 weights adds
+ * every tap on its own. */
 #include <arm_neon.h>
+#include <string.h>
 
 #include "neon.h"
 
@@ -27,9 +36,121 @@ static int32_t one_output(const int8_t *x, int h, int w, const int8_t *k, int kh
     return s;
 }
 
+#define PAD_BYTES 32768 /* the padded strip on the stack */
+
+/* Taps j = 0, 1, 2 of 16 outputs from ox on (stride S) of one padded row. */
+static inline void taps3(const int8_t *r, int ox, int S, int8x16_t *t)
+{
+    if (S == 1) {
+        t[0] = vld1q_s8(r + ox);
+        t[1] = vld1q_s8(r + ox + 1);
+        t[2] = vld1q_s8(r + ox + 2);
+    } else {
+        int8x16x2_t d = vld2q_s8(r + 2 * ox);
+        t[0] = d.val[0];
+        t[1] = d.val[1];
+        t[2] = vld2q_s8(r + 2 * ox + 2).val[0];
+    }
+}
+
+/* 16 outputs of the padded 3 x 3 kernel, rows r0..r2 (stride S); 8 taps in pairs (PAIRED) or one by one.
+ * HALF: only the first 8 outputs (a[0], a[1]). */
+static inline void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int ox, int S, const int8x8_t *wv,
+                         int paired, int half, int32x4_t *a)
+{
+    int8x16_t t[9];
+    taps3(r0, ox, S, t);
+    taps3(r1, ox, S, t + 3);
+    taps3(r2, ox, S, t + 6);
+    int16x8_t p0 = vmull_s8(vget_low_s8(t[8]), wv[8]), p1 = p0;
+    a[0] = vmovl_s16(vget_low_s16(p0));
+    a[1] = vmovl_high_s16(p0);
+    if (!half) {
+        p1 = vmull_s8(vget_high_s8(t[8]), wv[8]);
+        a[2] = vmovl_s16(vget_low_s16(p1));
+        a[3] = vmovl_high_s16(p1);
+    }
+    for (int q = 0; q < 8; q += 1 + paired) {
+        p0 = vmull_s8(vget_low_s8(t[q]), wv[q]);
+        if (paired) p0 = vmlal_s8(p0, vget_low_s8(t[q + 1]), wv[q + 1]);
+        a[0] = vaddw_s16(a[0], vget_low_s16(p0));
+        a[1] = vaddw_high_s16(a[1], p0);
+        if (half) continue;
+        p1 = vmull_s8(vget_high_s8(t[q]), wv[q]);
+        if (paired) p1 = vmlal_s8(p1, vget_high_s8(t[q + 1]), wv[q + 1]);
+        a[2] = vaddw_s16(a[2], vget_low_s16(p1));
+        a[3] = vaddw_high_s16(a[3], p1);
+    }
+}
+
+/* Output rows of one strip from the padded rows buf (row stride wp): stride S; a last block of at most 8
+ * outputs computes 8, a longer one 16, and the tail goes through a buffer. */
+static inline void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x8_t *wv, int paired, int32_t *out,
+                            int ow)
+{
+    for (int y = 0; y < rows; y++, out += ow) {
+        const int8_t *r0 = buf + (size_t)y * S * wp, *r1 = r0 + wp, *r2 = r1 + wp;
+        int32x4_t a[4];
+        int ox = 0;
+        for (; ox + 16 <= ow; ox += 16) {
+            out16(r0, r1, r2, ox, S, wv, paired, 0, a);
+            vst1q_s32(out + ox, a[0]);
+            vst1q_s32(out + ox + 4, a[1]);
+            vst1q_s32(out + ox + 8, a[2]);
+            vst1q_s32(out + ox + 12, a[3]);
+        }
+        if (ox == ow) continue;
+        int32_t t[16];
+        if (ow - ox <= 8) out16(r0, r1, r2, ox, S, wv, paired, 1, a);
+        else {
+            out16(r0, r1, r2, ox, S, wv, paired, 0, a);
+            vst1q_s32(t + 8, a[2]);
+            vst1q_s32(t + 12, a[3]);
+        }
+        vst1q_s32(t, a[0]);
+        vst1q_s32(t + 4, a[1]);
+        memcpy(out + ox, t, (size_t)(ow - ox) * sizeof *t);
+    }
+}
+
+/* The 3 x 3, stride 1 or 2 path; returns 0 (nothing done) when a padded row does not fit the strip buffer. */
+static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out, int oh, int ow)
+{
+    int ob = (ow + 15) & ~15;                /* outputs computed per row */
+    int wp = (ob - 1) * s + 3 + 16 * s + 16; /* padded row: every load in bounds */
+    if (wp < pl + w) wp = pl + w;
+    int rows = (PAD_BYTES / wp - 2) / s; /* output rows per strip */
+    if (rows < 1) return 0;
+    int8_t buf[PAD_BYTES];
+    int8x8_t wv[9];
+    int m128 = 0;
+    for (int t = 0; t < 9; t++) {
+        wv[t] = vdup_n_s8(k[t]);
+        m128 += k[t] == -128;
+    }
+    for (int oy0 = 0; oy0 < oh; oy0 += rows) {
+        int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
+        memset(buf, 0, (size_t)need * wp);
+        for (int r = 0; r < need; r++) {
+            int iy = oy0 * s - pt + r;
+            if (iy >= 0 && iy < h) memcpy(buf + (size_t)r * wp + pl, x + (size_t)iy * w, (size_t)w);
+        }
+        int32_t *o = out + (size_t)oy0 * ow;
+        if (s == 1) {
+            if (m128 < 2) strip3x3(buf, wp, nr, 1, wv, 1, o, ow);
+            else strip3x3(buf, wp, nr, 1, wv, 0, o, ow);
+        } else if (m128 < 2) strip3x3(buf, wp, nr, 2, wv, 1, o, ow);
+        else strip3x3(buf, wp, nr, 2, wv, 0, o, ow);
+    }
+    return 1;
+}
+
 void dfx_neon_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
                         int dh, int dw, int32_t *out, int oh, int ow)
 {
+    if (kh == 3 && kw == 3 && sh == sw && (sh == 1 || sh == 2) && dh == 1 && dw == 1 && pl >= 0 && pt >= 0 &&
+        pl <= 2 && pt <= 2 && dw3x3(x, h, w, k, sh, pt, pl, out, oh, ow))
+        return;
     int vec = (sw == 1 || sw == 2) && kh * kw <= MAX_TAPS;
     /* columns [xlo, xhi) have every tap inside [0, w); with stride 2 the
      * loads also read the odd column after the last even one, so one more
