@@ -56,6 +56,47 @@ static void check_gemm(const struct dfx_kernels *ks)
     if (bad) FAIL("%s gemm_s8 m=%d n=%d k=%d lda=%d ldb=%d ldc=%d differs", ks->name, m, n, k, lda, ldb, ldc);
 }
 
+/* gemm_s8_packed against the portable gemm_s8: sizes off the blocks, odd k, -128/127, b_nonneg both ways
+ * (B >= 0 when set), and the additivity of packed_a_bytes at 48-row boundaries (dispatch.h). */
+static void check_gemm_packed(const struct dfx_kernels *ks)
+{
+    static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 48, 64, 97, 129};
+    if (!ks->packed_a_bytes) return;
+    int m = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
+    int n = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
+    int k = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 1200);
+    if (rndi(0, 10) == 0) k = rndi(1025, 2600); /* k blocks */
+    int nonneg = rndi(0, 1), lda = k + rndi(0, 3), ldb = n + rndi(0, 1) * rndi(0, 9), ldc = n + rndi(0, 2);
+    size_t bytes = ks->packed_a_bytes(m, k, nonneg);
+    int8_t *a = malloc((size_t)m * lda), *b = malloc((size_t)k * ldb);
+    uint8_t *ap = malloc(bytes + 1), *ap2 = malloc(bytes + 1);
+    int32_t *c0 = malloc(sizeof(int32_t) * (size_t)m * ldc), *c1 = malloc(sizeof(int32_t) * (size_t)m * ldc);
+    fill_s8(a, (size_t)m * lda);
+    fill_s8(b, (size_t)k * ldb);
+    if (nonneg)
+        for (size_t i = 0; i < (size_t)k * ldb; i++) b[i] = (int8_t)(b[i] < 0 ? -(b[i] + 1) : b[i]);
+    for (size_t i = 0; i < (size_t)m * ldc; i++) c0[i] = c1[i] = (int32_t)rnd64();
+    ks->pack_a(m, k, a, lda, ap, nonneg);
+    dfx_kernels_portable.gemm_s8(m, n, k, a, lda, b, ldb, c0, ldc);
+    ks->gemm_s8_packed(m, n, k, ap, b, ldb, c1, ldc, nonneg);
+    int bad = memcmp(c0, c1, sizeof(int32_t) * (size_t)m * ldc) != 0, split = 0;
+    if (m > 48) { /* rows [48, m) packed alone land at packed_a_bytes(48, k) */
+        size_t off = ks->packed_a_bytes(48, k, nonneg);
+        ks->pack_a(48, k, a, lda, ap2, nonneg);
+        ks->pack_a(m - 48, k, a + (size_t)48 * lda, lda, ap2 + off, nonneg);
+        split = off + ks->packed_a_bytes(m - 48, k, nonneg) != bytes || memcmp(ap, ap2, bytes) != 0;
+    }
+    free(a);
+    free(b);
+    free(ap);
+    free(ap2);
+    free(c0);
+    free(c1);
+    if (bad || split)
+        FAIL("%s gemm_s8_packed m=%d n=%d k=%d nonneg=%d ldb=%d ldc=%d %s", ks->name, m, n, k, nonneg, ldb, ldc,
+             bad ? "differs" : "packing is not additive");
+}
+
 static void check_dwconv(const struct dfx_kernels *ks)
 {
     int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 5), kw = rndi(1, 5), sh = rndi(1, 3), sw = rndi(1, 3);
@@ -206,12 +247,13 @@ int main(int argc, char **argv)
     for (int s = 0; s < 1 + dot; s++) {
         for (int i = 0; i < iters && failures < 10; i++) {
             check_gemm(sets[s]);
+            check_gemm_packed(sets[s]);
             check_dwconv(sets[s]);
             for (int j = 0; j < 20; j++) check_requant(sets[s]);
             check_relu(sets[s]);
             check_maxpool(sets[s]);
         }
-        printf("%s: %d x (gemm_s8, dwconv_s8, 20 requant_s32, relu_s8, maxpool_s8) %s\n", sets[s]->name, iters,
+        printf("%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, 20 requant_s32, relu_s8, maxpool_s8) %s\n", sets[s]->name, iters,
                failures ? "FAILED" : "equal to portable");
     }
     for (int i = 0; i < iters * 10 && failures < 10; i++) check_blocks();

@@ -39,7 +39,9 @@ static int32_t one_output(const int8_t *x, int h, int w, const int8_t *k, int kh
 #define PAD_BYTES 32768 /* the padded strip on the stack */
 
 /* Taps j = 0, 1, 2 of 16 outputs from ox on (stride S) of one padded row. */
-static inline void taps3(const int8_t *r, int ox, int S, int8x16_t *t)
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE void taps3(const int8_t *r, int ox, int S, int8x16_t *t)
 {
     if (S == 1) {
         t[0] = vld1q_s8(r + ox);
@@ -55,7 +57,7 @@ static inline void taps3(const int8_t *r, int ox, int S, int8x16_t *t)
 
 /* 16 outputs of the padded 3 x 3 kernel, rows r0..r2 (stride S); 8 taps in pairs (PAIRED) or one by one.
  * HALF: only the first 8 outputs (a[0], a[1]). */
-static inline void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int ox, int S, const int8x8_t *wv,
+INLINE void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int ox, int S, const int8x8_t *wv,
                          int paired, int half, int32x4_t *a)
 {
     int8x16_t t[9];
@@ -70,6 +72,7 @@ static inline void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, i
         a[2] = vmovl_s16(vget_low_s16(p1));
         a[3] = vmovl_high_s16(p1);
     }
+#pragma GCC unroll 8
     for (int q = 0; q < 8; q += 1 + paired) {
         p0 = vmull_s8(vget_low_s8(t[q]), wv[q]);
         if (paired) p0 = vmlal_s8(p0, vget_low_s8(t[q + 1]), wv[q + 1]);
@@ -85,7 +88,7 @@ static inline void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, i
 
 /* Output rows of one strip from the padded rows buf (row stride wp): stride S; a last block of at most 8
  * outputs computes 8, a longer one 16, and the tail goes through a buffer. */
-static inline void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x8_t *wv, int paired, int32_t *out,
+INLINE void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x8_t *wv, int paired, int32_t *out,
                             int ow)
 {
     for (int y = 0; y < rows; y++, out += ow) {
