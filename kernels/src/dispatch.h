@@ -79,6 +79,13 @@ struct dfx_kernels {
     void (*pack_a)(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
     void (*gemm_s8_packed)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                            int b_nonneg);
+
+    /* Entries appended for issue 15; NULL: the caller runs its own C. */
+
+    /* Quantize float32 values (fp_quantize_row of fixedpoint.h, bit-exact):
+     * out[i] = saturate_bw(round(x[i] * 2^fl)) with rounding one of RND_*,
+     * NaN -> 0; |fl| <= 800, 2 <= bw <= 32, out_bytes 1, 2 or 4. */
+    void (*quantize_f32)(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
 };
 
 extern const struct dfx_kernels dfx_kernels_portable;

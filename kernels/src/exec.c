@@ -35,7 +35,7 @@ static void widen_input(const dfx_io_plan *io, uint8_t *arena)
     }
 }
 
-static void store_output(const dfx_io_plan *io, uint8_t *arena)
+static void store_output(const dfx_io_plan *io, uint8_t *arena, const struct dfx_kernels *kf)
 {
     void *dst = stored(io, arena);
     const dt_tensor *T = io->t;
@@ -43,7 +43,9 @@ static void store_output(const dfx_io_plan *io, uint8_t *arena)
         const int32_t *q = (const int32_t *)(arena + io->conv);
         for (int64_t i = 0; i < io->count; i++) dfx_st(dst, io->esz, i, q[i]);
     } else if (io->act == DFX_IO_QUANT) {
-        fp_quantize_row((const float *)(arena + io->conv), io->count, T->fl, T->bw, T->rounding, dst, io->esz);
+        if (kf->quantize_f32 && T->fl >= -800 && T->fl <= 800)
+            kf->quantize_f32((const float *)(arena + io->conv), io->count, T->fl, T->bw, T->rounding, dst, io->esz);
+        else fp_quantize_row((const float *)(arena + io->conv), io->count, T->fl, T->bw, T->rounding, dst, io->esz);
     }
 }
 
@@ -213,6 +215,6 @@ dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf,
     }
     dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch);
     if (st) return st;
-    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena);
+    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, kf);
     return DFX_OK;
 }

@@ -8,6 +8,7 @@
  *
  * Prints which sets it checked; fails (exit 1) on the first difference. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,33 @@ static void check_requant(const struct dfx_kernels *ks)
              n, bias, lshift, shift, rounding, bw, out_bytes);
 }
 
+/* quantize_f32 against fp_quantize_row: ties, NaN, infinities, -0.0, tiny and huge values, every mode. */
+static void check_quantize(const struct dfx_kernels *ks)
+{
+    if (!ks->quantize_f32) return;
+    int n = rndi(1, 90), fl = rndi(0, 5) ? rndi(-20, 20) : (rndi(0, 1) ? 800 : -800), rounding = rndi(0, 3);
+    int bw = rndi(0, 2) ? 8 : rndi(2, 32), out_bytes = bw <= 8 ? (1 << rndi(0, 2)) : bw <= 16 ? (2 << rndi(0, 1)) : 4;
+    float x[90];
+    for (int i = 0; i < n; i++) {
+        int kind = rndi(0, 9);
+        double v = ldexp((double)rndi(-300000, 300000), rndi(-18, 0) - fl);
+        if (kind == 0) v = ldexp(rndi(-400, 400) + 0.5, -fl); /* a tie */
+        else if (kind == 1) v = (double)(float)ldexp(1.0, -149) * (rndi(0, 1) ? -1 : 1);
+        else if (kind == 2) v = rndi(0, 1) ? INFINITY : -INFINITY;
+        else if (kind == 3) v = rndi(0, 1) ? NAN : -0.0;
+        else if (kind == 4) v = ldexp((double)rndi(-1000, 1000), rndi(0, 40) - fl);
+        x[i] = (float)v;
+    }
+    uint8_t o0[90 * 4], o1[90 * 4];
+    memset(o0, 0x5a, sizeof o0);
+    memset(o1, 0x5a, sizeof o1);
+    fp_quantize_row(x, n, fl, bw, rounding, o0, out_bytes);
+    ks->quantize_f32(x, n, fl, bw, rounding, o1, out_bytes);
+    if (memcmp(o0, o1, sizeof o0))
+        FAIL("%s quantize_f32 n=%d fl=%d rounding=%d bw=%d out_bytes=%d differs", ks->name, n, fl, rounding, bw,
+             out_bytes);
+}
+
 static void check_relu(const struct dfx_kernels *ks)
 {
     int n = rndi(1, 300);
@@ -250,10 +278,11 @@ int main(int argc, char **argv)
             check_gemm_packed(sets[s]);
             check_dwconv(sets[s]);
             for (int j = 0; j < 20; j++) check_requant(sets[s]);
+            for (int j = 0; j < 5; j++) check_quantize(sets[s]);
             check_relu(sets[s]);
             check_maxpool(sets[s]);
         }
-        printf("%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, 20 requant_s32, relu_s8, maxpool_s8) %s\n", sets[s]->name, iters,
+        printf("%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, 20 requant_s32, 5 quantize_f32, relu_s8, maxpool_s8) %s\n", sets[s]->name, iters,
                failures ? "FAILED" : "equal to portable");
     }
     for (int i = 0; i < iters * 10 && failures < 10; i++) check_blocks();

@@ -19,6 +19,10 @@
 
 #include "neon.h"
 
+#if defined(__GNUC__) && !defined(__clang__) /* short row loops stay inline, not memset/memcpy calls */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
 #define MAX_TAPS 64
 
 static int32_t one_output(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int oy, int ox, int sh,
@@ -56,63 +60,76 @@ INLINE void taps3(const int8_t *r, int ox, int S, int8x16_t *t)
 }
 
 /* 16 outputs of the padded 3 x 3 kernel, rows r0..r2 (stride S); 8 taps in pairs (PAIRED) or one by one.
- * HALF: only the first 8 outputs (a[0], a[1]). */
-INLINE void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int ox, int S, const int8x8_t *wv,
-                         int paired, int half, int32x4_t *a)
+ * HALF: only the first 8 outputs (a0, a1). wv: the taps, each in all 16 lanes. */
+INLINE void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int ox, int S, const int8x16_t *wv,
+                  int paired, int half, int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3)
 {
     int8x16_t t[9];
     taps3(r0, ox, S, t);
     taps3(r1, ox, S, t + 3);
     taps3(r2, ox, S, t + 6);
-    int16x8_t p0 = vmull_s8(vget_low_s8(t[8]), wv[8]), p1 = p0;
-    a[0] = vmovl_s16(vget_low_s16(p0));
-    a[1] = vmovl_high_s16(p0);
+    int16x8_t p0 = vmull_s8(vget_low_s8(t[8]), vget_low_s8(wv[8])), p1;
+    int32x4_t b0 = vmovl_s16(vget_low_s16(p0)), b1 = vmovl_high_s16(p0), b2 = b0, b3 = b1;
     if (!half) {
-        p1 = vmull_s8(vget_high_s8(t[8]), wv[8]);
-        a[2] = vmovl_s16(vget_low_s16(p1));
-        a[3] = vmovl_high_s16(p1);
+        p1 = vmull_high_s8(t[8], wv[8]);
+        b2 = vmovl_s16(vget_low_s16(p1));
+        b3 = vmovl_high_s16(p1);
     }
 #pragma GCC unroll 8
     for (int q = 0; q < 8; q += 1 + paired) {
-        p0 = vmull_s8(vget_low_s8(t[q]), wv[q]);
-        if (paired) p0 = vmlal_s8(p0, vget_low_s8(t[q + 1]), wv[q + 1]);
-        a[0] = vaddw_s16(a[0], vget_low_s16(p0));
-        a[1] = vaddw_high_s16(a[1], p0);
+        p0 = vmull_s8(vget_low_s8(t[q]), vget_low_s8(wv[q]));
+        if (paired) p0 = vmlal_s8(p0, vget_low_s8(t[q + 1]), vget_low_s8(wv[q + 1]));
+        b0 = vaddw_s16(b0, vget_low_s16(p0));
+        b1 = vaddw_high_s16(b1, p0);
         if (half) continue;
-        p1 = vmull_s8(vget_high_s8(t[q]), wv[q]);
-        if (paired) p1 = vmlal_s8(p1, vget_high_s8(t[q + 1]), wv[q + 1]);
-        a[2] = vaddw_s16(a[2], vget_low_s16(p1));
-        a[3] = vaddw_high_s16(a[3], p1);
+        p1 = vmull_high_s8(t[q], wv[q]);
+        if (paired) p1 = vmlal_high_s8(p1, t[q + 1], wv[q + 1]);
+        b2 = vaddw_s16(b2, vget_low_s16(p1));
+        b3 = vaddw_high_s16(b3, p1);
     }
+    *a0 = b0;
+    *a1 = b1;
+    *a2 = b2;
+    *a3 = b3;
+}
+
+/* dst[0..n) = src[0..n) without a library call (n >= 16: overlapping 16-byte moves). */
+INLINE void copy_row(int8_t *dst, const int8_t *src, int n)
+{
+    if (n < 16) {
+        for (int j = 0; j < n; j++) dst[j] = src[j];
+        return;
+    }
+    int j = 0;
+    for (; j + 16 <= n; j += 16) vst1q_s8(dst + j, vld1q_s8(src + j));
+    if (j < n) vst1q_s8(dst + n - 16, vld1q_s8(src + n - 16));
 }
 
 /* Output rows of one strip from the padded rows buf (row stride wp): stride S; a last block of at most 8
- * outputs computes 8, a longer one 16, and the tail goes through a buffer. */
-INLINE void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x8_t *wv, int paired, int32_t *out,
-                            int ow)
+ * outputs computes 8, a longer one 16. */
+INLINE void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x16_t *wv, int paired, int32_t *out,
+                     int ow)
 {
     for (int y = 0; y < rows; y++, out += ow) {
         const int8_t *r0 = buf + (size_t)y * S * wp, *r1 = r0 + wp, *r2 = r1 + wp;
-        int32x4_t a[4];
+        int32x4_t a0, a1, a2, a3;
         int ox = 0;
         for (; ox + 16 <= ow; ox += 16) {
-            out16(r0, r1, r2, ox, S, wv, paired, 0, a);
-            vst1q_s32(out + ox, a[0]);
-            vst1q_s32(out + ox + 4, a[1]);
-            vst1q_s32(out + ox + 8, a[2]);
-            vst1q_s32(out + ox + 12, a[3]);
+            out16(r0, r1, r2, ox, S, wv, paired, 0, &a0, &a1, &a2, &a3);
+            vst1q_s32(out + ox, a0);
+            vst1q_s32(out + ox + 4, a1);
+            vst1q_s32(out + ox + 8, a2);
+            vst1q_s32(out + ox + 12, a3);
         }
         if (ox == ow) continue;
+        int n = ow - ox; /* 1..15 */
         int32_t t[16];
-        if (ow - ox <= 8) out16(r0, r1, r2, ox, S, wv, paired, 1, a);
-        else {
-            out16(r0, r1, r2, ox, S, wv, paired, 0, a);
-            vst1q_s32(t + 8, a[2]);
-            vst1q_s32(t + 12, a[3]);
-        }
-        vst1q_s32(t, a[0]);
-        vst1q_s32(t + 4, a[1]);
-        memcpy(out + ox, t, (size_t)(ow - ox) * sizeof *t);
+        out16(r0, r1, r2, ox, S, wv, paired, n <= 8, &a0, &a1, &a2, &a3);
+        vst1q_s32(t, a0);
+        vst1q_s32(t + 4, a1);
+        vst1q_s32(t + 8, a2);
+        vst1q_s32(t + 12, a3);
+        for (int j = 0; j < n; j++) out[ox + j] = t[j];
     }
 }
 
@@ -124,19 +141,25 @@ static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, 
     if (wp < pl + w) wp = pl + w;
     int rows = (PAD_BYTES / wp - 2) / s; /* output rows per strip */
     if (rows < 1) return 0;
-    int8_t buf[PAD_BYTES];
-    int8x8_t wv[9];
+    int8_t buf[PAD_BYTES + 16]; /* + 16: the last zero store of a row may pass wp */
+    int8x16_t z = vdupq_n_s8(0);
+    int8x16_t wv[9];
     int m128 = 0;
     for (int t = 0; t < 9; t++) {
-        wv[t] = vdup_n_s8(k[t]);
+        wv[t] = vdupq_n_s8(k[t]);
         m128 += k[t] == -128;
     }
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
-        memset(buf, 0, (size_t)need * wp);
-        for (int r = 0; r < need; r++) {
-            int iy = oy0 * s - pt + r;
-            if (iy >= 0 && iy < h) memcpy(buf + (size_t)r * wp + pl, x + (size_t)iy * w, (size_t)w);
+        for (int r = 0; r < need; r++) { /* zero left pad, the row, zero right pad (16-byte stores) */
+            int8_t *d = buf + (size_t)r * wp;
+            int iy = oy0 * s - pt + r, c = 0;
+            if (iy >= 0 && iy < h) {
+                vst1q_s8(d, z);
+                copy_row(d + pl, x + (size_t)iy * w, w);
+                c = pl + w;
+            }
+            for (; c < wp; c += 16) vst1q_s8(d + c, z);
         }
         int32_t *o = out + (size_t)oy0 * ow;
         if (s == 1) {

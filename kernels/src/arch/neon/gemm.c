@@ -13,6 +13,10 @@
 #include <string.h>
 
 #include "neon.h"
+
+#if defined(__GNUC__) && !defined(__clang__) /* short row loops stay inline, not memset/memcpy calls */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
 #include "store_row.h"
 
 #define GEMM_KC 256 /* multiple of 4 */
