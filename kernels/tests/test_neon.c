@@ -240,7 +240,7 @@ static void check_blocks(void)
 
 static void check_maxpool(const struct dfx_kernels *ks)
 {
-    static int8_t x[40 * 70], y0[40 * 70], y1[40 * 70];
+    static int8_t x[40 * 70], y0[46 * 76], y1[46 * 76]; /* oh, ow reach h + 2 * pt - kh + 1 <= h + 3 */
     int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 4), kw = rndi(1, 4), sh = rndi(1, 3), sw = rndi(1, 3);
     int pt = rndi(0, kh - 1), pl = rndi(0, kw - 1);
     int oh = (h + 2 * pt - kh) / sh + 1, ow = (w + 2 * pl - kw) / sw + 1;
