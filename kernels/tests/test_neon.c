@@ -111,6 +111,10 @@ static void check_dwconv(const struct dfx_kernels *ks)
     }
     int dh = rndi(0, 3) ? 1 : 2, dw = rndi(0, 3) ? 1 : 2, pt = rndi(0, 2), pl = rndi(0, 2), pb = rndi(0, 2),
         pr = rndi(0, 2);
+    if (kh == 3 && kw == 3 && sh == 1 && sw == 1 && rndi(0, 1)) { /* "same" padding: the flattened-plane path */
+        pt = pl = pb = pr = 1;
+        dh = dw = 1;
+    }
     int oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1, ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
     if (h + pt + pb - dh * (kh - 1) - 1 < 0 || w + pl + pr - dw * (kw - 1) - 1 < 0) return;
     int8_t *x = malloc((size_t)h * w), kk[25];

@@ -133,6 +133,63 @@ INLINE void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x16_t
     }
 }
 
+/* dst[0..n) = 0 (16-byte stores; may write up to 15 bytes more). */
+INLINE void zero_bytes(int8_t *dst, int n)
+{
+    for (int j = 0; j < n; j += 16) vst1q_s8(dst + j, vdupq_n_s8(0));
+}
+
+/* Stride 1 with one zero of padding on every side (oh = h, ow = w), on the flattened plane: output p = y*w + x
+ * is sum_ij k[i][j] * c[p + (i - 1)*w + j - 1] where c is the plane between zero margins, computed 16 outputs at
+ * a time over the whole plane. That is exact except that tap column 0 of output column 0 reads the previous
+ * row's last element, and tap column 2 of column w - 1 the next row's first; those products are subtracted
+ * afterwards. Returns 0 when the plane does not fit the buffer. */
+static int dw3x3_s1_flat(const int8_t *x, int h, int w, const int8_t *k, const int8x16_t *wv, int paired,
+                         int32_t *out)
+{
+    int P = h * w, z = w + 16, tail = ((P + 15) & ~15) - P + w + 32;
+    if (z + P + tail > PAD_BYTES) return 0;
+    int8_t buf[PAD_BYTES + 16];
+    int8_t *c = buf + z;
+    zero_bytes(buf, z);
+    copy_row(c, x, P);
+    zero_bytes(c + P, tail);
+    const int8_t *r0 = c - w - 1, *r1 = c - 1, *r2 = c + w - 1;
+    int32x4_t a0, a1, a2, a3;
+    int p = 0;
+    if (paired)
+        for (; p + 16 <= P; p += 16) {
+            out16(r0, r1, r2, p, 1, wv, 1, 0, &a0, &a1, &a2, &a3);
+            vst1q_s32(out + p, a0);
+            vst1q_s32(out + p + 4, a1);
+            vst1q_s32(out + p + 8, a2);
+            vst1q_s32(out + p + 12, a3);
+        }
+    else
+        for (; p + 16 <= P; p += 16) {
+            out16(r0, r1, r2, p, 1, wv, 0, 0, &a0, &a1, &a2, &a3);
+            vst1q_s32(out + p, a0);
+            vst1q_s32(out + p + 4, a1);
+            vst1q_s32(out + p + 8, a2);
+            vst1q_s32(out + p + 12, a3);
+        }
+    if (p < P) {
+        int32_t t[16];
+        out16(r0, r1, r2, p, 1, wv, paired, 0, &a0, &a1, &a2, &a3);
+        vst1q_s32(t, a0);
+        vst1q_s32(t + 4, a1);
+        vst1q_s32(t + 8, a2);
+        vst1q_s32(t + 12, a3);
+        for (int j = 0; p + j < P; j++) out[p + j] = t[j];
+    }
+    for (int y = 0; y < h; y++) { /* the wrapped taps of the first and the last column */
+        const int8_t *q = c + (size_t)y * w;
+        out[(size_t)y * w] -= k[0] * q[-w - 1] + k[3] * q[-1] + k[6] * q[w - 1];
+        out[(size_t)y * w + w - 1] -= k[2] * q[0] + k[5] * q[w] + k[8] * q[2 * w];
+    }
+    return 1;
+}
+
 /* The 3 x 3, stride 1 or 2 path; returns 0 (nothing done) when a padded row does not fit the strip buffer. */
 static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out, int oh, int ow)
 {
@@ -149,6 +206,7 @@ static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, 
         wv[t] = vdupq_n_s8(k[t]);
         m128 += k[t] == -128;
     }
+    if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w && dw3x3_s1_flat(x, h, w, k, wv, m128 < 2, out)) return 1;
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
         for (int r = 0; r < need; r++) { /* zero left pad, the row, zero right pad (16-byte stores) */
