@@ -97,23 +97,24 @@ static inline int16x8_t step8_32(const int32_t *a, int mode, int lsh, int32x4_t 
     return vqmovn_high_s32(vqmovn_s32(round32(v0, mode, sh, one)), round32(v1, mode, sh, one));
 }
 
-#define LOOP32(MODE, LSH)                                                                      \
-    for (; i + 16 <= n; i += 16) {                                                             \
-        int8x16_t r = vqmovn_high_s16(vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one)), \
-                                      step8_32(acc + i + 8, MODE, LSH, ls, vb, sh, one));        \
-        vst1q_s8(o + i, vmaxq_s8(vminq_s8(r, vhi), vlo));                                      \
-    }                                                                                          \
-    for (; i + 8 <= n; i += 8) {                                                               \
-        int8x8_t r = vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one));                \
-        vst1_s8(o + i, vmax_s8(vmin_s8(r, vget_low_s8(vhi)), vget_low_s8(vlo)));               \
+#define LOOP32(MODE, LSH, CLAMP)                                                                 \
+    for (; i + 16 <= n; i += 16) {                                                               \
+        int8x16_t r = vqmovn_high_s16(vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one)),   \
+                                      step8_32(acc + i + 8, MODE, LSH, ls, vb, sh, one));          \
+        vst1q_s8(o + i, CLAMP ? vmaxq_s8(vminq_s8(r, vhi), vlo) : r);                            \
+    }                                                                                            \
+    for (; i + 8 <= n; i += 8) {                                                                 \
+        int8x8_t r = vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one));                  \
+        vst1_s8(o + i, CLAMP ? vmax_s8(vmin_s8(r, vget_low_s8(vhi)), vget_low_s8(vlo)) : r);     \
     }
-#define MODES32(LSH)                          \
-    switch (mode) {                           \
-        case M_ZERO: LOOP32(M_ZERO, LSH) break;   \
-        case M_FLOOR: LOOP32(M_FLOOR, LSH) break; \
-        case M_UP: LOOP32(M_UP, LSH) break;       \
-        case M_AWAY: LOOP32(M_AWAY, LSH) break;   \
-        default: LOOP32(M_EVEN, LSH) break;       \
+/* CLAMP: bw < 8 (SQXTN already saturates to 8 bits) */
+#define MODES32(LSH, CLAMP)                                \
+    switch (mode) {                                        \
+        case M_ZERO: LOOP32(M_ZERO, LSH, CLAMP) break;     \
+        case M_FLOOR: LOOP32(M_FLOOR, LSH, CLAMP) break;   \
+        case M_UP: LOOP32(M_UP, LSH, CLAMP) break;         \
+        case M_AWAY: LOOP32(M_AWAY, LSH, CLAMP) break;     \
+        default: LOOP32(M_EVEN, LSH, CLAMP) break;         \
     }
 
 /* The int32-lane path (see the top of the file); returns how many leading elements it wrote. */
@@ -122,7 +123,9 @@ static int requant_s8_lanes32(const int32_t *acc, int n, int64_t bias, int lshif
     int32x4_t ls = vdupq_n_s32(lshift), vb = vdupq_n_s32((int32_t)bias), sh = vdupq_n_s32(-s), one = vdupq_n_s32(1);
     int8x16_t vhi = vdupq_n_s8((int8_t)((1 << (bw - 1)) - 1)), vlo = vdupq_n_s8((int8_t)-(1 << (bw - 1)));
     int i = 0;
-    if (lshift) MODES32(1) else MODES32(0)
+    if (lshift) MODES32(1, 1)
+    else if (bw < 8) MODES32(0, 1)
+    else MODES32(0, 0)
     return i;
 }
 
