@@ -60,7 +60,8 @@ typedef struct dt_tensor {
     uint32_t crc;
     int producer; /* layer index, -1 for graph inputs / constants */
     int last_use; /* last layer reading it, -1 if none */
-    int is_graph_output;
+    unsigned char is_graph_output;
+    unsigned char batch_fixed; /* its shape does not follow the batch (a PriorBox output) */
 } dt_tensor;
 
 /* Options of every operator, flattened; defaults are the schema's. */
@@ -116,6 +117,7 @@ struct dfx_model {
     const uint8_t *data;
     uint64_t data_len;
     int n_tensors, n_layers, n_inputs, n_outputs;
+    int n_layer_io, n_linear; /* sum of the layers' inputs and outputs; Conv2D and FullyConnected layers */
     dt_tensor *tensors;
     dt_layer *layers;
     int32_t *inputs, *outputs;
