@@ -188,24 +188,16 @@ def ssd_layers(work: Path, n: int):
     return result
 
 
-#: The one-pass quantizer (max-abs fl, nearest rounding, no fl search): quick to set up.
-ONE_PASS = {"bw": 8, "fl_rule": "maxabs", "rounding": "nearest", "fl_search": "none"}
-
-
 def ssd_full(work: Path, cache: Path):
-    """The whole MobileNet-SSD 300x300, 8 bits (one-pass quantizer), cached as ``cache``/ssd_full.dfx."""
+    """The whole MobileNet-SSD 300x300, 8 bits (native_nets.quantize8: one pass), cached as ``cache``/ssd_full.dfx."""
     model, inp = cache / "ssd_full.dfx", cache / "ssd_full.in"
     if not (model.exists() and inp.exists()):
         from dfxsdk.io import save
-        from dfxsdk.providers import CalibrationData
-
-        from dfx_quantizer.plugin import quantize_model
 
         sys.path.insert(0, str(ROOT / "benchmarks"))
         import native_nets as nets
 
-        fmodel = nets.mobilenet_ssd()
-        q = quantize_model(fmodel, CalibrationData([nets.random_input(fmodel, 2)]), ONE_PASS).model
+        q = nets.quantize8(nets.mobilenet_ssd())
         save(q, work / "ssd_full.dfx")
         x = nets.random_input(q, 1, seed=1)[q.inputs[0]]
         (work / "ssd_full.in").write_bytes(x.astype(np.float32).tobytes())

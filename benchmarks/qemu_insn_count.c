@@ -24,7 +24,7 @@
 
 typedef uint64_t qemu_plugin_id_t;
 struct qemu_plugin_tb;
-typedef struct qemu_info_t qemu_info_t;  /* not used */
+typedef struct qemu_info_t qemu_info_t; /* not used */
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);

@@ -123,7 +123,7 @@ static void check_dwconv(const struct dfx_kernels *ks)
     fill_s8(kk, (size_t)kh * kw);
     if (rndi(0, 4) == 0) kk[rndi(0, kh * kw - 1)] = 0;
     for (int t = rndi(0, 2) ? 0 : rndi(1, 3); t > 0; t--) kk[rndi(0, kh * kw - 1)] = -128; /* -128 pairs */
-    if (rndi(0, 4) == 0) memset(x, 0x80, (size_t)h * w);                             /* -128 * -128 everywhere */
+    if (rndi(0, 4) == 0) memset(x, 0x80, (size_t)h * w);                                   /* -128 * -128 everywhere */
     dfx_kernels_portable.dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
     ks->dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
     int bad = memcmp(o0, o1, sizeof(int32_t) * (size_t)oh * ow) != 0;
@@ -286,8 +286,9 @@ int main(int argc, char **argv)
             check_relu(sets[s]);
             check_maxpool(sets[s]);
         }
-        printf("%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, 20 requant_s32, 5 quantize_f32, relu_s8, maxpool_s8) %s\n", sets[s]->name, iters,
-               failures ? "FAILED" : "equal to portable");
+        printf(
+            "%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, 20 requant_s32, 5 quantize_f32, relu_s8, maxpool_s8) %s\n",
+            sets[s]->name, iters, failures ? "FAILED" : "equal to portable");
     }
     for (int i = 0; i < iters * 10 && failures < 10; i++) check_blocks();
     printf("building blocks (maxpool/sumpool rows, add_s8): %s\n", failures ? "FAILED" : "equal to the reference");

@@ -61,8 +61,8 @@ INLINE void taps3(const int8_t *r, int ox, int S, int8x16_t *t)
 
 /* 16 outputs of the padded 3 x 3 kernel, rows r0..r2 (stride S); 8 taps in pairs (PAIRED) or one by one.
  * HALF: only the first 8 outputs (a0, a1). wv: the taps, each in all 16 lanes. */
-INLINE void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int ox, int S, const int8x16_t *wv,
-                  int paired, int half, int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3)
+INLINE void out16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int ox, int S, const int8x16_t *wv, int paired,
+                  int half, int32x4_t *a0, int32x4_t *a1, int32x4_t *a2, int32x4_t *a3)
 {
     int8x16_t t[9];
     taps3(r0, ox, S, t);
@@ -107,8 +107,7 @@ INLINE void copy_row(int8_t *dst, const int8_t *src, int n)
 
 /* Output rows of one strip from the padded rows buf (row stride wp): stride S; a last block of at most 8
  * outputs computes 8, a longer one 16. */
-INLINE void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x16_t *wv, int paired, int32_t *out,
-                     int ow)
+INLINE void strip3x3(const int8_t *buf, int wp, int rows, int S, const int8x16_t *wv, int paired, int32_t *out, int ow)
 {
     for (int y = 0; y < rows; y++, out += ow) {
         const int8_t *r0 = buf + (size_t)y * S * wp, *r1 = r0 + wp, *r2 = r1 + wp;
@@ -144,8 +143,7 @@ INLINE void zero_bytes(int8_t *dst, int n)
  * a time over the whole plane. That is exact except that tap column 0 of output column 0 reads the previous
  * row's last element, and tap column 2 of column w - 1 the next row's first; those products are subtracted
  * afterwards. Returns 0 when the plane does not fit the buffer. */
-static int dw3x3_s1_flat(const int8_t *x, int h, int w, const int8_t *k, const int8x16_t *wv, int paired,
-                         int32_t *out)
+static int dw3x3_s1_flat(const int8_t *x, int h, int w, const int8_t *k, const int8x16_t *wv, int paired, int32_t *out)
 {
     int P = h * w, z = w + 16, tail = ((P + 15) & ~15) - P + w + 32;
     if (z + P + tail > PAD_BYTES) return 0;
@@ -232,8 +230,8 @@ static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, 
 void dfx_neon_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
                         int dh, int dw, int32_t *out, int oh, int ow)
 {
-    if (kh == 3 && kw == 3 && sh == sw && (sh == 1 || sh == 2) && dh == 1 && dw == 1 && pl >= 0 && pt >= 0 &&
-        pl <= 2 && pt <= 2 && dw3x3(x, h, w, k, sh, pt, pl, out, oh, ow))
+    if (kh == 3 && kw == 3 && sh == sw && (sh == 1 || sh == 2) && dh == 1 && dw == 1 && pl >= 0 && pt >= 0 && pl <= 2 &&
+        pt <= 2 && dw3x3(x, h, w, k, sh, pt, pl, out, oh, ow))
         return;
     int vec = (sw == 1 || sw == 2) && kh * kw <= MAX_TAPS;
     /* columns [xlo, xhi) have every tap inside [0, w); with stride 2 the

@@ -455,7 +455,8 @@ static void pack_b_k16(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
         for (int q = 0; q < kq; q++) {
             int8x16_t x[16];
             int rows = kc - q * 16 < 16 ? kc - q * 16 : 16;
-            for (int t = 0; t < 16; t++) x[t] = t < rows ? vld1q_s8(b + (size_t)(q * 16 + t) * ldb + j0) : vdupq_n_s8(0);
+            for (int t = 0; t < 16; t++)
+                x[t] = t < rows ? vld1q_s8(b + (size_t)(q * 16 + t) * ldb + j0) : vdupq_n_s8(0);
             transpose16(x);
             for (int c = 0; c < 16; c++) vst1q_s8(dst + (size_t)((j0 + c) / 4) * panel + q * 64 + (c & 3) * 16, x[c]);
         }
@@ -673,7 +674,9 @@ static inline void tile4x4_packed(int kq, const int8_t *ap, const int8_t *bp, in
                          "st1 {v3.4s}, [%[r]], %[rs]\n\t"
                          : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kq), [r] "+r"(out)
                          : [rs] "r"(rs)
-                         : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
+                         : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11",
+                           "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24",
+                           "v25", "v26", "v27", "v28", "v29", "v30", "v31");
     } else {
         __asm__ volatile("movi v16.4s, #0\n\t"
                          "movi v17.4s, #0\n\t"
@@ -914,7 +917,9 @@ static inline void tile4x4_packed(int kq, const int8_t *ap, const int8_t *bp, in
                          "st1 {v3.4s}, [%[r]], %[rs]\n\t"
                          : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kq), [r] "+r"(out)
                          : [rs] "r"(rs)
-                         : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
+                         : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11",
+                           "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24",
+                           "v25", "v26", "v27", "v28", "v29", "v30", "v31");
     }
     if (direct) return;
     for (int i = 0; i < mr; i++) {
@@ -923,7 +928,8 @@ static inline void tile4x4_packed(int kq, const int8_t *ap, const int8_t *bp, in
         if (nr == 4) {
             vst1q_s32(cr, acc ? vaddq_s32(v, vld1q_s32(cr)) : v);
         } else {
-            for (int j = 0; j < nr; j++) cr[j] = acc ? (int32_t)((uint32_t)cr[j] + (uint32_t)r[4 * i + j]) : r[4 * i + j];
+            for (int j = 0; j < nr; j++)
+                cr[j] = acc ? (int32_t)((uint32_t)cr[j] + (uint32_t)r[4 * i + j]) : r[4 * i + j];
         }
     }
 }

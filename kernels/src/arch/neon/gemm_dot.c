@@ -143,7 +143,8 @@ static void pack_b_dot(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
             const int8_t *s = b + (size_t)g * 4 * ldb + j0;
             int rows = kc - g * 4;
             int8x16_t r0 = vld1q_s8(s), r1 = rows > 1 ? vld1q_s8(s + ldb) : z,
-                      r2 = rows > 2 ? vld1q_s8(s + 2 * (size_t)ldb) : z, r3 = rows > 3 ? vld1q_s8(s + 3 * (size_t)ldb) : z;
+                      r2 = rows > 2 ? vld1q_s8(s + 2 * (size_t)ldb) : z,
+                      r3 = rows > 3 ? vld1q_s8(s + 3 * (size_t)ldb) : z;
             int16x8_t z01l = vreinterpretq_s16_s8(vzip1q_s8(r0, r1)), z01h = vreinterpretq_s16_s8(vzip2q_s8(r0, r1));
             int16x8_t z23l = vreinterpretq_s16_s8(vzip1q_s8(r2, r3)), z23h = vreinterpretq_s16_s8(vzip2q_s8(r2, r3));
             vst1q_s8(d0, vreinterpretq_s8_s16(vzip1q_s16(z01l, z23l)));      /* columns 0..3 */
@@ -155,7 +156,8 @@ static void pack_b_dot(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
     for (; j0 < ((nc + 7) & ~7); j0++) { /* the last columns one by one, zero columns up to the panel */
         int8_t *d = dst + (size_t)(j0 / 8) * panel + (j0 & 7) * 4;
         for (int g = 0; g < kg; g++)
-            for (int t = 0; t < 4; t++) d[g * 32 + t] = j0 < nc && g * 4 + t < kc ? b[(size_t)(g * 4 + t) * ldb + j0] : 0;
+            for (int t = 0; t < 4; t++)
+                d[g * 32 + t] = j0 < nc && g * 4 + t < kc ? b[(size_t)(g * 4 + t) * ldb + j0] : 0;
     }
 }
 
@@ -166,91 +168,92 @@ static void tile8x8_packed(int kg, const int8_t *ap, const int8_t *bp, int32_t *
         int32_t *r = c;
         size_t l4 = (size_t)ldc * 4;
         __asm__ volatile("movi v16.4s, #0\n\t"
-                     "movi v17.4s, #0\n\t"
-                     "movi v18.4s, #0\n\t"
-                     "movi v19.4s, #0\n\t"
-                     "movi v20.4s, #0\n\t"
-                     "movi v21.4s, #0\n\t"
-                     "movi v22.4s, #0\n\t"
-                     "movi v23.4s, #0\n\t"
-                     "movi v24.4s, #0\n\t"
-                     "movi v25.4s, #0\n\t"
-                     "movi v26.4s, #0\n\t"
-                     "movi v27.4s, #0\n\t"
-                     "movi v28.4s, #0\n\t"
-                     "movi v29.4s, #0\n\t"
-                     "movi v30.4s, #0\n\t"
-                     "movi v31.4s, #0\n\t"
-                     "tbz %w[n], #0, 2f\n\t"
-                     "ld1 {v0.16b, v1.16b}, [%[a]], #32\n\t"
-                     "ld1 {v4.16b, v5.16b}, [%[b]], #32\n\t"
-                     "sdot v16.4s, v4.16b, v0.4b[0]\n\t"
-                     "sdot v17.4s, v5.16b, v0.4b[0]\n\t"
-                     "sdot v18.4s, v4.16b, v0.4b[1]\n\t"
-                     "sdot v19.4s, v5.16b, v0.4b[1]\n\t"
-                     "sdot v20.4s, v4.16b, v0.4b[2]\n\t"
-                     "sdot v21.4s, v5.16b, v0.4b[2]\n\t"
-                     "sdot v22.4s, v4.16b, v0.4b[3]\n\t"
-                     "sdot v23.4s, v5.16b, v0.4b[3]\n\t"
-                     "sdot v24.4s, v4.16b, v1.4b[0]\n\t"
-                     "sdot v25.4s, v5.16b, v1.4b[0]\n\t"
-                     "sdot v26.4s, v4.16b, v1.4b[1]\n\t"
-                     "sdot v27.4s, v5.16b, v1.4b[1]\n\t"
-                     "sdot v28.4s, v4.16b, v1.4b[2]\n\t"
-                     "sdot v29.4s, v5.16b, v1.4b[2]\n\t"
-                     "sdot v30.4s, v4.16b, v1.4b[3]\n\t"
-                     "sdot v31.4s, v5.16b, v1.4b[3]\n\t"
-                     "subs %w[n], %w[n], #1\n\t"
-                     "b.eq 3f\n\t"
-                     "2:\n\t"
-                     "ld1 {v0.16b-v3.16b}, [%[a]], #64\n\t"
-                     "ld1 {v4.16b-v7.16b}, [%[b]], #64\n\t"
-                     "sdot v16.4s, v4.16b, v0.4b[0]\n\t"
-                     "sdot v17.4s, v5.16b, v0.4b[0]\n\t"
-                     "sdot v18.4s, v4.16b, v0.4b[1]\n\t"
-                     "sdot v19.4s, v5.16b, v0.4b[1]\n\t"
-                     "sdot v20.4s, v4.16b, v0.4b[2]\n\t"
-                     "sdot v21.4s, v5.16b, v0.4b[2]\n\t"
-                     "sdot v22.4s, v4.16b, v0.4b[3]\n\t"
-                     "sdot v23.4s, v5.16b, v0.4b[3]\n\t"
-                     "sdot v24.4s, v4.16b, v1.4b[0]\n\t"
-                     "sdot v25.4s, v5.16b, v1.4b[0]\n\t"
-                     "sdot v26.4s, v4.16b, v1.4b[1]\n\t"
-                     "sdot v27.4s, v5.16b, v1.4b[1]\n\t"
-                     "sdot v28.4s, v4.16b, v1.4b[2]\n\t"
-                     "sdot v29.4s, v5.16b, v1.4b[2]\n\t"
-                     "sdot v30.4s, v4.16b, v1.4b[3]\n\t"
-                     "sdot v31.4s, v5.16b, v1.4b[3]\n\t"
-                     "sdot v16.4s, v6.16b, v2.4b[0]\n\t"
-                     "sdot v17.4s, v7.16b, v2.4b[0]\n\t"
-                     "sdot v18.4s, v6.16b, v2.4b[1]\n\t"
-                     "sdot v19.4s, v7.16b, v2.4b[1]\n\t"
-                     "sdot v20.4s, v6.16b, v2.4b[2]\n\t"
-                     "sdot v21.4s, v7.16b, v2.4b[2]\n\t"
-                     "sdot v22.4s, v6.16b, v2.4b[3]\n\t"
-                     "sdot v23.4s, v7.16b, v2.4b[3]\n\t"
-                     "sdot v24.4s, v6.16b, v3.4b[0]\n\t"
-                     "sdot v25.4s, v7.16b, v3.4b[0]\n\t"
-                     "sdot v26.4s, v6.16b, v3.4b[1]\n\t"
-                     "sdot v27.4s, v7.16b, v3.4b[1]\n\t"
-                     "sdot v28.4s, v6.16b, v3.4b[2]\n\t"
-                     "sdot v29.4s, v7.16b, v3.4b[2]\n\t"
-                     "sdot v30.4s, v6.16b, v3.4b[3]\n\t"
-                     "sdot v31.4s, v7.16b, v3.4b[3]\n\t"
-                     "subs %w[n], %w[n], #2\n\t"
-                     "b.ne 2b\n\t"
-                     "3:\n\t"
-                     "st1 {v16.4s, v17.4s}, [%[r]], %[ldc]\n\t"
-                     "st1 {v18.4s, v19.4s}, [%[r]], %[ldc]\n\t"
-                     "st1 {v20.4s, v21.4s}, [%[r]], %[ldc]\n\t"
-                     "st1 {v22.4s, v23.4s}, [%[r]], %[ldc]\n\t"
-                     "st1 {v24.4s, v25.4s}, [%[r]], %[ldc]\n\t"
-                     "st1 {v26.4s, v27.4s}, [%[r]], %[ldc]\n\t"
-                     "st1 {v28.4s, v29.4s}, [%[r]], %[ldc]\n\t"
-                     "st1 {v30.4s, v31.4s}, [%[r]], %[ldc]\n\t"
-                     : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kg), [r] "+r"(r)
-                     : [ldc] "r"(l4)
-                     : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
+                         "movi v17.4s, #0\n\t"
+                         "movi v18.4s, #0\n\t"
+                         "movi v19.4s, #0\n\t"
+                         "movi v20.4s, #0\n\t"
+                         "movi v21.4s, #0\n\t"
+                         "movi v22.4s, #0\n\t"
+                         "movi v23.4s, #0\n\t"
+                         "movi v24.4s, #0\n\t"
+                         "movi v25.4s, #0\n\t"
+                         "movi v26.4s, #0\n\t"
+                         "movi v27.4s, #0\n\t"
+                         "movi v28.4s, #0\n\t"
+                         "movi v29.4s, #0\n\t"
+                         "movi v30.4s, #0\n\t"
+                         "movi v31.4s, #0\n\t"
+                         "tbz %w[n], #0, 2f\n\t"
+                         "ld1 {v0.16b, v1.16b}, [%[a]], #32\n\t"
+                         "ld1 {v4.16b, v5.16b}, [%[b]], #32\n\t"
+                         "sdot v16.4s, v4.16b, v0.4b[0]\n\t"
+                         "sdot v17.4s, v5.16b, v0.4b[0]\n\t"
+                         "sdot v18.4s, v4.16b, v0.4b[1]\n\t"
+                         "sdot v19.4s, v5.16b, v0.4b[1]\n\t"
+                         "sdot v20.4s, v4.16b, v0.4b[2]\n\t"
+                         "sdot v21.4s, v5.16b, v0.4b[2]\n\t"
+                         "sdot v22.4s, v4.16b, v0.4b[3]\n\t"
+                         "sdot v23.4s, v5.16b, v0.4b[3]\n\t"
+                         "sdot v24.4s, v4.16b, v1.4b[0]\n\t"
+                         "sdot v25.4s, v5.16b, v1.4b[0]\n\t"
+                         "sdot v26.4s, v4.16b, v1.4b[1]\n\t"
+                         "sdot v27.4s, v5.16b, v1.4b[1]\n\t"
+                         "sdot v28.4s, v4.16b, v1.4b[2]\n\t"
+                         "sdot v29.4s, v5.16b, v1.4b[2]\n\t"
+                         "sdot v30.4s, v4.16b, v1.4b[3]\n\t"
+                         "sdot v31.4s, v5.16b, v1.4b[3]\n\t"
+                         "subs %w[n], %w[n], #1\n\t"
+                         "b.eq 3f\n\t"
+                         "2:\n\t"
+                         "ld1 {v0.16b-v3.16b}, [%[a]], #64\n\t"
+                         "ld1 {v4.16b-v7.16b}, [%[b]], #64\n\t"
+                         "sdot v16.4s, v4.16b, v0.4b[0]\n\t"
+                         "sdot v17.4s, v5.16b, v0.4b[0]\n\t"
+                         "sdot v18.4s, v4.16b, v0.4b[1]\n\t"
+                         "sdot v19.4s, v5.16b, v0.4b[1]\n\t"
+                         "sdot v20.4s, v4.16b, v0.4b[2]\n\t"
+                         "sdot v21.4s, v5.16b, v0.4b[2]\n\t"
+                         "sdot v22.4s, v4.16b, v0.4b[3]\n\t"
+                         "sdot v23.4s, v5.16b, v0.4b[3]\n\t"
+                         "sdot v24.4s, v4.16b, v1.4b[0]\n\t"
+                         "sdot v25.4s, v5.16b, v1.4b[0]\n\t"
+                         "sdot v26.4s, v4.16b, v1.4b[1]\n\t"
+                         "sdot v27.4s, v5.16b, v1.4b[1]\n\t"
+                         "sdot v28.4s, v4.16b, v1.4b[2]\n\t"
+                         "sdot v29.4s, v5.16b, v1.4b[2]\n\t"
+                         "sdot v30.4s, v4.16b, v1.4b[3]\n\t"
+                         "sdot v31.4s, v5.16b, v1.4b[3]\n\t"
+                         "sdot v16.4s, v6.16b, v2.4b[0]\n\t"
+                         "sdot v17.4s, v7.16b, v2.4b[0]\n\t"
+                         "sdot v18.4s, v6.16b, v2.4b[1]\n\t"
+                         "sdot v19.4s, v7.16b, v2.4b[1]\n\t"
+                         "sdot v20.4s, v6.16b, v2.4b[2]\n\t"
+                         "sdot v21.4s, v7.16b, v2.4b[2]\n\t"
+                         "sdot v22.4s, v6.16b, v2.4b[3]\n\t"
+                         "sdot v23.4s, v7.16b, v2.4b[3]\n\t"
+                         "sdot v24.4s, v6.16b, v3.4b[0]\n\t"
+                         "sdot v25.4s, v7.16b, v3.4b[0]\n\t"
+                         "sdot v26.4s, v6.16b, v3.4b[1]\n\t"
+                         "sdot v27.4s, v7.16b, v3.4b[1]\n\t"
+                         "sdot v28.4s, v6.16b, v3.4b[2]\n\t"
+                         "sdot v29.4s, v7.16b, v3.4b[2]\n\t"
+                         "sdot v30.4s, v6.16b, v3.4b[3]\n\t"
+                         "sdot v31.4s, v7.16b, v3.4b[3]\n\t"
+                         "subs %w[n], %w[n], #2\n\t"
+                         "b.ne 2b\n\t"
+                         "3:\n\t"
+                         "st1 {v16.4s, v17.4s}, [%[r]], %[ldc]\n\t"
+                         "st1 {v18.4s, v19.4s}, [%[r]], %[ldc]\n\t"
+                         "st1 {v20.4s, v21.4s}, [%[r]], %[ldc]\n\t"
+                         "st1 {v22.4s, v23.4s}, [%[r]], %[ldc]\n\t"
+                         "st1 {v24.4s, v25.4s}, [%[r]], %[ldc]\n\t"
+                         "st1 {v26.4s, v27.4s}, [%[r]], %[ldc]\n\t"
+                         "st1 {v28.4s, v29.4s}, [%[r]], %[ldc]\n\t"
+                         "st1 {v30.4s, v31.4s}, [%[r]], %[ldc]\n\t"
+                         : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kg), [r] "+r"(r)
+                         : [ldc] "r"(l4)
+                         : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19",
+                           "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
         return;
     }
     int32_t t[64] __attribute__((aligned(16)));
@@ -337,7 +340,8 @@ static void tile8x8_packed(int kg, const int8_t *ap, const int8_t *bp, int32_t *
                      "st1 {v28.4s-v31.4s}, [%[r]]\n\t"
                      : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kg), [r] "+r"(r)
                      : [ldc] "r"(l4)
-                     : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
+                     : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19",
+                       "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31");
     for (int i = 0; i < mr; i++)
         dfx_neon_store_row(c + (size_t)i * ldc, vld1q_s32(t + 8 * i), vld1q_s32(t + 8 * i + 4), nr, acc);
 }

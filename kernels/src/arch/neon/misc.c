@@ -166,11 +166,12 @@ static inline int32x4_t quant4(const float *x, float64x2_t sc, float64x2_t lo, f
     return vcombine_s32(vmovn_s64(vcvtq_s64_f64(a)), vmovn_s64(vcvtq_s64_f64(b)));
 }
 
-#define QLOOP(R)                                                                                          \
-    for (; i + 8 <= n; i += 8) {                                                                          \
-        int16x8_t q = vcombine_s16(vmovn_s32(quant4(x + i, sc, lo, hi, R)), vmovn_s32(quant4(x + i + 4, sc, lo, hi, R))); \
-        if (out_bytes == 1) vst1_s8((int8_t *)out + i, vmovn_s16(q));                                     \
-        else vst1q_s16((int16_t *)out + i, q);                                                            \
+#define QLOOP(R)                                                                                                \
+    for (; i + 8 <= n; i += 8) {                                                                                \
+        int16x8_t q =                                                                                           \
+            vcombine_s16(vmovn_s32(quant4(x + i, sc, lo, hi, R)), vmovn_s32(quant4(x + i + 4, sc, lo, hi, R))); \
+        if (out_bytes == 1) vst1_s8((int8_t *)out + i, vmovn_s16(q));                                           \
+        else vst1q_s16((int16_t *)out + i, q);                                                                  \
     }
 
 void dfx_neon_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes)

@@ -99,8 +99,8 @@ static inline int16x8_t step8_32(const int32_t *a, int mode, int lsh, int32x4_t 
 
 #define LOOP32(MODE, LSH, CLAMP)                                                                 \
     for (; i + 16 <= n; i += 16) {                                                               \
-        int8x16_t r = vqmovn_high_s16(vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one)),   \
-                                      step8_32(acc + i + 8, MODE, LSH, ls, vb, sh, one));          \
+        int8x16_t r = vqmovn_high_s16(vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one)), \
+                                      step8_32(acc + i + 8, MODE, LSH, ls, vb, sh, one));        \
         vst1q_s8(o + i, CLAMP ? vmaxq_s8(vminq_s8(r, vhi), vlo) : r);                            \
     }                                                                                            \
     for (; i + 8 <= n; i += 8) {                                                                 \
@@ -108,13 +108,13 @@ static inline int16x8_t step8_32(const int32_t *a, int mode, int lsh, int32x4_t 
         vst1_s8(o + i, CLAMP ? vmax_s8(vmin_s8(r, vget_low_s8(vhi)), vget_low_s8(vlo)) : r);     \
     }
 /* CLAMP: bw < 8 (SQXTN already saturates to 8 bits) */
-#define MODES32(LSH, CLAMP)                                \
-    switch (mode) {                                        \
-        case M_ZERO: LOOP32(M_ZERO, LSH, CLAMP) break;     \
-        case M_FLOOR: LOOP32(M_FLOOR, LSH, CLAMP) break;   \
-        case M_UP: LOOP32(M_UP, LSH, CLAMP) break;         \
-        case M_AWAY: LOOP32(M_AWAY, LSH, CLAMP) break;     \
-        default: LOOP32(M_EVEN, LSH, CLAMP) break;         \
+#define MODES32(LSH, CLAMP)                              \
+    switch (mode) {                                      \
+        case M_ZERO: LOOP32(M_ZERO, LSH, CLAMP) break;   \
+        case M_FLOOR: LOOP32(M_FLOOR, LSH, CLAMP) break; \
+        case M_UP: LOOP32(M_UP, LSH, CLAMP) break;       \
+        case M_AWAY: LOOP32(M_AWAY, LSH, CLAMP) break;   \
+        default: LOOP32(M_EVEN, LSH, CLAMP) break;       \
     }
 
 /* The int32-lane path (see the top of the file); returns how many leading elements it wrote. */
@@ -150,13 +150,13 @@ void dfx_neon_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, i
     if (out_bytes == 1 && mode != M_LEFT && s <= 30 - bw && bias >= -((int64_t)1 << 30) && bias <= ((int64_t)1 << 30))
         i = requant_s8_lanes32(acc, n, bias, lshift, s, mode, bw, (int8_t *)out);
     else switch (mode) {
-        case M_ZERO: LOOP(M_ZERO) break;
-        case M_LEFT: LOOP(M_LEFT) break;
-        case M_FLOOR: LOOP(M_FLOOR) break;
-        case M_UP: LOOP(M_UP) break;
-        case M_AWAY: LOOP(M_AWAY) break;
-        default: LOOP(M_EVEN) break;
-    }
+            case M_ZERO: LOOP(M_ZERO) break;
+            case M_LEFT: LOOP(M_LEFT) break;
+            case M_FLOOR: LOOP(M_FLOOR) break;
+            case M_UP: LOOP(M_UP) break;
+            case M_AWAY: LOOP(M_AWAY) break;
+            default: LOOP(M_EVEN) break;
+        }
     for (; i < n; i++) {
         int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias;
         int64_t r = fp_round_shift(v, shift, rounding);

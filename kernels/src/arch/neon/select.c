@@ -33,14 +33,6 @@ const struct dfx_kernels dfx_kernels_neon = {
 };
 
 const struct dfx_kernels dfx_kernels_dotprod = {
-    "dotprod",
-    dfx_neon_gemm_s8_dot,
-    dfx_neon_dwconv_s8,
-    dfx_neon_requant_s32,
-    dfx_neon_relu_s8,
-    dfx_neon_maxpool_s8,
-    dfx_dot_packed_a_bytes,
-    dfx_dot_pack_a,
-    dfx_dot_gemm_s8_packed,
-    dfx_neon_quantize_f32,
+    "dotprod",           dfx_neon_gemm_s8_dot,   dfx_neon_dwconv_s8, dfx_neon_requant_s32,   dfx_neon_relu_s8,
+    dfx_neon_maxpool_s8, dfx_dot_packed_a_bytes, dfx_dot_pack_a,     dfx_dot_gemm_s8_packed, dfx_neon_quantize_f32,
 };
