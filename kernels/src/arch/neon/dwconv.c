@@ -138,6 +138,22 @@ INLINE void zero_bytes(int8_t *dst, int n)
     for (int j = 0; j < n; j += 16) vst1q_s8(dst + j, vdupq_n_s8(0));
 }
 
+/* Whole blocks of 16 flattened outputs: out[p..p+16) for p + 16 <= P; returns the first p not done. */
+INLINE int flat_blocks(const int8_t *r0, const int8_t *r1, const int8_t *r2, int P, const int8x16_t *wv, int paired,
+                       int32_t *out)
+{
+    int32x4_t a0, a1, a2, a3;
+    int p = 0;
+    for (; p + 16 <= P; p += 16) {
+        out16(r0, r1, r2, p, 1, wv, paired, 0, &a0, &a1, &a2, &a3);
+        vst1q_s32(out + p, a0);
+        vst1q_s32(out + p + 4, a1);
+        vst1q_s32(out + p + 8, a2);
+        vst1q_s32(out + p + 12, a3);
+    }
+    return p;
+}
+
 /* Stride 1 with one zero of padding on every side (oh = h, ow = w), on the flattened plane: output p = y*w + x
  * is sum_ij k[i][j] * c[p + (i - 1)*w + j - 1] where c is the plane between zero margins, computed 16 outputs at
  * a time over the whole plane. That is exact except that tap column 0 of output column 0 reads the previous
@@ -154,23 +170,7 @@ static int dw3x3_s1_flat(const int8_t *x, int h, int w, const int8_t *k, const i
     zero_bytes(c + P, tail);
     const int8_t *r0 = c - w - 1, *r1 = c - 1, *r2 = c + w - 1;
     int32x4_t a0, a1, a2, a3;
-    int p = 0;
-    if (paired)
-        for (; p + 16 <= P; p += 16) {
-            out16(r0, r1, r2, p, 1, wv, 1, 0, &a0, &a1, &a2, &a3);
-            vst1q_s32(out + p, a0);
-            vst1q_s32(out + p + 4, a1);
-            vst1q_s32(out + p + 8, a2);
-            vst1q_s32(out + p + 12, a3);
-        }
-    else
-        for (; p + 16 <= P; p += 16) {
-            out16(r0, r1, r2, p, 1, wv, 0, 0, &a0, &a1, &a2, &a3);
-            vst1q_s32(out + p, a0);
-            vst1q_s32(out + p + 4, a1);
-            vst1q_s32(out + p + 8, a2);
-            vst1q_s32(out + p + 12, a3);
-        }
+    int p = paired ? flat_blocks(r0, r1, r2, P, wv, 1, out) : flat_blocks(r0, r1, r2, P, wv, 0, out);
     if (p < P) {
         int32_t t[16];
         out16(r0, r1, r2, p, 1, wv, paired, 0, &a0, &a1, &a2, &a3);

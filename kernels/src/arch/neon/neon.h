@@ -44,6 +44,8 @@ void dfx_neon_gemv_dot(int m, int k, const int8_t *a, int lda, const int8_t *x, 
 void dfx_neon_gemm_s8(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
 /* ARMv8.0 GEMM over 16-deep k chunks (SMULL + SMLAL2 + SADALP; gemm.c) */
 void dfx_neon_gemm_s8_k16(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
+/* A rows [0, m) x k -> panels of `rows` rows: [panel][group of `depth` k][rows][depth], zero padded (gemm.c). */
+void dfx_neon_pack_panels(int m, int k, const int8_t *a, int lda, int8_t *dst, int rows, int depth);
 /* Packed weights (dispatch.h): 4-row panels of 16-deep chunks, SMULL/SMLAL2/SADALP kernels (gemm.c). */
 size_t dfx_neon_packed_a_bytes(int m, int k, int b_nonneg);
 void dfx_neon_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
