@@ -80,7 +80,8 @@ setup(
             sources=SOURCES,
             include_dirs=["kernels/include", "kernels/src"],
             define_macros=[_macro(d) for d in DEFINES],
-            extra_compile_args=["-std=c99", "-O3", "-fvisibility=hidden", *LISTS["DFX_WARNINGS"]],
+            extra_compile_args=["-std=c99", "-O3", "-fvisibility=hidden", "-pthread", *LISTS["DFX_WARNINGS"]],
+            extra_link_args=["-pthread"],   # the session thread pool (kernels/src/threads.c)
             libraries=["m"],
             py_limited_api=False,
         )

@@ -1,0 +1,226 @@
+/* The thread pool of a session (threads.h): N - 1 POSIX threads created with
+ * the session and joined when it is destroyed. Nothing is allocated per job.
+ *
+ * A job is published in one 64-bit word, `state`: its generation (high 32
+ * bits) and the next task to take (low 32 bits), with the job's function,
+ * context and task count in the slot of the generation's parity. Every thread
+ * takes tasks by compare-and-swap on `state`, so a task is taken only while
+ * its job is current; a thread that comes late (woken after the others took
+ * every task) finds nothing and waits for the next job. The caller takes
+ * tasks too and then waits only for the tasks other threads have taken and
+ * not finished, never for a thread that took none: on a machine where other
+ * work keeps a worker from a core, the caller simply does more of the work.
+ * Between jobs a worker spins briefly (the next layer usually follows within
+ * microseconds), yields the core a few times, then sleeps on a condition
+ * variable.
+ *
+ * After fork() the child has only the calling thread: a pool created before
+ * the fork runs its jobs on the caller alone (pthread_atfork counts forks). */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfx_internal.h"
+#include "threads.h"
+
+#define SPIN_POLLS 2000 /* polls of `state` (with a pause) before yielding */
+#define YIELDS 20       /* sched_yield()s before sleeping */
+
+#if defined(__GNUC__)
+#define LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
+#define LOAD_RELAXED(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+#define STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#define STORE_RELAXED(p, v) __atomic_store_n(p, v, __ATOMIC_RELAXED)
+#define FETCH_ADD(p, v) __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL)
+#define CAS(p, expect, v) __atomic_compare_exchange_n(p, expect, v, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+#else
+#error "threads.c needs GCC or Clang atomics (__atomic builtins)"
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__) || (defined(__arm__) && defined(__ARM_ARCH) && __ARM_ARCH >= 7)
+#define RELAX() __asm__ __volatile__("yield")
+#else
+#define RELAX() ((void)0)
+#endif
+
+#define GEN(s) ((uint32_t)((s) >> 32))
+#define NEXT(s) ((uint32_t)(s))
+
+typedef struct job {
+    dfx_task_fn fn;
+    void *ctx;
+    int64_t n;
+} job;
+
+struct worker {
+    struct dfx_pool *pool;
+    int index;
+};
+
+struct dfx_pool {
+    int threads; /* including the caller (thread 0) */
+    int forks;   /* fork count when created */
+    int started; /* workers created */
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t state;   /* generation << 32 | next task */
+    job slot[2];      /* the job of generation g in slot[g & 1] */
+    int64_t finished; /* tasks of the current job finished */
+    int caller_wait;  /* the caller sleeps on `done` (under mu) */
+    int stop;         /* destroy: the workers leave */
+    pthread_t *tid;
+    struct worker *workers;
+};
+
+static int fork_count;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void count_fork(void) { fork_count++; }
+static void register_atfork(void) { pthread_atfork(NULL, NULL, count_fork); }
+
+/* Take and run tasks while the current job has some; returns the generation found empty. */
+static uint32_t take_tasks(struct dfx_pool *p, int thread)
+{
+    uint64_t s = LOAD(&p->state);
+    for (;;) {
+        const job *j = &p->slot[GEN(s) & 1];
+        dfx_task_fn fn = LOAD_RELAXED(&j->fn);
+        void *ctx = LOAD_RELAXED(&j->ctx);
+        int64_t n = LOAD_RELAXED(&j->n);
+        if (NEXT(s) >= n) { /* nothing left; n is the job's own if state has not moved on since */
+            uint64_t now = LOAD(&p->state);
+            if (now == s) return GEN(s);
+            s = now;
+            continue;
+        }
+        if (!CAS(&p->state, &s, s + 1)) continue; /* s now holds the current state */
+        fn(ctx, NEXT(s), thread);
+        if (FETCH_ADD(&p->finished, 1) + 1 == n) { /* the job's last task: wake a sleeping caller */
+            pthread_mutex_lock(&p->mu);
+            if (p->caller_wait) pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+        s = LOAD(&p->state);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = (struct worker *)arg;
+    struct dfx_pool *p = w->pool;
+    uint32_t seen = 0; /* the generation last found without tasks */
+    for (;;) {
+        int polls = 0;
+        while (GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop)) {
+            if (polls < SPIN_POLLS) RELAX();
+            else if (polls < SPIN_POLLS + YIELDS) sched_yield();
+            else {
+                pthread_mutex_lock(&p->mu);
+                while (GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop)) pthread_cond_wait(&p->go, &p->mu);
+                pthread_mutex_unlock(&p->mu);
+            }
+            polls++;
+        }
+        if (LOAD(&p->stop)) return NULL;
+        seen = take_tasks(p, w->index);
+    }
+}
+
+struct dfx_pool *dfx_pool_create(int threads)
+{
+    pthread_once(&atfork_once, register_atfork);
+    struct dfx_pool *p = (struct dfx_pool *)calloc(1, sizeof *p);
+    if (!p) {
+        dfx_fail(DFX_ERR_NOMEM, "out of memory creating a thread pool");
+        return NULL;
+    }
+    p->threads = threads;
+    p->forks = fork_count;
+    p->tid = (pthread_t *)calloc((size_t)threads, sizeof *p->tid);
+    p->workers = (struct worker *)calloc((size_t)threads, sizeof *p->workers);
+    if (!p->tid || !p->workers || pthread_mutex_init(&p->mu, NULL)) {
+        free(p->tid);
+        free(p->workers);
+        free(p);
+        dfx_fail(DFX_ERR_NOMEM, "out of memory creating a thread pool");
+        return NULL;
+    }
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int t = 1; t < threads; t++) {
+        p->workers[t].pool = p;
+        p->workers[t].index = t;
+        int e = pthread_create(&p->tid[t], NULL, worker_main, &p->workers[t]);
+        if (e) {
+            dfx_pool_destroy(p);
+            dfx_fail(DFX_ERR_NOMEM, "cannot create thread %d of %d: %s", t + 1, threads, strerror(e));
+            return NULL;
+        }
+        p->started = t;
+    }
+    return p;
+}
+
+void dfx_pool_destroy(struct dfx_pool *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    STORE(&p->stop, 1);
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    if (p->forks == fork_count)
+        for (int t = 1; t <= p->started; t++) pthread_join(p->tid[t], NULL);
+    pthread_cond_destroy(&p->go);
+    pthread_cond_destroy(&p->done);
+    pthread_mutex_destroy(&p->mu);
+    free(p->tid);
+    free(p->workers);
+    free(p);
+}
+
+void dfx_pool_run(struct dfx_pool *p, int64_t n, dfx_task_fn fn, void *ctx)
+{
+    if (p->forks != fork_count || n >= ((int64_t)1 << 31)) { /* a forked child (no workers), or too many tasks */
+        for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
+        return;
+    }
+    uint64_t s = LOAD(&p->state);
+    uint32_t g = GEN(s) + 1;
+    job *j = &p->slot[g & 1]; /* generation g - 1's slot: every task of g - 2 is finished */
+    STORE_RELAXED(&j->fn, fn);
+    STORE_RELAXED(&j->ctx, ctx);
+    STORE_RELAXED(&j->n, n);
+    STORE_RELAXED(&p->finished, 0);
+    pthread_mutex_lock(&p->mu); /* publish: spinning workers see the new generation, sleeping ones wake */
+    STORE(&p->state, (uint64_t)g << 32);
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    take_tasks(p, 0);
+    for (int polls = 0; LOAD(&p->finished) < n && polls < SPIN_POLLS; polls++) RELAX();
+    if (LOAD(&p->finished) < n) {
+        pthread_mutex_lock(&p->mu);
+        p->caller_wait = 1;
+        while (LOAD(&p->finished) < n) pthread_cond_wait(&p->done, &p->mu);
+        p->caller_wait = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+int dfx_threads_auto(void)
+{
+    const char *env = getenv("DFX_THREADS");
+    if (!env || !*env) return 1;
+    if (strcmp(env, "cores") == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n < 1 ? 1 : n > DFX_MAX_SESSION_THREADS ? DFX_MAX_SESSION_THREADS : (int)n;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(env, &end, 10);
+    if (errno || *end || n < 1) return 1;
+    return n > DFX_MAX_SESSION_THREADS ? DFX_MAX_SESSION_THREADS : (int)n;
+}
