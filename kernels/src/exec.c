@@ -172,7 +172,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_ELTWISE_F32: dfx_eltwise_f32(L, xs, n, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
-        case DFX_K_SOFTMAX_F32: dfx_softmax_f32(L, x, y); return DFX_OK;
+        case DFX_K_SOFTMAX_F32: dfx_softmax_f32(L, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SCALE_INT)
         case DFX_K_SCALE_INT: dfx_scale_int(L, x, s, b, y); return DFX_OK;
@@ -187,7 +187,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_COPY: dfx_copy(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_PERMUTE)
-        case DFX_K_PERMUTE: dfx_permute(L, x, y); return DFX_OK;
+        case DFX_K_PERMUTE: dfx_permute(L, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SLICE)
         case DFX_K_SLICE: dfx_slice(L, x, ys, p->n_out); return DFX_OK;

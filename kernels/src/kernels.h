@@ -131,13 +131,13 @@ void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt 
 /* ops/layout.c */
 void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer);
 void dfx_copy(const rt *x, rt *y);
-void dfx_permute(const dt_layer *L, const rt *x, rt *y);
+void dfx_permute(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n);
 void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer);
 void dfx_upsample(const dt_layer *L, const rt *x, rt *y);
 
 /* ops/norm.c */
-void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y);
+void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y);
 

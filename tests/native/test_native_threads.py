@@ -2,8 +2,8 @@
 for every thread count, equal to the NumPy reference, on networks whose layers exercise every split of the
 work (kernels/src/threads.h): GEMM blocks of convolutions (im2col, 1x1, grouped, sub-byte and per-channel
 weights) and fully connected layers, depthwise planes, max and average pooling planes, int8 ReLU, integer
-and float element-wise layers, requantization and the wide copies around layers (widen, dequantize,
-narrow, quantize)."""
+and float element-wise layers, requantization, Softmax rows, Permute and the wide copies around layers
+(widen, dequantize, narrow, quantize)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def every_split_model(seed: int = 0):
     int8 conv 3x3 + bias (im2col GEMM, 32 x 4096 per sample), int8 ReLU (131072 codes), depthwise 3x3,
     1x1 conv with int4 weights (direct GEMM, 96 rows in 48-row blocks), grouped 3x3 stride-2 conv with
     per-channel weights, 2x2 max pool of int8 codes, integer Eltwise of int8 inputs into int16 (widen,
-    narrow), Requantize, 4x4 average pool, FullyConnected 6144 -> 256 -> 10, and a float branch: Eltwise
-    of int8 codes and a float input (dequantize), float max pool, float Eltwise quantized to int16."""
+    narrow), Requantize, 4x4 average pool, FullyConnected 6144 -> 256 -> 10, Permute of int8 codes, and a
+    float branch: Eltwise of int8 codes and a float input (dequantize), float max pool, float Eltwise
+    quantized to int16, Softmax over 32 channels."""
     rng = np.random.default_rng(seed)
     b = Builder("every_split")
     x = b.input((1, 8, 64, 64), fmt(8, 5), name="x")
@@ -57,7 +58,9 @@ def every_split_model(seed: int = 0):
     ef = b.add(ops.Eltwise(), [r1, y], None)
     pf = b.add(ops.Pool2D(kernel_h=2, kernel_w=2, stride_h=2, stride_w=2), [ef], None, outputs=["pooled"])
     eq = b.add(ops.Eltwise(operation=ops.ELTWISE_MAX), [ef, y], fmt(16, 8), outputs=["maxed"])
-    return b.output(fc2, pf, eq)
+    sm = b.add(ops.Softmax(axis=1), [ef], None, outputs=["softmax"])
+    pm = b.add(ops.Permute(order=[0, 2, 3, 1]), [r1], fmt(8, 5), outputs=["permuted"])
+    return b.output(fc2, pf, eq, sm, pm)
 
 
 def _inputs(model, batch: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -120,7 +123,7 @@ def test_every_split_model_runs_the_kernels_that_split(native, tmp_path):
     plan = native.describe_plan(tmp_path / "m.dfx")
     kernels = {layer["kernel"] for layer in plan["layers"]}
     assert {"CONV2D_FAST", "FC_FAST", "RELU_S8", "MAXPOOL_S8", "POOL_INT", "POOL_F32", "ELTWISE_INT",
-            "ELTWISE_F32", "REQUANTIZE_INT"} <= kernels
+            "ELTWISE_F32", "REQUANTIZE_INT", "SOFTMAX_F32", "PERMUTE"} <= kernels
     actions = {io["act"] for layer in plan["layers"] for io in layer["in_plan"] + layer["out_plan"]}
     assert {"widen", "dequant", "narrow", "quant"} <= actions
 
