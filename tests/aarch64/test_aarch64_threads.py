@@ -12,8 +12,12 @@ import pytest
 
 from dfxsdk.io import save
 
-from tests.aarch64.test_aarch64 import MODES, Arm64, _compare, _split_outputs, arm64, nets  # noqa: F401
+from tests.aarch64 import test_aarch64 as base
+from tests.aarch64.test_aarch64 import MODES, Arm64, _compare, _split_outputs
 from tests.native.test_native_threads import every_split_model
+
+arm64 = base.arm64  # that module's fixtures: the aarch64 build, the real networks
+nets = base.nets
 
 THREADS = (1, 2, 3, 4)
 
