@@ -10,9 +10,10 @@
  * tasks too and then waits only for the tasks other threads have taken and
  * not finished, never for a thread that took none: on a machine where other
  * work keeps a worker from a core, the caller simply does more of the work.
- * Between jobs a worker spins briefly (the next layer usually follows within
- * microseconds), yields the core a few times, then sleeps on a condition
- * variable.
+ * Between jobs a worker polls for 0.3 ms (the next layer usually follows
+ * within microseconds; waking a sleeping thread costs tens of microseconds,
+ * more in a virtual machine), yields the core a few times, then sleeps on a
+ * condition variable.
  *
  * After fork() the child has only the calling thread: a pool created before
  * the fork runs its jobs on the caller alone (pthread_atfork counts forks). */
@@ -21,13 +22,14 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dfx_internal.h"
 #include "threads.h"
 
-#define SPIN_POLLS 2000 /* polls of `state` (with a pause) before yielding */
-#define YIELDS 20       /* sched_yield()s before sleeping */
+#define SPIN_NS 300000 /* a waiting thread polls (with a pause) for 0.3 ms before yielding */
+#define YIELDS 20      /* sched_yield()s before sleeping */
 
 #if defined(__GNUC__)
 #define LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
@@ -68,11 +70,11 @@ struct dfx_pool {
     int started; /* workers created */
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    uint64_t state;   /* generation << 32 | next task */
-    job slot[2];      /* the job of generation g in slot[g & 1] */
-    int64_t finished; /* tasks of the current job finished */
-    int caller_wait;  /* the caller sleeps on `done` (under mu) */
-    int stop;         /* destroy: the workers leave */
+    uint64_t state;    /* generation << 32 | next task */
+    job slot[2];       /* the job of generation g in slot[g & 1] */
+    uint64_t finished; /* tasks of the current job finished */
+    int caller_wait;   /* the caller sleeps on `done` (under mu) */
+    int stop;          /* destroy: the workers leave */
     pthread_t *tid;
     struct worker *workers;
 };
@@ -99,12 +101,30 @@ static uint32_t take_tasks(struct dfx_pool *p, int thread)
         }
         if (!CAS(&p->state, &s, s + 1)) continue; /* s now holds the current state */
         fn(ctx, NEXT(s), thread);
-        if (FETCH_ADD(&p->finished, 1) + 1 == n) { /* the job's last task: wake a sleeping caller */
+        if (FETCH_ADD(&p->finished, 1) + 1 == (uint64_t)n) { /* the job's last task: wake a sleeping caller */
             pthread_mutex_lock(&p->mu);
             if (p->caller_wait) pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
         }
         s = LOAD(&p->state);
+    }
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Spin until *word != value or SPIN_NS have passed (the clock read every 64 polls); 1 if it changed. */
+static int spin_while(const uint64_t *word, uint64_t value, const int *stop)
+{
+    int64_t end = now_ns() + SPIN_NS;
+    for (unsigned polls = 1;; polls++) {
+        if (LOAD(word) != value || LOAD(stop)) return 1;
+        RELAX();
+        if (polls % 64 == 0 && now_ns() > end) return 0;
     }
 }
 
@@ -114,18 +134,15 @@ static void *worker_main(void *arg)
     struct dfx_pool *p = w->pool;
     uint32_t seen = 0; /* the generation last found without tasks */
     for (;;) {
-        int polls = 0;
-        while (GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop)) {
-            if (polls < SPIN_POLLS) RELAX();
-            else if (polls < SPIN_POLLS + YIELDS) sched_yield();
-            else {
-                pthread_mutex_lock(&p->mu);
-                while (GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop)) pthread_cond_wait(&p->go, &p->mu);
-                pthread_mutex_unlock(&p->mu);
-            }
-            polls++;
+        uint64_t s = LOAD(&p->state);
+        if (GEN(s) == seen && !LOAD(&p->stop) && !spin_while(&p->state, s, &p->stop)) {
+            for (int y = 0; y < YIELDS && GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop); y++) sched_yield();
+            pthread_mutex_lock(&p->mu);
+            while (GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop)) pthread_cond_wait(&p->go, &p->mu);
+            pthread_mutex_unlock(&p->mu);
         }
         if (LOAD(&p->stop)) return NULL;
+        if (GEN(LOAD(&p->state)) == seen) continue; /* the state moved within the same generation */
         seen = take_tasks(p, w->index);
     }
 }
@@ -200,11 +217,12 @@ void dfx_pool_run(struct dfx_pool *p, int64_t n, dfx_task_fn fn, void *ctx)
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     take_tasks(p, 0);
-    for (int polls = 0; LOAD(&p->finished) < n && polls < SPIN_POLLS; polls++) RELAX();
-    if (LOAD(&p->finished) < n) {
+    uint64_t done = LOAD(&p->finished);
+    while (done < (uint64_t)n && spin_while(&p->finished, done, &p->stop)) done = LOAD(&p->finished);
+    if (LOAD(&p->finished) < (uint64_t)n) {
         pthread_mutex_lock(&p->mu);
         p->caller_wait = 1;
-        while (LOAD(&p->finished) < n) pthread_cond_wait(&p->done, &p->mu);
+        while (LOAD(&p->finished) < (uint64_t)n) pthread_cond_wait(&p->done, &p->mu);
         p->caller_wait = 0;
         pthread_mutex_unlock(&p->mu);
     }

@@ -286,7 +286,7 @@ static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, i
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
 #define ROW_UNIT 48 /* output channels: packed row blocks (dispatch.h) */
 #define COL_UNIT 16 /* pixels or batch rows */
-#define MIN_COLS 32 /* a column block is not cut below this */
+#define MIN_COLS 64 /* a column block is not cut below this */
 
 /* How a GEMM of `units` independent parts, each rows x cols, is cut for the threads: row chunks of
  * *rchunk (a multiple of ROW_UNIT, or all rows), column chunks of *cchunk (a multiple of COL_UNIT, or
@@ -334,7 +334,32 @@ typedef struct conv_job {
     int64_t planes;         /* depthwise: planes (N x O) per task */
     int64_t rchunk, cchunk; /* GEMM: output channels and pixels per task */
     int64_t nr, nc;         /* GEMM: row and column chunks per group and sample */
+    int8_t *col;            /* one group and sample cut by rows only: its whole im2col, made once */
 } conv_job;
+
+/* A thread's scratch of a GEMM convolution: accumulators, unpacked weights, im2col block. */
+static void conv_scratch(const dfx_linprep *lp, void *scratch, int32_t **acc, int8_t **wbuf, int8_t **col)
+{
+    uint8_t *sp = (uint8_t *)scratch;
+    *acc = (int32_t *)sp;
+    sp += fp_align64((size_t)lp->ob * (size_t)lp->nb * 4);
+    *wbuf = NULL;
+    if (!lp->w_in_place) {
+        *wbuf = (int8_t *)sp;
+        sp += fp_align64((size_t)(lp->ob * lp->K));
+    }
+    *col = lp->direct ? NULL : (int8_t *)sp;
+}
+
+/* The shared im2col of input channels [c0, c1) (the whole of one group and sample). */
+static void col_channels(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    const conv_job *j = (const conv_job *)ctx;
+    const dt_opts *o = &j->L->o;
+    int64_t H = j->x->shape[2], W = j->x->shape[3], OW = j->y->shape[3], P = j->y->shape[2] * OW;
+    (void)thread;
+    im2col(o, (const int8_t *)j->x->p + c0 * H * W, c1 - c0, H, W, OW, 0, P, j->col + c0 * o->kh * o->kw * P);
+}
 
 /* Depthwise planes [c0, c1) of N x O (sample n, channel c). */
 static void dw_planes(const conv_job *j, int64_t c0, int64_t c1, void *scratch)
@@ -380,15 +405,9 @@ static void conv_block(const conv_job *j, int64_t g, int64_t n0, int64_t n1, int
     int esz = y->esz;
     char *Y = (char *)y->p;
     int64_t nb = lp->nb, ob = lp->ob;
-    uint8_t *sp = (uint8_t *)scratch;
-    int32_t *acc = (int32_t *)sp;
-    sp += fp_align64((size_t)(ob * nb * 4));
-    int8_t *wbuf = NULL, *col = NULL;
-    if (!lp->w_in_place) {
-        wbuf = (int8_t *)sp;
-        sp += fp_align64((size_t)(ob * K));
-    }
-    if (!lp->direct) col = (int8_t *)sp;
+    int32_t *acc;
+    int8_t *wbuf, *col;
+    conv_scratch(lp, scratch, &acc, &wbuf, &col);
     for (int64_t o0 = oa; o0 < oz; o0 += ob) { /* weights unpacked once per block of output channels */
         int64_t mb = oz - o0 < ob ? oz - o0 : ob;
         const void *Ap = packed(lp, kf, g, o0);
@@ -402,6 +421,9 @@ static void conv_block(const conv_job *j, int64_t g, int64_t n0, int64_t n1, int
                 if (lp->direct) {
                     B = xg + p0;
                     ldb = H * W;
+                } else if (j->col) { /* made once for every task (pa = 0, pz = P <= nb) */
+                    B = j->col;
+                    ldb = cols;
                 } else {
                     im2col(o, xg, cg, H, W, OW, p0, cols, col);
                     B = col;
@@ -440,7 +462,7 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
                            const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
 {
     int64_t N = x->shape[0], O = y->shape[1], P = y->shape[2] * y->shape[3], G = L->o.group;
-    conv_job j = {L, lp, kf, x, w, y, scratch, par, 0, 0, 0, 0, 0};
+    conv_job j = {L, lp, kf, x, w, y, scratch, par, 0, 0, 0, 0, 0, NULL};
     int threads = dfx_par_threads(par);
     if (lp->dw) {
         int64_t want = threads < 2 ? 1 : threads * DFX_PAR_SPLIT, tasks = N * O < want ? N * O : want;
@@ -455,6 +477,14 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
     gemm_split(par, G * N, O / G, P, 0, &j.rchunk, &j.cchunk);
     j.nr = (O / G + j.rchunk - 1) / j.rchunk;
     j.nc = (P + j.cchunk - 1) / j.cchunk;
+    if (G * N == 1 && j.nr > 1 && j.nc == 1 && !lp->direct && P <= lp->nb) {
+        /* every task would make the same im2col: make it once, cut by channels, in thread 0's block */
+        int32_t *acc;
+        int8_t *wbuf;
+        conv_scratch(lp, scratch, &acc, &wbuf, &j.col);
+        int64_t per_channel = (int64_t)L->o.kh * L->o.kw * P;
+        dfx_par_range(par, x->shape[1], 1 + 16384 / per_channel, 1, col_channels, &j);
+    }
     dfx_par_for(par, G * N * j.nr * j.nc, conv_task, &j);
     return DFX_OK;
 }

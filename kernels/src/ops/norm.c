@@ -48,8 +48,8 @@ void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par)
     int64_t outer;
     softmax_job j = {x, y, 0, 0};
     axis_geom(x, a, &outer, &j.len, &j.inner);
-    /* rows split over the threads, 16 K values a task at least */
-    dfx_par_range(par, outer * j.inner, j.len > 0 ? 1 + 16384 / j.len : 1, 1, softmax_rows, &j);
+    /* rows split over the threads, 4 K values a task at least (an exponential each) */
+    dfx_par_range(par, outer * j.inner, j.len > 0 ? 1 + 4096 / j.len : 1, 1, softmax_rows, &j);
 }
 #endif
 
