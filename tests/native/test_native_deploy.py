@@ -411,7 +411,7 @@ def test_dfx_run_time_and_help(dfx_run):
     assert "per-layer times: build the library with -DDFX_PROFILE=ON" in proc.stdout
     help_text = _run(dfx_run, "--help").stdout
     for option in ("--raw", "--hwc", "--bgr", "--codes", "--verify", "--kernels", "--top", "--time", "--repeat",
-                   "--verbose", "Exit codes"):
+                   "--threads", "--verbose", "Exit codes"):
         assert option in help_text
 
 

@@ -15,10 +15,12 @@ import pytest
 
 from dfxsdk import ops
 
+from tests.native import test_native_deploy as _deploy
 from tests.support.builder import Builder, fmt
 from tests.support.testdata import LENET, MOBILENET_SSD, MTCNN, needs_testdata
 
 THREADS = (1, 2, 3, 7)
+dfx_run = _deploy.dfx_run  # that module's fixture: dfx-run built with CMake
 DFX_ERR_ARGUMENT = 7
 
 
@@ -266,3 +268,71 @@ def test_fork_after_a_threaded_session_runs_in_the_child(native):
         got = np.frombuffer(f.read(), np.int32)
     os.waitpid(pid, 0)
     assert np.array_equal(got, want.astype(np.int32).ravel())
+
+
+# -- the command lines ------------------------------------------------------------------------------
+
+
+def test_cli_run_threads_gives_the_same_outputs(native, tmp_path):
+    from dfxsdk import save
+    from dfxsdk.plugins import get_manager
+
+    from tests.support.cli import cli
+
+    model = every_split_model()
+    save(model, tmp_path / "m.dfx")
+    np.savez(tmp_path / "in.npz", **_inputs(model, 1))
+    outs = []
+    for threads in (1, 3):
+        out = tmp_path / f"out{threads}.npz"
+        code, _, err = cli("run", tmp_path / "m.dfx", "--input", tmp_path / "in.npz", "-o", out, "--backend", "native",
+                           "--threads", threads)
+        assert code == 0, err
+        assert get_manager().backend("native").threads == threads
+        outs.append(np.load(out))
+    assert sorted(outs[0].files) == sorted(model.outputs)
+    for name in outs[0].files:
+        assert outs[0][name].tobytes() == outs[1][name].tobytes(), name
+    code, _, err = cli("run", tmp_path / "m.dfx", "--input", tmp_path / "in.npz", "-o", tmp_path / "x.npz",
+                       "--backend", "native", "--threads", -1)
+    assert code == 2 and "--threads must be 0 (automatic) or a count >= 1" in err
+    assert cli("run", tmp_path / "m.dfx", "--input", tmp_path / "in.npz", "-o", tmp_path / "x.npz",
+               "--backend", "native", "--threads", 0).code == 0
+
+
+@pytest.mark.parametrize("command", ["run", "eval", "quantize"])
+def test_cli_threads_option_is_documented(command):
+    from tests.support.cli import cli
+
+    code, out, _ = cli(command, "--help")
+    text = " ".join(out.split())
+    assert code == 0 and "--threads N" in text and "DFX_THREADS" in text and "0 (default): automatic" in text
+
+
+def test_dfx_run_threads(dfx_run, tmp_path, monkeypatch):
+    import subprocess
+
+    from dfxsdk import save
+
+    model = every_split_model()
+    save(model, tmp_path / "m.dfx")
+    inputs = _inputs(model, 2)
+    (tmp_path / "in.bin").write_bytes(b"".join(inputs[n].tobytes() for n in model.inputs))
+    monkeypatch.delenv("DFX_THREADS", raising=False)
+    outputs = {}
+    for args, threads in ((["--threads", "1"], 1), (["--threads", "4"], 4), ([], 1), (["--threads", "0"], 1)):
+        out = tmp_path / f"out{len(outputs)}.bin"
+        proc = subprocess.run([str(dfx_run), "--verbose", "--codes", *args, str(tmp_path / "m.dfx"),
+                               str(tmp_path / "in.bin"), str(out)], capture_output=True, text=True)
+        assert proc.returncode == 0 and f"threads: {threads}\n" in proc.stderr, proc.stderr
+        outputs[tuple(args)] = out.read_bytes()
+    assert len(set(outputs.values())) == 1
+    proc = subprocess.run([str(dfx_run), "--verbose", str(tmp_path / "m.dfx"), str(tmp_path / "in.bin")],
+                          capture_output=True, text=True, env={**os.environ, "DFX_THREADS": "3"})
+    assert proc.returncode == 0 and "threads: 3\n" in proc.stderr
+    for bad in ("65", "-1", "x"):
+        proc = subprocess.run([str(dfx_run), "--threads", bad, str(tmp_path / "m.dfx"), str(tmp_path / "in.bin")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and "--threads needs a count from 0 (automatic) to 64" in proc.stderr
+    help_text = subprocess.run([str(dfx_run), "--help"], capture_output=True, text=True).stdout
+    assert "--threads N" in help_text and "DFX_THREADS" in help_text
