@@ -63,18 +63,21 @@ typedef struct elt_job {
     rt *y;
 } elt_job;
 #define ELT_GRAIN 16384 /* output elements per task at least */
+/* The job's layer, inputs, input count and output, in a range function (ctx, a, b, thread). */
+#define ELT_JOB(CTX)                           \
+    const elt_job *j = (const elt_job *)(CTX); \
+    const dt_layer *L = j->L;                  \
+    const rt *const *x = j->x;                 \
+    int n = j->n;                              \
+    rt *y = j->y;                              \
+    (void)thread
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
 static void eltwise_int_range(void *ctx, int64_t a, int64_t b, int thread)
 {
-    const elt_job *j = (const elt_job *)ctx;
-    const dt_layer *L = j->L;
-    const rt *const *x = j->x;
-    int n = j->n;
-    rt *y = j->y;
+    ELT_JOB(ctx);
     const dt_tensor *ty = y->t;
-    (void)thread;
     int op = L->o.operation;
     int cm[MAXIN], ce[MAXIN];
     for (int k = 0; k < n; k++) {
@@ -127,13 +130,8 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y, const 
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_F32)
 static void eltwise_f32_range(void *ctx, int64_t a, int64_t b, int thread)
 {
-    const elt_job *j = (const elt_job *)ctx;
-    const dt_layer *L = j->L;
-    const rt *const *x = j->x;
-    int n = j->n;
-    rt *y = j->y;
+    ELT_JOB(ctx);
     int op = L->o.operation;
-    (void)thread;
     ELT_ITERATE(a, b, {
         float v;
         if (op == 0) {

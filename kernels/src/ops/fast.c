@@ -319,10 +319,9 @@ static void gemm_split(const dfx_par *par, int64_t units, int64_t rows, int64_t 
         nc = (cols + *cchunk - 1) / *cchunk;
     }
 }
-#endif
 
-#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
-typedef struct conv_job {
+/* A split Conv2D or FC layer. */
+typedef struct lin_job {
     const dt_layer *L;
     const dfx_linprep *lp;
     const struct dfx_kernels *kf;
@@ -332,13 +331,13 @@ typedef struct conv_job {
     void *scratch;
     const dfx_par *par;
     int64_t planes;         /* depthwise: planes (N x O) per task */
-    int64_t rchunk, cchunk; /* GEMM: output channels and pixels per task */
+    int64_t rchunk, cchunk; /* GEMM: output channels and pixels (FC: batch rows) per task */
     int64_t nr, nc;         /* GEMM: row and column chunks per group and sample */
-    int8_t *col;            /* one group and sample cut by rows only: its whole im2col, made once */
-} conv_job;
+    int8_t *col;            /* a convolution of one group and sample cut by rows only: its im2col, made once */
+} lin_job;
 
-/* A thread's scratch of a GEMM convolution: accumulators, unpacked weights, im2col block. */
-static void conv_scratch(const dfx_linprep *lp, void *scratch, int32_t **acc, int8_t **wbuf, int8_t **col)
+/* A thread's GEMM scratch: accumulators, unpacked weights; returns what follows them. */
+static uint8_t *lin_scratch(const dfx_linprep *lp, void *scratch, int32_t **acc, int8_t **wbuf)
 {
     uint8_t *sp = (uint8_t *)scratch;
     *acc = (int32_t *)sp;
@@ -348,33 +347,45 @@ static void conv_scratch(const dfx_linprep *lp, void *scratch, int32_t **acc, in
         *wbuf = (int8_t *)sp;
         sp += fp_align64((size_t)(lp->ob * lp->K));
     }
+    return sp;
+}
+#endif
+
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
+/* A thread's scratch of a GEMM convolution: lin_scratch, then the im2col block. */
+static void conv_scratch(const dfx_linprep *lp, void *scratch, int32_t **acc, int8_t **wbuf, int8_t **col)
+{
+    uint8_t *sp = lin_scratch(lp, scratch, acc, wbuf);
     *col = lp->direct ? NULL : (int8_t *)sp;
 }
 
 /* The shared im2col of input channels [c0, c1) (the whole of one group and sample). */
 static void col_channels(void *ctx, int64_t c0, int64_t c1, int thread)
 {
-    const conv_job *j = (const conv_job *)ctx;
+    const lin_job *j = (const lin_job *)ctx;
     const dt_opts *o = &j->L->o;
     int64_t H = j->x->shape[2], W = j->x->shape[3], OW = j->y->shape[3], P = j->y->shape[2] * OW;
     (void)thread;
     im2col(o, (const int8_t *)j->x->p + c0 * H * W, c1 - c0, H, W, OW, 0, P, j->col + c0 * o->kh * o->kw * P);
 }
 
+/* The layer of a convolution job J as local variables: options, constants, kernel set, tensors. */
+#define CONV_JOB_VARS(J)                                       \
+    const dt_opts *o = &(J)->L->o;                             \
+    const dfx_linprep *lp = (J)->lp;                           \
+    const struct dfx_kernels *kf = (J)->kf;                    \
+    const rt *x = (J)->x, *y = (J)->y;                         \
+    int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3]; \
+    const int8_t *X = (const int8_t *)x->p;                    \
+    const dt_tensor *ty = y->t;                                \
+    int esz = y->esz;                                          \
+    char *Y = (char *)y->p
+
 /* Depthwise planes [c0, c1) of N x O (sample n, channel c). */
-static void dw_planes(const conv_job *j, int64_t c0, int64_t c1, void *scratch)
+static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
 {
-    const dt_layer *L = j->L;
-    const dt_opts *o = &L->o;
-    const dfx_linprep *lp = j->lp;
-    const struct dfx_kernels *kf = j->kf;
-    const rt *x = j->x, *y = j->y;
-    int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    CONV_JOB_VARS(j);
     int64_t O = y->shape[1], OH = y->shape[2], OW = y->shape[3], P = OH * OW;
-    const int8_t *X = (const int8_t *)x->p;
-    const dt_tensor *ty = y->t;
-    int esz = y->esz;
-    char *Y = (char *)y->p;
     int32_t *acc = (int32_t *)scratch;
     int8_t *kbuf = (int8_t *)scratch + fp_align64((size_t)P * 4);
     for (int64_t nc = c0; nc < c1; nc++) {
@@ -389,21 +400,12 @@ static void dw_planes(const conv_job *j, int64_t c0, int64_t c1, void *scratch)
 
 /* The GEMM of group g for samples [n0, n1), output channels [oa, oz) of the group (oa: a multiple of
  * the block lp->ob or of ROW_UNIT), pixels [pa, pz). */
-static void conv_block(const conv_job *j, int64_t g, int64_t n0, int64_t n1, int64_t oa, int64_t oz, int64_t pa,
+static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int64_t oa, int64_t oz, int64_t pa,
                        int64_t pz, void *scratch)
 {
-    const dt_layer *L = j->L;
-    const dt_opts *o = &L->o;
-    const dfx_linprep *lp = j->lp;
-    const struct dfx_kernels *kf = j->kf;
-    const rt *x = j->x, *y = j->y;
-    int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    CONV_JOB_VARS(j);
     int64_t O = y->shape[1], OW = y->shape[3], P = y->shape[2] * OW;
     int64_t G = o->group, cg = C / G, og = O / G, K = lp->K;
-    const int8_t *X = (const int8_t *)x->p;
-    const dt_tensor *ty = y->t;
-    int esz = y->esz;
-    char *Y = (char *)y->p;
     int64_t nb = lp->nb, ob = lp->ob;
     int32_t *acc;
     int8_t *wbuf, *col;
@@ -443,7 +445,7 @@ static void conv_block(const conv_job *j, int64_t g, int64_t n0, int64_t n1, int
 
 static void conv_task(void *ctx, int64_t task, int thread)
 {
-    const conv_job *j = (const conv_job *)ctx;
+    const lin_job *j = (const lin_job *)ctx;
     void *sc = dfx_par_scratch(j->par, j->scratch, thread);
     int64_t N = j->x->shape[0], O = j->y->shape[1];
     if (j->lp->dw) {
@@ -462,7 +464,7 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
                            const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
 {
     int64_t N = x->shape[0], O = y->shape[1], P = y->shape[2] * y->shape[3], G = L->o.group;
-    conv_job j = {L, lp, kf, x, w, y, scratch, par, 0, 0, 0, 0, 0, NULL};
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 0, 0, 0, 0, NULL};
     int threads = dfx_par_threads(par);
     if (lp->dw) {
         int64_t want = threads < 2 ? 1 : threads * DFX_PAR_SPLIT, tasks = N * O < want ? N * O : want;
@@ -491,19 +493,8 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_FAST)
-typedef struct fc_job {
-    const dfx_linprep *lp;
-    const struct dfx_kernels *kf;
-    const rt *x;
-    const dt_tensor *w;
-    rt *y;
-    void *scratch;
-    const dfx_par *par;
-    int64_t rchunk, cchunk, nc; /* output channels and batch rows per task; column chunks */
-} fc_job;
-
 /* Output channels [oa, oz) (oa: a multiple of the block lp->ob or of ROW_UNIT) for batch rows [ra, rz). */
-static void fc_block(const fc_job *j, int64_t oa, int64_t oz, int64_t ra, int64_t rz, void *scratch)
+static void fc_block(const lin_job *j, int64_t oa, int64_t oz, int64_t ra, int64_t rz, void *scratch)
 {
     const dfx_linprep *lp = j->lp;
     const struct dfx_kernels *kf = j->kf;
@@ -513,14 +504,9 @@ static void fc_block(const fc_job *j, int64_t oa, int64_t oz, int64_t ra, int64_
     const int8_t *X = (const int8_t *)j->x->p;
     const dt_tensor *ty = y->t;
     int esz = y->esz;
-    uint8_t *sp = (uint8_t *)scratch;
-    int32_t *acc = (int32_t *)sp;
-    sp += fp_align64((size_t)(ob * nb * 4));
-    int8_t *wbuf = NULL;
-    if (!lp->w_in_place) {
-        wbuf = (int8_t *)sp;
-        sp += fp_align64((size_t)(ob * K));
-    }
+    int32_t *acc;
+    int8_t *wbuf;
+    uint8_t *sp = lin_scratch(lp, scratch, &acc, &wbuf);
     int8_t *xt = (int8_t *)sp;
     sp += fp_align64((size_t)(K * nb));
     void *tmp = sp;
@@ -560,7 +546,7 @@ static void fc_block(const fc_job *j, int64_t oa, int64_t oz, int64_t ra, int64_
 
 static void fc_task(void *ctx, int64_t task, int thread)
 {
-    const fc_job *j = (const fc_job *)ctx;
+    const lin_job *j = (const lin_job *)ctx;
     int64_t O = j->w->shape[0], M = O ? j->y->count / O : 0;
     int64_t oa = task / j->nc * j->rchunk, ra = task % j->nc * j->cchunk;
     fc_block(j, oa, oa + j->rchunk < O ? oa + j->rchunk : O, ra, ra + j->cchunk < M ? ra + j->cchunk : M,
@@ -570,9 +556,8 @@ static void fc_task(void *ctx, int64_t task, int thread)
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                        const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
 {
-    (void)L;
     int64_t O = w->shape[0], M = O ? y->count / O : 0;
-    fc_job j = {lp, kf, x, w, y, scratch, par, O, M, 1};
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, O, M, 1, 1, NULL};
     if (dfx_par_threads(par) < 2) {
         fc_block(&j, 0, O, 0, M, scratch);
         return DFX_OK;
