@@ -81,7 +81,7 @@ setup(
             include_dirs=["kernels/include", "kernels/src"],
             define_macros=[_macro(d) for d in DEFINES],
             extra_compile_args=["-std=c99", "-O3", "-fvisibility=hidden", "-pthread", *LISTS["DFX_WARNINGS"]],
-            extra_link_args=["-pthread"],   # the session thread pool (kernels/src/threads.c)
+            extra_link_args=["-pthread"],   # the session thread pool
             libraries=["m"],
             py_limited_api=False,
         )
