@@ -1,0 +1,148 @@
+/* Requantization, ReLU and max pooling for ARMv7 NEON (dispatch.h). */
+#include <arm_neon.h>
+
+#include "../../fixedpoint.h"
+#include "neon32.h"
+
+/* The int32 form of requant_s32, 8 values at a time, under portable.c's conditions for it (lshift <= 29,
+ * |bias| <= 2^29, shift >= 0, shift + bw <= 29) but with saturating steps instead of its clamp of acc: a value
+ * (acc << lshift) + bias outside int32 becomes +-(2^31 - 1) or -2^31, still beyond +-2^(bw - 1 + shift) + 2^29,
+ * so it saturates the same. The tie rules are VRSHL (half up) of a corrected value: half away from zero
+ * v - 1 for v < 0, half to even v - 1 + bit_shift(v). Other arguments, and the last n % 8 values, go to the
+ * portable set. */
+enum { M_ZERO, M_FLOOR, M_UP, M_AWAY, M_EVEN };
+
+static inline __attribute__((always_inline)) int32x4_t rq4(int mode, int lsh, int32x4_t a, int32x4_t ls,
+                                                           int32x4_t bias, int32x4_t sh, int32x4_t one)
+{
+    int32x4_t v = vqaddq_s32(lsh ? vqshlq_s32(a, ls) : a, bias);
+    switch (mode) {
+        case M_ZERO: return v;
+        case M_FLOOR: return vshlq_s32(v, sh);
+        case M_UP: return vrshlq_s32(v, sh);
+        case M_AWAY: return vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(v, 31)), sh);
+        default: return vrshlq_s32(vqaddq_s32(v, vsubq_s32(vandq_s32(vshlq_s32(v, sh), one), one)), sh);
+    }
+}
+
+static inline __attribute__((always_inline)) int rq_loop(int mode, int lsh, const int32_t *acc, int n, int32_t bias,
+                                                         int lshift, int shift, int bw, void *out, int out_bytes)
+{
+    const int32_t hi = (int32_t)(((int64_t)1 << (bw - 1)) - 1);
+    int32x4_t ls = vdupq_n_s32(lshift), vb = vdupq_n_s32(bias), sh = vdupq_n_s32(-shift), one = vdupq_n_s32(1);
+    int32x4_t vhi = vdupq_n_s32(hi), vlo = vdupq_n_s32(-hi - 1);
+    int sat = bw == 8 * out_bytes; /* the saturating narrowing is the clamp */
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        int32x4_t r0 = rq4(mode, lsh, vld1q_s32(acc + i), ls, vb, sh, one);
+        int32x4_t r1 = rq4(mode, lsh, vld1q_s32(acc + i + 4), ls, vb, sh, one);
+        if (!sat || out_bytes == 4) {
+            r0 = vmaxq_s32(vminq_s32(r0, vhi), vlo);
+            r1 = vmaxq_s32(vminq_s32(r1, vhi), vlo);
+        }
+        if (out_bytes == 1) {
+            vst1_s8((int8_t *)out + i, vqmovn_s16(vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1))));
+        } else if (out_bytes == 2) {
+            vst1q_s16((int16_t *)out + i, vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1)));
+        } else {
+            vst1q_s32((int32_t *)out + i, r0);
+            vst1q_s32((int32_t *)out + i + 4, r1);
+        }
+    }
+    return i;
+}
+
+#define RQ_MODES(LSH)                                                                                       \
+    if (shift == 0) i = rq_loop(M_ZERO, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);                  \
+    else if (rounding == RND_FLOOR) i = rq_loop(M_FLOOR, LSH, acc, n, b, lshift, shift, bw, out, out_bytes); \
+    else if (rounding == RND_HALF_UP) i = rq_loop(M_UP, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);  \
+    else if (rounding == RND_HALF_AWAY) i = rq_loop(M_AWAY, LSH, acc, n, b, lshift, shift, bw, out, out_bytes); \
+    else i = rq_loop(M_EVEN, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);
+
+void dfx_neon32_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
+                            void *out, int out_bytes)
+{
+    int i = 0;
+    if (lshift <= 29 && bias >= -((int64_t)1 << 29) && bias <= ((int64_t)1 << 29) && shift >= 0 && shift + bw <= 29) {
+        int32_t b = (int32_t)bias;
+        if (lshift) {
+            RQ_MODES(1)
+        } else {
+            RQ_MODES(0)
+        }
+    }
+    if (i < n)
+        dfx_kernels_portable.requant_s32(acc + i, n - i, bias, lshift, shift, rounding, bw,
+                                         (char *)out + (size_t)i * out_bytes, out_bytes);
+}
+
+void dfx_neon32_relu_s8(const int8_t *x, int8_t *y, int n)
+{
+    int8x16_t z = vdupq_n_s8(0);
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        int8x16_t a = vld1q_s8(x + i), b = vld1q_s8(x + i + 16);
+        vst1q_s8(y + i, vmaxq_s8(a, z));
+        vst1q_s8(y + i + 16, vmaxq_s8(b, z));
+    }
+    for (; i + 16 <= n; i += 16) vst1q_s8(y + i, vmaxq_s8(vld1q_s8(x + i), z));
+    for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+/* Max pooling of one plane: the output columns whose taps all lie inside the row (stride 2: and one more
+ * column, read by VLD2) 16 at a time, max over the taps; edge columns, other strides and large windows one
+ * output at a time. */
+#define POOL_TAPS 64
+
+static int8_t pool_one(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int oy, int ox,
+                       int8_t empty)
+{
+    int y0 = oy * sh - pt, ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
+    int x0 = ox * sw - pl, xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
+    int m = -1000;
+    for (int iy = ya; iy < yb; iy++)
+        for (int ix = xa; ix < xb; ix++) m = x[(size_t)iy * w + ix] > m ? x[(size_t)iy * w + ix] : m;
+    return m == -1000 ? empty : (int8_t)m;
+}
+
+void dfx_neon32_maxpool_s8(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
+                           int oh, int ow, int8_t empty)
+{
+    int vec = (sw == 1 || sw == 2) && kh * kw <= POOL_TAPS;
+    int span = kw - 1 + (sw == 2 ? 1 : 0);
+    int xlo = (pl + sw - 1) / sw, xhi = 0;
+    if (w - 1 - span + pl >= 0) xhi = (w - 1 - span + pl) / sw + 1;
+    if (xhi > ow) xhi = ow;
+    if (xlo > xhi || !vec) xlo = xhi = 0;
+    const int8_t *rows[POOL_TAPS];
+    for (int oy = 0; oy < oh; oy++) {
+        int8_t *o = out + (size_t)oy * ow;
+        int ox = 0, taps = 0;
+        for (; ox < xlo; ox++) o[ox] = pool_one(x, h, w, kh, kw, sh, sw, pt, pl, oy, ox, empty);
+        for (int i = 0; i < kh && xlo < xhi; i++) {
+            int iy = oy * sh - pt + i;
+            if (iy < 0 || iy >= h) continue;
+            for (int j = 0; j < kw; j++) rows[taps++] = x + (size_t)iy * w + j - pl;
+        }
+        if (taps > 0) {
+            if (sw == 1)
+                for (; ox + 16 <= xhi; ox += 16) {
+                    int8x16_t m = vld1q_s8(rows[0] + ox);
+                    for (int t = 1; t < taps; t++) m = vmaxq_s8(m, vld1q_s8(rows[t] + ox));
+                    vst1q_s8(o + ox, m);
+                }
+            else
+                for (; ox + 16 <= xhi; ox += 16) {
+                    int8x16_t m = vld2q_s8(rows[0] + 2 * ox).val[0];
+                    for (int t = 1; t < taps; t++) m = vmaxq_s8(m, vld2q_s8(rows[t] + 2 * ox).val[0]);
+                    vst1q_s8(o + ox, m);
+                }
+            for (; ox < xhi; ox++) {
+                int8_t m = rows[0][ox * sw];
+                for (int t = 1; t < taps; t++) m = rows[t][ox * sw] > m ? rows[t][ox * sw] : m;
+                o[ox] = m;
+            }
+        }
+        for (; ox < ow; ox++) o[ox] = pool_one(x, h, w, kh, kw, sh, sw, pt, pl, oy, ox, empty);
+    }
+}
