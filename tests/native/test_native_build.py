@@ -3,32 +3,20 @@ the library the Python package loads exports only the public API."""
 
 from __future__ import annotations
 
-import os
 import re
-import runpy
 import shutil
 import subprocess
 
 import pytest
-import setuptools
 
 from tests.support.paths import KERNELS, ROOT
+from tests.support.setup_py import load_setup_py
 
 
 @pytest.fixture(scope="module")
 def setup_py() -> dict:
     """setup.py's globals and the arguments it gives setuptools.setup (not called)."""
-    captured: dict = {}
-    real = setuptools.setup
-    setuptools.setup = lambda **kw: captured.update(kw)
-    cwd = os.getcwd()
-    try:
-        os.chdir(ROOT)
-        names = runpy.run_path(str(ROOT / "setup.py"))
-    finally:
-        setuptools.setup = real
-        os.chdir(cwd)
-    return {**names, "setup_args": captured}
+    return load_setup_py()
 
 
 def _public_api() -> set[str]:

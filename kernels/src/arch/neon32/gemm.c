@@ -180,71 +180,55 @@ static void tile_single(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, 
 
 /* 4 rows x 2 columns with two products per int16 lane, in assembly so that the 8 accumulators (q0-q7), the
  * two columns (q8, q9), the four rows (q10-q13) and two products (q14, q15) stay in registers: 3 loads and
- * 24 arithmetic instructions per chunk (128 multiply-adds); the first chunk starts the sums (VPADDL). The
- * sums of the 4 rows go to c, c + ldc, ... (2 columns each; added to them when accumulate). */
+ * 24 arithmetic instructions per chunk (128 multiply-adds); the first chunk starts the sums (VPADDL), the
+ * loop runs two chunks per turn. The sums of the 4 rows go to c, c + ldc, ... (2 columns each; added to
+ * them when accumulate). */
+#define CHUNK(OP)                          \
+    "vld1.8 {d16-d19}, [%[b]], %[bstep]\n\t" \
+    "vld1.8 {d20-d23}, [%[a]]!\n\t"         \
+    "vmull.s8 q14, d20, d16\n\t"            \
+    "vmull.s8 q15, d20, d18\n\t"            \
+    "vmlal.s8 q14, d21, d17\n\t"            \
+    "vmlal.s8 q15, d21, d19\n\t"            \
+    "vld1.8 {d24-d27}, [%[a]]!\n\t"         \
+    OP ".s16 q0, q14\n\t"                   \
+    OP ".s16 q1, q15\n\t"                   \
+    "vmull.s8 q14, d22, d16\n\t"            \
+    "vmull.s8 q15, d22, d18\n\t"            \
+    "vmlal.s8 q14, d23, d17\n\t"            \
+    "vmlal.s8 q15, d23, d19\n\t"            \
+    OP ".s16 q2, q14\n\t"                   \
+    OP ".s16 q3, q15\n\t"                   \
+    "vmull.s8 q14, d24, d16\n\t"            \
+    "vmull.s8 q15, d24, d18\n\t"            \
+    "vmlal.s8 q14, d25, d17\n\t"            \
+    "vmlal.s8 q15, d25, d19\n\t"            \
+    OP ".s16 q4, q14\n\t"                   \
+    OP ".s16 q5, q15\n\t"                   \
+    "vmull.s8 q14, d26, d16\n\t"            \
+    "vmull.s8 q15, d26, d18\n\t"            \
+    "vmlal.s8 q14, d27, d17\n\t"            \
+    "vmlal.s8 q15, d27, d19\n\t"            \
+    OP ".s16 q6, q14\n\t"                   \
+    OP ".s16 q7, q15\n\t"
+
 static inline void pairs_4x2(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int accumulate)
 {
     const int bstep = 16 * NR, ldcb = ldc * 4;
     int32_t *cl = c;
     __asm__ volatile(
-        "vld1.8 {d16-d19}, [%[b]], %[bstep]\n\t"
-        "vld1.8 {d20-d23}, [%[a]]!\n\t"
-        "vmull.s8 q14, d20, d16\n\t"
-        "vmull.s8 q15, d20, d18\n\t"
-        "vmlal.s8 q14, d21, d17\n\t"
-        "vmlal.s8 q15, d21, d19\n\t"
-        "vld1.8 {d24-d27}, [%[a]]!\n\t"
-        "vpaddl.s16 q0, q14\n\t"
-        "vpaddl.s16 q1, q15\n\t"
-        "vmull.s8 q14, d22, d16\n\t"
-        "vmull.s8 q15, d22, d18\n\t"
-        "vmlal.s8 q14, d23, d17\n\t"
-        "vmlal.s8 q15, d23, d19\n\t"
-        "vpaddl.s16 q2, q14\n\t"
-        "vpaddl.s16 q3, q15\n\t"
-        "vmull.s8 q14, d24, d16\n\t"
-        "vmull.s8 q15, d24, d18\n\t"
-        "vmlal.s8 q14, d25, d17\n\t"
-        "vmlal.s8 q15, d25, d19\n\t"
-        "vpaddl.s16 q4, q14\n\t"
-        "vpaddl.s16 q5, q15\n\t"
-        "vmull.s8 q14, d26, d16\n\t"
-        "vmull.s8 q15, d26, d18\n\t"
-        "vmlal.s8 q14, d27, d17\n\t"
-        "vmlal.s8 q15, d27, d19\n\t"
+        CHUNK("vpaddl")
         "subs %[n], %[n], #1\n\t"
-        "vpaddl.s16 q6, q14\n\t"
-        "vpaddl.s16 q7, q15\n\t"
+        "beq 2f\n\t"
+        "tst %[n], #1\n\t"
+        "beq 1f\n\t"
+        CHUNK("vpadal")
+        "subs %[n], %[n], #1\n\t"
         "beq 2f\n\t"
         "1:\n\t"
-        "vld1.8 {d16-d19}, [%[b]], %[bstep]\n\t"
-        "vld1.8 {d20-d23}, [%[a]]!\n\t"
-        "vmull.s8 q14, d20, d16\n\t"
-        "vmull.s8 q15, d20, d18\n\t"
-        "vmlal.s8 q14, d21, d17\n\t"
-        "vmlal.s8 q15, d21, d19\n\t"
-        "vld1.8 {d24-d27}, [%[a]]!\n\t"
-        "vpadal.s16 q0, q14\n\t"
-        "vpadal.s16 q1, q15\n\t"
-        "vmull.s8 q14, d22, d16\n\t"
-        "vmull.s8 q15, d22, d18\n\t"
-        "vmlal.s8 q14, d23, d17\n\t"
-        "vmlal.s8 q15, d23, d19\n\t"
-        "vpadal.s16 q2, q14\n\t"
-        "vpadal.s16 q3, q15\n\t"
-        "vmull.s8 q14, d24, d16\n\t"
-        "vmull.s8 q15, d24, d18\n\t"
-        "vmlal.s8 q14, d25, d17\n\t"
-        "vmlal.s8 q15, d25, d19\n\t"
-        "vpadal.s16 q4, q14\n\t"
-        "vpadal.s16 q5, q15\n\t"
-        "vmull.s8 q14, d26, d16\n\t"
-        "vmull.s8 q15, d26, d18\n\t"
-        "vmlal.s8 q14, d27, d17\n\t"
-        "vmlal.s8 q15, d27, d19\n\t"
-        "subs %[n], %[n], #1\n\t"
-        "vpadal.s16 q6, q14\n\t"
-        "vpadal.s16 q7, q15\n\t"
+        CHUNK("vpadal")
+        CHUNK("vpadal")
+        "subs %[n], %[n], #2\n\t"
         "bne 1b\n\t"
         "2:\n\t"
         /* row r: [sum of c_r0, sum of c_r1] in d0..d3 */
