@@ -33,6 +33,45 @@ static inline __attribute__((always_inline)) int rq_loop(int mode, int lsh, cons
     int32x4_t vhi = vdupq_n_s32(hi), vlo = vdupq_n_s32(-hi - 1);
     int sat = bw == 8 * out_bytes; /* the saturating narrowing is the clamp */
     int i = 0;
+    if (out_bytes == 1 && sat && mode == M_AWAY && !lsh && n >= 16) { /* the common case, in assembly */
+        int blocks = n / 16;
+        const int32_t *ap = acc;
+        int8_t *op = (int8_t *)out;
+        __asm__ volatile(
+            "1:\n\t"
+            "vld1.32 {d16-d19}, [%[a]]!\n\t"
+            "vld1.32 {d20-d23}, [%[a]]!\n\t"
+            "vqadd.s32 q8, q8, %q[vb]\n\t"
+            "vqadd.s32 q9, q9, %q[vb]\n\t"
+            "vqadd.s32 q10, q10, %q[vb]\n\t"
+            "vqadd.s32 q11, q11, %q[vb]\n\t"
+            "vshr.s32 q12, q8, #31\n\t"
+            "vshr.s32 q13, q9, #31\n\t"
+            "vshr.s32 q14, q10, #31\n\t"
+            "vshr.s32 q15, q11, #31\n\t"
+            "vqadd.s32 q8, q8, q12\n\t"
+            "vqadd.s32 q9, q9, q13\n\t"
+            "vqadd.s32 q10, q10, q14\n\t"
+            "vqadd.s32 q11, q11, q15\n\t"
+            "vrshl.s32 q8, q8, %q[sh]\n\t"
+            "vrshl.s32 q9, q9, %q[sh]\n\t"
+            "vrshl.s32 q10, q10, %q[sh]\n\t"
+            "vrshl.s32 q11, q11, %q[sh]\n\t"
+            "vqmovn.s32 d24, q8\n\t"
+            "vqmovn.s32 d25, q9\n\t"
+            "vqmovn.s32 d26, q10\n\t"
+            "vqmovn.s32 d27, q11\n\t"
+            "vqmovn.s16 d16, q12\n\t"
+            "vqmovn.s16 d17, q13\n\t"
+            "subs %[n], %[n], #1\n\t"
+            "vst1.8 {d16-d17}, [%[o]]!\n\t"
+            "bne 1b\n\t"
+            : [a] "+r"(ap), [o] "+r"(op), [n] "+r"(blocks)
+            : [vb] "w"(vb), [sh] "w"(sh)
+            : "cc", "memory", "d16", "d17", "d18", "d19", "d20", "d21", "d22", "d23", "d24", "d25", "d26", "d27",
+              "d28", "d29", "d30", "d31");
+        i = n / 16 * 16;
+    }
     if (out_bytes == 1 && sat) /* the common case, 16 at a time */
         for (; i + 16 <= n; i += 16) {
             int32x4_t r0 = rq4(mode, lsh, vld1q_s32(acc + i), ls, vb, sh, one);
