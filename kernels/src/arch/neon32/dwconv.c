@@ -136,6 +136,21 @@ static inline __attribute__((always_inline)) void row_3x3(int S, const struct w3
     }
 }
 
+/* d[0..n) = s[0..n): 16 bytes at a time, the last block overlapping */
+static inline void copy_row(int8_t *d, const int8_t *s, int n)
+{
+    int t = 0;
+    if (n >= 16) {
+        for (; t + 16 <= n; t += 16) vst1q_s8(d + t, vld1q_s8(s + t));
+        if (t < n) vst1q_s8(d + n - 16, vld1q_s8(s + n - 16));
+    } else if (n >= 8) {
+        vst1_s8(d, vld1_s8(s));
+        vst1_s8(d + n - 8, vld1_s8(s + n - 8));
+    } else {
+        for (; t < n; t++) d[t] = s[t];
+    }
+}
+
 /* The 3x3 kernel with stride 1 or 2, dilation 1 and no weight -128, through zero-padded copies of the input
  * rows (a ring of three, each input row copied once; rows outside the plane read a zero row), so that every
  * output column takes the vector blocks. Returns 0 (nothing done) when the rows do not fit the buffers. */
@@ -150,6 +165,10 @@ static int dwconv_3x3(const int8_t *x, int h, int w, const int8_t *k, int sh, in
     int tag[3] = {-1, -1, -1};
     memset(zero, 0, (size_t)len);
     int in_lo = pl < len ? pl : len, in_hi = w + pl < len ? w + pl : len; /* padded columns holding input */
+    for (int i = 0; i < 3; i++) {
+        memset(ring[i], 0, (size_t)in_lo);
+        memset(ring[i] + in_hi, 0, (size_t)(len - in_hi));
+    }
     struct w3x3 wt = {vdup_n_s8(k[0]), vdup_n_s8(k[1]), vdup_n_s8(k[2]), vdup_n_s8(k[3]), vdup_n_s8(k[4]),
                       vdup_n_s8(k[5]), vdup_n_s8(k[6]), vdup_n_s8(k[7]), vdup_n_s8(k[8])};
     for (int oy = 0; oy < oh; oy++) {
@@ -161,11 +180,9 @@ static int dwconv_3x3(const int8_t *x, int h, int w, const int8_t *k, int sh, in
                 continue;
             }
             int8_t *d = ring[iy % 3];
-            if (tag[iy % 3] != iy) {
+            if (tag[iy % 3] != iy) { /* the padding columns of the ring rows stay zero */
                 tag[iy % 3] = iy;
-                memset(d, 0, (size_t)in_lo);
-                memcpy(d + in_lo, x + (size_t)iy * w + (in_lo - pl), (size_t)(in_hi - in_lo));
-                memset(d + in_hi, 0, (size_t)(len - in_hi));
+                copy_row(d + in_lo, x + (size_t)iy * w + (in_lo - pl), in_hi - in_lo);
             }
             r[i] = d;
         }
