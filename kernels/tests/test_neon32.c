@@ -60,12 +60,11 @@ static void check_gemm(void)
     N->pack_a(m, k, a, lda, ap, nonneg);
     int r0 = m > 48 && rndi(0, 1) ? 48 : 0;
     for (size_t i = 0; i < (size_t)m * ldc; i++) c1[i] = (int)(i % (size_t)ldc) < n ? c0[i] ^ 0x5555 : c0[i];
-    N->gemm_s8_packed(m - r0, n, k, (const char *)ap + N->packed_a_bytes(r0, k, nonneg), b, ldb,
-                      c1 + (size_t)r0 * ldc, ldc, nonneg);
-    snprintf(what, sizeof what, "gemm_s8_packed m=%d (from row %d) n=%d k=%d ldb=%d ldc=%d b>=0=%d", m, r0, n, k,
-             ldb, ldc, nonneg);
-    if (memcmp(c0 + (size_t)r0 * ldc, c1 + (size_t)r0 * ldc, sizeof(int32_t) * (size_t)(m - r0) * ldc))
-        differs(what);
+    N->gemm_s8_packed(m - r0, n, k, (const char *)ap + N->packed_a_bytes(r0, k, nonneg), b, ldb, c1 + (size_t)r0 * ldc,
+                      ldc, nonneg);
+    snprintf(what, sizeof what, "gemm_s8_packed m=%d (from row %d) n=%d k=%d ldb=%d ldc=%d b>=0=%d", m, r0, n, k, ldb,
+             ldc, nonneg);
+    if (memcmp(c0 + (size_t)r0 * ldc, c1 + (size_t)r0 * ldc, sizeof(int32_t) * (size_t)(m - r0) * ldc)) differs(what);
     free(ap);
     free(a);
     free(b);

@@ -31,9 +31,15 @@ import pytest
 
 from dfxsdk.io import load
 
-from tests.support.cross import AARCH64, CrossBuild, cmake_build, conformance_case, network_case
-from tests.support.cross import nets  # noqa: F401  (the fixture)
-from tests.support.cross import NETS
+from tests.support.cross import (
+    AARCH64,
+    NETS,
+    CrossBuild,
+    cmake_build,
+    conformance_case,
+    nets,  # noqa: F401  (the fixture)
+    network_case,
+)
 from tests.support.paths import CONFORMANCE, KERNELS
 
 VECTORS = sorted(CONFORMANCE.glob("*.dfx"))
@@ -42,7 +48,8 @@ MODES = AARCH64.modes
 
 @pytest.fixture(scope="module")
 def arm64() -> CrossBuild:
-    return cmake_build(AARCH64, "test-aarch64", "DFX_AARCH64_BUILD", ("dfx-run", "test_buffer", "test_neon", "classify"))
+    programs = ("dfx-run", "test_buffer", "test_neon", "classify")
+    return cmake_build(AARCH64, "test-aarch64", "DFX_AARCH64_BUILD", programs)
 
 
 # -- C tests -----------------------------------------------------------------------------------------

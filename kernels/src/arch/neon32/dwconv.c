@@ -69,13 +69,13 @@ static inline __attribute__((always_inline)) int taps_generic(int S, int pairs, 
 }
 
 /* the sum of int16 pair sums p01..p8 (8 lanes) widened: 4 + 4 instructions */
-#define WIDEN5(A0, A1, P0, P1, P2, P3, P4)                                                                          \
-    A0 = vaddw_s16(vaddw_s16(vaddw_s16(vaddl_s16(vget_low_s16(P0), vget_low_s16(P1)), vget_low_s16(P2)),           \
-                             vget_low_s16(P3)),                                                                     \
-                   vget_low_s16(P4));                                                                               \
-    A1 = vaddw_s16(vaddw_s16(vaddw_s16(vaddl_s16(vget_high_s16(P0), vget_high_s16(P1)), vget_high_s16(P2)),        \
-                             vget_high_s16(P3)),                                                                    \
-                   vget_high_s16(P4))
+#define WIDEN5(A0, A1, P0, P1, P2, P3, P4)                                                                           \
+    A0 = vaddw_s16(                                                                                                  \
+        vaddw_s16(vaddw_s16(vaddl_s16(vget_low_s16(P0), vget_low_s16(P1)), vget_low_s16(P2)), vget_low_s16(P3)),     \
+        vget_low_s16(P4));                                                                                           \
+    A1 = vaddw_s16(                                                                                                  \
+        vaddw_s16(vaddw_s16(vaddl_s16(vget_high_s16(P0), vget_high_s16(P1)), vget_high_s16(P2)), vget_high_s16(P3)), \
+        vget_high_s16(P4))
 
 /* 3x3 with its 9 weights in registers (no weight -128): 16 or 8 outputs from column ox of the rows r0..r2 */
 struct w3x3 {
@@ -223,10 +223,12 @@ void dfx_neon32_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh
                     rows[taps++] = x + (size_t)iy * w + j * dw - pl;
                 }
             }
-            if (sw == 1) ox = pairs ? taps_generic(1, 1, taps, wv, rows, o, ox, xhi)
-                                    : taps_generic(1, 0, taps, wv, rows, o, ox, xhi);
-            else ox = pairs ? taps_generic(2, 1, taps, wv, rows, o, ox, xhi)
-                            : taps_generic(2, 0, taps, wv, rows, o, ox, xhi);
+            if (sw == 1)
+                ox = pairs ? taps_generic(1, 1, taps, wv, rows, o, ox, xhi)
+                           : taps_generic(1, 0, taps, wv, rows, o, ox, xhi);
+            else
+                ox = pairs ? taps_generic(2, 1, taps, wv, rows, o, ox, xhi)
+                           : taps_generic(2, 0, taps, wv, rows, o, ox, xhi);
         }
         for (; ox < xhi; ox++) {
             int32_t s = 0;

@@ -86,8 +86,7 @@ static int pack_b(const int8_t *b, int ldb, int krows, int nr, int qn, int8_t *d
             int8x16_t r5 = vcombine_s8(vld1_s8(s + 5 * (size_t)ldb), vld1_s8(s + 5 * (size_t)ldb + l8));
             int8x16_t r6 = vcombine_s8(vld1_s8(s + 6 * (size_t)ldb), vld1_s8(s + 6 * (size_t)ldb + l8));
             int8x16_t r7 = vcombine_s8(vld1_s8(s + 7 * (size_t)ldb), vld1_s8(s + 7 * (size_t)ldb + l8));
-            int8x16x2_t t01 = vtrnq_s8(r0, r1), t23 = vtrnq_s8(r2, r3), t45 = vtrnq_s8(r4, r5),
-                        t67 = vtrnq_s8(r6, r7);
+            int8x16x2_t t01 = vtrnq_s8(r0, r1), t23 = vtrnq_s8(r2, r3), t45 = vtrnq_s8(r4, r5), t67 = vtrnq_s8(r6, r7);
             int16x8x2_t u02 = vtrnq_s16(vreinterpretq_s16_s8(t01.val[0]), vreinterpretq_s16_s8(t23.val[0]));
             int16x8x2_t u13 = vtrnq_s16(vreinterpretq_s16_s8(t01.val[1]), vreinterpretq_s16_s8(t23.val[1]));
             int16x8x2_t u46 = vtrnq_s16(vreinterpretq_s16_s8(t45.val[0]), vreinterpretq_s16_s8(t67.val[0]));
@@ -156,8 +155,7 @@ static inline void store2(int32_t *c, int32x4_t x, int32x4_t y, int nr, int accu
 }
 
 /* 4 rows x 2 columns of C over qn chunks; ap: [chunk][4 rows][16], bp: columns j, j + 1 of an 8-column panel */
-static void tile_single(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
-                        int accumulate)
+static void tile_single(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int accumulate)
 {
     int32x4_t c00 = vdupq_n_s32(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     for (int q = 0; q < qn; q++, ap += 16 * MR, bp += 16 * NR) {
@@ -183,90 +181,76 @@ static void tile_single(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, 
  * 24 arithmetic instructions per chunk (128 multiply-adds); the first chunk starts the sums (VPADDL), the
  * loop runs two chunks per turn. The sums of the 4 rows go to c, c + ldc, ... (2 columns each; added to
  * them when accumulate). */
-#define CHUNK(OP)                          \
-    "vld1.8 {d16-d19}, [%[b]], %[bstep]\n\t" \
-    "vld1.8 {d20-d23}, [%[a]]!\n\t"         \
-    "vmull.s8 q14, d20, d16\n\t"            \
-    "vmull.s8 q15, d20, d18\n\t"            \
-    "vmlal.s8 q14, d21, d17\n\t"            \
-    "vmlal.s8 q15, d21, d19\n\t"            \
-    "vld1.8 {d24-d27}, [%[a]]!\n\t"         \
-    OP ".s16 q0, q14\n\t"                   \
-    OP ".s16 q1, q15\n\t"                   \
-    "vmull.s8 q14, d22, d16\n\t"            \
-    "vmull.s8 q15, d22, d18\n\t"            \
-    "vmlal.s8 q14, d23, d17\n\t"            \
-    "vmlal.s8 q15, d23, d19\n\t"            \
-    OP ".s16 q2, q14\n\t"                   \
-    OP ".s16 q3, q15\n\t"                   \
-    "vmull.s8 q14, d24, d16\n\t"            \
-    "vmull.s8 q15, d24, d18\n\t"            \
-    "vmlal.s8 q14, d25, d17\n\t"            \
-    "vmlal.s8 q15, d25, d19\n\t"            \
-    OP ".s16 q4, q14\n\t"                   \
-    OP ".s16 q5, q15\n\t"                   \
-    "vmull.s8 q14, d26, d16\n\t"            \
-    "vmull.s8 q15, d26, d18\n\t"            \
-    "vmlal.s8 q14, d27, d17\n\t"            \
-    "vmlal.s8 q15, d27, d19\n\t"            \
-    OP ".s16 q6, q14\n\t"                   \
-    OP ".s16 q7, q15\n\t"
+#define CHUNK(OP)                                                               \
+    "vld1.8 {d16-d19}, [%[b]], %[bstep]\n\t"                                    \
+    "vld1.8 {d20-d23}, [%[a]]!\n\t"                                             \
+    "vmull.s8 q14, d20, d16\n\t"                                                \
+    "vmull.s8 q15, d20, d18\n\t"                                                \
+    "vmlal.s8 q14, d21, d17\n\t"                                                \
+    "vmlal.s8 q15, d21, d19\n\t"                                                \
+    "vld1.8 {d24-d27}, [%[a]]!\n\t" OP ".s16 q0, q14\n\t" OP ".s16 q1, q15\n\t" \
+    "vmull.s8 q14, d22, d16\n\t"                                                \
+    "vmull.s8 q15, d22, d18\n\t"                                                \
+    "vmlal.s8 q14, d23, d17\n\t"                                                \
+    "vmlal.s8 q15, d23, d19\n\t" OP ".s16 q2, q14\n\t" OP ".s16 q3, q15\n\t"    \
+    "vmull.s8 q14, d24, d16\n\t"                                                \
+    "vmull.s8 q15, d24, d18\n\t"                                                \
+    "vmlal.s8 q14, d25, d17\n\t"                                                \
+    "vmlal.s8 q15, d25, d19\n\t" OP ".s16 q4, q14\n\t" OP ".s16 q5, q15\n\t"    \
+    "vmull.s8 q14, d26, d16\n\t"                                                \
+    "vmull.s8 q15, d26, d18\n\t"                                                \
+    "vmlal.s8 q14, d27, d17\n\t"                                                \
+    "vmlal.s8 q15, d27, d19\n\t" OP ".s16 q6, q14\n\t" OP ".s16 q7, q15\n\t"
 
 static inline void pairs_4x2(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int accumulate)
 {
     const int bstep = 16 * NR, ldcb = ldc * 4;
     int32_t *cl = c;
-    __asm__ volatile(
-        CHUNK("vpaddl")
-        "subs %[n], %[n], #1\n\t"
-        "beq 2f\n\t"
-        "tst %[n], #1\n\t"
-        "beq 1f\n\t"
-        CHUNK("vpadal")
-        "subs %[n], %[n], #1\n\t"
-        "beq 2f\n\t"
-        "1:\n\t"
-        CHUNK("vpadal")
-        CHUNK("vpadal")
-        "subs %[n], %[n], #2\n\t"
-        "bne 1b\n\t"
-        "2:\n\t"
-        /* row r: [sum of c_r0, sum of c_r1] in d0..d3 */
-        "vpadd.i32 d0, d0, d1\n\t"
-        "vpadd.i32 d1, d2, d3\n\t"
-        "vpadd.i32 d0, d0, d1\n\t"
-        "vpadd.i32 d4, d4, d5\n\t"
-        "vpadd.i32 d5, d6, d7\n\t"
-        "vpadd.i32 d1, d4, d5\n\t"
-        "vpadd.i32 d8, d8, d9\n\t"
-        "vpadd.i32 d9, d10, d11\n\t"
-        "vpadd.i32 d2, d8, d9\n\t"
-        "vpadd.i32 d12, d12, d13\n\t"
-        "vpadd.i32 d13, d14, d15\n\t"
-        "vpadd.i32 d3, d12, d13\n\t"
-        "cmp %[acc], #0\n\t"
-        "beq 3f\n\t"
-        "vld1.32 {d4}, [%[cl]], %[ldcb]\n\t"
-        "vld1.32 {d5}, [%[cl]], %[ldcb]\n\t"
-        "vld1.32 {d6}, [%[cl]], %[ldcb]\n\t"
-        "vld1.32 {d7}, [%[cl]]\n\t"
-        "vadd.i32 q0, q0, q2\n\t"
-        "vadd.i32 q1, q1, q3\n\t"
-        "3:\n\t"
-        "vst1.32 {d0}, [%[c]], %[ldcb]\n\t"
-        "vst1.32 {d1}, [%[c]], %[ldcb]\n\t"
-        "vst1.32 {d2}, [%[c]], %[ldcb]\n\t"
-        "vst1.32 {d3}, [%[c]]\n\t"
-        : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(qn), [c] "+r"(c), [cl] "+r"(cl)
-        : [bstep] "r"(bstep), [ldcb] "r"(ldcb), [acc] "r"(accumulate)
-        : "cc", "memory", "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12", "d13",
-          "d14", "d15", "d16", "d17", "d18", "d19", "d20", "d21", "d22", "d23", "d24", "d25", "d26", "d27", "d28",
-          "d29", "d30", "d31");
+    __asm__ volatile(CHUNK("vpaddl") "subs %[n], %[n], #1\n\t"
+                                     "beq 2f\n\t"
+                                     "tst %[n], #1\n\t"
+                                     "beq 1f\n\t" CHUNK(
+                                         "vpadal") "subs %[n], %[n], #1\n\t"
+                                                   "beq 2f\n\t"
+                                                   "1:\n\t" CHUNK("vpadal")
+                                                       CHUNK("vpadal") "subs %[n], %[n], #2\n\t"
+                                                                       "bne 1b\n\t"
+                                                                       "2:\n\t"
+                                                                       /* row r: [sum of c_r0, sum of c_r1] in d0..d3 */
+                                                                       "vpadd.i32 d0, d0, d1\n\t"
+                                                                       "vpadd.i32 d1, d2, d3\n\t"
+                                                                       "vpadd.i32 d0, d0, d1\n\t"
+                                                                       "vpadd.i32 d4, d4, d5\n\t"
+                                                                       "vpadd.i32 d5, d6, d7\n\t"
+                                                                       "vpadd.i32 d1, d4, d5\n\t"
+                                                                       "vpadd.i32 d8, d8, d9\n\t"
+                                                                       "vpadd.i32 d9, d10, d11\n\t"
+                                                                       "vpadd.i32 d2, d8, d9\n\t"
+                                                                       "vpadd.i32 d12, d12, d13\n\t"
+                                                                       "vpadd.i32 d13, d14, d15\n\t"
+                                                                       "vpadd.i32 d3, d12, d13\n\t"
+                                                                       "cmp %[acc], #0\n\t"
+                                                                       "beq 3f\n\t"
+                                                                       "vld1.32 {d4}, [%[cl]], %[ldcb]\n\t"
+                                                                       "vld1.32 {d5}, [%[cl]], %[ldcb]\n\t"
+                                                                       "vld1.32 {d6}, [%[cl]], %[ldcb]\n\t"
+                                                                       "vld1.32 {d7}, [%[cl]]\n\t"
+                                                                       "vadd.i32 q0, q0, q2\n\t"
+                                                                       "vadd.i32 q1, q1, q3\n\t"
+                                                                       "3:\n\t"
+                                                                       "vst1.32 {d0}, [%[c]], %[ldcb]\n\t"
+                                                                       "vst1.32 {d1}, [%[c]], %[ldcb]\n\t"
+                                                                       "vst1.32 {d2}, [%[c]], %[ldcb]\n\t"
+                                                                       "vst1.32 {d3}, [%[c]]\n\t"
+                     : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(qn), [c] "+r"(c), [cl] "+r"(cl)
+                     : [bstep] "r"(bstep), [ldcb] "r"(ldcb), [acc] "r"(accumulate)
+                     : "cc", "memory", "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12",
+                       "d13", "d14", "d15", "d16", "d17", "d18", "d19", "d20", "d21", "d22", "d23", "d24", "d25", "d26",
+                       "d27", "d28", "d29", "d30", "d31");
 }
 
 /* pairs_4x2 for an edge tile (mr < 4 rows or nr < 2 columns), through a buffer */
-static void tile_pairs(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
-                       int accumulate)
+static void tile_pairs(int qn, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int accumulate)
 {
     int32_t t[8];
     pairs_4x2(qn, ap, bp, t, 2, 0);

@@ -12,8 +12,8 @@
  * portable set. */
 enum { M_ZERO, M_FLOOR, M_UP, M_AWAY, M_EVEN };
 
-static inline __attribute__((always_inline)) int32x4_t rq4(int mode, int lsh, int32x4_t a, int32x4_t ls,
-                                                           int32x4_t bias, int32x4_t sh, int32x4_t one)
+static inline __attribute__((always_inline)) int32x4_t rq4(int mode, int lsh, int32x4_t a, int32x4_t ls, int32x4_t bias,
+                                                           int32x4_t sh, int32x4_t one)
 {
     int32x4_t v = vqaddq_s32(lsh ? vqshlq_s32(a, ls) : a, bias);
     switch (mode) {
@@ -37,39 +37,38 @@ static inline __attribute__((always_inline)) int rq_loop(int mode, int lsh, cons
         int blocks = n / 16;
         const int32_t *ap = acc;
         int8_t *op = (int8_t *)out;
-        __asm__ volatile(
-            "1:\n\t"
-            "vld1.32 {d16-d19}, [%[a]]!\n\t"
-            "vld1.32 {d20-d23}, [%[a]]!\n\t"
-            "vqadd.s32 q8, q8, %q[vb]\n\t"
-            "vqadd.s32 q9, q9, %q[vb]\n\t"
-            "vqadd.s32 q10, q10, %q[vb]\n\t"
-            "vqadd.s32 q11, q11, %q[vb]\n\t"
-            "vshr.s32 q12, q8, #31\n\t"
-            "vshr.s32 q13, q9, #31\n\t"
-            "vshr.s32 q14, q10, #31\n\t"
-            "vshr.s32 q15, q11, #31\n\t"
-            "vqadd.s32 q8, q8, q12\n\t"
-            "vqadd.s32 q9, q9, q13\n\t"
-            "vqadd.s32 q10, q10, q14\n\t"
-            "vqadd.s32 q11, q11, q15\n\t"
-            "vrshl.s32 q8, q8, %q[sh]\n\t"
-            "vrshl.s32 q9, q9, %q[sh]\n\t"
-            "vrshl.s32 q10, q10, %q[sh]\n\t"
-            "vrshl.s32 q11, q11, %q[sh]\n\t"
-            "vqmovn.s32 d24, q8\n\t"
-            "vqmovn.s32 d25, q9\n\t"
-            "vqmovn.s32 d26, q10\n\t"
-            "vqmovn.s32 d27, q11\n\t"
-            "vqmovn.s16 d16, q12\n\t"
-            "vqmovn.s16 d17, q13\n\t"
-            "subs %[n], %[n], #1\n\t"
-            "vst1.8 {d16-d17}, [%[o]]!\n\t"
-            "bne 1b\n\t"
-            : [a] "+r"(ap), [o] "+r"(op), [n] "+r"(blocks)
-            : [vb] "w"(vb), [sh] "w"(sh)
-            : "cc", "memory", "d16", "d17", "d18", "d19", "d20", "d21", "d22", "d23", "d24", "d25", "d26", "d27",
-              "d28", "d29", "d30", "d31");
+        __asm__ volatile("1:\n\t"
+                         "vld1.32 {d16-d19}, [%[a]]!\n\t"
+                         "vld1.32 {d20-d23}, [%[a]]!\n\t"
+                         "vqadd.s32 q8, q8, %q[vb]\n\t"
+                         "vqadd.s32 q9, q9, %q[vb]\n\t"
+                         "vqadd.s32 q10, q10, %q[vb]\n\t"
+                         "vqadd.s32 q11, q11, %q[vb]\n\t"
+                         "vshr.s32 q12, q8, #31\n\t"
+                         "vshr.s32 q13, q9, #31\n\t"
+                         "vshr.s32 q14, q10, #31\n\t"
+                         "vshr.s32 q15, q11, #31\n\t"
+                         "vqadd.s32 q8, q8, q12\n\t"
+                         "vqadd.s32 q9, q9, q13\n\t"
+                         "vqadd.s32 q10, q10, q14\n\t"
+                         "vqadd.s32 q11, q11, q15\n\t"
+                         "vrshl.s32 q8, q8, %q[sh]\n\t"
+                         "vrshl.s32 q9, q9, %q[sh]\n\t"
+                         "vrshl.s32 q10, q10, %q[sh]\n\t"
+                         "vrshl.s32 q11, q11, %q[sh]\n\t"
+                         "vqmovn.s32 d24, q8\n\t"
+                         "vqmovn.s32 d25, q9\n\t"
+                         "vqmovn.s32 d26, q10\n\t"
+                         "vqmovn.s32 d27, q11\n\t"
+                         "vqmovn.s16 d16, q12\n\t"
+                         "vqmovn.s16 d17, q13\n\t"
+                         "subs %[n], %[n], #1\n\t"
+                         "vst1.8 {d16-d17}, [%[o]]!\n\t"
+                         "bne 1b\n\t"
+                         : [a] "+r"(ap), [o] "+r"(op), [n] "+r"(blocks)
+                         : [vb] "w"(vb), [sh] "w"(sh)
+                         : "cc", "memory", "d16", "d17", "d18", "d19", "d20", "d21", "d22", "d23", "d24", "d25", "d26",
+                           "d27", "d28", "d29", "d30", "d31");
         i = n / 16 * 16;
     }
     if (out_bytes == 1 && sat) /* the common case, 16 at a time */
@@ -78,7 +77,8 @@ static inline __attribute__((always_inline)) int rq_loop(int mode, int lsh, cons
             int32x4_t r1 = rq4(mode, lsh, vld1q_s32(acc + i + 4), ls, vb, sh, one);
             int32x4_t r2 = rq4(mode, lsh, vld1q_s32(acc + i + 8), ls, vb, sh, one);
             int32x4_t r3 = rq4(mode, lsh, vld1q_s32(acc + i + 12), ls, vb, sh, one);
-            int16x8_t h0 = vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1)), h1 = vcombine_s16(vqmovn_s32(r2), vqmovn_s32(r3));
+            int16x8_t h0 = vcombine_s16(vqmovn_s32(r0), vqmovn_s32(r1)),
+                      h1 = vcombine_s16(vqmovn_s32(r2), vqmovn_s32(r3));
             vst1q_s8((int8_t *)out + i, vcombine_s8(vqmovn_s16(h0), vqmovn_s16(h1)));
         }
     for (; i + 8 <= n; i += 8) {
@@ -100,10 +100,10 @@ static inline __attribute__((always_inline)) int rq_loop(int mode, int lsh, cons
     return i;
 }
 
-#define RQ_MODES(LSH)                                                                                       \
-    if (shift == 0) i = rq_loop(M_ZERO, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);                  \
-    else if (rounding == RND_FLOOR) i = rq_loop(M_FLOOR, LSH, acc, n, b, lshift, shift, bw, out, out_bytes); \
-    else if (rounding == RND_HALF_UP) i = rq_loop(M_UP, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);  \
+#define RQ_MODES(LSH)                                                                                           \
+    if (shift == 0) i = rq_loop(M_ZERO, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);                     \
+    else if (rounding == RND_FLOOR) i = rq_loop(M_FLOOR, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);    \
+    else if (rounding == RND_HALF_UP) i = rq_loop(M_UP, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);     \
     else if (rounding == RND_HALF_AWAY) i = rq_loop(M_AWAY, LSH, acc, n, b, lshift, shift, bw, out, out_bytes); \
     else i = rq_loop(M_EVEN, LSH, acc, n, b, lshift, shift, bw, out, out_bytes);
 
