@@ -1,35 +1,17 @@
 /* Depthwise (one channel) convolution for ARMv7 NEON (dispatch.h, dwconv_s8).
  *
- * Per output row, the columns whose taps all lie inside the plane (for stride
- * 2 one more column, which the VLD2 loads read) are computed 16, then 8, at a
- * time; edge columns, other strides and rows take the scalar loop. Products
- * are VMULL.S8 (exact in int16); when no weight is -128, two taps share an
- * int16 lane (VMLAL.S8: |w*x + v*y| <= 2 * 127 * 128 < 2^15) before VADDW
- * widens them into the int32 sums. The 3x3 kernel with stride 1 or 2 is
- * unrolled with its weights in registers and reads zero-padded copies of the
- * rows, so that the edges take the vector code too.
+ * The 3x3 kernel with stride 1 or 2 (dilation 1, no weight -128: MobileNet's)
+ * is unrolled with its weights in registers and reads zero-padded copies of
+ * the input rows, so that every output column, edges included, takes the
+ * vector code, 16 (then 8) at a time. Products are VMULL.S8 (exact in int16);
+ * two taps share an int16 lane (VMLAL.S8: |w*x + v*y| <= 2 * 127 * 128 < 2^15)
+ * before VADDL/VADDW widen them into the int32 sums. Other kernels go to the
+ * portable set.
  * Sums are exact in int32 by the dispatch contract. */
 #include <arm_neon.h>
 #include <string.h>
 
 #include "neon32.h"
-
-#define MAX_TAPS 64
-
-static int32_t one_output(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int oy, int ox, int sh,
-                          int sw, int pt, int pl, int dh, int dw)
-{
-    int32_t s = 0;
-    for (int i = 0; i < kh; i++) {
-        int iy = oy * sh - pt + i * dh;
-        if (iy < 0 || iy >= h) continue;
-        for (int j = 0; j < kw; j++) {
-            int ix = ox * sw - pl + j * dw;
-            if (ix >= 0 && ix < w) s += k[i * kw + j] * x[(size_t)iy * w + ix];
-        }
-    }
-    return s;
-}
 
 /* 8 inputs of output columns ox.. at tap offset p (stride 1 or 2, a compile-time constant) */
 #define LD8(p, S) ((S) == 1 ? vld1_s8(p) : vld2_s8(p).val[0])
@@ -41,31 +23,6 @@ static inline void store16(int32_t *o, int32x4_t a0, int32x4_t a1, int32x4_t a2,
     vst1q_s32(o + 4, a1);
     vst1q_s32(o + 8, a2);
     vst1q_s32(o + 12, a3);
-}
-
-/* taps t: weight wv[t], input row pointer rows[t] (column 0 of the output row, stride S) */
-static inline __attribute__((always_inline)) int taps_generic(int S, int pairs, int taps, const int8x8_t *wv,
-                                                              const int8_t *const *rows, int32_t *o, int ox, int xhi)
-{
-    for (; ox + 8 <= xhi; ox += 8) {
-        int32x4_t a0 = vdupq_n_s32(0), a1 = a0;
-        int t = 0;
-        if (pairs)
-            for (; t + 2 <= taps; t += 2) {
-                int16x8_t p = vmull_s8(LD8(rows[t] + S * ox, S), wv[t]);
-                p = vmlal_s8(p, LD8(rows[t + 1] + S * ox, S), wv[t + 1]);
-                a0 = vaddw_s16(a0, vget_low_s16(p));
-                a1 = vaddw_s16(a1, vget_high_s16(p));
-            }
-        for (; t < taps; t++) {
-            int16x8_t p = vmull_s8(LD8(rows[t] + S * ox, S), wv[t]);
-            a0 = vaddw_s16(a0, vget_low_s16(p));
-            a1 = vaddw_s16(a1, vget_high_s16(p));
-        }
-        vst1q_s32(o + ox, a0);
-        vst1q_s32(o + ox + 4, a1);
-    }
-    return ox;
 }
 
 /* the sum of int16 pair sums p01..p8 (8 lanes) widened: 4 + 4 instructions */
@@ -195,46 +152,9 @@ static int dwconv_3x3(const int8_t *x, int h, int w, const int8_t *k, int sh, in
 void dfx_neon32_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                           int pl, int dh, int dw, int32_t *out, int oh, int ow)
 {
-    int vec = (sw == 1 || sw == 2) && kh * kw <= MAX_TAPS;
-    /* columns [xlo, xhi) have every tap inside [0, w), stride 2 one more column (read by VLD2) */
-    int span = (kw - 1) * dw + (sw == 2 ? 1 : 0);
-    int xlo = (pl + sw - 1) / sw, xhi = 0;
-    if (w - 1 - span + pl >= 0) xhi = (w - 1 - span + pl) / sw + 1;
-    if (xhi > ow) xhi = ow;
-    if (xlo > xhi || !vec) xlo = xhi = 0;
-    int pairs = 1;
-    for (int t = 0; t < kh * kw; t++) pairs &= k[t] != -128;
-    if (pairs && kh == 3 && kw == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2) &&
-        dwconv_3x3(x, h, w, k, sh, sw, pt, pl, out, oh, ow))
+    int pairs = kh == 3 && kw == 3;
+    for (int t = 0; t < kh * kw && pairs; t++) pairs = k[t] != -128;
+    if (pairs && dh == 1 && dw == 1 && (sw == 1 || sw == 2) && dwconv_3x3(x, h, w, k, sh, sw, pt, pl, out, oh, ow))
         return;
-    int8x8_t wv[MAX_TAPS];
-    const int8_t *rows[MAX_TAPS];
-    for (int oy = 0; oy < oh; oy++) {
-        int32_t *o = out + (size_t)oy * ow;
-        int ox = 0, taps = 0, iy0 = oy * sh - pt;
-        for (; ox < xlo; ox++) o[ox] = one_output(x, h, w, k, kh, kw, oy, ox, sh, sw, pt, pl, dh, dw);
-        if (xlo < xhi) {
-            for (int i = 0; i < kh; i++) {
-                int iy = iy0 + i * dh;
-                if (iy < 0 || iy >= h) continue;
-                for (int j = 0; j < kw; j++) {
-                    if (!k[i * kw + j]) continue;
-                    wv[taps] = vdup_n_s8(k[i * kw + j]);
-                    rows[taps++] = x + (size_t)iy * w + j * dw - pl;
-                }
-            }
-            if (sw == 1)
-                ox = pairs ? taps_generic(1, 1, taps, wv, rows, o, ox, xhi)
-                           : taps_generic(1, 0, taps, wv, rows, o, ox, xhi);
-            else
-                ox = pairs ? taps_generic(2, 1, taps, wv, rows, o, ox, xhi)
-                           : taps_generic(2, 0, taps, wv, rows, o, ox, xhi);
-        }
-        for (; ox < xhi; ox++) {
-            int32_t s = 0;
-            for (int t = 0; t < taps; t++) s += vget_lane_s8(wv[t], 0) * rows[t][ox * sw];
-            o[ox] = s;
-        }
-        for (; ox < ow; ox++) o[ox] = one_output(x, h, w, k, kh, kw, oy, ox, sh, sw, pt, pl, dh, dw);
-    }
+    dfx_kernels_portable.dwconv_s8(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow);
 }

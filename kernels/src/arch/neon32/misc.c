@@ -137,60 +137,45 @@ void dfx_neon32_relu_s8(const int8_t *x, int8_t *y, int n)
     for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
 
-/* Max pooling of one plane: the output columns whose taps all lie inside the row (stride 2: and one more
- * column, read by VLD2) 16 at a time, max over the taps; edge columns, other strides and large windows one
- * output at a time. */
+/* Max pooling of one plane whose windows all lie inside it (no padding taps, stride 1 or 2, at most
+ * POOL_TAPS taps, LeNet's and VGG's): VMAX over the taps 16 output columns at a time, where the loads stay in
+ * the row (stride 2: VLD2 reads one column beyond the last tap), the last columns one at a time. Other
+ * geometries go to the portable set. */
 #define POOL_TAPS 64
-
-static int8_t pool_one(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int oy, int ox,
-                       int8_t empty)
-{
-    int y0 = oy * sh - pt, ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
-    int x0 = ox * sw - pl, xa = x0 < 0 ? 0 : x0, xb = x0 + kw > w ? w : x0 + kw;
-    int m = -1000;
-    for (int iy = ya; iy < yb; iy++)
-        for (int ix = xa; ix < xb; ix++) m = x[(size_t)iy * w + ix] > m ? x[(size_t)iy * w + ix] : m;
-    return m == -1000 ? empty : (int8_t)m;
-}
 
 void dfx_neon32_maxpool_s8(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
                            int oh, int ow, int8_t empty)
 {
-    int vec = (sw == 1 || sw == 2) && kh * kw <= POOL_TAPS;
-    int span = kw - 1 + (sw == 2 ? 1 : 0);
-    int xlo = (pl + sw - 1) / sw, xhi = 0;
-    if (w - 1 - span + pl >= 0) xhi = (w - 1 - span + pl) / sw + 1;
-    if (xhi > ow) xhi = ow;
-    if (xlo > xhi || !vec) xlo = xhi = 0;
+    if ((sw != 1 && sw != 2) || kh * kw > POOL_TAPS || pt != 0 || pl != 0 || (oh - 1) * sh + kh > h ||
+        (ow - 1) * sw + kw > w) {
+        dfx_kernels_portable.maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty);
+        return;
+    }
+    /* columns [0, xv) read at most column w - 1 with 16-wide loads */
+    int xv = sw == 1 ? w - kw + 1 : (w - kw - 1) / 2 + 1;
+    if (xv > ow) xv = ow;
     const int8_t *rows[POOL_TAPS];
     for (int oy = 0; oy < oh; oy++) {
         int8_t *o = out + (size_t)oy * ow;
         int ox = 0, taps = 0;
-        for (; ox < xlo; ox++) o[ox] = pool_one(x, h, w, kh, kw, sh, sw, pt, pl, oy, ox, empty);
-        for (int i = 0; i < kh && xlo < xhi; i++) {
-            int iy = oy * sh - pt + i;
-            if (iy < 0 || iy >= h) continue;
-            for (int j = 0; j < kw; j++) rows[taps++] = x + (size_t)iy * w + j - pl;
-        }
-        if (taps > 0) {
-            if (sw == 1)
-                for (; ox + 16 <= xhi; ox += 16) {
-                    int8x16_t m = vld1q_s8(rows[0] + ox);
-                    for (int t = 1; t < taps; t++) m = vmaxq_s8(m, vld1q_s8(rows[t] + ox));
-                    vst1q_s8(o + ox, m);
-                }
-            else
-                for (; ox + 16 <= xhi; ox += 16) {
-                    int8x16_t m = vld2q_s8(rows[0] + 2 * ox).val[0];
-                    for (int t = 1; t < taps; t++) m = vmaxq_s8(m, vld2q_s8(rows[t] + 2 * ox).val[0]);
-                    vst1q_s8(o + ox, m);
-                }
-            for (; ox < xhi; ox++) {
-                int8_t m = rows[0][ox * sw];
-                for (int t = 1; t < taps; t++) m = rows[t][ox * sw] > m ? rows[t][ox * sw] : m;
-                o[ox] = m;
+        for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++) rows[taps++] = x + (size_t)(oy * sh + i) * w + j;
+        if (sw == 1)
+            for (; ox + 16 <= xv; ox += 16) {
+                int8x16_t m = vld1q_s8(rows[0] + ox);
+                for (int t = 1; t < taps; t++) m = vmaxq_s8(m, vld1q_s8(rows[t] + ox));
+                vst1q_s8(o + ox, m);
             }
+        else
+            for (; ox + 16 <= xv; ox += 16) {
+                int8x16_t m = vld2q_s8(rows[0] + 2 * ox).val[0];
+                for (int t = 1; t < taps; t++) m = vmaxq_s8(m, vld2q_s8(rows[t] + 2 * ox).val[0]);
+                vst1q_s8(o + ox, m);
+            }
+        for (; ox < ow; ox++) {
+            int8_t m = rows[0][ox * sw];
+            for (int t = 1; t < taps; t++) m = rows[t][ox * sw] > m ? rows[t][ox * sw] : m;
+            o[ox] = m;
         }
-        for (; ox < ow; ox++) o[ox] = pool_one(x, h, w, kh, kw, sh, sw, pt, pl, oy, ox, empty);
     }
 }
