@@ -22,12 +22,14 @@ nets = base.nets
 THREADS = (1, 2, 3, 4)
 
 
-def _run(arm64: Arm64, mode: str, threads: int, model: Path, inputs: list[np.ndarray], work: Path) -> bytes:
-    """``dfx-run --threads`` under qemu; checks the kernel set and the thread count it reports."""
+def run_threads(build: Arm64, mode: str, threads: int, model: Path, inputs: list[np.ndarray], work: Path) -> bytes:
+    """``dfx-run --threads`` of a cross build under qemu; checks the kernel set and the thread count it reports.
+    (tests/armhf/test_armhf_threads.py runs it too.)"""
     inp, out = work / f"{model.stem}.{mode}.{threads}.in", work / f"{model.stem}.{mode}.{threads}.out"
     inp.write_bytes(b"".join(np.ascontiguousarray(a).tobytes() for a in inputs))
-    proc = arm64.run(mode, "dfx-run", "--verbose", "--out-codes", "--threads", threads, model, inp, out)
-    assert f"kernels: {mode}\n" in proc.stderr and f"threads: {threads}\n" in proc.stderr, proc.stderr
+    proc = build.run(mode, "dfx-run", "--verbose", "--out-codes", "--threads", threads, model, inp, out)
+    expected = build.target.modes[mode][2]
+    assert f"kernels: {expected}\n" in proc.stderr and f"threads: {threads}\n" in proc.stderr, proc.stderr
     return out.read_bytes()
 
 
@@ -51,7 +53,7 @@ def every_split(tmp_path_factory):
 @pytest.mark.parametrize("mode", list(MODES))
 def test_every_split_bit_exact_at_every_thread_count(arm64, every_split, tmp_path, mode, threads):
     path, inputs, names, want = every_split
-    raw = _run(arm64, mode, threads, path, inputs, tmp_path)
+    raw = run_threads(arm64, mode, threads, path, inputs, tmp_path)
     _compare(names, _split_outputs(raw, want, path.stem), want, f"{path.stem} [{mode}, {threads} threads]")
 
 
@@ -62,5 +64,5 @@ def test_every_split_bit_exact_at_every_thread_count(arm64, every_split, tmp_pat
 def test_network_bit_exact_with_threads(arm64, nets, tmp_path, net, mode, threads):
     """One thread is test_aarch64.py's test_network_bit_exact."""
     path, inputs, names, want = nets(net)
-    raw = _run(arm64, mode, threads, path, inputs, tmp_path)
+    raw = run_threads(arm64, mode, threads, path, inputs, tmp_path)
     _compare(names, _split_outputs(raw, want, net), want, f"{net} [{mode}, {threads} threads]")
