@@ -50,13 +50,23 @@
 #define RELAX() ((void)0)
 #endif
 
+#if defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_8)
+#define ST_LOAD(p) LOAD(&(p)->state)
+#define ST_STORE(p, v) STORE(&(p)->state, v)
+#define ST_CAS(p, expect, v) CAS(&(p)->state, expect, v)
+#else /* no 8-byte atomics (ARMv6: the single-core boards): `state` under a spin lock */
+#define ST_LOAD(p) st_load(p)
+#define ST_STORE(p, v) st_store(p, v)
+#define ST_CAS(p, expect, v) st_cas(p, expect, v)
+#endif
+
 #define GEN(s) ((uint32_t)((s) >> 32))
 #define NEXT(s) ((uint32_t)(s))
 
 typedef struct job {
     dfx_task_fn fn;
     void *ctx;
-    int64_t n;
+    uint32_t n; /* tasks (fewer than 2^31) */
 } job;
 
 struct worker {
@@ -72,12 +82,43 @@ struct dfx_pool {
     pthread_cond_t go, done;
     uint64_t state;    /* generation << 32 | next task */
     job slot[2];       /* the job of generation g in slot[g & 1] */
-    uint64_t finished; /* tasks of the current job finished */
+    uint32_t finished; /* tasks of the current job finished (jobs have fewer than 2^31) */
+    int state_lock;    /* without 8-byte atomics: a spin lock around `state` */
     int caller_wait;   /* the caller sleeps on `done` (under mu) */
     int stop;          /* destroy: the workers leave */
     pthread_t *tid;
     struct worker *workers;
 };
+
+#if !defined(__GCC_HAVE_SYNC_COMPARE_AND_SWAP_8)
+static void st_lock(struct dfx_pool *p)
+{
+    while (__atomic_exchange_n(&p->state_lock, 1, __ATOMIC_ACQUIRE)) RELAX();
+}
+static void st_unlock(struct dfx_pool *p) { __atomic_store_n(&p->state_lock, 0, __ATOMIC_RELEASE); }
+static uint64_t st_load(struct dfx_pool *p)
+{
+    st_lock(p);
+    uint64_t v = p->state;
+    st_unlock(p);
+    return v;
+}
+static void st_store(struct dfx_pool *p, uint64_t v)
+{
+    st_lock(p);
+    p->state = v;
+    st_unlock(p);
+}
+static int st_cas(struct dfx_pool *p, uint64_t *expect, uint64_t v)
+{
+    st_lock(p);
+    int ok = p->state == *expect;
+    if (ok) p->state = v;
+    else *expect = p->state;
+    st_unlock(p);
+    return ok;
+}
+#endif
 
 static int fork_count;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -87,26 +128,26 @@ static void register_atfork(void) { pthread_atfork(NULL, NULL, count_fork); }
 /* Take and run tasks while the current job has some; returns the generation found empty. */
 static uint32_t take_tasks(struct dfx_pool *p, int thread)
 {
-    uint64_t s = LOAD(&p->state);
+    uint64_t s = ST_LOAD(p);
     for (;;) {
         const job *j = &p->slot[GEN(s) & 1];
         dfx_task_fn fn = LOAD_RELAXED(&j->fn);
         void *ctx = LOAD_RELAXED(&j->ctx);
-        int64_t n = LOAD_RELAXED(&j->n);
+        uint32_t n = LOAD_RELAXED(&j->n);
         if (NEXT(s) >= n) { /* nothing left; n is the job's own if state has not moved on since */
-            uint64_t now = LOAD(&p->state);
+            uint64_t now = ST_LOAD(p);
             if (now == s) return GEN(s);
             s = now;
             continue;
         }
-        if (!CAS(&p->state, &s, s + 1)) continue; /* s now holds the current state */
+        if (!ST_CAS(p, &s, s + 1)) continue; /* s now holds the current state */
         fn(ctx, NEXT(s), thread);
-        if (FETCH_ADD(&p->finished, 1) + 1 == (uint64_t)n) { /* the job's last task: wake a sleeping caller */
+        if (FETCH_ADD(&p->finished, 1) + 1 == n) { /* the job's last task: wake a sleeping caller */
             pthread_mutex_lock(&p->mu);
             if (p->caller_wait) pthread_cond_signal(&p->done);
             pthread_mutex_unlock(&p->mu);
         }
-        s = LOAD(&p->state);
+        s = ST_LOAD(p);
     }
 }
 
@@ -117,12 +158,14 @@ static int64_t now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Spin until *word != value or SPIN_NS have passed (the clock read every 64 polls); 1 if it changed. */
-static int spin_while(const uint64_t *word, uint64_t value, const int *stop)
+/* Spin until `state` (which 0) or `finished` (which 1) is no longer `value`, or stop, or SPIN_NS have
+ * passed (the clock read every 64 polls); 1 if it changed. */
+static int spin_while(struct dfx_pool *p, int which, uint64_t value)
 {
     int64_t end = now_ns() + SPIN_NS;
     for (unsigned polls = 1;; polls++) {
-        if (LOAD(word) != value || LOAD(stop)) return 1;
+        uint64_t v = which ? LOAD(&p->finished) : ST_LOAD(p);
+        if (v != value || LOAD(&p->stop)) return 1;
         RELAX();
         if (polls % 64 == 0 && now_ns() > end) return 0;
     }
@@ -134,15 +177,15 @@ static void *worker_main(void *arg)
     struct dfx_pool *p = w->pool;
     uint32_t seen = 0; /* the generation last found without tasks */
     for (;;) {
-        uint64_t s = LOAD(&p->state);
-        if (GEN(s) == seen && !LOAD(&p->stop) && !spin_while(&p->state, s, &p->stop)) {
-            for (int y = 0; y < YIELDS && GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop); y++) sched_yield();
+        uint64_t s = ST_LOAD(p);
+        if (GEN(s) == seen && !LOAD(&p->stop) && !spin_while(p, 0, s)) {
+            for (int y = 0; y < YIELDS && GEN(ST_LOAD(p)) == seen && !LOAD(&p->stop); y++) sched_yield();
             pthread_mutex_lock(&p->mu);
-            while (GEN(LOAD(&p->state)) == seen && !LOAD(&p->stop)) pthread_cond_wait(&p->go, &p->mu);
+            while (GEN(ST_LOAD(p)) == seen && !LOAD(&p->stop)) pthread_cond_wait(&p->go, &p->mu);
             pthread_mutex_unlock(&p->mu);
         }
         if (LOAD(&p->stop)) return NULL;
-        if (GEN(LOAD(&p->state)) == seen) continue; /* the state moved within the same generation */
+        if (GEN(ST_LOAD(p)) == seen) continue; /* the state moved within the same generation */
         seen = take_tasks(p, w->index);
     }
 }
@@ -205,24 +248,24 @@ void dfx_pool_run(struct dfx_pool *p, int64_t n, dfx_task_fn fn, void *ctx)
         for (int64_t i = 0; i < n; i++) fn(ctx, i, 0);
         return;
     }
-    uint64_t s = LOAD(&p->state);
+    uint64_t s = ST_LOAD(p);
     uint32_t g = GEN(s) + 1;
     job *j = &p->slot[g & 1]; /* generation g - 1's slot: every task of g - 2 is finished */
     STORE_RELAXED(&j->fn, fn);
     STORE_RELAXED(&j->ctx, ctx);
-    STORE_RELAXED(&j->n, n);
-    STORE_RELAXED(&p->finished, 0);
+    STORE_RELAXED(&j->n, (uint32_t)n);
+    STORE_RELAXED(&p->finished, 0u);
     pthread_mutex_lock(&p->mu); /* publish: spinning workers see the new generation, sleeping ones wake */
-    STORE(&p->state, (uint64_t)g << 32);
+    ST_STORE(p, (uint64_t)g << 32);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     take_tasks(p, 0);
-    uint64_t done = LOAD(&p->finished);
-    while (done < (uint64_t)n && spin_while(&p->finished, done, &p->stop)) done = LOAD(&p->finished);
-    if (LOAD(&p->finished) < (uint64_t)n) {
+    uint32_t done = LOAD(&p->finished);
+    while (done < (uint32_t)n && spin_while(p, 1, done)) done = LOAD(&p->finished);
+    if (LOAD(&p->finished) < (uint32_t)n) {
         pthread_mutex_lock(&p->mu);
         p->caller_wait = 1;
-        while (LOAD(&p->finished) < (uint64_t)n) pthread_cond_wait(&p->done, &p->mu);
+        while (LOAD(&p->finished) < (uint32_t)n) pthread_cond_wait(&p->done, &p->mu);
         p->caller_wait = 0;
         pthread_mutex_unlock(&p->mu);
     }
