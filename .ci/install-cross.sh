@@ -4,7 +4,8 @@
 # and CMake and pkg-config for the installed-library tests (tests/native/test_native_install.py).
 # Idempotent: does nothing when everything is already there. Needs root (or
 # sudo) only when something is missing. DFX_CROSS_ARMHF=1 also installs the
-# 32-bit armhf cross compiler.
+# 32-bit armhf cross compiler, DFX_CROSS_CXX=1 the C++ cross compilers and ninja
+# (benchmarks/bench_ncnn_arm.py).
 set -euo pipefail
 
 need=()
@@ -16,6 +17,11 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if [ "${DFX_CROSS_ARMHF:-0}" = 1 ]; then
     command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnueabihf)
     [ -e /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || need+=(libc6-dev-armhf-cross)
+fi
+if [ "${DFX_CROSS_CXX:-0}" = 1 ]; then  # C++ cross compilers and ninja: benchmarks/bench_ncnn_arm.py builds ncnn
+    command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
+    command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 || need+=(g++-arm-linux-gnueabihf libc6-dev-armhf-cross)
+    command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
