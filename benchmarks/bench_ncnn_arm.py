@@ -181,9 +181,13 @@ def build_ncnn(arch: Arch, version: str, src: Path, cache: Path, jobs: int) -> P
     """Cross-build benchncnn for ``arch`` into the cache (once); returns the executable."""
     bench_dir = src / "benchmark"
     bench_dir.mkdir(exist_ok=True)
-    shutil.copyfile(DRIVER, bench_dir / "benchncnn.cpp")
-    (bench_dir / "CMakeLists.txt").write_text("add_executable(benchncnn benchncnn.cpp)\n"
-                                              "target_link_libraries(benchncnn PRIVATE ncnn)\n")
+    files = {"benchncnn.cpp": DRIVER.read_text(),
+             "CMakeLists.txt": "add_executable(benchncnn benchncnn.cpp)\n"
+                               "target_link_libraries(benchncnn PRIVATE ncnn)\n"}
+    for name, text in files.items():  # rewritten only when changed: the other architecture's build reads them
+        path = bench_dir / name
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
     build = cache / f"ncnn-{version}-{arch.name}"
     exe = build / "benchmark" / "benchncnn"
     subprocess.run(ncnn_configure_args(arch, src, build), check=True, stdout=subprocess.DEVNULL)
@@ -233,13 +237,15 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _dfx_model(work: Path) -> tuple[Path, Path]:
-    """MobileNet-SSD 8-bit (benchmarks/native_nets.py) and one random float input, written to ``work``."""
+    """MobileNet-SSD 8-bit (benchmarks/native_nets.py) and one random float input in ``work`` (made once)."""
+    model, inp = work / "mobilenet_ssd_int8.dfx", work / "mobilenet_ssd.in"
+    if model.is_file() and inp.is_file():
+        return model, inp
     import native_nets as nets
 
     from dfxsdk.io import save
 
     fmodel = nets.mobilenet_ssd()
-    model, inp = work / "mobilenet_ssd_int8.dfx", work / "mobilenet_ssd.in"
     save(nets.quantize8(fmodel), model)
     inp.write_bytes(nets.random_input(fmodel, 1)[fmodel.inputs[0]].tobytes())
     return model, inp
@@ -277,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"qemu CPU models, comma-separated, of {', '.join(CPUS)}")
     ap.add_argument("--tarball", type=Path, help="use this ncnn sdist (ncnn-VERSION.tar.gz) instead of PyPI's")
     ap.add_argument("-j", "--jobs", type=int, default=2, help="parallel compile jobs (builds run under nice)")
+    ap.add_argument("--workdir", type=Path, help="keep the dfx model and input here and reuse them (default: a "
+                    "temporary directory)")
     ap.add_argument("--build-only", action="store_true", help="build benchncnn and dfx-run, count nothing")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a dfx / ncnn ratio is above 1.0")
@@ -302,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     plugin = qemu_cross.build_plugin(ROOT / "build" / "bench-ncnn-plugin")
     rows = []
     with tempfile.TemporaryDirectory(prefix="dfx-bench-ncnn-") as tmp:
-        work = Path(tmp)
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         model, inp = _dfx_model(work)
         for cpu in cpus:
             arch = ARCHES[CPUS[cpu][0]]
