@@ -15,24 +15,26 @@ neither ncnn's ``benchmark/`` nor its ``toolchains/`` directories, so the script
   options, zero weights, input 0.01) and a two-line CMakeLists, so ``-DNCNN_BUILD_BENCHMARK=ON`` builds it;
 - cross-compiles with this project's toolchain files (``kernels/cmake/aarch64-linux-gnu.cmake`` and
   ``arm-linux-gnueabihf.cmake``) plus the flags of ncnn's own armv7 toolchain file
-  (``-march=armv7-a -mfloat-abi=hard -mfpu=neon``) and ``-marm`` (Debian's armhf gcc defaults to Thumb-2, where
-  ncnn's inline assembly fails with "impossible constraints"), ``-DNCNN_VULKAN=OFF -DNCNN_OPENMP=OFF``, tools, examples,
-  tests and Python off, and the AArch64 extension variants that no CPU model here has (bf16, i8mm, SVE,
-  fp16fml) off: ncnn picks those at run time from the CPU's features, so they would never run;
+  (``-march=armv7-a -mfloat-abi=hard -mfpu=neon``) and ``-marm`` (Debian's armhf gcc defaults to Thumb-2,
+  where ncnn's inline assembly fails with "impossible constraints"); ``-DNCNN_VULKAN=OFF -DNCNN_OPENMP=OFF``;
+  tools, examples, tests, Python and the C API off; the AArch64 variants for extensions no CPU model here has
+  (bf16, i8mm, SVE, fp16fml) off, as ncnn picks them at run time from the CPU's features; and only the layers
+  of :data:`NCNN_LAYERS` (the network's and those ncnn creates inside other layers);
 - links ``benchncnn`` statically (``-static``), so qemu needs no sysroot for it.
 
 It runs ``benchncnn 3 1 0 -1 0 param=../shared/testdata/ncnn-benchmark/mobilenet_ssd_int8.param
 shape=[300,300,3]`` and the same with 1 loop (arguments: loops, threads, powersave, gpu device, cooling down).
 
 dfx side: MobileNet-SSD 300x300 (the chuanqi305 prototxt, random weights, the one-pass 8-bit quantizer, as
-``benchmarks/native_nets.py`` builds it) run by ``dfx-run --repeat 1`` and ``--repeat 3``, cross-built with the
-same toolchain files into ``build/bench-ncnn-<arch>`` (default cmake flags, so whatever kernel sets main has;
-the set in use is printed, from ``dfx-run --verbose``).
+``benchmarks/native_nets.py`` builds it) run by ``dfx-run --repeat 1`` and ``--repeat 3`` with DFX_THREADS=1,
+cross-built with the same toolchain files into ``build/bench-ncnn-<arch>`` and linked with ``-static`` (default
+kernel flags, so whatever kernel sets the branch has; the set in use is printed, from ``dfx-run --verbose``).
 
-Counting: the TCG plugin ``benchmarks/qemu_insn_count.c`` (see ``benchmarks/qemu_count.py``); one inference is
+Counting: the TCG plugin ``benchmarks/qemu_insn_count.c`` (see ``benchmarks/qemu_cross.py``); one inference is
 (count at 3 loops - count at 1 loop) / 2, so loading, warm-up and process start cancel out. CPU models:
 ``qemu-aarch64 -cpu cortex-a53`` (ARMv8.0: Pi 3, Pi 4), ``cortex-a76`` (dot product: Pi 5) and
-``qemu-arm -cpu cortex-a7`` (ARMv7 with NEON: Pi 2 v1.1 and every 32-bit Raspberry Pi OS on a Pi 3/4).
+``qemu-arm -cpu cortex-a7`` (ARMv7 with NEON, the code a 32-bit OS runs; ``cortex-a15`` is accepted too: both
+report the same features, NEON and VFPv4, so both engines take the same paths on them).
 ``--check`` exits with status 1 when a dfx / ncnn ratio is above 1.0 (issue 15's goal).
 """
 
@@ -88,18 +90,17 @@ ARCHES = {
 CPUS = {
     "cortex-a53": ("aarch64", "AArch64 ARMv8.0 (Pi 3, Pi 4)"),
     "cortex-a76": ("aarch64", "AArch64 dotprod (Pi 5)"),
-    "cortex-a7": ("armhf", "armv7 hard-float NEON (32-bit OS)"),
-    "cortex-a15": ("armhf", "armv7 hard-float NEON (32-bit OS)"),
+    "cortex-a7": ("armhf", "ARMv7 hard-float (32-bit OS)"),
+    "cortex-a15": ("armhf", "ARMv7 hard-float (32-bit OS)"),
 }
-#: ncnn layers built: those of mobilenet_ssd_int8.param, the ones ncnn's layers and Net create internally
-#: (create_layer calls in src/: GEMM, padding, packing, casts, (de)quantization, activations, ...) and the
-#: elementwise ones. The others are left out (-DWITH_LAYER_<name>=OFF) to shorten the build; a missing layer
-#: would make load_param or extract fail, never run something else.
+#: ncnn layers built: those of mobilenet_ssd_int8.param (its convolutions fuse ReLU only), ReLU, which they create
+#: for it, and those that ncnn's Mat helpers (layout packing, fp16 casts, padding and cropping, int8
+#: (de/re)quantization) and the generic Convolution create. The others are left out (-DWITH_LAYER_<name>=OFF)
+#: to shorten the build; a missing layer makes load_param or extract fail, never run something else.
 NCNN_LAYERS = frozenset((
     "Input", "Convolution", "ConvolutionDepthWise", "Concat", "DetectionOutput", "Flatten", "Permute", "PriorBox",
-    "Reshape", "Softmax", "Split", "Gemm", "InnerProduct", "Deconvolution", "DeconvolutionDepthWise",
-    "Convolution1D", "Cast", "Interp", "Scale", "ReLU", "Padding", "Crop", "Sigmoid", "Requantize", "Quantize",
-    "Dequantize", "Packing", "Mish", "HardSwish", "Clip", "Bias", "BinaryOp", "Eltwise", "UnaryOp"))
+    "Reshape", "Softmax", "Split", "ReLU", "InnerProduct", "Packing", "Cast", "Padding", "Crop", "Quantize",
+    "Dequantize", "Requantize"))
 NCNN_COMMON = ("-DCMAKE_BUILD_TYPE=Release", "-DNCNN_VULKAN=OFF", "-DNCNN_OPENMP=OFF", "-DNCNN_BUILD_BENCHMARK=ON",
                "-DNCNN_BUILD_TOOLS=OFF", "-DNCNN_BUILD_EXAMPLES=OFF", "-DNCNN_BUILD_TESTS=OFF", "-DNCNN_PYTHON=OFF",
                "-DNCNN_SHARED_LIB=OFF", "-DNCNN_INSTALL_SDK=OFF", "-DNCNN_C_API=OFF",

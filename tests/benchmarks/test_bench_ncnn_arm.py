@@ -92,15 +92,15 @@ def test_dfx_run_repeats_and_reports_its_kernel_set(tmp_path):
 def test_ncnn_is_configured_as_the_issue_asks_with_only_the_layers_the_network_needs(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "CMakeLists.txt").write_text(
-        "ncnn_add_layer(AbsVal)\nncnn_add_layer(Convolution)\n  ncnn_add_layer(Pooling OFF)\nncnn_add_layer(Gemm)\n")
+        "ncnn_add_layer(AbsVal)\nncnn_add_layer(Convolution)\n  ncnn_add_layer(Pooling OFF)\nncnn_add_layer(Softmax)\n")
     assert bench.ncnn_layer_names((tmp_path / "src" / "CMakeLists.txt").read_text()) == [
-        "AbsVal", "Convolution", "Pooling", "Gemm"]
+        "AbsVal", "Convolution", "Pooling", "Softmax"]
     args = bench.ncnn_configure_args(bench.ARCHES["armhf"], tmp_path, tmp_path / "b")
     for flag in ("-DNCNN_VULKAN=OFF", "-DNCNN_OPENMP=OFF", "-DNCNN_BUILD_BENCHMARK=ON", "-DNCNN_BUILD_TOOLS=OFF",
                  "-DCMAKE_EXE_LINKER_FLAGS=-static", "-DWITH_LAYER_absval=OFF", "-DWITH_LAYER_pooling=OFF",
                  "-DCMAKE_CXX_FLAGS=-march=armv7-a -mfloat-abi=hard -mfpu=neon -marm"):
         assert flag in args
-    assert not any("WITH_LAYER_convolution" in a or "WITH_LAYER_gemm" in a for a in args)
+    assert not any("WITH_LAYER_convolution" in a or "WITH_LAYER_softmax" in a for a in args)
     assert f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'kernels' / 'cmake' / 'arm-linux-gnueabihf.cmake'}" in args
 
 
