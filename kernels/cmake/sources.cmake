@@ -24,4 +24,12 @@ set(DFX_NEON_DEFINITIONS DFX_HAVE_NEON=1)
 # only these files may use ARMv8.2 instructions; they run after the HWCAP check
 set(DFX_DOTPROD_SOURCES src/arch/neon/gemm_dot.c)
 set(DFX_DOTPROD_FLAGS -march=armv8.2-a+dotprod)
-# 32-bit ARM has no sources of its own: it builds the portable set
+
+# 32-bit ARM (armhf, any baseline from ARMv6 on): the ARMv7 NEON set "neon",
+# chosen at run time when the CPU has NEON (HWCAP_NEON)
+set(DFX_NEON32_SOURCES
+  src/arch/neon32/select.c src/arch/neon32/gemm.c src/arch/neon32/dwconv.c src/arch/neon32/misc.c)
+set(DFX_NEON32_DEFINITIONS DFX_HAVE_NEON32=1)
+# only these files may use NEON instructions; they run after the HWCAP check
+set(DFX_NEON32_SIMD_SOURCES src/arch/neon32/gemm.c src/arch/neon32/dwconv.c src/arch/neon32/misc.c)
+set(DFX_NEON32_FLAGS -march=armv7-a -mfpu=neon)
