@@ -4,7 +4,8 @@
 # benchmarks/bench_qemu_insns.py), and CMake and pkg-config for the
 # installed-library tests (tests/native/test_native_install.py).
 # Idempotent: does nothing when everything is already there. Needs root (or
-# sudo) only when something is missing.
+# sudo) only when something is missing. DFX_CROSS_CXX=1 also installs the C++
+# cross compilers and ninja (benchmarks/bench_ncnn_arm.py builds ncnn).
 set -euo pipefail
 
 need=()
@@ -15,6 +16,11 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnueabihf)
 [ -e /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || need+=(libc6-dev-armhf-cross)
+if [ "${DFX_CROSS_CXX:-0}" = 1 ]; then
+    command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
+    command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 || need+=(g++-arm-linux-gnueabihf)
+    command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=
