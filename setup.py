@@ -65,7 +65,8 @@ def kernel_build(arch: str) -> tuple[list[str], list[str], dict[str, list[str]]]
 ARCH = target_arch(platform.machine(), sys.maxsize > 2**32)
 SOURCES, DEFINES, OWN_FLAGS = kernel_build(ARCH)
 #: what every file is compiled with (tests cross-compile with these too)
-COMPILE_ARGS = ["-std=c99", "-O3", "-fvisibility=hidden", *LISTS["DFX_WARNINGS"]]
+COMPILE_ARGS = ["-std=c99", "-O3", "-fvisibility=hidden", "-pthread", *LISTS["DFX_WARNINGS"]]
+LINK_ARGS = ["-pthread"]   # the session thread pool
 
 
 def _macro(d: str) -> tuple[str, str | None]:
@@ -114,6 +115,7 @@ setup(
             include_dirs=["kernels/include", "kernels/src"],
             define_macros=[_macro(d) for d in DEFINES],
             extra_compile_args=COMPILE_ARGS,
+            extra_link_args=LINK_ARGS,
             libraries=["m"],
             py_limited_api=False,
         )

@@ -6,7 +6,7 @@
 # every target
 set(DFX_SOURCES
   src/crc32.c src/error.c src/fbverify.c src/model.c src/model_info.c src/validate.c src/planner.c
-  src/plan.c src/exec.c src/session.c src/describe.c src/session_io.c src/metadata.c src/dispatch.c
+  src/plan.c src/exec.c src/threads.c src/session.c src/describe.c src/session_io.c src/metadata.c src/dispatch.c
   src/ops/common.c src/ops/conv.c src/ops/fc.c src/ops/fast.c src/ops/pool.c src/ops/activation.c
   src/ops/eltwise.c src/ops/layout.c src/ops/norm.c src/ops/detection.c src/ops/custom.c
   src/arch/portable/portable.c src/arch/x86/x86.c src/arch/x86/dwconv.c)

@@ -6,6 +6,7 @@
 #include "fixedpoint.h"
 #include "dispatch.h"
 #include "kselect.h"
+#include "threads.h"
 
 /* A tensor as a kernel sees it: integer codes (int8/int16/int32, esz bytes)
  * or float32 values, runtime shape. Kernels other than the fast ones (and the
@@ -67,10 +68,11 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
 dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, int x_nonneg,
                            const struct dfx_kernels *kf, dfx_linprep *lp);
 void dfx_linear_release(dfx_linprep *lp);
+/* The kernels given a dfx_par split their work over the session's threads (threads.h). */
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                           const dt_tensor *w, rt *y, void *scratch);
+                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                       const dt_tensor *w, rt *y, void *scratch);
+                       const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
 /* A registered custom operator (dfx_register_custom_op, ops/custom.c). */
 typedef struct dfx_custom_op {
     const char *name;
@@ -83,8 +85,8 @@ dfx_status dfx_custom(const dt_layer *L, const dfx_custom_op *op, const rt *cons
                       int n_out);
 
 /* int8 codes without a format change: max pooling and ReLU in the kernel set */
-void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y);
-void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y);
+void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y, const dfx_par *par);
+void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y, const dfx_par *par);
 
 #define I32(r) ((int32_t *)(r)->p)
 #define F32(r) ((float *)(r)->p)
@@ -103,8 +105,8 @@ dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const 
 void dfx_fc_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch);
 
 /* ops/pool.c */
-void dfx_pool_int(const dt_layer *L, const rt *x, rt *y);
-void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y);
+void dfx_pool_int(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
+void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 
 /* ops/activation.c */
 void dfx_relu_int(const rt *x, rt *y);
@@ -118,24 +120,24 @@ void dfx_tanh_f32(const rt *x, rt *y);
 void dfx_exp_f32(const rt *x, rt *y);
 void dfx_minifloat_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_power_f32(const dt_layer *L, const rt *x, rt *y);
-void dfx_requantize_int(const rt *x, rt *y);
+void dfx_requantize_int(const rt *x, rt *y, const dfx_par *par);
 
 /* ops/eltwise.c */
-void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y);
-void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y);
+void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y, const dfx_par *par);
+void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y, const dfx_par *par);
 void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y);
 void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y);
 
 /* ops/layout.c */
 void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer);
 void dfx_copy(const rt *x, rt *y);
-void dfx_permute(const dt_layer *L, const rt *x, rt *y);
+void dfx_permute(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n);
 void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer);
 void dfx_upsample(const dt_layer *L, const rt *x, rt *y);
 
 /* ops/norm.c */
-void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y);
+void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y);
 

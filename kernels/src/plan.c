@@ -404,6 +404,9 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
         if (st) return st;
         io += m->layers[li].n_in + m->layers[li].n_out;
         if (need > scratch) scratch = need;
+        int k = np->layers[li].kernel; /* kernels that split their work with scratch per thread (threads.h) */
+        size_t own = need - ((size_t)np->layers[li].scratch - np->scratch_base); /* beyond the wide copies */
+        if ((k == DFX_K_CONV2D_FAST || k == DFX_K_FC_FAST) && own > np->thread_scratch) np->thread_scratch = own;
     }
     np->scratch_bytes = scratch;
     np->const_base = fp_align64(np->scratch_base + scratch); /* scratch parts are multiples of 64 already */

@@ -65,7 +65,7 @@ def _pip_build(target: Target, work: Path) -> tuple[Path, dict[str, list[str]], 
         objects[src] = obj
     lib = work / "_dfxnative.so"
     _run([target.cc, *BASELINE[target.name], "-shared", "-o", str(lib), *map(str, objects.values()),
-          *(f"-l{name}" for name in ext.libraries)])
+          *ext.extra_link_args, *(f"-l{name}" for name in ext.libraries)])
     exe = work / "dfx-run"
     _run([target.cc, *BASELINE[target.name], "-std=c99", "-O2", "-D_POSIX_C_SOURCE=200809L", "-D_DEFAULT_SOURCE",
           f"-I{KERNELS / 'include'}", str(KERNELS / "tools" / "dfx_run.c"), str(lib), f"-Wl,-rpath,{work}",
