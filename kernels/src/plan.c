@@ -250,7 +250,9 @@ static size_t kernel_scratch(const dfx_netplan *np, const dt_layer *L, int nativ
     if (is_linear(L->op)) {
         view(np, L->in[0], &a);
         view(np, L->out[0], &c);
-        return fp_align64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
+        size_t need = fp_align64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
+        if (!int_form(m, L)) need += dfx_linear_f32_scratch(L, &a, &m->tensors[L->in[1]], &c);
+        return need;
     }
     if (L->op == OP_DETECTION_OUTPUT) {
         view(np, L->in[0], &a);
@@ -400,6 +402,12 @@ dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
     for (int li = 0; li < m->n_layers; li++) {
         const dt_layer *L = &m->layers[li];
         int k = np->layers[li].kernel;
+        if (k == DFX_K_CONV2D_F32 || k == DFX_K_FC_F32) { /* float layers: the set's float GEMM, if it has one */
+            dfx_status st = dfx_linear_pack_f32(L, &m->tensors[L->in[1]], kf, &np->lin[li]);
+            if (st) return st;
+            if (np->lin[li].wpacked) np->layers[li].lin = &np->lin[li];
+            continue;
+        }
         if (k != DFX_K_CONV2D_FAST && k != DFX_K_FC_FAST) continue;
         const dt_tensor *w = &m->tensors[L->in[1]];
         int y = L->out[0];
