@@ -12,10 +12,11 @@
  * of F_MC rows keep their slice of A in L2 while the B panels stream from L1.
  * The bias starts the accumulators of the first block.
  *
- * Depthwise: per output row, 8 columns at a time whose taps all lie inside
- * the input row accumulate every tap in a register (started from the bias;
- * stride 1: plain loads, stride 2: two loads deinterleaved); the columns near
- * the padding check each tap.
+ * Depthwise: per output row, 8 columns at a time accumulate every tap in a
+ * register, started from the bias (stride 1: plain loads, stride 2: two loads
+ * deinterleaved); small planes are first copied with their padding, in
+ * larger ones the columns near the padding load a zero-padded copy of their
+ * window (masked loads); other strides go tap by tap.
  *
  * Float results are not bit-exact to the scalar loops (FMA, summation order);
  * spec/arithmetic.md §3.1 gives the tolerance they keep. */
@@ -148,7 +149,8 @@ static void tap_range(int size, int out, int s, int base, int *lo, int *hi)
 }
 
 /* 8 input columns ox*sw + base, ox = ox0 .. ox0 + 7 (sw 1 or 2). */
-__attribute__((target("avx2,fma"))) static inline __m256 load_cols(const float *xr, int ox0, int sw, int base)
+__attribute__((target("avx2,fma"))) static DFX_ALWAYS_INLINE __m256 load_cols(const float *xr, int ox0, int sw,
+                                                                              int base)
 {
     if (sw == 1) return _mm256_loadu_ps(xr + ox0 + base);
     const float *s = xr + 2 * ox0 + base;
@@ -156,55 +158,109 @@ __attribute__((target("avx2,fma"))) static inline __m256 load_cols(const float *
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xd8));
 }
 
-/* One output row: outputs in [vlo, vhi) (whole 8-column chunks) see every tap of the valid rows inside the row
- * and add them in registers; the others check each tap. */
+#define DW_SPAN 320   /* floats of the window copy */
+#define DW_PLANE 8192 /* floats of the padded copy of a small plane */
+
+/* The geometry of one depthwise call. */
+typedef struct dw_geo {
+    const float *x, *k;
+    int h, w, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow;
+    float bias;
+    float *out;
+} dw_geo;
+
+/* Chunks of 8 output columns, each summed in registers from the bias (three FMA chains). Chunks whose taps all
+ * lie inside the input row load them from the row; the others (near the padding) from a copy of the window they
+ * read, with zeros outside the row (masked loads). sw is 1 or 2, a constant after inlining. */
+__attribute__((target("avx2,fma"))) static DFX_ALWAYS_INLINE void dw_rows(const dw_geo *g, int sw, int vlo, int vhi)
+{
+    const float *x = g->x, *k = g->k;
+    int w = g->w, kw = g->kw, dw = g->dw, pl = g->pl, ow = g->ow, last = (kw - 1) * dw - pl;
+    int span = (7 * sw + (kw - 1) * dw + 16 + 7) & ~7; /* one chunk's window of one tap row, for 16-column loads */
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), none = _mm256_set1_epi32(-1);
+    const __m256i cols = _mm256_cmpgt_epi32(_mm256_set1_epi32(ow), lane), width = _mm256_set1_epi32(w);
+    float win[DW_SPAN];
+    for (int oy = 0; oy < g->oh; oy++) {
+        float *yr = g->out + (size_t)oy * ow;
+        int ia = 0, iz = g->kh, y0 = oy * g->sh - g->pt; /* tap rows [ia, iz) lie inside the plane */
+        while (ia < iz && y0 + ia * g->dh < 0) ia++;
+        while (iz > ia && y0 + (iz - 1) * g->dh >= g->h) iz--;
+        for (int ox0 = 0;; ox0 += 8) {
+            if (ow >= 8 && ox0 > ow - 8) ox0 = ow - 8;
+            int inside = ox0 >= vlo && ox0 + 8 <= vhi && (sw == 1 || 2 * ox0 + last + 16 <= w);
+            __m256 a0 = _mm256_set1_ps(g->bias), a1 = _mm256_setzero_ps(), a2 = a1;
+            int c0 = ox0 * sw - pl; /* input column of lane 0's first tap */
+            for (int i = ia; i < iz; i++) {
+                const float *src = x + (size_t)(y0 + i * g->dh) * w + c0;
+                if (!inside) { /* the window [c0, c0 + span) of the row, 0 outside it */
+                    for (int t = 0; t < span; t += 8) {
+                        __m256i c = _mm256_add_epi32(_mm256_set1_epi32(c0 + t), lane);
+                        __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(c, none), _mm256_cmpgt_epi32(width, c));
+                        _mm256_storeu_ps(win + t, _mm256_maskload_ps(src + t, in));
+                    }
+                    src = win;
+                }
+                const float *kr = k + i * kw;
+                for (int j = 0; j < kw; j++) {
+                    __m256 t = _mm256_fmadd_ps(_mm256_set1_ps(kr[j]), load_cols(src, 0, sw, j * dw), a0);
+                    a0 = a1;
+                    a1 = a2;
+                    a2 = t;
+                }
+            }
+            a0 = _mm256_add_ps(_mm256_add_ps(a0, a1), a2);
+            if (ow >= 8) _mm256_storeu_ps(yr + ox0, a0);
+            else _mm256_maskstore_ps(yr, cols, a0);
+            if (ox0 + 8 >= ow) break;
+        }
+    }
+}
+
 __attribute__((target("avx2,fma"))) void dfx_x86_dwconv_f32(const float *x, int h, int w, const float *k, int kh,
                                                             int kw, int sh, int sw, int pt, int pl, int dh, int dw,
                                                             float bias, float *out, int oh, int ow)
 {
-    int vlo = 0, vhi = ow; /* columns whose taps all lie inside the row */
+    dw_geo g = {x, k, h, w, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, out};
+    int vlo = 0, vhi = ow; /* columns [vlo, vhi) have every tap inside the row */
     for (int j = 0; j < kw; j++) {
         int lo, hi;
         tap_range(w, ow, sw, j * dw - pl, &lo, &hi);
         if (lo > vlo) vlo = lo;
         if (hi < vhi) vhi = hi;
     }
-    if (sw != 1 && sw != 2) vhi = vlo; /* no vector loads */
-    if (sw == 2) { /* the 16-column loads of the last tap stay inside the row */
-        int last = (kw - 1) * dw - pl, lim = (w - 16 - last) / 2 + 8;
-        if (w - 16 - last < 0) lim = vlo;
-        if (lim < vhi) vhi = lim;
+    int rows = (oh - 1) * sh + (kh - 1) * dh + 1, cols = (ow - 1) * sw + (kw - 1) * dw + 17;
+    if (sw <= 2 && (size_t)rows * (size_t)cols <= DW_PLANE) { /* small planes: a zero-padded copy, no edges */
+        float plane[DW_PLANE];
+        for (int r = 0; r < rows; r++) {
+            float *d = plane + (size_t)r * cols;
+            int iy = r - pt, a = pl < cols ? pl : cols, z = pl + w < cols ? pl + w : cols;
+            if (iy < 0 || iy >= h) a = z = cols;
+            memset(d, 0, (size_t)a * sizeof *d);
+            if (z > a) memcpy(d + a, x + (size_t)iy * w, (size_t)(z - a) * sizeof *d);
+            memset(d + z, 0, (size_t)(cols - z) * sizeof *d);
+        }
+        dw_geo p = {plane, k, rows, cols, kh, kw, sh, sw, 0, 0, dh, dw, oh, ow, bias, out};
+        if (sw == 1) dw_rows(&p, 1, 0, ow);
+        else dw_rows(&p, 2, 0, ow);
+        return;
     }
-    if (vhi < vlo) vhi = vlo;
-    vhi = vlo + (vhi - vlo) / 8 * 8;
-    for (int oy = 0; oy < oh; oy++) {
-        float *yr = out + (size_t)oy * ow;
-        int ia = 0, iz = kh; /* taps rows [ia, iz) lie inside the plane */
-        while (ia < kh && oy * sh - pt + ia * dh < 0) ia++;
-        while (iz > ia && oy * sh - pt + (iz - 1) * dh >= h) iz--;
+    if (sw <= 2 && 7 * sw + (kw - 1) * dw + 16 + 7 <= DW_SPAN) {
+        if (sw == 1) dw_rows(&g, 1, vlo, vhi);
+        else dw_rows(&g, 2, vlo, vhi);
+        return;
+    }
+    for (int oy = 0; oy < oh; oy++) /* other strides, wide windows: tap by tap */
         for (int ox = 0; ox < ow; ox++) {
-            if (ox == vlo && vhi > vlo) {
-                for (; ox < vhi; ox += 8) {
-                    __m256 acc = _mm256_set1_ps(bias);
-                    for (int i = ia; i < iz; i++) {
-                        const float *xr = x + (size_t)(oy * sh - pt + i * dh) * w;
-                        for (int j = 0; j < kw; j++)
-                            acc = _mm256_fmadd_ps(_mm256_set1_ps(k[i * kw + j]), load_cols(xr, ox, sw, j * dw - pl), acc);
-                    }
-                    _mm256_storeu_ps(yr + ox, acc);
-                }
-                if (ox >= ow) break;
-            }
-            float acc = bias;
-            for (int i = ia; i < iz; i++) {
-                const float *xr = x + (size_t)(oy * sh - pt + i * dh) * w;
+            float sum = bias;
+            for (int i = 0; i < kh; i++) {
+                int iy = oy * sh - pt + i * dh;
+                if (iy < 0 || iy >= h) continue;
                 for (int j = 0; j < kw; j++) {
                     int ix = ox * sw + j * dw - pl;
-                    if (ix >= 0 && ix < w) acc += k[i * kw + j] * xr[ix];
+                    if (ix >= 0 && ix < w) sum += k[i * kw + j] * x[(size_t)iy * w + ix];
                 }
             }
-            yr[ox] = acc;
+            out[(size_t)oy * ow + ox] = sum;
         }
-    }
 }
 #endif
