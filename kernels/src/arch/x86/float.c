@@ -230,14 +230,19 @@ __attribute__((target("avx2,fma"))) void dfx_x86_dwconv_f32(const float *x, int 
     }
     int rows = (oh - 1) * sh + (kh - 1) * dh + 1, cols = (ow - 1) * sw + (kw - 1) * dw + 17;
     if (sw <= 2 && (size_t)rows * (size_t)cols <= DW_PLANE) { /* small planes: a zero-padded copy, no edges */
-        float plane[DW_PLANE];
+        float plane[DW_PLANE + 8];
+        const __m256 zero = _mm256_setzero_ps();
+        int n = w < cols - pl ? w : cols - pl; /* input columns that land in the copy */
+        __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(n & 7), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         for (int r = 0; r < rows; r++) {
             float *d = plane + (size_t)r * cols;
-            int iy = r - pt, a = pl < cols ? pl : cols, z = pl + w < cols ? pl + w : cols;
-            if (iy < 0 || iy >= h) a = z = cols;
-            memset(d, 0, (size_t)a * sizeof *d);
-            if (z > a) memcpy(d + a, x + (size_t)iy * w, (size_t)(z - a) * sizeof *d);
-            memset(d + z, 0, (size_t)(cols - z) * sizeof *d);
+            for (int t = 0; t < cols; t += 8) _mm256_storeu_ps(d + t, zero);
+            int iy = r - pt;
+            if (iy < 0 || iy >= h || n <= 0) continue;
+            const float *src = x + (size_t)iy * w;
+            int t = 0;
+            for (; t + 8 <= n; t += 8) _mm256_storeu_ps(d + pl + t, _mm256_loadu_ps(src + t));
+            if (t < n) _mm256_maskstore_ps(d + pl + t, tail, _mm256_maskload_ps(src + t, tail));
         }
         dw_geo p = {plane, k, rows, cols, kh, kw, sh, sw, 0, 0, dh, dw, oh, ow, bias, out};
         if (sw == 1) dw_rows(&p, 1, 0, ow);
