@@ -68,7 +68,7 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
     if (L->op == OP_CONV2D) {
         int64_t C = x->shape[1], G = op->group;
         og = O / G;
-        cols = y->shape[2] * y->shape[3];
+        cols = y->shape[0] * y->shape[2] * y->shape[3]; /* small planes: whole images per block (dfx_conv2d_fast) */
         lp->dw = C / G == 1 && og == 1;
         lp->direct = op->kh == 1 && op->kw == 1 && op->sh == 1 && op->sw == 1 && op->pt == 0 && op->pl == 0 &&
                      y->shape[2] == x->shape[2] && y->shape[3] == x->shape[3];
@@ -91,7 +91,7 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
     size_t need = fp_align64((size_t)(ob * nb * 4));
     if (!lp->w_in_place) need += fp_align64((size_t)(ob * K));
     if (L->op == OP_FC) need += fp_align64((size_t)(K * nb)) + fp_align64((size_t)nb * 4);
-    else if (!lp->direct) need += fp_align64((size_t)(K * nb));
+    else if (!lp->direct || nb > y->shape[2] * y->shape[3]) need += fp_align64((size_t)(K * nb)); /* im2col, images */
     *scratch = need;
     return DFX_OK;
 }
@@ -179,7 +179,7 @@ void dfx_linear_release(dfx_linprep *lp)
 }
 #endif
 
-/* im2col of columns [p0, p0 + n) of one group: col[k * n + (p - p0)], k = (c*kh + i)*kw + j.
+/* im2col of columns [p0, p0 + n) of one group: col[k * ld + (p - p0)], k = (c*kh + i)*kw + j (ld >= n).
  * Tap column j reads input column ox*sw + j*dw - pl, inside the row for output columns [lo, hi);
  * tap row i reads input row oy*sh - pt + i*dh, inside the plane for output rows [ya, yb). */
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
@@ -220,7 +220,7 @@ static void copy_rows(int8_t *d, int64_t dd, const int8_t *s, int64_t ds, int64_
 }
 
 static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
-                   int64_t n, int8_t *col)
+                   int64_t n, int8_t *col, int64_t ld)
 {
     int64_t kh = o->kh, kw = o->kw, sw = o->sw, sh = o->sh, oy0 = p0 / OW, oy1 = (p0 + n - 1) / OW;
     for (int64_t i = 0; i < kh; i++) {
@@ -235,12 +235,12 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
             int64_t whole = sw == 1 && p0 % OW == 0 && n % OW == 0; /* the block is whole output rows */
             int64_t ra = ya < oy0 ? oy0 : ya > oy1 + 1 ? oy1 + 1 : ya, rz = yb > oy1 + 1 ? oy1 + 1 : yb < ra ? ra : yb;
             if (whole && ra == oy0 && rz == oy1 + 1 && lo == 0 && hi == OW) { /* no padding at all: plain copies */
-                copy_rows(col + (i * kw + j) * n, kh * kw * n, x + (oy0 * sh + rb) * W + base, H * W, sh * W, cg,
+                copy_rows(col + (i * kw + j) * ld, kh * kw * ld, x + (oy0 * sh + rb) * W + base, H * W, sh * W, cg,
                           rz - ra, OW);
                 continue;
             }
             for (int64_t c = 0; c < cg; c++) {
-                int8_t *dst = col + ((c * kh + i) * kw + j) * n;
+                int8_t *dst = col + ((c * kh + i) * kw + j) * ld;
                 const int8_t *xc = x + c * H * W;
                 if (whole) { /* rows [oy0, ra) and [rz, oy1] read padding only */
                     memset(dst, 0, (size_t)((ra - oy0) * OW));
@@ -314,33 +314,41 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
         wbuf = (int8_t *)sp;
         sp += fp_align64((size_t)(ob * K));
     }
-    if (!lp->direct) col = (int8_t *)sp;
+    if (!lp->direct || nb > P) col = (int8_t *)sp;
+    /* a plane smaller than the column block: ipb whole images per GEMM (columns [i*P, (i+1)*P) of a block
+     * are image n + i), so that a batch of small planes makes wide GEMMs */
+    int64_t ipb = P < nb ? nb / P : 1;
     for (int64_t g = 0; g < G; g++)
         for (int64_t o0 = 0; o0 < og; o0 += ob) { /* weights unpacked once per block of output channels */
             int64_t mb = og - o0 < ob ? og - o0 : ob;
             const void *Ap = packed(lp, kf, g, o0);
             const int8_t *A = Ap ? NULL : weight_rows(lp, w, g * og + o0, mb, wbuf);
-            for (int64_t n = 0; n < N; n++) {
-                const int8_t *xg = X + (n * C + g * cg) * H * W;
+            for (int64_t n = 0; n < N; n += ipb) {
+                int64_t imgs = N - n < ipb ? N - n : ipb;
                 for (int64_t p0 = 0; p0 < P; p0 += nb) {
-                    int64_t cols = P - p0 < nb ? P - p0 : nb;
-                    const int8_t *B;
-                    int64_t ldb;
-                    if (lp->direct) {
-                        B = xg + p0;
-                        ldb = H * W;
-                    } else {
-                        im2col(o, xg, cg, H, W, OW, p0, cols, col);
-                        B = col;
-                        ldb = cols;
+                    int64_t cols = P - p0 < nb ? P - p0 : nb, wide = imgs * cols;
+                    const int8_t *B = col;
+                    int64_t ldb = wide;
+                    for (int64_t i = 0; i < imgs; i++) {
+                        const int8_t *xg = X + ((n + i) * C + g * cg) * H * W;
+                        if (lp->direct && imgs == 1) {
+                            B = xg + p0;
+                            ldb = H * W;
+                        } else if (lp->direct) {
+                            copy_rows(col + i * cols, wide, xg + p0, H * W, 0, cg, 1, cols);
+                        } else {
+                            im2col(o, xg, cg, H, W, OW, p0, cols, col + i * cols, wide);
+                        }
                     }
                     if (Ap)
-                        kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
-                    else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
+                        kf->gemm_s8_packed((int)mb, (int)wide, (int)K, Ap, B, (int)ldb, acc, (int)wide, lp->b_nonneg);
+                    else kf->gemm_s8((int)mb, (int)wide, (int)K, A, (int)K, B, (int)ldb, acc, (int)wide);
                     for (int64_t r = 0; r < mb; r++) {
                         int64_t oc = g * og + o0 + r;
-                        kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
-                                        ty->bw, Y + ((n * O + oc) * P + p0) * esz, esz);
+                        for (int64_t i = 0; i < imgs; i++)
+                            kf->requant_s32(acc + r * wide + i * cols, (int)cols, lp->bias[oc], lp->lsh[oc],
+                                            lp->rsh[oc], ty->rounding, ty->bw, Y + (((n + i) * O + oc) * P + p0) * esz,
+                                            esz);
                     }
                 }
             }
