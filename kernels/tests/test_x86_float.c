@@ -18,18 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__unix__) || defined(__APPLE__)
-#define GUARD_PAGES 1
-#include <sys/mman.h>
-#include <unistd.h>
-#else
-#define GUARD_PAGES 0
-#endif
 
 #include "dispatch.h"
 #include "arch/x86/x86.h"
 
 #if DFX_X86_SIMD
+#include "test_guard.h"
 #include "test_random.h"
 
 static int failures;
@@ -103,43 +97,12 @@ static void check_gemm(int m, int n, int k, int with_bias)
     free(ap);
 }
 
-/* The input plane in an mmap'ed region with an inaccessible page right after it (at_end) or before it. */
-static uint8_t *region;
-#if GUARD_PAGES
-static size_t page, region_size;
-#endif
-
-static float *guarded(size_t n, int at_end)
-{
-    size_t bytes = n * sizeof(float);
-#if !GUARD_PAGES
-    (void)at_end;
-    free(region);
-    region = alloc(bytes);
-    return (float *)region;
-#else
-    size_t body = (bytes + page - 1) / page * page;
-    if (region) munmap(region, region_size);
-    region_size = body + 2 * page;
-    region = mmap(NULL, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) {
-        perror("mmap");
-        exit(1);
-    }
-    if (mprotect(region, page, PROT_NONE) || mprotect(region + page + body, page, PROT_NONE)) {
-        perror("mprotect");
-        exit(1);
-    }
-    return (float *)(at_end ? region + page + body - bytes : region + page);
-#endif
-}
-
 static void check_dw(int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw)
 {
     int oh = (h + 2 * pt - (kh - 1) * dh - 1) / sh + 1, ow = (w + 2 * pl - (kw - 1) * dw - 1) / sw + 1;
     if (oh < 1 || ow < 1) return;
     size_t n = (size_t)h * w, no = (size_t)oh * ow;
-    float *x = guarded(n, rndi(0, 1)), k[25], bias = rndf();
+    float *x = (float *)guarded(n * sizeof(float), rndi(0, 1)), k[25], bias = rndf();
     float *buf = alloc(sizeof(float) * (no + 16)), *out = buf + 8;
     for (size_t i = 0; i < n; i++) x[i] = rndf();
     for (int i = 0; i < kh * kw; i++) k[i] = rndf();
@@ -182,9 +145,7 @@ int main(int argc, char **argv)
         printf("test_x86_float: SKIPPED: this CPU lacks AVX2 or FMA (the float kernels do not run)\n");
         return 77;
     }
-#if GUARD_PAGES
-    page = (size_t)sysconf(_SC_PAGESIZE);
-#endif
+    guard_init();
     static const int gemm_fixed[][3] = {{6, 16, 256}, {1, 1, 1},     {7, 17, 257},  {72, 16, 512}, {73, 100, 1},
                                         {80, 5, 300}, {12, 256, 27}, {5, 3, 1000}, {144, 33, 64}};
     for (size_t i = 0; i < sizeof gemm_fixed / sizeof gemm_fixed[0]; i++)
@@ -211,11 +172,7 @@ int main(int argc, char **argv)
     }
     printf("test_x86_float: %ld gemm_f32 and %ld dwconv_f32 cases: %s\n", gemm_cases, dw_cases,
            failures ? "FAILED" : "within the float32 summation bound of the exact sums");
-#if GUARD_PAGES
-    if (region) munmap(region, region_size);
-#else
-    free(region);
-#endif
+    guard_release();
     return failures ? 1 : 0;
 }
 #else
