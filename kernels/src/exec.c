@@ -79,7 +79,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_CONV2D_F32:
 #if defined(DFX_USE_PREPARE)
             if (lp) { /* weights packed for the kernel set's float entries (ops/fast_f32.c) */
-                dfx_conv2d_f32_fast(L, lp, kf, x, b, y, sc);
+                dfx_conv2d_f32_fast(L, lp, kf, x, b, y);
                 return DFX_OK;
             }
 #endif
@@ -102,7 +102,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_FC_F32:
 #if defined(DFX_USE_PREPARE)
             if (lp) {
-                dfx_fc_f32_fast(lp, kf, x, w, b, y, sc);
+                dfx_fc_f32_fast(lp, kf, x, w, b, y);
                 return DFX_OK;
             }
 #endif

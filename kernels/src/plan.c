@@ -250,9 +250,7 @@ static size_t kernel_scratch(const dfx_netplan *np, const dt_layer *L, int nativ
     if (is_linear(L->op)) {
         view(np, L->in[0], &a);
         view(np, L->out[0], &c);
-        size_t need = fp_align64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
-        if (!int_form(m, L)) need += dfx_linear_f32_scratch(L, &a, &m->tensors[L->in[1]], &c);
-        return need;
+        return fp_align64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
     }
     if (L->op == OP_DETECTION_OUTPUT) {
         view(np, L->in[0], &a);
@@ -399,13 +397,20 @@ void dfx_netplan_fill_constants(const dfx_netplan *np, uint8_t *arena)
 dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
 {
     const dfx_model *m = np->m;
+    size_t fwork = 0; /* float layers: one scratch buffer outside the arena, shared by all (ops/fast_f32.c) */
+    int owner = -1;
     for (int li = 0; li < m->n_layers; li++) {
         const dt_layer *L = &m->layers[li];
         int k = np->layers[li].kernel;
         if (k == DFX_K_CONV2D_F32 || k == DFX_K_FC_F32) { /* float layers: the set's float GEMM, if it has one */
-            dfx_status st = dfx_linear_pack_f32(L, &m->tensors[L->in[1]], kf, &np->lin[li]);
+            size_t need = 0;
+            dfx_status st = dfx_linear_pack_f32(L, &m->tensors[L->in[1]], np->shape[L->in[0]], np->shape[L->out[0]],
+                                                np->count[L->out[0]], kf, &np->lin[li], &need);
             if (st) return st;
-            if (np->lin[li].wpacked) np->layers[li].lin = &np->lin[li];
+            if (!np->lin[li].wpacked) continue;
+            np->layers[li].lin = &np->lin[li];
+            if (need > fwork) fwork = need;
+            if (owner < 0) owner = li;
             continue;
         }
         if (k != DFX_K_CONV2D_FAST && k != DFX_K_FC_FAST) continue;
@@ -416,6 +421,13 @@ dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
         int px = m->tensors[L->in[0]].producer, x_nonneg = px >= 0 && m->layers[px].op == OP_RELU;
         dfx_status st = dfx_linear_pack(L, w, cols, x_nonneg, kf, &np->lin[li]);
         if (st) return st;
+    }
+    if (owner >= 0) {
+        void *buf = malloc(fwork ? fwork : 1);
+        if (!buf) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+        np->lin[owner].fwork_owner = 1;
+        for (int li = 0; li < m->n_layers; li++)
+            if (np->lin[li].wpacked == DFX_WPACK_F32 || np->lin[li].wpacked == DFX_WPACK_F32_ROWS) np->lin[li].fwork = buf;
     }
     return DFX_OK;
 }

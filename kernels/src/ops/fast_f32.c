@@ -1,9 +1,10 @@
 /* The vectorised float path of Conv2D and FullyConnected (layers in float
  * form, spec/arithmetic.md §3.1), library sessions only: when the kernel set
  * has float entries (dispatch.h) a session packs each float layer's weights
- * once (dfx_linear_pack_f32) and the plan points the layer at them; the
- * float kernels of ops/conv.c and ops/fc.c then hand the layer over to the
- * functions below. Convolution is im2col (into scratch; none for 1x1
+ * once (dfx_linear_pack_f32), allocates one scratch buffer for all float
+ * layers (outside the arena, which stays as the plan made it) and points
+ * the layer plans at them; the executor then calls the functions below
+ * instead of the scalar kernels of ops/conv.c and ops/fc.c. Convolution is im2col (into scratch; none for 1x1
  * stride-1 unpadded convolutions) + GEMM with the bias fused into the GEMM,
  * depthwise convolution the set's own kernel, FC a GEMM over the batch rows.
  * Without packed weights (other CPUs, compiled models) the scalar loops run:
@@ -25,27 +26,17 @@ static int64_t f32_block(int64_t K, int64_t cols)
 static int f32_depthwise(const dt_layer *L, const dt_tensor *w)
 { return L->op == OP_CONV2D && w->shape[1] == 1 && w->shape[0] == L->o.group; }
 
-static int f32_direct(const dt_layer *L, const rt *x, const rt *y)
+static int f32_direct(const dt_layer *L, const int64_t *xs, const int64_t *ys)
 {
     const dt_opts *o = &L->o;
-    return o->kh == 1 && o->kw == 1 && o->sh == 1 && o->sw == 1 && o->pt == 0 && o->pl == 0 &&
-           x->shape[2] == y->shape[2] && x->shape[3] == y->shape[3];
+    return o->kh == 1 && o->kw == 1 && o->sh == 1 && o->sw == 1 && o->pt == 0 && o->pl == 0 && xs[2] == ys[2] &&
+           xs[3] == ys[3];
 }
 
-size_t dfx_linear_f32_scratch(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *y)
+dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const int64_t *xs, const int64_t *ys,
+                               int64_t ycount, const struct dfx_kernels *kf, dfx_linprep *lp, size_t *work)
 {
-    if (L->op != OP_CONV2D && L->op != OP_FC) return 0;
-    int64_t O = w->shape[0], K = O ? w->count / O : 0;
-    if (O <= 0 || K <= 0 || (L->op == OP_CONV2D && f32_depthwise(L, w))) return 0;
-    int64_t cols = L->op == OP_CONV2D ? y->shape[2] * y->shape[3] : y->count / O, nb = f32_block(K, cols);
-    size_t need = fp_align64(DFX_F32_WORK(nb, K) * sizeof(float));
-    if (L->op == OP_FC) need += fp_align64((size_t)(K * nb) * sizeof(float)) + fp_align64((size_t)(O * nb) * 4);
-    else if (!f32_direct(L, x, y)) need += fp_align64((size_t)(K * nb) * sizeof(float));
-    return need;
-}
-
-dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const struct dfx_kernels *kf, dfx_linprep *lp)
-{
+    *work = 0;
     if ((L->op != OP_CONV2D && L->op != OP_FC) || !kf->packed_f32_bytes || !kf->pack_f32 || !kf->gemm_f32_packed ||
         !kf->dwconv_f32 || !w->is_const || !w->data)
         return DFX_OK;
@@ -54,6 +45,12 @@ dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const stru
     int dw = f32_depthwise(L, w);
     size_t gb = kf->packed_f32_bytes(dw ? 1 : (int)og, (int)K);
     if (!gb) return DFX_OK; /* not on this CPU */
+    if (!dw) { /* GEMM scratch; FC: x^T and the result; convolution: the im2col block */
+        int64_t cols = L->op == OP_CONV2D ? ys[2] * ys[3] : ycount / O, nb = f32_block(K, cols);
+        *work = fp_align64(DFX_F32_WORK(nb, K) * sizeof(float));
+        if (L->op == OP_FC) *work += fp_align64((size_t)(K * nb) * sizeof(float)) + fp_align64((size_t)(O * nb) * 4);
+        else if (!f32_direct(L, xs, ys)) *work += fp_align64((size_t)(K * nb) * sizeof(float));
+    }
     float *rows = (float *)malloc((size_t)(O * K) * sizeof *rows);
     void *buf = dw ? rows : malloc(gb * (size_t)G);
     if (!rows || !buf) {
@@ -76,7 +73,7 @@ dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const stru
 }
 
 void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                         const rt *b, rt *y, void *scratch)
+                         const rt *b, rt *y)
 {
     const dt_opts *o = &L->o;
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
@@ -92,9 +89,9 @@ void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct 
                                o->pl, o->dh, o->dw, bias ? bias[c] : 0.0f, Y + (n * O + c) * P, (int)OH, (int)OW);
         return;
     }
-    int direct = f32_direct(L, x, y);
+    int direct = f32_direct(L, x->shape, y->shape);
     int64_t nb = f32_block(K, P);
-    float *col = (float *)scratch, *work = col;
+    float *col = (float *)lp->fwork, *work = col;
     if (!direct) work = col + fp_align64((size_t)(K * nb) * sizeof(float)) / sizeof(float);
     for (int64_t g = 0; g < G; g++) {
         const void *A = (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group;
@@ -116,17 +113,17 @@ void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct 
 }
 
 void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w,
-                     const rt *b, rt *y, void *scratch)
+                     const rt *b, rt *y)
 {
     int64_t K = lp->K, O = w->shape[0];
     int64_t M = O ? y->count / O : 0, nb = f32_block(K, M);
     const float *X = F32(x), *bias = b ? F32(b) : NULL;
     float *Y = F32(y);
     if (M == 1) { /* y = W x: x is a K x 1 matrix, y an O x 1 one */
-        kf->gemm_f32_packed((int)O, 1, (int)K, lp->wpack, X, 1, Y, 1, bias, (float *)scratch);
+        kf->gemm_f32_packed((int)O, 1, (int)K, lp->wpack, X, 1, Y, 1, bias, (float *)lp->fwork);
         return;
     }
-    float *work = (float *)scratch;
+    float *work = (float *)lp->fwork;
     float *xt = work + fp_align64(DFX_F32_WORK(nb, K) * sizeof(float)) / sizeof(float);
     float *tmp = xt + fp_align64((size_t)(K * nb) * sizeof(float)) / sizeof(float);
     for (int64_t r0 = 0; r0 < M; r0 += nb) {
