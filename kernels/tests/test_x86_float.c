@@ -147,7 +147,8 @@ int main(int argc, char **argv)
     }
     guard_init();
     static const int gemm_fixed[][3] = {{6, 16, 256}, {1, 1, 1},     {7, 17, 257},  {72, 16, 512}, {73, 100, 1},
-                                        {80, 5, 300}, {12, 256, 27}, {5, 3, 1000}, {144, 33, 64}};
+                                        {80, 5, 300}, {12, 256, 27}, {5, 3, 1000}, {144, 33, 64},
+                                        {500, 1, 800}, {7, 1, 5}, {13, 1, 4},   {6, 1, 1}};
     for (size_t i = 0; i < sizeof gemm_fixed / sizeof gemm_fixed[0]; i++)
         for (int bias = 0; bias < 2; bias++) check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2], bias);
     for (int i = 0; i < iters / 20 && failures < 10; i++)

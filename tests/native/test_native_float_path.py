@@ -129,3 +129,33 @@ def test_float_fc_matches_numpy(native, reference, k, o, bias, batch):
     feeds, out = _assert_close(native, reference, model, batch)
     if batch > 1:
         _assert_batch_stacks(native, model, batch, feeds, out)
+
+
+@pytest.mark.slow
+def test_mobilenet_ssd_float_model_within_tolerance(native, caffe, reference, tmp_path):
+    """A float model end to end: MobileNet-SSD 300x300 unquantized (generated weights), batch 2, every tensor up
+    to the detection heads within the float tolerance of NumPy's (DetectionOutput keeps boxes by thresholds and
+    NMS, which a tolerance-sized difference may flip, so it is left out), and batch 2 equals the batch-1 runs."""
+    import warnings
+
+    from dfx_caffe.synth import random_caffemodel
+
+    from tests.support.testdata import ONLY, require_testdata
+
+    proto = ONLY / "MobileNetSSD_deploy.prototxt"
+    require_testdata(proto)
+    random_caffemodel(proto, tmp_path / "w.caffemodel", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = caffe.import_caffe([proto, tmp_path / "w.caffemodel"])
+    x = next(iter(model.inputs))
+    feeds = {x: np.random.default_rng(0).uniform(-1, 1, (2,) + tuple(model.tensors[x].shape[1:])).astype(np.float32)}
+    names = [n for layer in model.layers if layer.type != "DetectionOutput" for n in layer.outputs]
+    got = native.run(model, feeds, outputs=names)
+    want = reference.run(model, feeds, outputs=names)
+    for n in names:
+        scale = float(np.abs(want[n]).max()) or 1.0
+        np.testing.assert_allclose(got[n], want[n], rtol=1e-5, atol=1e-6 * scale, err_msg=n)
+    last = names[-1]
+    one = [native.run(model, {x: feeds[x][i:i + 1]}, outputs=[last])[last] for i in range(2)]
+    assert np.array_equal(got[last], np.concatenate(one))

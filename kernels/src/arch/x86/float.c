@@ -10,7 +10,8 @@
  * the caller's work buffer; a 6 x 16 micro-kernel keeps its tile of C in 12
  * YMM registers (one broadcast of A and two FMAs per row and k). Row blocks
  * of F_MC rows keep their slice of A in L2 while the B panels stream from L1.
- * The bias starts the accumulators of the first block.
+ * The bias starts the accumulators of the first block. One column (FC on one
+ * row) is a matrix-vector product over the same panels.
  *
  * Depthwise: per output row, 8 columns at a time accumulate every tap in a
  * register, started from the bias (stride 1: plain loads, stride 2: two loads
@@ -63,8 +64,9 @@ __attribute__((target("avx2,fma"))) static void pack_b(const float *b, int ldb, 
         }
         for (int p = 0; p < kc; p++, s += ldb) {
             float *d = dst + p * F_NR;
-            memcpy(d, s, (size_t)w * sizeof *d);
-            memset(d + w, 0, (size_t)(F_NR - w) * sizeof *d);
+            int j = 0;
+            for (; j < w; j++) d[j] = s[j];
+            for (; j < F_NR; j++) d[j] = 0.0f;
         }
     }
 }
@@ -119,10 +121,49 @@ __attribute__((target("avx2,fma"))) static void micro(int kc, const float *a, co
 #undef F_STORE
 }
 
+/* n == 1 (FC on one row): each 6-row panel times the vector, one row of the panel ([k][6], read as 8 lanes of
+ * which 6 count, the last k masked) per k, four panels in flight. Every sum starts from the bias and adds the
+ * products in k order with FMA, as the micro-kernel does, so a batch-1 FC equals a row of a batch-N one. */
+__attribute__((target("avx2,fma"))) static void gemv(int m, int k, const float *A, const float *b, int ldb, float *c,
+                                                     int ldc, const float *bias)
+{
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    size_t ps = (size_t)F_MR * k; /* floats per panel */
+    for (int i0 = 0; i0 < m; i0 += 4 * F_MR) {
+        int np = (m - i0 + F_MR - 1) / F_MR;
+        if (np > 4) np = 4;
+        __m256 s[4];
+        for (int q = 0; q < 4; q++) {
+            float init[8] = {0};
+            for (int r = 0; r < F_MR && bias && q < np && i0 + q * F_MR + r < m; r++) init[r] = bias[i0 + q * F_MR + r];
+            s[q] = _mm256_loadu_ps(init);
+        }
+        const float *a = A + (size_t)(i0 / F_MR) * ps;
+        for (int p = 0; p < k; p++) {
+            __m256 bv = _mm256_set1_ps(b[(size_t)p * ldb]);
+            const float *ap = a + (size_t)p * F_MR;
+            if (p + 1 < k) {
+                for (int q = 0; q < np; q++) s[q] = _mm256_fmadd_ps(_mm256_loadu_ps(ap + q * ps), bv, s[q]);
+            } else {
+                for (int q = 0; q < np; q++) s[q] = _mm256_fmadd_ps(_mm256_maskload_ps(ap + q * ps, six), bv, s[q]);
+            }
+        }
+        for (int q = 0; q < np; q++) {
+            float r[8];
+            _mm256_storeu_ps(r, s[q]);
+            for (int i = 0; i < F_MR && i0 + q * F_MR + i < m; i++) c[(size_t)(i0 + q * F_MR + i) * ldc] = r[i];
+        }
+    }
+}
+
 void dfx_x86_gemm_f32_packed(int m, int n, int k, const void *ap, const float *b, int ldb, float *c, int ldc,
                              const float *bias, float *work)
 {
     const float *A = (const float *)ap;
+    if (n == 1) {
+        gemv(m, k, A, b, ldb, c, ldc, bias);
+        return;
+    }
     for (int k0 = 0; k0 < k; k0 += F_KC) {
         int kc = imin(F_KC, k - k0);
         pack_b(b + (size_t)k0 * ldb, ldb, kc, n, work);
