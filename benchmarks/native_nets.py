@@ -1,8 +1,9 @@
 """The networks of the native benchmarks: float models, their 8-bit quantization and their conv bodies.
 
 Every builder returns a float dfx model (random weights where the real ones are not in
-../shared/testdata); :func:`quantize8` makes the 8-bit model that native runs, and :func:`conv_body`
-the prefix that the ONNX export covers.
+../shared/testdata); :func:`quantize8` makes the 8-bit model that native runs (with the quantizer's
+one-pass form, ``--rounding nearest --fl-search none``), and :func:`conv_body` the prefix that the ONNX
+export covers.
 """
 
 from __future__ import annotations
@@ -95,13 +96,16 @@ def random_input(model, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def quantize8(model) -> object:
-    """``model`` quantized to 8 bits by the ``dfp`` quantizer (max-abs rule, two random calibration images)."""
+    """``model`` quantized to 8 bits by the ``dfp`` quantizer's one-pass form: max-abs rule, nearest rounding,
+    no fl search (``--rounding nearest --fl-search none``: the default's learned rounding and fl search on the
+    task score cost time the benchmarks do not measure), two random calibration images."""
     from dfxsdk.providers import CalibrationData
 
     from dfx_quantizer.plugin import quantize_model
 
     data = CalibrationData([random_input(model, 2)])
-    return quantize_model(model, data, {"bw": 8, "fl_rule": "maxabs"}).model
+    opts = {"bw": 8, "fl_rule": "maxabs", "rounding": "nearest", "fl_search": "none"}
+    return quantize_model(model, data, opts).model
 
 
 def conv_body(model, keep_types=BODY_OPS):

@@ -79,20 +79,6 @@ static uint32_t f32_bits(float f)
     return u;
 }
 
-/* Every field of dt_opts, by kind (keep in step with dfx_internal.h). */
-// clang-format off
-#define DFX_OPT_INTS(X)                                                                              \
-    X(kh) X(kw) X(sh) X(sw) X(pt) X(pl) X(pb) X(pr) X(dh) X(dw) X(group) X(oph) X(opw) X(pool_type)  \
-    X(global) X(ceil_mode) X(divisor) X(axis) X(end_axis) X(num_axes) X(local_size) X(region)        \
-    X(operation) X(scale_h) X(scale_w) X(across_spatial) X(channel_shared) X(flip) X(clip) X(img_h)  \
-    X(img_w) X(num_classes) X(share_location) X(background_label_id) X(top_k) X(keep_top_k)          \
-    X(code_type) X(variance_encoded_in_target) X(mant_bits) X(exp_bits)
-#define DFX_OPT_FLOATS(X)                                                                           \
-    X(fmin) X(fmax) X(alpha) X(beta) X(k) X(power) X(scale) X(shift) X(pad_value) X(eps) X(step_h)  \
-    X(step_w) X(offset) X(nms_threshold) X(eta) X(confidence_threshold)
-#define DFX_OPT_VECS(X) X(coeffs) X(order) X(points) X(pads) X(min_sizes) X(max_sizes) X(aspect_ratios) X(variances)
-// clang-format on
-
 /* An input or output: its action, where it lives, and a prepared constant's values. */
 static void describe_io(sbuf *b, const dfx_netplan *np, const dfx_io_plan *io, int t)
 {
@@ -139,17 +125,17 @@ static void describe_layer(sbuf *b, const dfx_netplan *np, int li)
     }
     sb_put(b, "],\"opts\":{");
     const char *sep = "";
-#define PUT_INT(f) sb_put(b, "%s\"" #f "\":%d", sep, (int)o->f), sep = ",";
-#define PUT_FLT(f) sb_put(b, "%s\"" #f "\":{\"f32\":%lu}", sep, (unsigned long)f32_bits(o->f)), sep = ",";
-#define PUT_VEC(f)                                                                                                    \
+#define PUT_I(f) sb_put(b, "%s\"" #f "\":%d", sep, (int)o->f), sep = ",";
+#define PUT_F(f) sb_put(b, "%s\"" #f "\":{\"f32\":%lu}", sep, (unsigned long)f32_bits(o->f)), sep = ",";
+#define PUT_V(f)                                                                                                      \
     sb_put(b, "%s\"" #f "\":{\"vec\":", sep), sb_hex(b, o->f.p, (size_t)o->f.n * 4), sb_put(b, ",\"n\":%u}", o->f.n), \
         sep = ",";
-    DFX_OPT_INTS(PUT_INT)
-    DFX_OPT_FLOATS(PUT_FLT)
-    DFX_OPT_VECS(PUT_VEC)
-#undef PUT_INT
-#undef PUT_FLT
-#undef PUT_VEC
+#define PUT(kind, f) PUT_##kind(f)
+    DT_OPTS(PUT) /* every field of dt_opts */
+#undef PUT
+#undef PUT_I
+#undef PUT_F
+#undef PUT_V
     sb_put(b, "}");
     if (p->custom) {
         sb_put(b, ",\"custom\":{\"name\":");

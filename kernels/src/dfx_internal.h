@@ -60,36 +60,41 @@ typedef struct dt_tensor {
     uint32_t crc;
     int producer; /* layer index, -1 for graph inputs / constants */
     int last_use; /* last layer reading it, -1 if none */
-    int is_graph_output;
+    unsigned char is_graph_output;
+    unsigned char batch_fixed; /* its shape does not follow the batch (a PriorBox output) */
 } dt_tensor;
 
-/* Options of every operator, flattened; defaults are the schema's. */
+/* Options of every operator, flattened; defaults are the schema's. DT_OPTS
+ * lists every field in order with its kind (I int, F float, V dt_vec of
+ * int32 or float32 elements): the struct and the "opts" of
+ * dfx_model_describe (describe.c) are both made from it. The options of a
+ * Custom layer follow, outside the list. */
+// clang-format off
+#define DT_OPTS(X)                                                                                       \
+    /* Conv2D / Deconv2D / Pool2D window */                                                              \
+    X(I, kh) X(I, kw) X(I, sh) X(I, sw) X(I, pt) X(I, pl) X(I, pb) X(I, pr) X(I, dh) X(I, dw) X(I, group) \
+    X(I, oph) X(I, opw) X(I, pool_type) X(I, global) X(I, ceil_mode) X(I, divisor)                       \
+    X(I, axis) X(I, end_axis) X(I, num_axes) X(F, fmin) X(F, fmax) X(I, local_size) X(I, region)          \
+    X(F, alpha) X(F, beta) X(F, k) X(I, operation) X(V, coeffs) X(F, power) X(F, scale) X(F, shift)        \
+    X(I, mant_bits) X(I, exp_bits) X(V, order) X(V, points) X(V, pads) X(F, pad_value)                    \
+    X(I, scale_h) X(I, scale_w) X(I, across_spatial) X(I, channel_shared) X(F, eps)                       \
+    /* PriorBox, DetectionOutput */                                                                      \
+    X(V, min_sizes) X(V, max_sizes) X(V, aspect_ratios) X(V, variances) X(I, flip) X(I, clip)             \
+    X(I, img_h) X(I, img_w) X(F, step_h) X(F, step_w) X(F, offset) X(I, num_classes) X(I, share_location) \
+    X(I, background_label_id) X(I, top_k) X(I, keep_top_k) X(I, code_type) X(I, variance_encoded_in_target) \
+    X(F, nms_threshold) X(F, eta) X(F, confidence_threshold)
+// clang-format on
+#define DT_OPT_TYPE_I int
+#define DT_OPT_TYPE_F float
+#define DT_OPT_TYPE_V dt_vec
+#define DT_OPT_FIELD(kind, name) DT_OPT_TYPE_##kind name;
 typedef struct dt_opts {
-    /* Conv2D / Deconv2D / Pool2D window */
-    int kh, kw, sh, sw, pt, pl, pb, pr, dh, dw, group, oph, opw;
-    int pool_type, global, ceil_mode, divisor;
-    int axis, end_axis, num_axes;
-    float fmin, fmax;
-    int local_size, region;
-    float alpha, beta, k;
-    int operation;
-    dt_vec coeffs;
-    float power, scale, shift;
-    int mant_bits, exp_bits; /* Minifloat */
-    dt_vec order, points, pads;
-    float pad_value;
-    int scale_h, scale_w;
-    int across_spatial, channel_shared;
-    float eps;
-    dt_vec min_sizes, max_sizes, aspect_ratios, variances;
-    int flip, clip, img_h, img_w;
-    float step_h, step_w, offset;
-    int num_classes, share_location, background_label_id, top_k, keep_top_k, code_type, variance_encoded_in_target;
-    float nms_threshold, eta, confidence_threshold;
+    DT_OPTS(DT_OPT_FIELD)
     const char *custom_name;
     int custom_version;
     dt_vec custom_options; /* bytes */
 } dt_opts;
+#undef DT_OPT_FIELD
 
 typedef struct dt_layer {
     const char *name;
@@ -116,6 +121,7 @@ struct dfx_model {
     const uint8_t *data;
     uint64_t data_len;
     int n_tensors, n_layers, n_inputs, n_outputs;
+    int n_layer_io, n_linear; /* sum of the layers' inputs and outputs; Conv2D and FullyConnected layers */
     dt_tensor *tensors;
     dt_layer *layers;
     int32_t *inputs, *outputs;

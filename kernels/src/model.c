@@ -340,6 +340,8 @@ dfx_status dfx_decode_model(dfx_model *m)
         L->out = io;
         for (uint32_t k = 0; k < out.n; k++) *io++ = vec_i32(out, k);
         L->version = GET_U8(lt, LAYER, VERSION);
+        m->n_layer_io += L->n_in + L->n_out;
+        m->n_linear += L->op == OP_CONV2D || L->op == OP_FC;
     }
     /* preprocessing: index and enum checks (serialize.parse_graph), kept per graph input */
     dt_vec pv = fb_vec(g, root, FB_MODEL_PREPROCESSING);

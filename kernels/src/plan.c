@@ -135,32 +135,41 @@ static int choose_kernel(const dt_layer *L, int integer, int native)
 static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
 {
     const dfx_model *m = np->m;
-    int nt = m->n_tensors;
-    uint64_t *bytes = (uint64_t *)calloc(nt ? nt : 1, sizeof *bytes);
-    if (!bytes) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    int nt = m->n_tensors, n = 0;
+    dfx_lifetime *it = (dfx_lifetime *)malloc((size_t)(nt ? nt : 1) * sizeof *it);
+    if (!it) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    uint64_t sum = 0;
     for (int i = 0; i < nt; i++) {
         const dt_tensor *T = &m->tensors[i];
         memcpy(np->shape[i], T->shape, sizeof np->shape[i]);
+        np->off[i] = -1;
+        np->count[i] = T->count;
+        if (T->is_const) continue;
         int64_t c = T->count;
-        /* PriorBox output depends on shapes only: (1, 2, ...) whatever the batch */
-        int fixed = T->producer >= 0 && m->layers[T->producer].op == OP_PRIORBOX;
-        if (!T->is_const && T->rank >= 1 && !fixed) {
+        if (T->rank >= 1 && !T->batch_fixed) {
             c = 1;
             np->shape[i][0] = np->batch;
             for (int d = 0; d < T->rank; d++) {
                 if (np->shape[i][d] && c > ((int64_t)1 << 40) / np->shape[i][d]) {
-                    free(bytes);
+                    free(it);
                     return dfx_fail(DFX_ERR_ARGUMENT, "batch too large");
                 }
                 c *= np->shape[i][d];
             }
         }
         np->count[i] = c;
-        bytes[i] = T->is_const ? 0 : (uint64_t)c * (uint64_t)dfx_store_bytes(T);
+        uint64_t bytes = (uint64_t)c * (uint64_t)dfx_store_bytes(T);
+        int last = T->last_use > T->producer ? T->last_use : T->producer;
+        if (T->is_graph_output || (flags & DFX_KEEP_ALL)) last = m->n_layers;
+        dfx_lifetime *x = &it[n++];
+        x->t = i;
+        x->a = T->producer + 1; /* producer -1: a graph input */
+        x->b = last + 1;
+        x->size = (bytes + 63) & ~(uint64_t)63;
+        sum += bytes;
     }
-    uint64_t sum;
-    uint64_t total = dfx_plan(m, bytes, (flags & DFX_KEEP_ALL) != 0, np->off, &sum);
-    free(bytes);
+    uint64_t total = dfx_plan(it, n, m->n_layers, (flags & DFX_KEEP_ALL) != 0, np->off);
+    free(it);
     if (total == (uint64_t)-1) return dfx_fail(DFX_ERR_NOMEM, "out of memory planning");
     np->plan_bytes = (size_t)total;
     np->sum_bytes = (size_t)sum;
@@ -205,6 +214,7 @@ static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int inte
         } else {
             io->off = (int64_t)*cbytes; /* relative to const_base until dfx_netplan_build ends */
             *cbytes += fp_align64((size_t)T->count * 4);
+            np->consts[np->n_consts++] = io;
         }
         return DFX_OK;
     }
@@ -213,7 +223,7 @@ static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int inte
     if (!integer && !layout && T->has_q) io->act = DFX_IO_DEQUANT;
     else if (io->esz != 4) io->act = DFX_IO_WIDEN;
     if (io->act != DFX_IO_DIRECT) {
-        io->conv = (int64_t)*conv; /* relative to the layer's scratch until dfx_netplan_build ends */
+        io->conv = (int64_t)(np->scratch_base + *conv);
         *conv += fp_align64((size_t)io->count * 4);
     }
     return DFX_OK;
@@ -236,8 +246,11 @@ static void plan_output(dfx_netplan *np, const dt_layer *L, int p, int integer, 
     int quant = !integer && !dfx_op_layout_only(L->op) && T->has_q;
     if (!quant && io->esz == 4) return;
     io->act = quant ? DFX_IO_QUANT : DFX_IO_NARROW;
-    if (io->esz == 4) return; /* quantized in place (conv = -1: the stored data) */
-    io->conv = (int64_t)*conv;
+    if (io->esz == 4) { /* quantized in place */
+        if (quant) io->conv = io->off;
+        return;
+    }
+    io->conv = (int64_t)(np->scratch_base + *conv);
     *conv += fp_align64((size_t)io->count * 4);
 }
 
@@ -268,6 +281,8 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     dfx_layer_plan *p = &np->layers[li];
     int integer = int_form(m, L);
     size_t fast = 0, conv = 0;
+    dfx_linprep *lin = NULL;
+    p->custom = NULL;
     if (L->op == OP_CUSTOM) {
         p->custom = dfx_custom_find(L->o.custom_name, L->o.custom_version);
         if (!p->custom)
@@ -284,16 +299,23 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
                         "needs constant weights",
                         L->name, m->tensors[L->in[1]].name);
     /* the accumulator bound and the per-tensor fl of input 0 are checked at load (validate.c) */
+    if (!integer && (L->op == OP_CONV2D || L->op == OP_FC)) { /* a slot for the float path's packing */
+        np->lin_layer[np->n_lin] = li;
+        memset(&np->lin[np->n_lin++], 0, sizeof *np->lin);
+    }
     if (integer && (L->op == OP_CONV2D || L->op == OP_FC)) {
         rt x, y;
         view(np, L->in[0], &x);
         view(np, L->out[0], &y);
         const dt_tensor *b = L->n_in > 2 && L->in[2] >= 0 ? &m->tensors[L->in[2]] : NULL;
-        dfx_status st = dfx_linear_prepare(L, &x, &m->tensors[L->in[1]], b, &y, &np->lin[li], &fast);
+        np->lin_layer[np->n_lin] = li;
+        lin = &np->lin[np->n_lin++];
+        memset(lin, 0, sizeof *lin);
+        dfx_status st = dfx_linear_prepare(L, &x, &m->tensors[L->in[1]], b, &y, lin, &fast);
         if (st) return st;
-        if (!np->lin[li].fast) fast = 0;
+        if (!lin->fast) fast = 0;
     }
-    int native = native_layer(np, L, integer, np->lin[li].fast);
+    int native = native_layer(np, L, integer, lin && lin->fast);
     np->native[li] = (unsigned char)native;
     p->kernel = choose_kernel(L, integer, native);
     if (p->kernel == DFX_K_NONE)
@@ -305,62 +327,93 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     p->n_out = L->n_out;
     p->in = io;
     p->out = io + L->n_in;
-    p->lin = native && np->lin[li].fast ? &np->lin[li] : NULL;
+    p->lin = native && lin && lin->fast ? lin : NULL;
     if (p->lin && p->n_in > 2) p->n_in = 2; /* the fast kernels take the bias from lin */
     for (int k = 0; k < p->n_in; k++) {
         dfx_status st = plan_input(np, L, k, integer, native, &io[k], cbytes, &conv);
         if (st) return st;
     }
+    for (int k = p->n_in; k < L->n_in; k++) memset(&io[k], 0, sizeof io[k]); /* omitted, or the fast path's bias */
     for (int k = 0; k < L->n_out; k++) plan_output(np, L, k, integer, native, &io[L->n_in + k], &conv);
-    p->scratch = (int64_t)conv;
+    p->scratch = (int64_t)(np->scratch_base + conv);
     *need = conv + kernel_scratch(np, L, native, fast);
     return DFX_OK;
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+/* Ask for what planning layer li reads (its record and its first output's),
+ * a few layers ahead: large models do not fit in the caches. */
+static void prefetch_layer(const dfx_model *m, int li)
+{
+    const dt_layer *L = &m->layers[li];
+    PREFETCH(&L->op);
+    PREFETCH(&L->n_in);
+    if (li >= 4) {
+        const dt_layer *E = &m->layers[li - 4]; /* its own lines were asked for 4 layers ago */
+        const dt_tensor *T = &m->tensors[E->out[0]];
+        PREFETCH(&T->name);
+        PREFETCH(&T->count);
+        PREFETCH(&T->is_const);
+    }
+}
+
+/* One allocation for every per-layer and per-tensor array of the plan: sizes in order, each rounded to 8 bytes. */
+static void *carve(unsigned char **p, size_t bytes)
+{
+    void *r = *p;
+    *p += (bytes + 7) & ~(size_t)7;
+    return r;
+}
+
 dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, dfx_netplan *np)
 {
-    int nt = m->n_tensors, nl = m->n_layers, slots = 0;
+    int nt = m->n_tensors, nl = m->n_layers;
     memset(np, 0, sizeof *np);
     np->m = m;
     np->batch = batch;
-    for (int i = 0; i < nl; i++) slots += m->layers[i].n_in + m->layers[i].n_out;
-    np->off = (int64_t *)calloc(nt ? nt : 1, sizeof *np->off);
-    np->shape = (int64_t (*)[DFX_MAX_RANK])calloc(nt ? nt : 1, sizeof *np->shape);
-    np->count = (int64_t *)calloc(nt ? nt : 1, sizeof *np->count);
-    np->layers = (dfx_layer_plan *)calloc(nl ? nl : 1, sizeof *np->layers);
-    np->io = (dfx_io_plan *)calloc(slots ? slots : 1, sizeof *np->io);
-    np->lin = (dfx_linprep *)calloc(nl ? nl : 1, sizeof *np->lin);
-    np->native = (unsigned char *)calloc(nl ? nl : 1, 1);
-    if (!np->off || !np->shape || !np->count || !np->layers || !np->io || !np->lin || !np->native)
-        return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    int slots = m->n_layer_io, n_lin = m->n_linear;
+    /* every array is written before it is read: no zeroing */
+    size_t sizes[] = {
+        (size_t)nl * sizeof *np->layers, (size_t)slots * sizeof *np->io,        (size_t)slots * sizeof *np->consts,
+        (size_t)n_lin * sizeof *np->lin, (size_t)n_lin * sizeof *np->lin_layer, (size_t)nt * sizeof *np->off,
+        (size_t)nt * sizeof *np->shape,  (size_t)nt * sizeof *np->count,        (size_t)nl};
+    size_t total = 8;
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) total += (sizes[k] + 7) & ~(size_t)7;
+    unsigned char *p = (unsigned char *)malloc(total);
+    if (!p) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    np->block = p;
+    np->layers = (dfx_layer_plan *)carve(&p, sizes[0]);
+    np->io = (dfx_io_plan *)carve(&p, sizes[1]);
+    np->consts = (dfx_io_plan **)carve(&p, sizes[2]);
+    np->lin = (dfx_linprep *)carve(&p, sizes[3]);
+    np->lin_layer = (int *)carve(&p, sizes[4]);
+    np->off = (int64_t *)carve(&p, sizes[5]);
+    np->shape = (int64_t (*)[DFX_MAX_RANK])carve(&p, sizes[6]);
+    np->count = (int64_t *)carve(&p, sizes[7]);
+    np->native = (unsigned char *)carve(&p, sizes[8]);
     dfx_status st = plan_memory(np, flags);
     if (st) return st;
+    np->scratch_base = fp_align64(np->plan_bytes);
     size_t cbytes = 0, scratch = 0;
     dfx_io_plan *io = np->io;
     for (int li = 0; li < nl; li++) {
         size_t need = 0;
+        if (li + 8 < nl) prefetch_layer(m, li + 8);
         st = plan_layer(np, li, io, &cbytes, &need);
         if (st) return st;
         io += m->layers[li].n_in + m->layers[li].n_out;
         if (need > scratch) scratch = need;
     }
-    np->const_base = fp_align64(np->plan_bytes);
-    np->const_bytes = cbytes;
-    np->scratch_base = np->const_base + cbytes;
     np->scratch_bytes = scratch;
-    np->arena_bytes = np->scratch_base + scratch;
-    /* offsets relative to their areas -> arena offsets */
-    for (int li = 0; li < nl; li++) {
-        dfx_layer_plan *p = &np->layers[li];
-        dfx_io_plan *lio = (dfx_io_plan *)p->in;
-        for (int k = 0; k < p->L->n_in + p->n_out; k++) {
-            int a = lio[k].act;
-            if ((a == DFX_IO_CONST_I32 || a == DFX_IO_CONST_F32) && !lio[k].data) lio[k].off += (int64_t)np->const_base;
-            if (a >= DFX_IO_WIDEN && lio[k].conv >= 0) lio[k].conv += (int64_t)np->scratch_base;
-            if (a == DFX_IO_QUANT && lio[k].conv < 0) lio[k].conv = lio[k].off;
-        }
-        p->scratch += (int64_t)np->scratch_base;
-    }
+    np->const_base = fp_align64(np->scratch_base + scratch); /* scratch parts are multiples of 64 already */
+    np->const_bytes = cbytes;
+    np->arena_bytes = np->const_base + cbytes;
+    for (int k = 0; k < np->n_consts; k++) np->consts[k]->off += (int64_t)np->const_base;
     return DFX_OK;
 }
 
@@ -380,16 +433,12 @@ const char *dfx_io_action_name(int a) { return a >= 0 && a < DFX_IO_COUNT ? io_n
 
 void dfx_netplan_fill_constants(const dfx_netplan *np, uint8_t *arena)
 {
-    for (int li = 0; li < np->m->n_layers; li++) {
-        const dfx_layer_plan *p = &np->layers[li];
-        for (int k = 0; k < p->n_in; k++) {
-            const dfx_io_plan *io = &p->in[k];
-            if ((io->act != DFX_IO_CONST_I32 && io->act != DFX_IO_CONST_F32) || io->data) continue;
-            void *dst = arena + io->off;
-            for (int64_t i = 0; i < io->count; i++) {
-                if (io->act == DFX_IO_CONST_I32) ((int32_t *)dst)[i] = (int32_t)dfx_const_int(io->t, i);
-                else ((float *)dst)[i] = dfx_const_float(io->t, i);
-            }
+    for (int k = 0; k < np->n_consts; k++) {
+        const dfx_io_plan *io = np->consts[k];
+        void *dst = arena + io->off;
+        for (int64_t i = 0; i < io->count; i++) {
+            if (io->act == DFX_IO_CONST_I32) ((int32_t *)dst)[i] = (int32_t)dfx_const_int(io->t, i);
+            else ((float *)dst)[i] = dfx_const_float(io->t, i);
         }
     }
 }
@@ -399,18 +448,19 @@ dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
     const dfx_model *m = np->m;
     size_t fwork = 0; /* float layers: one scratch buffer outside the arena, shared by all (ops/fast_f32.c) */
     int owner = -1;
-    for (int li = 0; li < m->n_layers; li++) {
+    for (int i = 0; i < np->n_lin; i++) {
+        int li = np->lin_layer[i];
         const dt_layer *L = &m->layers[li];
         int k = np->layers[li].kernel;
         if (k == DFX_K_CONV2D_F32 || k == DFX_K_FC_F32) { /* float layers: the set's float GEMM, if it has one */
             size_t need = 0;
             dfx_status st = dfx_linear_pack_f32(L, &m->tensors[L->in[1]], np->shape[L->in[0]], np->shape[L->out[0]],
-                                                np->count[L->out[0]], kf, &np->lin[li], &need);
+                                                np->count[L->out[0]], kf, &np->lin[i], &need);
             if (st) return st;
-            if (!np->lin[li].wpacked) continue;
-            np->layers[li].lin = &np->lin[li];
+            if (!np->lin[i].wpacked) continue;
+            np->layers[li].lin = &np->lin[i];
             if (need > fwork) fwork = need;
-            if (owner < 0) owner = li;
+            if (owner < 0) owner = i;
             continue;
         }
         if (k != DFX_K_CONV2D_FAST && k != DFX_K_FC_FAST) continue;
@@ -419,34 +469,27 @@ dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
         int64_t cols = k == DFX_K_CONV2D_FAST ? np->shape[y][2] * np->shape[y][3] : np->count[y] / w->shape[0];
         /* a ReLU's output is never negative (its codes, in any form) */
         int px = m->tensors[L->in[0]].producer, x_nonneg = px >= 0 && m->layers[px].op == OP_RELU;
-        dfx_status st = dfx_linear_pack(L, w, cols, x_nonneg, kf, &np->lin[li]);
+        dfx_status st = dfx_linear_pack(L, w, cols, x_nonneg, kf, (dfx_linprep *)np->layers[li].lin);
         if (st) return st;
     }
     if (owner >= 0) {
         void *buf = malloc(fwork ? fwork : 1);
         if (!buf) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
         np->lin[owner].fwork_owner = 1;
-        for (int li = 0; li < m->n_layers; li++)
-            if (np->lin[li].wpacked == DFX_WPACK_F32 || np->lin[li].wpacked == DFX_WPACK_F32_ROWS) np->lin[li].fwork = buf;
+        for (int i = 0; i < np->n_lin; i++)
+            if (np->lin[i].wpacked == DFX_WPACK_F32 || np->lin[i].wpacked == DFX_WPACK_F32_ROWS) np->lin[i].fwork = buf;
     }
     return DFX_OK;
 }
 
 void dfx_netplan_free(dfx_netplan *np)
 {
-    if (np->lin)
-        for (int i = 0; i < np->m->n_layers; i++) {
-            free(np->lin[i].bias);
-            free(np->lin[i].lsh);
-            free(np->lin[i].rsh);
-            dfx_linear_release(&np->lin[i]);
-        }
-    free(np->off);
-    free(np->shape);
-    free(np->count);
-    free(np->layers);
-    free(np->io);
-    free(np->lin);
-    free(np->native);
+    for (int i = 0; i < np->n_lin; i++) {
+        free(np->lin[i].bias);
+        free(np->lin[i].lsh);
+        free(np->lin[i].rsh);
+        dfx_linear_release(&np->lin[i]);
+    }
+    free(np->block);
     memset(np, 0, sizeof *np);
 }

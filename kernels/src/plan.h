@@ -77,8 +77,10 @@ const char *dfx_io_action_name(int act);
 
 /* The whole network's plan for a session of `batch` samples: the memory plan,
  * the run-time shapes and the layer plans. The arena holds the activations
- * (offsets 0..plan_bytes), the prepared constants (from const_base) and the
- * scratch (from scratch_base). */
+ * (offsets 0..plan_bytes), the scratch (from scratch_base, the wide copies
+ * and the kernels' scratch of the running layer) and the prepared constants
+ * (from const_base, last: a compiled model, whose constants are static
+ * arrays, has the same offsets without them). */
 typedef struct dfx_netplan {
     const dfx_model *m;
     int64_t batch;
@@ -87,8 +89,12 @@ typedef struct dfx_netplan {
     int64_t *count;                 /* per tensor: run-time elements */
     dfx_layer_plan *layers;         /* per layer */
     dfx_io_plan *io;                /* storage of the layers' in and out lists */
-    dfx_linprep *lin;               /* per layer: fast Conv2D / FC constants (lin[i].fast) */
-    unsigned char *native;          /* per layer: 1 = the kernel takes the stored codes, no wide copies */
+    dfx_io_plan **consts;           /* the inputs that are constants prepared in the arena */
+    int n_consts, n_lin;
+    dfx_linprep *lin;      /* per integer Conv2D / FC layer: its prepared constants (lin[i].fast) */
+    int *lin_layer;        /* the layer of lin[i] */
+    unsigned char *native; /* per layer: 1 = the kernel takes the stored codes, no wide copies */
+    void *block;           /* the one allocation all the arrays above live in */
     size_t plan_bytes, const_bytes, scratch_bytes, sum_bytes, arena_bytes;
     size_t const_base, scratch_base;
 } dfx_netplan;

@@ -4,157 +4,238 @@
  * not overlap, in address, any already placed tensor whose lifetime
  * [first layer, last layer] intersects its own.
  *
- * The tensors are sorted once. Placed tensors are kept in a segment tree over
- * the layer indices (each one stored at the O(log L) nodes that cover its
- * lifetime), so that finding the placed tensors whose lifetime intersects a
- * new one costs O(log L) plus the number found; only those are sorted by
- * offset to find the lowest gap. For a chain of layers the whole plan is
- * O(n log n), where scanning every placed tensor was O(n^2). */
+ * The tensors are sorted once, by a radix sort (none when already in order,
+ * as in a chain of equal tensors). Finding the placed tensors whose lifetime
+ * intersects a new one uses two structures over the time points (layer index
+ * + 1):
+ *  - short lifetimes (at most SHORT_SPAN steps, most tensors of a network)
+ *    are kept in one bucket per start point; a new lifetime [a, b] looks at
+ *    the buckets a - SHORT_SPAN .. b, skipping empty blocks of 64 and 4096
+ *    points, so a long query costs O(span / 4096) plus O(1) per tensor found;
+ *  - longer lifetimes go to a segment tree over the time points (each stored
+ *    at the O(log L) nodes that cover it), built when the first one comes.
+ * Only the tensors found are sorted by offset to find the lowest gap. For a
+ * chain of layers the whole plan is O(n); in general O(n log n) plus the
+ * number of conflicts found. */
 #include <stdlib.h>
 
 #include "planner.h"
 
-typedef struct {
-    int t;
-    int64_t first, last;
-    uint64_t size, off;
-} item;
+#define SHORT_SPAN 8 /* lifetimes of at most this many steps go to the buckets */
+
+typedef dfx_lifetime item;
 
 typedef struct {
-    int width;         /* leaves: time points 0..width-1 (layer index + 1) */
-    int *head, *below; /* per node: first stored entry (-1 none); items stored in the subtree */
-    int *entry_item, *entry_next, n_entries, cap_entries; /* singly linked entries of all nodes */
+    uint64_t off, end;
+} placed;
+
+typedef struct {
     item *it;
+    int span; /* time points 0..span-1 */
+    /* short lifetimes: first item per start point, items per block of 64 and 4096 points */
+    int *bucket, *cnt64, *cnt4k;
+    /* long lifetimes: segment tree (NULL until the first one) */
+    int width;         /* leaves */
+    int *head, *below; /* per node: first stored entry (-1 none); items stored in the subtree */
+    int *entry_item, *entry_next, n_entries, cap_entries;
     int *stamp, tick; /* stamp[k] == tick: item k already reported by this query */
-    const item **found;
+    placed *found;
     int nfound;
     int fail;
-} tree;
-
-static int by_size(const void *a, const void *b)
-{
-    const item *x = (const item *)a, *y = (const item *)b;
-    if (x->size != y->size) return x->size > y->size ? -1 : 1;
-    return x->t - y->t;
-}
+} planner;
 
 static int by_off(const void *a, const void *b)
 {
-    const item *x = *(const item *const *)a, *y = *(const item *const *)b;
+    const placed *x = (const placed *)a, *y = (const placed *)b;
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static void insert(tree *T, int v, int lo, int hi, int a, int b, int k)
+static void report(planner *P, const item *x)
+{
+    P->found[P->nfound].off = x->off;
+    P->found[P->nfound++].end = x->off + x->size;
+}
+
+static void tree_insert(planner *P, int v, int lo, int hi, int a, int b, int k)
 {
     if (b < lo || hi < a) return;
-    T->below[v]++;
+    P->below[v]++;
     if (a <= lo && hi <= b) {
-        if (T->n_entries == T->cap_entries) {
-            int cap = T->cap_entries ? 2 * T->cap_entries : 1024;
-            int *pi = (int *)realloc(T->entry_item, (size_t)cap * sizeof *pi);
-            if (pi) T->entry_item = pi;
-            int *pn = (int *)realloc(T->entry_next, (size_t)cap * sizeof *pn);
-            if (pn) T->entry_next = pn;
+        if (P->n_entries == P->cap_entries) {
+            int cap = P->cap_entries ? 2 * P->cap_entries : 1024;
+            int *pi = (int *)realloc(P->entry_item, (size_t)cap * sizeof *pi);
+            if (pi) P->entry_item = pi;
+            int *pn = (int *)realloc(P->entry_next, (size_t)cap * sizeof *pn);
+            if (pn) P->entry_next = pn;
             if (!pi || !pn) {
-                T->fail = 1;
+                P->fail = 1;
                 return;
             }
-            T->cap_entries = cap;
+            P->cap_entries = cap;
         }
-        T->entry_item[T->n_entries] = k;
-        T->entry_next[T->n_entries] = T->head[v];
-        T->head[v] = T->n_entries++;
+        P->entry_item[P->n_entries] = k;
+        P->entry_next[P->n_entries] = P->head[v];
+        P->head[v] = P->n_entries++;
         return;
     }
     int mid = lo + (hi - lo) / 2;
-    insert(T, 2 * v, lo, mid, a, b, k);
-    insert(T, 2 * v + 1, mid + 1, hi, a, b, k);
+    tree_insert(P, 2 * v, lo, mid, a, b, k);
+    tree_insert(P, 2 * v + 1, mid + 1, hi, a, b, k);
 }
 
-/* Report every stored item whose lifetime intersects [a, b] once. */
-static void query(tree *T, int v, int lo, int hi, int a, int b)
+/* Report every long lifetime of the tree that intersects [a, b], once. */
+static void tree_query(planner *P, int v, int lo, int hi, int a, int b)
 {
-    if (b < lo || hi < a || !T->below[v]) return;
-    for (int e = T->head[v]; e >= 0; e = T->entry_next[e]) {
-        int k = T->entry_item[e];
-        if (T->stamp[k] != T->tick) {
-            T->stamp[k] = T->tick;
-            T->found[T->nfound++] = &T->it[k];
+    if (b < lo || hi < a || !P->below[v]) return;
+    for (int e = P->head[v]; e >= 0; e = P->entry_next[e]) {
+        int k = P->entry_item[e];
+        if (P->stamp[k] != P->tick) {
+            P->stamp[k] = P->tick;
+            report(P, &P->it[k]);
         }
     }
     if (lo == hi) return;
     int mid = lo + (hi - lo) / 2;
-    query(T, 2 * v, lo, mid, a, b);
-    query(T, 2 * v + 1, mid + 1, hi, a, b);
+    tree_query(P, 2 * v, lo, mid, a, b);
+    tree_query(P, 2 * v + 1, mid + 1, hi, a, b);
 }
 
-/* Fills off[t] for every activation (others -1); returns the arena size or
- * (uint64_t)-1 when out of memory. bytes[t] gives each tensor's size. */
-uint64_t dfx_plan(const dfx_model *m, const uint64_t *bytes, int keep_all, int64_t *off, uint64_t *sum)
+static int tree_init(planner *P, int n)
 {
-    int n = 0, cap = m->n_tensors ? m->n_tensors : 1;
-    tree T = {0};
-    int span = m->n_layers + 2, width = 1; /* first = -1 (graph input) .. last = n_layers */
-    while (width < span) width *= 2;
-    T.width = width;
-    item *it = (item *)malloc((size_t)cap * sizeof *it);
-    T.head = (int *)malloc((size_t)2 * width * sizeof *T.head);
-    T.below = (int *)calloc((size_t)2 * width, sizeof *T.below);
-    T.stamp = (int *)calloc((size_t)cap, sizeof *T.stamp);
-    T.found = (const item **)malloc((size_t)cap * sizeof *T.found);
+    int width = 1;
+    while (width < P->span) width *= 2;
+    P->width = width;
+    P->head = (int *)malloc((size_t)2 * width * sizeof *P->head);
+    P->below = (int *)calloc((size_t)2 * width, sizeof *P->below);
+    P->stamp = (int *)calloc((size_t)n, sizeof *P->stamp);
+    if (!P->head || !P->below || !P->stamp) return 0;
+    for (int v = 0; v < 2 * width; v++) P->head[v] = -1;
+    return 1;
+}
+
+/* Report every short lifetime that intersects [a, b]: those starting in [a - SHORT_SPAN, b]. */
+static void short_query(planner *P, int a, int b)
+{
+    for (int c = a > SHORT_SPAN ? a - SHORT_SPAN : 0; c <= b; c++) {
+        if (!(c & 4095) && c + 4095 <= b && !P->cnt4k[c >> 12]) {
+            c += 4095;
+            continue;
+        }
+        if (!(c & 63) && c + 63 <= b && !P->cnt64[c >> 6]) {
+            c += 63;
+            continue;
+        }
+        for (int k = P->bucket[c]; k >= 0; k = P->it[k].next)
+            if (P->it[k].b >= a) report(P, &P->it[k]);
+    }
+}
+
+/* The lowest offset where x fits between the placed tensors found (sorted by offset here). */
+static uint64_t lowest_gap(planner *P, uint64_t size)
+{
+    placed *f = P->found;
+    int n = P->nfound;
+    if (n > 16) qsort(f, (size_t)n, sizeof *f, by_off);
+    else
+        for (int i = 1; i < n; i++) {
+            placed v = f[i];
+            int j = i;
+            for (; j > 0 && f[j - 1].off > v.off; j--) f[j] = f[j - 1];
+            f[j] = v;
+        }
+    uint64_t cand = 0;
+    for (int j = 0; j < n; j++) {
+        if (cand + size <= f[j].off) break;
+        if (f[j].end > cand) cand = f[j].end;
+    }
+    return cand;
+}
+
+/* Indices 0..n-1 of it[] ordered by size, largest first, stable (ties by tensor index):
+ * NULL in *ord when already in that order. Returns 0 when out of memory. */
+static int size_order(const item *it, int n, int **ord)
+{
+    *ord = NULL;
+    int sorted = 1;
+    for (int k = 1; k < n && sorted; k++) sorted = it[k - 1].size >= it[k].size;
+    if (sorted) return 1;
+    int *o = (int *)malloc((size_t)n * sizeof *o), *tmp = (int *)malloc((size_t)n * sizeof *tmp);
+    if (!o || !tmp) {
+        free(o);
+        free(tmp);
+        return 0;
+    }
+    for (int k = 0; k < n; k++) o[k] = k;
+    for (int shift = 6; shift < 64; shift += 8) { /* sizes are multiples of 64: LSD radix on size >> 6 */
+        size_t cnt[257] = {0};
+        for (int k = 0; k < n; k++) cnt[1 + (255 - ((it[o[k]].size >> shift) & 255))]++;
+        int uniform = 0;
+        for (int d = 1; d <= 256; d++) uniform |= cnt[d] == (size_t)n;
+        if (uniform) continue;
+        for (int d = 1; d <= 256; d++) cnt[d] += cnt[d - 1];
+        for (int k = 0; k < n; k++) tmp[cnt[255 - ((it[o[k]].size >> shift) & 255)]++] = o[k];
+        int *sw = o;
+        o = tmp;
+        tmp = sw;
+    }
+    free(tmp);
+    *ord = o;
+    return 1;
+}
+
+uint64_t dfx_plan(dfx_lifetime *it, int n, int n_layers, int keep_all, int64_t *off)
+{
+    planner P = {0};
+    int *ord = NULL;
     uint64_t total = 0;
-    if (!it || !T.head || !T.below || !T.stamp || !T.found) {
-        total = (uint64_t)-1;
-        goto done;
-    }
-    for (int v = 0; v < 2 * width; v++) T.head[v] = -1;
-    T.it = it;
-    *sum = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const dt_tensor *t = &m->tensors[i];
-        off[i] = -1;
-        if (t->is_const) continue;
-        item *x = &it[n++];
-        x->t = i;
-        x->first = t->producer; /* -1: graph input */
-        x->last = t->last_use > t->producer ? t->last_use : t->producer;
-        if (t->is_graph_output || keep_all) x->last = m->n_layers;
-        x->size = (bytes[i] + 63) & ~(uint64_t)63;
-        *sum += bytes[i];
-    }
-    qsort(it, (size_t)n, sizeof *it, by_size);
+    P.it = it;
+    P.span = n_layers + 2; /* a = 0 (graph input) .. b = n_layers + 1 */
+    P.bucket = (int *)malloc((size_t)P.span * sizeof *P.bucket);
+    P.cnt64 = (int *)calloc((size_t)(P.span >> 6) + 1, sizeof *P.cnt64);
+    P.cnt4k = (int *)calloc((size_t)(P.span >> 12) + 1, sizeof *P.cnt4k);
+    P.found = (placed *)malloc((size_t)(n ? n : 1) * sizeof *P.found);
+    if (!P.bucket || !P.cnt64 || !P.cnt4k || !P.found || !size_order(it, n, &ord)) goto nomem;
+    for (int c = 0; c < P.span; c++) P.bucket[c] = -1;
     for (int k = 0; k < n; k++) {
-        item *x = &it[k];
-        uint64_t cand = 0;
-        int a = (int)x->first + 1, b = (int)x->last + 1;
-        if (keep_all) cand = total;
-        else {
-            T.tick++;
-            T.nfound = 0;
-            query(&T, 1, 0, width - 1, a, b);
-            qsort(T.found, (size_t)T.nfound, sizeof *T.found, by_off);
-            for (int j = 0; j < T.nfound; j++) { /* conflicting tensors by offset */
-                const item *p = T.found[j];
-                if (cand + x->size <= p->off) break;
-                if (p->off + p->size > cand) cand = p->off + p->size;
+        int j = ord ? ord[k] : k;
+        item *x = &it[j];
+        uint64_t cand = total;
+        if (!keep_all) {
+            P.nfound = 0;
+            short_query(&P, x->a, x->b);
+            if (P.head && P.below[1]) {
+                P.tick++;
+                tree_query(&P, 1, 0, P.width - 1, x->a, x->b);
             }
-            insert(&T, 1, 0, width - 1, a, b, k);
-            if (T.fail) {
-                total = (uint64_t)-1;
-                goto done;
+            cand = lowest_gap(&P, x->size);
+            if (x->b - x->a <= SHORT_SPAN) {
+                x->next = P.bucket[x->a];
+                P.bucket[x->a] = j;
+                P.cnt64[x->a >> 6]++;
+                P.cnt4k[x->a >> 12]++;
+            } else {
+                if (!P.head && !tree_init(&P, n)) goto nomem;
+                tree_insert(&P, 1, 0, P.width - 1, x->a, x->b, j);
+                if (P.fail) goto nomem;
             }
         }
         x->off = cand;
         off[x->t] = (int64_t)cand;
         if (cand + x->size > total) total = cand + x->size;
     }
+    goto done;
+nomem:
+    total = (uint64_t)-1;
 done:
-    free(T.head);
-    free(T.below);
-    free(T.entry_item);
-    free(T.entry_next);
-    free(T.stamp);
-    free(T.found);
-    free(it);
+    free(ord);
+    free(P.bucket);
+    free(P.cnt64);
+    free(P.cnt4k);
+    free(P.found);
+    free(P.head);
+    free(P.below);
+    free(P.stamp);
+    free(P.entry_item);
+    free(P.entry_next);
     return total;
 }

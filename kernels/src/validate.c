@@ -650,6 +650,7 @@ dfx_status dfx_validate_model(dfx_model *m)
                 OUT(DFX_ERR_INVALID, "layer '%s', field outputs: output '%s' is also written by layer '%s'", L->name,
                     t->name, m->layers[t->producer].name);
             t->producer = li;
+            t->batch_fixed = L->op == OP_PRIORBOX; /* (1, 2, ...) from the shapes only */
             avail[k] = 3;
         }
         const char *nan_field = nan_option(&L->o);

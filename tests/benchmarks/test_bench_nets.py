@@ -49,6 +49,12 @@ def test_quantized_detector_is_valid_and_8_bit(quantized):
     assert formats and all(f.bw == 8 for f in formats)
 
 
+def test_quantize8_is_the_one_pass_quantizer(quantized):
+    # what the quantizer records of its run: no learned rounding, no fl search
+    assert quantized.metadata["quantization.rounding"] == "nearest"
+    assert quantized.metadata["quantization.fl_search"] == "none"
+
+
 def test_onnx_float_export_matches_the_reference(detector, tmp_path):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")

@@ -14,6 +14,7 @@ from dfxsdk.cli import _images
 
 from tests.support.builder import Builder, fmt, small_cnn
 from tests.support.cli import cli
+from tests.support.images import run_output
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow (the 'images' extra) is not installed")
 
@@ -44,12 +45,7 @@ def write(path, img: np.ndarray, pil_format: str) -> None:
 
 
 def run_outputs(model_path, tmp_path, *inputs) -> np.ndarray:
-    out = tmp_path / "out.npz"
-    args = [a for i in inputs for a in ("--input", i)]
-    code, _, err = cli("run", model_path, *args, "-o", out)
-    assert code == 0, err
-    with np.load(out) as z:
-        return z["score"]
+    return run_output(model_path, tmp_path / "out.npz", *[a for i in inputs for a in ("--input", i)])
 
 
 def expected(model_path, imgs: list[np.ndarray]) -> np.ndarray:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-
 import numpy as np
 import pytest
 
@@ -13,6 +10,8 @@ from dfxsdk.cli._images import read_png
 from dfxsdk.cli.main import main
 
 from tests.support.builder import fmt, small_cnn
+from tests.support.cli import cli
+from tests.support.images import png_bytes, run_output
 
 
 @pytest.fixture()
@@ -23,42 +22,6 @@ def model_path(tmp_path):
     return path
 
 
-def png_bytes(img: np.ndarray) -> bytes:
-    """Encode H,W,C uint8 as PNG, cycling through all five row filters."""
-    h, w, c = img.shape
-    ctype = {1: 0, 3: 2, 4: 6}[c]
-    raw = bytearray()
-    prev = [0] * (w * c)
-    for y in range(h):
-        row = [int(v) for v in img[y].reshape(-1)]
-        kind = y % 5
-        out = []
-        for i, v in enumerate(row):
-            a = row[i - c] if i >= c else 0
-            b_, cc = prev[i], (prev[i - c] if i >= c else 0)
-            if kind == 0:
-                pred = 0
-            elif kind == 1:
-                pred = a
-            elif kind == 2:
-                pred = b_
-            elif kind == 3:
-                pred = (a + b_) // 2
-            else:
-                p = a + b_ - cc
-                pa, pb, pc = abs(p - a), abs(p - b_), abs(p - cc)
-                pred = a if pa <= pb and pa <= pc else b_ if pb <= pc else cc
-            out.append((v - pred) & 255)
-        raw += bytes([kind] + out)
-        prev = row
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, ctype, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(bytes(raw))) + chunk(b"IEND", b""))
-
-
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_png_decoder(tmp_path, channels):
     img = np.random.default_rng(channels).integers(0, 256, (7, 9, channels), dtype=np.uint8)
@@ -67,7 +30,7 @@ def test_png_decoder(tmp_path, channels):
     assert np.array_equal(read_png(p.read_bytes(), p), img[:, :, :3] if channels == 4 else img)
 
 
-def test_run_npy_npz_png_agree(tmp_path, model_path, capsys):
+def test_run_npy_npz_png_agree(tmp_path, model_path):
     raw = np.random.default_rng(1).integers(0, 256, (3, 1, 6, 6)).astype(np.uint8)
     np.save(tmp_path / "x.npy", raw)
     np.savez(tmp_path / "x.npz", data=raw)
@@ -75,13 +38,10 @@ def test_run_npy_npz_png_agree(tmp_path, model_path, capsys):
     for i in range(3):
         pngs += ["--input", str(tmp_path / f"{i}.png")]
         (tmp_path / f"{i}.png").write_bytes(png_bytes(raw[i].transpose(1, 2, 0)))
-    outs = []
-    for args in (["--input", str(tmp_path / "x.npy")], ["--input", str(tmp_path / "x.npz")], pngs):
-        out = tmp_path / f"out{len(outs)}.npz"
-        assert main(["run", str(model_path), *args, "-o", str(out)]) == 0
-        with np.load(out) as z:
-            outs.append(z["score"])
-    assert "top class per sample" in capsys.readouterr().out
+    outs = [run_output(model_path, tmp_path / f"out{k}.npz", *args)
+            for k, args in enumerate((["--input", tmp_path / "x.npy"], ["--input", tmp_path / "x.npz"], pngs))]
+    code, out, _ = cli("run", model_path, "--input", tmp_path / "x.npy", "-o", tmp_path / "again.npz")
+    assert code == 0 and "top class per sample" in out
     assert outs[0].shape == (3, 10) and outs[0].dtype == np.int32
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
     model = load(model_path)
@@ -89,10 +49,8 @@ def test_run_npy_npz_png_agree(tmp_path, model_path, capsys):
     assert np.array_equal(direct, outs[0])
     # one sample without the batch dimension, and float mode
     np.save(tmp_path / "one.npy", raw[0, 0])
-    assert main(["run", str(model_path), "-i", str(tmp_path / "one.npy"), "--mode", "float",
-                 "-o", str(tmp_path / "f.npz")]) == 0
-    with np.load(tmp_path / "f.npz") as z:
-        assert z["score"].shape == (1, 10) and z["score"].dtype == np.float32
+    score = run_output(model_path, tmp_path / "f.npz", "-i", tmp_path / "one.npy", "--mode", "float")
+    assert score.shape == (1, 10) and score.dtype == np.float32
 
 
 def test_run_bad_input_exit_code(tmp_path, model_path, capsys):

@@ -105,3 +105,38 @@ def test_c_enums_match_the_schema():
     # storage bits per DataType (model.c) against formats.DataType.bits
     bits = re.search(r"static const int bits\[\] = \{([^}]*)\}", (SRC / "model.c").read_text()).group(1)
     assert [int(b) for b in bits.split(",")] == [DataType(i).bits for i in range(len(DataType))]
+
+
+#: Schema option fields whose dt_opts field (kernels/src/dfx_internal.h, DT_OPTS) has another name
+C_OPTION_NAMES = {"kernel_h": "kh", "kernel_w": "kw", "stride_h": "sh", "stride_w": "sw", "pad_top": "pt",
+                  "pad_left": "pl", "pad_bottom": "pb", "pad_right": "pr", "dilation_h": "dh", "dilation_w": "dw",
+                  "output_pad_h": "oph", "output_pad_w": "opw", "type": "pool_type", "min": "fmin", "max": "fmax",
+                  "coefficients": "coeffs", "value": "pad_value"}
+
+
+@pytest.fixture(scope="module")
+def described_options(native, tmp_path_factory) -> set[str]:
+    """The option names dfx_model_describe lists for a layer (every dt_opts field, whatever the operator)."""
+    from dfxsdk import DataType, Layer, Model, Tensor, save
+
+    m = Model(name="one")
+    for name in ("x", "y"):
+        m.add_tensor(Tensor(name, (1, 2), DataType.FLOAT32))
+    m.add_layer(Layer("relu", ops.Relu(), ["x"], ["y"]))
+    m.inputs.append("x")
+    m.outputs.append("y")
+    path = tmp_path_factory.mktemp("describe") / "one.dfx"
+    save(m, path)
+    return set(native.describe_plan(path)["layers"][0]["opts"])
+
+
+@pytest.mark.parametrize("table", [t for t in _fbverify.OP_TABLES if t != "Custom"])
+def test_describe_lists_every_option_of_the_schema(table, described_options):
+    # Custom's name, version and option bytes are describe's "custom" object (test_native_custom)
+    fields = {C_OPTION_NAMES.get(f, f) for f in _fbverify.FIELD_NAMES[table]}
+    assert fields <= described_options, sorted(fields - described_options)
+
+
+def test_describe_lists_no_option_the_schema_lacks(described_options):
+    schema = {C_OPTION_NAMES.get(f, f) for t in _fbverify.OP_TABLES if t != "Custom" for f in _fbverify.FIELD_NAMES[t]}
+    assert described_options == schema

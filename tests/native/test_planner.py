@@ -5,12 +5,14 @@ The speed on 1k..100k chained layers is measured by benchmarks/bench_planner.py.
 
 from __future__ import annotations
 
+import random
 import sys
 import warnings
 
 import pytest
 
 import dfxsdk
+from dfxsdk import DataType, Layer, Model, Tensor, ops
 
 from tests.support.paths import ROOT
 from tests.support.testdata import MOBILENET_SSD, TESTDATA, require_testdata
@@ -41,3 +43,78 @@ def test_real_network_arenas_do_not_grow(native, prototxt):
         warnings.simplefilter("ignore")
         arena = bench_planner.arena_of(str(prototxt))
     assert arena <= ARENAS_BEFORE[prototxt]
+
+
+def _random_graph(seed: int, n_layers: int) -> dfxsdk.Model:
+    """Float Relu / Eltwise / Concat layers on earlier tensors, near and far back (lifetimes of every length),
+    channel counts that repeat (equal sizes: ties) and several graph outputs."""
+    rng = random.Random(seed)
+    m = Model(name=f"random{seed}")
+    channels = [rng.choice((1, 2, 3, 4, 8))]
+    m.add_tensor(Tensor("t0", (1, channels[0], 4, 4), DataType.FLOAT32))
+    m.inputs.append("t0")
+
+    def pick() -> int:
+        back = rng.choice((1, 1, 2, 3, rng.randint(1, 40)))
+        return max(0, len(channels) - back)
+
+    for i in range(1, n_layers + 1):
+        a, b = pick(), pick()
+        kind = rng.random()
+        if kind < 0.3 and channels[a] == channels[b] and a != b:
+            op, ins, c = ops.Eltwise(), [a, b], channels[a]
+        elif kind < 0.6 and a != b and channels[a] + channels[b] <= 16:
+            op, ins, c = ops.Concat(axis=1), [a, b], channels[a] + channels[b]
+        else:
+            op, ins, c = ops.Relu(), [a], channels[a]
+        channels.append(c)
+        m.add_tensor(Tensor(f"t{i}", (1, c, 4, 4), DataType.FLOAT32))
+        m.add_layer(Layer(f"l{i}", op, [f"t{k}" for k in ins], [f"t{i}"]))
+    outputs = {n_layers} | set(rng.sample(range(1, n_layers), 3))
+    m.outputs.extend(f"t{k}" for k in sorted(outputs))
+    return m
+
+
+def _greedy_by_size(plan: dict) -> tuple[dict[int, int], int]:
+    """planner.c's rule written plainly (every placed tensor checked): the offset of every activation and the
+    arena. Largest first (ties by tensor index), each at the lowest 64-aligned offset free for its lifetime."""
+    n_layers = len(plan["layers"])
+    todo = []
+    for i, t in enumerate(plan["tensors"]):
+        if t["is_const"]:
+            continue
+        last = n_layers if t["is_graph_output"] else max(t["last_use"], t["producer"])
+        todo.append((-(-t["run_count"] * t["esz"] // 64) * 64, i, t["producer"], last))
+    todo.sort(key=lambda x: (-x[0], x[1]))
+    placed: list[tuple[int, int, int, int]] = []
+    offsets, total = {}, 0
+    for size, i, first, last in todo:
+        cand = 0
+        for off, end in sorted((o, e) for o, e, f, la in placed if f <= last and first <= la):
+            if cand + size <= off:
+                break
+            cand = max(cand, end)
+        placed.append((cand, cand + size, first, last))
+        offsets[i], total = cand, max(total, cand + size)
+    return offsets, total
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plan_is_greedy_by_size_and_valid(native, tmp_path, seed):
+    """Random graphs (short and long lifetimes, ties, graph outputs): the offsets are exactly the plain
+    greedy-by-size ones, and no two tensors alive at the same time share a byte."""
+    path = tmp_path / "random.dfx"
+    dfxsdk.save(_random_graph(seed, 150), path)
+    plan = native.describe_plan(path)
+    offsets, total = _greedy_by_size(plan)
+    assert {i: t["arena_off"] for i, t in enumerate(plan["tensors"]) if not t["is_const"]} == offsets
+    assert plan["plan_bytes"] == total
+    n_layers = len(plan["layers"])
+    live = []
+    for t in plan["tensors"]:
+        last = n_layers if t["is_graph_output"] else max(t["last_use"], t["producer"])
+        live.append((t["producer"], last, t["arena_off"], t["arena_off"] + t["run_count"] * t["esz"]))
+    for i, (f1, l1, o1, e1) in enumerate(live):
+        for f2, l2, o2, e2 in live[i + 1:]:
+            if f1 <= l2 and f2 <= l1:
+                assert e1 <= o2 or e2 <= o1
