@@ -319,12 +319,15 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
     /* a plane smaller than the column block: ipb whole images per GEMM (columns [i*P, (i+1)*P) of a block
      * are image n + i), so that a batch of small planes makes wide GEMMs */
     int64_t ipb = P < nb ? nb / P : 1;
+    /* larger planes: one image at a time, so that its input stays in cache across the blocks of output channels */
+    int64_t nstep = ipb > 1 ? N : 1;
+    for (int64_t n1 = 0; n1 < N; n1 += nstep)
     for (int64_t g = 0; g < G; g++)
         for (int64_t o0 = 0; o0 < og; o0 += ob) { /* weights unpacked once per block of output channels */
             int64_t mb = og - o0 < ob ? og - o0 : ob;
             const void *Ap = packed(lp, kf, g, o0);
             const int8_t *A = Ap ? NULL : weight_rows(lp, w, g * og + o0, mb, wbuf);
-            for (int64_t n = 0; n < N; n += ipb) {
+            for (int64_t n = n1; n < n1 + nstep; n += ipb) {
                 int64_t imgs = N - n < ipb ? N - n : ipb;
                 for (int64_t p0 = 0; p0 < P; p0 += nb) {
                     int64_t cols = P - p0 < nb ? P - p0 : nb, wide = imgs * cols;
