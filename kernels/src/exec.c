@@ -106,7 +106,15 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_CONV2D_INT: return dfx_conv2d_int(L, x, w, b, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_F32)
-        case DFX_K_CONV2D_F32: dfx_conv2d_f32(L, x, w, b, y, sc); return DFX_OK;
+        case DFX_K_CONV2D_F32:
+#if defined(DFX_USE_PREPARE)
+            if (lp) { /* weights packed for the kernel set's float entries (ops/fast_f32.c) */
+                dfx_conv2d_f32_fast(L, lp, kf, x, b, y);
+                return DFX_OK;
+            }
+#endif
+            dfx_conv2d_f32(L, x, w, b, y, sc);
+            return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DECONV2D_INT)
         case DFX_K_DECONV2D_INT: return dfx_deconv2d_int(L, x, w, b, y, sc);
@@ -121,7 +129,15 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_FC_INT: return dfx_fc_int(L, x, w, b, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_F32)
-        case DFX_K_FC_F32: dfx_fc_f32(L, x, w, b, y, sc); return DFX_OK;
+        case DFX_K_FC_F32:
+#if defined(DFX_USE_PREPARE)
+            if (lp) {
+                dfx_fc_f32_fast(lp, kf, x, w, b, y);
+                return DFX_OK;
+            }
+#endif
+            dfx_fc_f32(L, x, w, b, y, sc);
+            return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_MAXPOOL_S8)
         case DFX_K_MAXPOOL_S8: dfx_maxpool_s8(L, kf, x, y, par); return DFX_OK;

@@ -174,8 +174,9 @@ dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, 
 void dfx_linear_release(dfx_linprep *lp)
 {
     free(lp->wpack);
-    lp->wpack = NULL;
-    lp->wpacked = 0;
+    if (lp->fwork_owner) free(lp->fwork); /* the float path's shared scratch (ops/fast_f32.c) */
+    lp->wpack = lp->fwork = NULL;
+    lp->wpacked = lp->fwork_owner = 0;
 }
 #endif
 

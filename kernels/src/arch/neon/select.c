@@ -29,6 +29,10 @@ const struct dfx_kernels dfx_kernels_neon = {
     NULL,
     NULL,
     NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
+    NULL,
+    NULL,
+    NULL,
+    NULL, /* no float entries: float layers run the scalar loops */
 };
 
 const struct dfx_kernels dfx_kernels_dotprod = {
@@ -41,4 +45,8 @@ const struct dfx_kernels dfx_kernels_dotprod = {
     NULL,
     NULL,
     NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
+    NULL,
+    NULL,
+    NULL,
+    NULL, /* no float entries: float layers run the scalar loops */
 };

@@ -28,4 +28,8 @@ const struct dfx_kernels dfx_kernels_neon32 = {
     dfx_neon32_packed_a_bytes,
     dfx_neon32_pack_a,
     dfx_neon32_gemm_s8_packed,
+    NULL,
+    NULL,
+    NULL,
+    NULL, /* no float entries: the float layers run the portable loops */
 };
