@@ -7,13 +7,16 @@ a C compiler; it is loaded with ctypes, never imported.
 
 What it is built from is kernels/cmake/sources.cmake, the list CMake builds:
 the same sources (plus the NEON ones on AArch64, the dot-product file with its
-own -march), definitions and warnings, and hidden visibility with
+own -march; on 32-bit ARM the ARMv7 NEON ones, their SIMD files with
+-mfpu=neon), definitions and warnings, and hidden visibility with
 ``DFX_BUILD_SHARED`` so that only the public ``dfx_*`` API is exported.
+``kernel_build`` says what that is for a given CPU (tests cross-compile it).
 """
 
 import platform
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -30,10 +33,40 @@ def cmake_lists(path: Path) -> dict[str, list[str]]:
 
 
 LISTS = cmake_lists(KERNELS / "cmake" / "sources.cmake")
-NEON = platform.machine().lower() in ("aarch64", "arm64")
-SOURCES = [f"kernels/{s}" for s in LISTS["DFX_SOURCES"] + (LISTS["DFX_NEON_SOURCES"] if NEON else [])]
-DEFINES = LISTS["DFX_DEFINITIONS"] + (LISTS["DFX_NEON_DEFINITIONS"] if NEON else []) + ["DFX_BUILD_SHARED"]
-DOTPROD = [f"kernels/{s}" for s in LISTS["DFX_DOTPROD_SOURCES"]] if NEON else []
+
+
+def target_arch(machine: str, is_64bit: bool) -> str:
+    """"aarch64", "arm32" or "other" for ``platform.machine()`` and the width of the Python building.
+
+    A 32-bit Raspberry Pi OS on a 64-bit kernel says "aarch64" (or "armv8l"): its Python is 32-bit.
+    """
+    m = machine.lower()
+    if m in ("aarch64", "arm64"):
+        return "aarch64" if is_64bit else "arm32"
+    return "arm32" if m.startswith("arm") else "other"
+
+
+def kernel_build(arch: str) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """Sources, definitions and {source: its own extra flags} of the library for ``target_arch``'s ``arch``,
+    as cmake/simd.cmake builds it."""
+    sources, defines, own = list(LISTS["DFX_SOURCES"]), list(LISTS["DFX_DEFINITIONS"]), {}
+    if arch == "aarch64":
+        sources += LISTS["DFX_NEON_SOURCES"]
+        defines += LISTS["DFX_NEON_DEFINITIONS"]
+        own = {s: LISTS["DFX_DOTPROD_FLAGS"] for s in LISTS["DFX_DOTPROD_SOURCES"]}
+    elif arch == "arm32":
+        sources += LISTS["DFX_NEON32_SOURCES"]
+        defines += LISTS["DFX_NEON32_DEFINITIONS"]
+        own = {s: LISTS["DFX_NEON32_FLAGS"] for s in LISTS["DFX_NEON32_SIMD_SOURCES"]}
+    return ([f"kernels/{s}" for s in sources], defines + ["DFX_BUILD_SHARED"],
+            {f"kernels/{s}": flags for s, flags in own.items()})
+
+
+ARCH = target_arch(platform.machine(), sys.maxsize > 2**32)
+SOURCES, DEFINES, OWN_FLAGS = kernel_build(ARCH)
+#: what every file is compiled with (tests cross-compile with these too)
+COMPILE_ARGS = ["-std=c99", "-O3", "-fvisibility=hidden", "-pthread", *LISTS["DFX_WARNINGS"]]
+LINK_ARGS = ["-pthread"]   # the session thread pool
 
 
 def _macro(d: str) -> tuple[str, str | None]:
@@ -42,15 +75,16 @@ def _macro(d: str) -> tuple[str, str | None]:
 
 
 class build_ext_like_cmake(build_ext):
-    """Compiles the files of DFX_DOTPROD_SOURCES with DFX_DOTPROD_FLAGS, as cmake/simd.cmake does."""
+    """Compiles the files of OWN_FLAGS with their own flags (DFX_DOTPROD_FLAGS, DFX_NEON32_FLAGS), as
+    cmake/simd.cmake does."""
 
     def build_extension(self, ext):
-        own = [s for s in ext.sources if s in DOTPROD]
-        if own:
+        for flags in {tuple(f) for f in OWN_FLAGS.values()}:
+            own = [s for s in ext.sources if tuple(OWN_FLAGS.get(s, ())) == flags]
             ext.sources = [s for s in ext.sources if s not in own]
             ext.extra_objects = list(ext.extra_objects or []) + self.compiler.compile(
                 own, output_dir=self.build_temp, macros=ext.define_macros, include_dirs=ext.include_dirs,
-                extra_postargs=ext.extra_compile_args + LISTS["DFX_DOTPROD_FLAGS"])
+                extra_postargs=ext.extra_compile_args + list(flags))
         super().build_extension(ext)
 
 
@@ -80,7 +114,8 @@ setup(
             sources=SOURCES,
             include_dirs=["kernels/include", "kernels/src"],
             define_macros=[_macro(d) for d in DEFINES],
-            extra_compile_args=["-std=c99", "-O3", "-fvisibility=hidden", *LISTS["DFX_WARNINGS"]],
+            extra_compile_args=COMPILE_ARGS,
+            extra_link_args=LINK_ARGS,
             libraries=["m"],
             py_limited_api=False,
         )

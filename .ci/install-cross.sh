@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install what the aarch64 tests need: Debian's cross compiler, the arm64 C
-# library and qemu-user (tests/aarch64/test_aarch64.py, benchmarks/bench_qemu_insns.py),
-# and CMake and pkg-config for the installed-library tests (tests/native/test_native_install.py).
+# Install what the cross tests need: Debian's aarch64 and armhf cross compilers,
+# their C libraries and qemu-user (tests/aarch64, tests/armhf,
+# benchmarks/bench_qemu_insns.py), and CMake and pkg-config for the
+# installed-library tests (tests/native/test_native_install.py).
 # Idempotent: does nothing when everything is already there. Needs root (or
-# sudo) only when something is missing. DFX_CROSS_ARMHF=1 also installs the
-# 32-bit armhf cross compiler.
+# sudo) only when something is missing. DFX_CROSS_CXX=1 also installs the C++
+# cross compilers and ninja (benchmarks/bench_ncnn_arm.py builds ncnn).
 set -euo pipefail
 
 need=()
@@ -13,9 +14,12 @@ command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-if [ "${DFX_CROSS_ARMHF:-0}" = 1 ]; then
-    command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnueabihf)
-    [ -e /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || need+=(libc6-dev-armhf-cross)
+command -v arm-linux-gnueabihf-gcc >/dev/null 2>&1 || need+=(gcc-arm-linux-gnueabihf)
+[ -e /usr/arm-linux-gnueabihf/lib/libc.so.6 ] || need+=(libc6-dev-armhf-cross)
+if [ "${DFX_CROSS_CXX:-0}" = 1 ]; then
+    command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
+    command -v arm-linux-gnueabihf-g++ >/dev/null 2>&1 || need+=(g++-arm-linux-gnueabihf)
+    command -v ninja >/dev/null 2>&1 || need+=(ninja-build)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -51,6 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import qemu_cross  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "kernels"
 TESTDATA = ROOT.parent / "shared" / "testdata"
@@ -59,18 +62,9 @@ SETS = ("portable", "neon", "dotprod")
 
 
 def build(build_dir: Path) -> Path:
-    for tool in ("cmake", "aarch64-linux-gnu-gcc", "qemu-aarch64", "cc"):
-        if shutil.which(tool) is None:
-            sys.exit(f"bench_qemu_insns: {tool} is missing: run .ci/install-cross.sh")
-    subprocess.run(["cmake", "-S", str(KERNELS), "-B", str(build_dir),
-                    f"-DCMAKE_TOOLCHAIN_FILE={KERNELS / 'cmake' / 'aarch64-linux-gnu.cmake'}",
-                    "-DCMAKE_BUILD_TYPE=Release", "-DDFX_BUILD_SHARED=OFF", "-DDFX_BUILD_TESTS=OFF"],
-                   check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2), "--target", "dfx-run"],
-                   check=True, capture_output=True)
-    plugin = build_dir / "libinsncount.so"
-    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(plugin),
-                    str(ROOT / "benchmarks" / "qemu_insn_count.c")], check=True)
+    qemu_cross.require("cmake", "aarch64-linux-gnu-gcc", "qemu-aarch64", "cc")
+    qemu_cross.build_dfx_run(build_dir, KERNELS / "cmake" / "aarch64-linux-gnu.cmake")
+    qemu_cross.build_plugin(build_dir)
     return build_dir
 
 
@@ -81,20 +75,11 @@ def count(build_dir: Path, cpu: str, kernels: str, model: Path, inp: Path, out: 
     env = dict(os.environ, DFX_KERNELS=kernels)
     prog = [str(build_dir / "dfx-run"), "--verbose", *flags, "--repeat", str(repeat), str(model), str(inp), str(out)]
     if method == "plugin":
-        plugin = str(build_dir / "libinsncount.so") + (",pertb=on" if profile is not None else "")
-        with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
-            proc = subprocess.run(["qemu-aarch64", "-cpu", cpu, "-L", SYSROOT, "-plugin", plugin,
-                                   "-d", "plugin", "-D", log.name, *prog],
-                                  env=env, capture_output=True, text=True)
-            text = Path(log.name).read_text()
-        if proc.returncode:
-            sys.exit(f"dfx-run failed: {proc.stderr}")
-        n = int(text.split("insns")[-1].split()[0])
-        if profile is not None:
-            for line in text.splitlines():
-                if line.startswith("tb "):
-                    _, addr, k = line.split()
-                    profile[int(addr, 16)] = profile.get(int(addr, 16), 0) + int(k)
+        try:
+            n, proc = qemu_cross.count_insns("qemu-aarch64", cpu, build_dir / "libinsncount.so", prog,
+                                             sysroot=SYSROOT, env=env, profile=profile)
+        except RuntimeError as e:
+            sys.exit(str(e))
         if f"kernels: {kernels}\n" not in proc.stderr:
             sys.exit(f"dfx-run did not use the {kernels} kernels: {proc.stderr}")
     else:
@@ -299,7 +284,7 @@ def main(argv=None) -> int:
             out1, out3 = work / f"{path.stem}.{ks}.1.out", work / f"{path.stem}.{ks}.3.out"
             c1 = count(build_dir, args.cpu, ks, path, inp, out1, 1, args.method, flags)
             c3 = count(build_dir, args.cpu, ks, path, inp, out3, 3, args.method, flags)
-            per[ks], total[ks] = (c3 - c1) // 2, c1
+            per[ks], total[ks] = qemu_cross.per_inference(c1, c3), c1
             outs[ks] = out1.read_bytes()
             if out3.read_bytes() != outs[ks]:
                 sys.exit(f"{what}: repeated runs differ ({ks})")

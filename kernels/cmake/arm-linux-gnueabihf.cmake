@@ -1,14 +1,17 @@
 # CMake toolchain file: cross-compile libdfx for 32-bit ARM Linux (armhf:
 # Raspberry Pi 2/3/4 running a 32-bit Raspberry Pi OS) with Debian's cross
-# compiler (apt-get install gcc-arm-linux-gnueabihf libc6-dev-armhf-cross;
-# DFX_CROSS_ARMHF=1 .ci/install-cross.sh).
+# compiler (apt-get install gcc-arm-linux-gnueabihf libc6-dev-armhf-cross, or
+# .ci/install-cross.sh).
 #
 #   cmake -S kernels -B build-armhf -DCMAKE_TOOLCHAIN_FILE=cmake/arm-linux-gnueabihf.cmake
 #   (a relative toolchain path is looked up in the build tree, then in kernels/)
 #
-# The 32-bit build uses the portable C kernels (the NEON kernels are written
-# for AArch64). Debian's armhf is ARMv7-A + VFPv3-D16, which excludes the
-# ARMv6 boards (Pi 1, Zero, Zero W): build those natively on Raspberry Pi OS.
+# The library gets the ARMv7 NEON kernels (kernels/src/arch/neon32, only those
+# files compiled with -mfpu=neon), chosen at run time when the CPU has NEON.
+# Debian's armhf is ARMv7-A + VFPv3-D16 (Thumb-2), which excludes the ARMv6
+# boards (Pi 1, Zero, Zero W): build for those natively on Raspberry Pi OS
+# (its compiler defaults to ARMv6), or add -DCMAKE_C_FLAGS="-march=armv6+fp -marm"
+# and link against an ARMv6 C library.
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR arm)
 

@@ -1,11 +1,12 @@
 # SIMD kernels: the NEON sets of kernels/src/arch/neon (DFX_NEON_SOURCES of
-# cmake/sources.cmake), when the target is AArch64.
+# cmake/sources.cmake), when the target is AArch64, and the ARMv7 NEON set of
+# kernels/src/arch/neon32 (DFX_NEON32_SOURCES), when it is 32-bit ARM.
 # Included at the end of kernels/CMakeLists.txt. -DDFX_NEON=OFF builds the
 # portable kernels only.
 include(CheckCSourceCompiles)
 include(CheckCCompilerFlag)
 
-option(DFX_NEON "Build the NEON kernels (and the run-time selected dotprod kernels) on AArch64" ON)
+option(DFX_NEON "Build the NEON kernels (and the run-time selected dotprod kernels on AArch64) on ARM" ON)
 
 check_c_source_compiles("
 #if !defined(__aarch64__) || !defined(__ARM_NEON)
@@ -41,3 +42,43 @@ if(DFX_HAVE_NEON)
   endif()
 endif()
 message(STATUS "dfx: NEON kernels ${DFX_HAVE_NEON}")
+
+# 32-bit ARM: the NEON files get DFX_NEON32_FLAGS, the rest of the library keeps
+# the target's baseline (ARMv6 for Raspberry Pi OS), and the set is chosen at
+# run time from HWCAP_NEON.
+check_c_source_compiles("
+#if !defined(__arm__) || defined(__aarch64__)
+#error not 32-bit ARM
+#endif
+int main(void) { return 0; }" DFX_TARGET_ARM32)
+set(DFX_HAVE_NEON32 OFF)
+if(DFX_NEON AND DFX_TARGET_ARM32)
+  string(REPLACE ";" " " _dfx_neon32_flags "${DFX_NEON32_FLAGS}")
+  set(CMAKE_REQUIRED_FLAGS "${_dfx_neon32_flags}")
+  check_c_source_compiles("
+#include <arm_neon.h>
+int main(void) { int8x8_t v = vdup_n_s8(1); return vget_lane_s8(vadd_s8(v, v), 0) - 2; }" DFX_CC_HAS_NEON32)
+  unset(CMAKE_REQUIRED_FLAGS)
+  if(NOT DFX_CC_HAS_NEON32)
+    message(WARNING "${CMAKE_C_COMPILER} cannot compile with ${_dfx_neon32_flags}: NEON kernels left out")
+  else()
+    set(DFX_HAVE_NEON32 ON)
+  endif()
+endif()
+
+if(DFX_HAVE_NEON32)
+  set_source_files_properties(${DFX_NEON32_SIMD_SOURCES} PROPERTIES COMPILE_OPTIONS "${DFX_NEON32_FLAGS}")
+  target_sources(dfx PRIVATE ${DFX_NEON32_SOURCES})
+  target_compile_definitions(dfx PRIVATE ${DFX_NEON32_DEFINITIONS})
+  if(TARGET dfx-fuzz)
+    target_sources(dfx-fuzz PRIVATE ${DFX_NEON32_SOURCES})
+    target_compile_definitions(dfx-fuzz PRIVATE ${DFX_NEON32_DEFINITIONS})
+  endif()
+  if(DFX_BUILD_TESTS)
+    add_executable(test_neon32 tests/test_neon32.c ${DFX_PORTABLE_SET_SOURCES} ${DFX_NEON32_SOURCES})
+    target_include_directories(test_neon32 PRIVATE include src)
+    target_compile_definitions(test_neon32 PRIVATE ${DFX_DEFINITIONS})
+    add_test(NAME neon32_kernels COMMAND test_neon32)
+  endif()
+endif()
+message(STATUS "dfx: ARMv7 NEON kernels ${DFX_HAVE_NEON32}")

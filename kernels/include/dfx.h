@@ -237,9 +237,16 @@ typedef struct dfx_session_options {
     unsigned flags;      /**< DFX_KEEP_ALL or 0 (default) */
     const char *kernels; /**< kernel set of this session: NULL or "" = the library's choice
                               (dfx_kernels_name), else a name of dfx_kernels_available */
+    /* -- since 0.2: threads -- */
+    int threads; /**< threads that run this session: 1 .. DFX_MAX_SESSION_THREADS, or 0 = automatic
+                      (default): the environment variable DFX_THREADS, else 1 (see below) */
 } dfx_session_options;
 
-/** Defaults: batch 1, library arena, no flags, the library's kernel set. */
+/** Most threads of one session. */
+#define DFX_MAX_SESSION_THREADS 64
+
+/** Defaults: batch 1, library arena, no flags, the library's kernel set,
+ *  automatic threads. */
 static inline void dfx_session_options_init(dfx_session_options *o)
 {
     o->size = sizeof *o;
@@ -248,14 +255,33 @@ static inline void dfx_session_options_init(dfx_session_options *o)
     o->arena_bytes = 0;
     o->flags = 0;
     o->kernels = NULL;
+    o->threads = 0;
 }
 
 /** dfx_session_create with options. A kernel set that is unknown gives
  *  DFX_ERR_ARGUMENT, one that this build or CPU does not have
- *  DFX_ERR_UNSUPPORTED (no fallback). o == NULL means the defaults. */
+ *  DFX_ERR_UNSUPPORTED (no fallback). o == NULL means the defaults.
+ *
+ *  Threads: a session of N > 1 threads creates N - 1 POSIX threads here
+ *  (they wait between runs and are joined by dfx_session_destroy) and
+ *  splits the work of its layers over them and the thread that calls
+ *  dfx_session_run; nothing is allocated and no thread is created per run.
+ *  Results are bit-identical for every N. The workers' scratch memory
+ *  (N - 1 times the largest scratch of a split layer) is allocated here
+ *  too, besides the arena, also when the caller gives the arena.
+ *  N = 0 (automatic; dfx_session_create always) reads the environment
+ *  variable DFX_THREADS when the session is created: a number (capped at
+ *  DFX_MAX_SESSION_THREADS), or "cores" for the number of online CPUs; when
+ *  it is unset or not valid, the session runs on 1 thread. One thread is
+ *  the default on purpose: a library that takes every core unasked
+ *  surprises embedded programs (which size their memory and CPU time) and
+ *  programs that already run several sessions side by side, which would
+ *  then compete for the same cores. */
 DFX_API dfx_status dfx_session_create_ex(const dfx_model *m, const dfx_session_options *o, dfx_session **out);
 /** Name of the kernel set a session runs with. */
 DFX_API const char *dfx_session_kernels_name(const dfx_session *s);
+/** Number of threads a session runs on (1 or more; 0 for NULL). */
+DFX_API int dfx_session_threads(const dfx_session *s);
 
 /** Set graph input i from float32 values (quantized with the input's
  *  format and rounding, as spec/arithmetic.md says). `count` must equal the

@@ -145,7 +145,7 @@ static void describe_layer(sbuf *b, const dfx_netplan *np, int li)
         sb_put(b, "}");
     }
     const dfx_linprep *lp = p->lin;
-    if (lp) {
+    if (lp && lp->fast) { /* float layers' packed weights are the session's own, not the plan's */
         int64_t O = m->tensors[L->in[1]].shape[0];
         sb_put(b,
                ",\"lin\":{\"fast\":1,\"dw\":%d,\"direct\":%d,\"w_in_place\":%d,\"K\":%lld,\"nb\":%d,\"ob\":%d,"

@@ -11,11 +11,17 @@
 #if defined(DFX_HAVE_NEON)
 #include "arch/neon/neon.h"
 #endif
+#if defined(DFX_HAVE_NEON32)
+#include "arch/neon32/neon32.h"
+#endif
 
 static const struct dfx_kernels *const AVAILABLE[] = {
 #if defined(DFX_HAVE_NEON)
     &dfx_kernels_dotprod,
     &dfx_kernels_neon,
+#endif
+#if defined(DFX_HAVE_NEON32)
+    &dfx_kernels_neon32,
 #endif
     &dfx_kernels_portable,
 };
@@ -25,6 +31,9 @@ static int usable(const struct dfx_kernels *k)
 {
 #if defined(DFX_HAVE_NEON)
     if (k == &dfx_kernels_dotprod) return dfx_neon_has_dotprod();
+#endif
+#if defined(DFX_HAVE_NEON32)
+    if (k == &dfx_kernels_neon32) return dfx_neon32_available();
 #endif
     (void)k;
     return 1;

@@ -80,6 +80,24 @@ struct dfx_kernels {
     void (*gemm_s8_packed)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                            int b_nonneg);
 
+    /* Float32 Conv2D and FullyConnected (layers in float form). Float results
+     * are not bit-exact: they keep the tolerance of spec/arithmetic.md §3.1
+     * against the scalar loops of ops/conv.c and ops/fc.c (the reference),
+     * which run when these are NULL or packed_f32_bytes returns 0.
+     * packed_f32_bytes: bytes of m x k weights packed (0: not on this CPU).
+     * pack_f32: packs A (m x k, row stride lda) into dst (packed_f32_bytes
+     *   bytes, float aligned).
+     * gemm_f32_packed: C = A * B + bias[row] (bias NULL: no bias), A packed,
+     *   B k x n with row stride ldb, C m x n with row stride ldc overwritten;
+     *   work: DFX_F32_WORK(n, k) floats of scratch.
+     * dwconv_f32: dwconv_s8's geometry on float32, out = bias + the sum. */
+    size_t (*packed_f32_bytes)(int m, int k);
+    void (*pack_f32)(int m, int k, const float *a, int lda, void *dst);
+    void (*gemm_f32_packed)(int m, int n, int k, const void *ap, const float *b, int ldb, float *c, int ldc,
+                            const float *bias, float *work);
+    void (*dwconv_f32)(const float *x, int h, int w, const float *k, int kh, int kw, int sh, int sw, int pt, int pl,
+                       int dh, int dw, float bias, float *out, int oh, int ow);
+
     /* Entries appended for issue 15; NULL: the caller runs its own C. */
 
     /* Quantize float32 values (fp_quantize_row of fixedpoint.h, bit-exact):
@@ -87,6 +105,9 @@ struct dfx_kernels {
      * NaN -> 0; |fl| <= 800, 2 <= bw <= 32, out_bytes 1, 2 or 4. */
     void (*quantize_f32)(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
 };
+
+/* Scratch floats of gemm_f32_packed for n columns and reduction length k. */
+#define DFX_F32_WORK(n, k) (((size_t)(n) + 15) / 16 * 16 * (size_t)((k) < 256 ? (k) : 256))
 
 extern const struct dfx_kernels dfx_kernels_portable;
 

@@ -23,36 +23,67 @@ static void bind(const dfx_io_plan *io, uint8_t *arena, rt *r)
     }
 }
 
-static void widen_input(const dfx_io_plan *io, uint8_t *arena)
+/* Elements [a, b) of a wide copy (threads.h ranges). */
+typedef struct conv_job {
+    const dfx_io_plan *io;
+    uint8_t *arena;
+    const struct dfx_kernels *kf; /* store_range: the set's quantize_f32, if any */
+} conv_job;
+
+static void widen_range(void *ctx, int64_t a, int64_t b, int thread)
 {
-    const void *src = stored(io, arena);
+    const conv_job *j = (const conv_job *)ctx;
+    const dfx_io_plan *io = j->io;
+    const void *src = stored(io, j->arena);
+    (void)thread;
     if (io->act == DFX_IO_WIDEN) {
-        int32_t *q = (int32_t *)(arena + io->conv);
-        for (int64_t i = 0; i < io->count; i++) q[i] = dfx_ld(src, io->esz, i);
-    } else if (io->act == DFX_IO_DEQUANT) {
-        float *f = (float *)(arena + io->conv);
-        for (int64_t i = 0; i < io->count; i++) f[i] = fp_dequantize(dfx_ld(src, io->esz, i), io->t->fl);
+        int32_t *q = (int32_t *)(j->arena + io->conv);
+        for (int64_t i = a; i < b; i++) q[i] = dfx_ld(src, io->esz, i);
+    } else {
+        float *f = (float *)(j->arena + io->conv);
+        for (int64_t i = a; i < b; i++) f[i] = fp_dequantize(dfx_ld(src, io->esz, i), io->t->fl);
     }
 }
 
-static void store_output(const dfx_io_plan *io, uint8_t *arena, const struct dfx_kernels *kf)
+static void store_range(void *ctx, int64_t a, int64_t b, int thread)
 {
-    void *dst = stored(io, arena);
+    const conv_job *j = (const conv_job *)ctx;
+    const dfx_io_plan *io = j->io;
+    void *dst = stored(io, j->arena);
     const dt_tensor *T = io->t;
+    (void)thread;
     if (io->act == DFX_IO_NARROW) {
-        const int32_t *q = (const int32_t *)(arena + io->conv);
-        for (int64_t i = 0; i < io->count; i++) dfx_st(dst, io->esz, i, q[i]);
-    } else if (io->act == DFX_IO_QUANT) {
-        if (kf->quantize_f32 && T->fl >= -800 && T->fl <= 800)
-            kf->quantize_f32((const float *)(arena + io->conv), io->count, T->fl, T->bw, T->rounding, dst, io->esz);
-        else fp_quantize_row((const float *)(arena + io->conv), io->count, T->fl, T->bw, T->rounding, dst, io->esz);
+        const int32_t *q = (const int32_t *)(j->arena + io->conv);
+        for (int64_t i = a; i < b; i++) dfx_st(dst, io->esz, i, q[i]);
+    } else if (j->kf->quantize_f32 && T->fl >= -800 && T->fl <= 800) {
+        j->kf->quantize_f32((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
+                            (uint8_t *)dst + a * io->esz, io->esz);
+    } else {
+        fp_quantize_row((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
+                        (uint8_t *)dst + a * io->esz, io->esz);
     }
+}
+
+#define COPY_GRAIN 32768 /* elements of a wide copy per task at least */
+
+static void widen_input(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par)
+{
+    conv_job j = {io, arena, NULL};
+    if (io->act == DFX_IO_WIDEN || io->act == DFX_IO_DEQUANT)
+        dfx_par_range(par, io->count, COPY_GRAIN, 64, widen_range, &j);
+}
+
+static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par, const struct dfx_kernels *kf)
+{
+    conv_job j = {io, arena, kf};
+    if (io->act == DFX_IO_NARROW || io->act == DFX_IO_QUANT)
+        dfx_par_range(par, io->count, COPY_GRAIN, 64, store_range, &j);
 }
 
 /* One call per planned kernel. x, s, b: inputs 0, 1, 2 (NULL when absent), w:
  * the weights, xs: all inputs, y: output 0, ys: all outputs, sc: scratch. */
 static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels *kf, const rt *const *xs, rt *const *ys,
-                              void *sc)
+                              void *sc, const dfx_par *par)
 {
     const dt_layer *L = p->L;
     const rt *x = xs[0], *s = xs[1], *b = xs[2];
@@ -70,15 +101,24 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
     (void)n;
     (void)sc;
     (void)L;
+    (void)par;
     switch (p->kernel) {
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
-        case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc);
+        case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc, par);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
         case DFX_K_CONV2D_INT: return dfx_conv2d_int(L, x, w, b, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_F32)
-        case DFX_K_CONV2D_F32: dfx_conv2d_f32(L, x, w, b, y, sc); return DFX_OK;
+        case DFX_K_CONV2D_F32:
+#if defined(DFX_USE_PREPARE)
+            if (lp) { /* weights packed for the kernel set's float entries (ops/fast_f32.c) */
+                dfx_conv2d_f32_fast(L, lp, kf, x, b, y);
+                return DFX_OK;
+            }
+#endif
+            dfx_conv2d_f32(L, x, w, b, y, sc);
+            return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DECONV2D_INT)
         case DFX_K_DECONV2D_INT: return dfx_deconv2d_int(L, x, w, b, y, sc);
@@ -87,25 +127,33 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_DECONV2D_F32: dfx_deconv2d_f32(L, x, w, b, y, sc); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_FAST)
-        case DFX_K_FC_FAST: return dfx_fc_fast(L, lp, kf, x, w, y, sc);
+        case DFX_K_FC_FAST: return dfx_fc_fast(L, lp, kf, x, w, y, sc, par);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_INT)
         case DFX_K_FC_INT: return dfx_fc_int(L, x, w, b, y, sc);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_F32)
-        case DFX_K_FC_F32: dfx_fc_f32(L, x, w, b, y, sc); return DFX_OK;
+        case DFX_K_FC_F32:
+#if defined(DFX_USE_PREPARE)
+            if (lp) {
+                dfx_fc_f32_fast(lp, kf, x, w, b, y);
+                return DFX_OK;
+            }
+#endif
+            dfx_fc_f32(L, x, w, b, y, sc);
+            return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_MAXPOOL_S8)
-        case DFX_K_MAXPOOL_S8: dfx_maxpool_s8(L, kf, x, y); return DFX_OK;
+        case DFX_K_MAXPOOL_S8: dfx_maxpool_s8(L, kf, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
-        case DFX_K_POOL_INT: dfx_pool_int(L, x, y); return DFX_OK;
+        case DFX_K_POOL_INT: dfx_pool_int(L, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_F32)
-        case DFX_K_POOL_F32: dfx_pool_f32(L, x, y); return DFX_OK;
+        case DFX_K_POOL_F32: dfx_pool_f32(L, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_S8)
-        case DFX_K_RELU_S8: dfx_relu_s8(kf, x, y); return DFX_OK;
+        case DFX_K_RELU_S8: dfx_relu_s8(kf, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_INT)
         case DFX_K_RELU_INT: dfx_relu_int(x, y); return DFX_OK;
@@ -138,13 +186,13 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_CONCAT: dfx_concat(L, xs, n, y, p->integer); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
-        case DFX_K_ELTWISE_INT: dfx_eltwise_int(L, xs, n, y); return DFX_OK;
+        case DFX_K_ELTWISE_INT: dfx_eltwise_int(L, xs, n, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_F32)
-        case DFX_K_ELTWISE_F32: dfx_eltwise_f32(L, xs, n, y); return DFX_OK;
+        case DFX_K_ELTWISE_F32: dfx_eltwise_f32(L, xs, n, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
-        case DFX_K_SOFTMAX_F32: dfx_softmax_f32(L, x, y); return DFX_OK;
+        case DFX_K_SOFTMAX_F32: dfx_softmax_f32(L, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SCALE_INT)
         case DFX_K_SCALE_INT: dfx_scale_int(L, x, s, b, y); return DFX_OK;
@@ -159,7 +207,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_COPY: dfx_copy(x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_PERMUTE)
-        case DFX_K_PERMUTE: dfx_permute(L, x, y); return DFX_OK;
+        case DFX_K_PERMUTE: dfx_permute(L, x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_SLICE)
         case DFX_K_SLICE: dfx_slice(L, x, ys, p->n_out); return DFX_OK;
@@ -180,7 +228,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_DETECTION_OUTPUT_F32: dfx_detection_output_f32(L, x, s, b, y, sc); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_REQUANTIZE_INT)
-        case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y); return DFX_OK;
+        case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_EXP_F32)
         case DFX_K_EXP_F32: dfx_exp_f32(x, y); return DFX_OK;
@@ -196,6 +244,9 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
 }
 
 dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena)
+{ return dfx_exec_layer_par(p, kf, arena, NULL); }
+
+dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena, const dfx_par *par)
 {
     rt in[DFX_MAX_IO], out[DFX_MAX_IO];
     const rt *xs[DFX_MAX_IO + 3];
@@ -205,7 +256,7 @@ dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf,
         const dfx_io_plan *io = &p->in[k];
         xs[k] = NULL;
         if (io->act == DFX_IO_NONE) continue;
-        widen_input(io, arena);
+        widen_input(io, arena, par);
         bind(io, arena, &in[k]);
         xs[k] = &in[k];
     }
@@ -213,8 +264,8 @@ dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf,
         bind(&p->out[k], arena, &out[k]);
         ys[k] = &out[k];
     }
-    dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch);
+    dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch, par);
     if (st) return st;
-    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, kf);
+    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par, kf);
     return DFX_OK;
 }

@@ -6,6 +6,7 @@
 #include "fixedpoint.h"
 #include "dispatch.h"
 #include "kselect.h"
+#include "threads.h"
 
 /* A tensor as a kernel sees it: integer codes (int8/int16/int32, esz bytes)
  * or float32 values, runtime shape. Kernels other than the fast ones (and the
@@ -55,9 +56,16 @@ typedef struct dfx_linprep {
      * sub-byte weights unpacked to int8 rows; 0: none. b_nonneg: the packing
      * assumes a non-negative input (dispatch.h). */
     int wpacked, b_nonneg;
+    /* Float layers (ops/fast_f32.c; K and dw set too): wpacked DFX_WPACK_F32: wpack holds each group's weights
+     * in the set's packed float layout (pack_f32), wpack_group bytes per group; DFX_WPACK_F32_ROWS: the
+     * depthwise taps as float rows of K. The plan then points the float layer at this record (fast stays 0). */
     void *wpack;
     size_t wpack_group;
+    void *fwork;     /* float layers: the session's scratch of the float path, shared (freed with the owner's) */
+    int fwork_owner; /* 1 on the one layer whose release frees fwork */
 } dfx_linprep;
+#define DFX_WPACK_F32 3
+#define DFX_WPACK_F32_ROWS 4
 
 dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w, const dt_tensor *b, const rt *y,
                               dfx_linprep *lp, size_t *scratch);
@@ -67,10 +75,23 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
 dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, int x_nonneg,
                            const struct dfx_kernels *kf, dfx_linprep *lp);
 void dfx_linear_release(dfx_linprep *lp);
+/* The kernels given a dfx_par split their work over the session's threads (threads.h). */
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                           const dt_tensor *w, rt *y, void *scratch);
+                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                       const dt_tensor *w, rt *y, void *scratch);
+                       const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
+/* The vectorised float path (ops/fast_f32.c, library sessions only): the packing of a float layer's weights for
+ * kernel set kf (nothing when kf has no float entries for this CPU; xs, ys, ycount: the run-time input and output
+ * shapes and output count; *work: bytes of scratch the layer needs, which the session allocates as lp->fwork),
+ * and the kernels that run a layer packed so (the executor calls them for CONV2D_F32 / FC_F32 with a lin). */
+dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const int64_t *xs, const int64_t *ys,
+                               int64_t ycount, const struct dfx_kernels *kf, dfx_linprep *lp, size_t *work);
+void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
+                         const rt *b, rt *y);
+void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w,
+                     const rt *b, rt *y);
+void dfx_im2col_f32(const dt_opts *o, const float *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
+                    int64_t n, float *col);
 /* A registered custom operator (dfx_register_custom_op, ops/custom.c). */
 typedef struct dfx_custom_op {
     const char *name;
@@ -83,8 +104,8 @@ dfx_status dfx_custom(const dt_layer *L, const dfx_custom_op *op, const rt *cons
                       int n_out);
 
 /* int8 codes without a format change: max pooling and ReLU in the kernel set */
-void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y);
-void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y);
+void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y, const dfx_par *par);
+void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y, const dfx_par *par);
 
 #define I32(r) ((int32_t *)(r)->p)
 #define F32(r) ((float *)(r)->p)
@@ -103,8 +124,8 @@ dfx_status dfx_fc_int(const dt_layer *L, const rt *x, const dt_tensor *w, const 
 void dfx_fc_f32(const dt_layer *L, const rt *x, const dt_tensor *w, const rt *b, rt *y, void *scratch);
 
 /* ops/pool.c */
-void dfx_pool_int(const dt_layer *L, const rt *x, rt *y);
-void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y);
+void dfx_pool_int(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
+void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 
 /* ops/activation.c */
 void dfx_relu_int(const rt *x, rt *y);
@@ -118,24 +139,24 @@ void dfx_tanh_f32(const rt *x, rt *y);
 void dfx_exp_f32(const rt *x, rt *y);
 void dfx_minifloat_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_power_f32(const dt_layer *L, const rt *x, rt *y);
-void dfx_requantize_int(const rt *x, rt *y);
+void dfx_requantize_int(const rt *x, rt *y, const dfx_par *par);
 
 /* ops/eltwise.c */
-void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y);
-void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y);
+void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y, const dfx_par *par);
+void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y, const dfx_par *par);
 void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y);
 void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y);
 
 /* ops/layout.c */
 void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer);
 void dfx_copy(const rt *x, rt *y);
-void dfx_permute(const dt_layer *L, const rt *x, rt *y);
+void dfx_permute(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n);
 void dfx_pad(const dt_layer *L, const rt *x, rt *y, int integer);
 void dfx_upsample(const dt_layer *L, const rt *x, rt *y);
 
 /* ops/norm.c */
-void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y);
+void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 void dfx_lrn_f32(const dt_layer *L, const rt *x, rt *y);
 void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y);
 

@@ -299,6 +299,10 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
                         "needs constant weights",
                         L->name, m->tensors[L->in[1]].name);
     /* the accumulator bound and the per-tensor fl of input 0 are checked at load (validate.c) */
+    if (!integer && (L->op == OP_CONV2D || L->op == OP_FC)) { /* a slot for the float path's packing */
+        np->lin_layer[np->n_lin] = li;
+        memset(&np->lin[np->n_lin++], 0, sizeof *np->lin);
+    }
     if (integer && (L->op == OP_CONV2D || L->op == OP_FC)) {
         rt x, y;
         view(np, L->in[0], &x);
@@ -404,6 +408,9 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
         if (st) return st;
         io += m->layers[li].n_in + m->layers[li].n_out;
         if (need > scratch) scratch = need;
+        int k = np->layers[li].kernel; /* kernels that split their work with scratch per thread (threads.h) */
+        size_t own = need - ((size_t)np->layers[li].scratch - np->scratch_base); /* beyond the wide copies */
+        if ((k == DFX_K_CONV2D_FAST || k == DFX_K_FC_FAST) && own > np->thread_scratch) np->thread_scratch = own;
     }
     np->scratch_bytes = scratch;
     np->const_base = fp_align64(np->scratch_base + scratch); /* scratch parts are multiples of 64 already */
@@ -442,10 +449,23 @@ void dfx_netplan_fill_constants(const dfx_netplan *np, uint8_t *arena)
 dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
 {
     const dfx_model *m = np->m;
+    size_t fwork = 0; /* float layers: one scratch buffer outside the arena, shared by all (ops/fast_f32.c) */
+    int owner = -1;
     for (int i = 0; i < np->n_lin; i++) {
         int li = np->lin_layer[i];
         const dt_layer *L = &m->layers[li];
         int k = np->layers[li].kernel;
+        if (k == DFX_K_CONV2D_F32 || k == DFX_K_FC_F32) { /* float layers: the set's float GEMM, if it has one */
+            size_t need = 0;
+            dfx_status st = dfx_linear_pack_f32(L, &m->tensors[L->in[1]], np->shape[L->in[0]], np->shape[L->out[0]],
+                                                np->count[L->out[0]], kf, &np->lin[i], &need);
+            if (st) return st;
+            if (!np->lin[i].wpacked) continue;
+            np->layers[li].lin = &np->lin[i];
+            if (need > fwork) fwork = need;
+            if (owner < 0) owner = i;
+            continue;
+        }
         if (k != DFX_K_CONV2D_FAST && k != DFX_K_FC_FAST) continue;
         const dt_tensor *w = &m->tensors[L->in[1]];
         int y = L->out[0];
@@ -454,6 +474,13 @@ dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
         int px = m->tensors[L->in[0]].producer, x_nonneg = px >= 0 && m->layers[px].op == OP_RELU;
         dfx_status st = dfx_linear_pack(L, w, cols, x_nonneg, kf, (dfx_linprep *)np->layers[li].lin);
         if (st) return st;
+    }
+    if (owner >= 0) {
+        void *buf = malloc(fwork ? fwork : 1);
+        if (!buf) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+        np->lin[owner].fwork_owner = 1;
+        for (int i = 0; i < np->n_lin; i++)
+            if (np->lin[i].wpacked == DFX_WPACK_F32 || np->lin[i].wpacked == DFX_WPACK_F32_ROWS) np->lin[i].fwork = buf;
     }
     return DFX_OK;
 }

@@ -66,6 +66,9 @@ typedef struct dfx_layer_plan {
 /* Run one planned layer: arena is the session's (or the compiled model's)
  * arena, kf its kernel set (may be NULL when no planned kernel uses one). */
 dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena);
+/* The same with the session's threads (threads.h; par NULL: the calling thread only). */
+dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena,
+                              const dfx_par *par);
 
 /* The registered implementation of custom operator name at version, or NULL (ops/custom.c). */
 const dfx_custom_op *dfx_custom_find(const char *name, int version);
@@ -97,6 +100,7 @@ typedef struct dfx_netplan {
     void *block;           /* the one allocation all the arrays above live in */
     size_t plan_bytes, const_bytes, scratch_bytes, sum_bytes, arena_bytes;
     size_t const_base, scratch_base;
+    size_t thread_scratch; /* kernel scratch each further thread needs (the largest of a split kernel) */
 } dfx_netplan;
 
 dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, dfx_netplan *np);

@@ -19,11 +19,17 @@ struct dfx_session {
     dfx_const_outputs couts;
     double *prof_s; /* DFX_PROFILE: seconds per layer over all runs */
     int64_t prof_runs;
+    /* threads (threads.h): the pool (NULL for one thread) and the workers' scratch */
+    int threads;
+    dfx_par par;
+    void *worker_scratch;
 };
 
 static void session_free(dfx_session *s)
 {
     if (!s) return;
+    dfx_pool_destroy(s->par.pool);
+    free(s->worker_scratch);
     if (s->owns_arena) free(s->arena);
     dfx_netplan_free(&s->plan);
     dfx_const_outputs_free(&s->couts);
@@ -48,8 +54,26 @@ dfx_status dfx_model_arena_size(const dfx_model *m, int64_t batch, unsigned flag
     return st;
 }
 
+/* The pool and the workers' scratch of a session of `threads` threads (threads.h). */
+static dfx_status start_threads(dfx_session *s, int threads)
+{
+    s->threads = threads;
+    s->par.threads = 1;
+    if (threads < 2) return DFX_OK;
+    s->par.stride = fp_align64(s->plan.thread_scratch);
+    if (s->par.stride) {
+        s->worker_scratch = malloc(s->par.stride * (size_t)(threads - 1) + 64);
+        if (!s->worker_scratch) return dfx_fail(DFX_ERR_NOMEM, "out of memory for the scratch of %d threads", threads);
+        s->par.scratch = (uint8_t *)s->worker_scratch + (64 - (uintptr_t)s->worker_scratch % 64) % 64;
+    }
+    s->par.pool = dfx_pool_create(threads);
+    if (!s->par.pool) return DFX_ERR_NOMEM; /* the message is set */
+    s->par.threads = threads;
+    return DFX_OK;
+}
+
 static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
-                                 const struct dfx_kernels *kf, dfx_session **out)
+                                 const struct dfx_kernels *kf, int threads, dfx_session **out)
 {
     dfx_clear_error();
     if (out) *out = NULL;
@@ -86,6 +110,7 @@ static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena,
         dfx_netplan_fill_constants(&s->plan, s->arena);
         st = dfx_netplan_pack(&s->plan, s->kf);
     }
+    if (!st) st = start_threads(s, threads ? threads : dfx_threads_auto());
     if (st) {
         session_free(s);
         return st;
@@ -96,7 +121,7 @@ static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena,
 
 dfx_status dfx_session_create(const dfx_model *m, int64_t batch, void *arena, size_t arena_bytes, unsigned flags,
                               dfx_session **out)
-{ return session_create(m, batch, arena, arena_bytes, flags, NULL, out); }
+{ return session_create(m, batch, arena, arena_bytes, flags, NULL, 0, out); }
 
 dfx_status dfx_session_create_ex(const dfx_model *m, const dfx_session_options *o, dfx_session **out)
 {
@@ -106,11 +131,15 @@ dfx_status dfx_session_create_ex(const dfx_model *m, const dfx_session_options *
     if (out) *out = NULL;
     dfx_status st = dfx_session_options_read(o, &opt);
     if (!st) st = dfx_find_kernels(opt.kernels, &kf);
+    if (!st && (opt.threads < 0 || opt.threads > DFX_MAX_SESSION_THREADS))
+        st = dfx_fail(DFX_ERR_ARGUMENT, "threads is %d: give 0 (automatic) or 1 .. %d", opt.threads,
+                      DFX_MAX_SESSION_THREADS);
     if (st) return st;
-    return session_create(m, opt.batch, opt.arena, opt.arena_bytes, opt.flags, kf, out);
+    return session_create(m, opt.batch, opt.arena, opt.arena_bytes, opt.flags, kf, opt.threads, out);
 }
 
 const char *dfx_session_kernels_name(const dfx_session *s) { return s ? s->kf->name : NULL; }
+int dfx_session_threads(const dfx_session *s) { return s ? s->threads : 0; }
 
 dfx_status dfx_session_layer_time(const dfx_session *s, int layer, double *seconds, int64_t *runs)
 {
@@ -202,7 +231,7 @@ dfx_status dfx_session_run(dfx_session *s)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
 #endif
-        dfx_status st = dfx_exec_layer(&s->plan.layers[li], s->kf, s->arena);
+        dfx_status st = dfx_exec_layer_par(&s->plan.layers[li], s->kf, s->arena, &s->par);
         if (st) return st;
 #ifdef DFX_PROFILE
         clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -19,19 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__unix__) || defined(__APPLE__)
-#define GUARD_PAGES 1
-#include <sys/mman.h>
-#include <unistd.h>
-#else
-#define GUARD_PAGES 0
-#endif
 
 #include "dispatch.h"
 #include "fixedpoint.h"
 #include "arch/x86/x86.h"
 
 #if DFX_X86_SIMD
+#include "test_guard.h"
 #include "test_random.h"
 
 static void reference(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
@@ -49,41 +43,6 @@ static void reference(const int8_t *x, int h, int w, const int8_t *k, int kh, in
         }
 }
 
-/* The input plane lives in an mmap'ed region with an inaccessible page right
- * after it (at_end) or right before it (elsewhere: a malloc'ed block). */
-static uint8_t *region;
-#if GUARD_PAGES
-static size_t page, region_size;
-#endif
-
-static int8_t *guarded(size_t n, int at_end)
-{
-#if !GUARD_PAGES
-    (void)at_end;
-    free(region);
-    region = malloc(n);
-    if (!region) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return (int8_t *)region;
-#else
-    size_t body = (n + page - 1) / page * page;
-    if (region) munmap(region, region_size);
-    region_size = body + 2 * page;
-    region = mmap(NULL, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED) {
-        perror("mmap");
-        exit(1);
-    }
-    if (mprotect(region, page, PROT_NONE) || mprotect(region + page + body, page, PROT_NONE)) {
-        perror("mprotect");
-        exit(1);
-    }
-    return (int8_t *)(at_end ? region + page + body - n : region + page);
-#endif
-}
-
 static long cases, handled, fast_handled;
 static int failures;
 
@@ -92,7 +51,7 @@ static int failures;
 static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int dh, int dw, int oh, int ow)
 {
     size_t n = (size_t)h * w, no = (size_t)oh * ow;
-    int8_t *x = guarded(n, rndi(0, 1)), kk[64];
+    int8_t *x = (int8_t *)guarded(n, rndi(0, 1)), kk[64];
     int32_t *o0 = malloc(sizeof(int32_t) * no), *buf1 = malloc(sizeof(int32_t) * (no + 9)),
             *buf2 = malloc(sizeof(int32_t) * (no + 9));
     if (!o0 || !buf1 || !buf2) {
@@ -294,9 +253,7 @@ int main(int argc, char **argv)
         printf("test_x86: SKIPPED: this CPU has no AVX2 (dfx_x86_avx2() == 0), the AVX2 depthwise code cannot run\n");
         return 77;
     }
-#if GUARD_PAGES
-    page = (size_t)sysconf(_SC_PAGESIZE);
-#endif
+    guard_init();
     /* fixed cases: MobileNet-SSD's depthwise layers, 1-wide and 1-high planes, all-padding outputs */
     static const int fixed[][12] = {
         {150, 150, 3, 3, 1, 1, 1, 1, 1, 1, 150, 150}, {150, 150, 3, 3, 2, 2, 0, 0, 1, 1, 75, 75},
@@ -324,11 +281,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < iters && failures < 10; i++) check_requant();
     printf("test_x86: %ld GEMM and %ld int8 requantization cases: %s\n", gemm_cases, requant_cases,
            failures ? "FAILED" : "equal to the reference");
-#if GUARD_PAGES
-    if (region) munmap(region, region_size);
-#else
-    free(region);
-#endif
+    guard_release();
     return failures ? 1 : 0;
 }
 #else

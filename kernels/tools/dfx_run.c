@@ -37,6 +37,9 @@ static const char HELP[] = "usage: dfx-run [options] model.dfx input.bin [output
                            "                   checksums and the whole structure are still verified.\n"
                            "  --kernels NAME   kernel set of this run: portable, neon or dotprod (what this build\n"
                            "                   and CPU have: %s); default: the library's choice (DFX_KERNELS)\n"
+                           "  --threads N      threads of this run (results are the same for every N); 0 (default):\n"
+                           "                   automatic, the environment variable DFX_THREADS (a number, or\n"
+                           "                   \"cores\" for every online CPU), else 1\n"
                            "\n"
                            "reports (stdout):\n"
                            "  --top K          the K best classes of output 0 for every sample, with the model's\n"
@@ -44,13 +47,16 @@ static const char HELP[] = "usage: dfx-run [options] model.dfx input.bin [output
                            "  --time N         run N more times and print the median and minimum run time; a\n"
                            "                   library built with -DDFX_PROFILE=ON adds the mean time of every layer\n"
                            "  --repeat N       set the inputs and run N times (instruction counts in benchmarks)\n"
-                           "  --verbose        print the kernel set in use on stderr\n"
+                           "  --verbose        print the kernel set and the thread count in use on stderr\n"
                            "  --help           this text\n"
                            "\n"
                            "The output file is written atomically (a temporary file renamed over it) with the\n"
                            "mode a new file gets (umask); a device or FIFO given as output is written directly.\n"
                            "Exit codes: 0 ok, 1 internal error, 2 bad input (files, arguments, data, a failed\n"
                            "write), 3 unsupported (a valid model this library cannot run).\n";
+
+#define DFX_STR2(x) #x
+#define DFX_STR(x) DFX_STR2(x)
 
 enum { EXIT_OK = 0, EXIT_INTERNAL = 1, EXIT_INPUT = 2, EXIT_UNSUPPORTED = 3 };
 
@@ -83,7 +89,7 @@ static int usage(const char *why)
 }
 
 typedef struct {
-    int in_codes, out_codes, raw, hwc, bgr, verify, verbose, top, time_runs, repeat;
+    int in_codes, out_codes, raw, hwc, bgr, verify, verbose, top, time_runs, repeat, threads;
     const char *kernels, *model, *input, *output;
 } args_t;
 
@@ -123,6 +129,11 @@ static int parse_args(int argc, char **argv, args_t *a)
             k++;
         } else if (!strcmp(o, "--repeat")) {
             if (!parse_count(v, &a->repeat)) return usage("--repeat needs a count >= 1");
+            k++;
+        } else if (!strcmp(o, "--threads")) {
+            if (v && !strcmp(v, "0")) a->threads = 0;
+            else if (!parse_count(v, &a->threads) || a->threads > DFX_MAX_SESSION_THREADS)
+                return usage("--threads needs a count from 0 (automatic) to " DFX_STR(DFX_MAX_SESSION_THREADS));
             k++;
         } else {
             char msg[160];
@@ -438,11 +449,14 @@ static int run(const args_t *a, dfx_model *m, const unsigned char *in, size_t si
     dfx_session_options_init(&opt);
     opt.batch = batch;
     opt.kernels = a->kernels;
+    opt.threads = a->threads;
     dfx_session *s = NULL;
     dfx_status st = dfx_session_create_ex(m, &opt, &s);
     if (st) return fail(st, "session");
-    if (a->verbose)
+    if (a->verbose) {
         fprintf(stderr, "dfx-run: kernels: %s\n", a->kernels ? dfx_session_kernels_name(s) : dfx_kernels_name());
+        fprintf(stderr, "dfx-run: threads: %d\n", dfx_session_threads(s));
+    }
     int rc = EXIT_OK;
     for (int r = 0; r < a->repeat && !rc; r++) { /* the arena may reuse input memory: set the inputs every time */
         rc = set_inputs(s, m, a, in, batch);

@@ -29,7 +29,8 @@ class SessionOptions(ctypes.Structure):
     """dfx_session_options (set ``size`` to ctypes.sizeof(SessionOptions))."""
 
     _fields_ = [("size", ctypes.c_size_t), ("batch", ctypes.c_int64), ("arena", ctypes.c_void_p),
-                ("arena_bytes", ctypes.c_size_t), ("flags", ctypes.c_uint), ("kernels", ctypes.c_char_p)]
+                ("arena_bytes", ctypes.c_size_t), ("flags", ctypes.c_uint), ("kernels", ctypes.c_char_p),
+                ("threads", ctypes.c_int)]
 
 
 #: numpy type of a view's storage (dfx_dtype: 0 float32, 1 int8, 2 int16, 3 int32)
@@ -75,6 +76,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "dfx_kernels_available": (ctypes.c_char_p, [I]),
         "dfx_session_create_ex": (I, [P, ctypes.POINTER(SessionOptions), ctypes.POINTER(P)]),
         "dfx_session_kernels_name": (ctypes.c_char_p, [P]),
+        "dfx_session_threads": (I, [P]),
         "dfx_session_set_input_u8": (I, [P, I, P, I64, I, I]),
         "dfx_session_get_output": (I, [P, I, ctypes.POINTER(View)]),
         "dfx_view_value": (ctypes.c_double, [ctypes.POINTER(View), I64]),

@@ -33,8 +33,16 @@ def check(lib: ctypes.CDLL, status: int, source: str | None = None) -> None:
         raise exc(msg, file=source) if exc is not DfxInputError else exc(msg)
 
 
+def check_threads(threads: int) -> int:
+    """``threads`` if it can be a thread count of libdfx sessions (0 = automatic), else DfxInputError; libdfx
+    refuses counts above its limit (``DFX_MAX_SESSION_THREADS``) when the session is created."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise DfxInputError(f"threads must be 0 (automatic: DFX_THREADS, else 1) or a count >= 1, not {threads!r}")
+    return threads
+
+
 class NativeModel:
-    """A model opened by libdfx, with sessions cached by (batch, flags)."""
+    """A model opened by libdfx, with sessions cached by (batch, flags, threads)."""
 
     def __init__(self, lib: ctypes.CDLL, path: str, source: str | None = None) -> None:
         self.lib = lib
@@ -42,24 +50,27 @@ class NativeModel:
         handle = ctypes.c_void_p()
         check(lib, lib.dfx_model_open_file(path.encode(), 0, ctypes.byref(handle)), source)
         self.handle = handle
-        self.sessions: dict[tuple[int, int], ctypes.c_void_p] = {}
+        self.sessions: dict[tuple[int, int, int], ctypes.c_void_p] = {}
 
     def tensor(self, name: str) -> int:
         return int(self.lib.dfx_model_find_tensor(self.handle, name.encode()))
 
-    def session(self, batch: int, flags: int) -> ctypes.c_void_p:
-        """The open session for ``(batch, flags)``, created on first use (the caller bounds how many stay open)."""
-        key = (batch, flags)
+    def session(self, batch: int, flags: int, threads: int = 0) -> ctypes.c_void_p:
+        """The open session for ``(batch, flags, threads)``, created on first use (the caller bounds how many
+        stay open); ``threads`` 0 is automatic (``DFX_THREADS``, else 1: dfx.h)."""
+        key = (batch, flags, threads)
         if key not in self.sessions:
+            opt = _lib.SessionOptions(size=ctypes.sizeof(_lib.SessionOptions), batch=batch, flags=flags,
+                                      threads=check_threads(threads))
             s = ctypes.c_void_p()
-            check(self.lib, self.lib.dfx_session_create(self.handle, batch, None, 0, flags, ctypes.byref(s)),
+            check(self.lib, self.lib.dfx_session_create_ex(self.handle, ctypes.byref(opt), ctypes.byref(s)),
                   self.source)
             self.sessions[key] = s
         return self.sessions[key]
 
-    def release(self, batch: int, flags: int) -> None:
-        """Destroy the session for ``(batch, flags)`` if it is open."""
-        s = self.sessions.pop((batch, flags), None)
+    def release(self, batch: int, flags: int, threads: int = 0) -> None:
+        """Destroy the session for ``(batch, flags, threads)`` if it is open."""
+        s = self.sessions.pop((batch, flags, threads), None)
         if s is not None:
             self.lib.dfx_session_destroy(s)
 
@@ -105,16 +116,22 @@ class NativeBackend(Backend):
     description = "C library (kernels/): integer kernels bit-exact to the NumPy reference"
     modes = ("integer",)
 
-    def __init__(self, max_sessions: int | None = None) -> None:
+    def __init__(self, max_sessions: int | None = None, threads: int = 0) -> None:
         """``max_sessions``: how many sessions stay open over all models (least recently used first out);
-        None takes ``DFX_NATIVE_SESSIONS`` from the environment, else :data:`DEFAULT_SESSIONS`."""
+        None takes ``DFX_NATIVE_SESSIONS`` from the environment, else :data:`DEFAULT_SESSIONS`.
+        ``threads``: the threads of every session (:attr:`threads`)."""
+        #: Threads of the sessions this backend creates: 1 .. 64, or 0 = automatic (the environment variable
+        #: ``DFX_THREADS`` when the session is created, else 1; dfx.h). Results are the same for every count.
+        #: Sessions are cached per thread count, so changing it later makes new sessions.
+        self.threads = check_threads(threads)
         if max_sessions is None:
             max_sessions = int(os.environ.get("DFX_NATIVE_SESSIONS", DEFAULT_SESSIONS))
         if max_sessions < 1:
             raise DfxInputError(f"the native backend needs room for at least one session, not {max_sessions}")
         self.max_sessions = max_sessions
         self._models: dict[int, tuple[NativeModel, weakref.finalize]] = {}   # id(model) -> open model
-        self._lru: OrderedDict[tuple[int, int, int], None] = OrderedDict()   # (id(model), batch, flags)
+        #: (id(model), batch, flags, threads) of the open sessions, least recently used first
+        self._lru: OrderedDict[tuple[int, int, int, int], None] = OrderedDict()
         #: How many models were opened and sessions created since the backend was made (to check reuse).
         self.models_opened = 0
         self.sessions_created = 0
@@ -151,25 +168,32 @@ class NativeBackend(Backend):
         return self._models[key][0]
 
     def session(self, model: Model, batch: int, flags: int) -> tuple[NativeModel, ctypes.c_void_p]:
-        """The cached session of ``model`` at ``batch`` (least recently used sessions are closed beyond
-        :attr:`max_sessions`, and a model is closed with its last session)."""
+        """The cached session of ``model`` at ``batch`` with :attr:`threads` (least recently used sessions are
+        closed beyond :attr:`max_sessions`, and a model is closed with its last session)."""
         nm = self.native(model)
-        key = (id(model), batch, flags)
+        threads = check_threads(self.threads)
+        key = (id(model), batch, flags, threads)
         if key in self._lru:
             self._lru.move_to_end(key)
-            return nm, nm.sessions[(batch, flags)]
-        s = nm.session(batch, flags)
+            return nm, nm.sessions[key[1:]]
+        s = nm.session(batch, flags, threads)
         self.sessions_created += 1
         self._lru[key] = None
         while len(self._lru) > self.max_sessions:
             old, _ = self._lru.popitem(last=False)
             owner, finalizer = self._models[old[0]]
-            owner.release(old[1], old[2])
+            owner.release(*old[1:])
             if not owner.sessions and old[0] != id(model):
                 finalizer.detach()
                 del self._models[old[0]]
                 owner.close()
         return nm, s
+
+    def session_threads(self, model: Model, batch: int = 1) -> int:
+        """How many threads the session of ``model`` at ``batch`` runs on (``dfx_session_threads``; with
+        :attr:`threads` 0 what ``DFX_THREADS`` gave when the session was created)."""
+        nm, s = self.session(model, batch, 0)
+        return int(nm.lib.dfx_session_threads(s))
 
     def open_sessions(self) -> int:
         """How many sessions are open now."""

@@ -3,32 +3,20 @@ the library the Python package loads exports only the public API."""
 
 from __future__ import annotations
 
-import os
 import re
-import runpy
 import shutil
 import subprocess
 
 import pytest
-import setuptools
 
 from tests.support.paths import KERNELS, ROOT
+from tests.support.setup_py import load_setup_py
 
 
 @pytest.fixture(scope="module")
 def setup_py() -> dict:
     """setup.py's globals and the arguments it gives setuptools.setup (not called)."""
-    captured: dict = {}
-    real = setuptools.setup
-    setuptools.setup = lambda **kw: captured.update(kw)
-    cwd = os.getcwd()
-    try:
-        os.chdir(ROOT)
-        names = runpy.run_path(str(ROOT / "setup.py"))
-    finally:
-        setuptools.setup = real
-        os.chdir(cwd)
-    return {**names, "setup_args": captured}
+    return load_setup_py()
 
 
 def _public_api() -> set[str]:
@@ -38,22 +26,43 @@ def _public_api() -> set[str]:
 
 def test_every_library_source_is_in_the_list(setup_py):
     lists = setup_py["LISTS"]
-    listed = set(lists["DFX_SOURCES"]) | set(lists["DFX_NEON_SOURCES"])
+    listed = set(lists["DFX_SOURCES"]) | set(lists["DFX_NEON_SOURCES"]) | set(lists["DFX_NEON32_SOURCES"])
     on_disk = {p.relative_to(KERNELS).as_posix() for p in (KERNELS / "src").rglob("*.c")}
     assert listed == on_disk
     assert set(lists["DFX_DOTPROD_SOURCES"]) <= set(lists["DFX_NEON_SOURCES"])
+    assert set(lists["DFX_NEON32_SIMD_SOURCES"]) < set(lists["DFX_NEON32_SOURCES"])
     assert set(lists["DFX_PORTABLE_SET_SOURCES"]) <= set(lists["DFX_SOURCES"])
 
 
 def test_setup_py_builds_the_list_with_cmakes_flags(setup_py):
     lists = setup_py["LISTS"]
     (ext,) = setup_py["setup_args"]["ext_modules"]
-    neon = lists["DFX_NEON_SOURCES"] if setup_py["NEON"] else []
-    assert ext.sources == [f"kernels/{s}" for s in lists["DFX_SOURCES"] + neon]
+    simd = {"aarch64": lists["DFX_NEON_SOURCES"], "arm32": lists["DFX_NEON32_SOURCES"]}.get(setup_py["ARCH"], [])
+    assert ext.sources == [f"kernels/{s}" for s in lists["DFX_SOURCES"] + simd]
     assert "-fvisibility=hidden" in ext.extra_compile_args
     assert set(lists["DFX_WARNINGS"]) <= set(ext.extra_compile_args)
     defined = {name if value is None else f"{name}={value}" for name, value in ext.define_macros}
     assert defined >= set(lists["DFX_DEFINITIONS"]) | {"DFX_BUILD_SHARED"}
+
+
+@pytest.mark.parametrize("machine,is_64bit,arch", [
+    ("x86_64", True, "other"), ("aarch64", True, "aarch64"), ("arm64", True, "aarch64"),
+    ("armv7l", False, "arm32"), ("armv6l", False, "arm32"), ("armv8l", False, "arm32"),
+    ("aarch64", False, "arm32"),  # 32-bit Raspberry Pi OS on a 64-bit kernel
+])
+def test_setup_py_builds_the_arm_kernels_on_arm(setup_py, machine, is_64bit, arch):
+    lists = setup_py["LISTS"]
+    assert setup_py["target_arch"](machine, is_64bit) == arch
+    sources, defines, own = setup_py["kernel_build"](arch)
+    if arch == "aarch64":
+        assert {f"kernels/{s}" for s in lists["DFX_NEON_SOURCES"]} <= set(sources)
+        assert own == {f"kernels/{s}": lists["DFX_DOTPROD_FLAGS"] for s in lists["DFX_DOTPROD_SOURCES"]}
+    elif arch == "arm32":
+        assert {f"kernels/{s}" for s in lists["DFX_NEON32_SOURCES"]} <= set(sources)
+        assert set(lists["DFX_NEON32_DEFINITIONS"]) <= set(defines)
+        assert own == {f"kernels/{s}": lists["DFX_NEON32_FLAGS"] for s in lists["DFX_NEON32_SIMD_SOURCES"]}
+    else:
+        assert sources == [f"kernels/{s}" for s in lists["DFX_SOURCES"]] and not own
 
 
 def test_no_second_source_list():

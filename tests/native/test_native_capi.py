@@ -46,7 +46,7 @@ def test_fuzz_short_run_under_sanitizers(tmp_path):
 @pytest.mark.parametrize("env, want", [(None, "portable"), ("portable", "portable"),
                                        ("bogus", "portable (DFX_KERNELS=bogus unavailable)")])
 def test_kernel_set_name_and_override(env, want):
-    code = ("from dfx_native import _lib; lib = _lib.load(); print(lib.dfx_kernels_name().decode())")
+    code = "import dfx_native; print(dfx_native.kernels_name())"  # the public spelling of dfx_kernels_name()
     e = {k: v for k, v in os.environ.items() if k != "DFX_KERNELS"}
     if env is not None:
         e["DFX_KERNELS"] = env

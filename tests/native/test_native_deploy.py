@@ -243,9 +243,9 @@ def test_session_options_choose_the_kernel_set(lib):
         assert lib.dfx_session_create_ex(o.m, ctypes.byref(opt), ctypes.byref(s)) == DFX_ERR_ARGUMENT
 
         class Larger(ctypes.Structure):
-            _fields_ = SessionOptions._fields_ + [("threads", ctypes.c_int)]
+            _fields_ = SessionOptions._fields_ + [("appended_later", ctypes.c_int)]
 
-        big = Larger(ctypes.sizeof(Larger), 2, None, 0, 0, b"portable", 4)
+        big = Larger(ctypes.sizeof(Larger), 2, None, 0, 0, b"portable", 1, 4)
         assert lib.dfx_session_create_ex(o.m, ctypes.cast(ctypes.byref(big), ctypes.POINTER(SessionOptions)),
                                          ctypes.byref(s)) == 0
         lib.dfx_session_destroy(s)
@@ -411,7 +411,7 @@ def test_dfx_run_time_and_help(dfx_run):
     assert "per-layer times: build the library with -DDFX_PROFILE=ON" in proc.stdout
     help_text = _run(dfx_run, "--help").stdout
     for option in ("--raw", "--hwc", "--bgr", "--codes", "--verify", "--kernels", "--top", "--time", "--repeat",
-                   "--verbose", "Exit codes"):
+                   "--threads", "--verbose", "Exit codes"):
         assert option in help_text
 
 

@@ -155,9 +155,23 @@ void dfx_power_f32(const dt_layer *L, const rt *x, rt *y)
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_REQUANTIZE_INT)
-void dfx_requantize_int(const rt *x, rt *y)
+typedef struct requant_job {
+    const rt *x;
+    rt *y;
+} requant_job;
+
+static void requantize_range(void *ctx, int64_t a, int64_t b, int thread)
 {
-    const dt_tensor *tx = x->t, *ty = y->t;
-    for (int64_t i = 0; i < y->count; i++) I32(y)[i] = fp_requant(I32(x)[i], tx->fl, ty->fl, ty->bw, ty->rounding);
+    const requant_job *j = (const requant_job *)ctx;
+    const dt_tensor *tx = j->x->t, *ty = j->y->t;
+    (void)thread;
+    for (int64_t i = a; i < b; i++) I32(j->y)[i] = fp_requant(I32(j->x)[i], tx->fl, ty->fl, ty->bw, ty->rounding);
+}
+
+/* Elements split over the threads (threads.h), 16 K at least per task. */
+void dfx_requantize_int(const rt *x, rt *y, const dfx_par *par)
+{
+    requant_job j = {x, y};
+    dfx_par_range(par, y->count, 16384, 64, requantize_range, &j);
 }
 #endif

@@ -25,17 +25,22 @@ static void make_bcast(const rt *x, const rt *y, bcast *b)
 }
 #endif
 
-/* Iterate over output elements, calling BODY with flat input indices ix[]. */
-#define ELT_ITERATE(BODY)                                                               \
+/* Iterate over output elements [A, B), calling BODY with flat input indices ix[]. */
+#define ELT_ITERATE(A, B, BODY)                                                         \
     do {                                                                                \
-        int64_t ctr[DFX_MAX_RANK] = {0}, ix[MAXIN] = {0};                               \
+        int64_t ctr[DFX_MAX_RANK] = {0}, ix[MAXIN] = {0}, rest = (A);                   \
         bcast bc[MAXIN];                                                                \
         int same = 1;                                                                   \
         for (int k = 0; k < n; k++) {                                                   \
             make_bcast(x[k], y, &bc[k]);                                                \
             same &= x[k]->count == y->count;                                            \
         }                                                                               \
-        for (int64_t i = 0; i < y->count; i++) {                                        \
+        for (int d = y->rank - 1; d >= 0 && !same; d--) { /* the counter of A */        \
+            ctr[d] = rest % y->shape[d];                                                \
+            rest /= y->shape[d];                                                        \
+            for (int k = 0; k < n; k++) ix[k] += ctr[d] * bc[k].stride[d];              \
+        }                                                                               \
+        for (int64_t i = (A); i < (B); i++) {                                           \
             if (same)                                                                   \
                 for (int k = 0; k < n; k++) ix[k] = i;                                  \
             BODY;                                                                       \
@@ -49,9 +54,29 @@ static void make_bcast(const rt *x, const rt *y, bcast *b)
         }                                                                               \
     } while (0)
 
+#if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT) || defined(DFX_USE_ELTWISE_F32)
+/* Output elements [a, b) are one task (threads.h). */
+typedef struct elt_job {
+    const dt_layer *L;
+    const rt *const *x;
+    int n;
+    rt *y;
+} elt_job;
+#define ELT_GRAIN 16384 /* output elements per task at least */
+/* The job's layer, inputs, input count and output, in a range function (ctx, a, b, thread). */
+#define ELT_JOB(CTX)                           \
+    const elt_job *j = (const elt_job *)(CTX); \
+    const dt_layer *L = j->L;                  \
+    const rt *const *x = j->x;                 \
+    int n = j->n;                              \
+    rt *y = j->y;                              \
+    (void)thread
+#endif
+
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
-void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
+static void eltwise_int_range(void *ctx, int64_t a, int64_t b, int thread)
 {
+    ELT_JOB(ctx);
     const dt_tensor *ty = y->t;
     int op = L->o.operation;
     int cm[MAXIN], ce[MAXIN];
@@ -60,7 +85,7 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
         ce[k] = 0;
         if (L->o.coeffs.n) fp_dyadic(vec_f32(L->o.coeffs, k), &cm[k], &ce[k]);
     }
-    ELT_ITERATE({
+    ELT_ITERATE(a, b, {
         int64_t acc = 0;
         int F = 0;
         if (op == 0) {
@@ -94,13 +119,20 @@ void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y)
         I32(y)[i] = fp_requant(acc, F, ty->fl, ty->bw, ty->rounding);
     });
 }
+
+void dfx_eltwise_int(const dt_layer *L, const rt *const *x, int n, rt *y, const dfx_par *par)
+{
+    elt_job j = {L, x, n, y};
+    dfx_par_range(par, y->count, ELT_GRAIN, 64, eltwise_int_range, &j);
+}
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_F32)
-void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y)
+static void eltwise_f32_range(void *ctx, int64_t a, int64_t b, int thread)
 {
+    ELT_JOB(ctx);
     int op = L->o.operation;
-    ELT_ITERATE({
+    ELT_ITERATE(a, b, {
         float v;
         if (op == 0) {
             v = F32(x[0])[ix[0]] * (L->o.coeffs.n ? vec_f32(L->o.coeffs, 0) : 1.0f);
@@ -114,6 +146,12 @@ void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y)
         }
         F32(y)[i] = v;
     });
+}
+
+void dfx_eltwise_f32(const dt_layer *L, const rt *const *x, int n, rt *y, const dfx_par *par)
+{
+    elt_job j = {L, x, n, y};
+    dfx_par_range(par, y->count, ELT_GRAIN, 64, eltwise_f32_range, &j);
 }
 #endif
 

@@ -174,8 +174,9 @@ dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, 
 void dfx_linear_release(dfx_linprep *lp)
 {
     free(lp->wpack);
-    lp->wpack = NULL;
-    lp->wpacked = 0;
+    if (lp->fwork_owner) free(lp->fwork); /* the float path's shared scratch (ops/fast_f32.c) */
+    lp->wpack = lp->fwork = NULL;
+    lp->wpacked = lp->fwork_owner = 0;
 }
 #endif
 
@@ -280,106 +281,246 @@ static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, i
 }
 #endif
 
-#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
-dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                           const dt_tensor *w, rt *y, void *scratch)
+/* Threads (threads.h): a convolution is split into tasks of whole depthwise planes, or of GEMM blocks: a
+ * group and sample, output channels in multiples of 48 (the packed row blocks) and pixels in multiples
+ * of 16; each task does its own im2col and requantization. One thread runs one task with everything. */
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
+#define ROW_UNIT 48 /* output channels: packed row blocks (dispatch.h) */
+#define COL_UNIT 16 /* pixels or batch rows */
+#define MIN_COLS 64 /* a column block is not cut below this */
+
+/* How a GEMM of `units` independent parts, each rows x cols, is cut for the threads: row chunks of
+ * *rchunk (a multiple of ROW_UNIT, or all rows), column chunks of *cchunk (a multiple of COL_UNIT, or
+ * all columns); rows are cut only when the columns give too few tasks (row_first: rows first, when
+ * cutting columns repeats work). */
+static void gemm_split(const dfx_par *par, int64_t units, int64_t rows, int64_t cols, int row_first, int64_t *rchunk,
+                       int64_t *cchunk)
 {
-    const dt_opts *o = &L->o;
-    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-    int64_t O = y->shape[1], OH = y->shape[2], OW = y->shape[3], P = OH * OW;
-    int64_t G = o->group, cg = C / G, og = O / G, K = lp->K;
-    const int8_t *X = (const int8_t *)x->p;
-    const dt_tensor *ty = y->t;
-    int esz = y->esz;
-    char *Y = (char *)y->p;
-    if (lp->dw) {
-        int32_t *acc = (int32_t *)scratch;
-        int8_t *kbuf = (int8_t *)scratch + fp_align64((size_t)P * 4);
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < O; c++) {
-                const int8_t *k = weight_rows(lp, w, c, 1, kbuf);
-                kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl,
-                              o->dh, o->dw, acc, (int)OH, (int)OW);
-                kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,
-                                Y + (n * O + c) * P * esz, esz);
-            }
-        return DFX_OK;
+    int64_t want = dfx_par_threads(par) * DFX_PAR_SPLIT, nr = 1, nc = 1;
+    *rchunk = rows;
+    *cchunk = cols;
+    if (dfx_par_threads(par) < 2 || units >= want) return;
+    int64_t need = (want + units - 1) / units;
+    for (int pass = 0; pass < 2; pass++) {
+        if ((pass == 0) == (row_first != 0)) { /* rows */
+            int64_t most = (rows + ROW_UNIT - 1) / ROW_UNIT, k = (need + nc - 1) / nc;
+            nr = k < most ? k : most;
+            int64_t c = (rows + nr - 1) / nr;
+            *rchunk = (c + ROW_UNIT - 1) / ROW_UNIT * ROW_UNIT;
+        } else { /* columns */
+            int64_t most = cols / MIN_COLS, k = (need + nr - 1) / nr;
+            nc = k < most ? k : most;
+            if (nc < 1) nc = 1;
+            int64_t c = (cols + nc - 1) / nc;
+            *cchunk = (c + COL_UNIT - 1) / COL_UNIT * COL_UNIT;
+        }
+        if (*rchunk > rows) *rchunk = rows;
+        if (*cchunk > cols) *cchunk = cols;
+        nr = (rows + *rchunk - 1) / *rchunk;
+        nc = (cols + *cchunk - 1) / *cchunk;
     }
-    int64_t nb = lp->nb, ob = lp->ob;
+}
+
+/* A split Conv2D or FC layer. */
+typedef struct lin_job {
+    const dt_layer *L;
+    const dfx_linprep *lp;
+    const struct dfx_kernels *kf;
+    const rt *x;
+    const dt_tensor *w;
+    rt *y;
+    void *scratch;
+    const dfx_par *par;
+    int64_t planes;         /* depthwise: planes (N x O) per task */
+    int64_t rchunk, cchunk; /* GEMM: output channels and pixels (FC: batch rows) per task */
+    int64_t nr, nc;         /* GEMM: row and column chunks per group and sample */
+    int8_t *col;            /* a convolution of one group and sample cut by rows only: its im2col, made once */
+} lin_job;
+
+/* A thread's GEMM scratch: accumulators, unpacked weights; returns what follows them. */
+static uint8_t *lin_scratch(const dfx_linprep *lp, void *scratch, int32_t **acc, int8_t **wbuf)
+{
     uint8_t *sp = (uint8_t *)scratch;
-    int32_t *acc = (int32_t *)sp;
-    sp += fp_align64((size_t)(ob * nb * 4));
-    int8_t *wbuf = NULL, *col = NULL;
+    *acc = (int32_t *)sp;
+    sp += fp_align64((size_t)lp->ob * (size_t)lp->nb * 4);
+    *wbuf = NULL;
     if (!lp->w_in_place) {
-        wbuf = (int8_t *)sp;
-        sp += fp_align64((size_t)(ob * K));
+        *wbuf = (int8_t *)sp;
+        sp += fp_align64((size_t)(lp->ob * lp->K));
     }
-    if (!lp->direct) col = (int8_t *)sp;
-    for (int64_t g = 0; g < G; g++)
-        for (int64_t o0 = 0; o0 < og; o0 += ob) { /* weights unpacked once per block of output channels */
-            int64_t mb = og - o0 < ob ? og - o0 : ob;
-            const void *Ap = packed(lp, kf, g, o0);
-            const int8_t *A = Ap ? NULL : weight_rows(lp, w, g * og + o0, mb, wbuf);
-            for (int64_t n = 0; n < N; n++) {
-                const int8_t *xg = X + (n * C + g * cg) * H * W;
-                for (int64_t p0 = 0; p0 < P; p0 += nb) {
-                    int64_t cols = P - p0 < nb ? P - p0 : nb;
-                    const int8_t *B;
-                    int64_t ldb;
-                    if (lp->direct) {
-                        B = xg + p0;
-                        ldb = H * W;
-                    } else {
-                        im2col(o, xg, cg, H, W, OW, p0, cols, col);
-                        B = col;
-                        ldb = cols;
-                    }
-                    if (Ap)
-                        kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
-                    else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
-                    for (int64_t r = 0; r < mb; r++) {
-                        int64_t oc = g * og + o0 + r;
-                        kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
-                                        ty->bw, Y + ((n * O + oc) * P + p0) * esz, esz);
-                    }
+    return sp;
+}
+#endif
+
+#if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
+/* A thread's scratch of a GEMM convolution: lin_scratch, then the im2col block. */
+static void conv_scratch(const dfx_linprep *lp, void *scratch, int32_t **acc, int8_t **wbuf, int8_t **col)
+{
+    uint8_t *sp = lin_scratch(lp, scratch, acc, wbuf);
+    *col = lp->direct ? NULL : (int8_t *)sp;
+}
+
+/* The shared im2col of input channels [c0, c1) (the whole of one group and sample). */
+static void col_channels(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    const lin_job *j = (const lin_job *)ctx;
+    const dt_opts *o = &j->L->o;
+    int64_t H = j->x->shape[2], W = j->x->shape[3], OW = j->y->shape[3], P = j->y->shape[2] * OW;
+    (void)thread;
+    im2col(o, (const int8_t *)j->x->p + c0 * H * W, c1 - c0, H, W, OW, 0, P, j->col + c0 * o->kh * o->kw * P);
+}
+
+/* The layer of a convolution job J as local variables: options, constants, kernel set, tensors. */
+#define CONV_JOB_VARS(J)                                       \
+    const dt_opts *o = &(J)->L->o;                             \
+    const dfx_linprep *lp = (J)->lp;                           \
+    const struct dfx_kernels *kf = (J)->kf;                    \
+    const rt *x = (J)->x, *y = (J)->y;                         \
+    int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3]; \
+    const int8_t *X = (const int8_t *)x->p;                    \
+    const dt_tensor *ty = y->t;                                \
+    int esz = y->esz;                                          \
+    char *Y = (char *)y->p
+
+/* Depthwise planes [c0, c1) of N x O (sample n, channel c). */
+static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
+{
+    CONV_JOB_VARS(j);
+    int64_t O = y->shape[1], OH = y->shape[2], OW = y->shape[3], P = OH * OW;
+    int32_t *acc = (int32_t *)scratch;
+    int8_t *kbuf = (int8_t *)scratch + fp_align64((size_t)P * 4);
+    for (int64_t nc = c0; nc < c1; nc++) {
+        int64_t n = nc / O, c = nc % O;
+        const int8_t *k = weight_rows(lp, j->w, c, 1, kbuf);
+        kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
+                      o->dw, acc, (int)OH, (int)OW);
+        kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,
+                        Y + (n * O + c) * P * esz, esz);
+    }
+}
+
+/* The GEMM of group g for samples [n0, n1), output channels [oa, oz) of the group (oa: a multiple of
+ * the block lp->ob or of ROW_UNIT), pixels [pa, pz). */
+static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int64_t oa, int64_t oz, int64_t pa,
+                       int64_t pz, void *scratch)
+{
+    CONV_JOB_VARS(j);
+    int64_t O = y->shape[1], OW = y->shape[3], P = y->shape[2] * OW;
+    int64_t G = o->group, cg = C / G, og = O / G, K = lp->K;
+    int64_t nb = lp->nb, ob = lp->ob;
+    int32_t *acc;
+    int8_t *wbuf, *col;
+    conv_scratch(lp, scratch, &acc, &wbuf, &col);
+    for (int64_t o0 = oa; o0 < oz; o0 += ob) { /* weights unpacked once per block of output channels */
+        int64_t mb = oz - o0 < ob ? oz - o0 : ob;
+        const void *Ap = packed(lp, kf, g, o0);
+        const int8_t *A = Ap ? NULL : weight_rows(lp, j->w, g * og + o0, mb, wbuf);
+        for (int64_t n = n0; n < n1; n++) {
+            const int8_t *xg = X + (n * C + g * cg) * H * W;
+            for (int64_t p0 = pa; p0 < pz; p0 += nb) {
+                int64_t cols = pz - p0 < nb ? pz - p0 : nb;
+                const int8_t *B;
+                int64_t ldb;
+                if (lp->direct) {
+                    B = xg + p0;
+                    ldb = H * W;
+                } else if (j->col) { /* made once for every task (pa = 0, pz = P <= nb) */
+                    B = j->col;
+                    ldb = cols;
+                } else {
+                    im2col(o, xg, cg, H, W, OW, p0, cols, col);
+                    B = col;
+                    ldb = cols;
+                }
+                if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
+                else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
+                for (int64_t r = 0; r < mb; r++) {
+                    int64_t oc = g * og + o0 + r;
+                    kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
+                                    ty->bw, Y + ((n * O + oc) * P + p0) * esz, esz);
                 }
             }
         }
+    }
+}
+
+static void conv_task(void *ctx, int64_t task, int thread)
+{
+    const lin_job *j = (const lin_job *)ctx;
+    void *sc = dfx_par_scratch(j->par, j->scratch, thread);
+    int64_t N = j->x->shape[0], O = j->y->shape[1];
+    if (j->lp->dw) {
+        int64_t c0 = task * j->planes, c1 = c0 + j->planes < N * O ? c0 + j->planes : N * O;
+        dw_planes(j, c0, c1, sc);
+        return;
+    }
+    int64_t og = O / j->L->o.group, P = j->y->shape[2] * j->y->shape[3];
+    int64_t ci = task % j->nc, ri = task / j->nc % j->nr, gn = task / j->nc / j->nr, g = gn / N, n = gn % N;
+    int64_t oa = ri * j->rchunk, pa = ci * j->cchunk;
+    conv_block(j, g, n, n + 1, oa, oa + j->rchunk < og ? oa + j->rchunk : og, pa,
+               pa + j->cchunk < P ? pa + j->cchunk : P, sc);
+}
+
+dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
+                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
+{
+    int64_t N = x->shape[0], O = y->shape[1], P = y->shape[2] * y->shape[3], G = L->o.group;
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 0, 0, 0, 0, NULL};
+    int threads = dfx_par_threads(par);
+    if (lp->dw) {
+        int64_t want = threads < 2 ? 1 : threads * DFX_PAR_SPLIT, tasks = N * O < want ? N * O : want;
+        j.planes = (N * O + tasks - 1) / tasks;
+        dfx_par_for(threads > 1 ? par : NULL, (N * O + j.planes - 1) / j.planes, conv_task, &j);
+        return DFX_OK;
+    }
+    if (threads < 2) { /* one block loop over everything: weights unpacked once for all samples */
+        for (int64_t g = 0; g < G; g++) conv_block(&j, g, 0, N, 0, O / G, 0, P, scratch);
+        return DFX_OK;
+    }
+    gemm_split(par, G * N, O / G, P, 0, &j.rchunk, &j.cchunk);
+    j.nr = (O / G + j.rchunk - 1) / j.rchunk;
+    j.nc = (P + j.cchunk - 1) / j.cchunk;
+    if (G * N == 1 && j.nr > 1 && j.nc == 1 && !lp->direct && P <= lp->nb) {
+        /* every task would make the same im2col: make it once, cut by channels, in thread 0's block */
+        int32_t *acc;
+        int8_t *wbuf;
+        conv_scratch(lp, scratch, &acc, &wbuf, &j.col);
+        int64_t per_channel = (int64_t)L->o.kh * L->o.kw * P;
+        dfx_par_range(par, x->shape[1], 1 + 16384 / per_channel, 1, col_channels, &j);
+    }
+    dfx_par_for(par, G * N * j.nr * j.nc, conv_task, &j);
     return DFX_OK;
 }
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_FC_FAST)
-dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                       const dt_tensor *w, rt *y, void *scratch)
+/* Output channels [oa, oz) (oa: a multiple of the block lp->ob or of ROW_UNIT) for batch rows [ra, rz). */
+static void fc_block(const lin_job *j, int64_t oa, int64_t oz, int64_t ra, int64_t rz, void *scratch)
 {
-    (void)L;
-    int64_t O = w->shape[0], K = lp->K, M = O ? y->count / O : 0;
+    const dfx_linprep *lp = j->lp;
+    const struct dfx_kernels *kf = j->kf;
+    const rt *y = j->y;
+    int64_t O = j->w->shape[0], K = lp->K;
     int64_t nb = lp->nb, ob = lp->ob;
-    const int8_t *X = (const int8_t *)x->p;
+    const int8_t *X = (const int8_t *)j->x->p;
     const dt_tensor *ty = y->t;
     int esz = y->esz;
-    uint8_t *sp = (uint8_t *)scratch;
-    int32_t *acc = (int32_t *)sp;
-    sp += fp_align64((size_t)(ob * nb * 4));
-    int8_t *wbuf = NULL;
-    if (!lp->w_in_place) {
-        wbuf = (int8_t *)sp;
-        sp += fp_align64((size_t)(ob * K));
-    }
+    int32_t *acc;
+    int8_t *wbuf;
+    uint8_t *sp = lin_scratch(lp, scratch, &acc, &wbuf);
     int8_t *xt = (int8_t *)sp;
     sp += fp_align64((size_t)(K * nb));
     void *tmp = sp;
-    int one_block = M <= nb;                 /* then x^T is made once, not once per block of output channels */
-    for (int64_t o0 = 0; o0 < O; o0 += ob) { /* weights unpacked once per block of output channels */
-        int64_t mb = O - o0 < ob ? O - o0 : ob;
+    int one_block = rz - ra <= nb;             /* then x^T is made once, not once per block of output channels */
+    for (int64_t o0 = oa; o0 < oz; o0 += ob) { /* weights unpacked once per block of output channels */
+        int64_t mb = oz - o0 < ob ? oz - o0 : ob;
         const void *Ap = packed(lp, kf, 0, o0);
-        const int8_t *A = Ap ? NULL : weight_rows(lp, w, o0, mb, wbuf);
-        for (int64_t r0 = 0; r0 < M; r0 += nb) {
-            int64_t rows = M - r0 < nb ? M - r0 : nb;
+        const int8_t *A = Ap ? NULL : weight_rows(lp, j->w, o0, mb, wbuf);
+        for (int64_t r0 = ra; r0 < rz; r0 += nb) {
+            int64_t rows = rz - r0 < nb ? rz - r0 : nb;
             const int8_t *B = X + r0 * K;
             if (rows > 1) { /* B = x^T: K x rows */
-                if (!one_block || o0 == 0)
+                if (!one_block || o0 == oa)
                     for (int64_t r = 0; r < rows; r++)
                         for (int64_t k = 0; k < K; k++) xt[k * rows + r] = B[r * K + k];
                 B = xt;
@@ -402,32 +543,88 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
             }
         }
     }
+}
+
+static void fc_task(void *ctx, int64_t task, int thread)
+{
+    const lin_job *j = (const lin_job *)ctx;
+    int64_t O = j->w->shape[0], M = O ? j->y->count / O : 0;
+    int64_t oa = task / j->nc * j->rchunk, ra = task % j->nc * j->cchunk;
+    fc_block(j, oa, oa + j->rchunk < O ? oa + j->rchunk : O, ra, ra + j->cchunk < M ? ra + j->cchunk : M,
+             dfx_par_scratch(j->par, j->scratch, thread));
+}
+
+dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
+                       const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
+{
+    int64_t O = w->shape[0], M = O ? y->count / O : 0;
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, O, M, 1, 1, NULL};
+    if (dfx_par_threads(par) < 2) {
+        fc_block(&j, 0, O, 0, M, scratch);
+        return DFX_OK;
+    }
+    gemm_split(par, 1, O, M, M <= lp->nb, &j.rchunk, &j.cchunk);
+    j.nc = (M + j.cchunk - 1) / j.cchunk;
+    dfx_par_for(par, (O + j.rchunk - 1) / j.rchunk * j.nc, fc_task, &j);
     return DFX_OK;
 }
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_MAXPOOL_S8)
-/* Max pooling of int8 codes without a format change, one plane at a time in the kernel set. */
-void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y)
+typedef struct maxpool_job {
+    const struct dfx_kernels *kf;
+    const rt *x;
+    rt *y;
+    int kh, kw, sh, sw, pt, pl;
+    int8_t empty;
+} maxpool_job;
+
+static void maxpool_planes(void *ctx, int64_t c0, int64_t c1, int thread)
+{
+    const maxpool_job *j = (const maxpool_job *)ctx;
+    int64_t H = j->x->shape[2], W = j->x->shape[3], OH = j->y->shape[2], OW = j->y->shape[3];
+    (void)thread;
+    for (int64_t c = c0; c < c1; c++)
+        j->kf->maxpool_s8((const int8_t *)j->x->p + c * H * W, (int)H, (int)W, j->kh, j->kw, j->sh, j->sw, j->pt, j->pl,
+                          (int8_t *)j->y->p + c * OH * OW, (int)OH, (int)OW, j->empty);
+}
+
+/* Max pooling of int8 codes without a format change, one plane at a time in the kernel set (planes split
+ * over the threads). */
+void dfx_maxpool_s8(const dt_layer *L, const struct dfx_kernels *kf, const rt *x, rt *y, const dfx_par *par)
 {
     const dt_opts *o = &L->o;
-    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
-    int kh = (int)o->kh, kw = (int)o->kw, sh = (int)o->sh, sw = (int)o->sw, pt = (int)o->pt, pl = (int)o->pl;
+    maxpool_job j = {kf, x, y, (int)o->kh, (int)o->kw, (int)o->sh, (int)o->sw, (int)o->pt, (int)o->pl, 0};
+    int64_t NC = x->shape[0] * x->shape[1], HW = x->shape[2] * x->shape[3];
     if (o->global) {
-        kh = (int)H;
-        kw = (int)W;
-        sh = sw = 1;
-        pt = pl = 0;
+        j.kh = (int)x->shape[2];
+        j.kw = (int)x->shape[3];
+        j.sh = j.sw = 1;
+        j.pt = j.pl = 0;
     }
-    int8_t empty = (int8_t)(-(1 << (y->t->bw - 1)));
-    for (int64_t c = 0; c < NC; c++)
-        kf->maxpool_s8((const int8_t *)x->p + c * H * W, (int)H, (int)W, kh, kw, sh, sw, pt, pl,
-                       (int8_t *)y->p + c * OH * OW, (int)OH, (int)OW, empty);
+    j.empty = (int8_t)(-(1 << (y->t->bw - 1)));
+    dfx_par_range(par, NC, HW > 0 ? 1 + 16384 / HW : NC, 1, maxpool_planes, &j); /* at least 16 K inputs a task */
 }
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_RELU_S8)
+typedef struct relu_job {
+    const struct dfx_kernels *kf;
+    const rt *x;
+    rt *y;
+} relu_job;
+
+static void relu_range(void *ctx, int64_t a, int64_t b, int thread)
+{
+    const relu_job *j = (const relu_job *)ctx;
+    (void)thread;
+    j->kf->relu_s8((const int8_t *)j->x->p + a, (int8_t *)j->y->p + a, (int)(b - a));
+}
+
 /* ReLU of int8 codes without a format change, in the kernel set. */
-void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y)
-{ kf->relu_s8((const int8_t *)x->p, (int8_t *)y->p, (int)y->count); }
+void dfx_relu_s8(const struct dfx_kernels *kf, const rt *x, rt *y, const dfx_par *par)
+{
+    relu_job j = {kf, x, y};
+    dfx_par_range(par, y->count, 65536, 64, relu_range, &j);
+}
 #endif

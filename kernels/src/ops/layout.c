@@ -50,16 +50,31 @@ static void strides(const int64_t *shape, int rank, int64_t *s)
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_PERMUTE)
-void dfx_permute(const dt_layer *L, const rt *x, rt *y)
+typedef struct permute_job {
+    const dt_layer *L;
+    const rt *x;
+    rt *y;
+} permute_job;
+
+/* Output elements [a, b) (threads.h). */
+static void permute_range(void *ctx, int64_t a, int64_t b, int thread)
 {
+    const permute_job *j = (const permute_job *)ctx;
+    const rt *x = j->x, *y = j->y;
     int r = y->rank;
-    int64_t xs[DFX_MAX_RANK], st[DFX_MAX_RANK], ctr[DFX_MAX_RANK] = {0}, src = 0;
+    int64_t xs[DFX_MAX_RANK], st[DFX_MAX_RANK], ctr[DFX_MAX_RANK] = {0}, src = 0, rest = a;
+    (void)thread;
     strides(x->shape, r, xs);
-    for (int d = 0; d < r; d++) st[d] = xs[vec_i32(L->o.order, d)];
+    for (int d = 0; d < r; d++) st[d] = xs[vec_i32(j->L->o.order, d)];
+    for (int d = r - 1; d >= 0; d--) { /* the counter of element a */
+        ctr[d] = rest % y->shape[d];
+        rest /= y->shape[d];
+        src += ctr[d] * st[d];
+    }
     const char *X = (const char *)x->p;
     char *Y = (char *)y->p;
     int e = y->esz;
-    for (int64_t i = 0; i < y->count; i++) {
+    for (int64_t i = a; i < b; i++) {
         memcpy(Y + i * e, X + src * e, (size_t)e);
         for (int d = r - 1; d >= 0; d--) {
             src += st[d];
@@ -68,6 +83,12 @@ void dfx_permute(const dt_layer *L, const rt *x, rt *y)
             ctr[d] = 0;
         }
     }
+}
+
+void dfx_permute(const dt_layer *L, const rt *x, rt *y, const dfx_par *par)
+{
+    permute_job j = {L, x, y};
+    dfx_par_range(par, y->count, 16384, 64, permute_range, &j); /* element ranges over the threads */
 }
 #endif
 

@@ -13,26 +13,43 @@ static void axis_geom(const rt *x, int a, int64_t *outer, int64_t *len, int64_t 
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
-void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y)
+typedef struct softmax_job {
+    const rt *x;
+    rt *y;
+    int64_t len, inner;
+} softmax_job;
+
+/* Rows [a, b) of outer x inner, each a softmax over len values (threads.h). */
+static void softmax_rows(void *ctx, int64_t a, int64_t b, int thread)
+{
+    const softmax_job *j = (const softmax_job *)ctx;
+    int64_t len = j->len, inner = j->inner;
+    (void)thread;
+    for (int64_t r = a; r < b; r++) {
+        int64_t o = r / inner, in = r % inner;
+        const float *xp = F32(j->x) + o * len * inner + in;
+        float *yp = F32(j->y) + o * len * inner + in;
+        float m = -INFINITY;
+        for (int64_t k = 0; k < len; k++) m = xp[k * inner] > m ? xp[k * inner] : m;
+        double s = 0;
+        for (int64_t k = 0; k < len; k++) {
+            float e = expf(xp[k * inner] - m);
+            yp[k * inner] = e;
+            s += e;
+        }
+        float fs = (float)s;
+        for (int64_t k = 0; k < len; k++) yp[k * inner] /= fs;
+    }
+}
+
+void dfx_softmax_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par)
 {
     int a = L->o.axis < 0 ? L->o.axis + x->rank : L->o.axis;
-    int64_t outer, len, inner;
-    axis_geom(x, a, &outer, &len, &inner);
-    for (int64_t o = 0; o < outer; o++)
-        for (int64_t in = 0; in < inner; in++) {
-            const float *xp = F32(x) + o * len * inner + in;
-            float *yp = F32(y) + o * len * inner + in;
-            float m = -INFINITY;
-            for (int64_t k = 0; k < len; k++) m = xp[k * inner] > m ? xp[k * inner] : m;
-            double s = 0;
-            for (int64_t k = 0; k < len; k++) {
-                float e = expf(xp[k * inner] - m);
-                yp[k * inner] = e;
-                s += e;
-            }
-            float fs = (float)s;
-            for (int64_t k = 0; k < len; k++) yp[k * inner] /= fs;
-        }
+    int64_t outer;
+    softmax_job j = {x, y, 0, 0};
+    axis_geom(x, a, &outer, &j.len, &j.inner);
+    /* rows split over the threads, 4 K values a task at least (an exponential each) */
+    dfx_par_range(par, outer * j.inner, j.len > 0 ? 1 + 4096 / j.len : 1, 1, softmax_rows, &j);
 }
 #endif
 

@@ -8,6 +8,20 @@ typedef struct {
 } window;
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT) || defined(DFX_USE_POOL_F32)
+/* Planes [c0, c1) of N x C are one task (threads.h). */
+typedef struct pool_job {
+    const dt_layer *L;
+    const rt *x;
+    rt *y;
+} pool_job;
+
+/* Planes per task: at least 16 K input values. */
+static int64_t plane_grain(const rt *x)
+{
+    int64_t hw = x->shape[2] * x->shape[3];
+    return hw > 0 ? 1 + 16384 / hw : 1;
+}
+
 static window get_window(const dt_opts *o, int64_t h, int64_t w)
 {
     window g = {o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->pb, o->pr};
@@ -62,15 +76,18 @@ static int64_t avg_div(int64_t s, int64_t d, int up, int down, int rounding)
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_INT)
-void dfx_pool_int(const dt_layer *L, const rt *x, rt *y)
+static void pool_int_planes(void *ctx, int64_t c0, int64_t c1, int thread)
 {
-    const dt_opts *o = &L->o;
-    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
+    const pool_job *j = (const pool_job *)ctx;
+    const dt_opts *o = &j->L->o;
+    const rt *x = j->x, *y = j->y;
+    int64_t H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
     window g = get_window(o, H, W);
     const dt_tensor *tx = x->t, *ty = y->t;
     int up = ty->fl > tx->fl ? ty->fl - tx->fl : 0, down = tx->fl > ty->fl ? tx->fl - ty->fl : 0;
     int64_t lo = -((int64_t)1 << (ty->bw - 1)), hi = ((int64_t)1 << (ty->bw - 1)) - 1;
-    for (int64_t nc = 0; nc < NC; nc++) {
+    (void)thread;
+    for (int64_t nc = c0; nc < c1; nc++) {
         const int32_t *xp = I32(x) + nc * H * W;
         int32_t *yp = I32(y) + nc * OH * OW;
         for (int64_t oy = 0; oy < OH; oy++) {
@@ -100,15 +117,24 @@ void dfx_pool_int(const dt_layer *L, const rt *x, rt *y)
         }
     }
 }
+
+void dfx_pool_int(const dt_layer *L, const rt *x, rt *y, const dfx_par *par)
+{
+    pool_job j = {L, x, y};
+    dfx_par_range(par, x->shape[0] * x->shape[1], plane_grain(x), 1, pool_int_planes, &j);
+}
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_POOL_F32)
-void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y)
+static void pool_f32_planes(void *ctx, int64_t c0, int64_t c1, int thread)
 {
-    const dt_opts *o = &L->o;
-    int64_t NC = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
+    const pool_job *j = (const pool_job *)ctx;
+    const dt_opts *o = &j->L->o;
+    const rt *x = j->x, *y = j->y;
+    int64_t H = x->shape[2], W = x->shape[3], OH = y->shape[2], OW = y->shape[3];
     window g = get_window(o, H, W);
-    for (int64_t nc = 0; nc < NC; nc++) {
+    (void)thread;
+    for (int64_t nc = c0; nc < c1; nc++) {
         const float *xp = F32(x) + nc * H * W;
         float *yp = F32(y) + nc * OH * OW;
         for (int64_t oy = 0; oy < OH; oy++) {
@@ -137,5 +163,11 @@ void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y)
             }
         }
     }
+}
+
+void dfx_pool_f32(const dt_layer *L, const rt *x, rt *y, const dfx_par *par)
+{
+    pool_job j = {L, x, y};
+    dfx_par_range(par, x->shape[0] * x->shape[1], plane_grain(x), 1, pool_f32_planes, &j);
 }
 #endif

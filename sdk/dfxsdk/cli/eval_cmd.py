@@ -15,7 +15,7 @@ from ..graph import Model
 from ..io import load
 from ..plugins import get_manager
 from ..progress import Progress
-from . import _data
+from . import _data, _threads
 
 _DESCRIPTION = """Measure the accuracy of a classifier on labelled data.
 
@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="also run another model (e.g. the float original) and compare")
     p.add_argument("--sqnr", action="store_true", help="print the per-tensor SQNR table (vs float mode)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads.add_option(p)
     p.set_defaults(func=run)
 
 
@@ -125,6 +126,7 @@ def activations(model: Model) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    _threads.apply(args)
     model = load(args.model)
     if len(model.inputs) != 1:
         raise DfxInputError(f"eval needs a model with one input (this one has {model.inputs})", file=args.model)

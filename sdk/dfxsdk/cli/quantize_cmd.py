@@ -17,7 +17,7 @@ from ..graph import Model, Preprocessing
 from ..io import load
 from ..plugins import get_manager
 from ..providers import CalibrationData
-from . import _data
+from . import _data, _threads
 from ._plugins import add_provider_options, wants_options
 from .convert_cmd import import_files, parse_shape
 
@@ -73,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="channel order the network expects (images are read as RGB)")
     p.add_argument("--batch-size", type=int, default=64, metavar="N", help="samples per batch (default 64)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _threads.add_option(p)
     p.add_argument("--verbose", action="store_true", help="print the search steps as they happen")
     groups: dict[str, list[str]] = {}
     importer_groups: dict[str, list[str]] = {}
@@ -214,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     resolve_output(args.output)  # refuse a folder, a device or a missing folder before quantizing
     if args.batch_size < 1:
         raise DfxInputError("--batch-size must be >= 1")
+    _threads.apply(args)
     pm = get_manager()
     quantizer = pm.quantizer(args.quantizer)
     options = {dest: getattr(args, dest, None) for dest in args._quantizer_options.get(quantizer.name, [])}

@@ -13,7 +13,7 @@ from ..fixedpoint import dequantize
 from ..graph import Model
 from ..io import load
 from ..plugins import get_manager
-from . import _data, _images
+from . import _data, _images, _threads
 
 _DESCRIPTION = """Run a model on raw input and write the outputs to an .npz file.
 
@@ -44,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outputs", metavar="NAMES", help="comma-separated tensors to save (default: graph outputs)")
     p.add_argument("--no-preprocess", action="store_true", help="the input is already preprocessed")
     p.add_argument("--real", action="store_true", help="save dequantized real values instead of codes")
+    _threads.add_option(p)
     p.set_defaults(func=run)
 
 
@@ -112,6 +113,7 @@ def summary(model: Model, results: dict[str, np.ndarray]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    _threads.apply(args)
     model = load(args.model)
     inputs = read_inputs(model, args.input, not args.no_preprocess)
     outputs = [s for s in args.outputs.split(",") if s] if args.outputs else None

@@ -363,11 +363,14 @@ DFX_MULTIVERSION(maxpool_s8_portable,
 static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
 { return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k, b_nonneg) : 0; }
 #define PACKED_ENTRIES packed_a_bytes_portable, dfx_x86_pack_a, dfx_x86_gemm_s8_packed
+/* float Conv2D / FC: the AVX2 + FMA kernels (arch/x86/float.c) on CPUs with both; elsewhere the scalar loops */
+#define FLOAT_ENTRIES dfx_x86_packed_f32_bytes, dfx_x86_pack_f32, dfx_x86_gemm_f32_packed, dfx_x86_dwconv_f32
 #else
 #define PACKED_ENTRIES NULL, NULL, NULL
+#define FLOAT_ENTRIES NULL, NULL, NULL, NULL
 #endif
 
 const struct dfx_kernels dfx_kernels_portable = {
     "portable",       gemm_s8_portable,    dwconv_s8_portable, requant_s32_portable,
-    relu_s8_portable, maxpool_s8_portable, PACKED_ENTRIES,
+    relu_s8_portable, maxpool_s8_portable, PACKED_ENTRIES, FLOAT_ENTRIES,
 };

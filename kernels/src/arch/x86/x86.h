@@ -27,6 +27,15 @@ void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b
 /* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions) */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);
+/* the float entries of dispatch.h for CPUs with AVX2 and FMA (arch/x86/float.c; packed_f32_bytes is 0 on
+ * other CPUs) */
+int dfx_x86_fma(void);
+size_t dfx_x86_packed_f32_bytes(int m, int k);
+void dfx_x86_pack_f32(int m, int k, const float *a, int lda, void *dst);
+void dfx_x86_gemm_f32_packed(int m, int n, int k, const void *ap, const float *b, int ldb, float *c, int ldc,
+                             const float *bias, float *work);
+void dfx_x86_dwconv_f32(const float *x, int h, int w, const float *k, int kh, int kw, int sh, int sw, int pt, int pl,
+                        int dh, int dw, float bias, float *out, int oh, int ow);
 /* Two versions of a static function from one always-inline body NAME##_body:
  * NAME##_avx2 (compiled for AVX2) and NAME##_base, and NAME choosing at run time. */
 #define DFX_MULTIVERSION(NAME, PARAMS, ARGS)                                             \
