@@ -26,6 +26,16 @@ sets are compared byte for byte.
 
 Goals (issue 7): neon <= 1/4 of portable, dotprod < neon. ``--check`` exits
 with status 1 when a goal is missed.
+
+``--ssd`` instead counts the whole MobileNet-SSD 300x300 (chuanqi305 prototxt,
+random weights, 8 bits by the one-pass quantizer: max-abs fl, nearest
+rounding, no fl search; DetectionOutput included), the network of issue 15's
+comparison with ncnn, with the kernel sets of ``--sets`` (default neon and
+dotprod; dotprod needs a CPU model with it, e.g. ``--cpu cortex-a76``; the
+model is cached in the build directory). ``--profile N`` adds, per set, the N
+functions of dfx-run that execute the most instructions in one inference
+(the plugin's per-block counts mapped to symbols with ``nm``; C library
+functions are attributed to the nearest exported libc symbol).
 """
 
 from __future__ import annotations
@@ -59,13 +69,15 @@ def build(build_dir: Path) -> Path:
 
 
 def count(build_dir: Path, cpu: str, kernels: str, model: Path, inp: Path, out: Path, repeat: int,
-          method: str, flags: list[str]) -> int:
+          method: str, flags: list[str], profile: dict[int, int] | None = None) -> int:
+    """Guest instructions of one dfx-run; with ``profile`` (plugin method), also fills it with
+    instructions per translated-block start address."""
     env = dict(os.environ, DFX_KERNELS=kernels)
     prog = [str(build_dir / "dfx-run"), "--verbose", *flags, "--repeat", str(repeat), str(model), str(inp), str(out)]
     if method == "plugin":
         try:
             n, proc = qemu_cross.count_insns("qemu-aarch64", cpu, build_dir / "libinsncount.so", prog,
-                                             sysroot=SYSROOT, env=env)
+                                             sysroot=SYSROOT, env=env, profile=profile)
         except RuntimeError as e:
             sys.exit(str(e))
         if f"kernels: {kernels}\n" not in proc.stderr:
@@ -161,6 +173,82 @@ def ssd_layers(work: Path, n: int):
     return result
 
 
+def ssd_full(work: Path, cache: Path):
+    """The whole MobileNet-SSD 300x300, 8 bits (native_nets.quantize8: one pass), cached as ``cache``/ssd_full.dfx."""
+    model, inp = cache / "ssd_full.dfx", cache / "ssd_full.in"
+    if not (model.exists() and inp.exists()):
+        from dfxsdk.io import save
+
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import native_nets as nets
+
+        q = nets.quantize8(nets.mobilenet_ssd())
+        save(q, work / "ssd_full.dfx")
+        x = nets.random_input(q, 1, seed=1)[q.inputs[0]]
+        (work / "ssd_full.in").write_bytes(x.astype(np.float32).tobytes())
+        shutil.move(work / "ssd_full.in", inp)
+        shutil.move(work / "ssd_full.dfx", model)
+    return "MobileNet-SSD 300x300, 8 bit, whole network", model, inp, [], 0
+
+
+def symbols(build_dir: Path) -> tuple[list[int], list[str]]:
+    """Sorted start addresses and names of dfx-run's functions (nm)."""
+    out = subprocess.run(["aarch64-linux-gnu-nm", "-n", "--defined-only", str(build_dir / "dfx-run")],
+                         check=True, capture_output=True, text=True).stdout
+    addrs, names = [], []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in "tTwW":
+            addrs.append(int(parts[0], 16))
+            names.append(parts[2])
+    return addrs, names
+
+
+def by_function(build_dir: Path, prof1: dict[int, int], prof3: dict[int, int]) -> dict[str, int]:
+    """Instructions of one inference ((repeat 3 - repeat 1) / 2) per function of dfx-run ("libc/other": the rest)."""
+    import bisect
+
+    addrs, names = symbols(build_dir)
+    # where qemu loaded the (position-independent) program: the base at which _init ran
+    init = addrs[names.index("_init")] if "_init" in names else 0
+    base = next((b for b in (0x5500000000, 0x4000000000, 0) if b + init in prof1), 0)
+    end = addrs[-1] + 65536 if addrs else 0
+    per: dict[str, int] = {}
+    for prof, sign in ((prof3, 1), (prof1, -1)):
+        for a, n in prof.items():
+            a -= base
+            i = bisect.bisect_right(addrs, a) - 1
+            name = names[i] if 0 <= i and a < end else "libc/other"
+            per[name] = per.get(name, 0) + sign * n
+    return {k: v // 2 for k, v in per.items()}
+
+
+def run_ssd(args, build_dir: Path, work: Path) -> int:
+    what, model, inp, flags, _ = ssd_full(work, build_dir)
+    print(f"{what}: guest instructions per inference, qemu-aarch64 -cpu {args.cpu}\n")
+    outs, rows = {}, {}
+    for ks in args.sets.split(","):
+        prof1: dict[int, int] | None = {} if args.profile else None
+        prof3: dict[int, int] | None = {} if args.profile else None
+        out1, out3 = work / f"ssd.{ks}.1.out", work / f"ssd.{ks}.3.out"
+        c1 = count(build_dir, args.cpu, ks, model, inp, out1, 1, args.method, flags, prof1)
+        c3 = count(build_dir, args.cpu, ks, model, inp, out3, 3, args.method, flags, prof3)
+        outs[ks] = out1.read_bytes()
+        if out3.read_bytes() != outs[ks]:
+            sys.exit(f"{what}: repeated runs differ ({ks})")
+        rows[ks] = (c3 - c1) // 2
+        print(f"  {ks:10s} {rows[ks] / 1e6:9.1f} M per inference   (whole process, 1 run: {c1 / 1e6:.1f} M)")
+        if prof1 is not None and prof3 is not None:
+            per = sorted(by_function(build_dir, prof1, prof3).items(), key=lambda t: -t[1])
+            for name, n in per[:args.profile]:
+                print(f"      {n / 1e6:9.2f} M {100 * n / rows[ks]:5.1f} %  {name}")
+    if len(set(outs.values())) > 1:
+        sys.exit(f"{what}: the kernel sets give different outputs")
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": args.cpu, "model": what, "per_inference": rows}, indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", type=Path, default=ROOT / "build" / "bench-aarch64")
@@ -170,10 +258,18 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lenet", action="store_true")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    ap.add_argument("--ssd", action="store_true", help="count the whole MobileNet-SSD instead (issue 15)")
+    ap.add_argument("--sets", default="neon,dotprod", help="--ssd: comma-separated kernel sets")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="--ssd: print the N costliest functions")
     args = ap.parse_args(argv)
 
     build_dir = build(args.build)
     work = Path(tempfile.mkdtemp(prefix="dfx-bench-"))
+    if args.ssd:
+        try:
+            return run_ssd(args, build_dir, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     cases = ([] if args.no_lenet else [lenet(work)]) + ssd_layers(work, args.layers)
     rows, ok = [], True
     print(f"guest instructions per inference, qemu-aarch64 -cpu {args.cpu}, method {args.method}; "

@@ -59,19 +59,27 @@ def parse_count(log: str) -> int:
 
 
 def count_insns(qemu: str, cpu: str, plugin: Path, prog: list[str], *, sysroot: str | None = None,
-                env: dict | None = None) -> tuple[int, subprocess.CompletedProcess]:
+                env: dict | None = None, profile: dict[int, int] | None = None
+                ) -> tuple[int, subprocess.CompletedProcess]:
     """Run ``prog`` under ``qemu -cpu cpu`` with the plugin: (instructions executed, finished process).
 
     ``sysroot`` is passed as ``-L`` (needed for dynamically linked programs). A non-zero exit raises
-    RuntimeError with the program's stderr.
+    RuntimeError with the program's stderr. With ``profile``, the plugin also counts per translated block
+    (``pertb=on``) and ``profile`` gets the instructions executed per block start address.
     """
     with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
-        cmd = [qemu, "-cpu", cpu, *(["-L", sysroot] if sysroot else []), "-plugin", str(plugin),
+        cmd = [qemu, "-cpu", cpu, *(["-L", sysroot] if sysroot else []),
+               "-plugin", str(plugin) + (",pertb=on" if profile is not None else ""),
                "-d", "plugin", "-D", log.name, *prog]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         text = Path(log.name).read_text()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(prog[:1])} failed under {qemu} -cpu {cpu}: {proc.stderr.strip()}")
+    if profile is not None:
+        for line in text.splitlines():
+            if line.startswith("tb "):
+                _, addr, k = line.split()
+                profile[int(addr, 16)] = profile.get(int(addr, 16), 0) + int(k)
     return parse_count(text), proc
 
 

@@ -97,6 +97,13 @@ struct dfx_kernels {
                             const float *bias, float *work);
     void (*dwconv_f32)(const float *x, int h, int w, const float *k, int kh, int kw, int sh, int sw, int pt, int pl,
                        int dh, int dw, float bias, float *out, int oh, int ow);
+
+    /* Entries appended for issue 15; NULL: the caller runs its own C. */
+
+    /* Quantize float32 values (fp_quantize_row of fixedpoint.h, bit-exact):
+     * out[i] = saturate_bw(round(x[i] * 2^fl)) with rounding one of RND_*,
+     * NaN -> 0; |fl| <= 800, 2 <= bw <= 32, out_bytes 1, 2 or 4. */
+    void (*quantize_f32)(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
 };
 
 /* Scratch floats of gemm_f32_packed for n columns and reduction length k. */

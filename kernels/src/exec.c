@@ -27,6 +27,7 @@ static void bind(const dfx_io_plan *io, uint8_t *arena, rt *r)
 typedef struct conv_job {
     const dfx_io_plan *io;
     uint8_t *arena;
+    const struct dfx_kernels *kf; /* store_range: the set's quantize_f32, if any */
 } conv_job;
 
 static void widen_range(void *ctx, int64_t a, int64_t b, int thread)
@@ -54,6 +55,9 @@ static void store_range(void *ctx, int64_t a, int64_t b, int thread)
     if (io->act == DFX_IO_NARROW) {
         const int32_t *q = (const int32_t *)(j->arena + io->conv);
         for (int64_t i = a; i < b; i++) dfx_st(dst, io->esz, i, q[i]);
+    } else if (j->kf->quantize_f32 && T->fl >= -800 && T->fl <= 800) {
+        j->kf->quantize_f32((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
+                            (uint8_t *)dst + a * io->esz, io->esz);
     } else {
         fp_quantize_row((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
                         (uint8_t *)dst + a * io->esz, io->esz);
@@ -64,14 +68,14 @@ static void store_range(void *ctx, int64_t a, int64_t b, int thread)
 
 static void widen_input(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par)
 {
-    conv_job j = {io, arena};
+    conv_job j = {io, arena, NULL};
     if (io->act == DFX_IO_WIDEN || io->act == DFX_IO_DEQUANT)
         dfx_par_range(par, io->count, COPY_GRAIN, 64, widen_range, &j);
 }
 
-static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par)
+static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par, const struct dfx_kernels *kf)
 {
-    conv_job j = {io, arena};
+    conv_job j = {io, arena, kf};
     if (io->act == DFX_IO_NARROW || io->act == DFX_IO_QUANT)
         dfx_par_range(par, io->count, COPY_GRAIN, 64, store_range, &j);
 }
@@ -262,6 +266,6 @@ dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels 
     }
     dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch, par);
     if (st) return st;
-    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par);
+    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par, kf);
     return DFX_OK;
 }

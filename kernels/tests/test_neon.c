@@ -8,6 +8,7 @@
  *
  * Prints which sets it checked; fails (exit 1) on the first difference. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,15 +57,64 @@ static void check_gemm(const struct dfx_kernels *ks)
     if (bad) FAIL("%s gemm_s8 m=%d n=%d k=%d lda=%d ldb=%d ldc=%d differs", ks->name, m, n, k, lda, ldb, ldc);
 }
 
+/* gemm_s8_packed against the portable gemm_s8: sizes off the blocks, odd k, -128/127, b_nonneg both ways
+ * (B >= 0 when set), and the additivity of packed_a_bytes at 48-row boundaries (dispatch.h). */
+static void check_gemm_packed(const struct dfx_kernels *ks)
+{
+    static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 48, 64, 97, 129};
+    if (!ks->packed_a_bytes) return;
+    int m = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
+    int n = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
+    int k = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 1200);
+    if (rndi(0, 10) == 0) k = rndi(1025, 2600); /* k blocks */
+    int nonneg = rndi(0, 1), lda = k + rndi(0, 3), ldb = n + rndi(0, 1) * rndi(0, 9), ldc = n + rndi(0, 2);
+    size_t bytes = ks->packed_a_bytes(m, k, nonneg);
+    int8_t *a = malloc((size_t)m * lda), *b = malloc((size_t)k * ldb);
+    uint8_t *ap = malloc(bytes + 1), *ap2 = malloc(bytes + 1);
+    int32_t *c0 = malloc(sizeof(int32_t) * (size_t)m * ldc), *c1 = malloc(sizeof(int32_t) * (size_t)m * ldc);
+    fill_s8(a, (size_t)m * lda);
+    fill_s8(b, (size_t)k * ldb);
+    if (nonneg)
+        for (size_t i = 0; i < (size_t)k * ldb; i++) b[i] = (int8_t)(b[i] < 0 ? -(b[i] + 1) : b[i]);
+    for (size_t i = 0; i < (size_t)m * ldc; i++) c0[i] = c1[i] = (int32_t)rnd64();
+    ks->pack_a(m, k, a, lda, ap, nonneg);
+    dfx_kernels_portable.gemm_s8(m, n, k, a, lda, b, ldb, c0, ldc);
+    ks->gemm_s8_packed(m, n, k, ap, b, ldb, c1, ldc, nonneg);
+    int bad = memcmp(c0, c1, sizeof(int32_t) * (size_t)m * ldc) != 0, split = 0;
+    if (m > 48) { /* rows [48, m) packed alone land at packed_a_bytes(48, k) */
+        size_t off = ks->packed_a_bytes(48, k, nonneg);
+        ks->pack_a(48, k, a, lda, ap2, nonneg);
+        ks->pack_a(m - 48, k, a + (size_t)48 * lda, lda, ap2 + off, nonneg);
+        split = off + ks->packed_a_bytes(m - 48, k, nonneg) != bytes || memcmp(ap, ap2, bytes) != 0;
+    }
+    free(a);
+    free(b);
+    free(ap);
+    free(ap2);
+    free(c0);
+    free(c1);
+    if (bad || split)
+        FAIL("%s gemm_s8_packed m=%d n=%d k=%d nonneg=%d ldb=%d ldc=%d %s", ks->name, m, n, k, nonneg, ldb, ldc,
+             bad ? "differs" : "packing is not additive");
+}
+
 static void check_dwconv(const struct dfx_kernels *ks)
 {
     int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 5), kw = rndi(1, 5), sh = rndi(1, 3), sw = rndi(1, 3);
-    if (rndi(0, 1)) {
+    if (rndi(0, 1)) { /* the 3 x 3 stride 1 / 2 path; sometimes planes of several strips */
         kh = kw = 3;
         sw = sh = rndi(1, 2);
+        if (rndi(0, 5) == 0) {
+            h = rndi(100, 400);
+            w = rndi(100, 400);
+        }
     }
     int dh = rndi(0, 3) ? 1 : 2, dw = rndi(0, 3) ? 1 : 2, pt = rndi(0, 2), pl = rndi(0, 2), pb = rndi(0, 2),
         pr = rndi(0, 2);
+    if (kh == 3 && kw == 3 && sh == 1 && sw == 1 && rndi(0, 1)) { /* "same" padding: the flattened-plane path */
+        pt = pl = pb = pr = 1;
+        dh = dw = 1;
+    }
     int oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1, ow = (w + pl + pr - dw * (kw - 1) - 1) / sw + 1;
     if (h + pt + pb - dh * (kh - 1) - 1 < 0 || w + pl + pr - dw * (kw - 1) - 1 < 0) return;
     int8_t *x = malloc((size_t)h * w), kk[25];
@@ -72,6 +122,8 @@ static void check_dwconv(const struct dfx_kernels *ks)
     fill_s8(x, (size_t)h * w);
     fill_s8(kk, (size_t)kh * kw);
     if (rndi(0, 4) == 0) kk[rndi(0, kh * kw - 1)] = 0;
+    for (int t = rndi(0, 2) ? 0 : rndi(1, 3); t > 0; t--) kk[rndi(0, kh * kw - 1)] = -128; /* -128 pairs */
+    if (rndi(0, 4) == 0) memset(x, 0x80, (size_t)h * w);                                   /* -128 * -128 everywhere */
     dfx_kernels_portable.dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
     ks->dwconv_s8(x, h, w, kk, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
     int bad = memcmp(o0, o1, sizeof(int32_t) * (size_t)oh * ow) != 0;
@@ -114,6 +166,33 @@ static void check_requant(const struct dfx_kernels *ks)
     if (memcmp(o0, o1, sizeof o0))
         FAIL("%s requant_s32 n=%d bias=%" PRId64 " lshift=%d shift=%d rounding=%d bw=%d out_bytes=%d differs", ks->name,
              n, bias, lshift, shift, rounding, bw, out_bytes);
+}
+
+/* quantize_f32 against fp_quantize_row: ties, NaN, infinities, -0.0, tiny and huge values, every mode. */
+static void check_quantize(const struct dfx_kernels *ks)
+{
+    if (!ks->quantize_f32) return;
+    int n = rndi(1, 90), fl = rndi(0, 5) ? rndi(-20, 20) : (rndi(0, 1) ? 800 : -800), rounding = rndi(0, 3);
+    int bw = rndi(0, 2) ? 8 : rndi(2, 32), out_bytes = bw <= 8 ? (1 << rndi(0, 2)) : bw <= 16 ? (2 << rndi(0, 1)) : 4;
+    float x[90];
+    for (int i = 0; i < n; i++) {
+        int kind = rndi(0, 9);
+        double v = ldexp((double)rndi(-300000, 300000), rndi(-18, 0) - fl);
+        if (kind == 0) v = ldexp(rndi(-400, 400) + 0.5, -fl); /* a tie */
+        else if (kind == 1) v = (double)(float)ldexp(1.0, -149) * (rndi(0, 1) ? -1 : 1);
+        else if (kind == 2) v = rndi(0, 1) ? INFINITY : -INFINITY;
+        else if (kind == 3) v = rndi(0, 1) ? NAN : -0.0;
+        else if (kind == 4) v = ldexp((double)rndi(-1000, 1000), rndi(0, 40) - fl);
+        x[i] = (float)v;
+    }
+    uint8_t o0[90 * 4], o1[90 * 4];
+    memset(o0, 0x5a, sizeof o0);
+    memset(o1, 0x5a, sizeof o1);
+    fp_quantize_row(x, n, fl, bw, rounding, o0, out_bytes);
+    ks->quantize_f32(x, n, fl, bw, rounding, o1, out_bytes);
+    if (memcmp(o0, o1, sizeof o0))
+        FAIL("%s quantize_f32 n=%d fl=%d rounding=%d bw=%d out_bytes=%d differs", ks->name, n, fl, rounding, bw,
+             out_bytes);
 }
 
 static void check_relu(const struct dfx_kernels *ks)
@@ -165,7 +244,7 @@ static void check_blocks(void)
 
 static void check_maxpool(const struct dfx_kernels *ks)
 {
-    static int8_t x[40 * 70], y0[40 * 70], y1[40 * 70];
+    static int8_t x[40 * 70], y0[46 * 76], y1[46 * 76]; /* oh, ow reach h + 2 * pt - kh + 1 <= h + 3 */
     int h = rndi(1, 40), w = rndi(1, 70), kh = rndi(1, 4), kw = rndi(1, 4), sh = rndi(1, 3), sw = rndi(1, 3);
     int pt = rndi(0, kh - 1), pl = rndi(0, kw - 1);
     int oh = (h + 2 * pt - kh) / sh + 1, ow = (w + 2 * pl - kw) / sw + 1;
@@ -200,13 +279,16 @@ int main(int argc, char **argv)
     for (int s = 0; s < 1 + dot; s++) {
         for (int i = 0; i < iters && failures < 10; i++) {
             check_gemm(sets[s]);
+            check_gemm_packed(sets[s]);
             check_dwconv(sets[s]);
             for (int j = 0; j < 20; j++) check_requant(sets[s]);
+            for (int j = 0; j < 5; j++) check_quantize(sets[s]);
             check_relu(sets[s]);
             check_maxpool(sets[s]);
         }
-        printf("%s: %d x (gemm_s8, dwconv_s8, 20 requant_s32, relu_s8, maxpool_s8) %s\n", sets[s]->name, iters,
-               failures ? "FAILED" : "equal to portable");
+        printf(
+            "%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, 20 requant_s32, 5 quantize_f32, relu_s8, maxpool_s8) %s\n",
+            sets[s]->name, iters, failures ? "FAILED" : "equal to portable");
     }
     for (int i = 0; i < iters * 10 && failures < 10; i++) check_blocks();
     printf("building blocks (maxpool/sumpool rows, add_s8): %s\n", failures ? "FAILED" : "equal to the reference");

@@ -13,6 +13,10 @@
 #include <string.h>
 
 #include "neon.h"
+
+#if defined(__GNUC__) && !defined(__clang__) /* short row loops stay inline, not memset/memcpy calls */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
 #include "store_row.h"
 
 #define GEMM_KC 256 /* multiple of 4 */
@@ -365,4 +369,205 @@ void dfx_neon_gemm_s8_k16(int m, int n, int k, const int8_t *a, int lda, const i
             }
         }
     }
+}
+
+/* ---- Packed weights (dispatch.h packed_a_bytes / pack_a / gemm_s8_packed), ARMv8.0.
+ *
+ * A is packed once per session into 4-row panels of 16-deep k chunks
+ * ([panel][chunk][4 rows][16 k], zero padded), the layout of tile4x4_k16.
+ * Per call, B is packed per block of PK_KC x PK_NC into 4-column panels of the
+ * same chunks by 16 x 16 byte transposes, once for all rows of A. When B is
+ * never negative (b_nonneg), two products share an int16 lane exactly
+ * (|a*b + c*d| <= 128 * 127 * 2 = 32512): SMULL + SMLAL2 + SADALP, 3
+ * instructions per 16 multiply-adds. Otherwise -128 * -128 twice would not
+ * fit, and the kernel widens every product on its own (SMULL, SMULL2, two
+ * SADALP), exact for all int8 values. */
+#define PK_KC 1024 /* multiple of 16 */
+#define PK_NC 32   /* multiple of 16 */
+
+size_t dfx_neon_packed_a_bytes(int m, int k, int b_nonneg)
+{
+    (void)b_nonneg;
+    return (size_t)((m + 3) / 4) * 4 * (size_t)((k + 15) / 16) * 16;
+}
+
+void dfx_neon_pack_panels(int m, int k, const int8_t *a, int lda, int8_t *dst, int rows, int depth)
+{
+    int groups = (k + depth - 1) / depth;
+    for (int r0 = 0; r0 < m; r0 += rows)
+        for (int g = 0; g < groups; g++)
+            for (int r = 0; r < rows; r++, dst += depth) {
+                int n = r0 + r >= m ? 0 : k - g * depth < depth ? k - g * depth : depth;
+                const int8_t *src = a + (size_t)(r0 + r) * lda + (size_t)g * depth;
+                if (n == 4 && depth == 4) memcpy(dst, src, 4); /* whole groups: fixed sizes, inline moves */
+                else if (n == 16 && depth == 16) memcpy(dst, src, 16);
+                else {
+                    memset(dst, 0, (size_t)depth);
+                    if (n) memcpy(dst, src, (size_t)n);
+                }
+            }
+}
+
+void dfx_neon_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg)
+{
+    (void)b_nonneg;
+    dfx_neon_pack_panels(m, k, a, lda, (int8_t *)dst, 4, 16);
+}
+
+static inline void trn8(int8x16_t *x, int i, int j)
+{
+    int8x16_t t = vtrn1q_s8(x[i], x[j]);
+    x[j] = vtrn2q_s8(x[i], x[j]);
+    x[i] = t;
+}
+
+static inline void trn16(int8x16_t *x, int i, int j)
+{
+    int16x8_t a = vreinterpretq_s16_s8(x[i]), b = vreinterpretq_s16_s8(x[j]);
+    x[i] = vreinterpretq_s8_s16(vtrn1q_s16(a, b));
+    x[j] = vreinterpretq_s8_s16(vtrn2q_s16(a, b));
+}
+
+static inline void trn32(int8x16_t *x, int i, int j)
+{
+    int32x4_t a = vreinterpretq_s32_s8(x[i]), b = vreinterpretq_s32_s8(x[j]);
+    x[i] = vreinterpretq_s8_s32(vtrn1q_s32(a, b));
+    x[j] = vreinterpretq_s8_s32(vtrn2q_s32(a, b));
+}
+
+static inline void trn64(int8x16_t *x, int i, int j)
+{
+    int64x2_t a = vreinterpretq_s64_s8(x[i]), b = vreinterpretq_s64_s8(x[j]);
+    x[i] = vreinterpretq_s8_s64(vtrn1q_s64(a, b));
+    x[j] = vreinterpretq_s8_s64(vtrn2q_s64(a, b));
+}
+
+/* x[r] = row r of a 16 x 16 byte block -> x[c] = column c. */
+static inline void transpose16(int8x16_t *x)
+{
+    for (int i = 0; i < 16; i += 2) trn8(x, i, i + 1);
+    for (int i = 0; i < 16; i += 4) {
+        trn16(x, i, i + 2);
+        trn16(x, i + 1, i + 3);
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int t = 0; t < 4; t++) trn32(x, i + t, i + t + 4);
+    for (int t = 0; t < 8; t++) trn64(x, t, t + 8);
+}
+
+/* B rows [0, kc) x columns [0, nc) (row stride ldb) -> 4-column panels of kq chunks ([chunk][4 cols][16 k]). */
+static void pack_b_k16(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
+{
+    int kq = (kc + 15) / 16, j0 = 0;
+    size_t panel = (size_t)kq * 64;
+    for (; j0 + 16 <= nc; j0 += 16)
+        for (int q = 0; q < kq; q++) {
+            int8x16_t x[16];
+            int rows = kc - q * 16 < 16 ? kc - q * 16 : 16;
+            for (int t = 0; t < 16; t++)
+                x[t] = t < rows ? vld1q_s8(b + (size_t)(q * 16 + t) * ldb + j0) : vdupq_n_s8(0);
+            transpose16(x);
+            for (int c = 0; c < 16; c++) vst1q_s8(dst + (size_t)((j0 + c) / 4) * panel + q * 64 + (c & 3) * 16, x[c]);
+        }
+    for (; j0 < nc; j0++) { /* the last columns one by one, then zero columns up to the panel */
+        int8_t *d = dst + (size_t)(j0 / 4) * panel + (j0 & 3) * 16;
+        for (int q = 0; q < kq; q++)
+            for (int t = 0; t < 16; t++) d[q * 64 + t] = q * 16 + t < kc ? b[(size_t)(q * 16 + t) * ldb + j0] : 0;
+    }
+    for (; j0 & 3; j0++) {
+        int8_t *d = dst + (size_t)(j0 / 4) * panel + (j0 & 3) * 16;
+        for (int q = 0; q < kq; q++) memset(d + q * 64, 0, 16);
+    }
+}
+
+/* 4 x 4 tile of C over kq >= 1 chunks of a packed A panel (ap) and B panel (bp), in assembly: the
+ * intrinsics version spills accumulators. v16..v31 hold the tile (row R, column J in v(16 + 4R + J)), v0..v3
+ * the A chunk, v4..v7 the B chunk, v8..v15 the int16 products; two chunks per loop iteration. A full tile
+ * that overwrites C is stored straight into C, others through r. */
+#define K16_LOAD "ld1 {v0.16b-v3.16b}, [%[a]], #64\n\tld1 {v4.16b-v7.16b}, [%[b]], #64\n\t"
+/* OP of row R's products into temporaries T..T+3 (columns 0..3) */
+#define K16_OP4(OP, R, HALF, T0, T1, T2, T3)                                                                     \
+    OP " v" #T0 ".8h, v" #R "." HALF ", v4." HALF "\n\t" OP " v" #T1 ".8h, v" #R "." HALF ", v5." HALF "\n\t" OP \
+       " v" #T2 ".8h, v" #R "." HALF ", v6." HALF "\n\t" OP " v" #T3 ".8h, v" #R "." HALF ", v7." HALF "\n\t"
+#define K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)                                                      \
+    "sadalp v" #A0 ".4s, v" #T0 ".8h\n\tsadalp v" #A1 ".4s, v" #T1 ".8h\n\tsadalp v" #A2 ".4s, v" #T2 \
+    ".8h\n\tsadalp v" #A3 ".4s, v" #T3 ".8h\n\t"
+/* b_nonneg: SMULL + SMLAL2 share the int16 lane; otherwise SMULL, SADALP, SMULL2, SADALP */
+#define K16_ROW_NN(R, A0, A1, A2, A3, T0, T1, T2, T3) \
+    K16_OP4("smull", R, "8b", T0, T1, T2, T3)         \
+    K16_OP4("smlal2", R, "16b", T0, T1, T2, T3) K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)
+#define K16_ROW_EX(R, A0, A1, A2, A3, T0, T1, T2, T3)                                    \
+    K16_OP4("smull", R, "8b", T0, T1, T2, T3)                                            \
+    K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3) K16_OP4("smull2", R, "16b", T0, T1, T2, T3) \
+        K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)
+#define K16_CHUNK(ROW)                                                                   \
+    K16_LOAD ROW(0, 16, 17, 18, 19, 8, 9, 10, 11) ROW(1, 20, 21, 22, 23, 12, 13, 14, 15) \
+        ROW(2, 24, 25, 26, 27, 8, 9, 10, 11) ROW(3, 28, 29, 30, 31, 12, 13, 14, 15)
+/* the whole tile: zero, an odd chunk, pairs of chunks, row sums (v0..v3), four row stores */
+#define K16_TILE(ROW)                                                                                                \
+    DFX_NEON_ZERO_V16_V31 "tbz %w[n], #0, 2f\n\t" K16_CHUNK(                                                         \
+        ROW) "subs %w[n], %w[n], #1\n\tb.eq 3f\n\t"                                                                  \
+             "2:\n\t" K16_CHUNK(ROW) K16_CHUNK(                                                                      \
+                 ROW) "subs %w[n], %w[n], #2\n\tb.ne 2b\n\t3:\n\t"                                                   \
+                      "addp v16.4s, v16.4s, v17.4s\n\taddp v18.4s, v18.4s, v19.4s\n\taddp v0.4s, v16.4s, v18.4s\n\t" \
+                      "addp v20.4s, v20.4s, v21.4s\n\taddp v22.4s, v22.4s, v23.4s\n\taddp v1.4s, v20.4s, v22.4s\n\t" \
+                      "addp v24.4s, v24.4s, v25.4s\n\taddp v26.4s, v26.4s, v27.4s\n\taddp v2.4s, v24.4s, v26.4s\n\t" \
+                      "addp v28.4s, v28.4s, v29.4s\n\taddp v30.4s, v30.4s, v31.4s\n\taddp v3.4s, v28.4s, v30.4s\n\t" \
+                      "st1 {v0.4s}, [%[r]], %[rs]\n\tst1 {v1.4s}, [%[r]], %[rs]\n\t"                                 \
+                      "st1 {v2.4s}, [%[r]], %[rs]\n\tst1 {v3.4s}, [%[r]], %[rs]\n\t"
+#define K16_OPERANDS                                                                                           \
+    : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kq), [r] "+r"(out)                                          \
+    : [rs] "r"(rs)                                                                                      \
+    : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", \
+      "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", \
+      "v29", "v30", "v31"
+
+static inline void tile4x4_packed(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
+                                  int acc, int nonneg)
+{
+    int32_t r[16] __attribute__((aligned(16)));
+    int direct = mr == 4 && nr == 4 && !acc;
+    int32_t *out = direct ? c : r;
+    size_t rs = direct ? (size_t)ldc * 4 : 16;
+    if (nonneg) __asm__ volatile(K16_TILE(K16_ROW_NN) K16_OPERANDS);
+    else __asm__ volatile(K16_TILE(K16_ROW_EX) K16_OPERANDS);
+    if (direct) return;
+    for (int i = 0; i < mr; i++) {
+        int32_t *cr = c + (size_t)i * ldc;
+        int32x4_t v = vld1q_s32(r + 4 * i);
+        if (nr == 4) {
+            vst1q_s32(cr, acc ? vaddq_s32(v, vld1q_s32(cr)) : v);
+        } else {
+            for (int j = 0; j < nr; j++)
+                cr[j] = acc ? (int32_t)((uint32_t)cr[j] + (uint32_t)r[4 * i + j]) : r[4 * i + j];
+        }
+    }
+}
+
+static void run_packed_k16(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                           int nonneg)
+{
+    int8_t bbuf[PK_NC * PK_KC] __attribute__((aligned(16)));
+    int kqa = (k + 15) / 16; /* chunks of a packed A panel */
+    const int8_t *A = (const int8_t *)ap;
+    for (int k0 = 0; k0 < k; k0 += PK_KC) {
+        int kc = imin(PK_KC, k - k0), kq = (kc + 15) / 16;
+        for (int j0 = 0; j0 < n; j0 += PK_NC) {
+            int nc = imin(PK_NC, n - j0);
+            pack_b_k16(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
+            for (int i0 = 0; i0 < m; i0 += 4) {
+                const int8_t *pa = A + (size_t)(i0 / 4) * kqa * 64 + (size_t)(k0 / 16) * 64;
+                for (int q0 = 0; q0 < nc; q0 += 4)
+                    tile4x4_packed(kq, pa, bbuf + (size_t)q0 * kq * 16, c + (size_t)i0 * ldc + j0 + q0, ldc,
+                                   imin(4, m - i0), imin(4, nc - q0), k0 > 0, nonneg);
+            }
+        }
+    }
+}
+
+void dfx_neon_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                             int b_nonneg)
+{
+    if (b_nonneg) run_packed_k16(m, n, k, ap, b, ldb, c, ldc, 1);
+    else run_packed_k16(m, n, k, ap, b, ldb, c, ldc, 0);
 }

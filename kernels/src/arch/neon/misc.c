@@ -1,6 +1,7 @@
 /* Element-wise NEON kernels: ReLU and max pooling of int8 codes (dispatch.h),
  * and building blocks for pooling and Eltwise rows (neon.h). */
 #include <arm_neon.h>
+#include <math.h>
 
 #include "../../fixedpoint.h"
 #include "neon.h"
@@ -139,4 +140,52 @@ void dfx_neon_maxpool_s8(const int8_t *x, int h, int w, int kh, int kw, int sh, 
         }
         for (; ox < ow; ox++) o[ox] = pool_one(x, h, w, kh, kw, sh, sw, pt, pl, oy, ox, empty);
     }
+}
+
+/* Quantization of float32 values (dispatch.h quantize_f32), in float64 lanes like fp_quantize_row:
+ * s = x * 2^fl is exact in double for |fl| <= 800; FRINTM / FRINTN / FRINTA round it as floor, nearbyint
+ * (to even) and half away from zero do, and HALF_UP is FRINTM(s + 0.5) (exact in double); clamping after
+ * rounding equals clamping before (the bounds are integers), and NaN stays NaN through FMAX/FMIN and
+ * converts to 0 (FCVTZS). Int8 and int16 outputs with bw <= 16; other widths take fp_quantize_row. */
+static inline float64x2_t round_f64(float64x2_t s, int rounding)
+{
+    switch (rounding) {
+        case RND_FLOOR: return vrndmq_f64(s);
+        case RND_HALF_EVEN: return vrndnq_f64(s);
+        case RND_HALF_UP: return vrndmq_f64(vaddq_f64(s, vdupq_n_f64(0.5)));
+        default: return vrndaq_f64(s);
+    }
+}
+
+static inline int32x4_t quant4(const float *x, float64x2_t sc, float64x2_t lo, float64x2_t hi, int rounding)
+{
+    float32x4_t v = vld1q_f32(x);
+    float64x2_t a = vmulq_f64(vcvt_f64_f32(vget_low_f32(v)), sc), b = vmulq_f64(vcvt_high_f64_f32(v), sc);
+    a = vminq_f64(vmaxq_f64(round_f64(a, rounding), lo), hi);
+    b = vminq_f64(vmaxq_f64(round_f64(b, rounding), lo), hi);
+    return vcombine_s32(vmovn_s64(vcvtq_s64_f64(a)), vmovn_s64(vcvtq_s64_f64(b)));
+}
+
+#define QLOOP(R)                                                                                                \
+    for (; i + 8 <= n; i += 8) {                                                                                \
+        int16x8_t q =                                                                                           \
+            vcombine_s16(vmovn_s32(quant4(x + i, sc, lo, hi, R)), vmovn_s32(quant4(x + i + 4, sc, lo, hi, R))); \
+        if (out_bytes == 1) vst1_s8((int8_t *)out + i, vmovn_s16(q));                                           \
+        else vst1q_s16((int16_t *)out + i, q);                                                                  \
+    }
+
+void dfx_neon_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes)
+{
+    int64_t i = 0;
+    if (bw <= 16 && out_bytes <= 2) {
+        float64x2_t sc = vdupq_n_f64(ldexp(1.0, fl)), hi = vdupq_n_f64((double)((1 << (bw - 1)) - 1)),
+                    lo = vdupq_n_f64((double)-(1 << (bw - 1)));
+        switch (rounding) {
+            case RND_FLOOR: QLOOP(RND_FLOOR) break;
+            case RND_HALF_EVEN: QLOOP(RND_HALF_EVEN) break;
+            case RND_HALF_UP: QLOOP(RND_HALF_UP) break;
+            default: QLOOP(RND_HALF_AWAY) break;
+        }
+    }
+    if (i < n) fp_quantize_row(x + i, n - i, fl, bw, rounding, (char *)out + i * out_bytes, out_bytes);
 }

@@ -44,6 +44,18 @@ void dfx_neon_gemv_dot(int m, int k, const int8_t *a, int lda, const int8_t *x, 
 void dfx_neon_gemm_s8(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
 /* ARMv8.0 GEMM over 16-deep k chunks (SMULL + SMLAL2 + SADALP; gemm.c) */
 void dfx_neon_gemm_s8_k16(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
+/* A rows [0, m) x k -> panels of `rows` rows: [panel][group of `depth` k][rows][depth], zero padded (gemm.c). */
+void dfx_neon_pack_panels(int m, int k, const int8_t *a, int lda, int8_t *dst, int rows, int depth);
+/* Packed weights (dispatch.h): 4-row panels of 16-deep chunks, SMULL/SMLAL2/SADALP kernels (gemm.c). */
+size_t dfx_neon_packed_a_bytes(int m, int k, int b_nonneg);
+void dfx_neon_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
+void dfx_neon_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                             int b_nonneg);
+/* Packed weights of the dotprod set: 8-row panels of 4-deep groups, SDOT 8 x 8 kernel (gemm_dot.c). */
+size_t dfx_dot_packed_a_bytes(int m, int k, int b_nonneg);
+void dfx_dot_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
+void dfx_dot_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                            int b_nonneg);
 void dfx_neon_gemm_s8_dot(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
 void dfx_neon_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
                         int dh, int dw, int32_t *out, int oh, int ow);
@@ -52,6 +64,8 @@ void dfx_neon_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, i
 void dfx_neon_relu_s8(const int8_t *x, int8_t *y, int n);
 void dfx_neon_maxpool_s8(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
                          int oh, int ow, int8_t empty);
+
+void dfx_neon_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
 
 /* Building blocks (misc.c); the maxpool row is used by dfx_neon_maxpool_s8. */
 /* y[i] = max over the r rows rows[t][i * stride] (stride 1 or 2), int8 codes. */

@@ -14,7 +14,14 @@
  * which is a multiple of 2^s and rounds the same either way. Negative shifts
  * are saturating left shifts (SQSHL): the result saturates to bw <= 32 in
  * exactly the cases where fp_round_shift's capped shift does. The int64
- * result saturates to int32 (SQXTN), then to bw (SMIN/SMAX), then narrows. */
+ * result saturates to int32 (SQXTN), then to bw (SMIN/SMAX), then narrows.
+ *
+ * Int8 outputs with 0 <= shift <= 30 - bw and |bias| <= 2^30 (the usual
+ * case) take int32 lanes, four per register: acc << lshift saturates (SQSHL)
+ * and + bias saturates (SQADD). A saturated value v stands for a true value
+ * of the same sign with |true| >= 2^30 - 1 after the bias (|bias| <= 2^30),
+ * and so does v itself; both round to at least 2^(30 - shift) - 1 >= 2^bw - 1
+ * in magnitude and saturate to the same bound, so the result is exact. */
 #include <arm_neon.h>
 
 #include "../../fixedpoint.h"
@@ -63,6 +70,65 @@ static inline int32x4_t step4(int32x4_t a, int mode, int64x2_t ls, int64x2_t vb,
         }                                                                                      \
     }
 
+static inline int32x4_t round32(int32x4_t v, int mode, int32x4_t sh, int32x4_t one)
+{
+    switch (mode) {
+        case M_ZERO: return v;
+        case M_FLOOR: return vshlq_s32(v, sh);
+        case M_UP: return vrshlq_s32(v, sh);
+        case M_AWAY: return vrshlq_s32(vqaddq_s32(v, vshrq_n_s32(v, 31)), sh);
+        default: {
+            int32x4_t odd = vandq_s32(vshlq_s32(v, sh), one);
+            return vrshlq_s32(vqaddq_s32(v, vsubq_s32(odd, one)), sh);
+        }
+    }
+}
+
+static inline int16x8_t step8_32(const int32_t *a, int mode, int lsh, int32x4_t ls, int32x4_t vb, int32x4_t sh,
+                                 int32x4_t one)
+{
+    int32x4_t v0 = vld1q_s32(a), v1 = vld1q_s32(a + 4);
+    if (lsh) {
+        v0 = vqshlq_s32(v0, ls);
+        v1 = vqshlq_s32(v1, ls);
+    }
+    v0 = vqaddq_s32(v0, vb);
+    v1 = vqaddq_s32(v1, vb);
+    return vqmovn_high_s32(vqmovn_s32(round32(v0, mode, sh, one)), round32(v1, mode, sh, one));
+}
+
+#define LOOP32(MODE, LSH, CLAMP)                                                                 \
+    for (; i + 16 <= n; i += 16) {                                                               \
+        int8x16_t r = vqmovn_high_s16(vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one)), \
+                                      step8_32(acc + i + 8, MODE, LSH, ls, vb, sh, one));        \
+        vst1q_s8(o + i, CLAMP ? vmaxq_s8(vminq_s8(r, vhi), vlo) : r);                            \
+    }                                                                                            \
+    for (; i + 8 <= n; i += 8) {                                                                 \
+        int8x8_t r = vqmovn_s16(step8_32(acc + i, MODE, LSH, ls, vb, sh, one));                  \
+        vst1_s8(o + i, CLAMP ? vmax_s8(vmin_s8(r, vget_low_s8(vhi)), vget_low_s8(vlo)) : r);     \
+    }
+/* CLAMP: bw < 8 (SQXTN already saturates to 8 bits) */
+#define MODES32(LSH, CLAMP)                              \
+    switch (mode) {                                      \
+        case M_ZERO: LOOP32(M_ZERO, LSH, CLAMP) break;   \
+        case M_FLOOR: LOOP32(M_FLOOR, LSH, CLAMP) break; \
+        case M_UP: LOOP32(M_UP, LSH, CLAMP) break;       \
+        case M_AWAY: LOOP32(M_AWAY, LSH, CLAMP) break;   \
+        default: LOOP32(M_EVEN, LSH, CLAMP) break;       \
+    }
+
+/* The int32-lane path (see the top of the file); returns how many leading elements it wrote. */
+static int requant_s8_lanes32(const int32_t *acc, int n, int64_t bias, int lshift, int s, int mode, int bw, int8_t *o)
+{
+    int32x4_t ls = vdupq_n_s32(lshift), vb = vdupq_n_s32((int32_t)bias), sh = vdupq_n_s32(-s), one = vdupq_n_s32(1);
+    int8x16_t vhi = vdupq_n_s8((int8_t)((1 << (bw - 1)) - 1)), vlo = vdupq_n_s8((int8_t)-(1 << (bw - 1)));
+    int i = 0;
+    if (lshift) MODES32(1, 1)
+    else if (bw < 8) MODES32(0, 1)
+    else MODES32(0, 0)
+    return i;
+}
+
 void dfx_neon_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
                           void *out, int out_bytes)
 {
@@ -81,14 +147,16 @@ void dfx_neon_requant_s32(const int32_t *acc, int n, int64_t bias, int lshift, i
     int clamp = bw < 32;
     int32x4_t vhi = vdupq_n_s32((int32_t)hi), vlo = vdupq_n_s32((int32_t)lo);
     int i = 0;
-    switch (mode) {
-        case M_ZERO: LOOP(M_ZERO) break;
-        case M_LEFT: LOOP(M_LEFT) break;
-        case M_FLOOR: LOOP(M_FLOOR) break;
-        case M_UP: LOOP(M_UP) break;
-        case M_AWAY: LOOP(M_AWAY) break;
-        default: LOOP(M_EVEN) break;
-    }
+    if (out_bytes == 1 && mode != M_LEFT && s <= 30 - bw && bias >= -((int64_t)1 << 30) && bias <= ((int64_t)1 << 30))
+        i = requant_s8_lanes32(acc, n, bias, lshift, s, mode, bw, (int8_t *)out);
+    else switch (mode) {
+            case M_ZERO: LOOP(M_ZERO) break;
+            case M_LEFT: LOOP(M_LEFT) break;
+            case M_FLOOR: LOOP(M_FLOOR) break;
+            case M_UP: LOOP(M_UP) break;
+            case M_AWAY: LOOP(M_AWAY) break;
+            default: LOOP(M_EVEN) break;
+        }
     for (; i < n; i++) {
         int64_t v = (int64_t)((uint64_t)(int64_t)acc[i] << lshift) + bias;
         int64_t r = fp_round_shift(v, shift, rounding);

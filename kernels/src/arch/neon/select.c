@@ -26,13 +26,14 @@ const struct dfx_kernels dfx_kernels_neon = {
     dfx_neon_requant_s32,
     dfx_neon_relu_s8,
     dfx_neon_maxpool_s8,
-    NULL,
-    NULL,
-    NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
+    dfx_neon_packed_a_bytes,
+    dfx_neon_pack_a,
+    dfx_neon_gemm_s8_packed,
     NULL,
     NULL,
     NULL,
     NULL, /* no float entries: float layers run the scalar loops */
+    dfx_neon_quantize_f32,
 };
 
 const struct dfx_kernels dfx_kernels_dotprod = {
@@ -42,11 +43,12 @@ const struct dfx_kernels dfx_kernels_dotprod = {
     dfx_neon_requant_s32,
     dfx_neon_relu_s8,
     dfx_neon_maxpool_s8,
-    NULL,
-    NULL,
-    NULL, /* no packed weights: the NEON GEMMs read int8 rows in place */
+    dfx_dot_packed_a_bytes,
+    dfx_dot_pack_a,
+    dfx_dot_gemm_s8_packed,
     NULL,
     NULL,
     NULL,
     NULL, /* no float entries: float layers run the scalar loops */
+    dfx_neon_quantize_f32,
 };

@@ -5,6 +5,13 @@
 #include <arm_neon.h>
 #include <stdint.h>
 
+/* Assembly text that zeroes v16..v31, the accumulators of both packed-weights micro-kernels. */
+#define DFX_NEON_ZERO_V16_V31                                                                         \
+    "movi v16.4s, #0\n\tmovi v17.4s, #0\n\tmovi v18.4s, #0\n\tmovi v19.4s, #0\n\tmovi v20.4s, #0\n\t" \
+    "movi v21.4s, #0\n\tmovi v22.4s, #0\n\tmovi v23.4s, #0\n\tmovi v24.4s, #0\n\tmovi v25.4s, #0\n\t" \
+    "movi v26.4s, #0\n\tmovi v27.4s, #0\n\tmovi v28.4s, #0\n\tmovi v29.4s, #0\n\tmovi v30.4s, #0\n\t" \
+    "movi v31.4s, #0\n\t"
+
 /* c[0..nr) = (accumulate ? c : 0) + [lo, hi][0..nr), for nr <= 8. */
 static inline void dfx_neon_store_row(int32_t *c, int32x4_t lo, int32x4_t hi, int nr, int accumulate)
 {

@@ -32,4 +32,5 @@ const struct dfx_kernels dfx_kernels_neon32 = {
     NULL,
     NULL,
     NULL, /* no float entries: the float layers run the portable loops */
+    NULL, /* quantize_f32: fp_quantize_row */
 };

@@ -371,6 +371,7 @@ static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
 #endif
 
 const struct dfx_kernels dfx_kernels_portable = {
-    "portable",       gemm_s8_portable,    dwconv_s8_portable, requant_s32_portable,
-    relu_s8_portable, maxpool_s8_portable, PACKED_ENTRIES, FLOAT_ENTRIES,
+    "portable",           gemm_s8_portable, dwconv_s8_portable,
+    requant_s32_portable, relu_s8_portable, maxpool_s8_portable,
+    PACKED_ENTRIES,       FLOAT_ENTRIES,    NULL, /* quantize_f32: fp_quantize_row */
 };
