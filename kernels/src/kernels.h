@@ -88,8 +88,8 @@ dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const int6
                                int64_t ycount, const struct dfx_kernels *kf, dfx_linprep *lp, size_t *work);
 void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                          const rt *b, rt *y);
-void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w,
-                     const rt *b, rt *y);
+void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w, const rt *b,
+                     rt *y);
 void dfx_im2col_f32(const dt_opts *o, const float *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
                     int64_t n, float *col);
 /* A registered custom operator (dfx_register_custom_op, ops/custom.c). */

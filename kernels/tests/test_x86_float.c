@@ -78,8 +78,8 @@ static void check_gemm(int m, int n, int k, int with_bias)
                 mag += fabs(t);
             }
             if (!close_enough(got, s, mag, k + 1)) {
-                printf("gemm_f32 m=%d n=%d k=%d bias=%d: C[%d][%d] = %.9g, exact %.9g\n", m, n, k, with_bias, i, j,
-                       got, s);
+                printf("gemm_f32 m=%d n=%d k=%d bias=%d: C[%d][%d] = %.9g, exact %.9g\n", m, n, k, with_bias, i, j, got,
+                       s);
                 failures++;
             }
         }
@@ -146,9 +146,9 @@ int main(int argc, char **argv)
         return 77;
     }
     guard_init();
-    static const int gemm_fixed[][3] = {{6, 16, 256}, {1, 1, 1},     {7, 17, 257},  {72, 16, 512}, {73, 100, 1},
-                                        {80, 5, 300}, {12, 256, 27}, {5, 3, 1000}, {144, 33, 64},
-                                        {500, 1, 800}, {7, 1, 5}, {13, 1, 4},   {6, 1, 1}};
+    static const int gemm_fixed[][3] = {{6, 16, 256}, {1, 1, 1},     {7, 17, 257}, {72, 16, 512}, {73, 100, 1},
+                                        {80, 5, 300}, {12, 256, 27}, {5, 3, 1000}, {144, 33, 64}, {500, 1, 800},
+                                        {7, 1, 5},    {13, 1, 4},    {6, 1, 1}};
     for (size_t i = 0; i < sizeof gemm_fixed / sizeof gemm_fixed[0]; i++)
         for (int bias = 0; bias < 2; bias++) check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2], bias);
     for (int i = 0; i < iters / 20 && failures < 10; i++)
@@ -179,7 +179,8 @@ int main(int argc, char **argv)
 #else
 int main(void)
 {
-    printf("test_x86_float: SKIPPED: built without the x86 SIMD code (not x86-64 with GCC/Clang, or DFX_NO_X86_SIMD)\n");
+    printf(
+        "test_x86_float: SKIPPED: built without the x86 SIMD code (not x86-64 with GCC/Clang, or DFX_NO_X86_SIMD)\n");
     return 77;
 }
 #endif

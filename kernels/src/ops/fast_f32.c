@@ -45,7 +45,7 @@ dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const int6
     int dw = f32_depthwise(L, w);
     size_t gb = kf->packed_f32_bytes(dw ? 1 : (int)og, (int)K);
     if (!gb) return DFX_OK; /* not on this CPU */
-    if (!dw) { /* GEMM scratch; FC: x^T and the result; convolution: the im2col block */
+    if (!dw) {              /* GEMM scratch; FC: x^T and the result; convolution: the im2col block */
         int64_t cols = L->op == OP_CONV2D ? ys[2] * ys[3] : ycount / O, nb = f32_block(K, cols);
         *work = fp_align64(DFX_F32_WORK(nb, K) * sizeof(float));
         if (L->op == OP_FC) *work += fp_align64((size_t)(K * nb) * sizeof(float)) + fp_align64((size_t)(O * nb) * 4);
@@ -112,8 +112,8 @@ void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct 
     }
 }
 
-void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w,
-                     const rt *b, rt *y)
+void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w, const rt *b,
+                     rt *y)
 {
     int64_t K = lp->K, O = w->shape[0];
     int64_t M = O ? y->count / O : 0, nb = f32_block(K, M);

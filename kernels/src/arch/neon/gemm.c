@@ -484,43 +484,59 @@ static void pack_b_k16(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
  * intrinsics version spills accumulators. v16..v31 hold the tile (row R, column J in v(16 + 4R + J)), v0..v3
  * the A chunk, v4..v7 the B chunk, v8..v15 the int16 products; two chunks per loop iteration. A full tile
  * that overwrites C is stored straight into C, others through r. */
+// clang-format off
 #define K16_LOAD "ld1 {v0.16b-v3.16b}, [%[a]], #64\n\tld1 {v4.16b-v7.16b}, [%[b]], #64\n\t"
 /* OP of row R's products into temporaries T..T+3 (columns 0..3) */
-#define K16_OP4(OP, R, HALF, T0, T1, T2, T3)                                                                     \
-    OP " v" #T0 ".8h, v" #R "." HALF ", v4." HALF "\n\t" OP " v" #T1 ".8h, v" #R "." HALF ", v5." HALF "\n\t" OP \
-       " v" #T2 ".8h, v" #R "." HALF ", v6." HALF "\n\t" OP " v" #T3 ".8h, v" #R "." HALF ", v7." HALF "\n\t"
-#define K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)                                                      \
-    "sadalp v" #A0 ".4s, v" #T0 ".8h\n\tsadalp v" #A1 ".4s, v" #T1 ".8h\n\tsadalp v" #A2 ".4s, v" #T2 \
-    ".8h\n\tsadalp v" #A3 ".4s, v" #T3 ".8h\n\t"
+#define K16_OP4(OP, R, HALF, T0, T1, T2, T3) \
+    OP " v" #T0 ".8h, v" #R "." HALF ", v4." HALF "\n\t" \
+    OP " v" #T1 ".8h, v" #R "." HALF ", v5." HALF "\n\t" \
+    OP " v" #T2 ".8h, v" #R "." HALF ", v6." HALF "\n\t" \
+    OP " v" #T3 ".8h, v" #R "." HALF ", v7." HALF "\n\t"
+#define K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3) \
+    "sadalp v" #A0 ".4s, v" #T0 ".8h\n\t" \
+    "sadalp v" #A1 ".4s, v" #T1 ".8h\n\t" \
+    "sadalp v" #A2 ".4s, v" #T2 ".8h\n\t" \
+    "sadalp v" #A3 ".4s, v" #T3 ".8h\n\t"
 /* b_nonneg: SMULL + SMLAL2 share the int16 lane; otherwise SMULL, SADALP, SMULL2, SADALP */
 #define K16_ROW_NN(R, A0, A1, A2, A3, T0, T1, T2, T3) \
-    K16_OP4("smull", R, "8b", T0, T1, T2, T3)         \
-    K16_OP4("smlal2", R, "16b", T0, T1, T2, T3) K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)
-#define K16_ROW_EX(R, A0, A1, A2, A3, T0, T1, T2, T3)                                    \
-    K16_OP4("smull", R, "8b", T0, T1, T2, T3)                                            \
-    K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3) K16_OP4("smull2", R, "16b", T0, T1, T2, T3) \
-        K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)
-#define K16_CHUNK(ROW)                                                                   \
-    K16_LOAD ROW(0, 16, 17, 18, 19, 8, 9, 10, 11) ROW(1, 20, 21, 22, 23, 12, 13, 14, 15) \
-        ROW(2, 24, 25, 26, 27, 8, 9, 10, 11) ROW(3, 28, 29, 30, 31, 12, 13, 14, 15)
+    K16_OP4("smull", R, "8b", T0, T1, T2, T3) \
+    K16_OP4("smlal2", R, "16b", T0, T1, T2, T3) \
+    K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)
+#define K16_ROW_EX(R, A0, A1, A2, A3, T0, T1, T2, T3) \
+    K16_OP4("smull", R, "8b", T0, T1, T2, T3) \
+    K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3) \
+    K16_OP4("smull2", R, "16b", T0, T1, T2, T3) \
+    K16_ACC4(A0, A1, A2, A3, T0, T1, T2, T3)
+#define K16_CHUNK(ROW) \
+    K16_LOAD \
+    ROW(0, 16, 17, 18, 19, 8, 9, 10, 11) ROW(1, 20, 21, 22, 23, 12, 13, 14, 15) \
+    ROW(2, 24, 25, 26, 27, 8, 9, 10, 11) ROW(3, 28, 29, 30, 31, 12, 13, 14, 15)
 /* the whole tile: zero, an odd chunk, pairs of chunks, row sums (v0..v3), four row stores */
-#define K16_TILE(ROW)                                                                                                \
-    DFX_NEON_ZERO_V16_V31 "tbz %w[n], #0, 2f\n\t" K16_CHUNK(                                                         \
-        ROW) "subs %w[n], %w[n], #1\n\tb.eq 3f\n\t"                                                                  \
-             "2:\n\t" K16_CHUNK(ROW) K16_CHUNK(                                                                      \
-                 ROW) "subs %w[n], %w[n], #2\n\tb.ne 2b\n\t3:\n\t"                                                   \
-                      "addp v16.4s, v16.4s, v17.4s\n\taddp v18.4s, v18.4s, v19.4s\n\taddp v0.4s, v16.4s, v18.4s\n\t" \
-                      "addp v20.4s, v20.4s, v21.4s\n\taddp v22.4s, v22.4s, v23.4s\n\taddp v1.4s, v20.4s, v22.4s\n\t" \
-                      "addp v24.4s, v24.4s, v25.4s\n\taddp v26.4s, v26.4s, v27.4s\n\taddp v2.4s, v24.4s, v26.4s\n\t" \
-                      "addp v28.4s, v28.4s, v29.4s\n\taddp v30.4s, v30.4s, v31.4s\n\taddp v3.4s, v28.4s, v30.4s\n\t" \
-                      "st1 {v0.4s}, [%[r]], %[rs]\n\tst1 {v1.4s}, [%[r]], %[rs]\n\t"                                 \
-                      "st1 {v2.4s}, [%[r]], %[rs]\n\tst1 {v3.4s}, [%[r]], %[rs]\n\t"
-#define K16_OPERANDS                                                                                           \
-    : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kq), [r] "+r"(out)                                          \
-    : [rs] "r"(rs)                                                                                      \
+#define K16_TILE(ROW) \
+    DFX_NEON_ZERO_V16_V31 \
+    "tbz %w[n], #0, 2f\n\t" \
+    K16_CHUNK(ROW) \
+    "subs %w[n], %w[n], #1\n\t" \
+    "b.eq 3f\n\t" \
+    "2:\n\t" \
+    K16_CHUNK(ROW) \
+    K16_CHUNK(ROW) \
+    "subs %w[n], %w[n], #2\n\t" \
+    "b.ne 2b\n\t" \
+    "3:\n\t" \
+    "addp v16.4s, v16.4s, v17.4s\n\taddp v18.4s, v18.4s, v19.4s\n\taddp v0.4s, v16.4s, v18.4s\n\t" \
+    "addp v20.4s, v20.4s, v21.4s\n\taddp v22.4s, v22.4s, v23.4s\n\taddp v1.4s, v20.4s, v22.4s\n\t" \
+    "addp v24.4s, v24.4s, v25.4s\n\taddp v26.4s, v26.4s, v27.4s\n\taddp v2.4s, v24.4s, v26.4s\n\t" \
+    "addp v28.4s, v28.4s, v29.4s\n\taddp v30.4s, v30.4s, v31.4s\n\taddp v3.4s, v28.4s, v30.4s\n\t" \
+    "st1 {v0.4s}, [%[r]], %[rs]\n\tst1 {v1.4s}, [%[r]], %[rs]\n\t" \
+    "st1 {v2.4s}, [%[r]], %[rs]\n\tst1 {v3.4s}, [%[r]], %[rs]\n\t"
+#define K16_OPERANDS \
+    : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kq), [r] "+r"(out) \
+    : [rs] "r"(rs) \
     : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", \
       "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", \
       "v29", "v30", "v31"
+// clang-format on
 
 static inline void tile4x4_packed(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
                                   int acc, int nonneg)

@@ -155,36 +155,49 @@ static void pack_b_dot(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
 
 /* 8 x 8 tile of C over kg >= 1 groups, two groups per loop iteration. */
 /* the 16 SDOTs of one group: A rows in VA (rows 0..3) and VA + 1 (4..7), B columns in VB (0..3), VB + 1 (4..7) */
+// clang-format off
 #define DOT_PAIR(C0, C1, A, L, B0, B1) \
-    "sdot v" #C0 ".4s, v" #B0 ".16b, v" #A ".4b[" #L "]\n\tsdot v" #C1 ".4s, v" #B1 ".16b, v" #A ".4b[" #L "]\n\t"
-#define DOT_GROUP(A0, A1, B0, B1)                                                                       \
-    DOT_PAIR(16, 17, A0, 0, B0, B1)                                                                     \
-    DOT_PAIR(18, 19, A0, 1, B0, B1) DOT_PAIR(20, 21, A0, 2, B0, B1) DOT_PAIR(22, 23, A0, 3, B0, B1)     \
-        DOT_PAIR(24, 25, A1, 0, B0, B1) DOT_PAIR(26, 27, A1, 1, B0, B1) DOT_PAIR(28, 29, A1, 2, B0, B1) \
-            DOT_PAIR(30, 31, A1, 3, B0, B1)
+    "sdot v" #C0 ".4s, v" #B0 ".16b, v" #A ".4b[" #L "]\n\t" \
+    "sdot v" #C1 ".4s, v" #B1 ".16b, v" #A ".4b[" #L "]\n\t"
+#define DOT_GROUP(A0, A1, B0, B1) \
+    DOT_PAIR(16, 17, A0, 0, B0, B1) DOT_PAIR(18, 19, A0, 1, B0, B1) \
+    DOT_PAIR(20, 21, A0, 2, B0, B1) DOT_PAIR(22, 23, A0, 3, B0, B1) \
+    DOT_PAIR(24, 25, A1, 0, B0, B1) DOT_PAIR(26, 27, A1, 1, B0, B1) \
+    DOT_PAIR(28, 29, A1, 2, B0, B1) DOT_PAIR(30, 31, A1, 3, B0, B1)
 /* zero, an odd group, pairs of groups, then STORES */
-#define DOT_TILE(STORES)                                                                                 \
-    DFX_NEON_ZERO_V16_V31                                                                                \
-        "tbz %w[n], #0, 2f\n\tld1 {v0.16b, v1.16b}, [%[a]], #32\n\t"                                     \
-        "ld1 {v4.16b, v5.16b}, [%[b]], #32\n\t" DOT_GROUP(                                               \
-            0, 1, 4, 5) "subs %w[n], %w[n], #1\n\tb.eq 3f\n\t2:\n\tld1 {v0.16b-v3.16b}, [%[a]], #64\n\t" \
-                        "ld1 {v4.16b-v7.16b}, [%[b]], #64\n\t" DOT_GROUP(0, 1, 4, 5)                     \
-                            DOT_GROUP(2, 3, 6, 7) "subs %w[n], %w[n], #2\n\tb.ne 2b\n\t3:\n\t" STORES
-#define DOT_OPERANDS                                                                                            \
-    : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kg), [r] "+r"(r)                                                   \
-    : [ldc] "r"(l4)                                                                                            \
+#define DOT_TILE(STORES) \
+    DFX_NEON_ZERO_V16_V31 \
+    "tbz %w[n], #0, 2f\n\t" \
+    "ld1 {v0.16b, v1.16b}, [%[a]], #32\n\t" \
+    "ld1 {v4.16b, v5.16b}, [%[b]], #32\n\t" \
+    DOT_GROUP(0, 1, 4, 5) \
+    "subs %w[n], %w[n], #1\n\t" \
+    "b.eq 3f\n\t" \
+    "2:\n\t" \
+    "ld1 {v0.16b-v3.16b}, [%[a]], #64\n\t" \
+    "ld1 {v4.16b-v7.16b}, [%[b]], #64\n\t" \
+    DOT_GROUP(0, 1, 4, 5) \
+    DOT_GROUP(2, 3, 6, 7) \
+    "subs %w[n], %w[n], #2\n\t" \
+    "b.ne 2b\n\t" \
+    "3:\n\t" \
+    STORES
+#define DOT_OPERANDS \
+    : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kg), [r] "+r"(r) \
+    : [ldc] "r"(l4) \
     : "cc", "memory", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v16", "v17", "v18", "v19", "v20", "v21", \
       "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29", "v30", "v31"
 /* rows straight into C (row stride ldc bytes) */
-#define DOT_STORE_C                                                                    \
+#define DOT_STORE_C \
     "st1 {v16.4s, v17.4s}, [%[r]], %[ldc]\n\tst1 {v18.4s, v19.4s}, [%[r]], %[ldc]\n\t" \
     "st1 {v20.4s, v21.4s}, [%[r]], %[ldc]\n\tst1 {v22.4s, v23.4s}, [%[r]], %[ldc]\n\t" \
     "st1 {v24.4s, v25.4s}, [%[r]], %[ldc]\n\tst1 {v26.4s, v27.4s}, [%[r]], %[ldc]\n\t" \
     "st1 {v28.4s, v29.4s}, [%[r]], %[ldc]\n\tst1 {v30.4s, v31.4s}, [%[r]], %[ldc]\n\t"
 /* the 64 values into the buffer r */
-#define DOT_STORE_BUF                                                          \
+#define DOT_STORE_BUF \
     "st1 {v16.4s-v19.4s}, [%[r]], #64\n\tst1 {v20.4s-v23.4s}, [%[r]], #64\n\t" \
     "st1 {v24.4s-v27.4s}, [%[r]], #64\n\tst1 {v28.4s-v31.4s}, [%[r]]\n\t"
+// clang-format on
 
 static void tile8x8_packed(int kg, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc)
 {

@@ -74,8 +74,8 @@ __attribute__((target("avx2,fma"))) static void pack_b(const float *b, int ldb, 
 #define F_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
 /* C tile (mr <= 6 rows, nr <= 16 columns, row stride ldc) = (first ? bias : C) + A panel * B panel over kc. */
-__attribute__((target("avx2,fma"))) static void micro(int kc, const float *a, const float *b, float *c, int ldc,
-                                                      int mr, int nr, int first, const float *bias)
+__attribute__((target("avx2,fma"))) static void micro(int kc, const float *a, const float *b, float *c, int ldc, int mr,
+                                                      int nr, int first, const float *bias)
 {
 #define F_DECL(r) __m256 c##r##0, c##r##1;
     F_ROWS(F_DECL)
@@ -90,26 +90,26 @@ __attribute__((target("avx2,fma"))) static void micro(int kc, const float *a, co
             for (int r = 0; r < mr; r++) memcpy(tile + r * F_NR, c + (size_t)r * ldc, (size_t)nr * sizeof *c);
     }
     if (first) {
-#define F_BIAS(r)                                                                 \
+#define F_BIAS(r)                                                             \
     c##r##0 = bias && r < mr ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps(); \
     c##r##1 = c##r##0;
         F_ROWS(F_BIAS)
     } else {
-#define F_LOAD(r)                                            \
-    c##r##0 = _mm256_loadu_ps(t + (size_t)r * lt);         \
+#define F_LOAD(r)                                  \
+    c##r##0 = _mm256_loadu_ps(t + (size_t)r * lt); \
     c##r##1 = _mm256_loadu_ps(t + (size_t)r * lt + 8);
         F_ROWS(F_LOAD)
     }
     for (int p = 0; p < kc; p++, a += F_MR, b += F_NR) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
-#define F_FMA(r)                                  \
-    av = _mm256_broadcast_ss(a + r);              \
+#define F_FMA(r)                                \
+    av = _mm256_broadcast_ss(a + r);            \
     c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0); \
     c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);
         F_ROWS(F_FMA)
     }
-#define F_STORE(r)                                       \
-    _mm256_storeu_ps(t + (size_t)r * lt, c##r##0);     \
+#define F_STORE(r)                                 \
+    _mm256_storeu_ps(t + (size_t)r * lt, c##r##0); \
     _mm256_storeu_ps(t + (size_t)r * lt + 8, c##r##1);
     F_ROWS(F_STORE)
     if (!full)
