@@ -27,7 +27,7 @@ static void bind(const dfx_io_plan *io, uint8_t *arena, rt *r)
 typedef struct conv_job {
     const dfx_io_plan *io;
     uint8_t *arena;
-    const struct dfx_kernels *kf; /* store_range: the set's quantize_f32, if any */
+    const struct dfx_kernels *kf; /* store_range: the set's quantize_f32, if any (NULL: no set, compiled C) */
 } conv_job;
 
 static void widen_range(void *ctx, int64_t a, int64_t b, int thread)
@@ -55,7 +55,7 @@ static void store_range(void *ctx, int64_t a, int64_t b, int thread)
     if (io->act == DFX_IO_NARROW) {
         const int32_t *q = (const int32_t *)(j->arena + io->conv);
         for (int64_t i = a; i < b; i++) dfx_st(dst, io->esz, i, q[i]);
-    } else if (j->kf->quantize_f32 && T->fl >= -800 && T->fl <= 800) {
+    } else if (j->kf && j->kf->quantize_f32 && T->fl >= -800 && T->fl <= 800) {
         j->kf->quantize_f32((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
                             (uint8_t *)dst + a * io->esz, io->esz);
     } else {
