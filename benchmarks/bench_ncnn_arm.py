@@ -4,7 +4,7 @@
 
 Not part of CI: it downloads ncnn's source distribution from PyPI and cross-builds it (up to an hour per
 architecture on two busy cores the first time; the builds are cached). Needs the cross C and C++ compilers,
-ninja and qemu-user: ``DFX_CROSS_ARMHF=1 DFX_CROSS_CXX=1 bash .ci/install-cross.sh``.
+ninja and qemu-user: ``DFX_CROSS_CXX=1 bash .ci/install-cross.sh``.
 
 ncnn side: ncnn's source distribution (``ncnn-*.tar.gz``, found through https://pypi.org/pypi/ncnn/json and
 fetched as a file, because pip rejects it for an inconsistent version number) is unpacked and built under

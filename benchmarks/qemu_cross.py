@@ -39,7 +39,7 @@ def require(*tools: str) -> None:
     """Exit with a hint when a program the cross benchmarks need is not on PATH."""
     for tool in tools:
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: run DFX_CROSS_ARMHF=1 DFX_CROSS_CXX=1 .ci/install-cross.sh")
+            sys.exit(f"{tool} is missing: run DFX_CROSS_CXX=1 .ci/install-cross.sh")
 
 
 def build_plugin(out_dir: Path) -> Path:
