@@ -203,6 +203,14 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
     }
 }
 
+/* n zeroed records of `size` bytes, DT_RECORD_ALIGN-aligned, in the allocation *mem (NULL when out of memory). */
+static void *records(uint32_t n, size_t size, void **mem)
+{
+    *mem = (size_t)n <= (SIZE_MAX - DT_RECORD_ALIGN) / size ? calloc((size_t)(n ? n : 1) * size + DT_RECORD_ALIGN, 1)
+                                                            : NULL;
+    return *mem ? (void *)(((uintptr_t)*mem + DT_RECORD_ALIGN - 1) & ~(uintptr_t)(DT_RECORD_ALIGN - 1)) : NULL;
+}
+
 static int cmp_ref(const void *a, const void *b)
 {
     const dt_tensor *x = *(const dt_tensor *const *)a, *y = *(const dt_tensor *const *)b;
@@ -227,8 +235,8 @@ dfx_status dfx_decode_model(dfx_model *m)
     m->n_inputs = (int)iv.n;
     m->n_outputs = (int)ov.n;
     if (tv.n > 0x7fffffff || lv.n > 0x7fffffff) return dfx_fail(DFX_ERR_FORMAT, "too many tensors or layers");
-    m->tensors = (dt_tensor *)calloc(tv.n ? tv.n : 1, sizeof(dt_tensor));
-    m->layers = (dt_layer *)calloc(lv.n ? lv.n : 1, sizeof(dt_layer));
+    m->tensors = (dt_tensor *)records(tv.n, sizeof(dt_tensor), &m->tensors_mem);
+    m->layers = (dt_layer *)records(lv.n, sizeof(dt_layer), &m->layers_mem);
     size_t n_io = (size_t)iv.n + ov.n;
     for (uint32_t i = 0; i < lv.n; i++) {
         uint32_t lt = (uint32_t)(lv.p - g) + 4 * i;
@@ -458,8 +466,8 @@ void dfx_model_close(dfx_model *m)
 #else
     if (m->mapped) free((void *)m->base);
 #endif
-    free(m->tensors);
-    free(m->layers);
+    free(m->tensors_mem);
+    free(m->layers_mem);
     free(m->io_ints);
     free(m->prep);
     free(m->meta);

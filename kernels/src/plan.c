@@ -12,6 +12,12 @@
 #include "plan.h"
 #include "planner.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 static int is_linear(int op) { return op == OP_CONV2D || op == OP_DECONV2D || op == OP_FC; }
 
 static int host_le(void)
@@ -131,7 +137,15 @@ static int choose_kernel(const dt_layer *L, int integer, int native)
     }
 }
 
-/* Shapes, counts and the memory plan of the activations. */
+/* A row of np->rows for tensor i (allocated on first use); NULL when out of memory. */
+static int64_t *shape_row(dfx_netplan *np, int i)
+{
+    if (!np->rows) np->rows = (int64_t (*)[DFX_MAX_RANK])malloc((size_t)np->m->n_tensors * sizeof *np->rows);
+    return np->rows ? np->rows[i] : NULL;
+}
+
+/* Shapes, counts and the memory plan of the activations: one pass over the
+ * tensors (the first cache line of each) and the planner. */
 static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
 {
     const dfx_model *m = np->m;
@@ -141,20 +155,28 @@ static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
     uint64_t sum = 0;
     for (int i = 0; i < nt; i++) {
         const dt_tensor *T = &m->tensors[i];
-        memcpy(np->shape[i], T->shape, sizeof np->shape[i]);
-        np->off[i] = -1;
+        if (i + 8 < nt) PREFETCH(&m->tensors[i + 8]);
+        np->shape[i] = T->shape;
         np->count[i] = T->count;
+        np->off[i] = -1;
         if (T->is_const) continue;
         int64_t c = T->count;
-        if (T->rank >= 1 && !T->batch_fixed) {
+        if (T->rank >= 1 && !T->batch_fixed && T->shape[0] != np->batch) {
+            int64_t *row = shape_row(np, i);
+            if (!row) {
+                free(it);
+                return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+            }
+            memcpy(row, T->shape, sizeof np->rows[i]);
+            row[0] = np->batch;
+            np->shape[i] = row;
             c = 1;
-            np->shape[i][0] = np->batch;
             for (int d = 0; d < T->rank; d++) {
-                if (np->shape[i][d] && c > ((int64_t)1 << 40) / np->shape[i][d]) {
+                if (row[d] && c > ((int64_t)1 << 40) / row[d]) {
                     free(it);
                     return dfx_fail(DFX_ERR_ARGUMENT, "batch too large");
                 }
-                c *= np->shape[i][d];
+                c *= row[d];
             }
         }
         np->count[i] = c;
@@ -340,26 +362,12 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     return DFX_OK;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define PREFETCH(p) __builtin_prefetch(p)
-#else
-#define PREFETCH(p) ((void)(p))
-#endif
-
-/* Ask for what planning layer li reads (its record and its first output's),
- * a few layers ahead: large models do not fit in the caches. */
+/* Ask for what planning layer li reads (its first cache line and its first
+ * output's), a few layers ahead: large models do not fit in the caches. */
 static void prefetch_layer(const dfx_model *m, int li)
 {
-    const dt_layer *L = &m->layers[li];
-    PREFETCH(&L->op);
-    PREFETCH(&L->n_in);
-    if (li >= 4) {
-        const dt_layer *E = &m->layers[li - 4]; /* its own lines were asked for 4 layers ago */
-        const dt_tensor *T = &m->tensors[E->out[0]];
-        PREFETCH(&T->name);
-        PREFETCH(&T->count);
-        PREFETCH(&T->is_const);
-    }
+    PREFETCH(&m->layers[li]);
+    if (li >= 4) PREFETCH(&m->tensors[m->layers[li - 4].out[0]]); /* its in/out were asked for 4 layers ago */
 }
 
 /* One allocation for every per-layer and per-tensor array of the plan: sizes in order, each rounded to 8 bytes. */
@@ -393,7 +401,7 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
     np->lin = (dfx_linprep *)carve(&p, sizes[3]);
     np->lin_layer = (int *)carve(&p, sizes[4]);
     np->off = (int64_t *)carve(&p, sizes[5]);
-    np->shape = (int64_t (*)[DFX_MAX_RANK])carve(&p, sizes[6]);
+    np->shape = (const int64_t **)carve(&p, sizes[6]);
     np->count = (int64_t *)carve(&p, sizes[7]);
     np->native = (unsigned char *)carve(&p, sizes[8]);
     dfx_status st = plan_memory(np, flags);
@@ -494,5 +502,6 @@ void dfx_netplan_free(dfx_netplan *np)
         dfx_linear_release(&np->lin[i]);
     }
     free(np->block);
+    free(np->rows);
     memset(np, 0, sizeof *np);
 }

@@ -88,7 +88,10 @@ typedef struct dfx_netplan {
     const dfx_model *m;
     int64_t batch;
     int64_t *off;                   /* per tensor: arena offset of activations */
-    int64_t (*shape)[DFX_MAX_RANK]; /* per tensor: run-time shape */
+    const int64_t **shape;          /* per tensor: run-time shape (DFX_MAX_RANK entries), the declared one
+                                       (T->shape) unless the batch changes it (then a row of rows) */
+    int64_t (*rows)[DFX_MAX_RANK];  /* per tensor: a run-time shape that is not the declared one (allocated on
+                                       first use; NULL when every shape is as declared) */
     int64_t *count;                 /* per tensor: run-time elements */
     dfx_layer_plan *layers;         /* per layer */
     dfx_io_plan *io;                /* storage of the layers' in and out lists */
