@@ -122,6 +122,25 @@ typedef struct dt_layer {
     dt_opts o;
 } DT_RECORD_ALIGNED dt_layer;
 
+/* What planning a session reads of every tensor and layer, dense (model.c,
+ * after validation): the decoded records are large and, in a model of many
+ * layers, out of the caches. */
+typedef struct dt_tensor_brief {
+    int64_t count; /* elements of the declared shape */
+    int32_t producer, last_use;
+    int32_t batch0; /* a shape that follows the batch (rank >= 1, not batch_fixed): its shape[0], else -1 */
+    uint8_t flags;  /* DT_BRIEF_* */
+    uint8_t esz;    /* dfx_store_bytes */
+    uint8_t bw;
+    int8_t fl;
+} dt_tensor_brief;
+enum { DT_BRIEF_CONST = 1, DT_BRIEF_Q = 2, DT_BRIEF_PER_CHANNEL = 4, DT_BRIEF_OUTPUT = 8 };
+typedef struct dt_layer_brief {
+    int32_t op;
+    int32_t n_in, n_out;
+    int32_t io; /* its inputs, then its outputs, from m->io_ints + io */
+} dt_layer_brief;
+
 /* Stored preprocessing of a graph input (empty vectors and order 0 when none). */
 typedef struct dt_prep {
     dt_vec mean, scale;
@@ -141,6 +160,8 @@ struct dfx_model {
     dt_tensor *tensors; /* DT_RECORD_ALIGN-aligned, in tensors_mem */
     dt_layer *layers;   /* DT_RECORD_ALIGN-aligned, in layers_mem */
     void *tensors_mem, *layers_mem;
+    dt_tensor_brief *tbrief; /* per tensor */
+    dt_layer_brief *lbrief;  /* per layer */
     int32_t *inputs, *outputs;
     int32_t *io_ints; /* storage of layer in/out lists */
     dt_prep *prep;    /* per graph input */
@@ -163,6 +184,7 @@ void dfx_clear_error(void);
 dfx_status dfx_fb_verify(const uint8_t *buf, size_t len);
 dfx_status dfx_decode_model(dfx_model *m);
 dfx_status dfx_validate_model(dfx_model *m);
+dfx_status dfx_model_briefs(dfx_model *m); /* m->tbrief, m->lbrief of a validated model */
 dfx_status dfx_check_values(const dfx_model *m);
 int dfx_infer_shapes(const dfx_model *m, const dt_layer *L, int64_t out[][DFX_MAX_RANK], int *out_rank, int *n_shapes,
                      char *why, size_t why_len);
