@@ -72,8 +72,8 @@ typedef struct dt_tensor {
     int64_t count; /* elements of the declared shape */
     int64_t shape[DFX_MAX_RANK];
     const char *name;
-    dt_vec cfl;       /* channel fl bytes (int8) */
-    int64_t ch_inner; /* product of dims after ch_axis */
+    dt_vec cfl;          /* channel fl bytes (int8) */
+    int64_t ch_inner;    /* product of dims after ch_axis */
     const uint8_t *data; /* constants: in place */
     uint64_t data_off, data_len;
     uint32_t crc;
@@ -157,8 +157,8 @@ struct dfx_model {
     uint64_t data_len;
     int n_tensors, n_layers, n_inputs, n_outputs;
     int n_layer_io, n_linear; /* sum of the layers' inputs and outputs; Conv2D and FullyConnected layers */
-    dt_tensor *tensors; /* DT_RECORD_ALIGN-aligned, in tensors_mem */
-    dt_layer *layers;   /* DT_RECORD_ALIGN-aligned, in layers_mem */
+    dt_tensor *tensors;       /* DT_RECORD_ALIGN-aligned, in tensors_mem */
+    dt_layer *layers;         /* DT_RECORD_ALIGN-aligned, in layers_mem */
     void *tensors_mem, *layers_mem;
     dt_tensor_brief *tbrief; /* per tensor */
     dt_layer_brief *lbrief;  /* per layer */

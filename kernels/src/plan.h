@@ -87,15 +87,15 @@ const char *dfx_io_action_name(int act);
 typedef struct dfx_netplan {
     const dfx_model *m;
     int64_t batch;
-    int64_t *off;                   /* per tensor: arena offset of activations */
-    const int64_t **shape;          /* per tensor: run-time shape (DFX_MAX_RANK entries), the declared one
-                                       (T->shape) unless the batch changes it (then a row of rows) */
-    int64_t (*rows)[DFX_MAX_RANK];  /* per tensor: a run-time shape that is not the declared one (allocated on
-                                       first use; NULL when every shape is as declared) */
-    int64_t *count;                 /* per tensor: run-time elements */
-    dfx_layer_plan *layers;         /* per layer */
-    dfx_io_plan *io;                /* storage of the layers' in and out lists */
-    dfx_io_plan **consts;           /* the inputs that are constants prepared in the arena */
+    int64_t *off; /* per tensor: arena offset of activations */
+    /* per tensor: run-time shape (DFX_MAX_RANK entries), the declared one (T->shape) unless the batch
+     * changes it, then its row of rows (allocated on first use; NULL while every shape is as declared) */
+    const int64_t **shape;
+    int64_t (*rows)[DFX_MAX_RANK];
+    int64_t *count;         /* per tensor: run-time elements */
+    dfx_layer_plan *layers; /* per layer */
+    dfx_io_plan *io;        /* storage of the layers' in and out lists */
+    dfx_io_plan **consts;   /* the inputs that are constants prepared in the arena */
     int n_consts, n_lin;
     dfx_linprep *lin;      /* per integer Conv2D / FC layer: its prepared constants (lin[i].fast) */
     int *lin_layer;        /* the layer of lin[i] */

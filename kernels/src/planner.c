@@ -32,7 +32,7 @@ typedef struct {
 typedef struct {
     item *it;
     const int64_t *off; /* per tensor: the offsets placed so far */
-    int span; /* time points 0..span-1 */
+    int span;           /* time points 0..span-1 */
     /* short lifetimes: first item per start point, items per block of 64 and 4096 points */
     int *bucket, *cnt64, *cnt4k;
     /* long lifetimes: segment tree (NULL until the first one) */
