@@ -153,8 +153,7 @@ static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
 {
     const dfx_model *m = np->m;
     int nt = m->n_tensors, n = 0;
-    dfx_lifetime *it = (dfx_lifetime *)malloc((size_t)(nt ? nt : 1) * sizeof *it);
-    if (!it) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    dfx_lifetime *it = (dfx_lifetime *)(void *)np->io; /* written by the layer plans only later */
     uint64_t sum = 0;
     for (int i = 0; i < nt; i++) {
         const dt_tensor_brief *B = brief(m, i);
@@ -166,19 +165,13 @@ static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
         if (B->batch0 >= 0 && B->batch0 != np->batch) { /* the batch changes the shape: its own row */
             const dt_tensor *T = &m->tensors[i];
             int64_t *row = shape_row(np, i);
-            if (!row) {
-                free(it);
-                return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
-            }
+            if (!row) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
             memcpy(row, T->shape, sizeof np->rows[i]);
             row[0] = np->batch;
             np->shape[i] = row;
             c = 1;
             for (int d = 0; d < T->rank; d++) {
-                if (row[d] && c > ((int64_t)1 << 40) / row[d]) {
-                    free(it);
-                    return dfx_fail(DFX_ERR_ARGUMENT, "batch too large");
-                }
+                if (row[d] && c > ((int64_t)1 << 40) / row[d]) return dfx_fail(DFX_ERR_ARGUMENT, "batch too large");
                 c *= row[d];
             }
         }
@@ -194,7 +187,6 @@ static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
         sum += bytes;
     }
     uint64_t total = dfx_plan(it, n, m->n_layers, (flags & DFX_KEEP_ALL) != 0, np->off);
-    free(it);
     if (total == (uint64_t)-1) return dfx_fail(DFX_ERR_NOMEM, "out of memory planning");
     np->plan_bytes = (size_t)total;
     np->sum_bytes = (size_t)sum;
@@ -387,10 +379,17 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
     np->batch = batch;
     int slots = m->n_layer_io, n_lin = m->n_linear;
     /* every array is written before it is read: no zeroing */
-    size_t sizes[] = {
-        (size_t)nl * sizeof *np->layers, (size_t)slots * sizeof *np->io,        (size_t)slots * sizeof *np->consts,
-        (size_t)n_lin * sizeof *np->lin, (size_t)n_lin * sizeof *np->lin_layer, (size_t)nt * sizeof *np->off,
-        (size_t)nt * sizeof *np->shape,  (size_t)nt * sizeof *np->count,        (size_t)nl};
+    /* the io region holds the planner's lifetimes first (plan_memory) */
+    size_t io_bytes = (size_t)slots * sizeof *np->io, it_bytes = (size_t)nt * sizeof(dfx_lifetime);
+    size_t sizes[] = {(size_t)nl * sizeof *np->layers,
+                      io_bytes > it_bytes ? io_bytes : it_bytes,
+                      (size_t)slots * sizeof *np->consts,
+                      (size_t)n_lin * sizeof *np->lin,
+                      (size_t)n_lin * sizeof *np->lin_layer,
+                      (size_t)nt * sizeof *np->off,
+                      (size_t)nt * sizeof *np->shape,
+                      (size_t)nt * sizeof *np->count,
+                      (size_t)nl};
     size_t total = 8;
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) total += (sizes[k] + 7) & ~(size_t)7;
     unsigned char *p = (unsigned char *)malloc(total);

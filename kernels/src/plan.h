@@ -94,7 +94,7 @@ typedef struct dfx_netplan {
     int64_t (*rows)[DFX_MAX_RANK];
     int64_t *count;         /* per tensor: run-time elements */
     dfx_layer_plan *layers; /* per layer */
-    dfx_io_plan *io;        /* storage of the layers' in and out lists */
+    dfx_io_plan *io;        /* storage of the layers' in and out lists (before them: the planner's lifetimes) */
     dfx_io_plan **consts;   /* the inputs that are constants prepared in the arena */
     int n_consts, n_lin;
     dfx_linprep *lin;      /* per integer Conv2D / FC layer: its prepared constants (lin[i].fast) */
