@@ -339,15 +339,15 @@ static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *c
     }
     int native = native_layer(np, &L, integer, lin && lin->fast);
     np->native[li] = (unsigned char)native;
-    p->kernel = choose_kernel(L.op, integer, native);
+    p->kernel = (int16_t)choose_kernel(L.op, integer, native);
     if (p->kernel == DFX_K_NONE)
         return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': operator %s is not implemented", L.d->name,
                         dfx_op_name(L.op));
-    p->integer = integer;
+    p->integer = (int16_t)integer;
     p->L = L.d;
-    p->n_in = L.n_in;
+    p->n_in = (int16_t)L.n_in;
     while (p->n_in > 0 && L.in[p->n_in - 1] < 0) p->n_in--;
-    p->n_out = L.n_out;
+    p->n_out = (int16_t)L.n_out;
     p->in = io;
     p->out = io + L.n_in;
     p->lin = native && lin && lin->fast ? lin : NULL;

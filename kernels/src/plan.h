@@ -52,9 +52,9 @@ typedef struct dfx_io_plan {
 
 /* One layer. */
 typedef struct dfx_layer_plan {
-    int kernel;                  /* dfx_kernel_id */
-    int integer;                 /* runs in integer form (spec/arithmetic.md, "Forms") */
-    int n_in, n_out;             /* inputs up to the last one present; outputs */
+    int16_t kernel;              /* dfx_kernel_id */
+    int16_t integer;             /* runs in integer form (spec/arithmetic.md, "Forms") */
+    int16_t n_in, n_out;         /* inputs up to the last one present; outputs (at most DFX_MAX_IO) */
     const dt_layer *L;           /* operator and options */
     const dfx_io_plan *in;       /* n_in inputs */
     const dfx_io_plan *out;      /* n_out outputs */
