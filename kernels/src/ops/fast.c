@@ -392,6 +392,12 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
     for (int64_t nc = c0; nc < c1; nc++) {
         int64_t n = nc / O, c = nc % O;
         const int8_t *k = weight_rows(lp, j->w, c, 1, kbuf);
+        int8_t *yc = (int8_t *)Y + (n * O + c) * P * esz;
+        if (esz == 1 && kf->dwconv_requant_s8 &&
+            kf->dwconv_requant_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt,
+                                  o->pl, o->dh, o->dw, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc,
+                                  (int)OH, (int)OW))
+            continue; /* requantized in the same pass */
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
         kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,
@@ -432,6 +438,12 @@ static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int6
                     B = col;
                     ldb = cols;
                 }
+                int64_t oc0 = g * og + o0;
+                if (Ap && esz == 1 && kf->gemm_s8_packed_requant &&
+                    kf->gemm_s8_packed_requant((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, lp->b_nonneg,
+                                               lp->bias + oc0, lp->lsh + oc0, lp->rsh + oc0, ty->rounding, ty->bw,
+                                               (int8_t *)Y + (n * O + oc0) * P + p0, (int)P))
+                    continue; /* requantized in the GEMM's store */
                 if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
                 else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                 for (int64_t r = 0; r < mb; r++) {
