@@ -157,6 +157,7 @@ static void check_dwconv_requant(const struct dfx_kernels *ks)
     if (rndi(0, 9) == 0) kh = kw = rndi(1, 5); /* declined shapes */
     if (rndi(0, 9) == 0) dl = 2;
     int pt = rndi(0, 2), pl = rndi(0, 2), pb = rndi(0, 2), pr = rndi(0, 2);
+    if (s == 1 && rndi(0, 1)) pt = pl = pb = pr = 1; /* "same" padding: the flattened-plane path */
     int oh = (h + pt + pb - dl * (kh - 1) - 1) / s + 1, ow = (w + pl + pr - dl * (kw - 1) - 1) / s + 1;
     if (h + pt + pb - dl * (kh - 1) - 1 < 0 || w + pl + pr - dl * (kw - 1) - 1 < 0) return;
     int64_t bias;

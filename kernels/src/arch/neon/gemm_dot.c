@@ -127,25 +127,31 @@ void dfx_dot_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_non
 }
 
 /* B rows [0, kc) x columns [0, nc) -> 8-column panels of kg groups ([group][8 cols][4 k]), zero padded. */
+/* Rows r0..r3 (k = 4g..4g+3) of 16 columns -> group g of two 8-column panels (d0: columns 0..7, d1: 8..15). */
+static inline void pack_group16(int8x16_t r0, int8x16_t r1, int8x16_t r2, int8x16_t r3, int8_t *d0, int8_t *d1)
+{
+    int16x8_t z01l = vreinterpretq_s16_s8(vzip1q_s8(r0, r1)), z01h = vreinterpretq_s16_s8(vzip2q_s8(r0, r1));
+    int16x8_t z23l = vreinterpretq_s16_s8(vzip1q_s8(r2, r3)), z23h = vreinterpretq_s16_s8(vzip2q_s8(r2, r3));
+    vst1q_s8(d0, vreinterpretq_s8_s16(vzip1q_s16(z01l, z23l)));      /* columns 0..3 */
+    vst1q_s8(d0 + 16, vreinterpretq_s8_s16(vzip2q_s16(z01l, z23l))); /* 4..7 */
+    vst1q_s8(d1, vreinterpretq_s8_s16(vzip1q_s16(z01h, z23h)));      /* 8..11 */
+    vst1q_s8(d1 + 16, vreinterpretq_s8_s16(vzip2q_s16(z01h, z23h))); /* 12..15 */
+}
+
+/* B rows [0, kc) x columns [0, nc) -> 8-column panels of kg groups ([group][8 cols][4 k]), zero padded. */
 static void pack_b_dot(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
 {
-    int kg = (kc + 3) / 4, j0 = 0;
-    size_t panel = (size_t)kg * 32;
+    int kg = (kc + 3) / 4, full = kc / 4, j0 = 0;
+    size_t panel = (size_t)kg * 32, l = (size_t)ldb;
     int8x16_t z = vdupq_n_s8(0);
     for (; j0 + 16 <= nc; j0 += 16) {
         int8_t *d0 = dst + (size_t)(j0 / 8) * panel, *d1 = d0 + panel;
-        for (int g = 0; g < kg; g++, d0 += 32, d1 += 32) {
-            const int8_t *s = b + (size_t)g * 4 * ldb + j0;
-            int rows = kc - g * 4;
-            int8x16_t r0 = vld1q_s8(s), r1 = rows > 1 ? vld1q_s8(s + ldb) : z,
-                      r2 = rows > 2 ? vld1q_s8(s + 2 * (size_t)ldb) : z,
-                      r3 = rows > 3 ? vld1q_s8(s + 3 * (size_t)ldb) : z;
-            int16x8_t z01l = vreinterpretq_s16_s8(vzip1q_s8(r0, r1)), z01h = vreinterpretq_s16_s8(vzip2q_s8(r0, r1));
-            int16x8_t z23l = vreinterpretq_s16_s8(vzip1q_s8(r2, r3)), z23h = vreinterpretq_s16_s8(vzip2q_s8(r2, r3));
-            vst1q_s8(d0, vreinterpretq_s8_s16(vzip1q_s16(z01l, z23l)));      /* columns 0..3 */
-            vst1q_s8(d0 + 16, vreinterpretq_s8_s16(vzip2q_s16(z01l, z23l))); /* 4..7 */
-            vst1q_s8(d1, vreinterpretq_s8_s16(vzip1q_s16(z01h, z23h)));      /* 8..11 */
-            vst1q_s8(d1 + 16, vreinterpretq_s8_s16(vzip2q_s16(z01h, z23h))); /* 12..15 */
+        const int8_t *s = b + j0;
+        for (int g = 0; g < full; g++, d0 += 32, d1 += 32, s += 4 * l)
+            pack_group16(vld1q_s8(s), vld1q_s8(s + l), vld1q_s8(s + 2 * l), vld1q_s8(s + 3 * l), d0, d1);
+        if (full < kg) { /* the last group, 1..3 rows */
+            int rows = kc - full * 4;
+            pack_group16(vld1q_s8(s), rows > 1 ? vld1q_s8(s + l) : z, rows > 2 ? vld1q_s8(s + 2 * l) : z, z, d0, d1);
         }
     }
     for (; j0 < ((nc + 7) & ~7); j0++) { /* the last columns one by one, zero columns up to the panel */
@@ -347,6 +353,59 @@ INLINE void dq_strip(const int8_t *buf, int wp, int rows, int S, const int8x16_t
     }
 }
 
+/* dst[0..n) = src[0..n) with 16- or 8-byte moves (overlapping at the end) and nothing written past n. */
+INLINE void dq_copy(int8_t *dst, const int8_t *src, int n)
+{
+    if (n >= 16) {
+        int j = 0;
+        for (; j + 16 <= n; j += 16) vst1q_s8(dst + j, vld1q_s8(src + j));
+        if (j < n) vst1q_s8(dst + n - 16, vld1q_s8(src + n - 16));
+    } else if (n >= 8) {
+        vst1_s8(dst, vld1_s8(src));
+        vst1_s8(dst + n - 8, vld1_s8(src + n - 8));
+    } else
+        for (int j = 0; j < n; j++) dst[j] = src[j];
+}
+
+/* The blocks of dq_flat: 16 codes from every 16 positions of the padded plane buf (row stride W2) into res. */
+INLINE void dq_flat_blocks(const int8_t *buf, int W2, int P2, const int8x16_t *wv, int32x4_t vb, int mode,
+                           int32x4_t sh, uint8x16_t order, int8x16_t lo, int8x16_t hi, int clamp, int8_t *res)
+{
+    for (int q = 0; q < P2; q += 16) {
+        int8x16_t v = dq16(buf + q, buf + q + W2, buf + q + 2 * W2, 1, wv, vb, mode, sh, order);
+        vst1q_s8(res + q, clamp ? vmaxq_s8(vminq_s8(v, hi), lo) : v);
+    }
+}
+
+/* Stride 1 with one zero of padding on every side (oh = h, ow = w), on the flattened padded plane: the rows
+ * are copied w + 2 apart between zero columns and zero rows (into buf, DQ_PAD bytes), so a block of 16
+ * outputs may run across rows and every block is whole; the h x (w + 2) codes go to a buffer, whose rows of
+ * w codes are then copied out. Returns 0 when the plane does not fit the buffers. */
+static int dq_flat(const int8_t *x, int h, int w, const int8x16_t *wv, int32x4_t vb, int mode, int32x4_t sh,
+                   uint8x16_t order, int8x16_t lo, int8x16_t hi, int clamp, int8_t *buf, int8_t *out)
+{
+    int W2 = w + 2, P2 = h * W2, end = (h + 2) * W2 + 48; /* + 48: the loads of the last block */
+    if (end > DQ_PAD) return 0;
+    int8_t res[DQ_PAD + 16] __attribute__((aligned(16)));
+    int8x16_t z = vdupq_n_s8(0);
+    for (int j = 0; j < W2 + 1; j += 16) vst1q_s8(buf + j, z); /* the zero row above, and the first zero column */
+    for (int y = 0; y < h; y++) {
+        int8_t *d = buf + (size_t)(y + 1) * W2;
+        dq_copy(d + 1, x + (size_t)y * w, w);
+        d[w + 1] = 0; /* the zero columns between this row and the next */
+        d[W2] = 0;
+    }
+    for (int j = (h + 1) * W2; j < end; j += 16) vst1q_s8(buf + j, z); /* the zero row below, and the tail */
+    switch (mode) {
+        case FQ_UP: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_UP, sh, order, lo, hi, clamp, res); break;
+        case FQ_AWAY: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_AWAY, sh, order, lo, hi, clamp, res); break;
+        case FQ_FLOOR: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_FLOOR, sh, order, lo, hi, clamp, res); break;
+        default: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_EVEN, sh, order, lo, hi, clamp, res); break;
+    }
+    for (int y = 0; y < h; y++) dq_copy(out + (size_t)y * w, res + (size_t)y * W2, w);
+    return 1;
+}
+
 /* One mode and stride, as constants after inlining. */
 #define DQ_CASES(S)                                                                                        \
     switch (mode) {                                                                                        \
@@ -381,6 +440,9 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
     int clamp = bw < 8;
     int8x16_t hi = vdupq_n_s8((int8_t)((1 << (bw - 1)) - 1)), lo = vdupq_n_s8((int8_t)-(1 << (bw - 1)));
     int8x16_t z = vdupq_n_s8(0);
+    if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w &&
+        dq_flat(x, h, w, wv, vb, mode, sh, order, lo, hi, clamp, buf, out))
+        return 1;
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
         for (int r = 0; r < need; r++) { /* zero left pad, the row, zero right pad (16-byte stores) */
