@@ -265,9 +265,9 @@ void dfx_dot_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b
  * with |bias| <= 2^30 the sum v = acc + bias is exact in an int32 lane, and the rounding shift by s runs on
  * int32 lanes: SRSHL by -s is HALF_UP (it rounds without intermediate overflow); HALF_AWAY_FROM_ZERO is
  * HALF_UP of v - 1 for v < 0 (SSRA by 31 adds the sign); HALF_TO_EVEN is HALF_UP of v - 1 + bit_s(v); FLOOR
- * is SSHL by -s. With s = 0 every mode is v itself (SRSHL by 0). Narrowing saturates to int8 (SQXTN twice);
- * bw < 8 clamps after. Cases outside these bounds (lshift, shifts beyond 31, |bias| > 2^30) are not handled:
- * the functions return 0 and the caller runs the two steps. */
+ * is SSHL by -s. With s = 0 every mode is v itself (SRSHL by 0). Narrowing saturates to int8 (SQXTN twice),
+ * which is bw 8. Other cases (bw < 8, lshift, shifts beyond 31, |bias| > 2^30) are not handled: the
+ * functions return 0 and the caller runs the two steps. */
 enum { FQ_UP, FQ_AWAY, FQ_FLOOR, FQ_EVEN };
 
 /* The mode for (shift, rounding), or -1 when the parameters are outside the fused case. */
@@ -333,21 +333,21 @@ INLINE int8x16_t dq16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int 
 /* The output rows of one strip (padded rows buf, row stride wp); a row of ow >= 16 outputs ends with a block
  * that overlaps the one before, a shorter row goes through a buffer. */
 INLINE void dq_strip(const int8_t *buf, int wp, int rows, int S, const int8x16_t *wv, int32x4_t vb, int mode,
-                     int32x4_t sh, uint8x16_t order, int8x16_t lo, int8x16_t hi, int clamp, int8_t *out, int ow)
+                     int32x4_t sh, uint8x16_t order, int8_t *out, int ow)
 {
     for (int y = 0; y < rows; y++, out += ow) {
         const int8_t *r0 = buf + (size_t)y * S * wp, *r1 = r0 + wp, *r2 = r1 + wp;
         if (ow < 16) {
             int8_t t[16];
             int8x16_t q = dq16(r0, r1, r2, S, wv, vb, mode, sh, order);
-            vst1q_s8(t, clamp ? vmaxq_s8(vminq_s8(q, hi), lo) : q);
+            vst1q_s8(t, q);
             for (int j = 0; j < ow; j++) out[j] = t[j];
             continue;
         }
         for (int ox = 0;; ox += 16) {
             if (ox + 16 > ow) ox = ow - 16;
             int8x16_t q = dq16(r0 + ox * S, r1 + ox * S, r2 + ox * S, S, wv, vb, mode, sh, order);
-            vst1q_s8(out + ox, clamp ? vmaxq_s8(vminq_s8(q, hi), lo) : q);
+            vst1q_s8(out + ox, q);
             if (ox + 16 == ow) break;
         }
     }
@@ -369,11 +369,11 @@ INLINE void dq_copy(int8_t *dst, const int8_t *src, int n)
 
 /* The blocks of dq_flat: 16 codes from every 16 positions of the padded plane buf (row stride W2) into res. */
 INLINE void dq_flat_blocks(const int8_t *buf, int W2, int P2, const int8x16_t *wv, int32x4_t vb, int mode,
-                           int32x4_t sh, uint8x16_t order, int8x16_t lo, int8x16_t hi, int clamp, int8_t *res)
+                           int32x4_t sh, uint8x16_t order, int8_t *res)
 {
     for (int q = 0; q < P2; q += 16) {
         int8x16_t v = dq16(buf + q, buf + q + W2, buf + q + 2 * W2, 1, wv, vb, mode, sh, order);
-        vst1q_s8(res + q, clamp ? vmaxq_s8(vminq_s8(v, hi), lo) : v);
+        vst1q_s8(res + q, v);
     }
 }
 
@@ -382,7 +382,7 @@ INLINE void dq_flat_blocks(const int8_t *buf, int W2, int P2, const int8x16_t *w
  * outputs may run across rows and every block is whole; the h x (w + 2) codes go to a buffer, whose rows of
  * w codes are then copied out. Returns 0 when the plane does not fit the buffers. */
 static int dq_flat(const int8_t *x, int h, int w, const int8x16_t *wv, int32x4_t vb, int mode, int32x4_t sh,
-                   uint8x16_t order, int8x16_t lo, int8x16_t hi, int clamp, int8_t *buf, int8_t *out)
+                   uint8x16_t order, int8_t *buf, int8_t *out)
 {
     int W2 = w + 2, P2 = h * W2, end = (h + 2) * W2 + 48; /* + 48: the loads of the last block */
     if (end > DQ_PAD) return 0;
@@ -397,10 +397,10 @@ static int dq_flat(const int8_t *x, int h, int w, const int8x16_t *wv, int32x4_t
     }
     for (int j = (h + 1) * W2; j < end; j += 16) vst1q_s8(buf + j, z); /* the zero row below, and the tail */
     switch (mode) {
-        case FQ_UP: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_UP, sh, order, lo, hi, clamp, res); break;
-        case FQ_AWAY: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_AWAY, sh, order, lo, hi, clamp, res); break;
-        case FQ_FLOOR: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_FLOOR, sh, order, lo, hi, clamp, res); break;
-        default: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_EVEN, sh, order, lo, hi, clamp, res); break;
+        case FQ_UP: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_UP, sh, order, res); break;
+        case FQ_AWAY: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_AWAY, sh, order, res); break;
+        case FQ_FLOOR: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_FLOOR, sh, order, res); break;
+        default: dq_flat_blocks(buf, W2, P2, wv, vb, FQ_EVEN, sh, order, res); break;
     }
     for (int y = 0; y < h; y++) dq_copy(out + (size_t)y * w, res + (size_t)y * W2, w);
     return 1;
@@ -409,10 +409,10 @@ static int dq_flat(const int8_t *x, int h, int w, const int8x16_t *wv, int32x4_t
 /* One mode and stride, as constants after inlining. */
 #define DQ_CASES(S)                                                                                        \
     switch (mode) {                                                                                        \
-        case FQ_UP: dq_strip(buf, wp, nr, S, wv, vb, FQ_UP, sh, order, lo, hi, clamp, o, ow); break;       \
-        case FQ_AWAY: dq_strip(buf, wp, nr, S, wv, vb, FQ_AWAY, sh, order, lo, hi, clamp, o, ow); break;   \
-        case FQ_FLOOR: dq_strip(buf, wp, nr, S, wv, vb, FQ_FLOOR, sh, order, lo, hi, clamp, o, ow); break; \
-        default: dq_strip(buf, wp, nr, S, wv, vb, FQ_EVEN, sh, order, lo, hi, clamp, o, ow); break;        \
+        case FQ_UP: dq_strip(buf, wp, nr, S, wv, vb, FQ_UP, sh, order, o, ow); break;       \
+        case FQ_AWAY: dq_strip(buf, wp, nr, S, wv, vb, FQ_AWAY, sh, order, o, ow); break;   \
+        case FQ_FLOOR: dq_strip(buf, wp, nr, S, wv, vb, FQ_FLOOR, sh, order, o, ow); break; \
+        default: dq_strip(buf, wp, nr, S, wv, vb, FQ_EVEN, sh, order, o, ow); break;        \
     }
 
 int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh_, int sw, int pt,
@@ -420,7 +420,7 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
                               int8_t *out, int oh, int ow)
 {
     int mode = fq_mode(bias, lshift, shift, rounding);
-    if (mode < 0 || bw > 8 || kh != 3 || kw != 3 || sh_ != sw || (sw != 1 && sw != 2) || dh != 1 || dw != 1 ||
+    if (mode < 0 || bw != 8 || kh != 3 || kw != 3 || sh_ != sw || (sw != 1 && sw != 2) || dh != 1 || dw != 1 ||
         pt < 0 || pl < 0 || pt > 2 || pl > 2)
         return 0;
     int s = sw, ob = ow < 16 ? 16 : ow;
@@ -429,19 +429,22 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
     if (DQ_PAD / wp < 3) return 0;
     int rows = (DQ_PAD / wp - 3) / s + 1; /* output rows per strip */
     int8_t buf[DQ_PAD + 16] __attribute__((aligned(16)));
-    int8_t tw[3][16];
-    for (int i = 0; i < 3; i++)
-        for (int l = 0; l < 16; l++) tw[i][l] = (l & 3) == 3 ? 0 : k[i * 3 + (l & 3)];
-    const int8x16_t wv[3] = {vld1q_s8(tw[0]), vld1q_s8(tw[1]), vld1q_s8(tw[2])};
+    /* tap row i as (k[3i], k[3i + 1], k[3i + 2], 0) x 4: a table lookup of the 9 taps (index 16: zero) */
+    int8_t t9[16] = {0};
+    memcpy(t9, k, 9);
+    static const uint8_t rowidx[3][16] = {{0, 1, 2, 16, 0, 1, 2, 16, 0, 1, 2, 16, 0, 1, 2, 16},
+                                          {3, 4, 5, 16, 3, 4, 5, 16, 3, 4, 5, 16, 3, 4, 5, 16},
+                                          {6, 7, 8, 16, 6, 7, 8, 16, 6, 7, 8, 16, 6, 7, 8, 16}};
+    int8x16_t taps = vld1q_s8(t9);
+    const int8x16_t wv[3] = {vqtbl1q_s8(taps, vld1q_u8(rowidx[0])), vqtbl1q_s8(taps, vld1q_u8(rowidx[1])),
+                             vqtbl1q_s8(taps, vld1q_u8(rowidx[2]))};
     static const uint8_t ord1[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
     static const uint8_t ord2[16] = {0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15};
     uint8x16_t order = vld1q_u8(s == 1 ? ord1 : ord2);
     int32x4_t vb = vdupq_n_s32((int32_t)bias), sh = vdupq_n_s32(-shift);
-    int clamp = bw < 8;
-    int8x16_t hi = vdupq_n_s8((int8_t)((1 << (bw - 1)) - 1)), lo = vdupq_n_s8((int8_t)-(1 << (bw - 1)));
     int8x16_t z = vdupq_n_s8(0);
     if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w &&
-        dq_flat(x, h, w, wv, vb, mode, sh, order, lo, hi, clamp, buf, out))
+        dq_flat(x, h, w, wv, vb, mode, sh, order, buf, out))
         return 1;
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
@@ -482,25 +485,33 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
 #define RQ_UP(A, B) "srshl v" #A ".4s, v" #A ".4s, v0.4s\n\tsrshl v" #B ".4s, v" #B ".4s, v0.4s\n\t"
 #define RQ_AWAY(A, B) "ssra v" #A ".4s, v" #A ".4s, #31\n\tssra v" #B ".4s, v" #B ".4s, #31\n\t" RQ_UP(A, B)
 #define RQ_FLOOR(A, B) "sshl v" #A ".4s, v" #A ".4s, v0.4s\n\tsshl v" #B ".4s, v" #B ".4s, v0.4s\n\t"
-#define RQ_ROW(OP, A, B) \
-    "ld1r {v0.4s}, [%[sh]], #4\n\t" OP(A, B) \
+/* row R: its shift (SHIFT: loaded per row, or nothing when all rows share v0), rounding, narrowing, store */
+#define RQ_ROW(SHIFT, OP, A, B) \
+    SHIFT OP(A, B) \
     "sqxtn v1.4h, v" #A ".4s\n\tsqxtn2 v1.8h, v" #B ".4s\n\tsqxtn v1.8b, v1.8h\n\tst1 {v1.8b}, [%[r]], %[ldo]\n\t"
-#define RQ_STORE(OP) \
-    RQ_ROW(OP, 16, 17) RQ_ROW(OP, 18, 19) RQ_ROW(OP, 20, 21) RQ_ROW(OP, 22, 23) \
-    RQ_ROW(OP, 24, 25) RQ_ROW(OP, 26, 27) RQ_ROW(OP, 28, 29) RQ_ROW(OP, 30, 31)
+#define RQ_ROWS(SHIFT, OP) \
+    RQ_ROW(SHIFT, OP, 16, 17) RQ_ROW(SHIFT, OP, 18, 19) RQ_ROW(SHIFT, OP, 20, 21) RQ_ROW(SHIFT, OP, 22, 23) \
+    RQ_ROW(SHIFT, OP, 24, 25) RQ_ROW(SHIFT, OP, 26, 27) RQ_ROW(SHIFT, OP, 28, 29) RQ_ROW(SHIFT, OP, 30, 31)
+#define RQ_STORE(OP) RQ_ROWS("ld1r {v0.4s}, [%[sh]], #4\n\t", OP)
+#define RQ_STORE_SAME(OP) "ld1r {v0.4s}, [%[sh]]\n\t" RQ_ROWS("", OP) /* one shift for the tile */
 #define RQ_OPERANDS \
     : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(kg), [r] "+r"(r), [bias] "+r"(b32), [sh] "+r"(s32) \
     : [ldo] "r"(l1) : DOT_CLOBBERS
 // clang-format on
 
-/* One 8 x 8 tile of requantized codes: rows of out (stride ldo), b32 / s32: the rows' biases and -shifts. */
+/* One 8 x 8 tile of requantized codes: rows of out (stride ldo), b32 / s32: the rows' biases and -shifts
+ * (same: all rows have the same shift). */
 static void tile8x8_rq(int kg, const int8_t *ap, const int8_t *bp, const int32_t *b32, const int32_t *s32,
-                       int8_t *out, int ldo, int mr, int nr, int mode)
+                       int8_t *out, int ldo, int mr, int nr, int mode, int same)
 {
     if (mr == 8 && nr == 8) {
         int8_t *r = out;
         size_t l1 = (size_t)ldo;
-        if (mode == FQ_AWAY) __asm__ volatile(DOT_TILE_FROM(BIAS_INIT, RQ_STORE(RQ_AWAY)) RQ_OPERANDS);
+        if (same) { /* every row has the same shift */
+            if (mode == FQ_AWAY) __asm__ volatile(DOT_TILE_FROM(BIAS_INIT, RQ_STORE_SAME(RQ_AWAY)) RQ_OPERANDS);
+            else if (mode == FQ_UP) __asm__ volatile(DOT_TILE_FROM(BIAS_INIT, RQ_STORE_SAME(RQ_UP)) RQ_OPERANDS);
+            else __asm__ volatile(DOT_TILE_FROM(BIAS_INIT, RQ_STORE_SAME(RQ_FLOOR)) RQ_OPERANDS);
+        } else if (mode == FQ_AWAY) __asm__ volatile(DOT_TILE_FROM(BIAS_INIT, RQ_STORE(RQ_AWAY)) RQ_OPERANDS);
         else if (mode == FQ_UP) __asm__ volatile(DOT_TILE_FROM(BIAS_INIT, RQ_STORE(RQ_UP)) RQ_OPERANDS);
         else __asm__ volatile(DOT_TILE_FROM(BIAS_INIT, RQ_STORE(RQ_FLOOR)) RQ_OPERANDS);
         return;
@@ -538,8 +549,10 @@ int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const in
     /* one mode for all rows; a row with shift 0 (v itself) cannot take HALF_AWAY_FROM_ZERO's SSRA */
     int mode = rounding == RND_HALF_AWAY ? FQ_AWAY : rounding == RND_HALF_UP ? FQ_UP : rounding == RND_FLOOR ? FQ_FLOOR : -1;
     if (mode < 0) return 0;
+    int same = 1;
     for (int i = 0; i < m; i++) {
         if (fq_mode(bias[i], lshift[i], shift[i], rounding) < 0 || (mode == FQ_AWAY && shift[i] == 0)) return 0;
+        same &= shift[i] == shift[0];
         b32[i] = (int32_t)bias[i];
         s32[i] = -shift[i];
     }
@@ -554,7 +567,7 @@ int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const in
             const int8_t *pa = A + (size_t)(i0 / 8) * kg * 32;
             for (int q0 = 0; q0 < nc; q0 += 8)
                 tile8x8_rq(kg, pa, bbuf + (size_t)(q0 / 8) * kg * 32, b32 + i0, s32 + i0,
-                           out + (size_t)i0 * ldo + j0 + q0, ldo, imin(8, m - i0), imin(8, nc - q0), mode);
+                           out + (size_t)i0 * ldo + j0 + q0, ldo, imin(8, m - i0), imin(8, nc - q0), mode, same);
         }
     }
     return 1;
