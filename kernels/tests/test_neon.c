@@ -293,6 +293,7 @@ static void check_quantize(const struct dfx_kernels *ks)
 {
     if (!ks->quantize_f32) return;
     int n = rndi(1, 90), fl = rndi(0, 5) ? rndi(-20, 20) : (rndi(0, 1) ? 800 : -800), rounding = rndi(0, 3);
+    if (rndi(0, 9) == 0) fl = rndi(90, 130); /* the float32 lanes' bound (100) */
     int bw = rndi(0, 2) ? 8 : rndi(2, 32), out_bytes = bw <= 8 ? (1 << rndi(0, 2)) : bw <= 16 ? (2 << rndi(0, 1)) : 4;
     float x[90];
     for (int i = 0; i < n; i++) {
@@ -303,6 +304,7 @@ static void check_quantize(const struct dfx_kernels *ks)
         else if (kind == 2) v = rndi(0, 1) ? INFINITY : -INFINITY;
         else if (kind == 3) v = rndi(0, 1) ? NAN : -0.0;
         else if (kind == 4) v = ldexp((double)rndi(-1000, 1000), rndi(0, 40) - fl);
+        else if (kind == 5) v = ldexp(8388608.0 * (rndi(0, 1) ? -1 : 1) + rndi(-4, 4) * 0.5, -fl); /* near 2^23 */
         x[i] = (float)v;
     }
     uint8_t o0[90 * 4], o1[90 * 4];
