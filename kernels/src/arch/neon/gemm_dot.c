@@ -107,7 +107,7 @@ void dfx_neon_gemm_s8_dot(int m, int n, int k, const int8_t *a, int lda, const i
 /* ---- Packed weights (dispatch.h): A in 8-row panels of 4-deep groups ([panel][group][8 rows][4 k], the
  * layout of dfx_neon_tile_dot), packed once per session; B packed per call in blocks of PD_KC x PD_NC into
  * 8-column panels of the same groups (ZIP1/ZIP2 of 4 rows at a time), once for all rows of A. The 8 x 8
- * micro-kernel is written in assembly (v16..v31: the tile, row R in v(16 + 2R), v(17 + 2R); two groups per
+ * micro-kernel is written in assembly (v16..v31: the tile, row R in v(16 + 2R), v(17 + 2R); four groups per
  * loop iteration); a full tile that overwrites C is stored straight into C. */
 #define PD_KC 2048 /* multiple of 4 */
 #define PD_NC 16   /* multiple of 16 */
@@ -162,7 +162,7 @@ static void pack_b_dot(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
     }
 }
 
-/* 8 x 8 tile of C over kg >= 1 groups, two groups per loop iteration. */
+/* 8 x 8 tile of C over kg >= 1 groups, four groups per loop iteration. */
 /* the 16 SDOTs of one group: A rows in VA (rows 0..3) and VA + 1 (4..7), B columns in VB (0..3), VB + 1 (4..7) */
 // clang-format off
 #define DOT_PAIR(C0, C1, A, L, B0, B1) \
@@ -442,29 +442,12 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
     static const uint8_t ord2[16] = {0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15};
     uint8x16_t order = vld1q_u8(s == 1 ? ord1 : ord2);
     int32x4_t vb = vdupq_n_s32((int32_t)bias), sh = vdupq_n_s32(-shift);
-    int8x16_t z = vdupq_n_s8(0);
     if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w &&
         dq_flat(x, h, w, wv, vb, mode, sh, order, buf, out))
         return 1;
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
-        for (int r = 0; r < need; r++) { /* zero left pad, the row, zero right pad (16-byte stores) */
-            int8_t *d = buf + (size_t)r * wp;
-            int iy = oy0 * s - pt + r, c = 0;
-            if (iy >= 0 && iy < h) {
-                vst1q_s8(d, z);
-                const int8_t *src = x + (size_t)iy * w;
-                int j = 0;
-                for (; j + 16 <= w; j += 16) vst1q_s8(d + pl + j, vld1q_s8(src + j));
-                if (j < w) {
-                    if (w >= 16) vst1q_s8(d + pl + w - 16, vld1q_s8(src + w - 16));
-                    else
-                        for (; j < w; j++) d[pl + j] = src[j];
-                }
-                c = pl + w;
-            }
-            for (; c < wp; c += 16) vst1q_s8(d + c, z);
-        }
+        dfx_neon_pad_rows(x, h, w, oy0 * s - pt, need, pl, wp, buf);
         int8_t *o = out + (size_t)oy0 * ow;
         if (s == 1) DQ_CASES(1)
         else DQ_CASES(2)
