@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "fixedpoint.h"
@@ -189,6 +191,23 @@ static void check_dwconv_requant(const struct dfx_kernels *ks)
              ks->name, h, w, kh, s, pt, pl, dl, bias, lshift, shift, rounding, bw, done ? "differs" : "wrote");
 }
 
+/* n bytes that end where an inaccessible page begins (a read past them faults); free with guarded_free. */
+static int8_t *guarded_alloc(size_t n, size_t *maplen)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (n + page - 1) / page * page + page;
+    uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    mprotect(m + len - page, page, PROT_NONE);
+    *maplen = len;
+    return (int8_t *)(m + len - page - n);
+}
+
+static void guarded_free(int8_t *p, size_t n, size_t maplen)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    munmap((uint8_t *)p + n + page - maplen, maplen);
+}
+
 /* gemm_s8_packed_requant against the portable gemm_s8 then requant_s32 per row (int8 outputs). */
 static void check_gemm_requant(const struct dfx_kernels *ks)
 {
@@ -217,14 +236,15 @@ static void check_gemm_requant(const struct dfx_kernels *ks)
         rsh[i] = (int16_t)(sft < -31 ? -31 : sft);
     }
     size_t bytes = ks->packed_a_bytes(m, k, nonneg);
-    int8_t *a = malloc((size_t)m * k), *b = malloc((size_t)k * ldb);
+    size_t bn = (size_t)(k - 1) * ldb + n, blen; /* B's last row ends at its n-th column, before a guard page */
+    int8_t *a = malloc((size_t)m * k), *b = guarded_alloc(bn, &blen);
     int8_t *y0 = malloc((size_t)m * ldo), *y1 = malloc((size_t)m * ldo);
     uint8_t *ap = malloc(bytes + 1);
     int32_t *c = malloc(sizeof(int32_t) * (size_t)m * n);
     fill_s8(a, (size_t)m * k);
-    fill_s8(b, (size_t)k * ldb);
+    fill_s8(b, bn);
     if (nonneg)
-        for (size_t i = 0; i < (size_t)k * ldb; i++) b[i] = (int8_t)(b[i] < 0 ? -(b[i] + 1) : b[i]);
+        for (size_t i = 0; i < bn; i++) b[i] = (int8_t)(b[i] < 0 ? -(b[i] + 1) : b[i]);
     memset(y0, 0x5a, (size_t)m * ldo);
     memset(y1, 0x5a, (size_t)m * ldo);
     ks->pack_a(m, k, a, k, ap, nonneg);
@@ -245,7 +265,7 @@ static void check_gemm_requant(const struct dfx_kernels *ks)
     free(lsh);
     free(rsh);
     free(a);
-    free(b);
+    guarded_free(b, bn, blen);
     free(y0);
     free(y1);
     free(ap);

@@ -154,11 +154,26 @@ static void pack_b_dot(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
             pack_group16(vld1q_s8(s), rows > 1 ? vld1q_s8(s + l) : z, rows > 2 ? vld1q_s8(s + 2 * l) : z, z, d0, d1);
         }
     }
-    for (; j0 < ((nc + 7) & ~7); j0++) { /* the last columns one by one, zero columns up to the panel */
-        int8_t *d = dst + (size_t)(j0 / 8) * panel + (j0 & 7) * 4;
-        for (int g = 0; g < kg; g++)
-            for (int t = 0; t < 4; t++)
-                d[g * 32 + t] = j0 < nc && g * 4 + t < kc ? b[(size_t)(g * 4 + t) * ldb + j0] : 0;
+    if (j0 < nc) { /* the last 1..15 columns as a block of 16: the columns past nc only reach C columns that
+                    * are never stored, so they may hold any bytes that lie inside B (a row's 16-byte load
+                    * that would pass B's last byte goes through a buffer) */
+        int8_t *d0 = dst + (size_t)(j0 / 8) * panel, *d1 = d0 + panel;
+        const int8_t *s = b + j0;
+        size_t last = (size_t)(kc - 1) * l + (size_t)nc; /* B's bytes from b on */
+        for (int g = 0; g < kg; g++, d0 += 32, d1 += 32, s += 4 * l) {
+            int8x16_t r[4];
+            for (int t = 0; t < 4; t++) {
+                size_t at = (size_t)(g * 4 + t) * l + (size_t)j0;
+                if (g * 4 + t >= kc) r[t] = z;
+                else if (at + 16 <= last) r[t] = vld1q_s8(s + t * l);
+                else {
+                    int8_t tmp[16] = {0};
+                    memcpy(tmp, s + t * l, (size_t)(nc - j0));
+                    r[t] = vld1q_s8(tmp);
+                }
+            }
+            pack_group16(r[0], r[1], r[2], r[3], d0, d1);
+        }
     }
 }
 
