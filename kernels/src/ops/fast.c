@@ -2,7 +2,8 @@
  * "Conv2D", §3.3): int8 activations and int8 weights (sub-byte weights are
  * unpacked per block of output channels into scratch), int32 accumulators
  * where the accumulator bound allows, then one requantization call per output
- * row. Convolution is im2col (into scratch; none for 1x1 stride-1 unpadded
+ * row (or the kernel set's entry that requantizes in the kernel's own pass).
+ * Convolution is im2col (into scratch; none for 1x1 stride-1 unpadded
  * convolutions) + GEMM, depthwise convolution its own kernel, FC a GEMM over
  * the batch. The inner loops are those of the dispatch table (dispatch.h).
  * When the kernel set packs weights, a library session packs them once
@@ -407,8 +408,7 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
             continue; /* requantized in the same pass */
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
-        kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,
-                        Y + (n * O + c) * P * esz, esz);
+        kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, esz);
     }
 }
 
