@@ -151,9 +151,11 @@ static void random_case(void)
 
 /* GEMM (arch/x86/x86.c): the unpacked entry point, the packed one for any B (int16 pairs) and the one for
  * B >= 0 (int8 quads, unsigned x signed), each whole and from row 48 on (as a session's row blocks
- * use them), against int64 sums, with odd sizes, strides and extremes. */
+ * use them), against int64 sums, with odd sizes, strides and extremes. wmax > 0: weights within
+ * [-wmax, wmax], many at the bounds, so that the B >= 0 form's panels that add two quads in int16 run
+ * (wmax <= 64: every panel; 65: some, with sums at and just past the limit), and B then often all 127. */
 static long gemm_cases;
-static void check_gemm(int m, int n, int k)
+static void check_gemm(int m, int n, int k, int wmax)
 {
     static const char *const form_name[] = {"unpacked", "packed", "packed from row 48", "packed, B >= 0",
                                             "packed, B >= 0, from row 48"};
@@ -166,6 +168,15 @@ static void check_gemm(int m, int n, int k)
     fill_s8(a, (size_t)m * lda);
     fill_s8(b, (size_t)k * ldb);
     for (size_t i = 0; i < (size_t)k * ldb; i++) bu[i] = (int8_t)(b[i] < 0 ? (b[i] == -128 ? 127 : -b[i]) : b[i]);
+    if (wmax > 0) {
+        int sign = rndi(-1, 1); /* 0: either sign; else one sign for all (the largest lane sums) */
+        for (size_t i = 0; i < (size_t)m * lda; i++) {
+            int v = rndi(0, 1) ? wmax : rndi(0, wmax);
+            a[i] = (int8_t)(sign ? sign * v : rndi(0, 1) ? v : -v);
+        }
+        if (rndi(0, 1))
+            for (size_t i = 0; i < (size_t)k * ldb; i++) bu[i] = 127;
+    }
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             int64_t acc = 0, accu = 0;
@@ -276,8 +287,12 @@ int main(int argc, char **argv)
     static const int gemm_fixed[][3] = {{6, 16, 2},     {1, 1, 1},   {50, 64, 500}, {20, 576, 25}, {100, 7, 513},
                                         {97, 129, 257}, {48, 16, 1}, {64, 300, 32}, {7, 3, 1000}};
     for (size_t i = 0; i < sizeof gemm_fixed / sizeof gemm_fixed[0]; i++)
-        check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2]);
-    for (int i = 0; i < iters / 100 && failures < 10; i++) check_gemm(rndi(1, 120), rndi(1, 300), rndi(1, 700));
+        for (int wmax = 0; wmax <= 65; wmax += 64) {
+            check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2], wmax);
+            check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2], wmax + (wmax > 0));
+        }
+    for (int i = 0; i < iters / 100 && failures < 10; i++)
+        check_gemm(rndi(1, 120), rndi(1, 300), rndi(1, 700), rndi(0, 1) ? 0 : rndi(1, 70));
     for (int i = 0; i < iters && failures < 10; i++) check_requant();
     printf("test_x86: %ld GEMM and %ld int8 requantization cases: %s\n", gemm_cases, requant_cases,
            failures ? "FAILED" : "equal to the reference");

@@ -365,13 +365,21 @@ static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
 #define PACKED_ENTRIES packed_a_bytes_portable, dfx_x86_pack_a, dfx_x86_gemm_s8_packed
 /* float Conv2D / FC: the AVX2 + FMA kernels (arch/x86/float.c) on CPUs with both; elsewhere the scalar loops */
 #define FLOAT_ENTRIES dfx_x86_packed_f32_bytes, dfx_x86_pack_f32, dfx_x86_gemm_f32_packed, dfx_x86_dwconv_f32
+/* input quantization: the AVX2 loop (arch/x86/x86.c) on CPUs with AVX2, else fp_quantize_row */
+static void quantize_f32_portable(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes)
+{
+    if (dfx_x86_avx2()) dfx_x86_quantize_f32(x, n, fl, bw, rounding, out, out_bytes);
+    else fp_quantize_row(x, n, fl, bw, rounding, out, out_bytes);
+}
+#define QUANTIZE_ENTRY quantize_f32_portable
 #else
 #define PACKED_ENTRIES NULL, NULL, NULL
 #define FLOAT_ENTRIES NULL, NULL, NULL, NULL
+#define QUANTIZE_ENTRY NULL /* quantize_f32: the caller's fp_quantize_row */
 #endif
 
 const struct dfx_kernels dfx_kernels_portable = {
     "portable",           gemm_s8_portable, dwconv_s8_portable,
     requant_s32_portable, relu_s8_portable, maxpool_s8_portable,
-    PACKED_ENTRIES,       FLOAT_ENTRIES,    NULL, /* quantize_f32: fp_quantize_row */
+    PACKED_ENTRIES,       FLOAT_ENTRIES,    QUANTIZE_ENTRY,
 };

@@ -21,6 +21,7 @@
  * is exact. */
 #include "x86.h"
 #include "../../dfx_internal.h" /* RND_* */
+#include "../../fixedpoint.h" /* fp_quantize_row */
 
 #if DFX_X86_SIMD
 #include <immintrin.h>
@@ -86,20 +87,51 @@ static void pack_a(const int8_t *a, int lda, int mc, int kc, int16_t *dst)
         }
 }
 
-/* A rows [0, m) x k [0, k) -> 6-row panels of k quads of int8 ([quad][6 rows][4]), zero padded. */
+/* The B >= 0 form packs A in 4-row panels: a PANEL_HEAD-byte header (byte 0: 1 when the panel may add
+ * two quads in int16, see kernel4x16_u8) and then k quads of int8 ([quad][4 rows][4]), zero padded. */
+#define MRU 4
+#define PANEL_HEAD 32
+#define PAIR_BOUND 258 /* 127 * 258 = 32766: two quads' products of one int16 lane stay within int16 */
+
+static size_t panel_u8_bytes(int k) { return PANEL_HEAD + (size_t)((k + 3) / 4) * 4 * MRU; }
+
+/* 1 when, for every row of the panel and every pair of quads (2p, 2p + 1), each int16 lane of VPMADDUBSW's
+ * two products summed (weights w[8p + 2h], w[8p + 2h + 1], w[8p + 4 + 2h], w[8p + 5 + 2h], h = 0 or 1) stays
+ * within int16 for any unsigned activations up to 127: the positive weights and the negative ones each
+ * sum to at most PAIR_BOUND in magnitude. */
+static int pair_safe(const int8_t *q, int kq)
+{
+    for (int p = 0; p + 1 < kq; p += 2)
+        for (int r = 0; r < MRU; r++)
+            for (int h = 0; h < 2; h++) {
+                int pos = 0, neg = 0;
+                for (int e = 0; e < 4; e++) {
+                    int w = q[(size_t)(p + e / 2) * 4 * MRU + 4 * r + 2 * h + e % 2];
+                    if (w > 0) pos += w;
+                    else neg -= w;
+                }
+                if (pos > PAIR_BOUND || neg > PAIR_BOUND) return 0;
+            }
+    return 1;
+}
+
 static void pack_a_u8(const int8_t *a, int lda, int m, int k, int8_t *dst)
 {
     int kq = (k + 3) / 4;
-    for (int r0 = 0; r0 < m; r0 += MR, dst += (size_t)kq * 4 * MR)
-        for (int r = 0; r < MR; r++)
+    for (int r0 = 0; r0 < m; r0 += MRU, dst += panel_u8_bytes(k)) {
+        int8_t *q = dst + PANEL_HEAD;
+        for (int r = 0; r < MRU; r++)
             for (int p = 0; p < 4 * kq; p++)
-                dst[(size_t)(p / 4) * 4 * MR + 4 * r + p % 4] = r0 + r < m && p < k ? a[(size_t)(r0 + r) * lda + p] : 0;
+                q[(size_t)(p / 4) * 4 * MRU + 4 * r + p % 4] = r0 + r < m && p < k ? a[(size_t)(r0 + r) * lda + p] : 0;
+        memset(dst, 0, PANEL_HEAD);
+        dst[0] = (int8_t)pair_safe(q, kq);
+    }
 }
 
 size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg)
 {
+    if (b_nonneg) return (size_t)((m + MRU - 1) / MRU) * panel_u8_bytes(k);
     size_t panels = (size_t)((m + MR - 1) / MR);
-    if (b_nonneg) return panels * (size_t)((k + 3) / 4) * 4 * MR;
     return panels * (size_t)((k + 1) / 2) * 2 * MR * sizeof(int16_t);
 }
 
@@ -240,30 +272,98 @@ __attribute__((target("avx2"))) static void pack_b_u8(const int8_t *b, int ldb, 
 
 static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
-/* ROW_S16 for quads: unsigned B bytes times the signed A quad (int16 pair sums), then the pairs
- * summed into int32 lanes by VPMADDWD with ones. */
-#define ROW_U8(OFF, C0, C1)                          \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"       \
-    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"       \
-    "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"       \
-    "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
-    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"       \
-    "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"       \
-    "vpaddd %%ymm15, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+/* The 4 x 16 tile of the B >= 0 form, ymm0..7 (row r in ymm 2r, 2r+1). One quad: the A quad of the row
+ * broadcast to ymm12, unsigned B bytes of columns 0-7 (ymm8) and 8-15 (ymm9) times it (int16 pair sums),
+ * the pairs summed into int32 lanes by VPMADDWD with ones. */
+#define ROW_Q1(OFF, C0, C1)                          \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"       \
+    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"        \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpmaddubsw %%ymm12, %%ymm9, %%ymm14\n\t"        \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+/* Two quads (a safe panel): quad q's A in ymm12 times B in ymm8/9, quad q + 1's in ymm13 times ymm10/11,
+ * the int16 pair sums of both added (VPADDW, exact: pair_safe) before one VPMADDWD: 64 multiply-adds in
+ * three multiplications, not four. */
+#define ROW_Q2(OFF, C0, C1)                          \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"       \
+    "vpbroadcastd 16+" #OFF "(%[a]), %%ymm13\n\t"    \
+    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"        \
+    "vpmaddubsw %%ymm13, %%ymm10, %%ymm15\n\t"       \
+    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"           \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpmaddubsw %%ymm12, %%ymm9, %%ymm14\n\t"        \
+    "vpmaddubsw %%ymm13, %%ymm11, %%ymm15\n\t"       \
+    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"           \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
 
-/* kernel6x16 for the quad layouts (A signed, B unsigned), kq quads. */
-__attribute__((target("avx2"))) static void kernel6x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
-                                                          int ldc, int mr, int nr, int acc)
+/* C tile (mr x nr of a 4 x 16 block) = kq quads of the A panel (4 rows) times the B panel (16 columns);
+ * safe: the panel's pair_safe flag (pairs of quads, then the odd quad alone); acc: add to C. A whole tile
+ * is stored (or added) from the registers, a partial one through a buffer. */
+__attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
+                                                          int ldc, int mr, int nr, int acc, int safe)
 {
-    int32_t t[MR * NR] __attribute__((aligned(32)));
-    long n = kq;
-    /* ymm12/13: B quads of columns 0-7 / 8-15; ymm14: broadcast A quad; ymm15: products */
-    __asm__ volatile(TILE_ZERO_AND_LOOP_HEAD ROW_U8(0, 0, 1) ROW_U8(4, 2, 3) ROW_U8(8, 4, 5) ROW_U8(12, 6, 7)
-                         ROW_U8(16, 8, 9) ROW_U8(20, 10, 11) TILE_LOOP_TAIL_AND_STORE
-                     : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
-                     : [t] "r"(t), [ones] "r"(ONES16)
+    int32_t t[MRU * NR] __attribute__((aligned(32)));
+    int whole = mr == MRU && nr == NR;
+    long pairs = safe ? kq / 2 : 0, singles = kq - 2 * pairs, add = whole && acc;
+    int32_t *d = whole ? c : t;
+    long stride = whole ? (long)ldc * 4 : NR * 4, stride3 = 3 * stride;
+    __asm__ volatile("vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+                     "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+                     "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+                     "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+                     "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+                     "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+                     "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+                     "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+                     "test %[p], %[p]\n\t"
+                     "jle 2f\n\t"
+                     "1:\n\t"
+                     "vmovdqu (%[b]), %%ymm8\n\t"
+                     "vmovdqu 32(%[b]), %%ymm9\n\t"
+                     "vmovdqu 64(%[b]), %%ymm10\n\t"
+                     "vmovdqu 96(%[b]), %%ymm11\n\t" ROW_Q2(0, 0, 1) ROW_Q2(4, 2, 3) ROW_Q2(8, 4, 5)
+                         ROW_Q2(12, 6, 7) "add $32, %[a]\n\t"
+                                          "add $128, %[b]\n\t"
+                                          "dec %[p]\n\t"
+                                          "jnz 1b\n\t"
+                                          "2:\n\t"
+                                          "test %[s], %[s]\n\t"
+                                          "jle 4f\n\t"
+                                          "3:\n\t"
+                                          "vmovdqu (%[b]), %%ymm8\n\t"
+                                          "vmovdqu 32(%[b]), %%ymm9\n\t" ROW_Q1(0, 0, 1) ROW_Q1(4, 2, 3)
+                                              ROW_Q1(8, 4, 5) ROW_Q1(12, 6, 7) "add $16, %[a]\n\t"
+                                                                               "add $64, %[b]\n\t"
+                                                                               "dec %[s]\n\t"
+                                                                               "jnz 3b\n\t"
+                                                                               "4:\n\t"
+                                                                               "test %[add], %[add]\n\t"
+                                                                               "jz 5f\n\t"
+                                                                               "vpaddd (%[d]), %%ymm0, %%ymm0\n\t"
+                                                                               "vpaddd 32(%[d]), %%ymm1, %%ymm1\n\t"
+                                                                               "vpaddd (%[d],%[st]), %%ymm2, %%ymm2\n\t"
+                                                                               "vpaddd 32(%[d],%[st]), %%ymm3, %%ymm3\n\t"
+                                                                               "vpaddd (%[d],%[st],2), %%ymm4, %%ymm4\n\t"
+                                                                               "vpaddd 32(%[d],%[st],2), %%ymm5, %%ymm5\n\t"
+                                                                               "vpaddd (%[d],%[st3]), %%ymm6, %%ymm6\n\t"
+                                                                               "vpaddd 32(%[d],%[st3]), %%ymm7, %%ymm7\n\t"
+                                                                               "5:\n\t"
+                                                                               "vmovdqu %%ymm0, (%[d])\n\t"
+                                                                               "vmovdqu %%ymm1, 32(%[d])\n\t"
+                                                                               "vmovdqu %%ymm2, (%[d],%[st])\n\t"
+                                                                               "vmovdqu %%ymm3, 32(%[d],%[st])\n\t"
+                                                                               "vmovdqu %%ymm4, (%[d],%[st],2)\n\t"
+                                                                               "vmovdqu %%ymm5, 32(%[d],%[st],2)\n\t"
+                                                                               "vmovdqu %%ymm6, (%[d],%[st3])\n\t"
+                                                                               "vmovdqu %%ymm7, 32(%[d],%[st3])\n\t"
+                     : [a] "+r"(ap), [b] "+r"(bp), [p] "+r"(pairs), [s] "+r"(singles)
+                     : [d] "r"(d), [st] "r"(stride), [st3] "r"(stride3), [add] "r"(add), [ones] "r"(ONES16)
                      : TILE_CLOBBERS);
-    store_tile(c, ldc, t, mr, nr, acc);
+    if (!whole) store_tile(c, ldc, t, mr, nr, acc);
 }
 
 __attribute__((target("avx2"))) static inline int32_t hsum(__m256i v)
@@ -361,20 +461,20 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_avx2(int m, int n, int k, c
 __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b,
                                                             int ldb, int32_t *c, int ldc, int b_nonneg)
 {
-    if (b_nonneg) { /* quads: A panels of 6 rows x 4 int8 per quad, B packed per block as unsigned quads */
+    if (b_nonneg) { /* quads: A panels of 4 rows x 4 int8 per quad, B packed per block as unsigned quads */
         const int8_t *A = (const int8_t *)ap;
-        size_t panel = (size_t)((k + 3) / 4) * 4 * MR; /* bytes of one 6-row panel over all of k */
+        size_t panel = panel_u8_bytes(k); /* bytes of one 4-row panel over all of k, with its header */
         int8_t bbuf[GEMM_KC * GEMM_NC] __attribute__((aligned(32)));
-        for (int k0 = 0; k0 < k; k0 += GEMM_KC) { /* GEMM_KC is a multiple of 4: block k0 starts at quad k0 / 4 */
+        for (int k0 = 0; k0 < k; k0 += GEMM_KC) { /* GEMM_KC is a multiple of 8: block k0 starts at an even quad */
             int kc = imin(GEMM_KC, k - k0), kq = (kc + 3) / 4;
             for (int j0 = 0; j0 < n; j0 += GEMM_NC) {
                 int nc = imin(GEMM_NC, n - j0);
                 pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
-                for (int r0 = 0; r0 < m; r0 += MR) {
-                    const int8_t *pa = A + (size_t)(r0 / MR) * panel + (size_t)k0 * MR;
+                for (int r0 = 0; r0 < m; r0 += MRU) {
+                    const int8_t *head = A + (size_t)(r0 / MRU) * panel, *pa = head + PANEL_HEAD + (size_t)k0 * MRU;
                     for (int q0 = 0; q0 < nc; q0 += NR)
-                        kernel6x16_u8(kq, pa, bbuf + (size_t)q0 * kq * 4, c + (size_t)r0 * ldc + j0 + q0, ldc,
-                                      imin(MR, m - r0), imin(NR, nc - q0), k0 > 0);
+                        kernel4x16_u8(kq, pa, bbuf + (size_t)q0 * kq * 4, c + (size_t)r0 * ldc + j0 + q0, ldc,
+                                      imin(MRU, m - r0), imin(NR, nc - q0), k0 > 0, head[0]);
                 }
             }
         }
@@ -459,5 +559,56 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
         out[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r);
     }
 }
+
+/* quantize_f32 of dispatch.h (fp_quantize_row of fixedpoint.h, bit-exact), 8 values per step in float64
+ * lanes: s = x * 2^fl is exact in double for |fl| <= 800; VROUNDPD rounds it as floor, nearbyint (to even,
+ * the default rounding mode) and truncation do, HALF_UP is floor(s + 0.5) and HALF_AWAY the sign of s on
+ * floor(|s| + 0.5) (both as fp_quantize_row computes them); clamping after rounding equals clamping before
+ * (the bounds are integers), and NaN inputs give 0. Int8 and int16 outputs with bw <= 16; other widths,
+ * and the last n % 8 values, take fp_quantize_row. */
+__attribute__((target("avx2"))) static inline __m128i quant4(const float *x, __m256d sc, __m256d lo, __m256d hi,
+                                                             int rounding)
+{
+    __m128 v = _mm_loadu_ps(x);
+    __m256d s = _mm256_mul_pd(_mm256_cvtps_pd(v), sc), half = _mm256_set1_pd(0.5);
+    switch (rounding) {
+        case RND_FLOOR: s = _mm256_round_pd(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); break;
+        case RND_HALF_EVEN: s = _mm256_round_pd(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); break;
+        case RND_HALF_UP: s = _mm256_round_pd(_mm256_add_pd(s, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); break;
+        default: {
+            __m256d sign = _mm256_and_pd(s, _mm256_set1_pd(-0.0)), a = _mm256_xor_pd(s, sign);
+            s = _mm256_or_pd(_mm256_round_pd(_mm256_add_pd(a, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), sign);
+            break;
+        }
+    }
+    s = _mm256_min_pd(_mm256_max_pd(s, lo), hi); /* NaN -> lo here (MAXPD returns its second operand) */
+    __m128i q = _mm256_cvtpd_epi32(s);
+    return _mm_andnot_si128(_mm_castps_si128(_mm_cmpunord_ps(v, v)), q); /* NaN -> 0 */
+}
+
+#define QLOOP(R)                                                                                          \
+    for (; i + 8 <= n; i += 8) {                                                                          \
+        __m128i q = _mm_packs_epi32(quant4(x + i, sc, lo, hi, R), quant4(x + i + 4, sc, lo, hi, R));     \
+        if (out_bytes == 1) _mm_storel_epi64((__m128i *)((int8_t *)out + i), _mm_packs_epi16(q, q));    \
+        else _mm_storeu_si128((__m128i *)((int16_t *)out + i), q);                                        \
+    }
+
+__attribute__((target("avx2"))) void dfx_x86_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding,
+                                                          void *out, int out_bytes)
+{
+    int64_t i = 0;
+    if (bw <= 16 && out_bytes <= 2 && fl >= -800 && fl <= 800) {
+        __m256d sc = _mm256_set1_pd(ldexp(1.0, fl)), hi = _mm256_set1_pd((double)((1 << (bw - 1)) - 1)),
+                lo = _mm256_set1_pd((double)-(1 << (bw - 1)));
+        switch (rounding) {
+            case RND_FLOOR: QLOOP(RND_FLOOR) break;
+            case RND_HALF_EVEN: QLOOP(RND_HALF_EVEN) break;
+            case RND_HALF_UP: QLOOP(RND_HALF_UP) break;
+            default: QLOOP(RND_HALF_AWAY) break;
+        }
+    }
+    if (i < n) fp_quantize_row(x + i, n - i, fl, bw, rounding, (char *)out + i * out_bytes, out_bytes);
+}
+#undef QLOOP
 
 #endif

@@ -27,6 +27,8 @@ void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b
 /* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions) */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);
+/* quantize_f32 of dispatch.h for AVX2 CPUs */
+void dfx_x86_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
 /* the float entries of dispatch.h for CPUs with AVX2 and FMA (arch/x86/float.c; packed_f32_bytes is 0 on
  * other CPUs) */
 int dfx_x86_fma(void);
