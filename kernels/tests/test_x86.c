@@ -8,13 +8,15 @@
  * fault) and canaries around the output. The portable set's dwconv_s8 (which
  * calls the AVX2 code or falls back to its own loop) is checked too. Then the
  * AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
- * against int64 sums, and the int8 requantization against the exact int64
- * formula, every tie rule, with ties and saturating values.
+ * against int64 sums, the int8 requantization against the exact int64
+ * formula, every tie rule, with ties and saturating values, and the input quantization
+ * (dfx_x86_quantize_f32) against fp_quantize_row.
  *
  *   test_x86 [iterations]
  *
  * Fails (exit 1) on a difference; exits 77 (CTest: skipped) when the build
  * has no x86 SIMD code or the CPU has no AVX2, saying why. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,6 +259,40 @@ static void check_requant(void)
     requant_cases++;
 }
 
+/* quantize_f32 (dfx_x86_quantize_f32) against fp_quantize_row of fixedpoint.h, byte for byte: every
+ * tie rule, ties and near-ties, NaN, infinities, saturating and tiny values, int8 and int16 outputs. */
+static long quantize_cases;
+static void check_quantize(void)
+{
+    int n = rndi(1, 100), fl = rndi(0, 5) ? rndi(-4, 12) : rndi(-800, 800), rounding = rndi(0, 3);
+    int out_bytes = rndi(1, 2), bw = rndi(2, out_bytes == 1 ? 8 : 16);
+    float x[100];
+    for (int i = 0; i < n; i++) {
+        int kind = rndi(0, 7);
+        float v = (float)ldexp((double)rndi(-300000, 300000) / 1000.0, -fl);
+        if (kind == 0) v = (float)ldexp(rndi(-300, 300) + 0.5, -fl); /* ties */
+        if (kind == 1) v = nextafterf((float)ldexp(rndi(-300, 300) + 0.5, -fl), rndi(0, 1) ? INFINITY : -INFINITY);
+        if (kind == 2) v = rndi(0, 1) ? NAN : rndi(0, 1) ? INFINITY : -INFINITY;
+        if (kind == 3) v = (float)ldexp((double)rndi(-1000, 1000), rndi(-160, 140));
+        x[i] = v;
+    }
+    uint8_t have[2 * 100 + 16], want[2 * 100 + 16];
+    memset(have, 0x5A, sizeof have);
+    memset(want, 0x5A, sizeof want);
+    dfx_x86_quantize_f32(x, n, fl, bw, rounding, have, out_bytes);
+    fp_quantize_row(x, n, fl, bw, rounding, want, out_bytes);
+    if (memcmp(have, want, sizeof have)) {
+        for (int i = 0; i < n; i++)
+            if (memcmp(have + i * out_bytes, want + i * out_bytes, (size_t)out_bytes)) {
+                printf("FAIL quantize_f32 n=%d fl=%d bw=%d rounding=%d out_bytes=%d: x[%d] = %a\n", n, fl, bw,
+                       rounding, out_bytes, i, (double)x[i]);
+                break;
+            }
+        failures++;
+    }
+    quantize_cases++;
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 20000;
@@ -294,8 +330,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < iters / 100 && failures < 10; i++)
         check_gemm(rndi(1, 120), rndi(1, 300), rndi(1, 700), rndi(0, 1) ? 0 : rndi(1, 70));
     for (int i = 0; i < iters && failures < 10; i++) check_requant();
-    printf("test_x86: %ld GEMM and %ld int8 requantization cases: %s\n", gemm_cases, requant_cases,
-           failures ? "FAILED" : "equal to the reference");
+    for (int i = 0; i < iters && failures < 10; i++) check_quantize();
+    printf("test_x86: %ld GEMM, %ld int8 requantization and %ld input quantization cases: %s\n", gemm_cases,
+           requant_cases, quantize_cases, failures ? "FAILED" : "equal to the reference");
     guard_release();
     return failures ? 1 : 0;
 }
