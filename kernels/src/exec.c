@@ -41,7 +41,13 @@ static void widen_range(void *ctx, int64_t a, int64_t b, int thread)
         for (int64_t i = a; i < b; i++) q[i] = dfx_ld(src, io->esz, i);
     } else {
         float *f = (float *)(j->arena + io->conv);
-        for (int64_t i = a; i < b; i++) f[i] = fp_dequantize(dfx_ld(src, io->esz, i), io->t->fl);
+        int fl = io->t->fl;
+        if (fl > -900 && fl < 900) { /* q * 2^-fl with a normal power of two: exact, the same as ldexp */
+            const double sc = ldexp(1.0, -fl);
+            for (int64_t i = a; i < b; i++) f[i] = (float)((double)dfx_ld(src, io->esz, i) * sc);
+        } else {
+            for (int64_t i = a; i < b; i++) f[i] = fp_dequantize(dfx_ld(src, io->esz, i), fl);
+        }
     }
 }
 

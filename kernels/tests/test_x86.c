@@ -259,6 +259,37 @@ static void check_requant(void)
     requant_cases++;
 }
 
+/* The portable set's max pooling (2 x 2, stride 2 rows through dfx_x86_max2x2_row) against a scalar
+ * reference: odd and even sizes, padding, planes against an inaccessible page. */
+static long maxpool_cases;
+static void check_maxpool(void)
+{
+    int h = rndi(1, 70), w = rndi(1, 140), pt = rndi(0, 1), pl = rndi(0, 1), kh = rndi(0, 3) ? 2 : rndi(1, 3);
+    int kw = kh == 2 ? 2 : rndi(1, 3), sh = kh == 2 ? 2 : rndi(1, 2), sw = kh == 2 ? 2 : rndi(1, 2);
+    int oh = (h + 2 * pt - kh + sh - 1) / sh + 1, ow = (w + 2 * pl - kw + sw - 1) / sw + 1; /* Caffe: rounded up */
+    if (oh < 1 || ow < 1) return;
+    int8_t *x = (int8_t *)guarded((size_t)h * w, rndi(0, 1)), *have = malloc((size_t)oh * ow), *want = malloc((size_t)oh * ow);
+    fill_s8(x, (size_t)h * w);
+    dfx_kernels_portable.maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, have, oh, ow, -128);
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int m = -1000;
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++) {
+                    int iy = oy * sh - pt + i, ix = ox * sw - pl + j;
+                    if (iy >= 0 && iy < h && ix >= 0 && ix < w && x[iy * w + ix] > m) m = x[iy * w + ix];
+                }
+            want[oy * ow + ox] = (int8_t)(m == -1000 ? -128 : m);
+        }
+    if (memcmp(have, want, (size_t)oh * ow)) {
+        printf("FAIL maxpool h=%d w=%d k=%dx%d s=%dx%d pad=%d,%d\n", h, w, kh, kw, sh, sw, pt, pl);
+        failures++;
+    }
+    free(have);
+    free(want);
+    maxpool_cases++;
+}
+
 /* quantize_f32 (dfx_x86_quantize_f32) against fp_quantize_row of fixedpoint.h, byte for byte: every
  * tie rule, ties and near-ties, NaN, infinities, saturating and tiny values, int8 and int16 outputs. */
 static long quantize_cases;
@@ -331,6 +362,8 @@ int main(int argc, char **argv)
         check_gemm(rndi(1, 120), rndi(1, 300), rndi(1, 700), rndi(0, 1) ? 0 : rndi(1, 70));
     for (int i = 0; i < iters && failures < 10; i++) check_requant();
     for (int i = 0; i < iters && failures < 10; i++) check_quantize();
+    for (int i = 0; i < iters / 10 && failures < 10; i++) check_maxpool();
+    printf("test_x86: %ld max pooling cases: %s\n", maxpool_cases, failures ? "FAILED" : "equal to the reference");
     printf("test_x86: %ld GEMM, %ld int8 requantization and %ld input quantization cases: %s\n", gemm_cases,
            requant_cases, quantize_cases, failures ? "FAILED" : "equal to the reference");
     guard_release();

@@ -326,7 +326,12 @@ static DFX_ALWAYS_INLINE void maxpool_s8_body(const int8_t *x, int h, int w, int
             int lo = 0, hi;
             col_range(w - 1, ow, 2, -pl, &lo, &hi);        /* columns whose two taps lie inside */
             for (int ox = 0; ox < lo; ox++) o[ox] = empty; /* recomputed below */
-            for (int ox = lo; ox < hi; ox++) {
+            int done = lo;
+#if DFX_X86_SIMD
+            if (dfx_x86_avx2()) /* arch/x86/x86.c: the first columns, 16 at a time */
+                done += dfx_x86_max2x2_row(r0 + 2 * lo - pl, r1 + 2 * lo - pl, w - (2 * lo - pl), o + lo, hi - lo);
+#endif
+            for (int ox = done; ox < hi; ox++) {
                 int ix = 2 * ox - pl;
                 int8_t a = r0[ix] > r0[ix + 1] ? r0[ix] : r0[ix + 1], b = r1[ix] > r1[ix + 1] ? r1[ix] : r1[ix + 1];
                 o[ox] = a > b ? a : b;

@@ -120,9 +120,11 @@ static void pack_a_u8(const int8_t *a, int lda, int m, int k, int8_t *dst)
     int kq = (k + 3) / 4;
     for (int r0 = 0; r0 < m; r0 += MRU, dst += panel_u8_bytes(k)) {
         int8_t *q = dst + PANEL_HEAD;
-        for (int r = 0; r < MRU; r++)
-            for (int p = 0; p < 4 * kq; p++)
-                q[(size_t)(p / 4) * 4 * MRU + 4 * r + p % 4] = r0 + r < m && p < k ? a[(size_t)(r0 + r) * lda + p] : 0;
+        memset(q, 0, (size_t)kq * 4 * MRU);
+        for (int r = 0; r < MRU && r0 + r < m; r++) {
+            const int8_t *s = a + (size_t)(r0 + r) * lda;
+            for (int p = 0; p < k; p++) q[(size_t)(p >> 2) * 4 * MRU + 4 * r + (p & 3)] = s[p];
+        }
         memset(dst, 0, PANEL_HEAD);
         dst[0] = (int8_t)pair_safe(q, kq);
     }
@@ -502,14 +504,17 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k,
  * requant_body: lshift <= 29, |bias| <= 2^29, 0 <= shift, shift + bw <= 29)
  * for int8 outputs, 32 values per step: the same clamp, shift, tie rule and
  * saturation as the portable int32 loop (RQ32_MODES), then two saturating
- * packs (exact: the values are already within bw <= 8 bits) and one lane
- * permutation to restore the order. */
-__attribute__((target("avx2"))) static inline __m256i
-rq8(__m256i a, __m256i cap, __m128i lsh, __m256i bias, __m256i half, __m128i sh, int rounding, __m256i lo, __m256i hi)
+ * packs and one lane permutation to restore the order. The loop is compiled
+ * once per tie rule, with and without the left shift, and with or without the
+ * final clamp: for bw = 8 the packs' saturation is that clamp. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i rq8(__m256i a, __m256i cap, __m128i lsh,
+                                                                        __m256i bias, __m256i half, __m256i halfm1,
+                                                                        __m128i sh, int rounding, int shl, int clamp,
+                                                                        __m256i lo, __m256i hi)
 {
     __m256i one = _mm256_set1_epi32(1);
     a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_sub_epi32(_mm256_setzero_si256(), cap)), cap);
-    __m256i v = _mm256_add_epi32(_mm256_sll_epi32(a, lsh), bias), r;
+    __m256i v = _mm256_add_epi32(shl ? _mm256_sll_epi32(a, lsh) : a, bias), r;
     switch (rounding) {
         case RND_FLOOR: r = _mm256_sra_epi32(v, sh); break;
         case RND_HALF_UP: r = _mm256_sra_epi32(_mm256_add_epi32(v, half), sh); break;
@@ -517,13 +522,42 @@ rq8(__m256i a, __m256i cap, __m128i lsh, __m256i bias, __m256i half, __m128i sh,
             r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(v, half), _mm256_srai_epi32(v, 31)), sh);
             break;
         default: /* half to even: v + half - 1 + (bit shift of v) */
-            r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_add_epi32(v, half), one),
-                                                  _mm256_and_si256(_mm256_sra_epi32(v, sh), one)),
-                                 sh);
+            r = _mm256_sra_epi32(
+                _mm256_add_epi32(_mm256_add_epi32(v, halfm1), _mm256_and_si256(_mm256_sra_epi32(v, sh), one)), sh);
             break;
     }
-    return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+    return clamp ? _mm256_min_epi32(_mm256_max_epi32(r, lo), hi) : r;
 }
+
+/* Values [0, n - n % 32) of dfx_x86_requant_s8_avx2; returns how many. */
+__attribute__((target("avx2"), always_inline)) static inline int rq8_loop(const int32_t *acc, int n, int32_t bias,
+                                                                         int lshift, int shift, int rounding, int shl,
+                                                                         int clamp, int bw, int8_t *out)
+{
+    const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
+    __m256i vcap = _mm256_set1_epi32(cap), vbias = _mm256_set1_epi32(bias), vhalf = _mm256_set1_epi32(half);
+    __m256i vhalfm1 = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+    __m128i vlsh = _mm_cvtsi32_si128(lshift), vsh = _mm_cvtsi32_si128(shift);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int i = 0;
+#define RQ8(OFF)                                                                                              \
+    rq8(_mm256_loadu_si256((const __m256i *)(acc + i + OFF)), vcap, vlsh, vbias, vhalf, vhalfm1, vsh, rounding, \
+        shl, clamp, vlo, vhi)
+    for (; i + 32 <= n; i += 32) {
+        __m256i r0 = RQ8(0), r1 = RQ8(8), r2 = RQ8(16), r3 = RQ8(24);
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
+    }
+#undef RQ8
+    return i;
+}
+
+#define RQ8_SHL_CLAMP(R)                                                                               \
+    (lshift ? (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 1, 1, bw, out)                        \
+                      : rq8_loop(acc, n, bias, lshift, shift, R, 1, 0, bw, out))                       \
+            : (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 0, 1, bw, out)                        \
+                      : rq8_loop(acc, n, bias, lshift, shift, R, 0, 0, bw, out)))
 
 __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift,
                                                              int shift, int rounding, int bw, int8_t *out)
@@ -531,22 +565,12 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
     const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
     const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
     if (shift == 0) rounding = RND_FLOOR; /* no rounding: every rule is the identity (half = 0, floor of an integer) */
-    __m256i vcap = _mm256_set1_epi32(cap), vbias = _mm256_set1_epi32(bias), vhalf = _mm256_set1_epi32(half);
-    __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
-    __m128i vlsh = _mm_cvtsi32_si128(lshift), vsh = _mm_cvtsi32_si128(shift);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i r0 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r1 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 8)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r2 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 16)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r3 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 24)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
-        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
+    int i;
+    switch (rounding) {
+        case RND_FLOOR: i = RQ8_SHL_CLAMP(RND_FLOOR); break;
+        case RND_HALF_UP: i = RQ8_SHL_CLAMP(RND_HALF_UP); break;
+        case RND_HALF_AWAY: i = RQ8_SHL_CLAMP(RND_HALF_AWAY); break;
+        default: i = RQ8_SHL_CLAMP(RND_HALF_EVEN); break;
     }
     for (; i < n; i++) { /* the tail: the same steps on one value */
         int32_t a = acc[i];
@@ -558,6 +582,21 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
         else r = (v + half - 1 + ((v >> shift) & 1)) >> shift;
         out[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r);
     }
+}
+#undef RQ8_SHL_CLAMP
+
+__attribute__((target("avx2"))) int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n)
+{
+    const __m256i low = _mm256_set1_epi16(0xFF);
+    int t = 0;
+    for (; t + 16 <= n && 2 * t + 32 <= avail; t += 16) {
+        __m256i v = _mm256_max_epi8(_mm256_loadu_si256((const __m256i *)(r0 + 2 * t)),
+                                    _mm256_loadu_si256((const __m256i *)(r1 + 2 * t)));
+        v = _mm256_and_si256(_mm256_max_epi8(v, _mm256_srli_epi16(v, 8)), low); /* byte 2i: the pair's max */
+        v = _mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0x08);          /* bytes 0-7 | 16-23 */
+        _mm_storeu_si128((__m128i *)(o + t), _mm256_castsi256_si128(v));
+    }
+    return t;
 }
 
 /* quantize_f32 of dispatch.h (fp_quantize_row of fixedpoint.h, bit-exact), 8 values per step in float64
