@@ -189,21 +189,40 @@ void dfx_linear_release(dfx_linprep *lp)
  * Tap column j reads input column ox*sw + j*dw - pl, inside the row for output columns [lo, hi);
  * tap row i reads input row oy*sh - pt + i*dh, inside the plane for output rows [ya, yb). */
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
-/* Short runs of bytes inline (8-byte moves, then bytes): im2col rows are often shorter than a libc
- * call is worth. */
+/* Short runs of bytes inline (8-byte moves, the last one overlapping the one before; bytes below 8):
+ * im2col rows are often shorter than a libc call is worth. */
 static inline void copy_run(int8_t *d, const int8_t *s, int64_t n)
 {
-    int64_t t = 0;
-    for (; t + 8 <= n; t += 8) memcpy(d + t, s + t, 8);
-    for (; t < n; t++) d[t] = s[t];
+    if (n < 8) {
+        for (int64_t t = 0; t < n; t++) d[t] = s[t];
+        return;
+    }
+    for (int64_t t = 0; t + 8 < n; t += 8) memcpy(d + t, s + t, 8);
+    memcpy(d + n - 8, s + n - 8, 8);
 }
+
+/* Keeps compilers from turning a loop that zeroes bytes back into a memset call. */
+#if defined(__GNUC__)
+#define NOT_MEMSET(p) __asm__("" : : "r"(p) : "memory")
+#else
+#define NOT_MEMSET(p) ((void)(p))
+#endif
 
 static inline void zero_run(int8_t *d, int64_t n)
 {
-    static const int8_t z[8];
-    int64_t t = 0;
-    for (; t + 8 <= n; t += 8) memcpy(d + t, z, 8);
-    for (; t < n; t++) d[t] = 0;
+    const uint64_t z = 0;
+    if (n < 8) {
+        for (int64_t t = 0; t < n; t++) {
+            d[t] = 0;
+            NOT_MEMSET(d);
+        }
+        return;
+    }
+    for (int64_t t = 0; t + 8 < n; t += 8) {
+        memcpy(d + t, &z, 8);
+        NOT_MEMSET(d);
+    }
+    memcpy(d + n - 8, &z, 8);
 }
 
 /* d[t] = s[2 * t] for t < n: eight at a time, the even bytes of 16 bytes picked by bit operations (which read
@@ -274,10 +293,10 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
                 int8_t *dst = col + ((c * kh + i) * kw + j) * n;
                 const int8_t *xc = x + c * H * W;
                 if (whole) { /* rows [oy0, ra) and [rz, oy1] read padding only */
-                    memset(dst, 0, (size_t)((ra - oy0) * OW));
+                    zero_run(dst, (ra - oy0) * OW);
                     if (rz > ra)
                         rows_s1(dst + (ra - oy0) * OW, xc + (ra * sh + rb) * W, sh * W, base, rz - ra, OW, lo, hi);
-                    memset(dst + (rz - oy0) * OW, 0, (size_t)((oy1 + 1 - rz) * OW));
+                    zero_run(dst + (rz - oy0) * OW, (oy1 + 1 - rz) * OW);
                     continue;
                 }
                 for (int64_t oy = oy0; oy <= oy1; oy++) {

@@ -32,6 +32,8 @@
 #define GEMM_MC 96  /* multiple of 6 */
 #define MR 6
 #define NR 16
+#define KC_U8 512 /* the B >= 0 form's blocks (a multiple of 8): fewer passes over C for long k, 32 KB of B */
+#define NC_U8 64
 
 int dfx_x86_avx2(void) { return __builtin_cpu_supports("avx2") ? 1 : 0; }
 
@@ -466,11 +468,11 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k,
     if (b_nonneg) { /* quads: A panels of 4 rows x 4 int8 per quad, B packed per block as unsigned quads */
         const int8_t *A = (const int8_t *)ap;
         size_t panel = panel_u8_bytes(k); /* bytes of one 4-row panel over all of k, with its header */
-        int8_t bbuf[GEMM_KC * GEMM_NC] __attribute__((aligned(32)));
-        for (int k0 = 0; k0 < k; k0 += GEMM_KC) { /* GEMM_KC is a multiple of 8: block k0 starts at an even quad */
-            int kc = imin(GEMM_KC, k - k0), kq = (kc + 3) / 4;
-            for (int j0 = 0; j0 < n; j0 += GEMM_NC) {
-                int nc = imin(GEMM_NC, n - j0);
+        int8_t bbuf[KC_U8 * NC_U8] __attribute__((aligned(32)));
+        for (int k0 = 0; k0 < k; k0 += KC_U8) { /* KC_U8 is a multiple of 8: block k0 starts at an even quad */
+            int kc = imin(KC_U8, k - k0), kq = (kc + 3) / 4;
+            for (int j0 = 0; j0 < n; j0 += NC_U8) {
+                int nc = imin(NC_U8, n - j0);
                 pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
                 for (int r0 = 0; r0 < m; r0 += MRU) {
                     const int8_t *head = A + (size_t)(r0 / MRU) * panel, *pa = head + PANEL_HEAD + (size_t)k0 * MRU;
