@@ -104,6 +104,16 @@ struct dfx_kernels {
      * out[i] = saturate_bw(round(x[i] * 2^fl)) with rounding one of RND_*,
      * NaN -> 0; |fl| <= 800, 2 <= bw <= 32, out_bytes 1, 2 or 4. */
     void (*quantize_f32)(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
+
+    /* Entries appended for issue 14 (x86 int8 speed); NULL: the caller runs the entries above. */
+
+    /* dwconv_s8 and then requant_s32 of its oh x ow sums into int8 codes (out_bytes 1) in one pass:
+     * out[i] = requant_s32's formula applied to output i of dwconv_s8; work: oh * ow int32 of scratch
+     * (any content on entry, undefined after). Returns 1 when done, 0 when the set does not take this
+     * geometry or these parameters (nothing written to out: the caller runs dwconv_s8 and requant_s32). */
+    int (*dwconv_rq_s8)(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                        int pl, int dh, int dw, int oh, int ow, int64_t bias, int lshift, int shift, int rounding,
+                        int bw, int8_t *out, int32_t *work);
 };
 
 /* Scratch floats of gemm_f32_packed for n columns and reduction length k. */

@@ -6,7 +6,8 @@
  * buffers), int8 codes with runs of -128 and 127, unaligned pointers, the
  * input against an inaccessible page on either side (reads outside the plane
  * fault) and canaries around the output. The portable set's dwconv_s8 (which
- * calls the AVX2 code or falls back to its own loop) is checked too. Then the
+ * calls the AVX2 code or falls back to its own loop) is checked too, and the fused depthwise
+ * requantization (dfx_x86_dwconv_rq_s8_avx2) against the reference sums requantized. Then the
  * AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
  * against int64 sums, the int8 requantization against the exact int64
  * formula, every tie rule, with ties and saturating values, and the input quantization
@@ -93,6 +94,26 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
             if (buf1[i] != CANARY || buf2[i] != CANARY) what = "wrote before the output";
         for (size_t i = off + no; i < no + 9; i++)
             if ((done && buf1[i] != CANARY) || buf2[i] != CANARY) what = "wrote after the output";
+    }
+    if (!what) { /* the fused requantization (dwconv_rq_s8): int8 codes from the reference sums */
+        int bw = rndi(2, 8), lshift = rndi(0, 3) ? 0 : rndi(0, 4), shift = rndi(0, 29 - bw), rounding = rndi(0, 3);
+        int32_t bias = rndi(-5000, 5000);
+        int8_t *q = malloc(no + 9), *want = malloc(no);
+        int32_t *work = malloc(sizeof(int32_t) * no);
+        memset(q, 0x5A, no + 9);
+        int rq = dfx_x86_dwconv_rq_s8_avx2(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, lshift, shift,
+                                           rounding, bw, q, work);
+        for (size_t i = 0; i < no; i++)
+            want[i] = (int8_t)fp_saturate(
+                fp_round_shift((int64_t)o0[i] * ((int64_t)1 << lshift) + bias, shift, rounding), bw);
+        if (rq != done) what = "dfx_x86_dwconv_rq_s8_avx2 handles other cases than dfx_x86_dwconv_s8_avx2";
+        else if (rq && memcmp(q, want, no)) what = "dfx_x86_dwconv_rq_s8_avx2 differs from the requantized reference";
+        else
+            for (size_t i = no; i < no + 9; i++)
+                if (q[i] != 0x5A) what = "dfx_x86_dwconv_rq_s8_avx2 wrote after the output";
+        free(q);
+        free(want);
+        free(work);
     }
     if (what) {
         failures++;

@@ -442,6 +442,11 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
     for (int64_t nc = c0; nc < c1; nc++) {
         int64_t n = nc / O, c = nc % O;
         const int8_t *k = weight_rows(lp, j->w, c, 1, kbuf);
+        if (esz == 1 && kf->dwconv_rq_s8 &&
+            kf->dwconv_rq_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl,
+                             o->dh, o->dw, (int)OH, (int)OW, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,
+                             (int8_t *)Y + (n * O + c) * P, acc))
+            continue; /* the set's one pass */
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
         kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,

@@ -377,14 +377,24 @@ static void quantize_f32_portable(const float *x, int64_t n, int fl, int bw, int
     else fp_quantize_row(x, n, fl, bw, rounding, out, out_bytes);
 }
 #define QUANTIZE_ENTRY quantize_f32_portable
+/* depthwise convolution with the requantization fused: arch/x86/dwconv.c on CPUs with AVX2 */
+static int dwconv_rq_s8_portable(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                                 int pl, int dh, int dw, int oh, int ow, int64_t bias, int lshift, int shift,
+                                 int rounding, int bw, int8_t *out, int32_t *work)
+{
+    return dfx_x86_avx2() && dfx_x86_dwconv_rq_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias,
+                                                        lshift, shift, rounding, bw, out, work);
+}
+#define DWCONV_RQ_ENTRY dwconv_rq_s8_portable
 #else
 #define PACKED_ENTRIES NULL, NULL, NULL
 #define FLOAT_ENTRIES NULL, NULL, NULL, NULL
 #define QUANTIZE_ENTRY NULL /* quantize_f32: the caller's fp_quantize_row */
+#define DWCONV_RQ_ENTRY NULL
 #endif
 
 const struct dfx_kernels dfx_kernels_portable = {
     "portable",           gemm_s8_portable, dwconv_s8_portable,
     requant_s32_portable, relu_s8_portable, maxpool_s8_portable,
-    PACKED_ENTRIES,       FLOAT_ENTRIES,    QUANTIZE_ENTRY,
+    PACKED_ENTRIES,       FLOAT_ENTRIES,    QUANTIZE_ENTRY,   DWCONV_RQ_ENTRY,
 };

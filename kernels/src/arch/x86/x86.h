@@ -18,6 +18,11 @@ void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const i
  * geometry is not one it handles (the caller then runs the portable loop) */
 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                            int pl, int dh, int dw, int32_t *out, int oh, int ow);
+/* dwconv_rq_s8 of dispatch.h for AVX2 CPUs (arch/x86/dwconv.c): 0 when the geometry is not one that
+ * dfx_x86_dwconv_s8_avx2 handles or the requantization not one in its int32 form for int8 */
+int dfx_x86_dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                              int pl, int dh, int dw, int oh, int ow, int64_t bias, int lshift, int shift,
+                              int rounding, int bw, int8_t *out, int32_t *work);
 /* the packed-weights entries of dispatch.h for AVX2 CPUs (6-row panels: int16 pairs, or int8 quads when
  * b_nonneg) */
 size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg);
