@@ -14,9 +14,10 @@
  * instruction pair. It is written in inline assembly because compilers spill
  * some of the 12 accumulators of the intrinsics version (16 registers are
  * exactly enough). When the session knows that B is never negative (the
- * layer's input comes from a ReLU), A is packed as int8 quads instead and a
- * VPMADDUBSW kernel does 32 multiply-adds in three instructions (see
- * pack_b_u8). int32 sums wrap modulo 2^32 in the vector adds, and the
+ * layer's input comes from a ReLU), A is packed as int8 quads in 4-row panels
+ * instead and a VPMADDUBSW 4 x 16 kernel does 32 multiply-adds in three
+ * instructions, or, in panels whose weights allow it (pair_safe), 64 in five
+ * (see pack_b_u8, kernel4x16_u8). int32 sums wrap modulo 2^32 in the vector adds, and the
  * dispatch contract guarantees that every final sum fits int32, so the result
  * is exact. */
 #include "x86.h"
