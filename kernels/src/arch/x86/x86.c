@@ -628,29 +628,37 @@ __attribute__((target("avx2"))) static inline __m128i quant4(const float *x, __m
     return _mm_andnot_si128(_mm_castps_si128(_mm_cmpunord_ps(v, v)), q); /* NaN -> 0 */
 }
 
-#define QLOOP(R)                                                                                          \
-    for (; i + 8 <= n; i += 8) {                                                                          \
-        __m128i q = _mm_packs_epi32(quant4(x + i, sc, lo, hi, R), quant4(x + i + 4, sc, lo, hi, R));     \
-        if (out_bytes == 1) _mm_storel_epi64((__m128i *)((int8_t *)out + i), _mm_packs_epi16(q, q));    \
-        else _mm_storeu_si128((__m128i *)((int16_t *)out + i), q);                                        \
+/* Values [0, n - n % 8) for one tie rule; returns how many. */
+#define QUANT_FN(NAME, R)                                                                                         \
+    __attribute__((target("avx2"))) static int64_t NAME(const float *x, int64_t n, __m256d sc, __m256d lo,      \
+                                                        __m256d hi, void *out, int out_bytes)                   \
+    {                                                                                                           \
+        int64_t i = 0;                                                                                          \
+        for (; i + 8 <= n; i += 8) {                                                                            \
+            __m128i q = _mm_packs_epi32(quant4(x + i, sc, lo, hi, R), quant4(x + i + 4, sc, lo, hi, R));       \
+            if (out_bytes == 1) _mm_storel_epi64((__m128i *)((int8_t *)out + i), _mm_packs_epi16(q, q));      \
+            else _mm_storeu_si128((__m128i *)((int16_t *)out + i), q);                                          \
+        }                                                                                                       \
+        return i;                                                                                               \
     }
+QUANT_FN(quant_away, RND_HALF_AWAY)
+QUANT_FN(quant_even, RND_HALF_EVEN)
+QUANT_FN(quant_up, RND_HALF_UP)
+QUANT_FN(quant_floor, RND_FLOOR)
+#undef QUANT_FN
 
 __attribute__((target("avx2"))) void dfx_x86_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding,
                                                           void *out, int out_bytes)
 {
+    static int64_t (*const by_rule[4])(const float *, int64_t, __m256d, __m256d, __m256d, void *, int) = {
+        quant_away, quant_even, quant_up, quant_floor}; /* RND_* order */
     int64_t i = 0;
-    if (bw <= 16 && out_bytes <= 2 && fl >= -800 && fl <= 800) {
-        __m256d sc = _mm256_set1_pd(ldexp(1.0, fl)), hi = _mm256_set1_pd((double)((1 << (bw - 1)) - 1)),
-                lo = _mm256_set1_pd((double)-(1 << (bw - 1)));
-        switch (rounding) {
-            case RND_FLOOR: QLOOP(RND_FLOOR) break;
-            case RND_HALF_EVEN: QLOOP(RND_HALF_EVEN) break;
-            case RND_HALF_UP: QLOOP(RND_HALF_UP) break;
-            default: QLOOP(RND_HALF_AWAY) break;
-        }
+    if (bw <= 16 && out_bytes <= 2 && fl >= -800 && fl <= 800 && rounding >= 0 && rounding <= 3) {
+        double top = (double)((1 << (bw - 1)) - 1);
+        i = by_rule[rounding](x, n, _mm256_set1_pd(ldexp(1.0, fl)), _mm256_set1_pd(-top - 1.0), _mm256_set1_pd(top),
+                              out, out_bytes);
     }
     if (i < n) fp_quantize_row(x + i, n - i, fl, bw, rounding, (char *)out + i * out_bytes, out_bytes);
 }
-#undef QLOOP
 
 #endif
