@@ -184,24 +184,23 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
     "1:\n\t"                              \
     "vmovdqu (%[b]), %%ymm12\n\t"         \
     "vmovdqu 32(%[b]), %%ymm13\n\t"
-#define TILE_LOOP_TAIL_AND_STORE     \
-    "add $24, %[a]\n\t"              \
-    "add $64, %[b]\n\t"              \
-    "dec %[n]\n\t"                   \
-    "jnz 1b\n\t"                     \
-    "2:\n\t"                         \
-    "vmovdqa %%ymm0, 0(%[t])\n\t"    \
-    "vmovdqa %%ymm1, 32(%[t])\n\t"   \
-    "vmovdqa %%ymm2, 64(%[t])\n\t"   \
-    "vmovdqa %%ymm3, 96(%[t])\n\t"   \
-    "vmovdqa %%ymm4, 128(%[t])\n\t"  \
-    "vmovdqa %%ymm5, 160(%[t])\n\t"  \
-    "vmovdqa %%ymm6, 192(%[t])\n\t"  \
-    "vmovdqa %%ymm7, 224(%[t])\n\t"  \
-    "vmovdqa %%ymm8, 256(%[t])\n\t"  \
-    "vmovdqa %%ymm9, 288(%[t])\n\t"  \
-    "vmovdqa %%ymm10, 320(%[t])\n\t" \
-    "vmovdqa %%ymm11, 352(%[t])\n\t"
+/* The loop's end, then the 6 x 16 tile to rows d, d + st, d + 2 st (and the same from d3 = d + 3 st),
+ * first added to what is there when add != 0. */
+#define ROW_ST(C0, C1, ADDR) "vmovdqu %%ymm" #C0 ", " ADDR "\n\t" "vmovdqu %%ymm" #C1 ", 32" ADDR "\n\t"
+#define TILE_ADD_ROW(C0, C1, ADDR) "vpaddd " ADDR ", %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpaddd 32" ADDR ", %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+#define TILE_LOOP_TAIL_AND_STORE                                                                               \
+    "add $24, %[a]\n\t"                                                                                         \
+    "add $64, %[b]\n\t"                                                                                         \
+    "dec %[n]\n\t"                                                                                              \
+    "jnz 1b\n\t"                                                                                                \
+    "2:\n\t"                                                                                                    \
+    "test %[add], %[add]\n\t"                                                                                   \
+    "jz 3f\n\t" TILE_ADD_ROW(0, 1, "(%[d])") TILE_ADD_ROW(2, 3, "(%[d],%[st])") TILE_ADD_ROW(                \
+        4, 5, "(%[d],%[st],2)") TILE_ADD_ROW(6, 7, "(%[d3])") TILE_ADD_ROW(8, 9, "(%[d3],%[st])")                \
+        TILE_ADD_ROW(10, 11, "(%[d3],%[st],2)") "3:\n\t" ROW_ST(0, 1, "(%[d])") ROW_ST(2, 3, "(%[d],%[st])")    \
+            ROW_ST(4, 5, "(%[d],%[st],2)") ROW_ST(6, 7, "(%[d3])") ROW_ST(8, 9, "(%[d3],%[st])")                 \
+                ROW_ST(10, 11, "(%[d3],%[st],2)")
 #define TILE_CLOBBERS                                                                                                 \
     "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
         "xmm12", "xmm13", "xmm14", "xmm15"
@@ -229,14 +228,16 @@ __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap
                                                        int ldc, int mr, int nr, int acc)
 {
     int32_t t[MR * NR] __attribute__((aligned(32)));
-    long n = kp;
+    int whole = mr == MR && nr == NR;
+    long n = kp, add = whole && acc, stride = whole ? (long)ldc * 4 : NR * 4;
+    int32_t *d = whole ? c : t, *d3 = (int32_t *)((char *)d + 3 * stride);
     /* ymm12/13: B pairs of columns 0-7 / 8-15; ymm14: broadcast A pair; ymm15: products */
     __asm__ volatile(TILE_ZERO_AND_LOOP_HEAD ROW_S16(0, 0, 1) ROW_S16(4, 2, 3) ROW_S16(8, 4, 5) ROW_S16(12, 6, 7)
                          ROW_S16(16, 8, 9) ROW_S16(20, 10, 11) TILE_LOOP_TAIL_AND_STORE
                      : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
-                     : [t] "r"(t)
+                     : [d] "r"(d), [d3] "r"(d3), [st] "r"(stride), [add] "r"(add)
                      : TILE_CLOBBERS);
-    store_tile(c, ldc, t, mr, nr, acc);
+    if (!whole) store_tile(c, ldc, t, mr, nr, acc);
 }
 
 /* The unsigned x signed form, for B (activations) known to be >= 0, so stored
@@ -598,6 +599,13 @@ __attribute__((target("avx2"))) int dfx_x86_max2x2_row(const int8_t *r0, const i
         v = _mm256_and_si256(_mm256_max_epi8(v, _mm256_srli_epi16(v, 8)), low); /* byte 2i: the pair's max */
         v = _mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0x08);          /* bytes 0-7 | 16-23 */
         _mm_storeu_si128((__m128i *)(o + t), _mm256_castsi256_si128(v));
+    }
+    if (t + 8 <= n && 2 * t + 16 <= avail) { /* 8 more from 16 bytes of each row */
+        __m128i v = _mm_max_epi8(_mm_loadu_si128((const __m128i *)(r0 + 2 * t)),
+                                 _mm_loadu_si128((const __m128i *)(r1 + 2 * t)));
+        v = _mm_and_si128(_mm_max_epi8(v, _mm_srli_epi16(v, 8)), _mm256_castsi256_si128(low));
+        _mm_storel_epi64((__m128i *)(o + t), _mm_packus_epi16(v, v));
+        t += 8;
     }
     return t;
 }

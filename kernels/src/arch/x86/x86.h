@@ -33,7 +33,7 @@ void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);
 /* 2 x 2, stride 2 max pooling of rows r0 and r1 (avail bytes readable in each): o[t] = max of r0[2t],
- * r0[2t + 1], r1[2t], r1[2t + 1] for t < n, 16 at a time as far as the rows allow; returns how many
+ * r0[2t + 1], r1[2t], r1[2t + 1] for t < n, 16 (then 8) at a time as far as the rows allow; returns how many
  * outputs it wrote (the caller does the rest) */
 int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n);
 /* quantize_f32 of dispatch.h for AVX2 CPUs */
