@@ -34,6 +34,7 @@ const struct dfx_kernels dfx_kernels_neon = {
     NULL,
     NULL, /* no float entries: float layers run the scalar loops */
     dfx_neon_quantize_f32,
+    NULL, /* dwconv_rq_s8: dwconv_s8, then requant_s32 */
 };
 
 const struct dfx_kernels dfx_kernels_dotprod = {
@@ -51,4 +52,5 @@ const struct dfx_kernels dfx_kernels_dotprod = {
     NULL,
     NULL, /* no float entries: float layers run the scalar loops */
     dfx_neon_quantize_f32,
+    NULL, /* dwconv_rq_s8: dwconv_s8, then requant_s32 */
 };
