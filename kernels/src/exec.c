@@ -41,7 +41,8 @@ static void widen_range(void *ctx, int64_t a, int64_t b, int thread)
         for (int64_t i = a; i < b; i++) q[i] = dfx_ld(src, io->esz, i);
     } else {
         float *f = (float *)(j->arena + io->conv);
-        for (int64_t i = a; i < b; i++) f[i] = fp_dequantize(dfx_ld(src, io->esz, i), io->t->fl);
+        const int fl = io->t->fl; /* fp_dequantize multiplies by a power of two it builds once per loop */
+        for (int64_t i = a; i < b; i++) f[i] = fp_dequantize(dfx_ld(src, io->esz, i), fl);
     }
 }
 

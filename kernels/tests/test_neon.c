@@ -177,7 +177,7 @@ static void check_dwconv_requant(const struct dfx_kernels *ks)
     dfx_kernels_portable.requant_s32(acc, (int)P, bias, lshift, shift, rounding, bw, y0, 1);
     y0[P] = 0x5a;
     int done = ks->dwconv_requant_s8(x, h, w, kk, kh, kw, s, s, pt, pl, dl, dl, bias, lshift, shift, rounding, bw, y1,
-                                     oh, ow);
+                                     oh, ow, acc);
     int bad = done ? memcmp(y0, y1, P + 1) != 0 : y1[0] != 0x5a;
     fused_done += done != 0;
     fused_tried++;
@@ -257,8 +257,7 @@ static void check_gemm_requant(const struct dfx_kernels *ks)
     fused_done += done != 0;
     fused_tried++;
     for (int i = 0; i < m && !bad; i++)
-        bad = done ? memcmp(y0 + (size_t)i * ldo, y1 + (size_t)i * ldo, (size_t)n) != 0
-                   : y1[(size_t)i * ldo] != 0x5a;
+        bad = done ? memcmp(y0 + (size_t)i * ldo, y1 + (size_t)i * ldo, (size_t)n) != 0 : y1[(size_t)i * ldo] != 0x5a;
     for (int i = 0; i < m && !bad; i++) /* nothing past n in a row */
         for (int j = n; j < ldo; j++) bad |= y1[(size_t)i * ldo + j] != 0x5a;
     free(bias);
@@ -430,9 +429,9 @@ int main(int argc, char **argv)
             check_relu(sets[s]);
             check_maxpool(sets[s]);
         }
-        printf(
-            "%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, the fused requantizing entries, 20 requant_s32, 5 quantize_f32, relu_s8, maxpool_s8) %s\n",
-            sets[s]->name, iters, failures ? "FAILED" : "equal to portable");
+        printf("%s: %d x (gemm_s8, gemm_s8_packed, dwconv_s8, the fused requantizing entries, 20 requant_s32, 5 "
+               "quantize_f32, relu_s8, maxpool_s8) %s\n",
+               sets[s]->name, iters, failures ? "FAILED" : "equal to portable");
     }
     if (fused_tried && fused_done * 4 < fused_tried) { /* many parameters are inside the fused case */
         fprintf(stderr, "the fused requantizing entries did only %d of %d calls\n", fused_done, fused_tried);

@@ -6,15 +6,18 @@
  * buffers), int8 codes with runs of -128 and 127, unaligned pointers, the
  * input against an inaccessible page on either side (reads outside the plane
  * fault) and canaries around the output. The portable set's dwconv_s8 (which
- * calls the AVX2 code or falls back to its own loop) is checked too. Then the
+ * calls the AVX2 code or falls back to its own loop) is checked too, and the fused depthwise
+ * requantization (dfx_x86_dwconv_rq_s8_avx2) against the reference sums requantized. Then the
  * AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
- * against int64 sums, and the int8 requantization against the exact int64
- * formula, every tie rule, with ties and saturating values.
+ * against int64 sums, the int8 requantization against the exact int64
+ * formula, every tie rule, with ties and saturating values, and the input quantization
+ * (dfx_x86_quantize_f32) against fp_quantize_row.
  *
  *   test_x86 [iterations]
  *
  * Fails (exit 1) on a difference; exits 77 (CTest: skipped) when the build
  * has no x86 SIMD code or the CPU has no AVX2, saying why. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +95,26 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
         for (size_t i = off + no; i < no + 9; i++)
             if ((done && buf1[i] != CANARY) || buf2[i] != CANARY) what = "wrote after the output";
     }
+    if (!what) { /* the fused requantization (dwconv_requant_s8): int8 codes from the reference sums */
+        int bw = rndi(2, 8), lshift = rndi(0, 3) ? 0 : rndi(0, 4), shift = rndi(0, 29 - bw), rounding = rndi(0, 3);
+        int32_t bias = rndi(-5000, 5000);
+        int8_t *q = malloc(no + 9), *want = malloc(no);
+        int32_t *work = malloc(sizeof(int32_t) * no);
+        memset(q, 0x5A, no + 9);
+        int rq = dfx_x86_dwconv_rq_s8_avx2(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, lshift, shift,
+                                           rounding, bw, q, work);
+        for (size_t i = 0; i < no; i++)
+            want[i] = (int8_t)fp_saturate(
+                fp_round_shift((int64_t)o0[i] * ((int64_t)1 << lshift) + bias, shift, rounding), bw);
+        if (rq != done) what = "dfx_x86_dwconv_rq_s8_avx2 handles other cases than dfx_x86_dwconv_s8_avx2";
+        else if (rq && memcmp(q, want, no)) what = "dfx_x86_dwconv_rq_s8_avx2 differs from the requantized reference";
+        else
+            for (size_t i = no; i < no + 9; i++)
+                if (q[i] != 0x5A) what = "dfx_x86_dwconv_rq_s8_avx2 wrote after the output";
+        free(q);
+        free(want);
+        free(work);
+    }
     if (what) {
         failures++;
         fprintf(stderr, "FAIL: dwconv_s8 h=%d w=%d k=%dx%d s=%d,%d p=%d,%d d=%d,%d out=%dx%d: %s\n", h, w, kh, kw, sh,
@@ -151,9 +174,11 @@ static void random_case(void)
 
 /* GEMM (arch/x86/x86.c): the unpacked entry point, the packed one for any B (int16 pairs) and the one for
  * B >= 0 (int8 quads, unsigned x signed), each whole and from row 48 on (as a session's row blocks
- * use them), against int64 sums, with odd sizes, strides and extremes. */
+ * use them), against int64 sums, with odd sizes, strides and extremes. wmax > 0: weights within
+ * [-wmax, wmax], many at the bounds, so that the B >= 0 form's panels that add two quads in int16 run
+ * (wmax <= 64: every panel; 65: some, with sums at and just past the limit), and B then often all 127. */
 static long gemm_cases;
-static void check_gemm(int m, int n, int k)
+static void check_gemm(int m, int n, int k, int wmax)
 {
     static const char *const form_name[] = {"unpacked", "packed", "packed from row 48", "packed, B >= 0",
                                             "packed, B >= 0, from row 48"};
@@ -166,6 +191,15 @@ static void check_gemm(int m, int n, int k)
     fill_s8(a, (size_t)m * lda);
     fill_s8(b, (size_t)k * ldb);
     for (size_t i = 0; i < (size_t)k * ldb; i++) bu[i] = (int8_t)(b[i] < 0 ? (b[i] == -128 ? 127 : -b[i]) : b[i]);
+    if (wmax > 0) {
+        int sign = rndi(-1, 1); /* 0: either sign; else one sign for all (the largest lane sums) */
+        for (size_t i = 0; i < (size_t)m * lda; i++) {
+            int v = rndi(0, 1) ? wmax : rndi(0, wmax);
+            a[i] = (int8_t)(sign ? sign * v : rndi(0, 1) ? v : -v);
+        }
+        if (rndi(0, 1))
+            for (size_t i = 0; i < (size_t)k * ldb; i++) bu[i] = 127;
+    }
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             int64_t acc = 0, accu = 0;
@@ -246,6 +280,75 @@ static void check_requant(void)
     requant_cases++;
 }
 
+/* The portable set's max pooling (2 x 2, stride 2 rows through dfx_x86_max2x2_row) against a scalar
+ * reference: odd and even sizes, padding, planes against an inaccessible page. */
+static long maxpool_cases;
+static void check_maxpool(void)
+{
+    int h = rndi(1, 70), w = rndi(1, 140), pt = rndi(0, 1), pl = rndi(0, 1), kh = rndi(0, 3) ? 2 : rndi(1, 3);
+    int kw = kh == 2 ? 2 : rndi(1, 3), sh = kh == 2 ? 2 : rndi(1, 2), sw = kh == 2 ? 2 : rndi(1, 2);
+    int oh = (h + 2 * pt - kh + sh - 1) / sh + 1, ow = (w + 2 * pl - kw + sw - 1) / sw + 1; /* Caffe: rounded up */
+    if (oh < 1 || ow < 1) return;
+    int8_t *x = (int8_t *)guarded((size_t)h * w, rndi(0, 1)), *have = malloc((size_t)oh * ow),
+           *want = malloc((size_t)oh * ow);
+    fill_s8(x, (size_t)h * w);
+    dfx_kernels_portable.maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, have, oh, ow, -128);
+    /* reference: the plane inside a border of -128 (the empty value, below no code), every window whole */
+    int hp = (oh - 1) * sh + kh, wp = (ow - 1) * sw + kw;
+    int8_t *xp = malloc((size_t)hp * wp);
+    memset(xp, -128, (size_t)hp * wp);
+    for (int iy = 0; iy < h && iy + pt < hp; iy++)
+        for (int ix = 0; ix < w && ix + pl < wp; ix++) xp[(iy + pt) * wp + ix + pl] = x[iy * w + ix];
+    for (int o = 0; o < oh * ow; o++) {
+        const int8_t *win = xp + (o / ow) * sh * wp + (o % ow) * sw;
+        int8_t m = -128;
+        for (int t = 0; t < kh * kw; t++) m = win[(t / kw) * wp + t % kw] > m ? win[(t / kw) * wp + t % kw] : m;
+        want[o] = m;
+    }
+    free(xp);
+    if (memcmp(have, want, (size_t)oh * ow)) {
+        printf("FAIL maxpool h=%d w=%d k=%dx%d s=%dx%d pad=%d,%d\n", h, w, kh, kw, sh, sw, pt, pl);
+        failures++;
+    }
+    free(have);
+    free(want);
+    maxpool_cases++;
+}
+
+/* quantize_f32 (dfx_x86_quantize_f32) against fp_quantize_row of fixedpoint.h, byte for byte: every
+ * tie rule, ties and near-ties, NaN, infinities, saturating and tiny values, int8 and int16 outputs. */
+static long quantize_cases;
+static void check_quantize(void)
+{
+    int n = rndi(1, 100), fl = rndi(0, 5) ? rndi(-4, 12) : rndi(-800, 800), rounding = rndi(0, 3);
+    int out_bytes = rndi(1, 2), bw = rndi(2, out_bytes == 1 ? 8 : 16);
+    float x[100];
+    for (int i = 0; i < n; i++) {
+        int kind = rndi(0, 7);
+        float v = (float)ldexp((double)rndi(-300000, 300000) / 1000.0, -fl);
+        if (kind == 0) v = (float)ldexp(rndi(-300, 300) + 0.5, -fl); /* ties */
+        if (kind == 1) v = nextafterf((float)ldexp(rndi(-300, 300) + 0.5, -fl), rndi(0, 1) ? INFINITY : -INFINITY);
+        if (kind == 2) v = rndi(0, 1) ? NAN : rndi(0, 1) ? INFINITY : -INFINITY;
+        if (kind == 3) v = (float)ldexp((double)rndi(-1000, 1000), rndi(-160, 140));
+        x[i] = v;
+    }
+    uint8_t have[2 * 100 + 16], want[2 * 100 + 16];
+    memset(have, 0x5A, sizeof have);
+    memset(want, 0x5A, sizeof want);
+    dfx_x86_quantize_f32(x, n, fl, bw, rounding, have, out_bytes);
+    fp_quantize_row(x, n, fl, bw, rounding, want, out_bytes);
+    if (memcmp(have, want, sizeof have)) {
+        for (int i = 0; i < n; i++)
+            if (memcmp(have + i * out_bytes, want + i * out_bytes, (size_t)out_bytes)) {
+                printf("FAIL quantize_f32 n=%d fl=%d bw=%d rounding=%d out_bytes=%d: x[%d] = %a\n", n, fl, bw, rounding,
+                       out_bytes, i, (double)x[i]);
+                break;
+            }
+        failures++;
+    }
+    quantize_cases++;
+}
+
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 20000;
@@ -276,11 +379,18 @@ int main(int argc, char **argv)
     static const int gemm_fixed[][3] = {{6, 16, 2},     {1, 1, 1},   {50, 64, 500}, {20, 576, 25}, {100, 7, 513},
                                         {97, 129, 257}, {48, 16, 1}, {64, 300, 32}, {7, 3, 1000}};
     for (size_t i = 0; i < sizeof gemm_fixed / sizeof gemm_fixed[0]; i++)
-        check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2]);
-    for (int i = 0; i < iters / 100 && failures < 10; i++) check_gemm(rndi(1, 120), rndi(1, 300), rndi(1, 700));
+        for (int wmax = 0; wmax <= 65; wmax += 64) {
+            check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2], wmax);
+            check_gemm(gemm_fixed[i][0], gemm_fixed[i][1], gemm_fixed[i][2], wmax + (wmax > 0));
+        }
+    for (int i = 0; i < iters / 100 && failures < 10; i++)
+        check_gemm(rndi(1, 120), rndi(1, 300), rndi(1, 700), rndi(0, 1) ? 0 : rndi(1, 70));
     for (int i = 0; i < iters && failures < 10; i++) check_requant();
-    printf("test_x86: %ld GEMM and %ld int8 requantization cases: %s\n", gemm_cases, requant_cases,
-           failures ? "FAILED" : "equal to the reference");
+    for (int i = 0; i < iters && failures < 10; i++) check_quantize();
+    for (int i = 0; i < iters / 10 && failures < 10; i++) check_maxpool();
+    printf("test_x86: %ld max pooling cases: %s\n", maxpool_cases, failures ? "FAILED" : "equal to the reference");
+    printf("test_x86: %ld GEMM, %ld int8 requantization and %ld input quantization cases: %s\n", gemm_cases,
+           requant_cases, quantize_cases, failures ? "FAILED" : "equal to the reference");
     guard_release();
     return failures ? 1 : 0;
 }

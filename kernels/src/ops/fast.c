@@ -84,6 +84,11 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
     int64_t nb = (131072 / K) & ~(int64_t)15;
     if (nb < 16) nb = 16;
     if (nb > 1024) nb = 1024;
+    if (L->op == OP_CONV2D && !lp->direct && op->sw == 1 && nb < cols) {
+        /* column blocks of whole output rows: im2col then copies rows, not pieces (nearest multiple) */
+        int64_t OW = y->shape[3], rows = (nb + OW / 2) / OW;
+        if (rows >= 1 && OW <= 1024) nb = (rows * OW > 1024 ? 1024 / OW : rows) * OW;
+    }
     if (nb > cols) nb = cols;
     if (nb < 1) nb = 1;
     int64_t ob = lp->w_in_place ? og : (og < 48 ? og : 48); /* 48: packed row blocks (dispatch.h) */
@@ -185,24 +190,70 @@ void dfx_linear_release(dfx_linprep *lp)
  * Tap column j reads input column ox*sw + j*dw - pl, inside the row for output columns [lo, hi);
  * tap row i reads input row oy*sh - pt + i*dh, inside the plane for output rows [ya, yb). */
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
+/* Short runs of bytes inline (8-byte moves, the last one overlapping the one before; bytes below 8):
+ * im2col rows are often shorter than a libc call is worth. */
+static inline void copy_run(int8_t *d, const int8_t *s, int64_t n)
+{
+    if (n < 8) {
+        for (int64_t t = 0; t < n; t++) d[t] = s[t];
+        return;
+    }
+    for (int64_t t = 0; t + 8 < n; t += 8) memcpy(d + t, s + t, 8);
+    memcpy(d + n - 8, s + n - 8, 8);
+}
+
+/* Keeps compilers from turning a loop that zeroes bytes back into a memset call. */
+#if defined(__GNUC__)
+#define NOT_MEMSET(p) __asm__("" : : "r"(p) : "memory")
+#else
+#define NOT_MEMSET(p) ((void)(p))
+#endif
+
+static inline void zero_run(int8_t *d, int64_t n)
+{
+    const uint64_t z = 0;
+    if (n < 8) {
+        for (int64_t t = 0; t < n; t++) {
+            d[t] = 0;
+            NOT_MEMSET(d);
+        }
+        return;
+    }
+    for (int64_t t = 0; t + 8 < n; t += 8) {
+        memcpy(d + t, &z, 8);
+        NOT_MEMSET(d);
+    }
+    memcpy(d + n - 8, &z, 8);
+}
+
+/* d[t] = s[2 * t] for t < n: eight at a time, the even bytes of 16 bytes picked by bit operations (which read
+ * s[2 * t + 15], so not for the last eight: s[2 * n - 1] may lie past the plane). */
+static inline void copy_run_s2(int8_t *d, const int8_t *s, int64_t n)
+{
+    int64_t t = 0;
+    for (; t + 8 < n; t += 8) {
+        uint64_t a, b;
+        memcpy(&a, s + 2 * t, 8);
+        memcpy(&b, s + 2 * t + 8, 8);
+        a &= 0x00FF00FF00FF00FFull, b &= 0x00FF00FF00FF00FFull; /* little-endian: bytes 0, 2, 4, 6 */
+        a = (a | a >> 8) & 0x0000FFFF0000FFFFull, b = (b | b >> 8) & 0x0000FFFF0000FFFFull;
+        a = (a | a >> 16) & 0xFFFFFFFFull, b = (b | b >> 16) & 0xFFFFFFFFull;
+        uint32_t lo = (uint32_t)a, hi = (uint32_t)b;
+        memcpy(d + t, &lo, 4);
+        memcpy(d + t + 4, &hi, 4);
+    }
+    for (; t < n; t++) d[t] = s[2 * t];
+}
+
 /* rows output rows of OW columns (stride 1): d[t] = s[t + base] for t in [lo, hi), else 0 (s: the
  * input row; the next row is ds further on). */
 static void rows_s1(int8_t *d, const int8_t *s, int64_t ds, int64_t base, int64_t rows, int64_t OW, int64_t lo,
                     int64_t hi)
 {
-    if (lo == 0 && hi == OW) { /* no padding column: 8-byte moves */
-        for (int64_t r = 0; r < rows; r++, d += OW, s += ds) {
-            int64_t t = 0;
-            for (; t + 8 <= OW; t += 8) memcpy(d + t, s + base + t, 8);
-            for (; t < OW; t++) d[t] = s[t + base];
-        }
-        return;
-    }
     for (int64_t r = 0; r < rows; r++, d += OW, s += ds) {
-        int64_t t = 0;
-        for (; t < lo; t++) d[t] = 0;
-        for (; t < hi; t++) d[t] = s[t + base];
-        for (; t < OW; t++) d[t] = 0;
+        zero_run(d, lo);
+        copy_run(d + lo, s + lo + base, hi - lo);
+        zero_run(d + hi, OW - hi);
     }
 }
 
@@ -213,18 +264,8 @@ static void copy_rows(int8_t *d, int64_t dd, const int8_t *s, int64_t ds, int64_
     for (int64_t c = 0; c < planes; c++, d += dd, s += ds) {
         int8_t *dp = d;
         const int8_t *sp = s;
-        for (int64_t r = 0; r < rows; r++, dp += OW, sp += dr) {
-            int64_t t = 0;
-            for (; t + 8 <= OW; t += 8) memcpy(dp + t, sp + t, 8);
-            for (; t < OW; t++) dp[t] = sp[t];
-        }
+        for (int64_t r = 0; r < rows; r++, dp += OW, sp += dr) { copy_run(dp, sp, OW); }
     }
-}
-
-/* d[t] = s[2t] for t < n: stride 2 as a constant, which compilers vectorize (LD2 on AArch64). */
-static void copy_s2(int8_t *d, const int8_t *s, int64_t n)
-{
-    for (int64_t t = 0; t < n; t++) d[t] = s[2 * t];
 }
 
 static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
@@ -251,27 +292,27 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
                 int8_t *dst = col + ((c * kh + i) * kw + j) * n;
                 const int8_t *xc = x + c * H * W;
                 if (whole) { /* rows [oy0, ra) and [rz, oy1] read padding only */
-                    memset(dst, 0, (size_t)((ra - oy0) * OW));
+                    zero_run(dst, (ra - oy0) * OW);
                     if (rz > ra)
                         rows_s1(dst + (ra - oy0) * OW, xc + (ra * sh + rb) * W, sh * W, base, rz - ra, OW, lo, hi);
-                    memset(dst + (rz - oy0) * OW, 0, (size_t)((oy1 + 1 - rz) * OW));
+                    zero_run(dst + (rz - oy0) * OW, (oy1 + 1 - rz) * OW);
                     continue;
                 }
                 for (int64_t oy = oy0; oy <= oy1; oy++) {
                     int64_t a = oy * OW, xa = a < p0 ? p0 - a : 0, xb = a + OW > p0 + n ? p0 + n - a : OW;
                     int8_t *d = dst + (a + xa - p0); /* output column xa of row oy */
                     if (oy < ya || oy >= yb) {
-                        memset(d, 0, (size_t)(xb - xa));
+                        zero_run(d, xb - xa);
                         continue;
                     }
                     const int8_t *xr = xc + (oy * sh + rb) * W; /* input row; output column t reads xr[t*sw + base] */
                     int64_t l = lo < xa ? xa : lo > xb ? xb : lo, h = hi > xb ? xb : hi < l ? l : hi;
-                    memset(d, 0, (size_t)(l - xa));
-                    if (sw == 1) memcpy(d + (l - xa), xr + l + base, (size_t)(h - l));
-                    else if (sw == 2) copy_s2(d + (l - xa), xr + 2 * l + base, h - l);
+                    zero_run(d, l - xa);
+                    if (sw == 1) copy_run(d + (l - xa), xr + l + base, h - l);
+                    else if (sw == 2) copy_run_s2(d + (l - xa), xr + 2 * l + base, h - l);
                     else
                         for (int64_t t = l; t < h; t++) d[t - xa] = xr[t * sw + base];
-                    memset(d + (h - xa), 0, (size_t)(xb - h));
+                    zero_run(d + (h - xa), xb - h);
                 }
             }
         }
@@ -402,9 +443,9 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
         const int8_t *k = weight_rows(lp, j->w, c, 1, kbuf);
         int8_t *yc = (int8_t *)Y + (n * O + c) * P * esz;
         if (esz == 1 && kf->dwconv_requant_s8 &&
-            kf->dwconv_requant_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt,
-                                  o->pl, o->dh, o->dw, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc,
-                                  (int)OH, (int)OW))
+            kf->dwconv_requant_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl,
+                                  o->dh, o->dw, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, (int)OH,
+                                  (int)OW, acc))
             continue; /* requantized in the same pass */
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);

@@ -313,9 +313,7 @@ INLINE int32x4_t fq_round(int32x4_t v, int mode, int32x4_t sh)
 
 /* Four rounded vectors (16 values) -> 16 saturated int8 codes in order. */
 INLINE int8x16_t fq_narrow16(int32x4_t a0, int32x4_t a1, int32x4_t a2, int32x4_t a3)
-{
-    return vqmovn_high_s16(vqmovn_s16(vqmovn_high_s32(vqmovn_s32(a0), a1)), vqmovn_high_s32(vqmovn_s32(a2), a3));
-}
+{ return vqmovn_high_s16(vqmovn_s16(vqmovn_high_s32(vqmovn_s32(a0), a1)), vqmovn_high_s32(vqmovn_s32(a2), a3)); }
 
 /* ---- 3 x 3 depthwise convolution, stride 1 or 2, with SDOT.
  *
@@ -340,8 +338,8 @@ INLINE int8x16_t dq16(const int8_t *r0, const int8_t *r1, const int8_t *r2, int 
         a2 = vdotq_s32(a2, vld1q_s8(r[i] + o2), wv[i]);
         a3 = vdotq_s32(a3, vld1q_s8(r[i] + o3), wv[i]);
     }
-    int8x16_t q = fq_narrow16(fq_round(a0, mode, sh), fq_round(a1, mode, sh), fq_round(a2, mode, sh),
-                              fq_round(a3, mode, sh));
+    int8x16_t q =
+        fq_narrow16(fq_round(a0, mode, sh), fq_round(a1, mode, sh), fq_round(a2, mode, sh), fq_round(a3, mode, sh));
     return vqtbl1q_s8(q, order);
 }
 
@@ -383,8 +381,8 @@ INLINE void dq_copy(int8_t *dst, const int8_t *src, int n)
 }
 
 /* The blocks of dq_flat: 16 codes from every 16 positions of the padded plane buf (row stride W2) into res. */
-INLINE void dq_flat_blocks(const int8_t *buf, int W2, int P2, const int8x16_t *wv, int32x4_t vb, int mode,
-                           int32x4_t sh, uint8x16_t order, int8_t *res)
+INLINE void dq_flat_blocks(const int8_t *buf, int W2, int P2, const int8x16_t *wv, int32x4_t vb, int mode, int32x4_t sh,
+                           uint8x16_t order, int8_t *res)
 {
     for (int q = 0; q < P2; q += 16) {
         int8x16_t v = dq16(buf + q, buf + q + W2, buf + q + 2 * W2, 1, wv, vb, mode, sh, order);
@@ -422,8 +420,8 @@ static int dq_flat(const int8_t *x, int h, int w, const int8x16_t *wv, int32x4_t
 }
 
 /* One mode and stride, as constants after inlining. */
-#define DQ_CASES(S)                                                                                        \
-    switch (mode) {                                                                                        \
+#define DQ_CASES(S)                                                                         \
+    switch (mode) {                                                                         \
         case FQ_UP: dq_strip(buf, wp, nr, S, wv, vb, FQ_UP, sh, order, o, ow); break;       \
         case FQ_AWAY: dq_strip(buf, wp, nr, S, wv, vb, FQ_AWAY, sh, order, o, ow); break;   \
         case FQ_FLOOR: dq_strip(buf, wp, nr, S, wv, vb, FQ_FLOOR, sh, order, o, ow); break; \
@@ -432,8 +430,9 @@ static int dq_flat(const int8_t *x, int h, int w, const int8x16_t *wv, int32x4_t
 
 int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh_, int sw, int pt,
                               int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
-                              int8_t *out, int oh, int ow)
+                              int8_t *out, int oh, int ow, int32_t *work)
 {
+    (void)work; /* the sums stay in registers */
     int mode = fq_mode(bias, lshift, shift, rounding);
     if (mode < 0 || bw != 8 || kh != 3 || kw != 3 || sh_ != sw || (sw != 1 && sw != 2) || dh != 1 || dw != 1 ||
         pt < 0 || pl < 0 || pt > 2 || pl > 2)
@@ -457,8 +456,7 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
     static const uint8_t ord2[16] = {0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15};
     uint8x16_t order = vld1q_u8(s == 1 ? ord1 : ord2);
     int32x4_t vb = vdupq_n_s32((int32_t)bias), sh = vdupq_n_s32(-shift);
-    if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w &&
-        dq_flat(x, h, w, wv, vb, mode, sh, order, buf, out))
+    if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w && dq_flat(x, h, w, wv, vb, mode, sh, order, buf, out))
         return 1;
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
@@ -499,8 +497,8 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
 
 /* One 8 x 8 tile of requantized codes: rows of out (stride ldo), b32 / s32: the rows' biases and -shifts
  * (same: all rows have the same shift). */
-static void tile8x8_rq(int kg, const int8_t *ap, const int8_t *bp, const int32_t *b32, const int32_t *s32,
-                       int8_t *out, int ldo, int mr, int nr, int mode, int same)
+static void tile8x8_rq(int kg, const int8_t *ap, const int8_t *bp, const int32_t *b32, const int32_t *s32, int8_t *out,
+                       int ldo, int mr, int nr, int mode, int same)
 {
     if (mr == 8 && nr == 8) {
         int8_t *r = out;
@@ -545,7 +543,10 @@ int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const in
     if (k > PD_KC || m > FQ_MAX_ROWS || bw != 8) return 0;
     int32_t b32[FQ_MAX_ROWS + 8], s32[FQ_MAX_ROWS + 8];
     /* one mode for all rows; a row with shift 0 (v itself) cannot take HALF_AWAY_FROM_ZERO's SSRA */
-    int mode = rounding == RND_HALF_AWAY ? FQ_AWAY : rounding == RND_HALF_UP ? FQ_UP : rounding == RND_FLOOR ? FQ_FLOOR : -1;
+    int mode = rounding == RND_HALF_AWAY ? FQ_AWAY
+               : rounding == RND_HALF_UP ? FQ_UP
+               : rounding == RND_FLOOR   ? FQ_FLOOR
+                                         : -1;
     if (mode < 0) return 0;
     int same = 1;
     for (int i = 0; i < m; i++) {

@@ -196,14 +196,14 @@ static inline int16x8_t quant8_f32(const float *x, float32x4_t sc, int32x4_t lo,
     return vcombine_s16(vmovn_s32(a), vmovn_s32(b));
 }
 
-#define QLOOP32(R)                                                                                             \
-    for (; i + 16 <= n; i += 16) {                                                                             \
-        int16x8_t q0 = quant8_f32(x + i, sc, lo, hi, R), q1 = quant8_f32(x + i + 8, sc, lo, hi, R);            \
-        if (out_bytes == 1) vst1q_s8((int8_t *)out + i, vcombine_s8(vmovn_s16(q0), vmovn_s16(q1)));           \
-        else {                                                                                                 \
-            vst1q_s16((int16_t *)out + i, q0);                                                                 \
-            vst1q_s16((int16_t *)out + i + 8, q1);                                                             \
-        }                                                                                                      \
+#define QLOOP32(R)                                                                                  \
+    for (; i + 16 <= n; i += 16) {                                                                  \
+        int16x8_t q0 = quant8_f32(x + i, sc, lo, hi, R), q1 = quant8_f32(x + i + 8, sc, lo, hi, R); \
+        if (out_bytes == 1) vst1q_s8((int8_t *)out + i, vcombine_s8(vmovn_s16(q0), vmovn_s16(q1))); \
+        else {                                                                                      \
+            vst1q_s16((int16_t *)out + i, q0);                                                      \
+            vst1q_s16((int16_t *)out + i + 8, q1);                                                  \
+        }                                                                                           \
     }
 
 void dfx_neon_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes)

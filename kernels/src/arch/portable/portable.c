@@ -326,7 +326,12 @@ static DFX_ALWAYS_INLINE void maxpool_s8_body(const int8_t *x, int h, int w, int
             int lo = 0, hi;
             col_range(w - 1, ow, 2, -pl, &lo, &hi);        /* columns whose two taps lie inside */
             for (int ox = 0; ox < lo; ox++) o[ox] = empty; /* recomputed below */
-            for (int ox = lo; ox < hi; ox++) {
+            int done = lo;
+#if DFX_X86_SIMD
+            if (dfx_x86_avx2()) /* arch/x86/x86.c: the first columns, 16 at a time */
+                done += dfx_x86_max2x2_row(r0 + 2 * lo - pl, r1 + 2 * lo - pl, w - (2 * lo - pl), o + lo, hi - lo);
+#endif
+            for (int ox = done; ox < hi; ox++) {
                 int ix = 2 * ox - pl;
                 int8_t a = r0[ix] > r0[ix + 1] ? r0[ix] : r0[ix + 1], b = r1[ix] > r1[ix + 1] ? r1[ix] : r1[ix + 1];
                 o[ox] = a > b ? a : b;
@@ -365,14 +370,39 @@ static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
 #define PACKED_ENTRIES packed_a_bytes_portable, dfx_x86_pack_a, dfx_x86_gemm_s8_packed
 /* float Conv2D / FC: the AVX2 + FMA kernels (arch/x86/float.c) on CPUs with both; elsewhere the scalar loops */
 #define FLOAT_ENTRIES dfx_x86_packed_f32_bytes, dfx_x86_pack_f32, dfx_x86_gemm_f32_packed, dfx_x86_dwconv_f32
+/* input quantization: the AVX2 loop (arch/x86/x86.c) on CPUs with AVX2, else fp_quantize_row */
+static void quantize_f32_portable(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes)
+{
+    if (dfx_x86_avx2()) dfx_x86_quantize_f32(x, n, fl, bw, rounding, out, out_bytes);
+    else fp_quantize_row(x, n, fl, bw, rounding, out, out_bytes);
+}
+#define QUANTIZE_ENTRY quantize_f32_portable
+/* depthwise convolution with the requantization fused: arch/x86/dwconv.c on CPUs with AVX2 */
+static int dwconv_rq_s8_portable(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                                 int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
+                                 int8_t *out, int oh, int ow, int32_t *work)
+{
+    return dfx_x86_avx2() && dfx_x86_dwconv_rq_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, lshift,
+                                                       shift, rounding, bw, out, work);
+}
+#define DWCONV_RQ_ENTRY dwconv_rq_s8_portable
 #else
 #define PACKED_ENTRIES NULL, NULL, NULL
 #define FLOAT_ENTRIES NULL, NULL, NULL, NULL
+#define QUANTIZE_ENTRY NULL /* quantize_f32: the caller's fp_quantize_row */
+#define DWCONV_RQ_ENTRY NULL
 #endif
 
 const struct dfx_kernels dfx_kernels_portable = {
-    "portable",           gemm_s8_portable, dwconv_s8_portable,
-    requant_s32_portable, relu_s8_portable, maxpool_s8_portable,
-    PACKED_ENTRIES,       FLOAT_ENTRIES,    NULL, /* quantize_f32: fp_quantize_row */
-    NULL,                 NULL,             /* no fused requantization: two steps */
+    "portable",
+    gemm_s8_portable,
+    dwconv_s8_portable,
+    requant_s32_portable,
+    relu_s8_portable,
+    maxpool_s8_portable,
+    PACKED_ENTRIES,
+    FLOAT_ENTRIES,
+    QUANTIZE_ENTRY,
+    DWCONV_RQ_ENTRY,
+    NULL, /* gemm_s8_packed_requant: two steps */
 };

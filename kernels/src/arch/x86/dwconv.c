@@ -35,6 +35,7 @@
 
 #if DFX_X86_SIMD
 #include <immintrin.h>
+#include <string.h>
 
 #define DW_POOL 16384 /* int16 row-buffer elements on the stack (32 KB) */
 #define DW_RING 32    /* at most this many buffered rows (a power of 2) */
@@ -198,6 +199,16 @@ struct geom {
     int h, w, pl, lo, n;
 };
 
+/* The fused requantization (dwconv_requant_s8): int8 outputs from the sums, by dfx_x86_requant_s8_avx2. */
+struct rq {
+    int8_t *out;
+    int32_t bias;
+    int lshift, shift, rounding, bw;
+};
+
+AVX2_INLINE static void rq_run(const struct rq *q, const int32_t *acc, int n, int8_t *out)
+{ dfx_x86_requant_s8_avx2(acc, n, q->bias, q->lshift, q->shift, q->rounding, q->bw, out); }
+
 /* Copies input row iy into r[lo, lo + n), possibly writing up to 15 elements
  * past; the caller zeroes the columns around. The row is read 16 bytes at a
  * time, past its end (into the next row) when the plane has the bytes, else
@@ -228,7 +239,7 @@ AVX2_INLINE static void zero16(int16_t *r, int from, int to, __m256i z)
  * flight (a stalling store-to-load forward). Else each window's rows go to
  * slots 0, 1, ... */
 AVX2_NOINLINE static void dw_rows(const struct geom *g, const __m256i *wp, int kh, int np, int sh, int sw, int pt,
-                                  int dh, int32_t *out, int oh, int ow, int len, int ring)
+                                  int dh, int32_t *out, int oh, int ow, int len, int ring, const struct rq *q)
 {
     int16_t pool[DW_POOL] __attribute__((aligned(32)));
     int stride = len + 32, lo = g->lo, n = g->n, h = g->h;
@@ -270,12 +281,14 @@ AVX2_NOINLINE static void dw_rows(const struct geom *g, const __m256i *wp, int k
         int64_t room = (int64_t)(oh - oy) * ow;
         if (two) {
             rows2_3x3s1(o, ow, room, rows[0], rows[1], rows[2], rows[3], wp);
+            if (q) rq_run(q, o, 2 * ow, q->out + (size_t)oy * ow); /* final: later rows write past them only */
             oy += 2;
             continue;
         }
         if (fast3 && sw == 1) row_3x3s1(o, ow, room, rows[0], rows[1], rows[2], wp);
         else if (fast3) row_3x3s2(o, ow, room, rows[0], rows[1], rows[2], wp);
         else row_any(o, ow, room, sw, rows, wp, kh, np);
+        if (q) rq_run(q, o, ow, q->out + (size_t)oy * ow);
         oy++;
     }
 }
@@ -310,10 +323,11 @@ AVX2_INLINE static void fill_plane(int16_t *f, int P, int nrows, int slack, cons
  * row i in the even or odd plane (i even or odd) at (i / 2) * P + 2 q + j.
  * The work per row is the copy in and out. */
 AVX2_NOINLINE static void dw_flat(const struct geom *g, const __m256i *wp, int kh, int np, int s, int pt, int32_t *out,
-                                  int oh, int ow, int P, int band)
+                                  int oh, int ow, int P, int band, const struct rq *q)
 {
     int16_t plane[FLAT_PLANE] __attribute__((aligned(32)));
     int32_t tmp[FLAT_OUT];
+    int8_t tmp8[FLAT_OUT];
     __m256i z = _mm256_setzero_si256();
     KEEP(z);
     int Pq = s == 1 ? P : P / 2, slack = 2 * np + 48;
@@ -321,7 +335,7 @@ AVX2_NOINLINE static void dw_flat(const struct geom *g, const __m256i *wp, int k
     for (int oy0 = 0; oy0 < oh; oy0 += band) {
         int nb = oh - oy0 < band ? oh - oy0 : band;
         int64_t y0 = (int64_t)oy0 * s - pt;
-        int nin = (nb - 1) * s + kh, q = (nb - 1) * Pq + ow; /* input rows, flat outputs */
+        int nin = (nb - 1) * s + kh, qn = (nb - 1) * Pq + ow; /* input rows, flat outputs */
         if (s == 1) {
             fill_plane(plane, P, nin, slack, g, y0, 1, z);
             for (int i = 0; i < kh; i++) rows[i] = plane + (size_t)i * P;
@@ -331,9 +345,28 @@ AVX2_NOINLINE static void dw_flat(const struct geom *g, const __m256i *wp, int k
             fill_plane(plane + half, P, nin / 2, slack, g, y0 + 1, 2, z);
             for (int i = 0; i < kh; i++) rows[i] = plane + (i & 1) * half + (size_t)(i / 2) * P;
         }
-        if (kh == 3 && np == 2 && s == 1) row_3x3s1(tmp, q, q, rows[0], rows[1], rows[2], wp);
-        else if (kh == 3 && np == 2) row_3x3s2(tmp, q, q, rows[0], rows[1], rows[2], wp);
-        else row_any(tmp, q, q, s, rows, wp, kh, np);
+        if (kh == 3 && np == 2 && s == 1) row_3x3s1(tmp, qn, qn, rows[0], rows[1], rows[2], wp);
+        else if (kh == 3 && np == 2) row_3x3s2(tmp, qn, qn, rows[0], rows[1], rows[2], wp);
+        else row_any(tmp, qn, qn, s, rows, wp, kh, np);
+        if (q) { /* the band requantized as one row, then the ow columns of each row */
+            rq_run(q, tmp, (int)qn, tmp8);
+            for (int r = 0; r < nb; r++) {
+                const int8_t *src = tmp8 + (size_t)r * Pq;
+                int8_t *dst = q->out + (size_t)(oy0 + r) * ow;
+                if (ow < 8) {
+                    for (int c = 0; c < ow; c++) dst[c] = src[c];
+                    continue;
+                }
+                int64_t v;
+                for (int c = 0; c + 8 < ow; c += 8) {
+                    memcpy(&v, src + c, 8);
+                    memcpy(dst + c, &v, 8);
+                }
+                memcpy(&v, src + ow - 8, 8);
+                memcpy(dst + ow - 8, &v, 8);
+            }
+            continue;
+        }
         for (int r = 0; r < nb; r++) { /* the ow columns of each row */
             const int32_t *src = tmp + (size_t)r * Pq;
             int32_t *dst = out + (size_t)(oy0 + r) * ow;
@@ -353,8 +386,8 @@ AVX2_NOINLINE static void dw_flat(const struct geom *g, const __m256i *wp, int k
     }
 }
 
-AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
-                                int pl, int dh, int dw, int32_t *out, int oh, int ow)
+AVX2 static int dw_run(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
+                       int dh, int dw, int32_t *out, int oh, int ow, const struct rq *q)
 {
     if (dw != 1 || (sw != 1 && sw != 2) || sh < 1 || dh < 1 || kh < 1 || kw < 1 || h < 1 || w < 1 || oh < 1 || ow < 1)
         return 0;
@@ -387,7 +420,7 @@ AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, 
             if (b2 < band) band = b2;
         }
         if (band >= 2 || (band == 1 && oh == 1)) {
-            dw_flat(&g, wp, kh, np, sw, pt, out, oh, ow, P, band);
+            dw_flat(&g, wp, kh, np, sw, pt, out, oh, ow, P, band, q);
             return 1;
         }
     }
@@ -399,8 +432,26 @@ AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, 
     int ring = DW_RING;                       /* a power of 2, as many as fit (+ the zero row) */
     while (ring >= win && (int64_t)(ring + 1) * (len + 32) > DW_POOL) ring /= 2;
     if (ring < win) return 0;
-    dw_rows(&g, wp, kh, np, sh, sw, pt, dh, out, oh, ow, len, ring);
+    dw_rows(&g, wp, kh, np, sh, sw, pt, dh, out, oh, ow, len, ring, q);
     return 1;
+}
+
+AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                                int pl, int dh, int dw, int32_t *out, int oh, int ow)
+{ return dw_run(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow, NULL); }
+
+/* The sums go to work (as dwconv_s8's out), and each output row, or band of rows, is requantized into
+ * out while in cache: dw_rows after the row, dw_flat from its band buffer. */
+AVX2 int dfx_x86_dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw,
+                                   int pt, int pl, int dh, int dw, int oh, int ow, int64_t bias, int lshift, int shift,
+                                   int rounding, int bw, int8_t *out, int32_t *work)
+{
+    /* requant_s32's int32 form for int8 (arch/portable/portable.c requant_body) */
+    if (lshift < 0 || lshift > 29 || bias < -((int64_t)1 << 29) || bias > ((int64_t)1 << 29) || shift < 0 ||
+        shift + bw > 29 || bw < 2 || bw > 8)
+        return 0;
+    struct rq q = {out, (int32_t)bias, lshift, shift, rounding, bw};
+    return dw_run(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, work, oh, ow, &q);
 }
 
 #endif

@@ -14,13 +14,15 @@
  * instruction pair. It is written in inline assembly because compilers spill
  * some of the 12 accumulators of the intrinsics version (16 registers are
  * exactly enough). When the session knows that B is never negative (the
- * layer's input comes from a ReLU), A is packed as int8 quads instead and a
- * VPMADDUBSW kernel does 32 multiply-adds in three instructions (see
- * pack_b_u8). int32 sums wrap modulo 2^32 in the vector adds, and the
+ * layer's input comes from a ReLU), A is packed as int8 quads in 4-row panels
+ * instead and a VPMADDUBSW 4 x 16 kernel does 32 multiply-adds in three
+ * instructions, or, in panels whose weights allow it (pair_safe), 64 in five
+ * (see pack_b_u8, kernel4x16_u8). int32 sums wrap modulo 2^32 in the vector adds, and the
  * dispatch contract guarantees that every final sum fits int32, so the result
  * is exact. */
 #include "x86.h"
 #include "../../dfx_internal.h" /* RND_* */
+#include "../../fixedpoint.h"   /* fp_quantize_row */
 
 #if DFX_X86_SIMD
 #include <immintrin.h>
@@ -31,6 +33,8 @@
 #define GEMM_MC 96  /* multiple of 6 */
 #define MR 6
 #define NR 16
+#define KC_U8 512 /* the B >= 0 form's blocks (a multiple of 8): fewer passes over C for long k, 32 KB of B */
+#define NC_U8 64
 
 int dfx_x86_avx2(void) { return __builtin_cpu_supports("avx2") ? 1 : 0; }
 
@@ -86,20 +90,53 @@ static void pack_a(const int8_t *a, int lda, int mc, int kc, int16_t *dst)
         }
 }
 
-/* A rows [0, m) x k [0, k) -> 6-row panels of k quads of int8 ([quad][6 rows][4]), zero padded. */
+/* The B >= 0 form packs A in 4-row panels: a PANEL_HEAD-byte header (byte 0: 1 when the panel may add
+ * two quads in int16, see kernel4x16_u8) and then k quads of int8 ([quad][4 rows][4]), zero padded. */
+#define MRU 4
+#define PANEL_HEAD 32
+#define PAIR_BOUND 258 /* 127 * 258 = 32766: two quads' products of one int16 lane stay within int16 */
+
+static size_t panel_u8_bytes(int k) { return PANEL_HEAD + (size_t)((k + 3) / 4) * 4 * MRU; }
+
+/* 1 when, for every row of the panel and every pair of quads (2p, 2p + 1), each int16 lane of VPMADDUBSW's
+ * two products summed (weights w[8p + 2h], w[8p + 2h + 1], w[8p + 4 + 2h], w[8p + 5 + 2h], h = 0 or 1) stays
+ * within int16 for any unsigned activations up to 127: the positive weights and the negative ones each
+ * sum to at most PAIR_BOUND in magnitude. */
+static int pair_safe(const int8_t *q, int kq)
+{
+    for (int p = 0; p + 1 < kq; p += 2)
+        for (int r = 0; r < MRU; r++)
+            for (int h = 0; h < 2; h++) {
+                int pos = 0, neg = 0;
+                for (int e = 0; e < 4; e++) {
+                    int w = q[(size_t)(p + e / 2) * 4 * MRU + 4 * r + 2 * h + e % 2];
+                    if (w > 0) pos += w;
+                    else neg -= w;
+                }
+                if (pos > PAIR_BOUND || neg > PAIR_BOUND) return 0;
+            }
+    return 1;
+}
+
 static void pack_a_u8(const int8_t *a, int lda, int m, int k, int8_t *dst)
 {
     int kq = (k + 3) / 4;
-    for (int r0 = 0; r0 < m; r0 += MR, dst += (size_t)kq * 4 * MR)
-        for (int r = 0; r < MR; r++)
-            for (int p = 0; p < 4 * kq; p++)
-                dst[(size_t)(p / 4) * 4 * MR + 4 * r + p % 4] = r0 + r < m && p < k ? a[(size_t)(r0 + r) * lda + p] : 0;
+    for (int r0 = 0; r0 < m; r0 += MRU, dst += panel_u8_bytes(k)) {
+        int8_t *q = dst + PANEL_HEAD;
+        memset(q, 0, (size_t)kq * 4 * MRU);
+        for (int r = 0; r < MRU && r0 + r < m; r++) {
+            const int8_t *s = a + (size_t)(r0 + r) * lda;
+            for (int p = 0; p < k; p++) q[(size_t)(p >> 2) * 4 * MRU + 4 * r + (p & 3)] = s[p];
+        }
+        memset(dst, 0, PANEL_HEAD);
+        dst[0] = (int8_t)pair_safe(q, kq);
+    }
 }
 
 size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg)
 {
+    if (b_nonneg) return (size_t)((m + MRU - 1) / MRU) * panel_u8_bytes(k);
     size_t panels = (size_t)((m + MR - 1) / MR);
-    if (b_nonneg) return panels * (size_t)((k + 3) / 4) * 4 * MR;
     return panels * (size_t)((k + 1) / 2) * 2 * MR * sizeof(int16_t);
 }
 
@@ -147,24 +184,26 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
     "1:\n\t"                              \
     "vmovdqu (%[b]), %%ymm12\n\t"         \
     "vmovdqu 32(%[b]), %%ymm13\n\t"
-#define TILE_LOOP_TAIL_AND_STORE     \
-    "add $24, %[a]\n\t"              \
-    "add $64, %[b]\n\t"              \
-    "dec %[n]\n\t"                   \
-    "jnz 1b\n\t"                     \
-    "2:\n\t"                         \
-    "vmovdqa %%ymm0, 0(%[t])\n\t"    \
-    "vmovdqa %%ymm1, 32(%[t])\n\t"   \
-    "vmovdqa %%ymm2, 64(%[t])\n\t"   \
-    "vmovdqa %%ymm3, 96(%[t])\n\t"   \
-    "vmovdqa %%ymm4, 128(%[t])\n\t"  \
-    "vmovdqa %%ymm5, 160(%[t])\n\t"  \
-    "vmovdqa %%ymm6, 192(%[t])\n\t"  \
-    "vmovdqa %%ymm7, 224(%[t])\n\t"  \
-    "vmovdqa %%ymm8, 256(%[t])\n\t"  \
-    "vmovdqa %%ymm9, 288(%[t])\n\t"  \
-    "vmovdqa %%ymm10, 320(%[t])\n\t" \
-    "vmovdqa %%ymm11, 352(%[t])\n\t"
+/* The loop's end, then the 6 x 16 tile to rows d, d + st, d + 2 st (and the same from d3 = d + 3 st),
+ * first added to what is there when add != 0. */
+#define ROW_ST(C0, C1, ADDR)             \
+    "vmovdqu %%ymm" #C0 ", " ADDR "\n\t" \
+    "vmovdqu %%ymm" #C1 ", 32" ADDR "\n\t"
+#define TILE_ADD_ROW(C0, C1, ADDR)                    \
+    "vpaddd " ADDR ", %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpaddd 32" ADDR ", %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+#define TILE_LOOP_TAIL_AND_STORE                                                                                     \
+    "add $24, %[a]\n\t"                                                                                              \
+    "add $64, %[b]\n\t"                                                                                              \
+    "dec %[n]\n\t"                                                                                                   \
+    "jnz 1b\n\t"                                                                                                     \
+    "2:\n\t"                                                                                                         \
+    "test %[add], %[add]\n\t"                                                                                        \
+    "jz 3f\n\t" TILE_ADD_ROW(0, 1, "(%[d])") TILE_ADD_ROW(2, 3, "(%[d],%[st])") TILE_ADD_ROW(4, 5, "(%[d],%[st],2)") \
+        TILE_ADD_ROW(6, 7, "(%[d3])") TILE_ADD_ROW(8, 9, "(%[d3],%[st])")                                            \
+            TILE_ADD_ROW(10, 11, "(%[d3],%[st],2)") "3:\n\t" ROW_ST(0, 1, "(%[d])") ROW_ST(2, 3, "(%[d],%[st])")     \
+                ROW_ST(4, 5, "(%[d],%[st],2)") ROW_ST(6, 7, "(%[d3])") ROW_ST(8, 9, "(%[d3],%[st])")                 \
+                    ROW_ST(10, 11, "(%[d3],%[st],2)")
 #define TILE_CLOBBERS                                                                                                 \
     "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", \
         "xmm12", "xmm13", "xmm14", "xmm15"
@@ -192,14 +231,16 @@ __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap
                                                        int ldc, int mr, int nr, int acc)
 {
     int32_t t[MR * NR] __attribute__((aligned(32)));
-    long n = kp;
+    int whole = mr == MR && nr == NR;
+    long n = kp, add = whole && acc, stride = whole ? (long)ldc * 4 : NR * 4;
+    int32_t *d = whole ? c : t, *d3 = (int32_t *)((char *)d + 3 * stride);
     /* ymm12/13: B pairs of columns 0-7 / 8-15; ymm14: broadcast A pair; ymm15: products */
     __asm__ volatile(TILE_ZERO_AND_LOOP_HEAD ROW_S16(0, 0, 1) ROW_S16(4, 2, 3) ROW_S16(8, 4, 5) ROW_S16(12, 6, 7)
                          ROW_S16(16, 8, 9) ROW_S16(20, 10, 11) TILE_LOOP_TAIL_AND_STORE
                      : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
-                     : [t] "r"(t)
+                     : [d] "r"(d), [d3] "r"(d3), [st] "r"(stride), [add] "r"(add)
                      : TILE_CLOBBERS);
-    store_tile(c, ldc, t, mr, nr, acc);
+    if (!whole) store_tile(c, ldc, t, mr, nr, acc);
 }
 
 /* The unsigned x signed form, for B (activations) known to be >= 0, so stored
@@ -240,30 +281,98 @@ __attribute__((target("avx2"))) static void pack_b_u8(const int8_t *b, int ldb, 
 
 static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
 
-/* ROW_S16 for quads: unsigned B bytes times the signed A quad (int16 pair sums), then the pairs
- * summed into int32 lanes by VPMADDWD with ones. */
-#define ROW_U8(OFF, C0, C1)                          \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm14\n\t"       \
-    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t"       \
-    "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"       \
-    "vpaddd %%ymm15, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
-    "vpmaddubsw %%ymm14, %%ymm13, %%ymm15\n\t"       \
-    "vpmaddwd (%[ones]), %%ymm15, %%ymm15\n\t"       \
-    "vpaddd %%ymm15, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+/* The 4 x 16 tile of the B >= 0 form, ymm0..7 (row r in ymm 2r, 2r+1). One quad: the A quad of the row
+ * broadcast to ymm12, unsigned B bytes of columns 0-7 (ymm8) and 8-15 (ymm9) times it (int16 pair sums),
+ * the pairs summed into int32 lanes by VPMADDWD with ones. */
+#define ROW_Q1(OFF, C0, C1)                          \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"       \
+    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"        \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpmaddubsw %%ymm12, %%ymm9, %%ymm14\n\t"        \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+/* Two quads (a safe panel): quad q's A in ymm12 times B in ymm8/9, quad q + 1's in ymm13 times ymm10/11,
+ * the int16 pair sums of both added (VPADDW, exact: pair_safe) before one VPMADDWD: 64 multiply-adds in
+ * three multiplications, not four. */
+#define ROW_Q2(OFF, C0, C1)                          \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"       \
+    "vpbroadcastd 16+" #OFF "(%[a]), %%ymm13\n\t"    \
+    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"        \
+    "vpmaddubsw %%ymm13, %%ymm10, %%ymm15\n\t"       \
+    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"           \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
+    "vpmaddubsw %%ymm12, %%ymm9, %%ymm14\n\t"        \
+    "vpmaddubsw %%ymm13, %%ymm11, %%ymm15\n\t"       \
+    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"           \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
+    "vpaddd %%ymm14, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
 
-/* kernel6x16 for the quad layouts (A signed, B unsigned), kq quads. */
-__attribute__((target("avx2"))) static void kernel6x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
-                                                          int ldc, int mr, int nr, int acc)
+/* C tile (mr x nr of a 4 x 16 block) = kq quads of the A panel (4 rows) times the B panel (16 columns);
+ * safe: the panel's pair_safe flag (pairs of quads, then the odd quad alone); acc: add to C. A whole tile
+ * is stored (or added) from the registers, a partial one through a buffer. */
+__attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
+                                                          int ldc, int mr, int nr, int acc, int safe)
 {
-    int32_t t[MR * NR] __attribute__((aligned(32)));
-    long n = kq;
-    /* ymm12/13: B quads of columns 0-7 / 8-15; ymm14: broadcast A quad; ymm15: products */
-    __asm__ volatile(TILE_ZERO_AND_LOOP_HEAD ROW_U8(0, 0, 1) ROW_U8(4, 2, 3) ROW_U8(8, 4, 5) ROW_U8(12, 6, 7)
-                         ROW_U8(16, 8, 9) ROW_U8(20, 10, 11) TILE_LOOP_TAIL_AND_STORE
-                     : [a] "+r"(ap), [b] "+r"(bp), [n] "+r"(n)
-                     : [t] "r"(t), [ones] "r"(ONES16)
+    int32_t t[MRU * NR] __attribute__((aligned(32)));
+    int whole = mr == MRU && nr == NR;
+    long pairs = safe ? kq / 2 : 0, singles = kq - 2 * pairs, add = whole && acc;
+    int32_t *d = whole ? c : t;
+    long stride = whole ? (long)ldc * 4 : NR * 4, stride3 = 3 * stride;
+    __asm__ volatile("vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+                     "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+                     "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+                     "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+                     "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+                     "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+                     "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+                     "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+                     "test %[p], %[p]\n\t"
+                     "jle 2f\n\t"
+                     "1:\n\t"
+                     "vmovdqu (%[b]), %%ymm8\n\t"
+                     "vmovdqu 32(%[b]), %%ymm9\n\t"
+                     "vmovdqu 64(%[b]), %%ymm10\n\t"
+                     "vmovdqu 96(%[b]), %%ymm11\n\t" ROW_Q2(0, 0, 1) ROW_Q2(4, 2, 3) ROW_Q2(8, 4, 5)
+                         ROW_Q2(12, 6, 7) "add $32, %[a]\n\t"
+                                          "add $128, %[b]\n\t"
+                                          "dec %[p]\n\t"
+                                          "jnz 1b\n\t"
+                                          "2:\n\t"
+                                          "test %[s], %[s]\n\t"
+                                          "jle 4f\n\t"
+                                          "3:\n\t"
+                                          "vmovdqu (%[b]), %%ymm8\n\t"
+                                          "vmovdqu 32(%[b]), %%ymm9\n\t" ROW_Q1(0, 0, 1) ROW_Q1(4, 2, 3) ROW_Q1(8, 4, 5)
+                                              ROW_Q1(12, 6, 7) "add $16, %[a]\n\t"
+                                                               "add $64, %[b]\n\t"
+                                                               "dec %[s]\n\t"
+                                                               "jnz 3b\n\t"
+                                                               "4:\n\t"
+                                                               "test %[add], %[add]\n\t"
+                                                               "jz 5f\n\t"
+                                                               "vpaddd (%[d]), %%ymm0, %%ymm0\n\t"
+                                                               "vpaddd 32(%[d]), %%ymm1, %%ymm1\n\t"
+                                                               "vpaddd (%[d],%[st]), %%ymm2, %%ymm2\n\t"
+                                                               "vpaddd 32(%[d],%[st]), %%ymm3, %%ymm3\n\t"
+                                                               "vpaddd (%[d],%[st],2), %%ymm4, %%ymm4\n\t"
+                                                               "vpaddd 32(%[d],%[st],2), %%ymm5, %%ymm5\n\t"
+                                                               "vpaddd (%[d],%[st3]), %%ymm6, %%ymm6\n\t"
+                                                               "vpaddd 32(%[d],%[st3]), %%ymm7, %%ymm7\n\t"
+                                                               "5:\n\t"
+                                                               "vmovdqu %%ymm0, (%[d])\n\t"
+                                                               "vmovdqu %%ymm1, 32(%[d])\n\t"
+                                                               "vmovdqu %%ymm2, (%[d],%[st])\n\t"
+                                                               "vmovdqu %%ymm3, 32(%[d],%[st])\n\t"
+                                                               "vmovdqu %%ymm4, (%[d],%[st],2)\n\t"
+                                                               "vmovdqu %%ymm5, 32(%[d],%[st],2)\n\t"
+                                                               "vmovdqu %%ymm6, (%[d],%[st3])\n\t"
+                                                               "vmovdqu %%ymm7, 32(%[d],%[st3])\n\t"
+                     : [a] "+r"(ap), [b] "+r"(bp), [p] "+r"(pairs), [s] "+r"(singles)
+                     : [d] "r"(d), [st] "r"(stride), [st3] "r"(stride3), [add] "r"(add), [ones] "r"(ONES16)
                      : TILE_CLOBBERS);
-    store_tile(c, ldc, t, mr, nr, acc);
+    if (!whole) store_tile(c, ldc, t, mr, nr, acc);
 }
 
 __attribute__((target("avx2"))) static inline int32_t hsum(__m256i v)
@@ -361,20 +470,20 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_avx2(int m, int n, int k, c
 __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b,
                                                             int ldb, int32_t *c, int ldc, int b_nonneg)
 {
-    if (b_nonneg) { /* quads: A panels of 6 rows x 4 int8 per quad, B packed per block as unsigned quads */
+    if (b_nonneg) { /* quads: A panels of 4 rows x 4 int8 per quad, B packed per block as unsigned quads */
         const int8_t *A = (const int8_t *)ap;
-        size_t panel = (size_t)((k + 3) / 4) * 4 * MR; /* bytes of one 6-row panel over all of k */
-        int8_t bbuf[GEMM_KC * GEMM_NC] __attribute__((aligned(32)));
-        for (int k0 = 0; k0 < k; k0 += GEMM_KC) { /* GEMM_KC is a multiple of 4: block k0 starts at quad k0 / 4 */
-            int kc = imin(GEMM_KC, k - k0), kq = (kc + 3) / 4;
-            for (int j0 = 0; j0 < n; j0 += GEMM_NC) {
-                int nc = imin(GEMM_NC, n - j0);
+        size_t panel = panel_u8_bytes(k); /* bytes of one 4-row panel over all of k, with its header */
+        int8_t bbuf[KC_U8 * NC_U8] __attribute__((aligned(32)));
+        for (int k0 = 0; k0 < k; k0 += KC_U8) { /* KC_U8 is a multiple of 8: block k0 starts at an even quad */
+            int kc = imin(KC_U8, k - k0), kq = (kc + 3) / 4;
+            for (int j0 = 0; j0 < n; j0 += NC_U8) {
+                int nc = imin(NC_U8, n - j0);
                 pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
-                for (int r0 = 0; r0 < m; r0 += MR) {
-                    const int8_t *pa = A + (size_t)(r0 / MR) * panel + (size_t)k0 * MR;
+                for (int r0 = 0; r0 < m; r0 += MRU) {
+                    const int8_t *head = A + (size_t)(r0 / MRU) * panel, *pa = head + PANEL_HEAD + (size_t)k0 * MRU;
                     for (int q0 = 0; q0 < nc; q0 += NR)
-                        kernel6x16_u8(kq, pa, bbuf + (size_t)q0 * kq * 4, c + (size_t)r0 * ldc + j0 + q0, ldc,
-                                      imin(MR, m - r0), imin(NR, nc - q0), k0 > 0);
+                        kernel4x16_u8(kq, pa, bbuf + (size_t)q0 * kq * 4, c + (size_t)r0 * ldc + j0 + q0, ldc,
+                                      imin(MRU, m - r0), imin(NR, nc - q0), k0 > 0, head[0]);
                 }
             }
         }
@@ -402,14 +511,17 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k,
  * requant_body: lshift <= 29, |bias| <= 2^29, 0 <= shift, shift + bw <= 29)
  * for int8 outputs, 32 values per step: the same clamp, shift, tie rule and
  * saturation as the portable int32 loop (RQ32_MODES), then two saturating
- * packs (exact: the values are already within bw <= 8 bits) and one lane
- * permutation to restore the order. */
-__attribute__((target("avx2"))) static inline __m256i
-rq8(__m256i a, __m256i cap, __m128i lsh, __m256i bias, __m256i half, __m128i sh, int rounding, __m256i lo, __m256i hi)
+ * packs and one lane permutation to restore the order. The loop is compiled
+ * once per tie rule, with and without the left shift, and with or without the
+ * final clamp: for bw = 8 the packs' saturation is that clamp. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i rq8(__m256i a, __m256i cap, __m128i lsh,
+                                                                         __m256i bias, __m256i half, __m256i halfm1,
+                                                                         __m128i sh, int rounding, int shl, int clamp,
+                                                                         __m256i lo, __m256i hi)
 {
     __m256i one = _mm256_set1_epi32(1);
     a = _mm256_min_epi32(_mm256_max_epi32(a, _mm256_sub_epi32(_mm256_setzero_si256(), cap)), cap);
-    __m256i v = _mm256_add_epi32(_mm256_sll_epi32(a, lsh), bias), r;
+    __m256i v = _mm256_add_epi32(shl ? _mm256_sll_epi32(a, lsh) : a, bias), r;
     switch (rounding) {
         case RND_FLOOR: r = _mm256_sra_epi32(v, sh); break;
         case RND_HALF_UP: r = _mm256_sra_epi32(_mm256_add_epi32(v, half), sh); break;
@@ -417,13 +529,42 @@ rq8(__m256i a, __m256i cap, __m128i lsh, __m256i bias, __m256i half, __m128i sh,
             r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(v, half), _mm256_srai_epi32(v, 31)), sh);
             break;
         default: /* half to even: v + half - 1 + (bit shift of v) */
-            r = _mm256_sra_epi32(_mm256_add_epi32(_mm256_sub_epi32(_mm256_add_epi32(v, half), one),
-                                                  _mm256_and_si256(_mm256_sra_epi32(v, sh), one)),
-                                 sh);
+            r = _mm256_sra_epi32(
+                _mm256_add_epi32(_mm256_add_epi32(v, halfm1), _mm256_and_si256(_mm256_sra_epi32(v, sh), one)), sh);
             break;
     }
-    return _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+    return clamp ? _mm256_min_epi32(_mm256_max_epi32(r, lo), hi) : r;
 }
+
+/* Values [0, n - n % 32) of dfx_x86_requant_s8_avx2; returns how many. */
+__attribute__((target("avx2"), always_inline)) static inline int rq8_loop(const int32_t *acc, int n, int32_t bias,
+                                                                          int lshift, int shift, int rounding, int shl,
+                                                                          int clamp, int bw, int8_t *out)
+{
+    const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
+    __m256i vcap = _mm256_set1_epi32(cap), vbias = _mm256_set1_epi32(bias), vhalf = _mm256_set1_epi32(half);
+    __m256i vhalfm1 = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+    __m128i vlsh = _mm_cvtsi32_si128(lshift), vsh = _mm_cvtsi32_si128(shift);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    int i = 0;
+#define RQ8(OFF)                                                                                                     \
+    rq8(_mm256_loadu_si256((const __m256i *)(acc + i + OFF)), vcap, vlsh, vbias, vhalf, vhalfm1, vsh, rounding, shl, \
+        clamp, vlo, vhi)
+    for (; i + 32 <= n; i += 32) {
+        __m256i r0 = RQ8(0), r1 = RQ8(8), r2 = RQ8(16), r3 = RQ8(24);
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
+        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
+    }
+#undef RQ8
+    return i;
+}
+
+#define RQ8_SHL_CLAMP(R)                                                         \
+    (lshift ? (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 1, 1, bw, out)  \
+                      : rq8_loop(acc, n, bias, lshift, shift, R, 1, 0, bw, out)) \
+            : (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 0, 1, bw, out)  \
+                      : rq8_loop(acc, n, bias, lshift, shift, R, 0, 0, bw, out)))
 
 __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift,
                                                              int shift, int rounding, int bw, int8_t *out)
@@ -431,22 +572,12 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
     const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
     const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
     if (shift == 0) rounding = RND_FLOOR; /* no rounding: every rule is the identity (half = 0, floor of an integer) */
-    __m256i vcap = _mm256_set1_epi32(cap), vbias = _mm256_set1_epi32(bias), vhalf = _mm256_set1_epi32(half);
-    __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
-    __m128i vlsh = _mm_cvtsi32_si128(lshift), vsh = _mm_cvtsi32_si128(shift);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i r0 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r1 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 8)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r2 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 16)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i r3 =
-            rq8(_mm256_loadu_si256((const __m256i *)(acc + i + 24)), vcap, vlsh, vbias, vhalf, vsh, rounding, vlo, vhi);
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
-        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
+    int i;
+    switch (rounding) {
+        case RND_FLOOR: i = RQ8_SHL_CLAMP(RND_FLOOR); break;
+        case RND_HALF_UP: i = RQ8_SHL_CLAMP(RND_HALF_UP); break;
+        case RND_HALF_AWAY: i = RQ8_SHL_CLAMP(RND_HALF_AWAY); break;
+        default: i = RQ8_SHL_CLAMP(RND_HALF_EVEN); break;
     }
     for (; i < n; i++) { /* the tail: the same steps on one value */
         int32_t a = acc[i];
@@ -458,6 +589,87 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
         else r = (v + half - 1 + ((v >> shift) & 1)) >> shift;
         out[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r);
     }
+}
+#undef RQ8_SHL_CLAMP
+
+__attribute__((target("avx2"))) int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n)
+{
+    const __m256i low = _mm256_set1_epi16(0xFF);
+    int t = 0;
+    for (; t + 16 <= n && 2 * t + 32 <= avail; t += 16) {
+        __m256i v = _mm256_max_epi8(_mm256_loadu_si256((const __m256i *)(r0 + 2 * t)),
+                                    _mm256_loadu_si256((const __m256i *)(r1 + 2 * t)));
+        v = _mm256_and_si256(_mm256_max_epi8(v, _mm256_srli_epi16(v, 8)), low); /* byte 2i: the pair's max */
+        v = _mm256_permute4x64_epi64(_mm256_packus_epi16(v, v), 0x08);          /* bytes 0-7 | 16-23 */
+        _mm_storeu_si128((__m128i *)(o + t), _mm256_castsi256_si128(v));
+    }
+    if (t + 8 <= n && 2 * t + 16 <= avail) { /* 8 more from 16 bytes of each row */
+        __m128i v = _mm_max_epi8(_mm_loadu_si128((const __m128i *)(r0 + 2 * t)),
+                                 _mm_loadu_si128((const __m128i *)(r1 + 2 * t)));
+        v = _mm_and_si128(_mm_max_epi8(v, _mm_srli_epi16(v, 8)), _mm256_castsi256_si128(low));
+        _mm_storel_epi64((__m128i *)(o + t), _mm_packus_epi16(v, v));
+        t += 8;
+    }
+    return t;
+}
+
+/* quantize_f32 of dispatch.h (fp_quantize_row of fixedpoint.h, bit-exact), 8 values per step in float64
+ * lanes: s = x * 2^fl is exact in double for |fl| <= 800; VROUNDPD rounds it as floor, nearbyint (to even,
+ * the default rounding mode) and truncation do, HALF_UP is floor(s + 0.5) and HALF_AWAY the sign of s on
+ * floor(|s| + 0.5) (both as fp_quantize_row computes them); clamping after rounding equals clamping before
+ * (the bounds are integers), and NaN inputs give 0. Int8 and int16 outputs with bw <= 16; other widths,
+ * and the last n % 8 values, take fp_quantize_row. */
+__attribute__((target("avx2"))) static inline __m128i quant4(const float *x, __m256d sc, __m256d lo, __m256d hi,
+                                                             int rounding)
+{
+    __m128 v = _mm_loadu_ps(x);
+    __m256d s = _mm256_mul_pd(_mm256_cvtps_pd(v), sc), half = _mm256_set1_pd(0.5);
+    switch (rounding) {
+        case RND_FLOOR: s = _mm256_round_pd(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); break;
+        case RND_HALF_EVEN: s = _mm256_round_pd(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); break;
+        case RND_HALF_UP: s = _mm256_round_pd(_mm256_add_pd(s, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); break;
+        default: {
+            __m256d sign = _mm256_and_pd(s, _mm256_set1_pd(-0.0)), a = _mm256_xor_pd(s, sign);
+            s = _mm256_or_pd(_mm256_round_pd(_mm256_add_pd(a, half), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), sign);
+            break;
+        }
+    }
+    s = _mm256_min_pd(_mm256_max_pd(s, lo), hi); /* NaN -> lo here (MAXPD returns its second operand) */
+    __m128i q = _mm256_cvtpd_epi32(s);
+    return _mm_andnot_si128(_mm_castps_si128(_mm_cmpunord_ps(v, v)), q); /* NaN -> 0 */
+}
+
+/* Values [0, n - n % 8) for one tie rule; returns how many. */
+#define QUANT_FN(NAME, R)                                                                                              \
+    __attribute__((target("avx2"))) static int64_t NAME(const float *x, int64_t n, __m256d sc, __m256d lo, __m256d hi, \
+                                                        void *out, int out_bytes)                                      \
+    {                                                                                                                  \
+        int64_t i = 0;                                                                                                 \
+        for (; i + 8 <= n; i += 8) {                                                                                   \
+            __m128i q = _mm_packs_epi32(quant4(x + i, sc, lo, hi, R), quant4(x + i + 4, sc, lo, hi, R));               \
+            if (out_bytes == 1) _mm_storel_epi64((__m128i *)((int8_t *)out + i), _mm_packs_epi16(q, q));               \
+            else _mm_storeu_si128((__m128i *)((int16_t *)out + i), q);                                                 \
+        }                                                                                                              \
+        return i;                                                                                                      \
+    }
+QUANT_FN(quant_away, RND_HALF_AWAY)
+QUANT_FN(quant_even, RND_HALF_EVEN)
+QUANT_FN(quant_up, RND_HALF_UP)
+QUANT_FN(quant_floor, RND_FLOOR)
+#undef QUANT_FN
+
+__attribute__((target("avx2"))) void dfx_x86_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding,
+                                                          void *out, int out_bytes)
+{
+    static int64_t (*const by_rule[4])(const float *, int64_t, __m256d, __m256d, __m256d, void *,
+                                       int) = {quant_away, quant_even, quant_up, quant_floor}; /* RND_* order */
+    int64_t i = 0;
+    if (bw <= 16 && out_bytes <= 2 && fl >= -800 && fl <= 800 && rounding >= 0 && rounding <= 3) {
+        double top = (double)((1 << (bw - 1)) - 1);
+        i = by_rule[rounding](x, n, _mm256_set1_pd(ldexp(1.0, fl)), _mm256_set1_pd(-top - 1.0), _mm256_set1_pd(top),
+                              out, out_bytes);
+    }
+    if (i < n) fp_quantize_row(x + i, n - i, fl, bw, rounding, (char *)out + i * out_bytes, out_bytes);
 }
 
 #endif

@@ -18,6 +18,11 @@ void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const i
  * geometry is not one it handles (the caller then runs the portable loop) */
 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                            int pl, int dh, int dw, int32_t *out, int oh, int ow);
+/* dwconv_requant_s8 of dispatch.h for AVX2 CPUs (arch/x86/dwconv.c): 0 when the geometry is not one that
+ * dfx_x86_dwconv_s8_avx2 handles or the requantization not one in its int32 form for int8 */
+int dfx_x86_dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                              int pl, int dh, int dw, int oh, int ow, int64_t bias, int lshift, int shift, int rounding,
+                              int bw, int8_t *out, int32_t *work);
 /* the packed-weights entries of dispatch.h for AVX2 CPUs (6-row panels: int16 pairs, or int8 quads when
  * b_nonneg) */
 size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg);
@@ -27,6 +32,12 @@ void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b
 /* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions) */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);
+/* 2 x 2, stride 2 max pooling of rows r0 and r1 (avail bytes readable in each): o[t] = max of r0[2t],
+ * r0[2t + 1], r1[2t], r1[2t + 1] for t < n, 16 (then 8) at a time as far as the rows allow; returns how many
+ * outputs it wrote (the caller does the rest) */
+int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n);
+/* quantize_f32 of dispatch.h for AVX2 CPUs */
+void dfx_x86_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
 /* the float entries of dispatch.h for CPUs with AVX2 and FMA (arch/x86/float.c; packed_f32_bytes is 0 on
  * other CPUs) */
 int dfx_x86_fma(void);
