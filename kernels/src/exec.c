@@ -28,6 +28,7 @@ typedef struct conv_job {
     const dfx_io_plan *io;
     uint8_t *arena;
     const struct dfx_kernels *kf; /* store_range: the set's quantize_f32, if any (NULL: no set, compiled C) */
+    const void *wide;             /* store_range: the wide values (the wide copy, or a Copy layer's input) */
 } conv_job;
 
 static void widen_range(void *ctx, int64_t a, int64_t b, int thread)
@@ -53,29 +54,31 @@ static void store_range(void *ctx, int64_t a, int64_t b, int thread)
     const dt_tensor *T = io->t;
     (void)thread;
     if (io->act == DFX_IO_NARROW) {
-        const int32_t *q = (const int32_t *)(j->arena + io->conv);
+        const int32_t *q = (const int32_t *)j->wide;
         for (int64_t i = a; i < b; i++) dfx_st(dst, io->esz, i, q[i]);
     } else if (j->kf && j->kf->quantize_f32 && T->fl >= -800 && T->fl <= 800) {
-        j->kf->quantize_f32((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
-                            (uint8_t *)dst + a * io->esz, io->esz);
+        j->kf->quantize_f32((const float *)j->wide + a, b - a, T->fl, T->bw, T->rounding, (uint8_t *)dst + a * io->esz,
+                            io->esz);
     } else {
-        fp_quantize_row((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
-                        (uint8_t *)dst + a * io->esz, io->esz);
+        fp_quantize_row((const float *)j->wide + a, b - a, T->fl, T->bw, T->rounding, (uint8_t *)dst + a * io->esz,
+                        io->esz);
     }
 }
 
-#define COPY_GRAIN 32768 /* elements of a wide copy per task at least */
+#define COPY_GRAIN 8192 /* elements of a wide copy per task at least */
 
 static void widen_input(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par)
 {
-    conv_job j = {io, arena, NULL};
+    conv_job j = {io, arena, NULL, NULL};
     if (io->act == DFX_IO_WIDEN || io->act == DFX_IO_DEQUANT)
         dfx_par_range(par, io->count, COPY_GRAIN, 64, widen_range, &j);
 }
 
-static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par, const struct dfx_kernels *kf)
+/* wide: the wide values to store (NULL: the output's wide copy). */
+static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par, const struct dfx_kernels *kf,
+                         const void *wide)
 {
-    conv_job j = {io, arena, kf};
+    conv_job j = {io, arena, kf, wide ? wide : arena + io->conv};
     if (io->act == DFX_IO_NARROW || io->act == DFX_IO_QUANT)
         dfx_par_range(par, io->count, COPY_GRAIN, 64, store_range, &j);
 }
@@ -113,7 +116,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_CONV2D_F32:
 #if defined(DFX_USE_PREPARE)
             if (lp) { /* weights packed for the kernel set's float entries (ops/fast_f32.c) */
-                dfx_conv2d_f32_fast(L, lp, kf, x, b, y);
+                dfx_conv2d_f32_fast(L, lp, kf, x, b, y, par);
                 return DFX_OK;
             }
 #endif
@@ -136,7 +139,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_FC_F32:
 #if defined(DFX_USE_PREPARE)
             if (lp) {
-                dfx_fc_f32_fast(lp, kf, x, w, b, y);
+                dfx_fc_f32_fast(lp, kf, x, w, b, y, par);
                 return DFX_OK;
             }
 #endif
@@ -183,7 +186,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_LRN_F32: dfx_lrn_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONCAT)
-        case DFX_K_CONCAT: dfx_concat(L, xs, n, y, p->integer); return DFX_OK;
+        case DFX_K_CONCAT: dfx_concat(L, xs, n, y, p->integer, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
         case DFX_K_ELTWISE_INT: dfx_eltwise_int(L, xs, n, y, par); return DFX_OK;
@@ -225,7 +228,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_PRIORBOX_F32: dfx_priorbox_f32(L, x, s, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
-        case DFX_K_DETECTION_OUTPUT_F32: dfx_detection_output_f32(L, x, s, b, y, sc); return DFX_OK;
+        case DFX_K_DETECTION_OUTPUT_F32: dfx_detection_output_f32(L, x, s, b, y, sc, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_REQUANTIZE_INT)
         case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y, par); return DFX_OK;
@@ -264,8 +267,15 @@ dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels 
         bind(&p->out[k], arena, &out[k]);
         ys[k] = &out[k];
     }
+#if DFX_ALL_KERNELS || defined(DFX_USE_COPY)
+    if (p->kernel == DFX_K_COPY && p->n_out == 1 && xs[0] && xs[0]->esz == 4 && xs[0]->count == p->out[0].count &&
+        (p->out[0].act == DFX_IO_NARROW || p->out[0].act == DFX_IO_QUANT)) { /* no wide copy: store the input */
+        store_output(&p->out[0], arena, par, kf, xs[0]->p);
+        return DFX_OK;
+    }
+#endif
     dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch, par);
     if (st) return st;
-    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par, kf);
+    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par, kf, NULL);
     return DFX_OK;
 }
