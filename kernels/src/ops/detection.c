@@ -103,20 +103,20 @@ size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, c
     (void)loc;
     (void)conf;
     int64_t P = pri->shape[pri->rank - 1] / 4, lc = L->o.share_location ? 1 : L->o.num_classes;
-    return (size_t)(P * lc * 4 * 8 + (int64_t)L->o.num_classes * (8 + P * (int64_t)sizeof(det_row)) + 256);
+    return (size_t)(P * lc * 4 * 8 + (int64_t)L->o.num_classes * (16 + P * (int64_t)sizeof(det_row)) + 256);
 }
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 /* One sample of a DetectionOutput layer, split over the threads (threads.h): boxes decoded in ranges of
- * priors, then one task per class (candidates, sort, NMS) that leaves its kept rows at the start of its
- * own P rows; the rows are then gathered in class order, sorted and written on the calling thread. */
+ * priors, then one task per class (candidates, sort, NMS) that leaves its kept rows, in order, at the start
+ * of its own P rows; the calling thread then merges the best of them into the output. */
 typedef struct det_job {
     const dt_opts *o;
     int64_t P, lc, nc;
     const float *pr, *var, *lb, *cb; /* priors, variances, this sample's locations and scores */
     double *boxes;                   /* lc x P x 4 */
-    int64_t *kept;                   /* per class */
+    int64_t *kept;                   /* rows kept per class, then a cursor per class */
     det_row *rows;                   /* nc x P */
 } det_job;
 
@@ -204,7 +204,7 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
     int64_t lc = o->share_location ? 1 : nc, cap = y->shape[2];
     det_job d = {o, P, lc, nc, F32(pri), F32(pri) + P * 4, NULL, NULL, (double *)scratch, NULL, NULL};
     d.kept = (int64_t *)(d.boxes + P * lc * 4);
-    d.rows = (det_row *)(((uintptr_t)(d.kept + nc) + 15) & ~(uintptr_t)15);
+    d.rows = (det_row *)(((uintptr_t)(d.kept + 2 * nc) + 15) & ~(uintptr_t)15);
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = -1.0f;
     for (int64_t b = 0; b < N; b++) {
         d.lb = F32(loc) + b * P * lc * 4;
@@ -212,20 +212,30 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
         dfx_par_range(par, lc * P, 256, 1, decode_range, &d); /* an exponential or two per box */
         dfx_par_for(par, nc, class_task, &d);
         int64_t nrows = 0;
-        for (int64_t c = 0; c < nc; c++) { /* gather in class order (moving rows back, never onto later ones) */
-            if (d.kept[c] && nrows != c * P) memmove(d.rows + nrows, d.rows + c * P, (size_t)d.kept[c] * sizeof *d.rows);
-            nrows += d.kept[c];
-        }
-        det_row *rows = d.rows;
-        qsort(rows, (size_t)nrows, sizeof *rows, cmp_row);
+        for (int64_t c = 0; c < nc; c++) nrows += d.kept[c];
         if (o->keep_top_k > -1 && nrows > o->keep_top_k) nrows = o->keep_top_k;
         if (nrows > cap) nrows = cap;
+        /* the best nrows of all classes in cmp_row order: each class's rows are in that order already (best
+         * first, then by index), so a merge of the class lists (next: each list's first row not taken) */
+        int64_t *next = d.kept + nc;
+        for (int64_t c = 0; c < nc; c++) next[c] = 0;
         for (int64_t k = 0; k < nrows; k++) {
+            const det_row *best = NULL;
+            int64_t bc = 0;
+            for (int64_t c = 0; c < nc; c++) {
+                if (next[c] >= d.kept[c]) continue;
+                const det_row *r = d.rows + c * P + next[c];
+                if (!best || cmp_row(r, best) < 0) {
+                    best = r;
+                    bc = c;
+                }
+            }
+            next[bc]++;
             float *dst = F32(y) + (b * cap + k) * 7;
             dst[0] = (float)b;
-            dst[1] = (float)rows[k].c;
-            dst[2] = (float)-rows[k].neg;
-            for (int q = 0; q < 4; q++) dst[3 + q] = (float)rows[k].box[q];
+            dst[1] = (float)best->c;
+            dst[2] = (float)-best->neg;
+            for (int q = 0; q < 4; q++) dst[3 + q] = (float)best->box[q];
         }
     }
 }

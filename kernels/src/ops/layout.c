@@ -11,6 +11,13 @@ typedef struct concat_job {
     int64_t outer, inner;
 } concat_job;
 
+/* Whether input x is copied as it is (else rescaled to y's format). */
+static int concat_plain(const rt *x, const rt *y, int integer)
+{
+    return !integer ||
+           (!x->t->per_channel && x->t->fl == y->t->fl && x->t->bw <= y->t->bw && x->esz == y->esz);
+}
+
 /* Output elements [a, b) (threads.h): the parts of the pieces (one input's slice of one outer index) there. */
 static void concat_range(void *ctx, int64_t a, int64_t b, int thread)
 {
@@ -25,9 +32,7 @@ static void concat_range(void *ctx, int64_t a, int64_t b, int thread)
             int64_t len = x->shape[j->a] * j->inner, base = o * len;
             int64_t lo = a > pos ? a - pos : 0, hi = b - pos < len ? b - pos : len;
             if (hi > lo) {
-                int plain = !j->integer || (!x->t->per_channel && x->t->fl == ty->fl && x->t->bw <= ty->bw &&
-                                            x->esz == y->esz);
-                if (!plain) {
+                if (!concat_plain(x, y, j->integer)) {
                     for (int64_t i = lo; i < hi; i++) {
                         int64_t shift = (int64_t)dfx_fl_at(x->t, base + i) - ty->fl;
                         I32(y)[pos + i] =
@@ -47,7 +52,9 @@ void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer
     concat_job j = {x, y, n, L->o.axis < 0 ? L->o.axis + y->rank : L->o.axis, integer, 1, 1};
     for (int d = 0; d < j.a; d++) j.outer *= y->shape[d];
     for (int d = j.a + 1; d < y->rank; d++) j.inner *= y->shape[d];
-    dfx_par_range(par, y->count, 16384, 64, concat_range, &j); /* output ranges over the threads */
+    int plain = 1;
+    for (int k = 0; k < n; k++) plain &= concat_plain(x[k], y, integer);
+    dfx_par_range(par, y->count, plain ? 16384 : 2048, 64, concat_range, &j); /* output ranges over the threads */
 }
 #endif
 
