@@ -53,7 +53,7 @@ CTYPE = {1: "int8_t", 2: "int16_t", 4: "int32_t"}
 
 # the kernel sets: arch/x86 is run-time selected AVX2 code of the portable set, if present
 PORTABLE_SET = ["arch/portable/*.c", "arch/x86/*.c"]
-NEON_SET = ["arch/neon/*.c"]     # every source of kernels/src/arch/neon, as cmake/simd.cmake builds them
+NEON_SET = ["arch/neon/*.c"]  # DFX_NEON_SOURCES of kernels/cmake/sources.cmake (tests/native/test_native_build.py)
 
 
 def local_includes(src: Path, rels: list[str]) -> list[str]:

@@ -34,6 +34,19 @@ def test_every_library_source_is_in_the_list(setup_py):
     assert set(lists["DFX_PORTABLE_SET_SOURCES"]) <= set(lists["DFX_SOURCES"])
 
 
+def test_compile_targets_take_the_listed_kernel_sets(setup_py):
+    """dfxsdk compile's kernel-set globs (ccompile.PORTABLE_SET, NEON_SET) expand to sources.cmake's sets."""
+    from dfxsdk import ccompile
+
+    lists = setup_py["LISTS"]
+
+    def expand(patterns):
+        return {p.relative_to(KERNELS).as_posix() for g in patterns for p in (KERNELS / "src").glob(g)}
+
+    assert expand(ccompile.PORTABLE_SET) == set(lists["DFX_PORTABLE_SET_SOURCES"])
+    assert expand(ccompile.NEON_SET) == set(lists["DFX_NEON_SOURCES"])
+
+
 def test_setup_py_builds_the_list_with_cmakes_flags(setup_py):
     lists = setup_py["LISTS"]
     (ext,) = setup_py["setup_args"]["ext_modules"]
