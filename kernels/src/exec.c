@@ -86,7 +86,7 @@ static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *p
 /* One call per planned kernel. x, s, b: inputs 0, 1, 2 (NULL when absent), w:
  * the weights, xs: all inputs, y: output 0, ys: all outputs, sc: scratch. */
 static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels *kf, const rt *const *xs, rt *const *ys,
-                              void *sc, const dfx_par *par)
+                              void *sc, const dfx_par *par, int relu)
 {
     const dt_layer *L = p->L;
     const rt *x = xs[0], *s = xs[1], *b = xs[2];
@@ -105,9 +105,10 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
     (void)sc;
     (void)L;
     (void)par;
+    (void)relu;
     switch (p->kernel) {
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
-        case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc, par);
+        case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc, par, relu);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
         case DFX_K_CONV2D_INT: return dfx_conv2d_int(L, x, w, b, y, sc);
@@ -246,10 +247,9 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
     }
 }
 
-dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena)
-{ return dfx_exec_layer_par(p, kf, arena, NULL); }
-
-dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena, const dfx_par *par)
+/* Layer p; relu: the next layer, an int8 ReLU that p applies itself (dfx_exec_fuses_relu), else NULL. */
+static dfx_status exec_layer(const dfx_layer_plan *p, const dfx_layer_plan *relu, const struct dfx_kernels *kf,
+                             uint8_t *arena, const dfx_par *par)
 {
     rt in[DFX_MAX_IO], out[DFX_MAX_IO];
     const rt *xs[DFX_MAX_IO + 3];
@@ -267,6 +267,7 @@ dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels 
         bind(&p->out[k], arena, &out[k]);
         ys[k] = &out[k];
     }
+    if (relu) out[0].p = stored(&relu->out[0], arena); /* p's codes, clamped, where the ReLU writes them */
 #if DFX_ALL_KERNELS || defined(DFX_USE_COPY)
     if (p->kernel == DFX_K_COPY && p->n_out == 1 && xs[0] && xs[0]->esz == 4 && xs[0]->count == p->out[0].count &&
         (p->out[0].act == DFX_IO_NARROW || p->out[0].act == DFX_IO_QUANT)) { /* no wide copy: store the input */
@@ -274,8 +275,29 @@ dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels 
         return DFX_OK;
     }
 #endif
-    dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch, par);
+    dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch, par, relu != NULL);
     if (st) return st;
     for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par, kf, NULL);
     return DFX_OK;
 }
+
+dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena)
+{ return exec_layer(p, NULL, kf, arena, NULL); }
+
+dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena, const dfx_par *par)
+{ return exec_layer(p, NULL, kf, arena, par); }
+
+#if DFX_ALL_KERNELS
+int dfx_exec_fuses_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, int q_index)
+{
+    if (p->kernel != DFX_K_CONV2D_FAST || q->kernel != DFX_K_RELU_S8 || p->n_out != 1 || q->n_in != 1 || q->n_out != 1)
+        return 0;
+    const dfx_io_plan *o = &p->out[0], *i = &q->in[0], *r = &q->out[0];
+    return o->t == i->t && o->act == DFX_IO_DIRECT && i->act == DFX_IO_DIRECT && r->act == DFX_IO_DIRECT &&
+           o->esz == 1 && r->esz == 1 && o->count == r->count && !o->t->is_graph_output && o->t->last_use == q_index;
+}
+
+dfx_status dfx_exec_layer_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, const struct dfx_kernels *kf,
+                               uint8_t *arena, const dfx_par *par)
+{ return exec_layer(p, q, kf, arena, par); }
+#endif

@@ -76,9 +76,10 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
 dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, int x_nonneg,
                            const struct dfx_kernels *kf, dfx_linprep *lp);
 void dfx_linear_release(dfx_linprep *lp);
-/* The kernels given a dfx_par split their work over the session's threads (threads.h). */
+/* The kernels given a dfx_par split their work over the session's threads (threads.h). relu: int8 codes
+ * out, each block's codes clamped at 0 as an int8 ReLU (kf->relu_s8) would (the executor fuses a ReLU). */
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
+                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par, int relu);
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                        const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
 /* The vectorised float path (ops/fast_f32.c, library sessions only): the packing of a float layer's weights for

@@ -129,6 +129,26 @@ def test_every_split_bit_identical_for_every_thread_count(native, batch):
     assert _assert_same_for_every_thread_count(native, model, batch) == {t: t for t in THREADS}
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_graph_outputs_with_fused_relu_for_every_thread_count(native, batch):
+    """Asked for its graph outputs only, a session lets a fast int8 convolution apply the int8 ReLU after it
+    (exec.c dfx_exec_fuses_relu: conv c1 and ReLU r1 here; asking for every tensor keeps them apart): the
+    outputs are the NumPy reference's at every thread count."""
+    from dfxsdk.plugins import get_manager
+
+    model = every_split_model()
+    inputs = _inputs(model, batch)
+    ref = get_manager().backend("numpy").run(model, inputs)
+    for threads in THREADS:
+        got = type(native)(threads=threads).run(model, inputs)
+        for n in model.outputs:
+            if model.tensors[n].qformat is None:
+                scale = float(np.abs(ref[n]).max()) or 1.0
+                np.testing.assert_allclose(got[n], ref[n], rtol=1e-5, atol=1e-6 * scale, err_msg=n)
+            else:
+                assert np.array_equal(got[n], ref[n]), f"{n}, {threads} threads: {int(np.sum(got[n] != ref[n]))} differ"
+
+
 def test_every_split_model_runs_the_kernels_that_split(native, tmp_path):
     """The model above really plans the kernels whose work is split (libdfx's plan, dfx_model_describe)."""
     from dfxsdk import save

@@ -353,6 +353,7 @@ typedef struct lin_job {
     int64_t planes; /* depthwise: planes (N x O) per task */
     int64_t nr, nc; /* GEMM: row and column chunks (gemm_grid) per group and sample */
     int8_t *col;    /* a convolution of one group and sample cut by rows only: its im2col, made once */
+    int relu;       /* a convolution: apply the next layer's int8 ReLU to the output (dfx_conv2d_fast) */
 } lin_job;
 
 /* A thread's GEMM scratch: accumulators, unpacked weights; returns what follows them. */
@@ -414,6 +415,7 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
                       o->dw, acc, (int)OH, (int)OW);
         kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,
                         Y + (n * O + c) * P * esz, esz);
+        if (j->relu) kf->relu_s8((int8_t *)Y + (n * O + c) * P, (int8_t *)Y + (n * O + c) * P, (int)P);
     }
 }
 
@@ -454,8 +456,10 @@ static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int6
                 else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                 for (int64_t r = 0; r < mb; r++) {
                     int64_t oc = g * og + o0 + r;
+                    char *out = Y + ((n * O + oc) * P + p0) * esz;
                     kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
-                                    ty->bw, Y + ((n * O + oc) * P + p0) * esz, esz);
+                                    ty->bw, out, esz);
+                    if (j->relu) kf->relu_s8((int8_t *)out, (int8_t *)out, (int)cols);
                 }
             }
         }
@@ -480,10 +484,10 @@ static void conv_task(void *ctx, int64_t task, int thread)
 }
 
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
+                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par, int relu)
 {
     int64_t N = x->shape[0], O = y->shape[1], P = y->shape[2] * y->shape[3], G = L->o.group;
-    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 1, 1, NULL};
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 1, 1, NULL, relu && y->esz == 1 && kf->relu_s8};
     int threads = dfx_par_threads(par);
     if (lp->dw) {
         int64_t want = threads < 2 ? 1 : threads * DFX_PAR_SPLIT, tasks = N * O < want ? N * O : want;
@@ -574,7 +578,7 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
                        const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
 {
     int64_t O = w->shape[0], M = O ? y->count / O : 0;
-    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 1, 1, NULL};
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 1, 1, NULL, 0};
     if (dfx_par_threads(par) < 2) {
         fc_block(&j, 0, O, 0, M, scratch);
         return DFX_OK;
