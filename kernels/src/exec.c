@@ -293,8 +293,17 @@ int dfx_exec_fuses_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, int q_
     if (p->kernel != DFX_K_CONV2D_FAST || q->kernel != DFX_K_RELU_S8 || p->n_out != 1 || q->n_in != 1 || q->n_out != 1)
         return 0;
     const dfx_io_plan *o = &p->out[0], *i = &q->in[0], *r = &q->out[0];
-    return o->t == i->t && o->act == DFX_IO_DIRECT && i->act == DFX_IO_DIRECT && r->act == DFX_IO_DIRECT &&
-           o->esz == 1 && r->esz == 1 && o->count == r->count && !o->t->is_graph_output && o->t->last_use == q_index;
+    if (!(o->t == i->t && o->act == DFX_IO_DIRECT && i->act == DFX_IO_DIRECT && r->act == DFX_IO_DIRECT &&
+          o->esz == 1 && r->esz == 1 && o->count == r->count && !o->t->is_graph_output && o->t->last_use == q_index &&
+          !r->data))
+        return 0;
+    for (int k = 0; k < p->n_in; k++) { /* q's output may reuse the memory of p's inputs: p still reads them */
+        const dfx_io_plan *in = &p->in[k];
+        if (in->act != DFX_IO_NONE && !in->data && in->off >= 0 && in->off < r->off + r->count * r->esz &&
+            r->off < in->off + in->count * in->esz)
+            return 0;
+    }
+    return 1;
 }
 
 dfx_status dfx_exec_layer_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, const struct dfx_kernels *kf,

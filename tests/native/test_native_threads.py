@@ -193,6 +193,31 @@ def test_mobilenet_ssd_at_160_for_every_thread_count(native, caffe, tmp_path):
     _assert_same_for_every_thread_count(native, _quantize8(model, batch=1), batch=1)
 
 
+@needs_testdata(MOBILENET_SSD)
+def test_mobilenet_ssd_graph_outputs_for_every_thread_count(native, caffe, tmp_path):
+    """The same network asked for its graph outputs only (the memory plan reuses buffers, a convolution may
+    apply the ReLU after it), run twice per session: every thread count gives one thread's detections."""
+    import warnings
+
+    from dfx_caffe.synth import random_caffemodel
+
+    random_caffemodel(MOBILENET_SSD, tmp_path / "w.caffemodel", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _quantize8(caffe.import_caffe([MOBILENET_SSD, tmp_path / "w.caffemodel"],
+                                              input_shape=(1, 3, 160, 160)), batch=1)
+    inputs = _inputs(model, 1)
+    one = None
+    for threads in THREADS:
+        backend = type(native)(threads=threads)
+        for _ in range(2):
+            got = backend.run(model, inputs)
+            if one is None:
+                one = got
+            for n in model.outputs:
+                assert got[n].tobytes() == one[n].tobytes(), f"{n}: {threads} threads differ from one"
+
+
 # -- the thread count: options, environment, ABI ------------------------------------------------------
 
 
