@@ -225,16 +225,23 @@ NETS = {
 }
 
 
+# name -> (.dfx path, inputs, output names, reference outputs): shared by every cross test module of the
+# session (the aarch64 and armhf modules and their thread modules), since building the reference outputs
+# of MobileNet-SSD with every activation as an output is the slowest step of these tests
+_BUILT_NETS: dict[str, tuple] = {}
+
+
 @pytest.fixture(scope="module")
 def nets(tmp_path_factory):
-    """name of NETS -> (.dfx path, inputs, output names, reference outputs); built once per module."""
+    """name of NETS -> (.dfx path, inputs, output names, reference outputs); built once per session."""
     require_testdata(LENET, MNIST, MTCNN, MOBILENET_SSD)
     from dfxsdk.io import save
     from dfxsdk.plugins import get_manager
 
-    work = tmp_path_factory.mktemp("cross-nets")
+    work = tmp_path_factory.getbasetemp() / "cross-nets"  # the session's, so later modules find the files
+    work.mkdir(exist_ok=True)
     ref = get_manager().backend("numpy")
-    cache = {}
+    cache = _BUILT_NETS
 
     def get(name):
         if name not in cache:
