@@ -303,9 +303,10 @@ static int64_t split_edge(int64_t total, int64_t n, int64_t unit, int64_t i)
 }
 
 /* How a GEMM of `units` independent parts (groups and samples), each rows x cols with reduction length K,
- * is cut for the threads: *nr row chunks times *nc column chunks per part (split_edge), the grid whose
- * tasks, taken in order by equally fast threads, finish first (equal work per thread); `copy`: each task
- * copies K x its columns first (im2col, x^T). Fewer tasks where grids tie. */
+ * is cut for the threads: *nr row chunks times *nc column chunks per part (split_edge, a multiple of
+ * `threads` chunks), the grid whose tasks, taken in order by equally fast threads, finish first (equal
+ * work per thread; past 64 tasks the bound total / threads + the largest task stands in for the order);
+ * `copy`: each task copies K x its columns first (im2col, x^T). Fewer tasks where grids tie. */
 static void gemm_grid(const dfx_par *par, int64_t units, int64_t rows, int64_t cols, int64_t K, int copy, int64_t *nr,
                       int64_t *nc)
 {
@@ -314,24 +315,29 @@ static void gemm_grid(const dfx_par *par, int64_t units, int64_t rows, int64_t c
     if (T < 2 || units >= T * DFX_PAR_SPLIT || T > MAX_GRID_THREADS) return;
     int64_t rmax = rows / ROW_UNIT > 1 ? rows / ROW_UNIT : 1, cmax = cols / MIN_COLS > 1 ? cols / MIN_COLS : 1;
     double best = 0, load[MAX_GRID_THREADS];
-    for (int64_t m = 1; m <= T * DFX_PAR_SPLIT; m++)
+    for (int64_t m = T; m <= T * DFX_PAR_SPLIT; m += T)
         for (int64_t r = 1; r <= m && r <= rmax; r++) {
-            int64_t c = m / r;
+            int64_t c = m / r, sim = units * m <= 64;
             if (m % r || c > cmax) continue;
+            double total = 0, most = 0, span = 0;
             for (int64_t t = 0; t < T; t++) load[t] = 0;
-            for (int64_t u = 0; u < units; u++)
+            for (int64_t u = 0; u < (sim ? units : 1); u++)
                 for (int64_t ri = 0; ri < r; ri++)
                     for (int64_t ci = 0; ci < c; ci++) {
                         double h = (double)(split_edge(rows, r, ROW_UNIT, ri + 1) - split_edge(rows, r, ROW_UNIT, ri));
                         int64_t w = split_edge(cols, c, COL_UNIT, ci + 1) - split_edge(cols, c, COL_UNIT, ci);
                         double wc = (double)((w + COL_UNIT - 1) / COL_UNIT * COL_UNIT) * (double)K;
+                        double cost = h * wc + (copy ? COPY_COST * wc : 0) + TASK_COST;
+                        total += cost;
+                        most = cost > most ? cost : most;
+                        if (!sim) continue;
                         int64_t least = 0;
                         for (int64_t t = 1; t < T; t++)
                             if (load[t] < load[least]) least = t;
-                        load[least] += h * wc + (copy ? COPY_COST * wc : 0) + TASK_COST;
+                        load[least] += cost;
                     }
-            double span = 0;
             for (int64_t t = 0; t < T; t++) span = load[t] > span ? load[t] : span;
+            if (!sim) span = total * (double)units / (double)T + most;
             if (best == 0 || span < best * 0.995) {
                 best = span;
                 *nr = r;
