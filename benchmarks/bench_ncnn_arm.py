@@ -14,7 +14,8 @@ neither ncnn's ``benchmark/`` nor its ``toolchains/`` directories, so the script
 - adds ``benchmark/`` to the cached tree: ``benchmarks/ncnn_benchncnn.cpp`` (benchncnn's command line and
   options, zero weights, input 0.01) and a two-line CMakeLists, so ``-DNCNN_BUILD_BENCHMARK=ON`` builds it;
 - cross-compiles with this project's toolchain files (``kernels/cmake/aarch64-linux-gnu.cmake`` and
-  ``arm-linux-gnueabihf.cmake``) plus the flags of ncnn's own armv7 toolchain file
+  ``arm-linux-gnueabihf.cmake``, copied to ``toolchains/`` in the cache: a configured build keeps the path of
+  its toolchain file, so the copy lets any checkout reuse the build) plus the flags of ncnn's own armv7 toolchain file
   (``-march=armv7-a -mfloat-abi=hard -mfpu=neon``) and ``-marm`` (Debian's armhf gcc defaults to Thumb-2,
   where ncnn's inline assembly fails with "impossible constraints"); ``-DNCNN_VULKAN=OFF -DNCNN_OPENMP=OFF``;
   tools, examples, tests, Python and the C API off; the AArch64 variants for extensions no CPU model here has
@@ -167,10 +168,23 @@ def ncnn_layer_names(cmakelists: str) -> list[str]:
     return re.findall(r"^\s*ncnn_add_layer\((\w+)", cmakelists, re.M)
 
 
-def ncnn_configure_args(arch: Arch, src: Path, build: Path) -> list[str]:
-    """The cmake configure command line for ncnn's benchncnn on ``arch``."""
+def cached_toolchain(arch: Arch, cache: Path) -> Path:
+    """A copy of ``arch``'s toolchain file at a fixed place in the cache (rewritten only when it changed): a
+    configured build records its toolchain's path, which must outlive the worktree that configured it."""
+    path = cache / "toolchains" / arch.toolchain.name
+    text = arch.toolchain.read_text()
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
+def ncnn_configure_args(arch: Arch, src: Path, build: Path, toolchain: Path | None = None) -> list[str]:
+    """The cmake configure command line for ncnn's benchncnn on ``arch`` (``toolchain``: the toolchain file to
+    name, by default the repository's)."""
     layers = ncnn_layer_names((src / "src" / "CMakeLists.txt").read_text())
-    args = ["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja", f"-DCMAKE_TOOLCHAIN_FILE={arch.toolchain}",
+    args = ["cmake", "-S", str(src), "-B", str(build), "-G", "Ninja",
+            f"-DCMAKE_TOOLCHAIN_FILE={toolchain or arch.toolchain}",
             *NCNN_COMMON, *arch.ncnn_options]
     args += [f"-DWITH_LAYER_{n.lower()}=OFF" for n in layers if n not in NCNN_LAYERS]  # option names: lower case
     if arch.ncnn_flags:
@@ -191,7 +205,8 @@ def build_ncnn(arch: Arch, version: str, src: Path, cache: Path, jobs: int) -> P
             path.write_text(text)
     build = cache / f"ncnn-{version}-{arch.name}"
     exe = build / "benchmark" / "benchncnn"
-    subprocess.run(ncnn_configure_args(arch, src, build), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(ncnn_configure_args(arch, src, build, cached_toolchain(arch, cache)), check=True,
+                   stdout=subprocess.DEVNULL)
     print(f"building ncnn {version} for {arch.name} in {build} (nice, -j{jobs})", file=sys.stderr)
     subprocess.run(["nice", "cmake", "--build", str(build), "-j", str(jobs), "--target", "benchncnn"], check=True,
                    stdout=subprocess.DEVNULL)

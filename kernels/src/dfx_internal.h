@@ -44,25 +44,40 @@ typedef struct {
 static inline int32_t vec_i32(dt_vec v, uint32_t i) { return rd_i32(v.p + 4 * i); }
 static inline float vec_f32(dt_vec v, uint32_t i) { return rd_f32(v.p + 4 * i); }
 
+/* m->tensors and m->layers are DT_RECORD_ALIGN-aligned arrays (model.c) and,
+ * where the compiler allows, their records a multiple of it in size: the
+ * fields planning reads then share one cache line. */
+#define DT_RECORD_ALIGN 64
+#if defined(__GNUC__) || defined(__clang__)
+#define DT_RECORD_ALIGNED __attribute__((aligned(DT_RECORD_ALIGN)))
+#else
+#define DT_RECORD_ALIGNED
+#endif
+
+/* A tensor as decoded. Planning a session (plan.c) reads every tensor: what it
+ * reads comes first and, for a rank of at most 4, fills one cache line; the
+ * rest follows. */
 typedef struct dt_tensor {
-    const char *name;
-    int rank;
-    int64_t shape[DFX_MAX_RANK];
+    int8_t rank;
+    int8_t dtype; /* dfx_dtype */
+    uint8_t has_q, bw;
+    int16_t fl;
+    int8_t rounding;
+    uint8_t per_channel, is_const;
+    unsigned char is_graph_output;
+    unsigned char batch_fixed; /* its shape does not follow the batch (a PriorBox output) */
+    int producer;              /* layer index, -1 for graph inputs / constants */
+    int last_use;              /* last layer reading it, -1 if none */
+    int ch_axis;
     int64_t count; /* elements of the declared shape */
-    int dtype;
-    int has_q, bw, fl, rounding;
-    int per_channel, ch_axis;
-    dt_vec cfl;       /* channel fl bytes (int8) */
-    int64_t ch_inner; /* product of dims after ch_axis */
-    int is_const;
+    int64_t shape[DFX_MAX_RANK];
+    const char *name;
+    dt_vec cfl;          /* channel fl bytes (int8) */
+    int64_t ch_inner;    /* product of dims after ch_axis */
     const uint8_t *data; /* constants: in place */
     uint64_t data_off, data_len;
     uint32_t crc;
-    int producer; /* layer index, -1 for graph inputs / constants */
-    int last_use; /* last layer reading it, -1 if none */
-    unsigned char is_graph_output;
-    unsigned char batch_fixed; /* its shape does not follow the batch (a PriorBox output) */
-} dt_tensor;
+} DT_RECORD_ALIGNED dt_tensor;
 
 /* Options of every operator, flattened; defaults are the schema's. DT_OPTS
  * lists every field in order with its kind (I int, F float, V dt_vec of
@@ -96,15 +111,35 @@ typedef struct dt_opts {
 } dt_opts;
 #undef DT_OPT_FIELD
 
+/* A layer as decoded: what planning reads first (one cache line), then the options. */
 typedef struct dt_layer {
     const char *name;
     int op;
-    dt_opts o;
     int n_in, n_out;
-    int32_t *in, *out; /* tensor indices, -1 = omitted */
     int version;
-    int int_form; /* runs in integer form */
-} dt_layer;
+    int32_t *in, *out; /* tensor indices, -1 = omitted */
+    int int_form;      /* runs in integer form */
+    dt_opts o;
+} DT_RECORD_ALIGNED dt_layer;
+
+/* What planning a session reads of every tensor and layer, dense (model.c,
+ * after validation): the decoded records are large and, in a model of many
+ * layers, out of the caches. */
+typedef struct dt_tensor_brief {
+    int64_t count; /* elements of the declared shape */
+    int32_t producer, last_use;
+    int32_t batch0; /* a shape that follows the batch (rank >= 1, not batch_fixed): its shape[0], else -1 */
+    uint8_t flags;  /* DT_BRIEF_* */
+    uint8_t esz;    /* dfx_store_bytes */
+    uint8_t bw;
+    int8_t fl;
+} dt_tensor_brief;
+enum { DT_BRIEF_CONST = 1, DT_BRIEF_Q = 2, DT_BRIEF_PER_CHANNEL = 4, DT_BRIEF_OUTPUT = 8 };
+typedef struct dt_layer_brief {
+    int32_t op;
+    int32_t n_in, n_out;
+    int32_t io; /* its inputs, then its outputs, from m->io_ints + io */
+} dt_layer_brief;
 
 /* Stored preprocessing of a graph input (empty vectors and order 0 when none). */
 typedef struct dt_prep {
@@ -122,8 +157,11 @@ struct dfx_model {
     uint64_t data_len;
     int n_tensors, n_layers, n_inputs, n_outputs;
     int n_layer_io, n_linear; /* sum of the layers' inputs and outputs; Conv2D and FullyConnected layers */
-    dt_tensor *tensors;
-    dt_layer *layers;
+    dt_tensor *tensors;       /* DT_RECORD_ALIGN-aligned, in tensors_mem */
+    dt_layer *layers;         /* DT_RECORD_ALIGN-aligned, in layers_mem */
+    void *tensors_mem, *layers_mem;
+    dt_tensor_brief *tbrief; /* per tensor */
+    dt_layer_brief *lbrief;  /* per layer */
     int32_t *inputs, *outputs;
     int32_t *io_ints; /* storage of layer in/out lists */
     dt_prep *prep;    /* per graph input */
@@ -146,6 +184,7 @@ void dfx_clear_error(void);
 dfx_status dfx_fb_verify(const uint8_t *buf, size_t len);
 dfx_status dfx_decode_model(dfx_model *m);
 dfx_status dfx_validate_model(dfx_model *m);
+dfx_status dfx_model_briefs(dfx_model *m); /* m->tbrief, m->lbrief of a validated model */
 dfx_status dfx_check_values(const dfx_model *m);
 int dfx_infer_shapes(const dfx_model *m, const dt_layer *L, int64_t out[][DFX_MAX_RANK], int *out_rank, int *n_shapes,
                      char *why, size_t why_len);

@@ -104,6 +104,19 @@ struct dfx_kernels {
      * out[i] = saturate_bw(round(x[i] * 2^fl)) with rounding one of RND_*,
      * NaN -> 0; |fl| <= 800, 2 <= bw <= 32, out_bytes 1, 2 or 4. */
     void (*quantize_f32)(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
+
+    /* Requantization fused into the kernel (issue 15); NULL, or a return of 0 (nothing written): the caller
+     * runs the two steps itself. Both give int8 outputs, bit-exact to the two steps.
+     * dwconv_requant_s8: dwconv_s8 of one plane, then requant_s32 of every output with (bias, lshift,
+     *   shift, rounding, bw) into out (oh x ow int8_t, contiguous).
+     * gemm_s8_packed_requant: gemm_s8_packed, then requant_s32 of row i of C with (bias[i], lshift[i],
+     *   shift[i], rounding, bw) into out[i * ldo + j], j < n (int8_t). */
+    int (*dwconv_requant_s8)(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                             int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
+                             int8_t *out, int oh, int ow);
+    int (*gemm_s8_packed_requant)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
+                                  const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding,
+                                  int bw, int8_t *out, int ldo);
 };
 
 /* Scratch floats of gemm_f32_packed for n columns and reduction length k. */

@@ -131,8 +131,19 @@ static inline void fp_quantize_row(const float *x, int64_t n, int fl, int bw, in
 #undef FP_QROW_SIZES
 #undef FP_QROW
 
-/* dequantize: q * 2^-fl as float32 (computed in double, then rounded). */
-static inline float fp_dequantize(int64_t q, int fl) { return (float)ldexp((double)q, -fl); }
+/* dequantize: q * 2^-fl as float32 (computed in double, then rounded). When 2^-fl is a normal double the
+ * product by it is ldexp's result (both are the exact value correctly rounded), without a call. */
+static inline float fp_dequantize(int64_t q, int fl)
+{
+    if (fl >= -1023 && fl <= 1022) {
+        union {
+            uint64_t u;
+            double d;
+        } p = {(uint64_t)(1023 - fl) << 52};
+        return (float)((double)q * p.d);
+    }
+    return (float)ldexp((double)q, -fl);
+}
 
 /* -- Numeric rules, each defined once for C; sdk/dfxsdk/fixedpoint.py holds the same rules for Python
  * (clog2, align_up, dyadic, COEFF_BITS; Python's // and int.bit_length for fp_floordiv and fp_bitlen).

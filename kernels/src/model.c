@@ -6,8 +6,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "dfx_internal.h"
 #include "dfx_schema.h"
+#include "kernels.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #define DFX_HAVE_MMAP 1
@@ -203,6 +203,14 @@ static void decode_opts(const uint8_t *g, uint32_t t, int op, dt_opts *o)
     }
 }
 
+/* n zeroed records of `size` bytes, DT_RECORD_ALIGN-aligned, in the allocation *mem (NULL when out of memory). */
+static void *records(uint32_t n, size_t size, void **mem)
+{
+    *mem = (size_t)n <= (SIZE_MAX - DT_RECORD_ALIGN) / size ? calloc((size_t)(n ? n : 1) * size + DT_RECORD_ALIGN, 1)
+                                                            : NULL;
+    return *mem ? (void *)(((uintptr_t)*mem + DT_RECORD_ALIGN - 1) & ~(uintptr_t)(DT_RECORD_ALIGN - 1)) : NULL;
+}
+
 static int cmp_ref(const void *a, const void *b)
 {
     const dt_tensor *x = *(const dt_tensor *const *)a, *y = *(const dt_tensor *const *)b;
@@ -227,8 +235,8 @@ dfx_status dfx_decode_model(dfx_model *m)
     m->n_inputs = (int)iv.n;
     m->n_outputs = (int)ov.n;
     if (tv.n > 0x7fffffff || lv.n > 0x7fffffff) return dfx_fail(DFX_ERR_FORMAT, "too many tensors or layers");
-    m->tensors = (dt_tensor *)calloc(tv.n ? tv.n : 1, sizeof(dt_tensor));
-    m->layers = (dt_layer *)calloc(lv.n ? lv.n : 1, sizeof(dt_layer));
+    m->tensors = (dt_tensor *)records(tv.n, sizeof(dt_tensor), &m->tensors_mem);
+    m->layers = (dt_layer *)records(lv.n, sizeof(dt_layer), &m->layers_mem);
     size_t n_io = (size_t)iv.n + ov.n;
     for (uint32_t i = 0; i < lv.n; i++) {
         uint32_t lt = (uint32_t)(lv.p - g) + 4 * i;
@@ -397,6 +405,35 @@ dfx_status dfx_decode_model(dfx_model *m)
     return dfx_decode_labels(m);
 }
 
+dfx_status dfx_model_briefs(dfx_model *m)
+{
+    m->tbrief = (dt_tensor_brief *)malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *m->tbrief);
+    m->lbrief = (dt_layer_brief *)malloc((size_t)(m->n_layers ? m->n_layers : 1) * sizeof *m->lbrief);
+    if (!m->tbrief || !m->lbrief) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const dt_tensor *T = &m->tensors[i];
+        dt_tensor_brief *b = &m->tbrief[i];
+        b->count = T->count;
+        b->producer = T->producer;
+        b->last_use = T->last_use;
+        b->batch0 = T->rank >= 1 && !T->batch_fixed ? (int32_t)T->shape[0] : -1; /* dimensions are int32 */
+        b->flags = (uint8_t)((T->is_const ? DT_BRIEF_CONST : 0) | (T->has_q ? DT_BRIEF_Q : 0) |
+                             (T->per_channel ? DT_BRIEF_PER_CHANNEL : 0) | (T->is_graph_output ? DT_BRIEF_OUTPUT : 0));
+        b->esz = (uint8_t)dfx_store_bytes(T);
+        b->bw = T->bw;
+        b->fl = (int8_t)T->fl;
+    }
+    for (int li = 0; li < m->n_layers; li++) {
+        const dt_layer *L = &m->layers[li];
+        dt_layer_brief *b = &m->lbrief[li];
+        b->op = L->op;
+        b->n_in = L->n_in;
+        b->n_out = L->n_out;
+        b->io = (int32_t)(L->in - m->io_ints);
+    }
+    return DFX_OK;
+}
+
 static dfx_status open_mem(const uint8_t *base, size_t size, unsigned flags, dfx_model *m)
 {
     dfx_status st;
@@ -446,6 +483,7 @@ static dfx_status open_mem(const uint8_t *base, size_t size, unsigned flags, dfx
     if ((st = dfx_fb_verify(m->graph, m->graph_len))) return st;
     if ((st = dfx_decode_model(m))) return st;
     if ((st = dfx_validate_model(m))) return st;
+    if ((st = dfx_model_briefs(m))) return st;
     if (flags & DFX_VERIFY_CHECKSUMS) return dfx_check_values(m);
     return DFX_OK;
 }
@@ -458,8 +496,10 @@ void dfx_model_close(dfx_model *m)
 #else
     if (m->mapped) free((void *)m->base);
 #endif
-    free(m->tensors);
-    free(m->layers);
+    free(m->tensors_mem);
+    free(m->layers_mem);
+    free(m->tbrief);
+    free(m->lbrief);
     free(m->io_ints);
     free(m->prep);
     free(m->meta);

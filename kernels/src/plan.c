@@ -20,20 +20,31 @@ static int host_le(void)
     return *(const uint8_t *)&one == 1;
 }
 
+/* A layer as planning reads it: its brief (dt_layer_brief), and its decoded
+ * record for the names and options of the operators that need them. */
+typedef struct lay {
+    int op, n_in, n_out;
+    const int32_t *in, *out;
+    const dt_layer *d;
+} lay;
+
+static const dt_tensor_brief *brief(const dfx_model *m, int t) { return &m->tbrief[t]; }
+static int has_q(const dfx_model *m, int t) { return (m->tbrief[t].flags & DT_BRIEF_Q) != 0; }
+static int is_const(const dfx_model *m, int t) { return (m->tbrief[t].flags & DT_BRIEF_CONST) != 0; }
+static int act_esz(const dfx_model *m, int t) { return m->tbrief[t].esz; }
+
 /* Integer form (spec/arithmetic.md, "Forms"; validate.integer_form): an
  * integer operator whose inputs (constants included) and outputs are all
  * integer tensors. */
-static int int_form(const dfx_model *m, const dt_layer *L)
+static int int_form(const dfx_model *m, const lay *L)
 {
     if (!dfx_op_is_integer(L->op)) return 0;
     for (int p = 0; p < L->n_in; p++)
-        if (L->in[p] >= 0 && !m->tensors[L->in[p]].has_q) return 0;
+        if (L->in[p] >= 0 && !has_q(m, L->in[p])) return 0;
     for (int p = 0; p < L->n_out; p++)
-        if (!m->tensors[L->out[p]].has_q) return 0;
+        if (!has_q(m, L->out[p])) return 0;
     return 1;
 }
-
-static int act_esz(const dfx_model *m, int t) { return dfx_store_bytes(&m->tensors[t]); }
 
 /* A tensor as the kernels will see it, without data (for the preparation functions). */
 static void view(const dfx_netplan *np, int t, rt *r)
@@ -48,15 +59,15 @@ static void view(const dfx_netplan *np, int t, rt *r)
 }
 
 /* int8 codes in and out without a format change (ReLU, max pooling on the stored codes). */
-static int int8_same_format(const dfx_model *m, const dt_layer *L)
+static int int8_same_format(const dfx_model *m, const lay *L)
 {
-    const dt_tensor *x = &m->tensors[L->in[0]], *y = &m->tensors[L->out[0]];
-    return !x->is_const && act_esz(m, L->in[0]) == 1 && act_esz(m, L->out[0]) == 1 && !x->per_channel &&
-           x->fl == y->fl && y->bw >= x->bw;
+    const dt_tensor_brief *x = brief(m, L->in[0]), *y = brief(m, L->out[0]);
+    return !(x->flags & (DT_BRIEF_CONST | DT_BRIEF_PER_CHANNEL)) && x->esz == 1 && y->esz == 1 && x->fl == y->fl &&
+           y->bw >= x->bw;
 }
 
 /* Does layer L's kernel take the stored codes directly? */
-static int native_layer(const dfx_netplan *np, const dt_layer *L, int integer, int fast)
+static int native_layer(const dfx_netplan *np, const lay *L, int integer, int fast)
 {
     const dfx_model *m = np->m;
     switch (L->op) {
@@ -64,29 +75,27 @@ static int native_layer(const dfx_netplan *np, const dt_layer *L, int integer, i
         case OP_FC: return integer && fast;
         case OP_RELU: return integer && int8_same_format(m, L);
         case OP_POOL2D: /* max pooling: int8 codes in place */
-            return integer && L->o.pool_type == 0 && int8_same_format(m, L) && !m->tensors[L->out[0]].per_channel;
+            return integer && L->d->o.pool_type == 0 && int8_same_format(m, L) &&
+                   !(brief(m, L->out[0])->flags & DT_BRIEF_PER_CHANNEL);
         case OP_FLATTEN:
         case OP_RESHAPE:
         case OP_PERMUTE:
         case OP_SLICE:
         case OP_UPSAMPLE:
-            if (m->tensors[L->in[0]].is_const) return 0;
+            if (is_const(m, L->in[0])) return 0;
             for (int p = 0; p < L->n_out; p++)
-                if (act_esz(m, L->out[p]) != act_esz(m, L->in[0]) ||
-                    m->tensors[L->out[p]].has_q != m->tensors[L->in[0]].has_q)
+                if (act_esz(m, L->out[p]) != act_esz(m, L->in[0]) || has_q(m, L->out[p]) != has_q(m, L->in[0]))
                     return 0;
             return 1;
         case OP_CONCAT:
             for (int p = 0; p < L->n_in; p++) {
                 if (L->in[p] < 0) continue;
-                const dt_tensor *c = &m->tensors[L->in[p]];
-                if (c->is_const) return 0;
+                const dt_tensor_brief *c = brief(m, L->in[p]), *y = brief(m, L->out[0]);
+                if (c->flags & DT_BRIEF_CONST) return 0;
                 if (integer) {
-                    const dt_tensor *y = &m->tensors[L->out[0]];
-                    if (c->per_channel || c->fl != y->fl || c->bw > y->bw ||
-                        act_esz(m, L->in[p]) != act_esz(m, L->out[0]))
+                    if ((c->flags & DT_BRIEF_PER_CHANNEL) || c->fl != y->fl || c->bw > y->bw || c->esz != y->esz)
                         return 0;
-                } else if (c->has_q || m->tensors[L->out[0]].has_q) {
+                } else if ((c->flags | y->flags) & DT_BRIEF_Q) {
                     return 0;
                 }
             }
@@ -96,9 +105,9 @@ static int native_layer(const dfx_netplan *np, const dt_layer *L, int integer, i
 }
 
 /* The kernel of a layer, given its form and whether it runs on the stored codes. */
-static int choose_kernel(const dt_layer *L, int integer, int native)
+static int choose_kernel(int op, int integer, int native)
 {
-    switch (L->op) {
+    switch (op) {
         case OP_CONV2D: return native ? DFX_K_CONV2D_FAST : integer ? DFX_K_CONV2D_INT : DFX_K_CONV2D_F32;
         case OP_DECONV2D: return integer ? DFX_K_DECONV2D_INT : DFX_K_DECONV2D_F32;
         case OP_FC: return native ? DFX_K_FC_FAST : integer ? DFX_K_FC_INT : DFX_K_FC_F32;
@@ -131,45 +140,53 @@ static int choose_kernel(const dt_layer *L, int integer, int native)
     }
 }
 
-/* Shapes, counts and the memory plan of the activations. */
+/* A row of np->rows for tensor i (allocated on first use); NULL when out of memory. */
+static int64_t *shape_row(dfx_netplan *np, int i)
+{
+    if (!np->rows) np->rows = (int64_t (*)[DFX_MAX_RANK])malloc((size_t)np->m->n_tensors * sizeof *np->rows);
+    return np->rows ? np->rows[i] : NULL;
+}
+
+/* Shapes, counts and the memory plan of the activations: one pass over the
+ * tensors' briefs (their records only where the batch changes a shape) and the planner. */
 static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
 {
     const dfx_model *m = np->m;
     int nt = m->n_tensors, n = 0;
-    dfx_lifetime *it = (dfx_lifetime *)malloc((size_t)(nt ? nt : 1) * sizeof *it);
-    if (!it) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+    dfx_lifetime *it = (dfx_lifetime *)(void *)np->io; /* written by the layer plans only later */
     uint64_t sum = 0;
     for (int i = 0; i < nt; i++) {
-        const dt_tensor *T = &m->tensors[i];
-        memcpy(np->shape[i], T->shape, sizeof np->shape[i]);
+        const dt_tensor_brief *B = brief(m, i);
+        np->shape[i] = m->tensors[i].shape;
+        np->count[i] = B->count;
         np->off[i] = -1;
-        np->count[i] = T->count;
-        if (T->is_const) continue;
-        int64_t c = T->count;
-        if (T->rank >= 1 && !T->batch_fixed) {
+        if (B->flags & DT_BRIEF_CONST) continue;
+        int64_t c = B->count;
+        if (B->batch0 >= 0 && B->batch0 != np->batch) { /* the batch changes the shape: its own row */
+            const dt_tensor *T = &m->tensors[i];
+            int64_t *row = shape_row(np, i);
+            if (!row) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");
+            memcpy(row, T->shape, sizeof np->rows[i]);
+            row[0] = np->batch;
+            np->shape[i] = row;
             c = 1;
-            np->shape[i][0] = np->batch;
             for (int d = 0; d < T->rank; d++) {
-                if (np->shape[i][d] && c > ((int64_t)1 << 40) / np->shape[i][d]) {
-                    free(it);
-                    return dfx_fail(DFX_ERR_ARGUMENT, "batch too large");
-                }
-                c *= np->shape[i][d];
+                if (row[d] && c > ((int64_t)1 << 40) / row[d]) return dfx_fail(DFX_ERR_ARGUMENT, "batch too large");
+                c *= row[d];
             }
         }
         np->count[i] = c;
-        uint64_t bytes = (uint64_t)c * (uint64_t)dfx_store_bytes(T);
-        int last = T->last_use > T->producer ? T->last_use : T->producer;
-        if (T->is_graph_output || (flags & DFX_KEEP_ALL)) last = m->n_layers;
+        uint64_t bytes = (uint64_t)c * B->esz;
+        int last = B->last_use > B->producer ? B->last_use : B->producer;
+        if ((B->flags & DT_BRIEF_OUTPUT) || (flags & DFX_KEEP_ALL)) last = m->n_layers;
         dfx_lifetime *x = &it[n++];
         x->t = i;
-        x->a = T->producer + 1; /* producer -1: a graph input */
+        x->a = B->producer + 1; /* producer -1: a graph input */
         x->b = last + 1;
         x->size = (bytes + 63) & ~(uint64_t)63;
         sum += bytes;
     }
     uint64_t total = dfx_plan(it, n, m->n_layers, (flags & DFX_KEEP_ALL) != 0, np->off);
-    free(it);
     if (total == (uint64_t)-1) return dfx_fail(DFX_ERR_NOMEM, "out of memory planning");
     np->plan_bytes = (size_t)total;
     np->sum_bytes = (size_t)sum;
@@ -177,7 +194,7 @@ static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
 }
 
 /* Input p of layer L: its action, and the constant bytes it takes (*cbytes grows). */
-static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int integer, int native, dfx_io_plan *io,
+static dfx_status plan_input(dfx_netplan *np, const lay *L, int p, int integer, int native, dfx_io_plan *io,
                              size_t *cbytes, size_t *conv)
 {
     const dfx_model *m = np->m;
@@ -186,64 +203,67 @@ static dfx_status plan_input(dfx_netplan *np, const dt_layer *L, int p, int inte
     io->act = DFX_IO_NONE;
     if (t < 0) return DFX_OK;
     const dt_tensor *T = &m->tensors[t];
-    if (integer && !layout && !T->has_q)
-        return dfx_fail(DFX_ERR_INVALID,
-                        "layer '%s', tensor '%s': runs in integer form but its constant input is "
-                        "float32; integer constants are required",
-                        L->name, T->name);
+    int q = has_q(m, t);
     io->t = T;
-    io->esz = T->is_const ? 4 : dfx_store_bytes(T);
-    io->shape = T->is_const ? T->shape : np->shape[t];
-    io->count = T->is_const ? T->count : np->count[t];
-    io->off = T->is_const ? -1 : np->off[t];
-    if (p == 1 && is_linear(L->op)) {
-        if (!T->is_const)
+    if (!is_const(m, t)) { /* an activation: from the brief and the memory plan */
+        if (p == 1 && is_linear(L->op))
             return dfx_fail(DFX_ERR_UNSUPPORTED,
                             "layer '%s': the weights '%s' are an activation; the native "
                             "runtime needs constant weights",
-                            L->name, T->name);
+                            L->d->name, T->name);
+        io->act = DFX_IO_DIRECT;
+        io->esz = act_esz(m, t);
+        io->shape = np->shape[t];
+        io->count = np->count[t];
+        io->off = np->off[t];
+        if (native) return DFX_OK;
+        if (!integer && !layout && q) io->act = DFX_IO_DEQUANT;
+        else if (io->esz != 4) io->act = DFX_IO_WIDEN;
+        if (io->act != DFX_IO_DIRECT) {
+            io->conv = (int64_t)(np->scratch_base + *conv);
+            *conv += fp_align64((size_t)io->count * 4);
+        }
+        return DFX_OK;
+    }
+    if (integer && !layout && !q)
+        return dfx_fail(DFX_ERR_INVALID,
+                        "layer '%s', tensor '%s': runs in integer form but its constant input is "
+                        "float32; integer constants are required",
+                        L->d->name, T->name);
+    io->esz = 4;
+    io->shape = T->shape;
+    io->count = T->count;
+    io->off = -1;
+    if (p == 1 && is_linear(L->op)) {
         io->act = DFX_IO_WEIGHTS;
         io->data = T->data;
         return DFX_OK;
     }
-    if (T->is_const) {
-        int as_int = layout ? T->has_q : integer;
-        io->act = as_int ? DFX_IO_CONST_I32 : DFX_IO_CONST_F32;
-        if (host_le() && T->dtype == (as_int ? DFX_INT32 : DFX_FLOAT32)) {
-            io->data = T->data;
-        } else {
-            io->off = (int64_t)*cbytes; /* relative to const_base until dfx_netplan_build ends */
-            *cbytes += fp_align64((size_t)T->count * 4);
-            np->consts[np->n_consts++] = io;
-        }
-        return DFX_OK;
-    }
-    io->act = DFX_IO_DIRECT;
-    if (native) return DFX_OK;
-    if (!integer && !layout && T->has_q) io->act = DFX_IO_DEQUANT;
-    else if (io->esz != 4) io->act = DFX_IO_WIDEN;
-    if (io->act != DFX_IO_DIRECT) {
-        io->conv = (int64_t)(np->scratch_base + *conv);
-        *conv += fp_align64((size_t)io->count * 4);
+    int as_int = layout ? q : integer;
+    io->act = as_int ? DFX_IO_CONST_I32 : DFX_IO_CONST_F32;
+    if (host_le() && T->dtype == (as_int ? DFX_INT32 : DFX_FLOAT32)) {
+        io->data = T->data;
+    } else {
+        io->off = (int64_t)*cbytes; /* relative to const_base until dfx_netplan_build ends */
+        *cbytes += fp_align64((size_t)T->count * 4);
+        np->consts[np->n_consts++] = io;
     }
     return DFX_OK;
 }
 
-static void plan_output(dfx_netplan *np, const dt_layer *L, int p, int integer, int native, dfx_io_plan *io,
-                        size_t *conv)
+static void plan_output(dfx_netplan *np, const lay *L, int p, int integer, int native, dfx_io_plan *io, size_t *conv)
 {
     int t = L->out[p];
-    const dt_tensor *T = &np->m->tensors[t];
     memset(io, 0, sizeof *io);
     io->act = DFX_IO_DIRECT;
-    io->t = T;
-    io->esz = dfx_store_bytes(T);
+    io->t = &np->m->tensors[t];
+    io->esz = act_esz(np->m, t);
     io->shape = np->shape[t];
     io->count = np->count[t];
     io->off = np->off[t];
     io->conv = -1;
     if (native) return;
-    int quant = !integer && !dfx_op_layout_only(L->op) && T->has_q;
+    int quant = !integer && !dfx_op_layout_only(L->op) && has_q(np->m, t);
     if (!quant && io->esz == 4) return;
     io->act = quant ? DFX_IO_QUANT : DFX_IO_NARROW;
     if (io->esz == 4) { /* quantized in place */
@@ -255,7 +275,7 @@ static void plan_output(dfx_netplan *np, const dt_layer *L, int p, int integer, 
 }
 
 /* Kernel scratch beyond the wide copies. */
-static size_t kernel_scratch(const dfx_netplan *np, const dt_layer *L, int native, size_t fast)
+static size_t kernel_scratch(const dfx_netplan *np, const lay *L, int native, size_t fast)
 {
     const dfx_model *m = np->m;
     rt a, b, c;
@@ -263,13 +283,13 @@ static size_t kernel_scratch(const dfx_netplan *np, const dt_layer *L, int nativ
     if (is_linear(L->op)) {
         view(np, L->in[0], &a);
         view(np, L->out[0], &c);
-        return fp_align64(dfx_linear_scratch(L, &a, &m->tensors[L->in[1]], &c)) + fast;
+        return fp_align64(dfx_linear_scratch(L->d, &a, &m->tensors[L->in[1]], &c)) + fast;
     }
     if (L->op == OP_DETECTION_OUTPUT) {
         view(np, L->in[0], &a);
         view(np, L->in[1], &b);
         view(np, L->in[2], &c);
-        return fp_align64(dfx_detection_scratch(L, &a, &b, &c));
+        return fp_align64(dfx_detection_scratch(L->d, &a, &b, &c));
     }
     return 0;
 }
@@ -277,89 +297,70 @@ static size_t kernel_scratch(const dfx_netplan *np, const dt_layer *L, int nativ
 static dfx_status plan_layer(dfx_netplan *np, int li, dfx_io_plan *io, size_t *cbytes, size_t *need)
 {
     const dfx_model *m = np->m;
-    const dt_layer *L = &m->layers[li];
+    const dt_layer_brief *B = &m->lbrief[li];
+    const lay L = {B->op, B->n_in, B->n_out, m->io_ints + B->io, m->io_ints + B->io + B->n_in, &m->layers[li]};
     dfx_layer_plan *p = &np->layers[li];
-    int integer = int_form(m, L);
     size_t fast = 0, conv = 0;
     dfx_linprep *lin = NULL;
     p->custom = NULL;
-    if (L->op == OP_CUSTOM) {
-        p->custom = dfx_custom_find(L->o.custom_name, L->o.custom_version);
+    if (L.op == OP_CUSTOM) {
+        const dt_opts *o = &L.d->o;
+        p->custom = dfx_custom_find(o->custom_name, o->custom_version);
         if (!p->custom)
             return dfx_fail(DFX_ERR_UNSUPPORTED,
                             "layer '%s': custom operator '%s' version %d has no C implementation "
                             "registered (dfx_register_custom_op)",
-                            L->name, L->o.custom_name ? L->o.custom_name : "", L->o.custom_version);
+                            L.d->name, o->custom_name ? o->custom_name : "", o->custom_version);
     }
-    if (L->n_in > DFX_MAX_IO || L->n_out > DFX_MAX_IO)
-        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': more than %d inputs or outputs", L->name, DFX_MAX_IO);
-    if (is_linear(L->op) && !m->tensors[L->in[1]].is_const)
+    if (L.n_in > DFX_MAX_IO || L.n_out > DFX_MAX_IO)
+        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': more than %d inputs or outputs", L.d->name, DFX_MAX_IO);
+    if (is_linear(L.op) && !is_const(m, L.in[1]))
         return dfx_fail(DFX_ERR_UNSUPPORTED,
                         "layer '%s': the weights '%s' are an activation; the native runtime "
                         "needs constant weights",
-                        L->name, m->tensors[L->in[1]].name);
+                        L.d->name, m->tensors[L.in[1]].name);
+    int integer = int_form(m, &L);
     /* the accumulator bound and the per-tensor fl of input 0 are checked at load (validate.c) */
-    if (!integer && (L->op == OP_CONV2D || L->op == OP_FC)) { /* a slot for the float path's packing */
+    if (!integer && (L.op == OP_CONV2D || L.op == OP_FC)) { /* a slot for the float path's packing */
         np->lin_layer[np->n_lin] = li;
         memset(&np->lin[np->n_lin++], 0, sizeof *np->lin);
     }
-    if (integer && (L->op == OP_CONV2D || L->op == OP_FC)) {
+    if (integer && (L.op == OP_CONV2D || L.op == OP_FC)) {
         rt x, y;
-        view(np, L->in[0], &x);
-        view(np, L->out[0], &y);
-        const dt_tensor *b = L->n_in > 2 && L->in[2] >= 0 ? &m->tensors[L->in[2]] : NULL;
+        view(np, L.in[0], &x);
+        view(np, L.out[0], &y);
+        const dt_tensor *b = L.n_in > 2 && L.in[2] >= 0 ? &m->tensors[L.in[2]] : NULL;
         np->lin_layer[np->n_lin] = li;
         lin = &np->lin[np->n_lin++];
         memset(lin, 0, sizeof *lin);
-        dfx_status st = dfx_linear_prepare(L, &x, &m->tensors[L->in[1]], b, &y, lin, &fast);
+        dfx_status st = dfx_linear_prepare(L.d, &x, &m->tensors[L.in[1]], b, &y, lin, &fast);
         if (st) return st;
         if (!lin->fast) fast = 0;
     }
-    int native = native_layer(np, L, integer, lin && lin->fast);
+    int native = native_layer(np, &L, integer, lin && lin->fast);
     np->native[li] = (unsigned char)native;
-    p->kernel = choose_kernel(L, integer, native);
+    p->kernel = (int16_t)choose_kernel(L.op, integer, native);
     if (p->kernel == DFX_K_NONE)
-        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': operator %s is not implemented", L->name, dfx_op_name(L->op));
-    p->integer = integer;
-    p->L = L;
-    p->n_in = L->n_in;
-    while (p->n_in > 0 && L->in[p->n_in - 1] < 0) p->n_in--;
-    p->n_out = L->n_out;
+        return dfx_fail(DFX_ERR_UNSUPPORTED, "layer '%s': operator %s is not implemented", L.d->name,
+                        dfx_op_name(L.op));
+    p->integer = (int16_t)integer;
+    p->L = L.d;
+    p->n_in = (int16_t)L.n_in;
+    while (p->n_in > 0 && L.in[p->n_in - 1] < 0) p->n_in--;
+    p->n_out = (int16_t)L.n_out;
     p->in = io;
-    p->out = io + L->n_in;
+    p->out = io + L.n_in;
     p->lin = native && lin && lin->fast ? lin : NULL;
     if (p->lin && p->n_in > 2) p->n_in = 2; /* the fast kernels take the bias from lin */
     for (int k = 0; k < p->n_in; k++) {
-        dfx_status st = plan_input(np, L, k, integer, native, &io[k], cbytes, &conv);
+        dfx_status st = plan_input(np, &L, k, integer, native, &io[k], cbytes, &conv);
         if (st) return st;
     }
-    for (int k = p->n_in; k < L->n_in; k++) memset(&io[k], 0, sizeof io[k]); /* omitted, or the fast path's bias */
-    for (int k = 0; k < L->n_out; k++) plan_output(np, L, k, integer, native, &io[L->n_in + k], &conv);
+    for (int k = p->n_in; k < L.n_in; k++) memset(&io[k], 0, sizeof io[k]); /* omitted, or the fast path's bias */
+    for (int k = 0; k < L.n_out; k++) plan_output(np, &L, k, integer, native, &io[L.n_in + k], &conv);
     p->scratch = (int64_t)(np->scratch_base + conv);
-    *need = conv + kernel_scratch(np, L, native, fast);
+    *need = conv + kernel_scratch(np, &L, native, fast);
     return DFX_OK;
-}
-
-#if defined(__GNUC__) || defined(__clang__)
-#define PREFETCH(p) __builtin_prefetch(p)
-#else
-#define PREFETCH(p) ((void)(p))
-#endif
-
-/* Ask for what planning layer li reads (its record and its first output's),
- * a few layers ahead: large models do not fit in the caches. */
-static void prefetch_layer(const dfx_model *m, int li)
-{
-    const dt_layer *L = &m->layers[li];
-    PREFETCH(&L->op);
-    PREFETCH(&L->n_in);
-    if (li >= 4) {
-        const dt_layer *E = &m->layers[li - 4]; /* its own lines were asked for 4 layers ago */
-        const dt_tensor *T = &m->tensors[E->out[0]];
-        PREFETCH(&T->name);
-        PREFETCH(&T->count);
-        PREFETCH(&T->is_const);
-    }
 }
 
 /* One allocation for every per-layer and per-tensor array of the plan: sizes in order, each rounded to 8 bytes. */
@@ -378,10 +379,17 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
     np->batch = batch;
     int slots = m->n_layer_io, n_lin = m->n_linear;
     /* every array is written before it is read: no zeroing */
-    size_t sizes[] = {
-        (size_t)nl * sizeof *np->layers, (size_t)slots * sizeof *np->io,        (size_t)slots * sizeof *np->consts,
-        (size_t)n_lin * sizeof *np->lin, (size_t)n_lin * sizeof *np->lin_layer, (size_t)nt * sizeof *np->off,
-        (size_t)nt * sizeof *np->shape,  (size_t)nt * sizeof *np->count,        (size_t)nl};
+    /* the io region holds the planner's lifetimes first (plan_memory) */
+    size_t io_bytes = (size_t)slots * sizeof *np->io, it_bytes = (size_t)nt * sizeof(dfx_lifetime);
+    size_t sizes[] = {(size_t)nl * sizeof *np->layers,
+                      io_bytes > it_bytes ? io_bytes : it_bytes,
+                      (size_t)slots * sizeof *np->consts,
+                      (size_t)n_lin * sizeof *np->lin,
+                      (size_t)n_lin * sizeof *np->lin_layer,
+                      (size_t)nt * sizeof *np->off,
+                      (size_t)nt * sizeof *np->shape,
+                      (size_t)nt * sizeof *np->count,
+                      (size_t)nl};
     size_t total = 8;
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) total += (sizes[k] + 7) & ~(size_t)7;
     unsigned char *p = (unsigned char *)malloc(total);
@@ -393,7 +401,7 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
     np->lin = (dfx_linprep *)carve(&p, sizes[3]);
     np->lin_layer = (int *)carve(&p, sizes[4]);
     np->off = (int64_t *)carve(&p, sizes[5]);
-    np->shape = (int64_t (*)[DFX_MAX_RANK])carve(&p, sizes[6]);
+    np->shape = (const int64_t **)carve(&p, sizes[6]);
     np->count = (int64_t *)carve(&p, sizes[7]);
     np->native = (unsigned char *)carve(&p, sizes[8]);
     dfx_status st = plan_memory(np, flags);
@@ -403,10 +411,9 @@ dfx_status dfx_netplan_build(const dfx_model *m, int64_t batch, unsigned flags, 
     dfx_io_plan *io = np->io;
     for (int li = 0; li < nl; li++) {
         size_t need = 0;
-        if (li + 8 < nl) prefetch_layer(m, li + 8);
         st = plan_layer(np, li, io, &cbytes, &need);
         if (st) return st;
-        io += m->layers[li].n_in + m->layers[li].n_out;
+        io += m->lbrief[li].n_in + m->lbrief[li].n_out;
         if (need > scratch) scratch = need;
         int k = np->layers[li].kernel; /* kernels that split their work with scratch per thread (threads.h) */
         size_t own = need - ((size_t)np->layers[li].scratch - np->scratch_base); /* beyond the wide copies */
@@ -495,5 +502,6 @@ void dfx_netplan_free(dfx_netplan *np)
         dfx_linear_release(&np->lin[i]);
     }
     free(np->block);
+    free(np->rows);
     memset(np, 0, sizeof *np);
 }

@@ -52,9 +52,9 @@ typedef struct dfx_io_plan {
 
 /* One layer. */
 typedef struct dfx_layer_plan {
-    int kernel;                  /* dfx_kernel_id */
-    int integer;                 /* runs in integer form (spec/arithmetic.md, "Forms") */
-    int n_in, n_out;             /* inputs up to the last one present; outputs */
+    int16_t kernel;              /* dfx_kernel_id */
+    int16_t integer;             /* runs in integer form (spec/arithmetic.md, "Forms") */
+    int16_t n_in, n_out;         /* inputs up to the last one present; outputs (at most DFX_MAX_IO) */
     const dt_layer *L;           /* operator and options */
     const dfx_io_plan *in;       /* n_in inputs */
     const dfx_io_plan *out;      /* n_out outputs */
@@ -97,12 +97,15 @@ const char *dfx_io_action_name(int act);
 typedef struct dfx_netplan {
     const dfx_model *m;
     int64_t batch;
-    int64_t *off;                   /* per tensor: arena offset of activations */
-    int64_t (*shape)[DFX_MAX_RANK]; /* per tensor: run-time shape */
-    int64_t *count;                 /* per tensor: run-time elements */
-    dfx_layer_plan *layers;         /* per layer */
-    dfx_io_plan *io;                /* storage of the layers' in and out lists */
-    dfx_io_plan **consts;           /* the inputs that are constants prepared in the arena */
+    int64_t *off; /* per tensor: arena offset of activations */
+    /* per tensor: run-time shape (DFX_MAX_RANK entries), the declared one (T->shape) unless the batch
+     * changes it, then its row of rows (allocated on first use; NULL while every shape is as declared) */
+    const int64_t **shape;
+    int64_t (*rows)[DFX_MAX_RANK];
+    int64_t *count;         /* per tensor: run-time elements */
+    dfx_layer_plan *layers; /* per layer */
+    dfx_io_plan *io;        /* storage of the layers' in and out lists (before them: the planner's lifetimes) */
+    dfx_io_plan **consts;   /* the inputs that are constants prepared in the arena */
     int n_consts, n_lin;
     dfx_linprep *lin;      /* per integer Conv2D / FC layer: its prepared constants (lin[i].fast) */
     int *lin_layer;        /* the layer of lin[i] */

@@ -31,7 +31,8 @@ typedef struct {
 
 typedef struct {
     item *it;
-    int span; /* time points 0..span-1 */
+    const int64_t *off; /* per tensor: the offsets placed so far */
+    int span;           /* time points 0..span-1 */
     /* short lifetimes: first item per start point, items per block of 64 and 4096 points */
     int *bucket, *cnt64, *cnt4k;
     /* long lifetimes: segment tree (NULL until the first one) */
@@ -52,8 +53,9 @@ static int by_off(const void *a, const void *b)
 
 static void report(planner *P, const item *x)
 {
-    P->found[P->nfound].off = x->off;
-    P->found[P->nfound++].end = x->off + x->size;
+    uint64_t off = (uint64_t)P->off[x->t];
+    P->found[P->nfound].off = off;
+    P->found[P->nfound++].end = off + x->size;
 }
 
 static void tree_insert(planner *P, int v, int lo, int hi, int a, int b, int k)
@@ -189,6 +191,7 @@ uint64_t dfx_plan(dfx_lifetime *it, int n, int n_layers, int keep_all, int64_t *
     int *ord = NULL;
     uint64_t total = 0;
     P.it = it;
+    P.off = off;
     P.span = n_layers + 2; /* a = 0 (graph input) .. b = n_layers + 1 */
     P.bucket = (int *)malloc((size_t)P.span * sizeof *P.bucket);
     P.cnt64 = (int *)calloc((size_t)(P.span >> 6) + 1, sizeof *P.cnt64);
@@ -219,7 +222,6 @@ uint64_t dfx_plan(dfx_lifetime *it, int n, int n_layers, int keep_all, int64_t *
                 if (P.fail) goto nomem;
             }
         }
-        x->off = cand;
         off[x->t] = (int64_t)cand;
         if (cand + x->size > total) total = cand + x->size;
     }

@@ -11,7 +11,6 @@ typedef struct dfx_lifetime {
     int a, b;      /* first and last time point, a <= b <= n_layers + 1 */
     int next;      /* the planner's own */
     uint64_t size; /* bytes, a multiple of 64 */
-    uint64_t off;  /* set by dfx_plan */
 } dfx_lifetime;
 
 /* Places the n activations of it[] (in tensor order) and sets off[it[k].t]

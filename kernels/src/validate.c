@@ -422,13 +422,13 @@ static dfx_status check_tensor(const dt_tensor *t)
 static int cmp_names(const void *a, const void *b)
 { return strcmp(**(const char *const *const *)a, **(const char *const *const *)b); }
 
-/* Duplicate names in an array of structs whose first member is the name. */
-static const char *duplicate(const void *items, size_t stride, int n)
+/* Duplicate names in an array of structs whose member at name_off is the name. */
+static const char *duplicate(const void *items, size_t stride, size_t name_off, int n)
 {
     const char ***p = (const char ***)malloc((n ? n : 1) * sizeof *p);
     const char *dup = NULL;
     if (!p) return NULL;
-    for (int i = 0; i < n; i++) p[i] = (const char **)((const uint8_t *)items + stride * i);
+    for (int i = 0; i < n; i++) p[i] = (const char **)((const uint8_t *)items + stride * i + name_off);
     qsort(p, n, sizeof *p, cmp_names);
     for (int i = 1; i < n && !dup; i++)
         if (strcmp(*p[i], *p[i - 1]) == 0) dup = *p[i];
@@ -586,9 +586,9 @@ dfx_status dfx_validate_model(dfx_model *m)
     const char *dup;
     for (int i = 0; i < m->n_tensors; i++)
         if ((st = check_tensor(&m->tensors[i]))) return st;
-    if ((dup = duplicate(m->tensors, sizeof(dt_tensor), m->n_tensors)))
+    if ((dup = duplicate(m->tensors, sizeof(dt_tensor), offsetof(dt_tensor, name), m->n_tensors)))
         return dfx_fail(DFX_ERR_INVALID, "tensor '%s': duplicate tensor name", dup);
-    if ((dup = duplicate(m->layers, sizeof(dt_layer), m->n_layers)))
+    if ((dup = duplicate(m->layers, sizeof(dt_layer), offsetof(dt_layer, name), m->n_layers)))
         return dfx_fail(DFX_ERR_INVALID, "layer '%s': duplicate layer name", dup);
     /* available: 1 = constant or graph input or produced so far */
     unsigned char *avail = (unsigned char *)calloc(m->n_tensors ? m->n_tensors : 1, 1);

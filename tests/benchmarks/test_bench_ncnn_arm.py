@@ -104,6 +104,18 @@ def test_ncnn_is_configured_as_the_issue_asks_with_only_the_layers_the_network_n
     assert f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'kernels' / 'cmake' / 'arm-linux-gnueabihf.cmake'}" in args
 
 
+def test_the_toolchain_file_is_copied_to_a_fixed_place_in_the_cache(tmp_path):
+    arch = bench.ARCHES["aarch64"]
+    path = bench.cached_toolchain(arch, tmp_path)
+    assert path == tmp_path / "toolchains" / "aarch64-linux-gnu.cmake"
+    assert path.read_text() == arch.toolchain.read_text()
+    path.write_text("# stale\n")
+    assert bench.cached_toolchain(arch, tmp_path) == path and path.read_text() == arch.toolchain.read_text()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "CMakeLists.txt").write_text("ncnn_add_layer(Convolution)\n")
+    assert f"-DCMAKE_TOOLCHAIN_FILE={path}" in bench.ncnn_configure_args(arch, tmp_path, tmp_path / "b", path)
+
+
 def test_every_layer_type_of_the_ncnn_network_is_built():
     param = bench.PARAM
     if not param.is_file():

@@ -99,13 +99,19 @@ def _greedy_by_size(plan: dict) -> tuple[dict[int, int], int]:
     return offsets, total
 
 
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("seed", range(6))
-def test_plan_is_greedy_by_size_and_valid(native, tmp_path, seed):
-    """Random graphs (short and long lifetimes, ties, graph outputs): the offsets are exactly the plain
-    greedy-by-size ones, and no two tensors alive at the same time share a byte."""
+def test_plan_is_greedy_by_size_and_valid(native, tmp_path, seed, batch):
+    """Random graphs (short and long lifetimes, ties, graph outputs), at the stored batch and another: the
+    run-time shapes follow the batch, the offsets are exactly the plain greedy-by-size ones, and no two tensors
+    alive at the same time share a byte."""
     path = tmp_path / "random.dfx"
     dfxsdk.save(_random_graph(seed, 150), path)
-    plan = native.describe_plan(path)
+    plan = native.describe_plan(path, batch)
+    for t in plan["tensors"]:
+        if not t["is_const"]:
+            assert t["run_shape"] == [batch, *t["shape"][1:]]
+            assert t["run_count"] == batch * t["count"]
     offsets, total = _greedy_by_size(plan)
     assert {i: t["arena_off"] for i, t in enumerate(plan["tensors"]) if not t["is_const"]} == offsets
     assert plan["plan_bytes"] == total

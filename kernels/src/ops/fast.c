@@ -2,7 +2,8 @@
  * "Conv2D", §3.3): int8 activations and int8 weights (sub-byte weights are
  * unpacked per block of output channels into scratch), int32 accumulators
  * where the accumulator bound allows, then one requantization call per output
- * row. Convolution is im2col (into scratch; none for 1x1 stride-1 unpadded
+ * row (or the kernel set's entry that requantizes in the kernel's own pass).
+ * Convolution is im2col (into scratch; none for 1x1 stride-1 unpadded
  * convolutions) + GEMM, depthwise convolution its own kernel, FC a GEMM over
  * the batch. The inner loops are those of the dispatch table (dispatch.h).
  * When the kernel set packs weights, a library session packs them once
@@ -220,6 +221,12 @@ static void copy_rows(int8_t *d, int64_t dd, const int8_t *s, int64_t ds, int64_
     }
 }
 
+/* d[t] = s[2t] for t < n: stride 2 as a constant, which compilers vectorize (LD2 on AArch64). */
+static void copy_s2(int8_t *d, const int8_t *s, int64_t n)
+{
+    for (int64_t t = 0; t < n; t++) d[t] = s[2 * t];
+}
+
 static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
                    int64_t n, int8_t *col)
 {
@@ -261,6 +268,7 @@ static void im2col(const dt_opts *o, const int8_t *x, int64_t cg, int64_t H, int
                     int64_t l = lo < xa ? xa : lo > xb ? xb : lo, h = hi > xb ? xb : hi < l ? l : hi;
                     memset(d, 0, (size_t)(l - xa));
                     if (sw == 1) memcpy(d + (l - xa), xr + l + base, (size_t)(h - l));
+                    else if (sw == 2) copy_s2(d + (l - xa), xr + 2 * l + base, h - l);
                     else
                         for (int64_t t = l; t < h; t++) d[t - xa] = xr[t * sw + base];
                     memset(d + (h - xa), 0, (size_t)(xb - h));
@@ -417,11 +425,18 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
     for (int64_t nc = c0; nc < c1; nc++) {
         int64_t n = nc / O, c = nc % O;
         const int8_t *k = weight_rows(lp, j->w, c, 1, kbuf);
+        int8_t *yc = (int8_t *)Y + (n * O + c) * P * esz;
+        if (esz == 1 && kf->dwconv_requant_s8 &&
+            kf->dwconv_requant_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt,
+                                  o->pl, o->dh, o->dw, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc,
+                                  (int)OH, (int)OW)) { /* requantized in the same pass */
+            if (j->relu) kf->relu_s8(yc, yc, (int)P);
+            continue;
+        }
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
-        kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw,
-                        Y + (n * O + c) * P * esz, esz);
-        if (j->relu) kf->relu_s8((int8_t *)Y + (n * O + c) * P, (int8_t *)Y + (n * O + c) * P, (int)P);
+        kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, esz);
+        if (j->relu) kf->relu_s8(yc, yc, (int)P);
     }
 }
 
@@ -458,6 +473,12 @@ static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int6
                     B = col;
                     ldb = cols;
                 }
+                int64_t oc0 = g * og + o0;
+                if (Ap && esz == 1 && kf->gemm_s8_packed_requant &&
+                    kf->gemm_s8_packed_requant((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, lp->b_nonneg,
+                                               lp->bias + oc0, lp->lsh + oc0, lp->rsh + oc0, ty->rounding, ty->bw,
+                                               (int8_t *)Y + (n * O + oc0) * P + p0, (int)P))
+                    continue; /* requantized in the GEMM's store */
                 if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
                 else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                 for (int64_t r = 0; r < mb; r++) {

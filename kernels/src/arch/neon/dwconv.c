@@ -188,6 +188,21 @@ static int dw3x3_s1_flat(const int8_t *x, int h, int w, const int8_t *k, const i
     return 1;
 }
 
+void dfx_neon_pad_rows(const int8_t *x, int h, int w, int iy0, int rows, int pl, int wp, int8_t *buf)
+{
+    int8x16_t z = vdupq_n_s8(0);
+    for (int r = 0; r < rows; r++) { /* zero left pad, the row, zero right pad (16-byte stores) */
+        int8_t *d = buf + (size_t)r * wp;
+        int iy = iy0 + r, c = 0;
+        if (iy >= 0 && iy < h) {
+            vst1q_s8(d, z);
+            copy_row(d + pl, x + (size_t)iy * w, w);
+            c = pl + w;
+        }
+        for (; c < wp; c += 16) vst1q_s8(d + c, z);
+    }
+}
+
 /* The 3 x 3, stride 1 or 2 path; returns 0 (nothing done) when a padded row does not fit the strip buffer. */
 static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out, int oh, int ow)
 {
@@ -197,7 +212,6 @@ static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, 
     int rows = (PAD_BYTES / wp - 2) / s; /* output rows per strip */
     if (rows < 1) return 0;
     int8_t buf[PAD_BYTES + 16]; /* + 16: the last zero store of a row may pass wp */
-    int8x16_t z = vdupq_n_s8(0);
     int8x16_t wv[9];
     int m128 = 0;
     for (int t = 0; t < 9; t++) {
@@ -207,16 +221,7 @@ static int dw3x3(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, 
     if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w && dw3x3_s1_flat(x, h, w, k, wv, m128 < 2, out)) return 1;
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
-        for (int r = 0; r < need; r++) { /* zero left pad, the row, zero right pad (16-byte stores) */
-            int8_t *d = buf + (size_t)r * wp;
-            int iy = oy0 * s - pt + r, c = 0;
-            if (iy >= 0 && iy < h) {
-                vst1q_s8(d, z);
-                copy_row(d + pl, x + (size_t)iy * w, w);
-                c = pl + w;
-            }
-            for (; c < wp; c += 16) vst1q_s8(d + c, z);
-        }
+        dfx_neon_pad_rows(x, h, w, oy0 * s - pt, need, pl, wp, buf);
         int32_t *o = out + (size_t)oy0 * ow;
         if (s == 1) {
             if (m128 < 2) strip3x3(buf, wp, nr, 1, wv, 1, o, ow);

@@ -56,6 +56,17 @@ size_t dfx_dot_packed_a_bytes(int m, int k, int b_nonneg);
 void dfx_dot_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
 void dfx_dot_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                             int b_nonneg);
+/* Rows [iy0, iy0 + rows) of the h x w plane x into buf (row stride wp >= pl + w, 16 bytes of slack after the
+ * last row) as pl zeros, the row, zeros up to wp; rows outside the plane all zeros (dwconv.c). */
+void dfx_neon_pad_rows(const int8_t *x, int h, int w, int iy0, int rows, int pl, int wp, int8_t *buf);
+/* Requantization fused into the kernel, dotprod set (gemm_dot.c; dispatch.h dwconv_requant_s8 and
+ * gemm_s8_packed_requant): the 3 x 3 depthwise convolution (stride 1 or 2) and the packed GEMM. */
+int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                              int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
+                              int8_t *out, int oh, int ow);
+int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
+                                   const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding,
+                                   int bw, int8_t *out, int ldo);
 void dfx_neon_gemm_s8_dot(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
 void dfx_neon_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
                         int dh, int dw, int32_t *out, int oh, int ow);

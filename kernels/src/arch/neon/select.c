@@ -34,6 +34,8 @@ const struct dfx_kernels dfx_kernels_neon = {
     NULL,
     NULL, /* no float entries: float layers run the scalar loops */
     dfx_neon_quantize_f32,
+    NULL,
+    NULL, /* fused requantization: the dotprod set only */
 };
 
 const struct dfx_kernels dfx_kernels_dotprod = {
@@ -51,4 +53,6 @@ const struct dfx_kernels dfx_kernels_dotprod = {
     NULL,
     NULL, /* no float entries: float layers run the scalar loops */
     dfx_neon_quantize_f32,
+    dfx_dot_dwconv_requant_s8,
+    dfx_dot_gemm_s8_packed_requant,
 };

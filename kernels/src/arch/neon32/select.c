@@ -33,4 +33,6 @@ const struct dfx_kernels dfx_kernels_neon32 = {
     NULL,
     NULL, /* no float entries: the float layers run the portable loops */
     NULL, /* quantize_f32: fp_quantize_row */
+    NULL,
+    NULL, /* no fused requantization: two steps */
 };

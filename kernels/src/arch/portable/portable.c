@@ -374,4 +374,5 @@ const struct dfx_kernels dfx_kernels_portable = {
     "portable",           gemm_s8_portable, dwconv_s8_portable,
     requant_s32_portable, relu_s8_portable, maxpool_s8_portable,
     PACKED_ENTRIES,       FLOAT_ENTRIES,    NULL, /* quantize_f32: fp_quantize_row */
+    NULL,                 NULL,             /* no fused requantization: two steps */
 };
