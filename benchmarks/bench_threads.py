@@ -1,7 +1,7 @@
 """Threads of a native session: N threads against one on the same network, side by side.
 
     python benchmarks/bench_threads.py [--net ssd|detector|lenet] [--threads N ...] [--batch B]
-                                       [--seconds S] [--slice S] [--workdir DIR]
+                                       [--seconds S] [--slice S] [--workdir DIR] [--no-ort]
 
 The network (benchmarks/native_nets.py, 8-bit by the ``dfp`` quantizer; default MobileNet-SSD 300x300,
 whole network) gets one libdfx session per thread count, all in this process. The sessions are first
@@ -10,8 +10,14 @@ checked to give bit-identical outputs, then run in turn, --slice seconds each, u
 the process spent per run (all threads; CPU / wall near N means the N threads really ran side by side,
 far below N that they waited for cores) and the speed-up over one thread, from the fastest runs and from
 the medians. On a machine that other work loads, the fastest run is the one least disturbed; the load
-average before and after is printed so that a reader can judge. This is not a test: nothing is asserted
-about speed.
+average before and after is printed so that a reader can judge.
+
+The machine's reference (unless --no-ort): onnxruntime, in the same process and interleaved with the
+libdfx sessions, runs the network's conv body (benchmarks/native_nets.conv_body: onnxruntime has no
+DetectionOutput) quantized by its own ``quantize_static`` (QDQ, uint8 activations, per-channel int8
+weights: its fastest int8 form, as benchmarks/bench_native.py) with intra_op_num_threads 1 and each N; its
+speed-up shows what the machine's cores give a mature engine (two vCPUs on one physical core, or a shared
+memory bus, give it little too). This is not a test: nothing is asserted about speed.
 """
 
 from __future__ import annotations
@@ -87,6 +93,65 @@ class Session:
         self.cpu += time.process_time() - c0
 
 
+class OrtSession:
+    """onnxruntime on the ONNX file at ``path`` with ``threads`` intra-op threads (timed as Session)."""
+
+    def __init__(self, path: Path, batch: int, threads: int) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.threads = threads
+        i = self.sess.get_inputs()[0]
+        self.feed = {i.name: np.random.default_rng(1).uniform(-1, 1, (batch,) + tuple(i.shape[1:])).astype(np.float32)}
+        self.wall: list[float] = []
+        self.cpu = 0.0
+
+    def run(self) -> None:
+        self.sess.run(None, self.feed)
+
+    timed_slice = Session.timed_slice
+
+
+def ort_file(net: str, workdir: Path) -> Path:
+    """onnxruntime's int8 form of ``net``'s float conv body in ``workdir`` (made on first use)."""
+    from native_onnx import ort_quantize_static, to_onnx
+
+    path = workdir / f"{net}_ort_qs.onnx"
+    if not path.exists():
+        build, _ = NETS[net]
+        fmodel = build(workdir)
+        to_onnx(nets.conv_body(fmodel), workdir / f"{net}_ort_float.onnx")
+        ort_quantize_static(workdir / f"{net}_ort_float.onnx", path,
+                            [nets.random_input(fmodel, 1, seed) for seed in range(2)])
+    return path
+
+
+def _have_ort() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _table(title: str, runs: list) -> None:
+    print(title)
+    print(f"{'threads':>7} {'runs':>6} {'fastest ms':>11} {'median ms':>10} {'cpu/run ms':>11} {'cpu/wall':>8} "
+          f"{'speed-up (fastest)':>19} {'speed-up (median)':>18}")
+    one = runs[0]
+    for s in runs:
+        fast, med = min(s.wall), statistics.median(s.wall)
+        cpu = s.cpu / len(s.wall)
+        print(f"{s.threads:>7} {len(s.wall):>6} {fast * 1e3:>11.2f} {med * 1e3:>10.2f} {cpu * 1e3:>11.2f} "
+              f"{s.cpu / sum(s.wall):>8.2f} {min(one.wall) / fast:>18.2f}x {statistics.median(one.wall) / med:>17.2f}x")
+
+
 def model_file(net: str, workdir: Path) -> Path:
     """The 8-bit .dfx of ``net`` in ``workdir`` (made on first use)."""
     from dfxsdk.io import save
@@ -107,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="run time of each thread count (default 10)")
     ap.add_argument("--slice", type=float, default=0.5, help="length of one turn (default 0.5 s)")
     ap.add_argument("--workdir", type=Path, help="where the .dfx is kept (default: a temporary folder)")
+    ap.add_argument("--no-ort", action="store_true", help="leave out the onnxruntime reference")
     args = ap.parse_args(argv)
     from dfx_native import _lib
 
@@ -127,23 +193,29 @@ def main(argv: list[str] | None = None) -> int:
         for s in sessions[1:]:
             if s.outputs() != reference:
                 raise SystemExit(f"{s.threads} threads: outputs differ from one thread")
+        orts = []
+        if not args.no_ort and _have_ort():
+            opath = ort_file(args.net, workdir)
+            orts = [OrtSession(opath, batch, t) for t in counts]
+            for s in orts:
+                s.run()
         load0 = os.getloadavg()
-        while min(sum(s.wall) for s in sessions) < args.seconds:
-            for s in sessions:
+        while min(sum(s.wall) for s in sessions + orts) < args.seconds:
+            for s in sessions + orts:
                 s.timed_slice(args.slice)
         load1 = os.getloadavg()
         lib.dfx_model_close(model)
     print(f"{args.net} batch {batch}, kernels {lib.dfx_kernels_name().decode()}, {os.cpu_count()} CPUs; "
           f"outputs bit-identical for every thread count")
     print(f"load average (1 min) {load0[0]:.2f} before, {load1[0]:.2f} after")
-    print(f"{'threads':>7} {'runs':>6} {'fastest ms':>11} {'median ms':>10} {'cpu/run ms':>11} {'cpu/wall':>8} "
-          f"{'speed-up (fastest)':>19} {'speed-up (median)':>18}")
-    one = sessions[0]
-    for s in sessions:
-        fast, med = min(s.wall), statistics.median(s.wall)
-        cpu = s.cpu / len(s.wall)
-        print(f"{s.threads:>7} {len(s.wall):>6} {fast * 1e3:>11.2f} {med * 1e3:>10.2f} {cpu * 1e3:>11.2f} "
-              f"{s.cpu / sum(s.wall):>8.2f} {min(one.wall) / fast:>18.2f}x {statistics.median(one.wall) / med:>17.2f}x")
+    _table("libdfx, whole network:", sessions)
+    if orts:
+        import onnxruntime
+
+        _table(f"onnxruntime {onnxruntime.__version__} (the machine's reference), int8 conv body, "
+               "intra_op_num_threads:", orts)
+    elif not args.no_ort:
+        print("onnxruntime reference: onnxruntime is not installed")
     return 0
 
 

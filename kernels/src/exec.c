@@ -28,6 +28,7 @@ typedef struct conv_job {
     const dfx_io_plan *io;
     uint8_t *arena;
     const struct dfx_kernels *kf; /* store_range: the set's quantize_f32, if any (NULL: no set, compiled C) */
+    const void *wide;             /* store_range: the wide values (the wide copy, or a Copy layer's input) */
 } conv_job;
 
 static void widen_range(void *ctx, int64_t a, int64_t b, int thread)
@@ -54,29 +55,31 @@ static void store_range(void *ctx, int64_t a, int64_t b, int thread)
     const dt_tensor *T = io->t;
     (void)thread;
     if (io->act == DFX_IO_NARROW) {
-        const int32_t *q = (const int32_t *)(j->arena + io->conv);
+        const int32_t *q = (const int32_t *)j->wide;
         for (int64_t i = a; i < b; i++) dfx_st(dst, io->esz, i, q[i]);
     } else if (j->kf && j->kf->quantize_f32 && T->fl >= -800 && T->fl <= 800) {
-        j->kf->quantize_f32((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
-                            (uint8_t *)dst + a * io->esz, io->esz);
+        j->kf->quantize_f32((const float *)j->wide + a, b - a, T->fl, T->bw, T->rounding, (uint8_t *)dst + a * io->esz,
+                            io->esz);
     } else {
-        fp_quantize_row((const float *)(j->arena + io->conv) + a, b - a, T->fl, T->bw, T->rounding,
-                        (uint8_t *)dst + a * io->esz, io->esz);
+        fp_quantize_row((const float *)j->wide + a, b - a, T->fl, T->bw, T->rounding, (uint8_t *)dst + a * io->esz,
+                        io->esz);
     }
 }
 
-#define COPY_GRAIN 32768 /* elements of a wide copy per task at least */
+#define COPY_GRAIN 8192 /* elements of a wide copy per task at least */
 
 static void widen_input(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par)
 {
-    conv_job j = {io, arena, NULL};
+    conv_job j = {io, arena, NULL, NULL};
     if (io->act == DFX_IO_WIDEN || io->act == DFX_IO_DEQUANT)
         dfx_par_range(par, io->count, COPY_GRAIN, 64, widen_range, &j);
 }
 
-static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par, const struct dfx_kernels *kf)
+/* wide: the wide values to store (NULL: the output's wide copy). */
+static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *par, const struct dfx_kernels *kf,
+                         const void *wide)
 {
-    conv_job j = {io, arena, kf};
+    conv_job j = {io, arena, kf, wide ? wide : arena + io->conv};
     if (io->act == DFX_IO_NARROW || io->act == DFX_IO_QUANT)
         dfx_par_range(par, io->count, COPY_GRAIN, 64, store_range, &j);
 }
@@ -84,7 +87,7 @@ static void store_output(const dfx_io_plan *io, uint8_t *arena, const dfx_par *p
 /* One call per planned kernel. x, s, b: inputs 0, 1, 2 (NULL when absent), w:
  * the weights, xs: all inputs, y: output 0, ys: all outputs, sc: scratch. */
 static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels *kf, const rt *const *xs, rt *const *ys,
-                              void *sc, const dfx_par *par)
+                              void *sc, const dfx_par *par, int relu)
 {
     const dt_layer *L = p->L;
     const rt *x = xs[0], *s = xs[1], *b = xs[2];
@@ -103,9 +106,10 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
     (void)sc;
     (void)L;
     (void)par;
+    (void)relu;
     switch (p->kernel) {
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST)
-        case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc, par);
+        case DFX_K_CONV2D_FAST: return dfx_conv2d_fast(L, lp, kf, x, w, y, sc, par, relu);
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_INT)
         case DFX_K_CONV2D_INT: return dfx_conv2d_int(L, x, w, b, y, sc);
@@ -114,7 +118,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_CONV2D_F32:
 #if defined(DFX_USE_PREPARE)
             if (lp) { /* weights packed for the kernel set's float entries (ops/fast_f32.c) */
-                dfx_conv2d_f32_fast(L, lp, kf, x, b, y);
+                dfx_conv2d_f32_fast(L, lp, kf, x, b, y, par);
                 return DFX_OK;
             }
 #endif
@@ -137,7 +141,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_FC_F32:
 #if defined(DFX_USE_PREPARE)
             if (lp) {
-                dfx_fc_f32_fast(lp, kf, x, w, b, y);
+                dfx_fc_f32_fast(lp, kf, x, w, b, y, par);
                 return DFX_OK;
             }
 #endif
@@ -184,7 +188,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_LRN_F32: dfx_lrn_f32(L, x, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONCAT)
-        case DFX_K_CONCAT: dfx_concat(L, xs, n, y, p->integer); return DFX_OK;
+        case DFX_K_CONCAT: dfx_concat(L, xs, n, y, p->integer, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_ELTWISE_INT)
         case DFX_K_ELTWISE_INT: dfx_eltwise_int(L, xs, n, y, par); return DFX_OK;
@@ -226,7 +230,7 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
         case DFX_K_PRIORBOX_F32: dfx_priorbox_f32(L, x, s, y); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
-        case DFX_K_DETECTION_OUTPUT_F32: dfx_detection_output_f32(L, x, s, b, y, sc); return DFX_OK;
+        case DFX_K_DETECTION_OUTPUT_F32: dfx_detection_output_f32(L, x, s, b, y, sc, par); return DFX_OK;
 #endif
 #if DFX_ALL_KERNELS || defined(DFX_USE_REQUANTIZE_INT)
         case DFX_K_REQUANTIZE_INT: dfx_requantize_int(x, y, par); return DFX_OK;
@@ -244,10 +248,9 @@ static dfx_status call_kernel(const dfx_layer_plan *p, const struct dfx_kernels 
     }
 }
 
-dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena)
-{ return dfx_exec_layer_par(p, kf, arena, NULL); }
-
-dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena, const dfx_par *par)
+/* Layer p; relu: the next layer, an int8 ReLU that p applies itself (dfx_exec_fuses_relu), else NULL. */
+static dfx_status exec_layer(const dfx_layer_plan *p, const dfx_layer_plan *relu, const struct dfx_kernels *kf,
+                             uint8_t *arena, const dfx_par *par)
 {
     rt in[DFX_MAX_IO], out[DFX_MAX_IO];
     const rt *xs[DFX_MAX_IO + 3];
@@ -265,8 +268,46 @@ dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels 
         bind(&p->out[k], arena, &out[k]);
         ys[k] = &out[k];
     }
-    dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch, par);
+    if (relu) out[0].p = stored(&relu->out[0], arena); /* p's codes, clamped, where the ReLU writes them */
+#if DFX_ALL_KERNELS || defined(DFX_USE_COPY)
+    if (p->kernel == DFX_K_COPY && p->n_out == 1 && xs[0] && xs[0]->esz == 4 && xs[0]->count == p->out[0].count &&
+        (p->out[0].act == DFX_IO_NARROW || p->out[0].act == DFX_IO_QUANT)) { /* no wide copy: store the input */
+        store_output(&p->out[0], arena, par, kf, xs[0]->p);
+        return DFX_OK;
+    }
+#endif
+    dfx_status st = call_kernel(p, kf, xs, ys, arena + p->scratch, par, relu != NULL);
     if (st) return st;
-    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par, kf);
+    for (int k = 0; k < p->n_out; k++) store_output(&p->out[k], arena, par, kf, NULL);
     return DFX_OK;
 }
+
+dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena)
+{ return exec_layer(p, NULL, kf, arena, NULL); }
+
+dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena, const dfx_par *par)
+{ return exec_layer(p, NULL, kf, arena, par); }
+
+#if DFX_ALL_KERNELS
+int dfx_exec_fuses_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, int q_index)
+{
+    if (p->kernel != DFX_K_CONV2D_FAST || q->kernel != DFX_K_RELU_S8 || p->n_out != 1 || q->n_in != 1 || q->n_out != 1)
+        return 0;
+    const dfx_io_plan *o = &p->out[0], *i = &q->in[0], *r = &q->out[0];
+    if (!(o->t == i->t && o->act == DFX_IO_DIRECT && i->act == DFX_IO_DIRECT && r->act == DFX_IO_DIRECT &&
+          o->esz == 1 && r->esz == 1 && o->count == r->count && !o->t->is_graph_output && o->t->last_use == q_index &&
+          !r->data))
+        return 0;
+    for (int k = 0; k < p->n_in; k++) { /* q's output may reuse the memory of p's inputs: p still reads them */
+        const dfx_io_plan *in = &p->in[k];
+        if (in->act != DFX_IO_NONE && !in->data && in->off >= 0 && in->off < r->off + r->count * r->esz &&
+            r->off < in->off + in->count * in->esz)
+            return 0;
+    }
+    return 1;
+}
+
+dfx_status dfx_exec_layer_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, const struct dfx_kernels *kf,
+                               uint8_t *arena, const dfx_par *par)
+{ return exec_layer(p, q, kf, arena, par); }
+#endif

@@ -61,7 +61,8 @@ typedef struct dfx_linprep {
      * depthwise taps as float rows of K. The plan then points the float layer at this record (fast stays 0). */
     void *wpack;
     size_t wpack_group;
-    void *fwork;     /* float layers: the session's scratch of the float path, shared (freed with the owner's) */
+    void *fwork;     /* float layers: thread 0's scratch of the float path, shared (freed with the owner's); the
+                      * other threads use the session's per-thread scratch (threads.h), which is as large */
     int fwork_owner; /* 1 on the one layer whose release frees fwork */
 } dfx_linprep;
 #define DFX_WPACK_F32 3
@@ -75,9 +76,10 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
 dfx_status dfx_linear_pack(const dt_layer *L, const dt_tensor *w, int64_t cols, int x_nonneg,
                            const struct dfx_kernels *kf, dfx_linprep *lp);
 void dfx_linear_release(dfx_linprep *lp);
-/* The kernels given a dfx_par split their work over the session's threads (threads.h). */
+/* The kernels given a dfx_par split their work over the session's threads (threads.h). relu: int8 codes
+ * out, each block's codes clamped at 0 as an int8 ReLU (kf->relu_s8) would (the executor fuses a ReLU). */
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
+                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par, int relu);
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                        const dt_tensor *w, rt *y, void *scratch, const dfx_par *par);
 /* The vectorised float path (ops/fast_f32.c, library sessions only): the packing of a float layer's weights for
@@ -87,9 +89,9 @@ dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct df
 dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const int64_t *xs, const int64_t *ys,
                                int64_t ycount, const struct dfx_kernels *kf, dfx_linprep *lp, size_t *work);
 void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                         const rt *b, rt *y);
+                         const rt *b, rt *y, const dfx_par *par);
 void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w, const rt *b,
-                     rt *y);
+                     rt *y, const dfx_par *par);
 void dfx_im2col_f32(const dt_opts *o, const float *x, int64_t cg, int64_t H, int64_t W, int64_t OW, int64_t p0,
                     int64_t n, float *col);
 /* A registered custom operator (dfx_register_custom_op, ops/custom.c). */
@@ -148,7 +150,7 @@ void dfx_scale_int(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt 
 void dfx_scale_f32(const dt_layer *L, const rt *x, const rt *s, const rt *b, rt *y);
 
 /* ops/layout.c */
-void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer);
+void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer, const dfx_par *par);
 void dfx_copy(const rt *x, rt *y);
 void dfx_permute(const dt_layer *L, const rt *x, rt *y, const dfx_par *par);
 void dfx_slice(const dt_layer *L, const rt *x, rt *const *y, int n);
@@ -163,7 +165,8 @@ void dfx_normalize_f32(const dt_layer *L, const rt *x, const rt *s, rt *y);
 /* ops/detection.c */
 void dfx_priorbox_f32(const dt_layer *L, const rt *fmap, const rt *img, rt *y);
 size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri);
-void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch);
+void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch,
+                              const dfx_par *par);
 
 int dfx_prior_ratios(const dt_opts *o, double *ratios, int cap);
 int64_t dfx_pool_out(int64_t size, int64_t k, int64_t s, int64_t p0, int64_t p1, int ceil_mode);

@@ -482,6 +482,7 @@ dfx_status dfx_netplan_pack(dfx_netplan *np, const struct dfx_kernels *kf)
         dfx_status st = dfx_linear_pack(L, w, cols, x_nonneg, kf, (dfx_linprep *)np->layers[li].lin);
         if (st) return st;
     }
+    if (fwork > np->thread_scratch) np->thread_scratch = fwork; /* each thread has its own (threads.h) */
     if (owner >= 0) {
         void *buf = malloc(fwork ? fwork : 1);
         if (!buf) return dfx_fail(DFX_ERR_NOMEM, "out of memory creating a session");

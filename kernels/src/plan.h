@@ -69,6 +69,16 @@ dfx_status dfx_exec_layer(const dfx_layer_plan *p, const struct dfx_kernels *kf,
 /* The same with the session's threads (threads.h; par NULL: the calling thread only). */
 dfx_status dfx_exec_layer_par(const dfx_layer_plan *p, const struct dfx_kernels *kf, uint8_t *arena,
                               const dfx_par *par);
+#if DFX_ALL_KERNELS
+/* Whether q, the layer after p (layer q_index), is an int8 ReLU that p, a fast int8 convolution, can apply
+ * itself: q reads p's output, which no other layer reads and no graph output is (a session that keeps
+ * every tensor, DFX_KEEP_ALL, does not ask), and q's output does not share memory with p's inputs.
+ * Then dfx_exec_layer_relu runs both, one pass, no barrier between: p writes its codes, clamped at 0,
+ * where q writes its output (p's own output is not written). */
+int dfx_exec_fuses_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, int q_index);
+dfx_status dfx_exec_layer_relu(const dfx_layer_plan *p, const dfx_layer_plan *q, const struct dfx_kernels *kf,
+                               uint8_t *arena, const dfx_par *par);
+#endif
 
 /* The registered implementation of custom operator name at version, or NULL (ops/custom.c). */
 const dfx_custom_op *dfx_custom_find(const char *name, int version);

@@ -23,6 +23,7 @@ struct dfx_session {
     int threads;
     dfx_par par;
     void *worker_scratch;
+    int fuse; /* a fast int8 convolution applies the int8 ReLU after it (exec.c), unless DFX_KEEP_ALL */
 };
 
 static void session_free(dfx_session *s)
@@ -82,6 +83,7 @@ static dfx_status session_create(const dfx_model *m, int64_t batch, void *arena,
     dfx_session *s = (dfx_session *)calloc(1, sizeof *s);
     if (!s) return dfx_fail(DFX_ERR_NOMEM, "out of memory");
     s->m = m;
+    s->fuse = !(flags & DFX_KEEP_ALL);
     s->kf = kf ? kf : dfx_select_kernels();
     s->input_set = (unsigned char *)calloc(m->n_inputs ? m->n_inputs : 1, 1);
     dfx_status st = s->input_set ? dfx_netplan_build(m, batch, flags, &s->plan)
@@ -231,12 +233,16 @@ dfx_status dfx_session_run(dfx_session *s)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
 #endif
-        dfx_status st = dfx_exec_layer_par(&s->plan.layers[li], s->kf, s->arena, &s->par);
+        const dfx_layer_plan *p = &s->plan.layers[li];
+        int fused = s->fuse && li + 1 < s->m->n_layers && dfx_exec_fuses_relu(p, p + 1, li + 1);
+        dfx_status st = fused ? dfx_exec_layer_relu(p, p + 1, s->kf, s->arena, &s->par)
+                              : dfx_exec_layer_par(p, s->kf, s->arena, &s->par);
         if (st) return st;
 #ifdef DFX_PROFILE
         clock_gettime(CLOCK_MONOTONIC, &t1);
         s->prof_s[li] += (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
 #endif
+        li += fused; /* the ReLU ran with layer li (its time counts as 0) */
     }
 #ifdef DFX_PROFILE
     s->prof_runs++;

@@ -93,12 +93,14 @@ static inline void dfx_range_task(void *ctx, int64_t task, int thread)
 }
 
 /* Items [0, n) (elements, planes): one call with [0, n) on one thread (or when n < 2 * grain), else
- * chunks of about n / (threads * DFX_PAR_SPLIT) items, at least `grain`, starting at multiples of `align`. */
+ * chunks of about n / (threads * DFX_PAR_SPLIT) items, at least `grain`, starting at multiples of `align`;
+ * a multiple of `threads` chunks when there are at least `threads` (equal work per thread). */
 static inline void dfx_par_range(const dfx_par *par, int64_t n, int64_t grain, int64_t align, dfx_range_fn fn,
                                  void *ctx)
 {
     int64_t threads = dfx_par_threads(par), chunks = grain > 0 ? n / grain : n;
     if (chunks > threads * DFX_PAR_SPLIT) chunks = threads * DFX_PAR_SPLIT;
+    if (chunks > threads) chunks -= chunks % threads;
     if (threads < 2 || chunks < 2) {
         if (n > 0) fn(ctx, 0, n, 0);
         return;

@@ -33,6 +33,7 @@ from dfxsdk.io import load
 
 from tests.support.cross import (
     AARCH64,
+    GRAPH_OUTPUTS,
     NETS,
     CrossBuild,
     cmake_build,
@@ -137,3 +138,11 @@ def test_conformance_vector(arm64, tmp_path, mode, path):
 @pytest.mark.parametrize("net", list(NETS))
 def test_network_bit_exact(arm64, nets, tmp_path, net, mode):  # noqa: F811
     network_case(arm64, nets, mode, net, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "portable"])
+def test_network_graph_outputs_bit_exact(arm64, nets, tmp_path, mode):  # noqa: F811
+    """MobileNet-SSD asked for its detections only: buffers reused, ReLUs fused into the convolutions before them
+    (and, on the dotprod set, requantization fused into the GEMM store), results as the reference's."""
+    network_case(arm64, nets, mode, "mobilenet-ssd" + GRAPH_OUTPUTS, tmp_path)

@@ -1,4 +1,4 @@
-"""Threads on AArch64 under qemu-user: the aarch64 ``dfx-run --threads N`` (N = 1 .. 4) with every kernel set
+"""Threads on AArch64 under qemu-user: the aarch64 ``dfx-run --threads N`` (N = 1, 2, 3, 7) with every kernel set
 gives the NumPy reference's codes exactly, on the network that exercises every split of the work
 (tests/native/test_native_threads.py) and on the real networks of tests/aarch64/test_aarch64.py.
 The build, the qemu runner and the networks are that module's (same rules: no skip without the tools)."""
@@ -19,7 +19,7 @@ from tests.native.test_native_threads import every_split_model
 arm64 = base.arm64  # that module's fixtures: the aarch64 build, the real networks
 nets = base.nets
 
-THREADS = (1, 2, 3, 4)
+THREADS = (1, 2, 3, 7)
 
 
 def run_threads(build: Arm64, mode: str, threads: int, model: Path, inputs: list[np.ndarray], work: Path) -> bytes:

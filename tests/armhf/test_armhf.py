@@ -33,6 +33,7 @@ from dfxsdk.io import load
 
 from tests.support.cross import (
     ARMHF,
+    GRAPH_OUTPUTS,
     NETS,
     CrossBuild,
     cmake_build,
@@ -101,3 +102,11 @@ def test_conformance_vector(armhf, tmp_path, mode, path):
 @pytest.mark.parametrize("net", list(NETS))
 def test_network_bit_exact(armhf, nets, tmp_path, net, mode):  # noqa: F811
     network_case(armhf, nets, mode, net, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "portable"])
+def test_network_graph_outputs_bit_exact(armhf, nets, tmp_path, mode):  # noqa: F811
+    """MobileNet-SSD asked for its detections only: buffers reused, ReLUs fused into the convolutions before them
+    (and, on the dotprod set, requantization fused into the GEMM store), results as the reference's."""
+    network_case(armhf, nets, mode, "mobilenet-ssd" + GRAPH_OUTPUTS, tmp_path)

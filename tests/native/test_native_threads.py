@@ -29,9 +29,11 @@ def every_split_model(seed: int = 0):
     int8 conv 3x3 + bias (im2col GEMM, 32 x 4096 per sample), int8 ReLU (131072 codes), depthwise 3x3,
     1x1 conv with int4 weights (direct GEMM, 96 rows in 48-row blocks), grouped 3x3 stride-2 conv with
     per-channel weights, 2x2 max pool of int8 codes, integer Eltwise of int8 inputs into int16 (widen,
-    narrow), Requantize, 4x4 average pool, FullyConnected 6144 -> 256 -> 10, Permute of int8 codes, and a
-    float branch: Eltwise of int8 codes and a float input (dequantize), float max pool, float Eltwise
-    quantized to int16, Softmax over 32 channels."""
+    narrow), Requantize, 4x4 average pool, FullyConnected 6144 -> 256 -> 10, Permute of int8 codes, Concat of
+    int8 codes (two inputs rescaled, one copied), and a float branch: Eltwise of int8 codes and a float input
+    (dequantize), float max pool, float Eltwise quantized to int16, Softmax over 32 channels, float depthwise
+    3x3, 1x1 and 3x3 convolutions (the vectorised float path where the kernel set has one: planes and GEMM
+    column blocks)."""
     rng = np.random.default_rng(seed)
     b = Builder("every_split")
     x = b.input((1, 8, 64, 64), fmt(8, 5), name="x")
@@ -62,7 +64,17 @@ def every_split_model(seed: int = 0):
     eq = b.add(ops.Eltwise(operation=ops.ELTWISE_MAX), [ef, y], fmt(16, 8), outputs=["maxed"])
     sm = b.add(ops.Softmax(axis=1), [ef], None, outputs=["softmax"])
     pm = b.add(ops.Permute(order=[0, 2, 3, 1]), [r1], fmt(8, 5), outputs=["permuted"])
-    return b.output(fc2, pf, eq, sm, pm)
+    cc = b.add(ops.Concat(axis=1), [r1, d1, p1], fmt(8, 4), outputs=["concat"])
+
+    def fw(shape):
+        return b.const(rng.uniform(-0.3, 0.3, shape).astype(np.float32))
+
+    fd = b.add(ops.Conv2D(kernel_h=3, kernel_w=3, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1, group=32),
+               [ef, fw((32, 1, 3, 3)), fw((32,))], None)
+    fp = b.add(ops.Conv2D(), [fd, fw((16, 32, 1, 1))], None)
+    f3 = b.add(ops.Conv2D(kernel_h=3, kernel_w=3, pad_top=1, pad_left=1, pad_bottom=1, pad_right=1),
+               [fp, fw((8, 16, 3, 3)), fw((8,))], None, outputs=["float_conv"])
+    return b.output(fc2, pf, eq, sm, pm, cc, f3)
 
 
 def _inputs(model, batch: int, seed: int = 1) -> dict[str, np.ndarray]:
@@ -117,6 +129,26 @@ def test_every_split_bit_identical_for_every_thread_count(native, batch):
     assert _assert_same_for_every_thread_count(native, model, batch) == {t: t for t in THREADS}
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_graph_outputs_with_fused_relu_for_every_thread_count(native, batch):
+    """Asked for its graph outputs only, a session lets a fast int8 convolution apply the int8 ReLU after it
+    (exec.c dfx_exec_fuses_relu: conv c1 and ReLU r1 here; asking for every tensor keeps them apart): the
+    outputs are the NumPy reference's at every thread count."""
+    from dfxsdk.plugins import get_manager
+
+    model = every_split_model()
+    inputs = _inputs(model, batch)
+    ref = get_manager().backend("numpy").run(model, inputs)
+    for threads in THREADS:
+        got = type(native)(threads=threads).run(model, inputs)
+        for n in model.outputs:
+            if model.tensors[n].qformat is None:
+                scale = float(np.abs(ref[n]).max()) or 1.0
+                np.testing.assert_allclose(got[n], ref[n], rtol=1e-5, atol=1e-6 * scale, err_msg=n)
+            else:
+                assert np.array_equal(got[n], ref[n]), f"{n}, {threads} threads: {int(np.sum(got[n] != ref[n]))} differ"
+
+
 def test_every_split_model_runs_the_kernels_that_split(native, tmp_path):
     """The model above really plans the kernels whose work is split (libdfx's plan, dfx_model_describe)."""
     from dfxsdk import save
@@ -125,7 +157,7 @@ def test_every_split_model_runs_the_kernels_that_split(native, tmp_path):
     plan = native.describe_plan(tmp_path / "m.dfx")
     kernels = {layer["kernel"] for layer in plan["layers"]}
     assert {"CONV2D_FAST", "FC_FAST", "RELU_S8", "MAXPOOL_S8", "POOL_INT", "POOL_F32", "ELTWISE_INT",
-            "ELTWISE_F32", "REQUANTIZE_INT", "SOFTMAX_F32", "PERMUTE"} <= kernels
+            "ELTWISE_F32", "REQUANTIZE_INT", "SOFTMAX_F32", "PERMUTE", "CONCAT", "CONV2D_F32"} <= kernels
     actions = {io["act"] for layer in plan["layers"] for io in layer["in_plan"] + layer["out_plan"]}
     assert {"widen", "dequant", "narrow", "quant"} <= actions
 
@@ -159,6 +191,31 @@ def test_mobilenet_ssd_at_160_for_every_thread_count(native, caffe, tmp_path):
         warnings.simplefilter("ignore")
         model = caffe.import_caffe([MOBILENET_SSD, tmp_path / "w.caffemodel"], input_shape=(1, 3, 160, 160))
     _assert_same_for_every_thread_count(native, _quantize8(model, batch=1), batch=1)
+
+
+@needs_testdata(MOBILENET_SSD)
+def test_mobilenet_ssd_graph_outputs_for_every_thread_count(native, caffe, tmp_path):
+    """The same network asked for its graph outputs only (the memory plan reuses buffers, a convolution may
+    apply the ReLU after it), run twice per session: every thread count gives one thread's detections."""
+    import warnings
+
+    from dfx_caffe.synth import random_caffemodel
+
+    random_caffemodel(MOBILENET_SSD, tmp_path / "w.caffemodel", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _quantize8(caffe.import_caffe([MOBILENET_SSD, tmp_path / "w.caffemodel"],
+                                              input_shape=(1, 3, 160, 160)), batch=1)
+    inputs = _inputs(model, 1)
+    one = None
+    for threads in THREADS:
+        backend = type(native)(threads=threads)
+        for _ in range(2):
+            got = backend.run(model, inputs)
+            if one is None:
+                one = got
+            for n in model.outputs:
+                assert got[n].tobytes() == one[n].tobytes(), f"{n}: {threads} threads differ from one"
 
 
 # -- the thread count: options, environment, ABI ------------------------------------------------------

@@ -225,6 +225,9 @@ NETS = {
 }
 
 
+# a suffix of a NETS name for the network asked for its graph outputs only
+GRAPH_OUTPUTS = "+graph-outputs"
+
 # name -> (.dfx path, inputs, output names, reference outputs): shared by every cross test module of the
 # session (the aarch64 and armhf modules and their thread modules), since building the reference outputs
 # of MobileNet-SSD with every activation as an output is the slowest step of these tests
@@ -245,17 +248,20 @@ def nets(tmp_path_factory):
 
     def get(name):
         if name not in cache:
-            model, inputs = NETS[name]()
-            # every integer activation becomes a graph output too, so that every
-            # layer's codes are compared, not only the (often float) last ones
-            names = list(model.outputs) + [n for layer in model.layers for n in layer.outputs
-                                           if model.tensors[n].qformat is not None and n not in model.outputs]
+            base, graph_only = name.removesuffix(GRAPH_OUTPUTS), name.endswith(GRAPH_OUTPUTS)
+            model, inputs = NETS[base]()
+            # every integer activation becomes a graph output too, so that every layer's codes are compared,
+            # not only the (often float) last ones; with GRAPH_OUTPUTS only the graph's outputs, so that the
+            # memory plan reuses buffers and convolutions take the ReLU after them (exec.c dfx_exec_fuses_relu)
+            names = list(model.outputs) + ([] if graph_only else [
+                n for layer in model.layers for n in layer.outputs
+                if model.tensors[n].qformat is not None and n not in model.outputs])
             model.outputs = names
             path = work / f"{name}.dfx"
             save(model, path)
             want = ref.run(model, inputs, outputs=names)
             ints = sum(1 for n in names if model.tensors[n].qformat is not None)
-            assert ints >= 3, f"{name}: only {ints} integer tensors"
+            assert graph_only or ints >= 3, f"{name}: only {ints} integer tensors"
             cache[name] = (path, [inputs[n] for n in model.inputs], names, [np.asarray(want[n]) for n in names])
         return cache[name]
 

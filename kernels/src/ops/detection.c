@@ -103,89 +103,139 @@ size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, c
     (void)loc;
     (void)conf;
     int64_t P = pri->shape[pri->rank - 1] / 4, lc = L->o.share_location ? 1 : L->o.num_classes;
-    return (size_t)(P * lc * 4 * 8 + P * sizeof(cand) + P * 4 + (int64_t)L->o.num_classes * P * sizeof(det_row) + 256);
+    return (size_t)(P * lc * 4 * 8 + (int64_t)L->o.num_classes * (16 + P * (int64_t)sizeof(det_row)) + 256);
 }
 #endif
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
-void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch)
+/* One sample of a DetectionOutput layer, split over the threads (threads.h): boxes decoded in ranges of
+ * priors, then one task per class (candidates, sort, NMS) that leaves its kept rows, in order, at the start
+ * of its own P rows; the calling thread then merges the best of them into the output. */
+typedef struct det_job {
+    const dt_opts *o;
+    int64_t P, lc, nc;
+    const float *pr, *var, *lb, *cb; /* priors, variances, this sample's locations and scores */
+    double *boxes;                   /* lc x P x 4 */
+    int64_t *kept;                   /* rows kept per class, then a cursor per class */
+    det_row *rows;                   /* nc x P */
+} det_job;
+
+/* Decoded boxes [a, b) of lc x P (threads.h). */
+static void decode_range(void *ctx, int64_t a, int64_t b, int thread)
+{
+    const det_job *d = (const det_job *)ctx;
+    const dt_opts *o = d->o;
+    int64_t P = d->P, lc = d->lc;
+    (void)thread;
+    for (int64_t jp = a; jp < b; jp++) {
+        int64_t j = jp / P, p = jp % P;
+        const float *pp = d->pr + p * 4, *vv = d->var + p * 4, *l = d->lb + (p * lc + j) * 4;
+        double v[4], pw = (double)pp[2] - pp[0], ph = (double)pp[3] - pp[1], out[4];
+        for (int q = 0; q < 4; q++) v[q] = o->variance_encoded_in_target ? 1.0 : vv[q];
+        if (o->code_type == 1) {
+            for (int q = 0; q < 4; q++) out[q] = pp[q] + v[q] * l[q];
+        } else if (o->code_type == 3) {
+            double sz[4] = {pw, ph, pw, ph};
+            for (int q = 0; q < 4; q++) out[q] = pp[q] + v[q] * l[q] * sz[q];
+        } else {
+            double pcx = ((double)pp[0] + pp[2]) / 2, pcy = ((double)pp[1] + pp[3]) / 2;
+            double cx = v[0] * l[0] * pw + pcx, cy = v[1] * l[1] * ph + pcy;
+            double bw = exp(v[2] * l[2]) * pw, bh = exp(v[3] * l[3]) * ph;
+            out[0] = cx - bw / 2;
+            out[1] = cy - bh / 2;
+            out[2] = cx + bw / 2;
+            out[3] = cy + bh / 2;
+        }
+        for (int q = 0; q < 4; q++) {
+            if (o->clip) out[q] = out[q] < 0 ? 0 : (out[q] > 1 ? 1 : out[q]);
+            d->boxes[(j * P + p) * 4 + q] = out[q];
+        }
+    }
+}
+
+/* Class c: candidates above the threshold, best first, NMS; kept rows at rows[c * P ...]. The candidate
+ * list lives in the same rows (16 of their 56+ bytes each), the kept indices at its start. */
+static void class_task(void *ctx, int64_t c, int thread)
+{
+    const det_job *d = (const det_job *)ctx;
+    const dt_opts *o = d->o;
+    int64_t P = d->P, nc = d->nc, nk = 0, ncand = 0;
+    det_row *rows = d->rows + c * P;
+    cand *cands = (cand *)rows;
+    (void)thread;
+    d->kept[c] = 0;
+    if (c == o->background_label_id) return;
+    const double *bx = d->boxes + (o->share_location ? 0 : c) * P * 4;
+    for (int64_t p = 0; p < P; p++) {
+        double s = d->cb[p * nc + c];
+        if (s > (double)o->confidence_threshold) {
+            cands[ncand].neg = -s;
+            cands[ncand].i = (int)p;
+            ncand++;
+        }
+    }
+    qsort(cands, (size_t)ncand, sizeof *cands, cmp_cand);
+    if (o->top_k > -1 && ncand > o->top_k) ncand = o->top_k;
+    double thr = o->nms_threshold;
+    for (int64_t k = 0; k < ncand; k++) {
+        int i = cands[k].i, ok = 1;
+        for (int64_t q = 0; q < nk && ok; q++)
+            if (iou(bx + (int64_t)i * 4, bx + (int64_t)cands[q].i * 4) > thr) ok = 0;
+        if (!ok) continue;
+        cands[nk++].i = i; /* nk <= k: a candidate already passed */
+        if (o->eta < 1 && thr > 0.5) thr *= o->eta;
+    }
+    for (int64_t q = nk - 1; q >= 0; q--) { /* last first: row q lies past the indices [0, q) still to read */
+        int i = cands[q].i;
+        det_row *r = &rows[q];
+        r->neg = -(double)d->cb[(int64_t)i * nc + c];
+        r->c = (int)c;
+        r->i = i;
+        memcpy(r->box, bx + (int64_t)i * 4, sizeof r->box);
+    }
+    d->kept[c] = nk;
+}
+
+void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, const rt *pri, rt *y, void *scratch,
+                              const dfx_par *par)
 {
     const dt_opts *o = &L->o;
     int64_t N = loc->shape[0], P = pri->shape[pri->rank - 1] / 4, nc = o->num_classes;
     int64_t lc = o->share_location ? 1 : nc, cap = y->shape[2];
-    double *boxes = (double *)scratch;
-    cand *cands = (cand *)(boxes + P * lc * 4);
-    int *keep = (int *)(cands + P);
-    det_row *rows = (det_row *)(((uintptr_t)(keep + P) + 15) & ~(uintptr_t)15);
-    const float *pr = F32(pri), *var = F32(pri) + P * 4;
+    det_job d = {o, P, lc, nc, F32(pri), F32(pri) + P * 4, NULL, NULL, (double *)scratch, NULL, NULL};
+    d.kept = (int64_t *)(d.boxes + P * lc * 4);
+    d.rows = (det_row *)(((uintptr_t)(d.kept + 2 * nc) + 15) & ~(uintptr_t)15);
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = -1.0f;
     for (int64_t b = 0; b < N; b++) {
-        const float *lb = F32(loc) + b * P * lc * 4, *cb = F32(conf) + b * P * nc;
-        for (int64_t j = 0; j < lc; j++)
-            for (int64_t p = 0; p < P; p++) {
-                const float *pp = pr + p * 4, *vv = var + p * 4, *l = lb + (p * lc + j) * 4;
-                double v[4], pw = (double)pp[2] - pp[0], ph = (double)pp[3] - pp[1], out[4];
-                for (int q = 0; q < 4; q++) v[q] = o->variance_encoded_in_target ? 1.0 : vv[q];
-                if (o->code_type == 1) {
-                    for (int q = 0; q < 4; q++) out[q] = pp[q] + v[q] * l[q];
-                } else if (o->code_type == 3) {
-                    double sz[4] = {pw, ph, pw, ph};
-                    for (int q = 0; q < 4; q++) out[q] = pp[q] + v[q] * l[q] * sz[q];
-                } else {
-                    double pcx = ((double)pp[0] + pp[2]) / 2, pcy = ((double)pp[1] + pp[3]) / 2;
-                    double cx = v[0] * l[0] * pw + pcx, cy = v[1] * l[1] * ph + pcy;
-                    double bw = exp(v[2] * l[2]) * pw, bh = exp(v[3] * l[3]) * ph;
-                    out[0] = cx - bw / 2;
-                    out[1] = cy - bh / 2;
-                    out[2] = cx + bw / 2;
-                    out[3] = cy + bh / 2;
-                }
-                for (int q = 0; q < 4; q++) {
-                    if (o->clip) out[q] = out[q] < 0 ? 0 : (out[q] > 1 ? 1 : out[q]);
-                    boxes[(j * P + p) * 4 + q] = out[q];
-                }
-            }
+        d.lb = F32(loc) + b * P * lc * 4;
+        d.cb = F32(conf) + b * P * nc;
+        dfx_par_range(par, lc * P, 256, 1, decode_range, &d); /* an exponential or two per box */
+        dfx_par_for(par, nc, class_task, &d);
         int64_t nrows = 0;
-        for (int64_t c = 0; c < nc; c++) {
-            if (c == o->background_label_id) continue;
-            const double *bx = boxes + (o->share_location ? 0 : c) * P * 4;
-            int64_t nk = 0, ncand = 0;
-            for (int64_t p = 0; p < P; p++) {
-                double s = cb[p * nc + c];
-                if (s > (double)o->confidence_threshold) {
-                    cands[ncand].neg = -s;
-                    cands[ncand].i = (int)p;
-                    ncand++;
-                }
-            }
-            qsort(cands, (size_t)ncand, sizeof *cands, cmp_cand);
-            if (o->top_k > -1 && ncand > o->top_k) ncand = o->top_k;
-            double thr = o->nms_threshold;
-            for (int64_t k = 0; k < ncand; k++) {
-                int i = cands[k].i, ok = 1;
-                for (int64_t q = 0; q < nk && ok; q++)
-                    if (iou(bx + (int64_t)i * 4, bx + (int64_t)keep[q] * 4) > thr) ok = 0;
-                if (!ok) continue;
-                keep[nk++] = i;
-                if (o->eta < 1 && thr > 0.5) thr *= o->eta;
-            }
-            for (int64_t q = 0; q < nk; q++) {
-                det_row *r = &rows[nrows++];
-                r->neg = -(double)cb[(int64_t)keep[q] * nc + c];
-                r->c = (int)c;
-                r->i = keep[q];
-                memcpy(r->box, bx + (int64_t)keep[q] * 4, sizeof r->box);
-            }
-        }
-        qsort(rows, (size_t)nrows, sizeof *rows, cmp_row);
+        for (int64_t c = 0; c < nc; c++) nrows += d.kept[c];
         if (o->keep_top_k > -1 && nrows > o->keep_top_k) nrows = o->keep_top_k;
         if (nrows > cap) nrows = cap;
+        /* the best nrows of all classes in cmp_row order: each class's rows are in that order already (best
+         * first, then by index), so a merge of the class lists (next: each list's first row not taken) */
+        int64_t *next = d.kept + nc;
+        for (int64_t c = 0; c < nc; c++) next[c] = 0;
         for (int64_t k = 0; k < nrows; k++) {
+            const det_row *best = NULL;
+            int64_t bc = 0;
+            for (int64_t c = 0; c < nc; c++) {
+                if (next[c] >= d.kept[c]) continue;
+                const det_row *r = d.rows + c * P + next[c];
+                if (!best || cmp_row(r, best) < 0) {
+                    best = r;
+                    bc = c;
+                }
+            }
+            next[bc]++;
             float *dst = F32(y) + (b * cap + k) * 7;
             dst[0] = (float)b;
-            dst[1] = (float)rows[k].c;
-            dst[2] = (float)-rows[k].neg;
-            for (int q = 0; q < 4; q++) dst[3 + q] = (float)rows[k].box[q];
+            dst[1] = (float)best->c;
+            dst[2] = (float)-best->neg;
+            for (int q = 0; q < 4; q++) dst[3 + q] = (float)best->box[q];
         }
     }
 }

@@ -334,40 +334,65 @@ static const void *packed(const dfx_linprep *lp, const struct dfx_kernels *kf, i
  * group and sample, output channels in multiples of 48 (the packed row blocks) and pixels in multiples
  * of 16; each task does its own im2col and requantization. One thread runs one task with everything. */
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONV2D_FAST) || defined(DFX_USE_FC_FAST)
-#define ROW_UNIT 48 /* output channels: packed row blocks (dispatch.h) */
-#define COL_UNIT 16 /* pixels or batch rows */
-#define MIN_COLS 64 /* a column block is not cut below this */
+#define ROW_UNIT 48       /* output channels: packed row blocks (dispatch.h) */
+#define COL_UNIT 16       /* pixels or batch rows */
+#define MIN_COLS 48       /* a column block is not cut below this */
+#define TASK_COST 50000.0 /* the fixed cost of a task, in multiply-adds */
+#define COPY_COST 8.0     /* an im2col (or x^T) byte of a task, in multiply-adds */
+#define MAX_GRID_THREADS 64
 
-/* How a GEMM of `units` independent parts, each rows x cols, is cut for the threads: row chunks of
- * *rchunk (a multiple of ROW_UNIT, or all rows), column chunks of *cchunk (a multiple of COL_UNIT, or
- * all columns); rows are cut only when the columns give too few tasks (row_first: rows first, when
- * cutting columns repeats work). */
-static void gemm_split(const dfx_par *par, int64_t units, int64_t rows, int64_t cols, int row_first, int64_t *rchunk,
-                       int64_t *cchunk)
+/* Edge i of n chunks of `total` items: i * total / n rounded to a multiple of `unit` (the last: total), so
+ * that the chunks differ by about one unit at most and no chunk is a small remainder. */
+static int64_t split_edge(int64_t total, int64_t n, int64_t unit, int64_t i)
 {
-    int64_t want = dfx_par_threads(par) * DFX_PAR_SPLIT, nr = 1, nc = 1;
-    *rchunk = rows;
-    *cchunk = cols;
-    if (dfx_par_threads(par) < 2 || units >= want) return;
-    int64_t need = (want + units - 1) / units;
-    for (int pass = 0; pass < 2; pass++) {
-        if ((pass == 0) == (row_first != 0)) { /* rows */
-            int64_t most = (rows + ROW_UNIT - 1) / ROW_UNIT, k = (need + nc - 1) / nc;
-            nr = k < most ? k : most;
-            int64_t c = (rows + nr - 1) / nr;
-            *rchunk = (c + ROW_UNIT - 1) / ROW_UNIT * ROW_UNIT;
-        } else { /* columns */
-            int64_t most = cols / MIN_COLS, k = (need + nr - 1) / nr;
-            nc = k < most ? k : most;
-            if (nc < 1) nc = 1;
-            int64_t c = (cols + nc - 1) / nc;
-            *cchunk = (c + COL_UNIT - 1) / COL_UNIT * COL_UNIT;
+    if (i >= n) return total;
+    int64_t e = (total * i + n / 2) / n;
+    e = (e + unit / 2) / unit * unit;
+    return e < total ? e : total;
+}
+
+/* How a GEMM of `units` independent parts (groups and samples), each rows x cols with reduction length K,
+ * is cut for the threads: *nr row chunks times *nc column chunks per part (split_edge, a multiple of
+ * `threads` chunks), the grid whose tasks, taken in order by equally fast threads, finish first (equal
+ * work per thread; past 64 tasks the bound total / threads + the largest task stands in for the order);
+ * `copy`: each task copies K x its columns first (im2col, x^T). Fewer tasks where grids tie. */
+static void gemm_grid(const dfx_par *par, int64_t units, int64_t rows, int64_t cols, int64_t K, int copy, int64_t *nr,
+                      int64_t *nc)
+{
+    int64_t T = dfx_par_threads(par);
+    *nr = *nc = 1;
+    if (T < 2 || units >= T * DFX_PAR_SPLIT || T > MAX_GRID_THREADS) return;
+    int64_t rmax = rows / ROW_UNIT > 1 ? rows / ROW_UNIT : 1, cmax = cols / MIN_COLS > 1 ? cols / MIN_COLS : 1;
+    double best = 0, load[MAX_GRID_THREADS];
+    for (int64_t m = T; m <= T * DFX_PAR_SPLIT; m += T)
+        for (int64_t r = 1; r <= m && r <= rmax; r++) {
+            int64_t c = m / r, sim = units * m <= 64;
+            if (m % r || c > cmax) continue;
+            double total = 0, most = 0, span = 0;
+            for (int64_t t = 0; t < T; t++) load[t] = 0;
+            for (int64_t u = 0; u < (sim ? units : 1); u++)
+                for (int64_t ri = 0; ri < r; ri++)
+                    for (int64_t ci = 0; ci < c; ci++) {
+                        double h = (double)(split_edge(rows, r, ROW_UNIT, ri + 1) - split_edge(rows, r, ROW_UNIT, ri));
+                        int64_t w = split_edge(cols, c, COL_UNIT, ci + 1) - split_edge(cols, c, COL_UNIT, ci);
+                        double wc = (double)((w + COL_UNIT - 1) / COL_UNIT * COL_UNIT) * (double)K;
+                        double cost = h * wc + (copy ? COPY_COST * wc : 0) + TASK_COST;
+                        total += cost;
+                        most = cost > most ? cost : most;
+                        if (!sim) continue;
+                        int64_t least = 0;
+                        for (int64_t t = 1; t < T; t++)
+                            if (load[t] < load[least]) least = t;
+                        load[least] += cost;
+                    }
+            for (int64_t t = 0; t < T; t++) span = load[t] > span ? load[t] : span;
+            if (!sim) span = total * (double)units / (double)T + most;
+            if (best == 0 || span < best * 0.995) {
+                best = span;
+                *nr = r;
+                *nc = c;
+            }
         }
-        if (*rchunk > rows) *rchunk = rows;
-        if (*cchunk > cols) *cchunk = cols;
-        nr = (rows + *rchunk - 1) / *rchunk;
-        nc = (cols + *cchunk - 1) / *cchunk;
-    }
 }
 
 /* A split Conv2D or FC layer. */
@@ -380,10 +405,10 @@ typedef struct lin_job {
     rt *y;
     void *scratch;
     const dfx_par *par;
-    int64_t planes;         /* depthwise: planes (N x O) per task */
-    int64_t rchunk, cchunk; /* GEMM: output channels and pixels (FC: batch rows) per task */
-    int64_t nr, nc;         /* GEMM: row and column chunks per group and sample */
-    int8_t *col;            /* a convolution of one group and sample cut by rows only: its im2col, made once */
+    int64_t planes; /* depthwise: planes (N x O) per task */
+    int64_t nr, nc; /* GEMM: row and column chunks (gemm_grid) per group and sample */
+    int8_t *col;    /* a convolution of one group and sample cut by rows only: its im2col, made once */
+    int relu;       /* a convolution: apply the next layer's int8 ReLU to the output (dfx_conv2d_fast) */
 } lin_job;
 
 /* A thread's GEMM scratch: accumulators, unpacked weights; returns what follows them. */
@@ -445,11 +470,14 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
         if (esz == 1 && kf->dwconv_requant_s8 &&
             kf->dwconv_requant_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl,
                                   o->dh, o->dw, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, (int)OH,
-                                  (int)OW, acc))
-            continue; /* requantized in the same pass */
+                                  (int)OW, acc)) { /* requantized in the same pass */
+            if (j->relu) kf->relu_s8(yc, yc, (int)P);
+            continue;
+        }
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
         kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, esz);
+        if (j->relu) kf->relu_s8(yc, yc, (int)P);
     }
 }
 
@@ -490,14 +518,22 @@ static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int6
                 if (Ap && esz == 1 && kf->gemm_s8_packed_requant &&
                     kf->gemm_s8_packed_requant((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, lp->b_nonneg,
                                                lp->bias + oc0, lp->lsh + oc0, lp->rsh + oc0, ty->rounding, ty->bw,
-                                               (int8_t *)Y + (n * O + oc0) * P + p0, (int)P))
-                    continue; /* requantized in the GEMM's store */
+                                               (int8_t *)Y + (n * O + oc0) * P + p0, (int)P)) {
+                    /* requantized in the GEMM's store */
+                    for (int64_t r = 0; j->relu && r < mb; r++) {
+                        int8_t *out = (int8_t *)Y + (n * O + oc0 + r) * P + p0;
+                        kf->relu_s8(out, out, (int)cols);
+                    }
+                    continue;
+                }
                 if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
                 else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                 for (int64_t r = 0; r < mb; r++) {
                     int64_t oc = g * og + o0 + r;
+                    char *out = Y + ((n * O + oc) * P + p0) * esz;
                     kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
-                                    ty->bw, Y + ((n * O + oc) * P + p0) * esz, esz);
+                                    ty->bw, out, esz);
+                    if (j->relu) kf->relu_s8((int8_t *)out, (int8_t *)out, (int)cols);
                 }
             }
         }
@@ -516,16 +552,16 @@ static void conv_task(void *ctx, int64_t task, int thread)
     }
     int64_t og = O / j->L->o.group, P = j->y->shape[2] * j->y->shape[3];
     int64_t ci = task % j->nc, ri = task / j->nc % j->nr, gn = task / j->nc / j->nr, g = gn / N, n = gn % N;
-    int64_t oa = ri * j->rchunk, pa = ci * j->cchunk;
-    conv_block(j, g, n, n + 1, oa, oa + j->rchunk < og ? oa + j->rchunk : og, pa,
-               pa + j->cchunk < P ? pa + j->cchunk : P, sc);
+    int64_t oa = split_edge(og, j->nr, ROW_UNIT, ri), oz = split_edge(og, j->nr, ROW_UNIT, ri + 1);
+    int64_t pa = split_edge(P, j->nc, COL_UNIT, ci), pz = split_edge(P, j->nc, COL_UNIT, ci + 1);
+    if (oz > oa && pz > pa) conv_block(j, g, n, n + 1, oa, oz, pa, pz, sc);
 }
 
 dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
+                           const dt_tensor *w, rt *y, void *scratch, const dfx_par *par, int relu)
 {
     int64_t N = x->shape[0], O = y->shape[1], P = y->shape[2] * y->shape[3], G = L->o.group;
-    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 0, 0, 0, 0, NULL};
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 1, 1, NULL, relu && y->esz == 1 && kf->relu_s8};
     int threads = dfx_par_threads(par);
     if (lp->dw) {
         int64_t want = threads < 2 ? 1 : threads * DFX_PAR_SPLIT, tasks = N * O < want ? N * O : want;
@@ -537,9 +573,7 @@ dfx_status dfx_conv2d_fast(const dt_layer *L, const dfx_linprep *lp, const struc
         for (int64_t g = 0; g < G; g++) conv_block(&j, g, 0, N, 0, O / G, 0, P, scratch);
         return DFX_OK;
     }
-    gemm_split(par, G * N, O / G, P, 0, &j.rchunk, &j.cchunk);
-    j.nr = (O / G + j.rchunk - 1) / j.rchunk;
-    j.nc = (P + j.cchunk - 1) / j.cchunk;
+    gemm_grid(par, G * N, O / G, P, lp->K, !lp->direct, &j.nr, &j.nc);
     if (G * N == 1 && j.nr > 1 && j.nc == 1 && !lp->direct && P <= lp->nb) {
         /* every task would make the same im2col: make it once, cut by channels, in thread 0's block */
         int32_t *acc;
@@ -608,24 +642,23 @@ static void fc_block(const lin_job *j, int64_t oa, int64_t oz, int64_t ra, int64
 static void fc_task(void *ctx, int64_t task, int thread)
 {
     const lin_job *j = (const lin_job *)ctx;
-    int64_t O = j->w->shape[0], M = O ? j->y->count / O : 0;
-    int64_t oa = task / j->nc * j->rchunk, ra = task % j->nc * j->cchunk;
-    fc_block(j, oa, oa + j->rchunk < O ? oa + j->rchunk : O, ra, ra + j->cchunk < M ? ra + j->cchunk : M,
-             dfx_par_scratch(j->par, j->scratch, thread));
+    int64_t O = j->w->shape[0], M = O ? j->y->count / O : 0, ri = task / j->nc, ci = task % j->nc;
+    int64_t oa = split_edge(O, j->nr, ROW_UNIT, ri), oz = split_edge(O, j->nr, ROW_UNIT, ri + 1);
+    int64_t ra = split_edge(M, j->nc, COL_UNIT, ci), rz = split_edge(M, j->nc, COL_UNIT, ci + 1);
+    if (oz > oa && rz > ra) fc_block(j, oa, oz, ra, rz, dfx_par_scratch(j->par, j->scratch, thread));
 }
 
 dfx_status dfx_fc_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
                        const dt_tensor *w, rt *y, void *scratch, const dfx_par *par)
 {
     int64_t O = w->shape[0], M = O ? y->count / O : 0;
-    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, O, M, 1, 1, NULL};
+    lin_job j = {L, lp, kf, x, w, y, scratch, par, 0, 1, 1, NULL, 0};
     if (dfx_par_threads(par) < 2) {
         fc_block(&j, 0, O, 0, M, scratch);
         return DFX_OK;
     }
-    gemm_split(par, 1, O, M, M <= lp->nb, &j.rchunk, &j.cchunk);
-    j.nc = (M + j.cchunk - 1) / j.cchunk;
-    dfx_par_for(par, (O + j.rchunk - 1) / j.rchunk * j.nc, fc_task, &j);
+    gemm_grid(par, 1, O, M, lp->K, M > 1, &j.nr, &j.nc);
+    dfx_par_for(par, j.nr * j.nc, fc_task, &j);
     return DFX_OK;
 }
 #endif

@@ -72,68 +72,108 @@ dfx_status dfx_linear_pack_f32(const dt_layer *L, const dt_tensor *w, const int6
     return DFX_OK;
 }
 
-void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
-                         const rt *b, rt *y)
+/* Threads (threads.h): a float layer is split into the calls one thread makes (depthwise planes, GEMM column
+ * blocks of a group and sample, FC blocks of batch rows), so every thread count makes the same calls; each
+ * thread uses its own copy of the float scratch (lp->fwork for thread 0, the session's per-thread scratch
+ * for the others). */
+typedef struct f32_job {
+    const dt_layer *L;
+    const dfx_linprep *lp;
+    const struct dfx_kernels *kf;
+    const rt *x, *b;
+    rt *y;
+    const dt_tensor *w;
+    const dfx_par *par;
+    int64_t nb, blocks; /* columns per GEMM call; calls per group and sample (FC: in all) */
+    int direct;
+} f32_job;
+
+/* Depthwise planes [c0, c1) of N x O. */
+static void f32_dw_planes(void *ctx, int64_t c0, int64_t c1, int thread)
 {
-    const dt_opts *o = &L->o;
-    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
-    int64_t O = y->shape[1], OH = y->shape[2], OW = y->shape[3], P = OH * OW;
-    int64_t G = o->group, cg = C / G, og = O / G, K = lp->K;
-    const float *X = F32(x), *bias = b ? F32(b) : NULL;
-    float *Y = F32(y);
-    if (lp->dw) {
-        const float *k = (const float *)lp->wpack;
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t c = 0; c < O; c++)
-                kf->dwconv_f32(X + (n * C + c) * H * W, (int)H, (int)W, k + c * K, o->kh, o->kw, o->sh, o->sw, o->pt,
-                               o->pl, o->dh, o->dw, bias ? bias[c] : 0.0f, Y + (n * O + c) * P, (int)OH, (int)OW);
-        return;
-    }
-    int direct = f32_direct(L, x->shape, y->shape);
-    int64_t nb = f32_block(K, P);
-    float *col = (float *)lp->fwork, *work = col;
-    if (!direct) work = col + fp_align64((size_t)(K * nb) * sizeof(float)) / sizeof(float);
-    for (int64_t g = 0; g < G; g++) {
-        const void *A = (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group;
-        const float *bg = bias ? bias + g * og : NULL;
-        for (int64_t n = 0; n < N; n++) {
-            const float *xg = X + (n * C + g * cg) * H * W;
-            float *yg = Y + (n * O + g * og) * P;
-            for (int64_t p0 = 0; p0 < P; p0 += nb) {
-                int64_t cols = P - p0 < nb ? P - p0 : nb;
-                if (direct) {
-                    kf->gemm_f32_packed((int)og, (int)cols, (int)K, A, xg + p0, (int)P, yg + p0, (int)P, bg, work);
-                    continue;
-                }
-                dfx_im2col_f32(o, xg, cg, H, W, OW, p0, cols, col);
-                kf->gemm_f32_packed((int)og, (int)cols, (int)K, A, col, (int)cols, yg + p0, (int)P, bg, work);
-            }
-        }
+    const f32_job *j = (const f32_job *)ctx;
+    const dt_opts *o = &j->L->o;
+    const rt *x = j->x, *y = j->y;
+    int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3], O = y->shape[1], OH = y->shape[2], OW = y->shape[3];
+    const float *k = (const float *)j->lp->wpack, *bias = j->b ? F32(j->b) : NULL;
+    (void)thread;
+    for (int64_t nc = c0; nc < c1; nc++) {
+        int64_t n = nc / O, c = nc % O;
+        j->kf->dwconv_f32(F32(x) + (n * C + c) * H * W, (int)H, (int)W, k + c * j->lp->K, o->kh, o->kw, o->sh, o->sw,
+                          o->pt, o->pl, o->dh, o->dw, bias ? bias[c] : 0.0f, F32(y) + nc * OH * OW, (int)OH, (int)OW);
     }
 }
 
-void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w, const rt *b,
-                     rt *y)
+/* GEMM call `task` of a convolution: column block task % blocks of group and sample task / blocks. */
+static void f32_conv_task(void *ctx, int64_t task, int thread)
 {
-    int64_t K = lp->K, O = w->shape[0];
-    int64_t M = O ? y->count / O : 0, nb = f32_block(K, M);
-    const float *X = F32(x), *bias = b ? F32(b) : NULL;
-    float *Y = F32(y);
-    if (M == 1) { /* y = W x: x is a K x 1 matrix, y an O x 1 one */
-        kf->gemm_f32_packed((int)O, 1, (int)K, lp->wpack, X, 1, Y, 1, bias, (float *)lp->fwork);
+    const f32_job *j = (const f32_job *)ctx;
+    const dt_opts *o = &j->L->o;
+    const dfx_linprep *lp = j->lp;
+    const rt *x = j->x, *y = j->y;
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t O = y->shape[1], OW = y->shape[3], P = y->shape[2] * OW;
+    int64_t G = o->group, cg = C / G, og = O / G, K = lp->K, nb = j->nb;
+    int64_t gn = task / j->blocks, g = gn / N, n = gn % N, p0 = task % j->blocks * nb;
+    int64_t cols = P - p0 < nb ? P - p0 : nb;
+    float *col = (float *)dfx_par_scratch(j->par, lp->fwork, thread), *work = col;
+    const void *A = (const uint8_t *)lp->wpack + (size_t)g * lp->wpack_group;
+    const float *bg = j->b ? F32(j->b) + g * og : NULL;
+    const float *xg = F32(x) + (n * C + g * cg) * H * W;
+    float *yg = F32(y) + (n * O + g * og) * P;
+    if (j->direct) {
+        j->kf->gemm_f32_packed((int)og, (int)cols, (int)K, A, xg + p0, (int)P, yg + p0, (int)P, bg, work);
         return;
     }
-    float *work = (float *)lp->fwork;
+    work = col + fp_align64((size_t)(K * nb) * sizeof(float)) / sizeof(float);
+    dfx_im2col_f32(o, xg, cg, H, W, OW, p0, cols, col);
+    j->kf->gemm_f32_packed((int)og, (int)cols, (int)K, A, col, (int)cols, yg + p0, (int)P, bg, work);
+}
+
+void dfx_conv2d_f32_fast(const dt_layer *L, const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x,
+                         const rt *b, rt *y, const dfx_par *par)
+{
+    int64_t N = x->shape[0], O = y->shape[1], P = y->shape[2] * y->shape[3], K = lp->K;
+    f32_job j = {L, lp, kf, x, b, y, NULL, par, f32_block(K, P), 1, f32_direct(L, x->shape, y->shape)};
+    if (lp->dw) { /* planes, 16 K multiply-adds a task at least */
+        dfx_par_range(par, N * O, 1 + 16384 / (P * K > 0 ? P * K : 1), 1, f32_dw_planes, &j);
+        return;
+    }
+    j.blocks = (P + j.nb - 1) / j.nb;
+    dfx_par_for(par, L->o.group * N * j.blocks, f32_conv_task, &j);
+}
+
+/* Batch rows [r0, r0 + nb) of a float FC layer (task r0 / nb). */
+static void f32_fc_task(void *ctx, int64_t task, int thread)
+{
+    const f32_job *j = (const f32_job *)ctx;
+    const dfx_linprep *lp = j->lp;
+    int64_t K = lp->K, O = j->w->shape[0], M = O ? j->y->count / O : 0, nb = j->nb, r0 = task * nb;
+    int64_t rows = M - r0 < nb ? M - r0 : nb;
+    const float *X = F32(j->x);
+    float *Y = F32(j->y);
+    float *work = (float *)dfx_par_scratch(j->par, lp->fwork, thread);
     float *xt = work + fp_align64(DFX_F32_WORK(nb, K) * sizeof(float)) / sizeof(float);
     float *tmp = xt + fp_align64((size_t)(K * nb) * sizeof(float)) / sizeof(float);
-    for (int64_t r0 = 0; r0 < M; r0 += nb) {
-        int64_t rows = M - r0 < nb ? M - r0 : nb;
-        for (int64_t r = 0; r < rows; r++) /* B = x^T: K x rows */
-            for (int64_t k = 0; k < K; k++) xt[k * rows + r] = X[(r0 + r) * K + k];
-        kf->gemm_f32_packed((int)O, (int)rows, (int)K, lp->wpack, xt, (int)rows, tmp, (int)rows, bias, work);
-        for (int64_t oc = 0; oc < O; oc++)
-            for (int64_t r = 0; r < rows; r++) Y[(r0 + r) * O + oc] = tmp[oc * rows + r];
+    for (int64_t r = 0; r < rows; r++) /* B = x^T: K x rows */
+        for (int64_t k = 0; k < K; k++) xt[k * rows + r] = X[(r0 + r) * K + k];
+    j->kf->gemm_f32_packed((int)O, (int)rows, (int)K, lp->wpack, xt, (int)rows, tmp, (int)rows, j->b ? F32(j->b) : NULL,
+                           work);
+    for (int64_t oc = 0; oc < O; oc++)
+        for (int64_t r = 0; r < rows; r++) Y[(r0 + r) * O + oc] = tmp[oc * rows + r];
+}
+
+void dfx_fc_f32_fast(const dfx_linprep *lp, const struct dfx_kernels *kf, const rt *x, const dt_tensor *w, const rt *b,
+                     rt *y, const dfx_par *par)
+{
+    int64_t K = lp->K, O = w->shape[0];
+    int64_t M = O ? y->count / O : 0;
+    if (M == 1) { /* y = W x: x is a K x 1 matrix, y an O x 1 one */
+        kf->gemm_f32_packed((int)O, 1, (int)K, lp->wpack, F32(x), 1, F32(y), 1, b ? F32(b) : NULL, (float *)lp->fwork);
+        return;
     }
+    f32_job j = {NULL, lp, kf, x, b, y, w, par, f32_block(K, M), 1, 0};
+    dfx_par_for(par, (M + j.nb - 1) / j.nb, f32_fc_task, &j);
 }
 
 /* im2col of columns [p0, p0 + n) of one group in float: col[k * n + (p - p0)], k = (c*kh + i)*kw + j; taps

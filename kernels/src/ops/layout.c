@@ -4,30 +4,54 @@
 #include "../kernels.h"
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_CONCAT)
-void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer)
+typedef struct concat_job {
+    const rt *const *x;
+    rt *y;
+    int n, a, integer;
+    int64_t outer, inner;
+} concat_job;
+
+/* Whether input x is copied as it is (else rescaled to y's format). */
+static int concat_plain(const rt *x, const rt *y, int integer)
+{ return !integer || (!x->t->per_channel && x->t->fl == y->t->fl && x->t->bw <= y->t->bw && x->esz == y->esz); }
+
+/* Output elements [a, b) (threads.h): the parts of the pieces (one input's slice of one outer index) there. */
+static void concat_range(void *ctx, int64_t a, int64_t b, int thread)
 {
-    int a = L->o.axis < 0 ? L->o.axis + y->rank : L->o.axis;
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < a; d++) outer *= y->shape[d];
-    for (int d = a + 1; d < y->rank; d++) inner *= y->shape[d];
+    const concat_job *j = (const concat_job *)ctx;
+    const rt *y = j->y;
     const dt_tensor *ty = y->t;
     int64_t pos = 0;
-    for (int64_t o = 0; o < outer; o++)
-        for (int k = 0; k < n; k++) {
-            int64_t len = x[k]->shape[a] * inner, base = o * len;
-            int plain = !integer || (!x[k]->t->per_channel && x[k]->t->fl == ty->fl && x[k]->t->bw <= ty->bw &&
-                                     x[k]->esz == y->esz);
-            if (!plain) {
-                for (int64_t i = 0; i < len; i++) {
-                    int64_t shift = (int64_t)dfx_fl_at(x[k]->t, base + i) - ty->fl;
-                    I32(y)
-                    [pos + i] = (int32_t)fp_saturate(fp_round_shift(I32(x[k])[base + i], shift, ty->rounding), ty->bw);
+    (void)thread;
+    for (int64_t o = 0; o < j->outer && pos < b; o++)
+        for (int k = 0; k < j->n && pos < b; k++) {
+            const rt *x = j->x[k];
+            int64_t len = x->shape[j->a] * j->inner, base = o * len;
+            int64_t lo = a > pos ? a - pos : 0, hi = b - pos < len ? b - pos : len;
+            if (hi > lo) {
+                if (!concat_plain(x, y, j->integer)) {
+                    for (int64_t i = lo; i < hi; i++) {
+                        int64_t shift = (int64_t)dfx_fl_at(x->t, base + i) - ty->fl;
+                        I32(y)
+                        [pos + i] = (int32_t)fp_saturate(fp_round_shift(I32(x)[base + i], shift, ty->rounding), ty->bw);
+                    }
+                } else {
+                    memcpy((char *)y->p + (pos + lo) * y->esz, (const char *)x->p + (base + lo) * y->esz,
+                           (size_t)(hi - lo) * y->esz);
                 }
-            } else {
-                memcpy((char *)y->p + pos * y->esz, (const char *)x[k]->p + base * y->esz, (size_t)len * y->esz);
             }
             pos += len;
         }
+}
+
+void dfx_concat(const dt_layer *L, const rt *const *x, int n, rt *y, int integer, const dfx_par *par)
+{
+    concat_job j = {x, y, n, L->o.axis < 0 ? L->o.axis + y->rank : L->o.axis, integer, 1, 1};
+    for (int d = 0; d < j.a; d++) j.outer *= y->shape[d];
+    for (int d = j.a + 1; d < y->rank; d++) j.inner *= y->shape[d];
+    int plain = 1;
+    for (int k = 0; k < n; k++) plain &= concat_plain(x[k], y, integer);
+    dfx_par_range(par, y->count, plain ? 16384 : 2048, 64, concat_range, &j); /* output ranges over the threads */
 }
 #endif
 
@@ -56,7 +80,26 @@ typedef struct permute_job {
     rt *y;
 } permute_job;
 
-/* Output elements [a, b) (threads.h). */
+/* n elements of e bytes from s (stride st elements) to d (contiguous). */
+static void gather(char *d, const char *s, int64_t st, int64_t n, int e)
+{
+    switch (e) {
+        case 1:
+            for (int64_t i = 0; i < n; i++) d[i] = s[i * st];
+            break;
+        case 2:
+            for (int64_t i = 0; i < n; i++) memcpy(d + 2 * i, s + 2 * i * st, 2);
+            break;
+        case 4:
+            for (int64_t i = 0; i < n; i++) memcpy(d + 4 * i, s + 4 * i * st, 4);
+            break;
+        default:
+            for (int64_t i = 0; i < n; i++) memcpy(d + i * e, s + i * st * e, (size_t)e);
+            break;
+    }
+}
+
+/* Output elements [a, b) (threads.h), a run along the last output axis at a time. */
 static void permute_range(void *ctx, int64_t a, int64_t b, int thread)
 {
     const permute_job *j = (const permute_job *)ctx;
@@ -74,9 +117,15 @@ static void permute_range(void *ctx, int64_t a, int64_t b, int thread)
     const char *X = (const char *)x->p;
     char *Y = (char *)y->p;
     int e = y->esz;
-    for (int64_t i = a; i < b; i++) {
-        memcpy(Y + i * e, X + src * e, (size_t)e);
-        for (int d = r - 1; d >= 0; d--) {
+    int64_t last = r > 0 ? y->shape[r - 1] : 1, lst = r > 0 ? st[r - 1] : 0;
+    for (int64_t i = a; i < b;) {
+        int64_t n = last - (r > 0 ? ctr[r - 1] : 0);
+        if (n > b - i) n = b - i;
+        gather(Y + i * e, X + src * e, lst, n, e);
+        i += n;
+        src += (n - 1) * lst;
+        if (r > 0) ctr[r - 1] += n - 1;
+        for (int d = r - 1; d >= 0; d--) { /* one more element */
             src += st[d];
             if (++ctr[d] < y->shape[d]) break;
             src -= st[d] * y->shape[d];
@@ -88,7 +137,7 @@ static void permute_range(void *ctx, int64_t a, int64_t b, int thread)
 void dfx_permute(const dt_layer *L, const rt *x, rt *y, const dfx_par *par)
 {
     permute_job j = {L, x, y};
-    dfx_par_range(par, y->count, 16384, 64, permute_range, &j); /* element ranges over the threads */
+    dfx_par_range(par, y->count, 4096, 64, permute_range, &j); /* element ranges over the threads */
 }
 #endif
 
