@@ -320,58 +320,69 @@ __attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *
     long pairs = safe ? kq / 2 : 0, singles = kq - 2 * pairs, add = whole && acc;
     int32_t *d = whole ? c : t;
     long stride = whole ? (long)ldc * 4 : NR * 4, stride3 = 3 * stride;
-    __asm__ volatile("vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
-                     "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
-                     "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
-                     "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-                     "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
-                     "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
-                     "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
-                     "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-                     "test %[p], %[p]\n\t"
-                     "jle 2f\n\t"
-                     "1:\n\t"
-                     "vmovdqu (%[b]), %%ymm8\n\t"
-                     "vmovdqu 32(%[b]), %%ymm9\n\t"
-                     "vmovdqu 64(%[b]), %%ymm10\n\t"
-                     "vmovdqu 96(%[b]), %%ymm11\n\t" ROW_Q2(0, 0, 1) ROW_Q2(4, 2, 3) ROW_Q2(8, 4, 5)
-                         ROW_Q2(12, 6, 7) "add $32, %[a]\n\t"
-                                          "add $128, %[b]\n\t"
-                                          "dec %[p]\n\t"
-                                          "jnz 1b\n\t"
-                                          "2:\n\t"
-                                          "test %[s], %[s]\n\t"
-                                          "jle 4f\n\t"
-                                          "3:\n\t"
-                                          "vmovdqu (%[b]), %%ymm8\n\t"
-                                          "vmovdqu 32(%[b]), %%ymm9\n\t" ROW_Q1(0, 0, 1) ROW_Q1(4, 2, 3) ROW_Q1(8, 4, 5)
-                                              ROW_Q1(12, 6, 7) "add $16, %[a]\n\t"
-                                                               "add $64, %[b]\n\t"
-                                                               "dec %[s]\n\t"
-                                                               "jnz 3b\n\t"
-                                                               "4:\n\t"
-                                                               "test %[add], %[add]\n\t"
-                                                               "jz 5f\n\t"
-                                                               "vpaddd (%[d]), %%ymm0, %%ymm0\n\t"
-                                                               "vpaddd 32(%[d]), %%ymm1, %%ymm1\n\t"
-                                                               "vpaddd (%[d],%[st]), %%ymm2, %%ymm2\n\t"
-                                                               "vpaddd 32(%[d],%[st]), %%ymm3, %%ymm3\n\t"
-                                                               "vpaddd (%[d],%[st],2), %%ymm4, %%ymm4\n\t"
-                                                               "vpaddd 32(%[d],%[st],2), %%ymm5, %%ymm5\n\t"
-                                                               "vpaddd (%[d],%[st3]), %%ymm6, %%ymm6\n\t"
-                                                               "vpaddd 32(%[d],%[st3]), %%ymm7, %%ymm7\n\t"
-                                                               "5:\n\t"
-                                                               "vmovdqu %%ymm0, (%[d])\n\t"
-                                                               "vmovdqu %%ymm1, 32(%[d])\n\t"
-                                                               "vmovdqu %%ymm2, (%[d],%[st])\n\t"
-                                                               "vmovdqu %%ymm3, 32(%[d],%[st])\n\t"
-                                                               "vmovdqu %%ymm4, (%[d],%[st],2)\n\t"
-                                                               "vmovdqu %%ymm5, 32(%[d],%[st],2)\n\t"
-                                                               "vmovdqu %%ymm6, (%[d],%[st3])\n\t"
-                                                               "vmovdqu %%ymm7, 32(%[d],%[st3])\n\t"
-                     : [a] "+r"(ap), [b] "+r"(bp), [p] "+r"(pairs), [s] "+r"(singles)
-                     : [d] "r"(d), [st] "r"(stride), [st3] "r"(stride3), [add] "r"(add), [ones] "r"(ONES16)
-                     : TILE_CLOBBERS);
+    // clang-format off
+    __asm__ volatile(
+        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+        "vpxor %%ymm4, %%ymm4, %%ymm4\n\t"
+        "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
+        "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
+        "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
+        "test %[p], %[p]\n\t"
+        "jle 2f\n\t"
+        "1:\n\t"
+        "vmovdqu (%[b]), %%ymm8\n\t"
+        "vmovdqu 32(%[b]), %%ymm9\n\t"
+        "vmovdqu 64(%[b]), %%ymm10\n\t"
+        "vmovdqu 96(%[b]), %%ymm11\n\t"
+        ROW_Q2(0, 0, 1)
+        ROW_Q2(4, 2, 3)
+        ROW_Q2(8, 4, 5)
+        ROW_Q2(12, 6, 7)
+        "add $32, %[a]\n\t"
+        "add $128, %[b]\n\t"
+        "dec %[p]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "test %[s], %[s]\n\t"
+        "jle 4f\n\t"
+        "3:\n\t"
+        "vmovdqu (%[b]), %%ymm8\n\t"
+        "vmovdqu 32(%[b]), %%ymm9\n\t"
+        ROW_Q1(0, 0, 1)
+        ROW_Q1(4, 2, 3)
+        ROW_Q1(8, 4, 5)
+        ROW_Q1(12, 6, 7)
+        "add $16, %[a]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %[s]\n\t"
+        "jnz 3b\n\t"
+        "4:\n\t"
+        "test %[add], %[add]\n\t"
+        "jz 5f\n\t"
+        "vpaddd (%[d]), %%ymm0, %%ymm0\n\t"
+        "vpaddd 32(%[d]), %%ymm1, %%ymm1\n\t"
+        "vpaddd (%[d],%[st]), %%ymm2, %%ymm2\n\t"
+        "vpaddd 32(%[d],%[st]), %%ymm3, %%ymm3\n\t"
+        "vpaddd (%[d],%[st],2), %%ymm4, %%ymm4\n\t"
+        "vpaddd 32(%[d],%[st],2), %%ymm5, %%ymm5\n\t"
+        "vpaddd (%[d],%[st3]), %%ymm6, %%ymm6\n\t"
+        "vpaddd 32(%[d],%[st3]), %%ymm7, %%ymm7\n\t"
+        "5:\n\t"
+        "vmovdqu %%ymm0, (%[d])\n\t"
+        "vmovdqu %%ymm1, 32(%[d])\n\t"
+        "vmovdqu %%ymm2, (%[d],%[st])\n\t"
+        "vmovdqu %%ymm3, 32(%[d],%[st])\n\t"
+        "vmovdqu %%ymm4, (%[d],%[st],2)\n\t"
+        "vmovdqu %%ymm5, 32(%[d],%[st],2)\n\t"
+        "vmovdqu %%ymm6, (%[d],%[st3])\n\t"
+        "vmovdqu %%ymm7, 32(%[d],%[st3])\n\t"
+        : [a] "+r"(ap), [b] "+r"(bp), [p] "+r"(pairs), [s] "+r"(singles)
+        : [d] "r"(d), [st] "r"(stride), [st3] "r"(stride3), [add] "r"(add), [ones] "r"(ONES16)
+        : TILE_CLOBBERS);
+    // clang-format on
     if (!whole) store_tile(c, ldc, t, mr, nr, acc);
 }
 
