@@ -19,7 +19,7 @@ from tests.native.test_native_threads import every_split_model
 arm64 = base.arm64  # that module's fixtures: the aarch64 build, the real networks
 nets = base.nets
 
-THREADS = (1, 2, 3, 7)
+THREADS = (1, 2, 3, 4, 7)  # 1..4: a Raspberry Pi's cores (issue 15); 7: more threads than work units (issue 14)
 
 
 def run_threads(build: Arm64, mode: str, threads: int, model: Path, inputs: list[np.ndarray], work: Path) -> bytes:
