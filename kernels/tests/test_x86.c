@@ -5,13 +5,12 @@
  * that are not multiples of the vector width, rows too long for the stack
  * buffers), int8 codes with runs of -128 and 127, unaligned pointers, the
  * input against an inaccessible page on either side (reads outside the plane
- * fault) and canaries around the output. The portable set's dwconv_s8 (which
- * calls the AVX2 code or falls back to its own loop) is checked too, and the fused depthwise
- * requantization (dfx_x86_dwconv_rq_s8_avx2) against the reference sums requantized. Then the
- * AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
- * against int64 sums, the int8 requantization against the exact int64
- * formula, every tie rule, with ties and saturating values, and the input quantization
- * (dfx_x86_quantize_f32) against fp_quantize_row.
+ * fault) and canaries around the output. The dwconv_s8 of the avx2 set (which
+ * calls the AVX2 code or falls back to the portable loop) and of the portable set
+ * are checked too, and the fused depthwise requantization (dfx_x86_dwconv_rq_s8_avx2) against the reference sums
+ * requantized. Then the AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row
+ * block of 48) against int64 sums, the int8 requantization against the exact int64 formula, every tie rule, with ties
+ * and saturating values, and the input quantization (dfx_x86_quantize_f32) against fp_quantize_row.
  *
  *   test_x86 [iterations]
  *
@@ -75,7 +74,8 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     }
     reference(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
     int done = dfx_x86_dwconv_s8_avx2(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
-    dfx_kernels_portable.dwconv_s8(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o2, oh, ow);
+    const struct dfx_kernels *set = rndi(0, 1) ? &dfx_kernels_avx2 : &dfx_kernels_portable;
+    set->dwconv_s8(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o2, oh, ow);
     cases++;
     handled += done;
     /* the cases it is meant for must not fall back (arch/x86/dwconv.c: a ring of
@@ -88,7 +88,7 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     const char *what = NULL;
     if (fast && !done) what = "not handled (returned 0)";
     else if (done && memcmp(o0, o1, sizeof(int32_t) * no)) what = "dfx_x86_dwconv_s8_avx2 differs from the reference";
-    else if (memcmp(o0, o2, sizeof(int32_t) * no)) what = "dfx_kernels_portable.dwconv_s8 differs from the reference";
+    else if (memcmp(o0, o2, sizeof(int32_t) * no)) what = "the dwconv_s8 of the set differs from the reference";
     else {
         for (int i = 0; i < off; i++)
             if (buf1[i] != CANARY || buf2[i] != CANARY) what = "wrote before the output";
@@ -280,8 +280,8 @@ static void check_requant(void)
     requant_cases++;
 }
 
-/* The portable set's max pooling (2 x 2, stride 2 rows through dfx_x86_max2x2_row) against a scalar
- * reference: odd and even sizes, padding, planes against an inaccessible page. */
+/* The max pooling of the avx2 set (2 x 2, stride 2 rows through dfx_x86_max2x2_row) and of the portable
+ * one against a scalar reference: odd and even sizes, padding, planes against an inaccessible page. */
 static long maxpool_cases;
 static void check_maxpool(void)
 {
@@ -292,7 +292,8 @@ static void check_maxpool(void)
     int8_t *x = (int8_t *)guarded((size_t)h * w, rndi(0, 1)), *have = malloc((size_t)oh * ow),
            *want = malloc((size_t)oh * ow);
     fill_s8(x, (size_t)h * w);
-    dfx_kernels_portable.maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, have, oh, ow, -128);
+    const struct dfx_kernels *set = rndi(0, 1) ? &dfx_kernels_avx2 : &dfx_kernels_portable;
+    set->maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, have, oh, ow, -128);
     /* reference: the plane inside a border of -128 (the empty value, below no code), every window whole */
     int hp = (oh - 1) * sh + kh, wp = (ow - 1) * sw + kw;
     int8_t *xp = malloc((size_t)hp * wp);
@@ -307,7 +308,7 @@ static void check_maxpool(void)
     }
     free(xp);
     if (memcmp(have, want, (size_t)oh * ow)) {
-        printf("FAIL maxpool h=%d w=%d k=%dx%d s=%dx%d pad=%d,%d\n", h, w, kh, kw, sh, sw, pt, pl);
+        printf("FAIL maxpool (%s) h=%d w=%d k=%dx%d s=%dx%d pad=%d,%d\n", set->name, h, w, kh, kw, sh, sw, pt, pl);
         failures++;
     }
     free(have);

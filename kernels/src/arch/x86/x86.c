@@ -1,4 +1,4 @@
-/* x86-64 AVX2 inner loops behind the portable set (dispatch.h), chosen at run
+/* x86-64 AVX2 inner loops of the avx2 set (set.c, dispatch.h), chosen at run
  * time: the library is compiled for the baseline x86-64 ISA (SSE2), and
  * these functions, compiled with __attribute__((target("avx2"))), are called
  * only when the CPU reports AVX2 (__builtin_cpu_supports). Other targets and

@@ -1,5 +1,5 @@
-/* Run-time selected x86-64 AVX2 code behind the portable kernel set
- * (arch/x86/x86.c, arch/portable/portable.c). DFX_X86_SIMD is 1 on x86-64 with GCC or Clang
+/* Run-time selected x86-64 kernel sets (arch/x86/set.c) and their AVX2 code
+ * (arch/x86/x86.c, dwconv.c, float.c). DFX_X86_SIMD is 1 on x86-64 with GCC or Clang
  * (target attributes, __builtin_cpu_supports), unless -DDFX_NO_X86_SIMD;
  * the default code paths stay plain C for the baseline ISA. */
 #ifndef DFX_K_X86_H
@@ -10,7 +10,21 @@
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(DFX_NO_X86_SIMD)
 #define DFX_X86_SIMD 1
-/* 1 when the CPU executes AVX2 */
+struct dfx_kernels;
+/* The x86 kernel sets (set.c), best first, as dispatch.c lists them; DFX_X86_SETS is that list's items
+ * (each followed by a comma) and dfx_x86_sets the same, NULL terminated. */
+extern const struct dfx_kernels dfx_kernels_avx2;
+#define DFX_X86_SETS &dfx_kernels_avx2,
+extern const struct dfx_kernels *const dfx_x86_sets[];
+/* 1 when this CPU (CPUID) and OS (XGETBV) can run the x86 set k */
+int dfx_x86_usable(const struct dfx_kernels *k);
+/* the first usable set of dfx_x86_sets, else the portable set (what compiled models call) */
+const struct dfx_kernels *dfx_x86_best(void);
+/* CPU features (bits) of the sets: dfx_x86_has(bits) is 1 when CPUID and XCR0 report all of them */
+#define DFX_X86_AVX2 1u
+#define DFX_X86_FMA 2u
+int dfx_x86_has(unsigned features);
+/* 1 when the CPU executes AVX2 (__builtin_cpu_supports: the loops of DFX_MULTIVERSION) */
 int dfx_x86_avx2(void);
 /* gemm_s8 of dispatch.h for AVX2 CPUs */
 void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
