@@ -32,7 +32,7 @@ static const struct dfx_kernels *const AVAILABLE[] = {
 };
 
 /* Every set name any build may have (the error messages of dfx_find_kernels list them). */
-static const char *const KNOWN[] = {"portable", "neon", "dotprod", "avx2"};
+static const char *const KNOWN[] = {"portable", "neon", "dotprod", "avx2", "avxvnni", "avx512vnni", "avxvnni-emulated"};
 
 /* 1 when this CPU can run the set (the dotprod set needs SDOT, checked with HWCAP; the x86 sets CPUID). */
 static int usable(const struct dfx_kernels *k)

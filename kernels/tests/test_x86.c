@@ -177,7 +177,24 @@ static void random_case(void)
  * use them), against int64 sums, with odd sizes, strides and extremes. wmax > 0: weights within
  * [-wmax, wmax], many at the bounds, so that the B >= 0 form's panels that add two quads in int16 run
  * (wmax <= 64: every panel; 65: some, with sums at and just past the limit), and B then often all 127. */
-static long gemm_cases;
+static long gemm_cases, set_gemm_cases;
+
+/* Rows [r0, m) of C (row stride ldc) against ref (m x n): equal, and the columns past n untouched. */
+static void compare_c(const int32_t *c, int ldc, const int32_t *ref, int m, int n, int k, int r0, const char *set,
+                      const char *form)
+{
+    for (int i = r0; i < m && failures < 10; i++)
+        for (int j = 0; j < ldc; j++) {
+            int32_t have = c[(size_t)i * ldc + j], exp = j < n ? ref[(size_t)i * n + j] : CANARY;
+            if (have != exp) {
+                printf("FAIL gemm (set %s, %s) m=%d n=%d k=%d ldc=%d: c[%d][%d] = %d, want %d\n", set, form, m, n, k,
+                       ldc, i, j, (int)have, (int)exp);
+                failures++;
+                break;
+            }
+        }
+}
+
 static void check_gemm(int m, int n, int k, int wmax)
 {
     static const char *const form_name[] = {"unpacked", "packed", "packed from row 48", "packed, B >= 0",
@@ -221,18 +238,25 @@ static void check_gemm(int m, int n, int k, int wmax)
             dfx_x86_gemm_s8_packed(m - r0, n, k,
                                    (const uint8_t *)(nonneg ? apu : ap) + dfx_x86_packed_a_bytes(r0, k, nonneg),
                                    nonneg ? bu : b, ldb, c + (size_t)r0 * ldc, ldc, nonneg);
-        const int32_t *ref = nonneg ? wantu : want;
-        for (int i = r0; i < m && failures < 10; i++)
-            for (int j = 0; j < ldc; j++) {
-                int32_t have = c[(size_t)i * ldc + j], exp = j < n ? ref[(size_t)i * n + j] : CANARY;
-                if (have != exp) {
-                    printf("FAIL gemm (%s) m=%d n=%d k=%d lda=%d ldb=%d ldc=%d: c[%d][%d] = %d, want %d\n",
-                           form_name[form], m, n, k, lda, ldb, ldc, i, j, (int)have, (int)exp);
-                    failures++;
-                    break;
-                }
-            }
+        compare_c(c, ldc, nonneg ? wantu : want, m, n, k, r0, "avx2", form_name[form]);
         gemm_cases++;
+    }
+    /* the packed GEMM of every other x86 set this CPU runs (the VNNI tiles: B >= 0), on its own packing */
+    for (int si = 0; dfx_x86_sets[si]; si++) {
+        const struct dfx_kernels *ks = dfx_x86_sets[si];
+        if (ks == &dfx_kernels_avx2 || !dfx_x86_usable(ks)) continue;
+        for (int form = 1; form < 5; form++) {
+            int r0 = form == 2 || form == 4 ? 48 : 0, nonneg = form >= 3;
+            if (r0 >= m) continue;
+            void *pk = malloc(ks->packed_a_bytes(m, k, nonneg));
+            ks->pack_a(m, k, a, lda, pk, nonneg);
+            memset(c, 0x5A, (size_t)m * ldc * 4);
+            ks->gemm_s8_packed(m - r0, n, k, (const uint8_t *)pk + ks->packed_a_bytes(r0, k, nonneg), nonneg ? bu : b,
+                               ldb, c + (size_t)r0 * ldc, ldc, nonneg);
+            compare_c(c, ldc, nonneg ? wantu : want, m, n, k, r0, ks->name, form_name[form]);
+            free(pk);
+            set_gemm_cases++;
+        }
     }
     free(a);
     free(b);
@@ -390,8 +414,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < iters && failures < 10; i++) check_quantize();
     for (int i = 0; i < iters / 10 && failures < 10; i++) check_maxpool();
     printf("test_x86: %ld max pooling cases: %s\n", maxpool_cases, failures ? "FAILED" : "equal to the reference");
-    printf("test_x86: %ld GEMM, %ld int8 requantization and %ld input quantization cases: %s\n", gemm_cases,
-           requant_cases, quantize_cases, failures ? "FAILED" : "equal to the reference");
+    printf("test_x86: %ld GEMM (and %ld of the other x86 sets this CPU runs:", gemm_cases, set_gemm_cases);
+    for (int si = 0; dfx_x86_sets[si]; si++)
+        if (dfx_x86_sets[si] != &dfx_kernels_avx2 && dfx_x86_usable(dfx_x86_sets[si]))
+            printf(" %s", dfx_x86_sets[si]->name);
+    printf("), %ld int8 requantization and %ld input quantization cases: %s\n", requant_cases, quantize_cases,
+           failures ? "FAILED" : "equal to the reference");
     guard_release();
     return failures ? 1 : 0;
 }

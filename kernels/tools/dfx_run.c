@@ -35,7 +35,7 @@ static const char HELP[] = "usage: dfx-run [options] model.dfx input.bin [output
                            "                   use it once after copying a model to a board, or on every start when\n"
                            "                   the storage may corrupt files. Without it the header and graph\n"
                            "                   checksums and the whole structure are still verified.\n"
-                           "  --kernels NAME   kernel set of this run: portable, avx2, neon or dotprod (what this\n"
+                           "  --kernels NAME   kernel set of this run: portable, avx2, avxvnni, neon, ... (what this\n"
                            "                   build and CPU have: %s); default: the library's choice (DFX_KERNELS)\n"
                            "  --threads N      threads of this run (results are the same for every N); 0 (default):\n"
                            "                   automatic, the environment variable DFX_THREADS (a number, or\n"

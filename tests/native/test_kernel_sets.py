@@ -4,7 +4,9 @@ The set names come from the library itself (``dfx_kernels_known``: every set of 
 ``dfx_kernels_available`` says which ones this build and CPU run; a set is run through the native
 backend's ``kernels=`` option (``dfx_session_options.kernels``). Each test below is parametrized over
 the known names and skips, with the library's own reason, a set that is not built into this library
-(another architecture's) or needs instructions this CPU lacks. The sets run: the conformance vectors,
+(another architecture's) or needs instructions this CPU lacks (on x86-64 without VNNI: ``avxvnni`` and
+``avx512vnni``; their code still runs here through ``avxvnni-emulated``, VPDPBUSD emulated exactly in
+AVX2). The sets run: the conformance vectors,
 the fast-path property cases of test_native_props.py (on the sets other than the default, which that
 file runs), and the test networks at every thread count of test_native_threads.py.
 """
@@ -98,6 +100,20 @@ def test_available_sets_are_known_and_end_with_portable():
                     reason="an x86-64 CPU with AVX2 chooses the avx2 set; this one is not")
 def test_x86_with_avx2_runs_the_avx2_set():
     assert "avx2" in AVAILABLE and AVAILABLE.index("avx2") < AVAILABLE.index("portable")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not _cpu_flags(),
+                    reason="the x86 sets follow /proc/cpuinfo's flags on x86-64 Linux only")
+def test_x86_sets_follow_the_cpu_flags():
+    """The library's CPUID/XGETBV check (arch/x86/set.c) agrees with the kernel's flags."""
+    flags = _cpu_flags()
+    assert ("avx2" in AVAILABLE) == ("avx2" in flags)
+    assert ("avxvnni-emulated" in AVAILABLE) == ("avx2" in flags)
+    assert ("avxvnni" in AVAILABLE) == ({"avx2", "avx_vnni"} <= flags)
+    assert ("avx512vnni" in AVAILABLE) == ({"avx2", "avx512f", "avx512vl", "avx512_vnni"} <= flags)
+    if "avx2" in flags:   # the VNNI sets come first when the CPU has them; the emulated one never before avx2
+        assert AVAILABLE[0] in ("avx512vnni", "avxvnni", "avx2")
+        assert AVAILABLE.index("avx2") < AVAILABLE.index("avxvnni-emulated")
 
 
 def _process_name(env: str | None) -> str:

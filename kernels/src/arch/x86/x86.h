@@ -13,8 +13,9 @@
 struct dfx_kernels;
 /* The x86 kernel sets (set.c), best first, as dispatch.c lists them; DFX_X86_SETS is that list's items
  * (each followed by a comma) and dfx_x86_sets the same, NULL terminated. */
-extern const struct dfx_kernels dfx_kernels_avx2;
-#define DFX_X86_SETS &dfx_kernels_avx2,
+extern const struct dfx_kernels dfx_kernels_avx512vnni, dfx_kernels_avxvnni, dfx_kernels_avx2,
+    dfx_kernels_avxvnni_emulated;
+#define DFX_X86_SETS &dfx_kernels_avx512vnni, &dfx_kernels_avxvnni, &dfx_kernels_avx2, &dfx_kernels_avxvnni_emulated,
 extern const struct dfx_kernels *const dfx_x86_sets[];
 /* 1 when this CPU (CPUID) and OS (XGETBV) can run the x86 set k */
 int dfx_x86_usable(const struct dfx_kernels *k);
@@ -23,6 +24,8 @@ const struct dfx_kernels *dfx_x86_best(void);
 /* CPU features (bits) of the sets: dfx_x86_has(bits) is 1 when CPUID and XCR0 report all of them */
 #define DFX_X86_AVX2 1u
 #define DFX_X86_FMA 2u
+#define DFX_X86_AVXVNNI 4u    /* CPUID.(7,1):EAX[4] */
+#define DFX_X86_AVX512VNNI 8u /* AVX512F, AVX512VL, AVX512_VNNI and the OS's ZMM and opmask state */
 int dfx_x86_has(unsigned features);
 /* 1 when the CPU executes AVX2 (__builtin_cpu_supports: the loops of DFX_MULTIVERSION) */
 int dfx_x86_avx2(void);
@@ -43,6 +46,22 @@ size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg);
 void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
 void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                             int b_nonneg);
+/* A 4 x 16 tile of the B >= 0 GEMM: C rows [0, mr) x columns [0, nr) (row stride ldc) = kq quads of the A
+ * panel ap ([quad][4 rows][4] int8) times the B panel bp ([quad][16 columns][4] unsigned bytes); acc: add to
+ * C instead of overwriting it; safe: the panel's pair_safe flag (x86.c), which a tile may ignore. */
+typedef void (*dfx_x86_tile_u8)(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
+                                int acc, int safe);
+/* gemm_s8_packed with b_nonneg = 1 (A packed by dfx_x86_pack_a(..., 1)) with each tile computed by `tile` */
+void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                            dfx_x86_tile_u8 tile);
+/* the tiles of the VNNI sets (vnni.c): VPDPBUSD in its AVX-VNNI and AVX512-VNNI (256-bit) forms, and its exact
+ * AVX2 emulation */
+void dfx_x86_tile_avxvnni(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc,
+                          int safe);
+void dfx_x86_tile_avx512vnni(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc,
+                             int safe);
+void dfx_x86_tile_vnni_emulated(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
+                                int acc, int safe);
 /* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions) */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);
