@@ -112,8 +112,8 @@ const struct dfx_kernels *const dfx_x86_sets[] = {DFX_X86_SETS NULL};
 int dfx_x86_usable(const struct dfx_kernels *k)
 {
     if (k == &dfx_kernels_avx2 || k == &dfx_kernels_avxvnni_emulated) return dfx_x86_has(DFX_X86_AVX2);
-    if (k == &dfx_kernels_avxvnni) return dfx_x86_has(DFX_X86_AVX2 | DFX_X86_AVXVNNI);
-    if (k == &dfx_kernels_avx512vnni) return dfx_x86_has(DFX_X86_AVX2 | DFX_X86_AVX512VNNI);
+    if (k == &dfx_kernels_avxvnni) return DFX_X86_VNNI && dfx_x86_has(DFX_X86_AVX2 | DFX_X86_AVXVNNI);
+    if (k == &dfx_kernels_avx512vnni) return DFX_X86_VNNI && dfx_x86_has(DFX_X86_AVX2 | DFX_X86_AVX512VNNI);
     return 0;
 }
 

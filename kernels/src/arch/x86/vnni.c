@@ -29,6 +29,7 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i dpbusd_avx2
 #undef VNNI_TARGET
 #undef VNNI_DPBUSD
 
+#if DFX_X86_VNNI
 #define VNNI_TILE dfx_x86_tile_avxvnni
 #define VNNI_TARGET __attribute__((target("avx2,avxvnni")))
 #define VNNI_DPBUSD _mm256_dpbusd_avx_epi32
@@ -45,4 +46,5 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i dpbusd_avx2
 #undef VNNI_TARGET
 #undef VNNI_DPBUSD
 
+#endif
 #endif

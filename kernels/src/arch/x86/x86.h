@@ -55,7 +55,15 @@ typedef void (*dfx_x86_tile_u8)(int kq, const int8_t *ap, const int8_t *bp, int3
 void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                             dfx_x86_tile_u8 tile);
 /* the tiles of the VNNI sets (vnni.c): VPDPBUSD in its AVX-VNNI and AVX512-VNNI (256-bit) forms, and its exact
- * AVX2 emulation */
+ * AVX2 emulation; DFX_X86_VNNI is 1 when the compiler knows the instruction (GCC 11, Clang 12 and later),
+ * else the two real forms are not built and their sets are never usable */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
+#define DFX_X86_VNNI 1
+#else
+#define DFX_X86_VNNI 0
+#define dfx_x86_tile_avxvnni dfx_x86_tile_vnni_emulated
+#define dfx_x86_tile_avx512vnni dfx_x86_tile_vnni_emulated
+#endif
 void dfx_x86_tile_avxvnni(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc,
                           int safe);
 void dfx_x86_tile_avx512vnni(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc,
