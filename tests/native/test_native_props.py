@@ -260,6 +260,15 @@ CONV_CASES = _cases([
     ("relu_chain_3x3_1x1_1x1", (8, 9, 10), (conv(16, p=1, bias=2), conv(24, k=1, path="direct", relu=True),
                                             conv(13, k=1, path="direct", ybw=16, relu=True))),
     ("relu_extreme_K576", (64, 5, 6), conv(13, p=1, ybw=16, bias=3, relu=True), dict(xmode="extreme")),
+    # int8 outputs after a ReLU: per-channel shifts and mixed biases per row, outputs narrower than 8 bits,
+    # k around 1024, a left shift of the products (bias finer), no shift at all
+    ("relu_rq_perchannel_mixedbias_o70", (24, 5, 7), conv(70, k=1, path="direct", per_channel="out",
+                                                          bias="mixed", relu=True)),
+    ("relu_rq_ybw5_o13", (16, 6, 9), conv(13, k=1, path="direct", ybw=5, bias=1, relu=True)),
+    ("relu_rq_K1024_o9", (1024, 3, 5), conv(9, k=1, path="direct", bias=2, relu=True)),
+    ("relu_rq_K1028_o9", (1028, 3, 5), conv(9, k=1, path="direct", bias=2, relu=True)),
+    ("relu_rq_bias_finer_by6_o13", (8, 5, 6), conv(13, k=1, path="direct", bias=6, relu=True)),
+    ("relu_rq_shift_0_int2_o13", (8, 5, 6), conv(13, k=1, path="direct", shift=0, relu=True, **K2), dict(x_bw=4)),
 ])
 
 FC_CASES = _cases([
