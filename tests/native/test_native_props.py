@@ -4,7 +4,7 @@ libdfx runs integer Conv2D / FullyConnected through a fast path (kernels/src/ops
 im2col (none for 1x1 stride-1 unpadded convolutions) + int8 GEMM with int32
 accumulators, weights packed once per session, sub-byte weights unpacked in row
 blocks, columns in blocks of nb = clamp(131072 // K rounded down to a multiple
-of 16, 16, 1024) pixels (so blocks may start mid-row), K blocks of 256, GEMM
+of 16, 64, 1024) pixels (so blocks may start mid-row), K blocks of 256, GEMM
 panels of 6 rows x 16 columns, a matrix-vector path for fewer than 4 columns,
 and its own depthwise kernel. It is taken when the accumulator fits int32
 (spec/arithmetic.md §3.3: bw_x + bw_w + ceil(log2 K) + 1 <= 31, the bias aligned
@@ -290,7 +290,7 @@ FC_CASES = _cases([
     ("k999_o70_int2_perchannel_mixed", (999,), fc(70, per_channel="out", bias="mixed", blocks="rows", **K2)),
     ("k64_o13_perchannel_int8", (64,), fc(13, per_channel="out", bias=1)),
     ("k45_4d_input_axis1_int4_o50", (5, 3, 3), fc(50, bias=2, **K4)),
-    ("k4096_axis2_rows40_int4_o50", (40, 4096), fc(50, axis=2, blocks="fcrows", **K4)),
+    ("k4096_axis2_rows100_int4_o50", (100, 4096), fc(50, axis=2, blocks="fcrows", **K4)),
     ("k512_axis2_rows300_o13", (300, 512), fc(13, axis=2, bias=-1, blocks="fcrows")),
     ("k16384_o7_at_bound", (16384,), fc(7, bias=1)),
     ("k16385_o7_over_bound", (16385,), fc(7, path="generic")),
