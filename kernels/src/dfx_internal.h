@@ -127,14 +127,19 @@ typedef struct dt_layer {
  * layers, out of the caches. */
 typedef struct dt_tensor_brief {
     int64_t count; /* elements of the declared shape */
-    int32_t producer, last_use;
-    int32_t batch0; /* a shape that follows the batch (rank >= 1, not batch_fixed): its shape[0], else -1 */
-    uint8_t flags;  /* DT_BRIEF_* */
-    uint8_t esz;    /* dfx_store_bytes */
+    int32_t producer;
+    int32_t last_use; /* the last layer that reads its memory (for a tensor that a DT_BRIEF_ALIAS one shares: that
+                       * one's last use, when later) */
+    int32_t batch0;   /* a shape that follows the batch (rank >= 1, not batch_fixed): its shape[0], else -1 */
+    uint8_t flags;    /* DT_BRIEF_* */
+    uint8_t esz;      /* dfx_store_bytes */
     uint8_t bw;
     int8_t fl;
 } dt_tensor_brief;
-enum { DT_BRIEF_CONST = 1, DT_BRIEF_Q = 2, DT_BRIEF_PER_CHANNEL = 4, DT_BRIEF_OUTPUT = 8 };
+/* DT_BRIEF_ALIAS: the output of a ReLU right after the Conv2D whose only reader is that ReLU, of the same size and
+ * element bytes; it shares the memory of the Conv2D's output (the ReLU runs in place), so that the convolution
+ * may apply the ReLU itself (exec.c dfx_exec_fuses_relu), except where every tensor keeps its own (DFX_KEEP_ALL). */
+enum { DT_BRIEF_CONST = 1, DT_BRIEF_Q = 2, DT_BRIEF_PER_CHANNEL = 4, DT_BRIEF_OUTPUT = 8, DT_BRIEF_ALIAS = 16 };
 typedef struct dt_layer_brief {
     int32_t op;
     int32_t n_in, n_out;
@@ -162,6 +167,7 @@ struct dfx_model {
     void *tensors_mem, *layers_mem;
     dt_tensor_brief *tbrief; /* per tensor */
     dt_layer_brief *lbrief;  /* per layer */
+    int n_alias;             /* tensors marked DT_BRIEF_ALIAS */
     int32_t *inputs, *outputs;
     int32_t *io_ints; /* storage of layer in/out lists */
     dt_prep *prep;    /* per graph input */

@@ -407,6 +407,7 @@ dfx_status dfx_decode_model(dfx_model *m)
 
 dfx_status dfx_model_briefs(dfx_model *m)
 {
+    m->n_alias = 0;
     m->tbrief = (dt_tensor_brief *)malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *m->tbrief);
     m->lbrief = (dt_layer_brief *)malloc((size_t)(m->n_layers ? m->n_layers : 1) * sizeof *m->lbrief);
     if (!m->tbrief || !m->lbrief) return dfx_fail(DFX_ERR_NOMEM, "out of memory decoding the graph");
@@ -430,6 +431,17 @@ dfx_status dfx_model_briefs(dfx_model *m)
         b->n_in = L->n_in;
         b->n_out = L->n_out;
         b->io = (int32_t)(L->in - m->io_ints);
+        if (L->op == OP_RELU && li > 0 && L->n_in == 1 && L->n_out == 1 && m->layers[li - 1].op == OP_CONV2D &&
+            m->layers[li - 1].n_out == 1 && L->in[0] >= 0 && L->out[0] >= 0 && L->in[0] == m->layers[li - 1].out[0]) {
+            dt_tensor_brief *o = &m->tbrief[L->in[0]], *r = &m->tbrief[L->out[0]];
+            if (o->last_use == li && !(o->flags & DT_BRIEF_OUTPUT) && !((o->flags | r->flags) & DT_BRIEF_CONST) &&
+                o->count == r->count && o->esz == r->esz && o->batch0 == r->batch0) {
+                int32_t last = r->flags & DT_BRIEF_OUTPUT ? m->n_layers : r->last_use; /* a graph output: to the end */
+                r->flags |= DT_BRIEF_ALIAS;
+                if (last > o->last_use) o->last_use = last;
+                m->n_alias++;
+            }
+        }
     }
     return DFX_OK;
 }

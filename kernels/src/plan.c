@@ -176,6 +176,7 @@ static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
             }
         }
         np->count[i] = c;
+        if ((B->flags & DT_BRIEF_ALIAS) && !(flags & DFX_KEEP_ALL)) continue; /* placed below */
         uint64_t bytes = (uint64_t)c * B->esz;
         int last = B->last_use > B->producer ? B->last_use : B->producer;
         if ((B->flags & DT_BRIEF_OUTPUT) || (flags & DFX_KEEP_ALL)) last = m->n_layers;
@@ -188,6 +189,11 @@ static dfx_status plan_memory(dfx_netplan *np, unsigned flags)
     }
     uint64_t total = dfx_plan(it, n, m->n_layers, (flags & DFX_KEEP_ALL) != 0, np->off);
     if (total == (uint64_t)-1) return dfx_fail(DFX_ERR_NOMEM, "out of memory planning");
+    for (int i = 0; m->n_alias && !(flags & DFX_KEEP_ALL) && i < nt; i++) /* a ReLU's output: its input's memory */
+        if (brief(m, i)->flags & DT_BRIEF_ALIAS) {
+            np->off[i] = np->off[m->io_ints[m->lbrief[brief(m, i)->producer].io]];
+            sum += (uint64_t)np->count[i] * brief(m, i)->esz;
+        }
     np->plan_bytes = (size_t)total;
     np->sum_bytes = (size_t)sum;
     return DFX_OK;

@@ -10,8 +10,9 @@
  * + 1):
  *  - short lifetimes (at most SHORT_SPAN steps, most tensors of a network)
  *    are kept in one bucket per start point; a new lifetime [a, b] looks at
- *    the buckets a - SHORT_SPAN .. b, skipping empty blocks of 64 and 4096
- *    points, so a long query costs O(span / 4096) plus O(1) per tensor found;
+ *    the buckets a - s .. b, s the longest short lifetime placed so far (1 in
+ *    a chain), skipping empty blocks of 64 and 4096 points, so a long query
+ *    costs O(span / 4096) plus O(1) per tensor found;
  *  - longer lifetimes go to a segment tree over the time points (each stored
  *    at the O(log L) nodes that cover it), built when the first one comes.
  * Only the tensors found are sorted by offset to find the lowest gap. For a
@@ -42,6 +43,7 @@ typedef struct {
     int *stamp, tick; /* stamp[k] == tick: item k already reported by this query */
     placed *found;
     int nfound;
+    int longest_short; /* the longest short lifetime placed so far (b - a) */
     int fail;
 } planner;
 
@@ -115,10 +117,10 @@ static int tree_init(planner *P, int n)
     return 1;
 }
 
-/* Report every short lifetime that intersects [a, b]: those starting in [a - SHORT_SPAN, b]. */
+/* Report every short lifetime that intersects [a, b]: those starting in [a - longest_short, b]. */
 static void short_query(planner *P, int a, int b)
 {
-    for (int c = a > SHORT_SPAN ? a - SHORT_SPAN : 0; c <= b; c++) {
+    for (int c = a > P->longest_short ? a - P->longest_short : 0; c <= b; c++) {
         if (!(c & 4095) && c + 4095 <= b && !P->cnt4k[c >> 12]) {
             c += 4095;
             continue;
@@ -212,6 +214,7 @@ uint64_t dfx_plan(dfx_lifetime *it, int n, int n_layers, int keep_all, int64_t *
             }
             cand = lowest_gap(&P, x->size);
             if (x->b - x->a <= SHORT_SPAN) {
+                if (x->b - x->a > P.longest_short) P.longest_short = x->b - x->a;
                 x->next = P.bucket[x->a];
                 P.bucket[x->a] = j;
                 P.cnt64[x->a >> 6]++;

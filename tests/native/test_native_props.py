@@ -4,7 +4,7 @@ libdfx runs integer Conv2D / FullyConnected through a fast path (kernels/src/ops
 im2col (none for 1x1 stride-1 unpadded convolutions) + int8 GEMM with int32
 accumulators, weights packed once per session, sub-byte weights unpacked in row
 blocks, columns in blocks of nb = clamp(131072 // K rounded down to a multiple
-of 16, 16, 1024) pixels (so blocks may start mid-row), K blocks of 256, GEMM
+of 16, 64, 1024) pixels (so blocks may start mid-row), K blocks of 256, GEMM
 panels of 6 rows x 16 columns, a matrix-vector path for fewer than 4 columns,
 and its own depthwise kernel. It is taken when the accumulator fits int32
 (spec/arithmetic.md §3.3: bw_x + bw_w + ceil(log2 K) + 1 <= 31, the bias aligned
@@ -260,6 +260,15 @@ CONV_CASES = _cases([
     ("relu_chain_3x3_1x1_1x1", (8, 9, 10), (conv(16, p=1, bias=2), conv(24, k=1, path="direct", relu=True),
                                             conv(13, k=1, path="direct", ybw=16, relu=True))),
     ("relu_extreme_K576", (64, 5, 6), conv(13, p=1, ybw=16, bias=3, relu=True), dict(xmode="extreme")),
+    # int8 outputs after a ReLU: per-channel shifts and mixed biases per row, outputs narrower than 8 bits,
+    # k around 1024, a left shift of the products (bias finer), no shift at all
+    ("relu_rq_perchannel_mixedbias_o70", (24, 5, 7), conv(70, k=1, path="direct", per_channel="out",
+                                                          bias="mixed", relu=True)),
+    ("relu_rq_ybw5_o13", (16, 6, 9), conv(13, k=1, path="direct", ybw=5, bias=1, relu=True)),
+    ("relu_rq_K1024_o9", (1024, 3, 5), conv(9, k=1, path="direct", bias=2, relu=True)),
+    ("relu_rq_K1028_o9", (1028, 3, 5), conv(9, k=1, path="direct", bias=2, relu=True)),
+    ("relu_rq_bias_finer_by6_o13", (8, 5, 6), conv(13, k=1, path="direct", bias=6, relu=True)),
+    ("relu_rq_shift_0_int2_o13", (8, 5, 6), conv(13, k=1, path="direct", shift=0, relu=True, **K2), dict(x_bw=4)),
 ])
 
 FC_CASES = _cases([
@@ -281,7 +290,7 @@ FC_CASES = _cases([
     ("k999_o70_int2_perchannel_mixed", (999,), fc(70, per_channel="out", bias="mixed", blocks="rows", **K2)),
     ("k64_o13_perchannel_int8", (64,), fc(13, per_channel="out", bias=1)),
     ("k45_4d_input_axis1_int4_o50", (5, 3, 3), fc(50, bias=2, **K4)),
-    ("k4096_axis2_rows40_int4_o50", (40, 4096), fc(50, axis=2, blocks="fcrows", **K4)),
+    ("k4096_axis2_rows100_int4_o50", (100, 4096), fc(50, axis=2, blocks="fcrows", **K4)),
     ("k512_axis2_rows300_o13", (300, 512), fc(13, axis=2, bias=-1, blocks="fcrows")),
     ("k16384_o7_at_bound", (16384,), fc(7, bias=1)),
     ("k16385_o7_over_bound", (16385,), fc(7, path="generic")),

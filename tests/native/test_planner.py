@@ -77,7 +77,8 @@ def _random_graph(seed: int, n_layers: int) -> dfxsdk.Model:
 
 def _greedy_by_size(plan: dict) -> tuple[dict[int, int], int]:
     """planner.c's rule written plainly (every placed tensor checked): the offset of every activation and the
-    arena. Largest first (ties by tensor index), each at the lowest 64-aligned offset free for its lifetime."""
+    arena. Largest first (ties by tensor index), each at the lowest 64-aligned offset free for its lifetime.
+    (The random graphs have no Conv2D, so no ReLU runs in place: see test_relu_after_conv_shares_the_conv_output.)"""
     n_layers = len(plan["layers"])
     todo = []
     for i, t in enumerate(plan["tensors"]):
@@ -124,3 +125,49 @@ def test_plan_is_greedy_by_size_and_valid(native, tmp_path, seed, batch):
         for f2, l2, o2, e2 in live[i + 1:]:
             if f1 <= l2 and f2 <= l1:
                 assert e1 <= o2 or e2 <= o1
+
+
+def _conv_relu_net() -> dfxsdk.Model:
+    """int8 input (1 channel) -> 3x3 Conv2D to 16 channels -> ReLU -> 3x3 Conv2D to 4 -> ReLU (graph output)."""
+    import numpy as np
+
+    from dfxsdk import QFormat
+
+    from tests.support.builder import Builder
+
+    rng = np.random.default_rng(3)
+    q = QFormat(8, 4)
+    b = Builder("conv_relu")
+    x = b.add(ops.Requantize(), [b.input((1, 1, 16, 16), name="data")], q)
+    for c_in, c_out in ((1, 16), (16, 4)):
+        w = b.qconst(rng.standard_normal((c_out, c_in, 3, 3)) * .3, QFormat(8, 6))
+        x = b.add(ops.Relu(), [b.add(ops.Conv2D(kernel_h=3, kernel_w=3, pad_top=1, pad_left=1, pad_bottom=1,
+                                                pad_right=1), [x, w], q)], q)
+    return b.output(x)
+
+
+def test_relu_after_conv_shares_the_conv_output(native, tmp_path):
+    """A ReLU right after the Conv2D it reads (that output read by nothing else) runs in place: its output is
+    planned at the convolution output's offset, so that the convolution can apply the ReLU as it stores, and
+    the arena holds no separate ReLU buffer; with every tensor kept, each has its own memory. The graph output
+    (the convolution storing the ReLU'd codes itself) is bit-exact with the NumPy reference."""
+    import numpy as np
+
+    from dfxsdk.plugins import get_manager
+
+    model = _conv_relu_net()
+    path = tmp_path / "conv_relu.dfx"
+    dfxsdk.save(model, path)
+    plan = native.describe_plan(path, 1)
+    off = {t["name"]: t["arena_off"] for t in plan["tensors"]}
+    convs = [layer for layer in model.layers if layer.type == "Conv2D"]
+    relus = [layer for layer in model.layers if layer.type == "Relu"]
+    for conv, relu in zip(convs, relus):
+        assert off[relu.outputs[0]] == off[conv.outputs[0]]
+    # the peak is the second convolution's input and output (4096 and 1024 bytes); a ReLU buffer of its own
+    # would make the first ReLU's input and output the peak (8192)
+    assert plan["plan_bytes"] == 4096 + 1024
+    inputs = {"data": np.random.default_rng(5).uniform(-1, 1, (1, 1, 16, 16)).astype(np.float32)}
+    out = model.outputs[0]
+    got = native.run(model, inputs)[out]
+    assert np.array_equal(got, get_manager().backend("numpy").run(model, inputs)[out])

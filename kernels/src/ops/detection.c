@@ -85,15 +85,46 @@ static int cmp_row(const void *a, const void *b)
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static double area(const double *b) { return (b[2] < b[0] || b[3] < b[1]) ? 0.0 : (b[2] - b[0]) * (b[3] - b[1]); }
-#endif
-#if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
-static double iou(const double *a, const double *b)
+
+/* Intersection over union of boxes a and b, whose areas are aa and ab. */
+static double iou(const double *a, double aa, const double *b, double ab)
 {
     double ix0 = a[0] > b[0] ? a[0] : b[0], iy0 = a[1] > b[1] ? a[1] : b[1];
     double ix1 = a[2] < b[2] ? a[2] : b[2], iy1 = a[3] < b[3] ? a[3] : b[3];
     double inter = (ix1 > ix0 && iy1 > iy0) ? (ix1 - ix0) * (iy1 - iy0) : 0.0;
-    double uni = area(a) + area(b) - inter;
+    double uni = aa + ab - inter;
     return uni > 0 ? inter / uni : 0.0;
+}
+
+/* cmp_cand's order: x before y */
+static int cand_before(const cand *x, const cand *y) { return x->neg < y->neg || (x->neg == y->neg && x->i < y->i); }
+
+/* Reorders c[0, n) so that c[0, k) are its k first in cand_before's order (in any order), 0 < k < n:
+ * quickselect, median of three. The order is total (ties broken by index), so the k are unique. */
+static void select_first(cand *c, int64_t n, int64_t k)
+{
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        int64_t mid = lo + (hi - lo) / 2;
+        cand t;
+        if (cand_before(&c[mid], &c[lo])) t = c[mid], c[mid] = c[lo], c[lo] = t;
+        if (cand_before(&c[hi], &c[lo])) t = c[hi], c[hi] = c[lo], c[lo] = t;
+        if (cand_before(&c[hi], &c[mid])) t = c[hi], c[hi] = c[mid], c[mid] = t;
+        cand pivot = c[mid];
+        int64_t i = lo, j = hi;
+        while (i <= j) { /* Hoare partition around the pivot's value */
+            while (cand_before(&c[i], &pivot)) i++;
+            while (cand_before(&pivot, &c[j])) j--;
+            if (i <= j) {
+                t = c[i], c[i] = c[j], c[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k - 1 <= j) hi = j; /* c[lo, j] <= pivot <= c[i, hi]: the k-th lies on one side */
+        else if (k - 1 >= i) lo = i;
+        else return;
+    }
 }
 #endif
 
@@ -174,15 +205,21 @@ static void class_task(void *ctx, int64_t c, int thread)
             ncand++;
         }
     }
+    if (o->top_k > -1 && ncand > o->top_k) { /* the top_k best only, then sorted */
+        if (o->top_k > 0) select_first(cands, ncand, o->top_k);
+        ncand = o->top_k;
+    }
     qsort(cands, (size_t)ncand, sizeof *cands, cmp_cand);
-    if (o->top_k > -1 && ncand > o->top_k) ncand = o->top_k;
     double thr = o->nms_threshold;
     for (int64_t k = 0; k < ncand; k++) {
         int i = cands[k].i, ok = 1;
-        for (int64_t q = 0; q < nk && ok; q++)
-            if (iou(bx + (int64_t)i * 4, bx + (int64_t)cands[q].i * 4) > thr) ok = 0;
+        const double *b = bx + (int64_t)i * 4;
+        double ab = area(b);
+        for (int64_t q = 0; q < nk && ok; q++) /* a kept candidate's neg holds its box's area */
+            if (iou(b, ab, bx + (int64_t)cands[q].i * 4, cands[q].neg) > thr) ok = 0;
         if (!ok) continue;
-        cands[nk++].i = i; /* nk <= k: a candidate already passed */
+        cands[nk].i = i; /* nk <= k: a candidate already passed */
+        cands[nk++].neg = ab;
         if (o->eta < 1 && thr > 0.5) thr *= o->eta;
     }
     for (int64_t q = nk - 1; q >= 0; q--) { /* last first: row q lies past the indices [0, q) still to read */

@@ -81,8 +81,10 @@ dfx_status dfx_linear_prepare(const dt_layer *L, const rt *x, const dt_tensor *w
         *scratch = fp_align64((size_t)cols * 4) + fp_align64((size_t)K);
         return DFX_OK;
     }
+    /* 128 KB of im2col columns, but at least 64 columns (a GEMM column block: narrower blocks of a long K
+     * cost more in per-block work than their columns save in cache) */
     int64_t nb = (131072 / K) & ~(int64_t)15;
-    if (nb < 16) nb = 16;
+    if (nb < 64) nb = 64;
     if (nb > 1024) nb = 1024;
     if (L->op == OP_CONV2D && !lp->direct && op->sw == 1 && nb < cols) {
         /* column blocks of whole output rows: im2col then copies rows, not pieces (nearest multiple) */
@@ -246,10 +248,21 @@ static inline void copy_run_s2(int8_t *d, const int8_t *s, int64_t n)
 }
 
 /* rows output rows of OW columns (stride 1): d[t] = s[t + base] for t in [lo, hi), else 0 (s: the
- * input row; the next row is ds further on). */
+ * input row; the next row is ds further on). Where the input rows are as long as the output rows ("same"
+ * width, ds == OW), the rows follow each other in both: one copy from row 0's column lo to the last row's
+ * column hi - 1 (reading inside the rows only), then the few columns outside [lo, hi) of every row zeroed,
+ * instead of three short runs a row. */
 static void rows_s1(int8_t *d, const int8_t *s, int64_t ds, int64_t base, int64_t rows, int64_t OW, int64_t lo,
                     int64_t hi)
 {
+    if (ds == OW && rows > 1 && hi > lo && lo + (OW - hi) <= 8) {
+        memcpy(d + lo, s + lo + base, (size_t)((rows - 1) * OW + hi - lo));
+        for (int64_t r = 0; r < rows; r++, d += OW) {
+            for (int64_t t = 0; t < lo; t++) d[t] = 0;
+            for (int64_t t = hi; t < OW; t++) d[t] = 0;
+        }
+        return;
+    }
     for (int64_t r = 0; r < rows; r++, d += OW, s += ds) {
         zero_run(d, lo);
         copy_run(d + lo, s + lo + base, hi - lo);

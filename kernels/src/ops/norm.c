@@ -1,5 +1,6 @@
 /* Float normalisations: Softmax, LRN (Caffe), Normalize (SSD L2). */
 #include "../kernels.h"
+#include "fexp.h"
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_SOFTMAX_F32)
 static void axis_geom(const rt *x, int a, int64_t *outer, int64_t *len, int64_t *inner)
@@ -19,7 +20,8 @@ typedef struct softmax_job {
     int64_t len, inner;
 } softmax_job;
 
-/* Rows [a, b) of outer x inner, each a softmax over len values (threads.h). */
+/* Rows [a, b) of outer x inner, each a softmax over len values (threads.h): every row's x - max first, then
+ * the exponentials (of all the rows at once where they are contiguous), then every row divided by its sum. */
 static void softmax_rows(void *ctx, int64_t a, int64_t b, int thread)
 {
     const softmax_job *j = (const softmax_job *)ctx;
@@ -31,12 +33,14 @@ static void softmax_rows(void *ctx, int64_t a, int64_t b, int thread)
         float *yp = F32(j->y) + o * len * inner + in;
         float m = -INFINITY;
         for (int64_t k = 0; k < len; k++) m = xp[k * inner] > m ? xp[k * inner] : m;
+        for (int64_t k = 0; k < len; k++) yp[k * inner] = xp[k * inner] - m;
+        if (inner > 1) dfx_expf_inplace(yp, len, inner);
+    }
+    if (inner == 1) dfx_expf_inplace(F32(j->y) + a * len, (b - a) * len, 1);
+    for (int64_t r = a; r < b; r++) {
+        float *yp = F32(j->y) + (r / inner) * len * inner + r % inner;
         double s = 0;
-        for (int64_t k = 0; k < len; k++) {
-            float e = expf(xp[k * inner] - m);
-            yp[k * inner] = e;
-            s += e;
-        }
+        for (int64_t k = 0; k < len; k++) s += yp[k * inner];
         float fs = (float)s;
         for (int64_t k = 0; k < len; k++) yp[k * inner] /= fs;
     }
