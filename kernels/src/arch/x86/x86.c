@@ -252,7 +252,8 @@ __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap
  * instructions instead of four. */
 
 /* B rows [0, kc) x columns [0, nc) -> 16-column panels of kc/4 (rounded up) quads ([quad][16 columns][4]). */
-__attribute__((target("avx2"))) static void pack_b_u8(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
+__attribute__((target("avx2"), always_inline)) static inline void pack_b_u8(const int8_t *b, int ldb, int kc, int nc,
+                                                                            int8_t *dst)
 {
     int kq = (kc + 3) / 4;
     for (int j0 = 0; j0 < nc; j0 += NR) {
