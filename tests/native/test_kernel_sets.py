@@ -183,17 +183,25 @@ def test_mobilenet_ssd_at_160_at_every_thread_count(kset, caffe, tmp_path):
     threads.test_mobilenet_ssd_at_160_for_every_thread_count(kset, caffe, tmp_path)
 
 
-def test_sets_agree_with_each_other_on_random_codes(native):
-    """Where this CPU runs more than one set: every set gives the first one's bytes on every tensor of the
-    every-split model, including float tensors (the float entries of one set may differ from the scalar
-    loops within spec/arithmetic.md §3.1, so those are compared to the reference above, not here)."""
+def test_sessions_of_one_model_keep_their_own_set(native):
+    """Sessions of every set this CPU runs, on one opened model (each packs the weights in its own set's
+    layout, dfx_netplan_pack), run in turns: every integer tensor has the same bytes in every set and turn."""
+    from dfx_native import _lib
+    from dfx_native.backend import KEEP_ALL
+
     if len(AVAILABLE) < 2:
         pytest.skip(f"this build and CPU run one kernel set only ({AVAILABLE[0]})")
     model = threads.every_split_model(seed=3)
     inputs = threads._inputs(model, 2, seed=5)
     names = [n for layer in model.layers for n in layer.outputs if model.tensors[n].qformat is not None]
-    first = type(native)(kernels=AVAILABLE[0]).run(model, inputs, outputs=names)
-    for name in AVAILABLE[1:]:
-        got = type(native)(kernels=name).run(model, inputs, outputs=names)
-        for n in names:
-            assert np.array_equal(got[n], first[n]), f"{n}: {name} differs from {AVAILABLE[0]}"
+    backend, first = type(native)(max_sessions=len(AVAILABLE)), None
+    for _ in range(2):
+        for name in AVAILABLE:
+            backend.kernels = name
+            got = backend.run(model, inputs, outputs=names)
+            _, s = backend.session(model, 2, KEEP_ALL)   # the session the run used
+            assert _lib.load().dfx_session_kernels_name(s).decode() == name
+            first = first or got
+            for n in names:
+                assert np.array_equal(got[n], first[n]), f"{n}: {name} differs from {AVAILABLE[0]}"
+    assert backend.models_opened == 1 and backend.sessions_created == len(AVAILABLE)
