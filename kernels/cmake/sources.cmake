@@ -9,9 +9,12 @@ set(DFX_SOURCES
   src/plan.c src/exec.c src/threads.c src/session.c src/describe.c src/session_io.c src/metadata.c src/dispatch.c
   src/ops/common.c src/ops/conv.c src/ops/fc.c src/ops/fast.c src/ops/fast_f32.c src/ops/pool.c src/ops/activation.c
   src/ops/eltwise.c src/ops/layout.c src/ops/norm.c src/ops/detection.c src/ops/custom.c
-  src/arch/portable/portable.c src/arch/x86/x86.c src/arch/x86/dwconv.c src/arch/x86/float.c)
-# the portable kernel set and its run-time selected x86-64 AVX2 code (empty elsewhere)
-set(DFX_PORTABLE_SET_SOURCES src/arch/portable/portable.c src/arch/x86/x86.c src/arch/x86/dwconv.c src/arch/x86/float.c)
+  src/arch/portable/portable.c src/arch/x86/set.c src/arch/x86/x86.c src/arch/x86/dwconv.c src/arch/x86/float.c
+  src/arch/x86/vnni.c)
+# the portable kernel set and the run-time selected x86-64 sets (avx2, VNNI; empty elsewhere)
+set(DFX_PORTABLE_SET_SOURCES
+  src/arch/portable/portable.c src/arch/x86/set.c src/arch/x86/x86.c src/arch/x86/dwconv.c src/arch/x86/float.c
+  src/arch/x86/vnni.c)
 set(DFX_DEFINITIONS _POSIX_C_SOURCE=200809L _DEFAULT_SOURCE)
 # GCC and Clang
 set(DFX_WARNINGS -Wall -Wextra -Wno-unused-parameter)

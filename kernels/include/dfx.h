@@ -308,10 +308,11 @@ DFX_API dfx_status dfx_session_get_output(dfx_session *s, int output, dfx_view *
  *  with DFX_KEEP_ALL). Constants other than graph outputs are refused. */
 DFX_API dfx_status dfx_session_get_tensor(dfx_session *s, int tensor, dfx_view *view);
 /** Name of the kernel set the library chooses for sessions created without
- *  one ("portable", "neon", "dotprod"). The environment variable
- *  DFX_KERNELS=portable|neon|dotprod, read once, chooses another; an unknown
- *  or unavailable set falls back to portable and the name says so, e.g.
- *  "portable (DFX_KERNELS=neon unavailable)". dfx_session_options.kernels
+ *  one: the best set this build and CPU run (dfx_kernels_available(0), e.g.
+ *  "avx2", "dotprod", "portable"; the names are dfx_kernels_known's). The
+ *  environment variable DFX_KERNELS=NAME, read once, chooses another; an
+ *  unknown or unavailable set falls back to portable and the name says so,
+ *  e.g. "portable (DFX_KERNELS=neon unavailable)". dfx_session_options.kernels
  *  chooses per session. */
 DFX_API const char *dfx_kernels_name(void);
 /** Name of kernel set i that this build and CPU can run (i = 0, 1, ...), or
@@ -364,6 +365,11 @@ DFX_API dfx_status dfx_register_custom_op(const char *name, int version, dfx_cus
 
 /** Bytes of the arena the session uses. */
 DFX_API size_t dfx_session_arena_bytes(const dfx_session *s);
+
+/** Name of kernel set i of every build (i = 0, 1, ...: "portable", then the
+ *  ARM and x86 sets), or NULL past the last; dfx_kernels_available lists the
+ *  ones this build and CPU run. */
+DFX_API const char *dfx_kernels_known(int i);
 
 #ifdef __cplusplus
 }

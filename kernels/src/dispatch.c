@@ -7,7 +7,9 @@
 #include "dispatch.h"
 
 /* Sets compiled into this library, best first. A NEON build adds its sets
- * here (guarded by __ARM_NEON / __ARM_FEATURE_DOTPROD and a run-time check). */
+ * here (guarded by __ARM_NEON / __ARM_FEATURE_DOTPROD and a run-time check),
+ * an x86-64 build its own (arch/x86/x86.h, checked with CPUID). */
+#include "arch/x86/x86.h"
 #if defined(DFX_HAVE_NEON)
 #include "arch/neon/neon.h"
 #endif
@@ -23,10 +25,16 @@ static const struct dfx_kernels *const AVAILABLE[] = {
 #if defined(DFX_HAVE_NEON32)
     &dfx_kernels_neon32,
 #endif
-    &dfx_kernels_portable,
+#if DFX_X86_SIMD
+    DFX_X86_SETS
+#endif
+        & dfx_kernels_portable,
 };
 
-/* 1 when this CPU can run the set (the dotprod set needs SDOT, checked with HWCAP). */
+/* Every set name any build may have (the error messages of dfx_find_kernels list them). */
+static const char *const KNOWN[] = {"portable", "neon", "dotprod", "avx2", "avxvnni", "avx512vnni", "avxvnni-emulated"};
+
+/* 1 when this CPU can run the set (the dotprod set needs SDOT, checked with HWCAP; the x86 sets CPUID). */
 static int usable(const struct dfx_kernels *k)
 {
 #if defined(DFX_HAVE_NEON)
@@ -34,6 +42,9 @@ static int usable(const struct dfx_kernels *k)
 #endif
 #if defined(DFX_HAVE_NEON32)
     if (k == &dfx_kernels_neon32) return dfx_neon32_available();
+#endif
+#if DFX_X86_SIMD
+    if (k != &dfx_kernels_portable) return dfx_x86_usable(k);
 #endif
     (void)k;
     return 1;
@@ -96,9 +107,14 @@ dfx_status dfx_find_kernels(const char *name, const struct dfx_kernels **out)
         *out = AVAILABLE[j];
         return DFX_OK;
     }
-    static const char *const KNOWN[] = {"portable", "neon", "dotprod"};
-    for (size_t j = 0; j < sizeof KNOWN / sizeof KNOWN[0]; j++)
+    char list[256] = "";
+    for (size_t j = 0; j < sizeof KNOWN / sizeof KNOWN[0]; j++) {
         if (strcmp(KNOWN[j], name) == 0)
             return dfx_fail(DFX_ERR_UNSUPPORTED, "kernel set '%s' is not built into this library", name);
-    return dfx_fail(DFX_ERR_ARGUMENT, "unknown kernel set '%.40s' (portable, neon or dotprod)", name);
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%s", j ? ", " : "", KNOWN[j]);
+    }
+    return dfx_fail(DFX_ERR_ARGUMENT, "unknown kernel set '%.40s' (%s)", name, list);
 }
+
+const char *dfx_kernels_known(int i) { return i >= 0 && (size_t)i < sizeof KNOWN / sizeof KNOWN[0] ? KNOWN[i] : NULL; }

@@ -9,9 +9,9 @@
  *    (bw_x + bw_w + ceil(log2 K) + 1 <= 31), so no sum can overflow;
  *  - sizes are > 0 unless stated.
  *
- * Selection: dfx_select_kernels() returns the best set for this CPU (today
- * the portable set everywhere; a NEON build adds "neon"/"dotprod"), unless
- * the environment variable DFX_KERNELS=portable|neon|dotprod names another;
+ * Selection: dfx_select_kernels() returns the best set for this CPU (the
+ * portable set, unless a NEON build adds "neon"/"dotprod" or an x86-64 one
+ * "avx2"), unless the environment variable DFX_KERNELS=NAME names another;
  * a set that is unknown or not available falls back to portable, and
  * dfx_kernels_name() then says so ("portable (DFX_KERNELS=neon unavailable)").
  * The choice is made once, on first use, and is the same for every session. */

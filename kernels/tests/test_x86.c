@@ -5,13 +5,12 @@
  * that are not multiples of the vector width, rows too long for the stack
  * buffers), int8 codes with runs of -128 and 127, unaligned pointers, the
  * input against an inaccessible page on either side (reads outside the plane
- * fault) and canaries around the output. The portable set's dwconv_s8 (which
- * calls the AVX2 code or falls back to its own loop) is checked too, and the fused depthwise
- * requantization (dfx_x86_dwconv_rq_s8_avx2) against the reference sums requantized. Then the
- * AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row block of 48)
- * against int64 sums, the int8 requantization against the exact int64
- * formula, every tie rule, with ties and saturating values, and the input quantization
- * (dfx_x86_quantize_f32) against fp_quantize_row.
+ * fault) and canaries around the output. The dwconv_s8 of the avx2 set (which
+ * calls the AVX2 code or falls back to the portable loop) and of the portable set
+ * are checked too, and the fused depthwise requantization (dfx_x86_dwconv_rq_s8_avx2) against the reference sums
+ * requantized. Then the AVX2 GEMM (arch/x86/x86.c: unpacked, packed for any B and for B >= 0, whole and from a row
+ * block of 48) against int64 sums, the int8 requantization against the exact int64 formula, every tie rule, with ties
+ * and saturating values, and the input quantization (dfx_x86_quantize_f32) against fp_quantize_row.
  *
  *   test_x86 [iterations]
  *
@@ -75,7 +74,8 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     }
     reference(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
     int done = dfx_x86_dwconv_s8_avx2(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
-    dfx_kernels_portable.dwconv_s8(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o2, oh, ow);
+    const struct dfx_kernels *set = rndi(0, 1) ? &dfx_kernels_avx2 : &dfx_kernels_portable;
+    set->dwconv_s8(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o2, oh, ow);
     cases++;
     handled += done;
     /* the cases it is meant for must not fall back (arch/x86/dwconv.c: a ring of
@@ -88,7 +88,7 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     const char *what = NULL;
     if (fast && !done) what = "not handled (returned 0)";
     else if (done && memcmp(o0, o1, sizeof(int32_t) * no)) what = "dfx_x86_dwconv_s8_avx2 differs from the reference";
-    else if (memcmp(o0, o2, sizeof(int32_t) * no)) what = "dfx_kernels_portable.dwconv_s8 differs from the reference";
+    else if (memcmp(o0, o2, sizeof(int32_t) * no)) what = "the dwconv_s8 of the set differs from the reference";
     else {
         for (int i = 0; i < off; i++)
             if (buf1[i] != CANARY || buf2[i] != CANARY) what = "wrote before the output";
@@ -177,7 +177,24 @@ static void random_case(void)
  * use them), against int64 sums, with odd sizes, strides and extremes. wmax > 0: weights within
  * [-wmax, wmax], many at the bounds, so that the B >= 0 form's panels that add two quads in int16 run
  * (wmax <= 64: every panel; 65: some, with sums at and just past the limit), and B then often all 127. */
-static long gemm_cases;
+static long gemm_cases, set_gemm_cases;
+
+/* Rows [r0, m) of C (row stride ldc) against ref (m x n): equal, and the columns past n untouched. */
+static void compare_c(const int32_t *c, int ldc, const int32_t *ref, int m, int n, int k, int r0, const char *set,
+                      const char *form)
+{
+    for (int i = r0; i < m && failures < 10; i++)
+        for (int j = 0; j < ldc; j++) {
+            int32_t have = c[(size_t)i * ldc + j], exp = j < n ? ref[(size_t)i * n + j] : CANARY;
+            if (have != exp) {
+                printf("FAIL gemm (set %s, %s) m=%d n=%d k=%d ldc=%d: c[%d][%d] = %d, want %d\n", set, form, m, n, k,
+                       ldc, i, j, (int)have, (int)exp);
+                failures++;
+                break;
+            }
+        }
+}
+
 static void check_gemm(int m, int n, int k, int wmax)
 {
     static const char *const form_name[] = {"unpacked", "packed", "packed from row 48", "packed, B >= 0",
@@ -221,18 +238,25 @@ static void check_gemm(int m, int n, int k, int wmax)
             dfx_x86_gemm_s8_packed(m - r0, n, k,
                                    (const uint8_t *)(nonneg ? apu : ap) + dfx_x86_packed_a_bytes(r0, k, nonneg),
                                    nonneg ? bu : b, ldb, c + (size_t)r0 * ldc, ldc, nonneg);
-        const int32_t *ref = nonneg ? wantu : want;
-        for (int i = r0; i < m && failures < 10; i++)
-            for (int j = 0; j < ldc; j++) {
-                int32_t have = c[(size_t)i * ldc + j], exp = j < n ? ref[(size_t)i * n + j] : CANARY;
-                if (have != exp) {
-                    printf("FAIL gemm (%s) m=%d n=%d k=%d lda=%d ldb=%d ldc=%d: c[%d][%d] = %d, want %d\n",
-                           form_name[form], m, n, k, lda, ldb, ldc, i, j, (int)have, (int)exp);
-                    failures++;
-                    break;
-                }
-            }
+        compare_c(c, ldc, nonneg ? wantu : want, m, n, k, r0, "avx2", form_name[form]);
         gemm_cases++;
+    }
+    /* the packed GEMM of every other x86 set this CPU runs (the VNNI tiles: B >= 0), on its own packing */
+    for (int si = 0; dfx_x86_sets[si]; si++) {
+        const struct dfx_kernels *ks = dfx_x86_sets[si];
+        if (ks == &dfx_kernels_avx2 || !dfx_x86_usable(ks)) continue;
+        for (int form = 1; form < 5; form++) {
+            int r0 = form == 2 || form == 4 ? 48 : 0, nonneg = form >= 3;
+            if (r0 >= m) continue;
+            void *pk = malloc(ks->packed_a_bytes(m, k, nonneg));
+            ks->pack_a(m, k, a, lda, pk, nonneg);
+            memset(c, 0x5A, (size_t)m * ldc * 4);
+            ks->gemm_s8_packed(m - r0, n, k, (const uint8_t *)pk + ks->packed_a_bytes(r0, k, nonneg), nonneg ? bu : b,
+                               ldb, c + (size_t)r0 * ldc, ldc, nonneg);
+            compare_c(c, ldc, nonneg ? wantu : want, m, n, k, r0, ks->name, form_name[form]);
+            free(pk);
+            set_gemm_cases++;
+        }
     }
     free(a);
     free(b);
@@ -280,8 +304,8 @@ static void check_requant(void)
     requant_cases++;
 }
 
-/* The portable set's max pooling (2 x 2, stride 2 rows through dfx_x86_max2x2_row) against a scalar
- * reference: odd and even sizes, padding, planes against an inaccessible page. */
+/* The max pooling of the avx2 set (2 x 2, stride 2 rows through dfx_x86_max2x2_row) and of the portable
+ * one against a scalar reference: odd and even sizes, padding, planes against an inaccessible page. */
 static long maxpool_cases;
 static void check_maxpool(void)
 {
@@ -292,7 +316,8 @@ static void check_maxpool(void)
     int8_t *x = (int8_t *)guarded((size_t)h * w, rndi(0, 1)), *have = malloc((size_t)oh * ow),
            *want = malloc((size_t)oh * ow);
     fill_s8(x, (size_t)h * w);
-    dfx_kernels_portable.maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, have, oh, ow, -128);
+    const struct dfx_kernels *set = rndi(0, 1) ? &dfx_kernels_avx2 : &dfx_kernels_portable;
+    set->maxpool_s8(x, h, w, kh, kw, sh, sw, pt, pl, have, oh, ow, -128);
     /* reference: the plane inside a border of -128 (the empty value, below no code), every window whole */
     int hp = (oh - 1) * sh + kh, wp = (ow - 1) * sw + kw;
     int8_t *xp = malloc((size_t)hp * wp);
@@ -307,7 +332,7 @@ static void check_maxpool(void)
     }
     free(xp);
     if (memcmp(have, want, (size_t)oh * ow)) {
-        printf("FAIL maxpool h=%d w=%d k=%dx%d s=%dx%d pad=%d,%d\n", h, w, kh, kw, sh, sw, pt, pl);
+        printf("FAIL maxpool (%s) h=%d w=%d k=%dx%d s=%dx%d pad=%d,%d\n", set->name, h, w, kh, kw, sh, sw, pt, pl);
         failures++;
     }
     free(have);
@@ -389,8 +414,12 @@ int main(int argc, char **argv)
     for (int i = 0; i < iters && failures < 10; i++) check_quantize();
     for (int i = 0; i < iters / 10 && failures < 10; i++) check_maxpool();
     printf("test_x86: %ld max pooling cases: %s\n", maxpool_cases, failures ? "FAILED" : "equal to the reference");
-    printf("test_x86: %ld GEMM, %ld int8 requantization and %ld input quantization cases: %s\n", gemm_cases,
-           requant_cases, quantize_cases, failures ? "FAILED" : "equal to the reference");
+    printf("test_x86: %ld GEMM (and %ld of the other x86 sets this CPU runs:", gemm_cases, set_gemm_cases);
+    for (int si = 0; dfx_x86_sets[si]; si++)
+        if (dfx_x86_sets[si] != &dfx_kernels_avx2 && dfx_x86_usable(dfx_x86_sets[si]))
+            printf(" %s", dfx_x86_sets[si]->name);
+    printf("), %ld int8 requantization and %ld input quantization cases: %s\n", requant_cases, quantize_cases,
+           failures ? "FAILED" : "equal to the reference");
     guard_release();
     return failures ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-/* C test of the x86-64 AVX2 + FMA float kernels (arch/x86/float.c), through the portable set's float entries
+/* C test of the x86-64 AVX2 + FMA float kernels (arch/x86/float.c), through the avx2 set's float entries
  * (dispatch.h), against sums in double precision:
  *  - gemm_f32_packed on random and fixed shapes (m, n, k off the 6 x 16 tile, the 72-row block and the 256-deep
  *    K block; row strides beyond the sizes; with and without bias); the rows and columns outside C must stay
@@ -47,7 +47,7 @@ static int close_enough(float got, double exact, double mag, int terms)
 
 static void check_gemm(int m, int n, int k, int with_bias)
 {
-    const struct dfx_kernels *kf = &dfx_kernels_portable;
+    const struct dfx_kernels *kf = &dfx_kernels_avx2;
     int lda = k + rndi(0, 3), ldb = n + rndi(0, 5), ldc = n + rndi(0, 5);
     float *a = alloc(sizeof(float) * (size_t)m * lda), *b = alloc(sizeof(float) * (size_t)k * ldb);
     float *c = alloc(sizeof(float) * ((size_t)m * ldc + 8)), *bias = alloc(sizeof(float) * (size_t)m);
@@ -107,7 +107,7 @@ static void check_dw(int h, int w, int kh, int kw, int sh, int sw, int pt, int p
     for (size_t i = 0; i < n; i++) x[i] = rndf();
     for (int i = 0; i < kh * kw; i++) k[i] = rndf();
     for (size_t i = 0; i < no + 16; i++) buf[i] = 1234.5f;
-    dfx_kernels_portable.dwconv_f32(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, bias, out, oh, ow);
+    dfx_kernels_avx2.dwconv_f32(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, bias, out, oh, ow);
     dw_cases++;
     for (int t = 0; t < 8; t++)
         if (buf[t] != 1234.5f || out[no + t] != 1234.5f) {
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 2000;
     (void)fill_s8; /* test_random.h's int8 filler: the integer tests' */
-    if (!dfx_kernels_portable.packed_f32_bytes || !dfx_kernels_portable.packed_f32_bytes(1, 1)) {
+    if (!dfx_kernels_avx2.packed_f32_bytes || !dfx_kernels_avx2.packed_f32_bytes(1, 1)) {
         printf("test_x86_float: SKIPPED: this CPU lacks AVX2 or FMA (the float kernels do not run)\n");
         return 77;
     }

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def kernels_name() -> str:
     """The kernel set the C library chose for this process, as ``dfx_kernels_name()`` reports it.
 
-    For example ``"neon"``, ``"dotprod"`` or ``"portable"``; ``DFX_KERNELS=NAME`` forces a set, and an
+    For example ``"avx2"``, ``"neon"``, ``"dotprod"`` or ``"portable"``; ``DFX_KERNELS=NAME`` forces a set, and an
     unavailable one falls back to portable with the reason in parentheses. Loads the library
     (``OSError`` when it is not built).
     """

@@ -74,6 +74,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         "dfx_crc32": (ctypes.c_uint32, [ctypes.c_uint32, P, ctypes.c_size_t]),
         "dfx_kernels_name": (ctypes.c_char_p, []),
         "dfx_kernels_available": (ctypes.c_char_p, [I]),
+        "dfx_kernels_known": (ctypes.c_char_p, [I]),
         "dfx_session_create_ex": (I, [P, ctypes.POINTER(SessionOptions), ctypes.POINTER(P)]),
         "dfx_session_kernels_name": (ctypes.c_char_p, [P]),
         "dfx_session_threads": (I, [P]),

@@ -42,7 +42,7 @@ def check_threads(threads: int) -> int:
 
 
 class NativeModel:
-    """A model opened by libdfx, with sessions cached by (batch, flags, threads)."""
+    """A model opened by libdfx, with sessions cached by (batch, flags, threads, kernels)."""
 
     def __init__(self, lib: ctypes.CDLL, path: str, source: str | None = None) -> None:
         self.lib = lib
@@ -50,27 +50,28 @@ class NativeModel:
         handle = ctypes.c_void_p()
         check(lib, lib.dfx_model_open_file(path.encode(), 0, ctypes.byref(handle)), source)
         self.handle = handle
-        self.sessions: dict[tuple[int, int, int], ctypes.c_void_p] = {}
+        self.sessions: dict[tuple[int, int, int, str | None], ctypes.c_void_p] = {}
 
     def tensor(self, name: str) -> int:
         return int(self.lib.dfx_model_find_tensor(self.handle, name.encode()))
 
-    def session(self, batch: int, flags: int, threads: int = 0) -> ctypes.c_void_p:
-        """The open session for ``(batch, flags, threads)``, created on first use (the caller bounds how many
-        stay open); ``threads`` 0 is automatic (``DFX_THREADS``, else 1: dfx.h)."""
-        key = (batch, flags, threads)
+    def session(self, batch: int, flags: int, threads: int = 0, kernels: str | None = None) -> ctypes.c_void_p:
+        """The open session for ``(batch, flags, threads, kernels)``, created on first use (the caller bounds how
+        many stay open); ``threads`` 0 is automatic (``DFX_THREADS``, else 1: dfx.h); ``kernels`` names the
+        kernel set (None: the process's, ``dfx_kernels_name()``)."""
+        key = (batch, flags, threads, kernels)
         if key not in self.sessions:
             opt = _lib.SessionOptions(size=ctypes.sizeof(_lib.SessionOptions), batch=batch, flags=flags,
-                                      threads=check_threads(threads))
+                                      threads=check_threads(threads), kernels=kernels.encode() if kernels else None)
             s = ctypes.c_void_p()
             check(self.lib, self.lib.dfx_session_create_ex(self.handle, ctypes.byref(opt), ctypes.byref(s)),
                   self.source)
             self.sessions[key] = s
         return self.sessions[key]
 
-    def release(self, batch: int, flags: int, threads: int = 0) -> None:
-        """Destroy the session for ``(batch, flags, threads)`` if it is open."""
-        s = self.sessions.pop((batch, flags, threads), None)
+    def release(self, batch: int, flags: int, threads: int = 0, kernels: str | None = None) -> None:
+        """Destroy the session for ``(batch, flags, threads, kernels)`` if it is open."""
+        s = self.sessions.pop((batch, flags, threads, kernels), None)
         if s is not None:
             self.lib.dfx_session_destroy(s)
 
@@ -116,22 +117,26 @@ class NativeBackend(Backend):
     description = "C library (kernels/): integer kernels bit-exact to the NumPy reference"
     modes = ("integer",)
 
-    def __init__(self, max_sessions: int | None = None, threads: int = 0) -> None:
+    def __init__(self, max_sessions: int | None = None, threads: int = 0, kernels: str | None = None) -> None:
         """``max_sessions``: how many sessions stay open over all models (least recently used first out);
         None takes ``DFX_NATIVE_SESSIONS`` from the environment, else :data:`DEFAULT_SESSIONS`.
-        ``threads``: the threads of every session (:attr:`threads`)."""
+        ``threads``: the threads of every session (:attr:`threads`); ``kernels``: their kernel set
+        (:attr:`kernels`)."""
         #: Threads of the sessions this backend creates: 1 .. 64, or 0 = automatic (the environment variable
         #: ``DFX_THREADS`` when the session is created, else 1; dfx.h). Results are the same for every count.
         #: Sessions are cached per thread count, so changing it later makes new sessions.
         self.threads = check_threads(threads)
+        #: Kernel set of the sessions this backend creates, by name (``dfx_kernels_available``), or None for
+        #: the process's (``DFX_KERNELS``, else the best this CPU runs). Every set gives the same results.
+        self.kernels = kernels
         if max_sessions is None:
             max_sessions = int(os.environ.get("DFX_NATIVE_SESSIONS", DEFAULT_SESSIONS))
         if max_sessions < 1:
             raise DfxInputError(f"the native backend needs room for at least one session, not {max_sessions}")
         self.max_sessions = max_sessions
         self._models: dict[int, tuple[NativeModel, weakref.finalize]] = {}   # id(model) -> open model
-        #: (id(model), batch, flags, threads) of the open sessions, least recently used first
-        self._lru: OrderedDict[tuple[int, int, int, int], None] = OrderedDict()
+        #: (id(model), batch, flags, threads, kernels) of the open sessions, least recently used first
+        self._lru: OrderedDict[tuple[int, int, int, int, str | None], None] = OrderedDict()
         #: How many models were opened and sessions created since the backend was made (to check reuse).
         self.models_opened = 0
         self.sessions_created = 0
@@ -168,15 +173,15 @@ class NativeBackend(Backend):
         return self._models[key][0]
 
     def session(self, model: Model, batch: int, flags: int) -> tuple[NativeModel, ctypes.c_void_p]:
-        """The cached session of ``model`` at ``batch`` with :attr:`threads` (least recently used sessions are
-        closed beyond :attr:`max_sessions`, and a model is closed with its last session)."""
+        """The cached session of ``model`` at ``batch`` with :attr:`threads` and :attr:`kernels` (least recently
+        used sessions are closed beyond :attr:`max_sessions`, and a model is closed with its last session)."""
         nm = self.native(model)
         threads = check_threads(self.threads)
-        key = (id(model), batch, flags, threads)
+        key = (id(model), batch, flags, threads, self.kernels)
         if key in self._lru:
             self._lru.move_to_end(key)
             return nm, nm.sessions[key[1:]]
-        s = nm.session(batch, flags, threads)
+        s = nm.session(batch, flags, threads, self.kernels)
         self.sessions_created += 1
         self._lru[key] = None
         while len(self._lru) > self.max_sessions:

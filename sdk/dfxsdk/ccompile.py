@@ -51,7 +51,7 @@ DTYPES = ("DFX_FLOAT32", "DFX_INT8", "DFX_INT16", "DFX_INT32", "DFX_INT4", "DFX_
 ROUNDING = {0: "round half away from zero", 1: "round half to even", 2: "round half up", 3: "floor"}
 CTYPE = {1: "int8_t", 2: "int16_t", 4: "int32_t"}
 
-# the kernel sets: arch/x86 is run-time selected AVX2 code of the portable set, if present
+# the kernel sets: the portable one, and the x86-64 ones chosen at run time (arch/x86/set.c), if present
 PORTABLE_SET = ["arch/portable/*.c", "arch/x86/*.c"]
 NEON_SET = ["arch/neon/*.c"]  # DFX_NEON_SOURCES of kernels/cmake/sources.cmake (tests/native/test_native_build.py)
 
@@ -500,7 +500,7 @@ class _Gen:
                 lines.append(f"/* real values -> codes of input '{c_comment(q.name)}' (n elements): "
                              f"saturate({ROUNDING.get(q.rounding)}(x * 2^{q.fl})), NaN -> 0 */")
                 lines.append(f"void {p}_quantize_{q.cname}(const float *x, {q.ctype} *codes, int64_t n);")
-        lines += [f"/* name of the kernel set {p}_run uses (\"portable\", \"neon\" or \"dotprod\") */",
+        lines += [f"/* name of the kernel set {p}_run uses (a name of the library's dfx_kernels_known) */",
                   f"const char *{p}_kernels(void);", "", "#ifdef __cplusplus", "}", "#endif", "#endif", ""]
         return "\n".join(lines)
 
@@ -526,6 +526,8 @@ class _Gen:
                     '#error "generated with --target neon: build it for AArch64 '
                     '(or compile again with --target portable)"',
                     "#endif", ""]
+        elif self.needs_dispatch:   # the x86-64 sets (arch/x86/x86.h: nothing elsewhere)
+            out += ['#include "dfx/arch/x86/x86.h"', ""]
         out += [f"/* activations (offsets 0..{self.d['plan_bytes']}) and scratch (from {self.scratch_base}) */",
                 f"static union {{ uint8_t b[{max(self.arena_bytes, 64)}]; int64_t i; double d; }} arena {P}_ALIGN64;",
                 ""]
@@ -534,8 +536,10 @@ class _Gen:
                 ksel = ["    static const struct dfx_kernels *kf;",
                         "    if (!kf) kf = dfx_neon_has_dotprod() ? &dfx_kernels_dotprod : &dfx_kernels_neon;",
                         "    return kf;"]
-            else:
-                ksel = ["    return &dfx_kernels_portable;"]
+            else:  # x86-64: the best set this CPU runs (arch/x86/set.c), as the library chooses it
+                ksel = ["#if DFX_X86_SIMD", "    static const struct dfx_kernels *kf;",
+                        "    if (!kf) kf = dfx_x86_best();", "    return kf;", "#else",
+                        "    return &dfx_kernels_portable;", "#endif"]
             out += ["static const struct dfx_kernels *kernel_set(void)", "{", *ksel, "}", "",
                     f"const char *{p}_kernels(void) {{ return kernel_set()->name; }}", ""]
         else:

@@ -26,6 +26,7 @@ from dfxsdk.errors import DfxInputError, DfxUnsupportedError
 from dfxsdk.io import load, save
 
 from tests.support.cli import cli
+from tests.support.native import host_compiled_set
 from tests.support.testdata import LENET, MNIST, MTCNN, needs_testdata, require_testdata
 
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"]
@@ -173,7 +174,7 @@ def check_model(model, path: Path, inputs: dict[str, np.ndarray], work: Path, *,
     r = compile_model(path, work / f"src-{target}", target=target, batch=batch)
     exe = build(r, work / f"prog-{target}-{cc}", cc, extra)
     want = reference(model, inputs, _outputs(model))
-    for cpu, kernels in (cpus or {None: "portable"}).items():
+    for cpu, kernels in (cpus or {None: host_compiled_set()}).items():
         got, name = run_compiled(r, exe, inputs, n, qemu_cpu=cpu)
         assert name == kernels, f"{path.name} on {cpu}: expected the {kernels} kernels, got {name}"
         assert_same(model, got, want, f"{path.name} {target} {cc} {cpu or 'host'}")

@@ -28,6 +28,7 @@ import pytest
 from dfxsdk.ccompile import CompileResult, compile_model
 from dfxsdk.errors import DfxUnsupportedError
 
+from tests.support.native import host_compiled_set
 from tests.support.paths import CONFORMANCE
 
 CONF = CONFORMANCE
@@ -162,7 +163,7 @@ def test_compiled_vector_host_conforms(host_results, name):
     if isinstance(res, BaseException):
         raise res
     got, kernels = res
-    assert kernels == "portable", (name, kernels)
+    assert kernels in ("portable", host_compiled_set()), (name, kernels)  # "portable": no layer dispatches
     assert_matches(name, got, load_vector(name)[1], f"{name} host")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 
@@ -41,18 +40,3 @@ def test_fuzz_short_run_under_sanitizers(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "ERROR" not in run.stderr and "runtime error" not in run.stderr, run.stderr[-3000:]
     assert f"{iters} iterations" in run.stdout
-
-
-@pytest.mark.parametrize("env, want", [(None, "portable"), ("portable", "portable"),
-                                       ("bogus", "portable (DFX_KERNELS=bogus unavailable)")])
-def test_kernel_set_name_and_override(env, want):
-    code = "import dfx_native; print(dfx_native.kernels_name())"  # the public spelling of dfx_kernels_name()
-    e = {k: v for k, v in os.environ.items() if k != "DFX_KERNELS"}
-    if env is not None:
-        e["DFX_KERNELS"] = env
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, check=True)
-    name = out.stdout.strip()
-    if env is None and platform.machine() in ("aarch64", "arm64", "armv7l"):
-        assert name in ("portable", "neon", "dotprod")
-    else:
-        assert name == want

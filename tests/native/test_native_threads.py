@@ -95,7 +95,7 @@ def _assert_same_for_every_thread_count(native, model, batch: int) -> dict[int, 
     one: dict[str, np.ndarray] = {}
     reported = {}
     for threads in THREADS:
-        backend = type(native)(threads=threads)
+        backend = type(native)(threads=threads, kernels=native.kernels)
         got = backend.run(model, inputs, outputs=names)
         reported[threads] = backend.session_threads(model, batch)
         for n in names:
@@ -140,7 +140,7 @@ def test_graph_outputs_with_fused_relu_for_every_thread_count(native, batch):
     inputs = _inputs(model, batch)
     ref = get_manager().backend("numpy").run(model, inputs)
     for threads in THREADS:
-        got = type(native)(threads=threads).run(model, inputs)
+        got = type(native)(threads=threads, kernels=native.kernels).run(model, inputs)
         for n in model.outputs:
             if model.tensors[n].qformat is None:
                 scale = float(np.abs(ref[n]).max()) or 1.0
@@ -209,7 +209,7 @@ def test_mobilenet_ssd_graph_outputs_for_every_thread_count(native, caffe, tmp_p
     inputs = _inputs(model, 1)
     one = None
     for threads in THREADS:
-        backend = type(native)(threads=threads)
+        backend = type(native)(threads=threads, kernels=native.kernels)
         for _ in range(2):
             got = backend.run(model, inputs)
             if one is None:

@@ -36,3 +36,20 @@ def native_backend(tmp_path_factory: pytest.TempPathFactory):
     from dfx_native.backend import NativeBackend
 
     return NativeBackend()
+
+
+def host_compiled_set() -> str:
+    """The kernel set that a model compiled with ``--target portable`` (and a layer that dispatches) picks on
+    this machine: on x86-64 the library's own choice (both take the best x86 set this CPU runs,
+    kernels/src/arch/x86/set.c), elsewhere ``portable``."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "portable"
+    from dfx_native import _lib
+
+    try:
+        lib = _lib.load()
+    except OSError:
+        pytest.skip("libdfx is not built: it tells which x86 kernel set this CPU runs")
+    return lib.dfx_kernels_available(0).decode()

@@ -1,9 +1,12 @@
 /* The portable (plain C99) set of the dispatch table (dispatch.h): reference
  * style loops, register blocked so that compilers keep the accumulators in
- * registers and vectorise the inner loops. */
-#include "../../dispatch.h"
+ * registers and vectorise the inner loops (on x86-64 the loops are compiled
+ * twice, for the baseline ISA and for AVX2, DFX_MULTIVERSION). No intrinsics:
+ * the x86 sets (arch/x86/set.c) call these functions where their own decline. */
+#include "portable.h"
+
 #include "../../fixedpoint.h"
-#include "../x86/x86.h"
+#include "../x86/x86.h" /* DFX_MULTIVERSION, DFX_ALWAYS_INLINE */
 
 /* GEMM in dot-product form: B is packed, a block of GEMM_KC rows x GEMM_NC
  * columns at a time, transposed and widened to int16 in a stack buffer
@@ -38,15 +41,9 @@ static inline void dot1(int k, const int8_t *a, const int16_t *b, int32_t *c)
     *c += s;
 }
 
-static void gemm_s8_portable(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c,
-                             int ldc)
+static DFX_ALWAYS_INLINE void gemm_s8_body(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb,
+                                           int32_t *c, int ldc)
 {
-#if DFX_X86_SIMD
-    if (dfx_x86_avx2()) { /* arch/x86/x86.c */
-        dfx_x86_gemm_s8_avx2(m, n, k, a, lda, b, ldb, c, ldc);
-        return;
-    }
-#endif
     int16_t bt[GEMM_NC * GEMM_KC];
     if (n == 1 && ldb == 1) { /* matrix times vector: no packing */
         for (int i = 0; i < m; i++) {
@@ -78,6 +75,11 @@ static void gemm_s8_portable(int m, int n, int k, const int8_t *a, int lda, cons
         }
     }
 }
+
+#define gemm_s8_portable_body gemm_s8_body
+DFX_MULTIVERSION(gemm_s8_portable,
+                 (int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc),
+                 (m, n, k, a, lda, b, ldb, c, ldc))
 
 /* Output columns [lo, hi) whose input column ox*s + base lies in [0, size). */
 static void col_range(int size, int out, int s, int base, int *lo, int *hi)
@@ -194,13 +196,7 @@ DFX_MULTIVERSION(dwconv_loop,
 
 static void dwconv_s8_portable(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                                int pl, int dh, int dw, int32_t *out, int oh, int ow)
-{
-#if DFX_X86_SIMD
-    if (dfx_x86_avx2() && dfx_x86_dwconv_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow))
-        return; /* arch/x86/dwconv.c */
-#endif
-    dwconv_loop(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow);
-}
+{ dwconv_loop(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow); }
 
 #define REQUANT_LOOP(EXPR)                                                         \
     switch (out_bytes) {                                                           \
@@ -287,13 +283,7 @@ static DFX_ALWAYS_INLINE void requant32_body(const int32_t *acc, int n, int32_t 
 static DFX_ALWAYS_INLINE void requant_body(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding,
                                            int bw, void *out, int out_bytes)
 {
-    if (lshift <= 29 && bias >= -((int64_t)1 << 29) && bias <= ((int64_t)1 << 29) && shift >= 0 && shift + bw <= 29) {
-#if DFX_X86_SIMD
-        if (out_bytes == 1 && dfx_x86_avx2()) { /* arch/x86/x86.c */
-            dfx_x86_requant_s8_avx2(acc, n, (int32_t)bias, lshift, shift, rounding, bw, (int8_t *)out);
-            return;
-        }
-#endif
+    if (dfx_requant_int32_form(bias, lshift, shift, bw)) {
         const int32_t hi = (int32_t)(((int64_t)1 << (bw - 1)) - 1), lo = -hi - 1;
         requant32_body(acc, n, (int32_t)bias, lshift, shift, rounding, lo, hi, out, out_bytes);
         return;
@@ -316,7 +306,7 @@ static DFX_ALWAYS_INLINE void relu_s8_body(const int8_t *x, int8_t *y, int n)
 DFX_MULTIVERSION(relu_s8_portable, (const int8_t *x, int8_t *y, int n), (x, y, n))
 
 static DFX_ALWAYS_INLINE void maxpool_s8_body(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt,
-                                              int pl, int8_t *out, int oh, int ow, int8_t empty)
+                                              int pl, int8_t *out, int oh, int ow, int8_t empty, dfx_max2x2_row_fn row2)
 {
     for (int oy = 0; oy < oh; oy++) {
         int y0 = oy * sh - pt, ya = y0 < 0 ? 0 : y0, yb = y0 + kh > h ? h : y0 + kh;
@@ -327,10 +317,8 @@ static DFX_ALWAYS_INLINE void maxpool_s8_body(const int8_t *x, int h, int w, int
             col_range(w - 1, ow, 2, -pl, &lo, &hi);        /* columns whose two taps lie inside */
             for (int ox = 0; ox < lo; ox++) o[ox] = empty; /* recomputed below */
             int done = lo;
-#if DFX_X86_SIMD
-            if (dfx_x86_avx2()) /* arch/x86/x86.c: the first columns, 16 at a time */
-                done += dfx_x86_max2x2_row(r0 + 2 * lo - pl, r1 + 2 * lo - pl, w - (2 * lo - pl), o + lo, hi - lo);
-#endif
+            if (row2) /* a kernel set's vector loop: the first columns */
+                done += row2(r0 + 2 * lo - pl, r1 + 2 * lo - pl, w - (2 * lo - pl), o + lo, hi - lo);
             for (int ox = done; ox < hi; ox++) {
                 int ix = 2 * ox - pl;
                 int8_t a = r0[ix] > r0[ix + 1] ? r0[ix] : r0[ix + 1], b = r1[ix] > r1[ix + 1] ? r1[ix] : r1[ix + 1];
@@ -357,41 +345,22 @@ static DFX_ALWAYS_INLINE void maxpool_s8_body(const int8_t *x, int h, int w, int
     }
 }
 
-#define maxpool_s8_portable_body maxpool_s8_body
+#define maxpool_s8_portable_body(x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty) \
+    maxpool_s8_body(x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty, NULL)
 DFX_MULTIVERSION(maxpool_s8_portable,
                  (const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out, int oh,
                   int ow, int8_t empty),
                  (x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty))
 
-#if DFX_X86_SIMD
-/* packed weights: the AVX2 GEMM's panels (arch/x86/x86.c), on CPUs with AVX2 only */
-static size_t packed_a_bytes_portable(int m, int k, int b_nonneg)
-{ return dfx_x86_avx2() ? dfx_x86_packed_a_bytes(m, k, b_nonneg) : 0; }
-#define PACKED_ENTRIES packed_a_bytes_portable, dfx_x86_pack_a, dfx_x86_gemm_s8_packed
-/* float Conv2D / FC: the AVX2 + FMA kernels (arch/x86/float.c) on CPUs with both; elsewhere the scalar loops */
-#define FLOAT_ENTRIES dfx_x86_packed_f32_bytes, dfx_x86_pack_f32, dfx_x86_gemm_f32_packed, dfx_x86_dwconv_f32
-/* input quantization: the AVX2 loop (arch/x86/x86.c) on CPUs with AVX2, else fp_quantize_row */
-static void quantize_f32_portable(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes)
-{
-    if (dfx_x86_avx2()) dfx_x86_quantize_f32(x, n, fl, bw, rounding, out, out_bytes);
-    else fp_quantize_row(x, n, fl, bw, rounding, out, out_bytes);
-}
-#define QUANTIZE_ENTRY quantize_f32_portable
-/* depthwise convolution with the requantization fused: arch/x86/dwconv.c on CPUs with AVX2 */
-static int dwconv_rq_s8_portable(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
-                                 int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
-                                 int8_t *out, int oh, int ow, int32_t *work)
-{
-    return dfx_x86_avx2() && dfx_x86_dwconv_rq_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, lshift,
-                                                       shift, rounding, bw, out, work);
-}
-#define DWCONV_RQ_ENTRY dwconv_rq_s8_portable
-#else
-#define PACKED_ENTRIES NULL, NULL, NULL
-#define FLOAT_ENTRIES NULL, NULL, NULL, NULL
-#define QUANTIZE_ENTRY NULL /* quantize_f32: the caller's fp_quantize_row */
-#define DWCONV_RQ_ENTRY NULL
-#endif
+#define maxpool_s8_rows_body maxpool_s8_body
+DFX_MULTIVERSION(maxpool_s8_rows,
+                 (const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out, int oh,
+                  int ow, int8_t empty, dfx_max2x2_row_fn row2),
+                 (x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty, row2))
+
+void dfx_portable_maxpool_s8_rows(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl,
+                                  int8_t *out, int oh, int ow, int8_t empty, dfx_max2x2_row_fn row2)
+{ maxpool_s8_rows(x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty, row2); }
 
 const struct dfx_kernels dfx_kernels_portable = {
     "portable",
@@ -400,9 +369,14 @@ const struct dfx_kernels dfx_kernels_portable = {
     requant_s32_portable,
     relu_s8_portable,
     maxpool_s8_portable,
-    PACKED_ENTRIES,
-    FLOAT_ENTRIES,
-    QUANTIZE_ENTRY,
-    DWCONV_RQ_ENTRY,
-    NULL, /* gemm_s8_packed_requant: two steps */
+    NULL, /* no packed weights: the session calls gemm_s8 */
+    NULL,
+    NULL,
+    NULL, /* no float entries: float layers run the scalar loops of ops/conv.c and ops/fc.c */
+    NULL,
+    NULL,
+    NULL,
+    NULL, /* quantize_f32: the caller's fp_quantize_row */
+    NULL, /* dwconv_requant_s8, gemm_s8_packed_requant: two steps */
+    NULL,
 };

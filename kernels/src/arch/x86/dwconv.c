@@ -1,5 +1,5 @@
 /* x86-64 AVX2 depthwise convolution (dwconv_s8 of dispatch.h), called by the
- * portable set when the CPU has AVX2 (arch/portable/portable.c); compiled only where
+ * avx2 set (set.c) when the CPU has AVX2; compiled only where
  * arch/x86/x86.h sets DFX_X86_SIMD, with __attribute__((target("avx2"))).
  *
  * Handles stride 1 or 2 and dilation 1 across, any kernel height, vertical

@@ -1,4 +1,4 @@
-/* x86-64 AVX2 + FMA float32 kernels behind the portable set's float entries
+/* x86-64 AVX2 + FMA float32 kernels behind the avx2 set's float entries
  * (dispatch.h), chosen at run time like the integer ones (x86.c): compiled
  * with __attribute__((target("avx2,fma"))) and used only when the CPU reports
  * both (dfx_x86_packed_f32_bytes returns 0 otherwise, and the caller runs the

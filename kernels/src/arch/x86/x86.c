@@ -1,4 +1,4 @@
-/* x86-64 AVX2 inner loops behind the portable set (dispatch.h), chosen at run
+/* x86-64 AVX2 inner loops of the avx2 set (set.c, dispatch.h), chosen at run
  * time: the library is compiled for the baseline x86-64 ISA (SSE2), and
  * these functions, compiled with __attribute__((target("avx2"))), are called
  * only when the CPU reports AVX2 (__builtin_cpu_supports). Other targets and
@@ -252,7 +252,8 @@ __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap
  * instructions instead of four. */
 
 /* B rows [0, kc) x columns [0, nc) -> 16-column panels of kc/4 (rounded up) quads ([quad][16 columns][4]). */
-__attribute__((target("avx2"))) static void pack_b_u8(const int8_t *b, int ldb, int kc, int nc, int8_t *dst)
+__attribute__((target("avx2"), always_inline)) static inline void pack_b_u8(const int8_t *b, int ldb, int kc, int nc,
+                                                                            int8_t *dst)
 {
     int kq = (kc + 3) / 4;
     for (int j0 = 0; j0 < nc; j0 += NR) {
@@ -478,26 +479,38 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_avx2(int m, int n, int k, c
     }
 }
 
+/* The B >= 0 GEMM on A packed in 4-row quad panels (pack_a_u8): B packed per block as unsigned quads, each
+ * 4 x 16 tile computed by `tile` (kernel4x16_u8's contract; the VNNI sets pass their own, vnni.c). */
+__attribute__((target("avx2"), always_inline)) static inline void
+gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc, dfx_x86_tile_u8 tile)
+{
+    const int8_t *A = (const int8_t *)ap;
+    size_t panel = panel_u8_bytes(k); /* bytes of one 4-row panel over all of k, with its header */
+    int8_t bbuf[KC_U8 * NC_U8] __attribute__((aligned(32)));
+    for (int k0 = 0; k0 < k; k0 += KC_U8) { /* KC_U8 is a multiple of 8: block k0 starts at an even quad */
+        int kc = imin(KC_U8, k - k0), kq = (kc + 3) / 4;
+        for (int j0 = 0; j0 < n; j0 += NC_U8) {
+            int nc = imin(NC_U8, n - j0);
+            pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
+            for (int r0 = 0; r0 < m; r0 += MRU) {
+                const int8_t *head = A + (size_t)(r0 / MRU) * panel, *pa = head + PANEL_HEAD + (size_t)k0 * MRU;
+                for (int q0 = 0; q0 < nc; q0 += NR)
+                    tile(kq, pa, bbuf + (size_t)q0 * kq * 4, c + (size_t)r0 * ldc + j0 + q0, ldc, imin(MRU, m - r0),
+                         imin(NR, nc - q0), k0 > 0, head[0]);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2"))) void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b,
+                                                            int ldb, int32_t *c, int ldc, dfx_x86_tile_u8 tile)
+{ gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, tile); }
+
 __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b,
                                                             int ldb, int32_t *c, int ldc, int b_nonneg)
 {
     if (b_nonneg) { /* quads: A panels of 4 rows x 4 int8 per quad, B packed per block as unsigned quads */
-        const int8_t *A = (const int8_t *)ap;
-        size_t panel = panel_u8_bytes(k); /* bytes of one 4-row panel over all of k, with its header */
-        int8_t bbuf[KC_U8 * NC_U8] __attribute__((aligned(32)));
-        for (int k0 = 0; k0 < k; k0 += KC_U8) { /* KC_U8 is a multiple of 8: block k0 starts at an even quad */
-            int kc = imin(KC_U8, k - k0), kq = (kc + 3) / 4;
-            for (int j0 = 0; j0 < n; j0 += NC_U8) {
-                int nc = imin(NC_U8, n - j0);
-                pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
-                for (int r0 = 0; r0 < m; r0 += MRU) {
-                    const int8_t *head = A + (size_t)(r0 / MRU) * panel, *pa = head + PANEL_HEAD + (size_t)k0 * MRU;
-                    for (int q0 = 0; q0 < nc; q0 += NR)
-                        kernel4x16_u8(kq, pa, bbuf + (size_t)q0 * kq * 4, c + (size_t)r0 * ldc + j0 + q0, ldc,
-                                      imin(MRU, m - r0), imin(NR, nc - q0), k0 > 0, head[0]);
-                }
-            }
-        }
+        gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, kernel4x16_u8);
         return;
     }
     const int16_t *A = (const int16_t *)ap;

@@ -1,5 +1,5 @@
-/* Run-time selected x86-64 AVX2 code behind the portable kernel set
- * (arch/x86/x86.c, arch/portable/portable.c). DFX_X86_SIMD is 1 on x86-64 with GCC or Clang
+/* Run-time selected x86-64 kernel sets (arch/x86/set.c) and their AVX2 code
+ * (arch/x86/x86.c, dwconv.c, float.c). DFX_X86_SIMD is 1 on x86-64 with GCC or Clang
  * (target attributes, __builtin_cpu_supports), unless -DDFX_NO_X86_SIMD;
  * the default code paths stay plain C for the baseline ISA. */
 #ifndef DFX_K_X86_H
@@ -10,7 +10,24 @@
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(DFX_NO_X86_SIMD)
 #define DFX_X86_SIMD 1
-/* 1 when the CPU executes AVX2 */
+struct dfx_kernels;
+/* The x86 kernel sets (set.c), best first, as dispatch.c lists them; DFX_X86_SETS is that list's items
+ * (each followed by a comma) and dfx_x86_sets the same, NULL terminated. */
+extern const struct dfx_kernels dfx_kernels_avx512vnni, dfx_kernels_avxvnni, dfx_kernels_avx2,
+    dfx_kernels_avxvnni_emulated;
+#define DFX_X86_SETS &dfx_kernels_avx512vnni, &dfx_kernels_avxvnni, &dfx_kernels_avx2, &dfx_kernels_avxvnni_emulated,
+extern const struct dfx_kernels *const dfx_x86_sets[];
+/* 1 when this CPU (CPUID) and OS (XGETBV) can run the x86 set k */
+int dfx_x86_usable(const struct dfx_kernels *k);
+/* the first usable set of dfx_x86_sets, else the portable set (what compiled models call) */
+const struct dfx_kernels *dfx_x86_best(void);
+/* CPU features (bits) of the sets: dfx_x86_has(bits) is 1 when CPUID and XCR0 report all of them */
+#define DFX_X86_AVX2 1u
+#define DFX_X86_FMA 2u
+#define DFX_X86_AVXVNNI 4u    /* CPUID.(7,1):EAX[4] */
+#define DFX_X86_AVX512VNNI 8u /* AVX512F, AVX512VL, AVX512_VNNI and the OS's ZMM and opmask state */
+int dfx_x86_has(unsigned features);
+/* 1 when the CPU executes AVX2 (__builtin_cpu_supports: the loops of DFX_MULTIVERSION) */
 int dfx_x86_avx2(void);
 /* gemm_s8 of dispatch.h for AVX2 CPUs */
 void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
@@ -29,6 +46,30 @@ size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg);
 void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
 void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                             int b_nonneg);
+/* A 4 x 16 tile of the B >= 0 GEMM: C rows [0, mr) x columns [0, nr) (row stride ldc) = kq quads of the A
+ * panel ap ([quad][4 rows][4] int8) times the B panel bp ([quad][16 columns][4] unsigned bytes); acc: add to
+ * C instead of overwriting it; safe: the panel's pair_safe flag (x86.c), which a tile may ignore. */
+typedef void (*dfx_x86_tile_u8)(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
+                                int acc, int safe);
+/* gemm_s8_packed with b_nonneg = 1 (A packed by dfx_x86_pack_a(..., 1)) with each tile computed by `tile` */
+void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
+                            dfx_x86_tile_u8 tile);
+/* the tiles of the VNNI sets (vnni.c): VPDPBUSD in its AVX-VNNI and AVX512-VNNI (256-bit) forms, and its exact
+ * AVX2 emulation; DFX_X86_VNNI is 1 when the compiler knows the instruction (GCC 11, Clang 12 and later),
+ * else the two real forms are not built and their sets are never usable */
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
+#define DFX_X86_VNNI 1
+#else
+#define DFX_X86_VNNI 0
+#define dfx_x86_tile_avxvnni dfx_x86_tile_vnni_emulated
+#define dfx_x86_tile_avx512vnni dfx_x86_tile_vnni_emulated
+#endif
+void dfx_x86_tile_avxvnni(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc,
+                          int safe);
+void dfx_x86_tile_avx512vnni(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc,
+                             int safe);
+void dfx_x86_tile_vnni_emulated(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
+                                int acc, int safe);
 /* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions) */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int8_t *out);

@@ -1,0 +1,126 @@
+/* The x86-64 kernel sets (x86.h): "avx2", the AVX2 code of x86.c, dwconv.c and float.c, with the
+ * portable set's functions wherever an AVX2 function declines a case, usable when CPUID and the OS's
+ * XSAVE state (XGETBV) say AVX2 (the float entries also need FMA: float.c checks it); and the VNNI sets,
+ * the same with VPDPBUSD tiles in the GEMM after a ReLU (vnni.c): "avx512vnni" and "avxvnni" where the CPU
+ * has the instruction, "avxvnni-emulated" (its exact AVX2 emulation) on any AVX2 CPU, for testing. */
+#include "x86.h"
+
+#include "../portable/portable.h"
+
+#if DFX_X86_SIMD
+#include <cpuid.h>
+
+/* The features of the x86 sets (DFX_X86_*), from CPUID and XCR0, read once. */
+static unsigned cpu_features(void)
+{
+    static volatile int known;
+    static volatile unsigned features;
+    if (known) return features;
+    unsigned a, b, c, d, f = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE)) {
+        unsigned lo, hi;
+        __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        int ymm = (lo & 0x6) == 0x6; /* the OS saves XMM and YMM state */
+        int fma = (c & bit_FMA) != 0;
+        int zmm = (lo & 0xE6) == 0xE6; /* and opmask, ZMM_Hi256, Hi16_ZMM state */
+        if (ymm && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX2)) {
+            f |= DFX_X86_AVX2 | (fma ? DFX_X86_FMA : 0);
+            if (zmm && (b & (1u << 16)) && (b & (1u << 31)) && (c & (1u << 11))) f |= DFX_X86_AVX512VNNI;
+            if (a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4))) f |= DFX_X86_AVXVNNI;
+        }
+    }
+    features = f;
+    known = 1;
+    return f;
+}
+
+int dfx_x86_has(unsigned features) { return (cpu_features() & features) == features; }
+
+static void gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc)
+{ dfx_x86_gemm_s8_avx2(m, n, k, a, lda, b, ldb, c, ldc); }
+
+static void dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                           int pl, int dh, int dw, int32_t *out, int oh, int ow)
+{
+    if (!dfx_x86_dwconv_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow))
+        dfx_kernels_portable.dwconv_s8(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow);
+}
+
+static void requant_s32_avx2(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
+                             void *out, int out_bytes)
+{
+    if (out_bytes == 1 && dfx_requant_int32_form(bias, lshift, shift, bw))
+        dfx_x86_requant_s8_avx2(acc, n, (int32_t)bias, lshift, shift, rounding, bw, (int8_t *)out);
+    else dfx_kernels_portable.requant_s32(acc, n, bias, lshift, shift, rounding, bw, out, out_bytes);
+}
+
+static void maxpool_s8_avx2(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
+                            int oh, int ow, int8_t empty)
+{ dfx_portable_maxpool_s8_rows(x, h, w, kh, kw, sh, sw, pt, pl, out, oh, ow, empty, dfx_x86_max2x2_row); }
+
+static int dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
+                             int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
+                             int8_t *out, int oh, int ow, int32_t *work)
+{
+    return dfx_x86_dwconv_rq_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, lshift, shift, rounding,
+                                     bw, out, work);
+}
+
+static void relu_s8_avx2(const int8_t *x, int8_t *y, int n) { dfx_kernels_portable.relu_s8(x, y, n); }
+
+/* The table of an x86 set whose packed GEMM is GEMM_PACKED (the rest: the avx2 set's). */
+#define X86_SET(NAME, GEMM_PACKED) \
+    {NAME,                         \
+     gemm_s8_avx2,                 \
+     dwconv_s8_avx2,               \
+     requant_s32_avx2,             \
+     relu_s8_avx2,                 \
+     maxpool_s8_avx2,              \
+     dfx_x86_packed_a_bytes,       \
+     dfx_x86_pack_a,               \
+     GEMM_PACKED,                  \
+     dfx_x86_packed_f32_bytes,     \
+     dfx_x86_pack_f32,             \
+     dfx_x86_gemm_f32_packed,      \
+     dfx_x86_dwconv_f32,           \
+     dfx_x86_quantize_f32,         \
+     dwconv_rq_s8_avx2,            \
+     NULL}
+
+/* avx2: the float entries return 0 from packed_f32_bytes without FMA (the scalar loops then run);
+ * gemm_s8_packed_requant: NULL, two steps */
+const struct dfx_kernels dfx_kernels_avx2 = X86_SET("avx2", dfx_x86_gemm_s8_packed);
+
+/* The VNNI sets: the avx2 set with the B >= 0 GEMM's tiles on VPDPBUSD (vnni.c), on the same packing (signed
+ * B keeps the avx2 GEMM). */
+#define VNNI_GEMM(NAME, TILE)                                                                                        \
+    static void NAME(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc, int nonneg) \
+    {                                                                                                                \
+        if (nonneg) dfx_x86_gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, TILE);                                       \
+        else dfx_x86_gemm_s8_packed(m, n, k, ap, b, ldb, c, ldc, 0);                                                 \
+    }
+VNNI_GEMM(gemm_packed_avx512vnni, dfx_x86_tile_avx512vnni)
+VNNI_GEMM(gemm_packed_avxvnni, dfx_x86_tile_avxvnni)
+VNNI_GEMM(gemm_packed_vnni_emulated, dfx_x86_tile_vnni_emulated)
+const struct dfx_kernels dfx_kernels_avx512vnni = X86_SET("avx512vnni", gemm_packed_avx512vnni);
+const struct dfx_kernels dfx_kernels_avxvnni = X86_SET("avxvnni", gemm_packed_avxvnni);
+/* for conformance tests of the VNNI code on CPUs without VNNI (slower than avx2; never chosen by itself) */
+const struct dfx_kernels dfx_kernels_avxvnni_emulated = X86_SET("avxvnni-emulated", gemm_packed_vnni_emulated);
+
+const struct dfx_kernels *const dfx_x86_sets[] = {DFX_X86_SETS NULL};
+
+int dfx_x86_usable(const struct dfx_kernels *k)
+{
+    if (k == &dfx_kernels_avx2 || k == &dfx_kernels_avxvnni_emulated) return dfx_x86_has(DFX_X86_AVX2);
+    if (k == &dfx_kernels_avxvnni) return DFX_X86_VNNI && dfx_x86_has(DFX_X86_AVX2 | DFX_X86_AVXVNNI);
+    if (k == &dfx_kernels_avx512vnni) return DFX_X86_VNNI && dfx_x86_has(DFX_X86_AVX2 | DFX_X86_AVX512VNNI);
+    return 0;
+}
+
+const struct dfx_kernels *dfx_x86_best(void)
+{
+    for (int i = 0; dfx_x86_sets[i]; i++)
+        if (dfx_x86_usable(dfx_x86_sets[i])) return dfx_x86_sets[i];
+    return &dfx_kernels_portable;
+}
+#endif
