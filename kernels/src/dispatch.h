@@ -118,6 +118,12 @@ struct dfx_kernels {
     int (*gemm_s8_packed_requant)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
                                   const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding, int bw,
                                   int8_t *out, int ldo);
+
+    /* Appended for issue 14. requant_relu_s8: requant_s32 into int8 codes, then relu_s8 of them, in one pass
+     * (out[i] = max(0, the requantized acc[i])), bit-exact to the two steps; NULL, or a return of 0 (nothing
+     * written): the caller runs the two. */
+    int (*requant_relu_s8)(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
+                           int8_t *out);
 };
 
 /* Scratch floats of gemm_f32_packed for n columns and reduction length k. */

@@ -269,13 +269,15 @@ static void check_gemm(int m, int n, int k, int wmax)
 }
 
 /* requant_s32 for int8 outputs (dfx_x86_requant_s8_avx2, used in its int32 form) against the exact
- * int64 formula of dispatch.h, for every tie rule, around ties and with saturating values. */
+ * int64 formula of dispatch.h, for every tie rule, around ties and with saturating values; with the ReLU
+ * (requant_relu_s8) against max(0, that). */
 static long requant_cases;
 static void check_requant(void)
 {
     int n = rndi(1, 200), bw = rndi(2, 8), lshift = rndi(0, 3) ? rndi(0, 4) : rndi(0, 29);
     int shift = rndi(0, 4) ? rndi(0, 12) : rndi(0, 29 - bw), rounding = rndi(0, 3);
     int32_t bias = rndi(0, 3) ? rndi(-5000, 5000) : (int32_t)(rnd64() % (1u << 30)) - (1 << 29);
+    int relu = rndi(0, 1);
     int32_t acc[200];
     int8_t out[200 + 8];
     for (int i = 0; i < n; i++) {
@@ -288,15 +290,17 @@ static void check_requant(void)
         acc[i] = (int32_t)(v > INT32_MAX ? INT32_MAX : v < INT32_MIN ? INT32_MIN : v);
     }
     memset(out, 0x5A, sizeof out);
-    dfx_x86_requant_s8_avx2(acc, n, bias, lshift, shift, rounding, bw, out);
+    dfx_x86_requant_s8_avx2(acc, n, bias, lshift, shift, rounding, bw, relu, out);
     for (int i = 0; i < n + 8 && failures < 10; i++) {
         int want =
             i < n
                 ? (int)fp_saturate(fp_round_shift((int64_t)acc[i] * ((int64_t)1 << lshift) + bias, shift, rounding), bw)
                 : (int8_t)0x5A;
+        if (relu && i < n && want < 0) want = 0;
         if (out[i] != want) {
-            printf("FAIL requant n=%d bw=%d lshift=%d shift=%d rounding=%d bias=%d: out[%d] = %d for acc %d, want %d\n",
-                   n, bw, lshift, shift, rounding, (int)bias, i, out[i], i < n ? (int)acc[i] : 0, want);
+            printf("FAIL requant n=%d bw=%d lshift=%d shift=%d rounding=%d bias=%d relu=%d: out[%d] = %d for acc %d, "
+                   "want %d\n",
+                   n, bw, lshift, shift, rounding, (int)bias, relu, i, out[i], i < n ? (int)acc[i] : 0, want);
             failures++;
             break;
         }

@@ -489,6 +489,9 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
         }
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
+        if (j->relu && kf->requant_relu_s8 &&
+            kf->requant_relu_s8(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc))
+            continue; /* the ReLU in the same pass */
         kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, esz);
         if (j->relu) kf->relu_s8(yc, yc, (int)P);
     }
@@ -544,6 +547,10 @@ static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int6
                 for (int64_t r = 0; r < mb; r++) {
                     int64_t oc = g * og + o0 + r;
                     char *out = Y + ((n * O + oc) * P + p0) * esz;
+                    if (j->relu && kf->requant_relu_s8 &&
+                        kf->requant_relu_s8(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc],
+                                            ty->rounding, ty->bw, (int8_t *)out))
+                        continue; /* the ReLU in the same pass */
                     kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
                                     ty->bw, out, esz);
                     if (j->relu) kf->relu_s8((int8_t *)out, (int8_t *)out, (int)cols);

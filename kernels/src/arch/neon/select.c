@@ -36,6 +36,7 @@ const struct dfx_kernels dfx_kernels_neon = {
     dfx_neon_quantize_f32,
     NULL,
     NULL, /* fused requantization: the dotprod set only */
+    NULL, /* requant_relu_s8: two steps */
 };
 
 const struct dfx_kernels dfx_kernels_dotprod = {
@@ -55,4 +56,5 @@ const struct dfx_kernels dfx_kernels_dotprod = {
     dfx_neon_quantize_f32,
     dfx_dot_dwconv_requant_s8,
     dfx_dot_gemm_s8_packed_requant,
+    NULL, /* requant_relu_s8: two steps */
 };

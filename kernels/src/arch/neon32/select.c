@@ -35,4 +35,5 @@ const struct dfx_kernels dfx_kernels_neon32 = {
     NULL, /* quantize_f32: fp_quantize_row */
     NULL,
     NULL, /* no fused requantization: two steps */
+    NULL,
 };

@@ -377,6 +377,7 @@ const struct dfx_kernels dfx_kernels_portable = {
     NULL,
     NULL,
     NULL, /* quantize_f32: the caller's fp_quantize_row */
-    NULL, /* dwconv_requant_s8, gemm_s8_packed_requant: two steps */
+    NULL, /* dwconv_requant_s8, gemm_s8_packed_requant, requant_relu_s8: two steps */
+    NULL,
     NULL,
 };

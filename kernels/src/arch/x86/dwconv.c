@@ -207,7 +207,7 @@ struct rq {
 };
 
 AVX2_INLINE static void rq_run(const struct rq *q, const int32_t *acc, int n, int8_t *out)
-{ dfx_x86_requant_s8_avx2(acc, n, q->bias, q->lshift, q->shift, q->rounding, q->bw, out); }
+{ dfx_x86_requant_s8_avx2(acc, n, q->bias, q->lshift, q->shift, q->rounding, q->bw, 0, out); }
 
 /* Copies input row iy into r[lo, lo + n), possibly writing up to 15 elements
  * past; the caller zeroes the columns around. The row is read 16 bytes at a

@@ -50,8 +50,16 @@ static void requant_s32_avx2(const int32_t *acc, int n, int64_t bias, int lshift
                              void *out, int out_bytes)
 {
     if (out_bytes == 1 && dfx_requant_int32_form(bias, lshift, shift, bw))
-        dfx_x86_requant_s8_avx2(acc, n, (int32_t)bias, lshift, shift, rounding, bw, (int8_t *)out);
+        dfx_x86_requant_s8_avx2(acc, n, (int32_t)bias, lshift, shift, rounding, bw, 0, (int8_t *)out);
     else dfx_kernels_portable.requant_s32(acc, n, bias, lshift, shift, rounding, bw, out, out_bytes);
+}
+
+static int requant_relu_s8_avx2(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw,
+                                int8_t *out)
+{
+    if (!dfx_requant_int32_form(bias, lshift, shift, bw)) return 0;
+    dfx_x86_requant_s8_avx2(acc, n, (int32_t)bias, lshift, shift, rounding, bw, 1, out);
+    return 1;
 }
 
 static void maxpool_s8_avx2(const int8_t *x, int h, int w, int kh, int kw, int sh, int sw, int pt, int pl, int8_t *out,
@@ -85,7 +93,8 @@ static void relu_s8_avx2(const int8_t *x, int8_t *y, int n) { dfx_kernels_portab
      dfx_x86_dwconv_f32,           \
      dfx_x86_quantize_f32,         \
      dwconv_rq_s8_avx2,            \
-     NULL}
+     NULL,                         \
+     requant_relu_s8_avx2}
 
 /* avx2: the float entries return 0 from packed_f32_bytes without FMA (the scalar loops then run);
  * gemm_s8_packed_requant: NULL, two steps */

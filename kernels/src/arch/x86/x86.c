@@ -563,10 +563,11 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i rq8(__m256i
 /* Values [0, n - n % 32) of dfx_x86_requant_s8_avx2; returns how many. */
 __attribute__((target("avx2"), always_inline)) static inline int rq8_loop(const int32_t *acc, int n, int32_t bias,
                                                                           int lshift, int shift, int rounding, int shl,
-                                                                          int clamp, int bw, int8_t *out)
+                                                                          int clamp, int bw, int relu, int8_t *out)
 {
     const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
-    const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
+    const int32_t hi = (1 << (bw - 1)) - 1, lo = relu ? 0 : -hi - 1;
+    const __m256i floor8 = _mm256_set1_epi8(relu ? 0 : -128); /* the ReLU after the packs' saturation */
     __m256i vcap = _mm256_set1_epi32(cap), vbias = _mm256_set1_epi32(bias), vhalf = _mm256_set1_epi32(half);
     __m256i vhalfm1 = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
     __m128i vlsh = _mm_cvtsi32_si128(lshift), vsh = _mm_cvtsi32_si128(shift);
@@ -578,23 +579,24 @@ __attribute__((target("avx2"), always_inline)) static inline int rq8_loop(const 
     for (; i + 32 <= n; i += 32) {
         __m256i r0 = RQ8(0), r1 = RQ8(8), r2 = RQ8(16), r3 = RQ8(24);
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
+        p = _mm256_max_epi8(p, floor8);
         _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
     }
 #undef RQ8
     return i;
 }
 
-#define RQ8_SHL_CLAMP(R)                                                         \
-    (lshift ? (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 1, 1, bw, out)  \
-                      : rq8_loop(acc, n, bias, lshift, shift, R, 1, 0, bw, out)) \
-            : (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 0, 1, bw, out)  \
-                      : rq8_loop(acc, n, bias, lshift, shift, R, 0, 0, bw, out)))
+#define RQ8_SHL_CLAMP(R)                                                               \
+    (lshift ? (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 1, 1, bw, relu, out)  \
+                      : rq8_loop(acc, n, bias, lshift, shift, R, 1, 0, bw, relu, out)) \
+            : (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 0, 1, bw, relu, out)  \
+                      : rq8_loop(acc, n, bias, lshift, shift, R, 0, 0, bw, relu, out)))
 
 __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift,
-                                                             int shift, int rounding, int bw, int8_t *out)
+                                                             int shift, int rounding, int bw, int relu, int8_t *out)
 {
     const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
-    const int32_t hi = (1 << (bw - 1)) - 1, lo = -hi - 1;
+    const int32_t hi = (1 << (bw - 1)) - 1, lo = relu ? 0 : -hi - 1; /* the ReLU: max(0, clamped) */
     if (shift == 0) rounding = RND_FLOOR; /* no rounding: every rule is the identity (half = 0, floor of an integer) */
     int i;
     switch (rounding) {

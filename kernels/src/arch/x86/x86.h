@@ -70,9 +70,10 @@ void dfx_x86_tile_avx512vnni(int kq, const int8_t *ap, const int8_t *bp, int32_t
                              int safe);
 void dfx_x86_tile_vnni_emulated(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
                                 int acc, int safe);
-/* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions) */
+/* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions);
+ * relu: then max(0, code), as requant_relu_s8 */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
-                             int8_t *out);
+                             int relu, int8_t *out);
 /* 2 x 2, stride 2 max pooling of rows r0 and r1 (avail bytes readable in each): o[t] = max of r0[2t],
  * r0[2t + 1], r1[2t], r1[2t + 1] for t < n, 16 (then 8) at a time as far as the rows allow; returns how many
  * outputs it wrote (the caller does the rest) */
