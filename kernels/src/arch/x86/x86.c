@@ -640,11 +640,11 @@ __attribute__((target("avx2"))) int dfx_x86_max2x2_row(const int8_t *r0, const i
 }
 
 /* quantize_f32 of dispatch.h (fp_quantize_row of fixedpoint.h, bit-exact), 8 values per step in float64
- * lanes: s = x * 2^fl is exact in double for |fl| <= 800; VROUNDPD rounds it as floor, nearbyint (to even,
- * the default rounding mode) and truncation do, HALF_UP is floor(s + 0.5) and HALF_AWAY the sign of s on
- * floor(|s| + 0.5) (both as fp_quantize_row computes them); clamping after rounding equals clamping before
- * (the bounds are integers), and NaN inputs give 0. Int8 and int16 outputs with bw <= 16; other widths,
- * and the last n % 8 values, take fp_quantize_row. */
+ * lanes where fl < 0 (float32 lanes otherwise, below): s = x * 2^fl is exact in double for |fl| <= 800;
+ * VROUNDPD rounds it as floor, nearbyint (to even, the default rounding mode) and truncation do, HALF_UP is floor(s +
+ * 0.5) and HALF_AWAY the sign of s on floor(|s| + 0.5) (both as fp_quantize_row computes them); clamping after rounding
+ * equals clamping before (the bounds are integers), and NaN inputs give 0. Int8 and int16 outputs with bw <= 16; other
+ * widths, and the last n % 8 values, take fp_quantize_row. */
 __attribute__((target("avx2"))) static inline __m128i quant4(const float *x, __m256d sc, __m256d lo, __m256d hi,
                                                              int rounding)
 {
@@ -664,6 +664,58 @@ __attribute__((target("avx2"))) static inline __m128i quant4(const float *x, __m
     __m128i q = _mm256_cvtpd_epi32(s);
     return _mm_andnot_si128(_mm_castps_si128(_mm_cmpunord_ps(v, v)), q); /* NaN -> 0 */
 }
+
+/* floor(s + 0.5) without rounding the sum (s + 0.5 is not exact in float32 for s just below a half): the
+ * floor f of s, plus one where s - f (exact) is at least a half. */
+__attribute__((target("avx2"))) static inline __m256 floor_half_up(__m256 s)
+{
+    __m256 f = _mm256_round_ps(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    __m256 up = _mm256_cmp_ps(_mm256_sub_ps(s, f), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    return _mm256_add_ps(f, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
+}
+
+/* The same in float32 lanes, 8 values a vector, for fl >= 0: s = x * 2^fl is then exact in float32 too (a
+ * product by 2^fl >= 1 loses no bit; one past the float range is infinite and clamps like the double). */
+__attribute__((target("avx2"))) static inline __m256i quant8f(const float *x, __m256 sc, __m256 lo, __m256 hi,
+                                                              int rounding)
+{
+    __m256 v = _mm256_loadu_ps(x);
+    __m256 s = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(v, sc), lo), hi); /* NaN -> lo (masked below) */
+    switch (rounding) {
+        case RND_FLOOR: s = _mm256_round_ps(s, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); break;
+        case RND_HALF_EVEN: s = _mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); break;
+        case RND_HALF_UP: s = floor_half_up(s); break;
+        default: {
+            __m256 sign = _mm256_and_ps(s, _mm256_set1_ps(-0.0f));
+            s = _mm256_or_ps(floor_half_up(_mm256_xor_ps(s, sign)), sign);
+            break;
+        }
+    }
+    __m256i q = _mm256_cvtps_epi32(s); /* integers within the bounds: exact */
+    return _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)), q); /* NaN -> 0 */
+}
+
+/* Values [0, n - n % 16) of the float32 form for one tie rule; returns how many. */
+#define QUANT_FN_F(NAME, R)                                                                                         \
+    __attribute__((target("avx2"))) static int64_t NAME(const float *x, int64_t n, __m256 sc, __m256 lo, __m256 hi, \
+                                                        void *out, int out_bytes)                                   \
+    {                                                                                                               \
+        int64_t i = 0;                                                                                              \
+        for (; i + 16 <= n; i += 16) {                                                                              \
+            __m256i q = _mm256_packs_epi32(quant8f(x + i, sc, lo, hi, R), quant8f(x + i + 8, sc, lo, hi, R));       \
+            q = _mm256_permute4x64_epi64(q, 0xD8); /* int16 0-15 in order */                                        \
+            if (out_bytes == 1)                                                                                     \
+                _mm_storeu_si128((__m128i *)((int8_t *)out + i),                                                    \
+                                 _mm_packs_epi16(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)));       \
+            else _mm256_storeu_si256((__m256i *)((int16_t *)out + i), q);                                           \
+        }                                                                                                           \
+        return i;                                                                                                   \
+    }
+QUANT_FN_F(quantf_away, RND_HALF_AWAY)
+QUANT_FN_F(quantf_even, RND_HALF_EVEN)
+QUANT_FN_F(quantf_up, RND_HALF_UP)
+QUANT_FN_F(quantf_floor, RND_FLOOR)
+#undef QUANT_FN_F
 
 /* Values [0, n - n % 8) for one tie rule; returns how many. */
 #define QUANT_FN(NAME, R)                                                                                              \
@@ -689,8 +741,14 @@ __attribute__((target("avx2"))) void dfx_x86_quantize_f32(const float *x, int64_
 {
     static int64_t (*const by_rule[4])(const float *, int64_t, __m256d, __m256d, __m256d, void *,
                                        int) = {quant_away, quant_even, quant_up, quant_floor}; /* RND_* order */
+    static int64_t (*const by_rule_f[4])(const float *, int64_t, __m256, __m256, __m256, void *,
+                                         int) = {quantf_away, quantf_even, quantf_up, quantf_floor};
     int64_t i = 0;
-    if (bw <= 16 && out_bytes <= 2 && fl >= -800 && fl <= 800 && rounding >= 0 && rounding <= 3) {
+    if (bw <= 16 && out_bytes <= 2 && fl >= 0 && fl <= 100 && rounding >= 0 && rounding <= 3) {
+        float top = (float)((1 << (bw - 1)) - 1);
+        i = by_rule_f[rounding](x, n, _mm256_set1_ps(ldexpf(1.0f, fl)), _mm256_set1_ps(-top - 1.0f),
+                                _mm256_set1_ps(top), out, out_bytes);
+    } else if (bw <= 16 && out_bytes <= 2 && fl >= -800 && fl <= 800 && rounding >= 0 && rounding <= 3) {
         double top = (double)((1 << (bw - 1)) - 1);
         i = by_rule[rounding](x, n, _mm256_set1_pd(ldexp(1.0, fl)), _mm256_set1_pd(-top - 1.0), _mm256_set1_pd(top),
                               out, out_bytes);
