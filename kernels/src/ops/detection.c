@@ -2,6 +2,7 @@
  * a port of plugins/dfx_numpy/detection.py. */
 #include <stdlib.h>
 
+#include "../arch/x86/x86.h" /* DFX_X86_SIMD, dfx_x86_avx2, DFX_ALWAYS_INLINE */
 #include "../kernels.h"
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_PRIORBOX_F32)
@@ -96,6 +97,44 @@ static double iou(const double *a, double aa, const double *b, double ab)
     return uni > 0 ? inter / uni : 0.0;
 }
 
+/* 1 when the box b (area ab) overlaps one of the n kept boxes (corners kx0[q], ky0[q], kx1[q], ky1[q], area
+ * ka[q]) by more than thr in iou's terms, computed as iou computes it; branch-free, so that the loop over the
+ * kept boxes vectorises (GCC: without trapping math; x86-64: in AVX2, chosen at run time, as SSE2 cannot). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NMS_ATTR __attribute__((optimize("no-trapping-math")))
+#else
+#define NMS_ATTR
+#endif
+#define NMS_HIT_PARAMS                                                                                       \
+    const double *kx0, const double *ky0, const double *kx1, const double *ky1, const double *ka, int64_t n, \
+        const double *b, double ab, double thr
+NMS_ATTR static DFX_ALWAYS_INLINE int nms_hit_body(NMS_HIT_PARAMS)
+{
+    int64_t hit = 0;
+    const double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+    for (int64_t q = 0; q < n; q++) {
+        double ix0 = b0 > kx0[q] ? b0 : kx0[q], iy0 = b1 > ky0[q] ? b1 : ky0[q];
+        double ix1 = b2 < kx1[q] ? b2 : kx1[q], iy1 = b3 < ky1[q] ? b3 : ky1[q];
+        double inter = (ix1 > ix0) & (iy1 > iy0) ? (ix1 - ix0) * (iy1 - iy0) : 0.0;
+        double uni = ab + ka[q] - inter;
+        hit |= (int64_t)((uni > 0 ? inter / uni : 0.0) > thr);
+    }
+    return hit != 0;
+}
+#if DFX_X86_SIMD && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target("avx2"), optimize("no-trapping-math"))) static int nms_hit_avx2(NMS_HIT_PARAMS)
+{ return nms_hit_body(kx0, ky0, kx1, ky1, ka, n, b, ab, thr); }
+#endif
+NMS_ATTR static int nms_hit(NMS_HIT_PARAMS)
+{
+#if DFX_X86_SIMD && defined(__GNUC__) && !defined(__clang__)
+    if (dfx_x86_avx2()) return nms_hit_avx2(kx0, ky0, kx1, ky1, ka, n, b, ab, thr);
+#endif
+    return nms_hit_body(kx0, ky0, kx1, ky1, ka, n, b, ab, thr);
+}
+
+#define NMS_SOA 128 /* kept boxes held in columns for nms_hit; past them, iou one by one */
+
 /* cmp_cand's order: x before y */
 static int cand_before(const cand *x, const cand *y) { return x->neg < y->neg || (x->neg == y->neg && x->i < y->i); }
 
@@ -134,7 +173,7 @@ size_t dfx_detection_scratch(const dt_layer *L, const rt *loc, const rt *conf, c
     (void)loc;
     (void)conf;
     int64_t P = pri->shape[pri->rank - 1] / 4, lc = L->o.share_location ? 1 : L->o.num_classes;
-    return (size_t)(P * lc * 4 * 8 + (int64_t)L->o.num_classes * (16 + P * (int64_t)sizeof(det_row)) + 256);
+    return (size_t)(P * lc * 4 * 8 + (int64_t)L->o.num_classes * (16 + P * (int64_t)sizeof(det_row) + P * 4) + 256);
 }
 #endif
 
@@ -146,6 +185,7 @@ typedef struct det_job {
     const dt_opts *o;
     int64_t P, lc, nc;
     const float *pr, *var, *lb, *cb; /* priors, variances, this sample's locations and scores */
+    float *st;                       /* the scores by class: st[c * P + p] = cb[p * nc + c] */
     double *boxes;                   /* lc x P x 4 */
     int64_t *kept;                   /* rows kept per class, then a cursor per class */
     det_row *rows;                   /* nc x P */
@@ -190,20 +230,20 @@ static void class_task(void *ctx, int64_t c, int thread)
 {
     const det_job *d = (const det_job *)ctx;
     const dt_opts *o = d->o;
-    int64_t P = d->P, nc = d->nc, nk = 0, ncand = 0;
+    int64_t P = d->P, nk = 0, ncand = 0;
     det_row *rows = d->rows + c * P;
     cand *cands = (cand *)rows;
     (void)thread;
     d->kept[c] = 0;
     if (c == o->background_label_id) return;
     const double *bx = d->boxes + (o->share_location ? 0 : c) * P * 4;
-    for (int64_t p = 0; p < P; p++) {
-        double s = d->cb[p * nc + c];
-        if (s > (double)o->confidence_threshold) {
-            cands[ncand].neg = -s;
-            cands[ncand].i = (int)p;
-            ncand++;
-        }
+    const float *sc = d->st + c * P;
+    double conf_thr = (double)o->confidence_threshold;
+    for (int64_t p = 0; p < P; p++) { /* branch-free: every score written, kept when above the threshold */
+        double s = sc[p];
+        cands[ncand].neg = -s;
+        cands[ncand].i = (int)p;
+        ncand += s > conf_thr;
     }
     if (o->top_k > -1 && ncand > o->top_k) { /* the top_k best only, then sorted */
         if (o->top_k > 0) select_first(cands, ncand, o->top_k);
@@ -211,13 +251,20 @@ static void class_task(void *ctx, int64_t c, int thread)
     }
     qsort(cands, (size_t)ncand, sizeof *cands, cmp_cand);
     double thr = o->nms_threshold;
+    double kx0[NMS_SOA], ky0[NMS_SOA], kx1[NMS_SOA], ky1[NMS_SOA], ka[NMS_SOA];
     for (int64_t k = 0; k < ncand; k++) {
-        int i = cands[k].i, ok = 1;
+        int i = cands[k].i;
         const double *b = bx + (int64_t)i * 4;
         double ab = area(b);
-        for (int64_t q = 0; q < nk && ok; q++) /* a kept candidate's neg holds its box's area */
+        int64_t ns = nk < NMS_SOA ? nk : NMS_SOA;
+        int ok = !nms_hit(kx0, ky0, kx1, ky1, ka, ns, b, ab, thr);
+        for (int64_t q = ns; q < nk && ok; q++) /* a kept candidate's neg holds its box's area */
             if (iou(b, ab, bx + (int64_t)cands[q].i * 4, cands[q].neg) > thr) ok = 0;
         if (!ok) continue;
+        if (nk < NMS_SOA) {
+            kx0[nk] = b[0], ky0[nk] = b[1], kx1[nk] = b[2], ky1[nk] = b[3];
+            ka[nk] = ab;
+        }
         cands[nk].i = i; /* nk <= k: a candidate already passed */
         cands[nk++].neg = ab;
         if (o->eta < 1 && thr > 0.5) thr *= o->eta;
@@ -225,7 +272,7 @@ static void class_task(void *ctx, int64_t c, int thread)
     for (int64_t q = nk - 1; q >= 0; q--) { /* last first: row q lies past the indices [0, q) still to read */
         int i = cands[q].i;
         det_row *r = &rows[q];
-        r->neg = -(double)d->cb[(int64_t)i * nc + c];
+        r->neg = -(double)sc[i];
         r->c = (int)c;
         r->i = i;
         memcpy(r->box, bx + (int64_t)i * 4, sizeof r->box);
@@ -239,14 +286,17 @@ void dfx_detection_output_f32(const dt_layer *L, const rt *loc, const rt *conf, 
     const dt_opts *o = &L->o;
     int64_t N = loc->shape[0], P = pri->shape[pri->rank - 1] / 4, nc = o->num_classes;
     int64_t lc = o->share_location ? 1 : nc, cap = y->shape[2];
-    det_job d = {o, P, lc, nc, F32(pri), F32(pri) + P * 4, NULL, NULL, (double *)scratch, NULL, NULL};
+    det_job d = {o, P, lc, nc, F32(pri), F32(pri) + P * 4, NULL, NULL, NULL, (double *)scratch, NULL, NULL};
     d.kept = (int64_t *)(d.boxes + P * lc * 4);
     d.rows = (det_row *)(((uintptr_t)(d.kept + 2 * nc) + 15) & ~(uintptr_t)15);
+    d.st = (float *)(d.rows + nc * P);
     for (int64_t i = 0; i < y->count; i++) F32(y)[i] = -1.0f;
     for (int64_t b = 0; b < N; b++) {
         d.lb = F32(loc) + b * P * lc * 4;
         d.cb = F32(conf) + b * P * nc;
         dfx_par_range(par, lc * P, 256, 1, decode_range, &d); /* an exponential or two per box */
+        for (int64_t p = 0; p < P; p++) /* the scores by class: each class task then reads one row */
+            for (int64_t c = 0; c < nc; c++) d.st[c * P + p] = d.cb[p * nc + c];
         dfx_par_for(par, nc, class_task, &d);
         int64_t nrows = 0;
         for (int64_t c = 0; c < nc; c++) nrows += d.kept[c];

@@ -36,8 +36,6 @@
 #define KC_U8 512 /* the B >= 0 form's blocks (a multiple of 8): fewer passes over C for long k, 32 KB of B */
 #define NC_U8 64
 
-int dfx_x86_avx2(void) { return __builtin_cpu_supports("avx2") ? 1 : 0; }
-
 static int imin(int a, int b) { return a < b ? a : b; }
 
 /* B rows [0, kc) x columns [0, nc) (row stride ldb) -> 16-column panels of kc/2 (rounded up) pairs. */

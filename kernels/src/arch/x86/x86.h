@@ -28,7 +28,7 @@ const struct dfx_kernels *dfx_x86_best(void);
 #define DFX_X86_AVX512VNNI 8u /* AVX512F, AVX512VL, AVX512_VNNI and the OS's ZMM and opmask state */
 int dfx_x86_has(unsigned features);
 /* 1 when the CPU executes AVX2 (__builtin_cpu_supports: the loops of DFX_MULTIVERSION) */
-int dfx_x86_avx2(void);
+static inline int dfx_x86_avx2(void) { return __builtin_cpu_supports("avx2") ? 1 : 0; }
 /* gemm_s8 of dispatch.h for AVX2 CPUs */
 void dfx_x86_gemm_s8_avx2(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
 /* dwconv_s8 of dispatch.h for AVX2 CPUs (arch/x86/dwconv.c): 1 when done, 0 when the
