@@ -310,6 +310,26 @@ static void check_requant(void)
 
 /* The max pooling of the avx2 set (2 x 2, stride 2 rows through dfx_x86_max2x2_row) and of the portable
  * one against a scalar reference: odd and even sizes, padding, planes against an inaccessible page. */
+/* The avx2 set's int8 ReLU (dfx_x86_relu_s8) against max(x, 0): every length to 100, in place or not, the
+ * bytes around the output untouched. */
+static long relu_cases;
+static void check_relu(void)
+{
+    int n = rndi(0, 100), inplace = rndi(0, 1);
+    int8_t x[116], y[116], want[116];
+    for (int i = 0; i < 116; i++) x[i] = (int8_t)rndi(-128, 127);
+    memcpy(y, x, sizeof y);
+    memcpy(want, x, sizeof want);
+    for (int i = 0; i < n; i++) want[8 + i] = x[8 + i] > 0 ? x[8 + i] : 0;
+    if (!inplace) memset(y, 0x5A, sizeof y), memset(want, 0x5A, 8), memset(want + 8 + n, 0x5A, 108 - n);
+    dfx_x86_relu_s8(inplace ? y + 8 : x + 8, y + 8, n);
+    if (memcmp(y, want, sizeof y)) {
+        printf("FAIL relu_s8 n=%d in place=%d\n", n, inplace);
+        failures++;
+    }
+    relu_cases++;
+}
+
 static long maxpool_cases;
 static void check_maxpool(void)
 {
@@ -417,7 +437,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < iters && failures < 10; i++) check_requant();
     for (int i = 0; i < iters && failures < 10; i++) check_quantize();
     for (int i = 0; i < iters / 10 && failures < 10; i++) check_maxpool();
-    printf("test_x86: %ld max pooling cases: %s\n", maxpool_cases, failures ? "FAILED" : "equal to the reference");
+    for (int i = 0; i < iters / 10 && failures < 10; i++) check_relu();
+    printf("test_x86: %ld max pooling and %ld ReLU cases: %s\n", maxpool_cases, relu_cases,
+           failures ? "FAILED" : "equal to the reference");
     printf("test_x86: %ld GEMM (and %ld of the other x86 sets this CPU runs:", gemm_cases, set_gemm_cases);
     for (int si = 0; dfx_x86_sets[si]; si++)
         if (dfx_x86_sets[si] != &dfx_kernels_avx2 && dfx_x86_usable(dfx_x86_sets[si]))

@@ -74,15 +74,13 @@ static int dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int
                                      bw, out, work);
 }
 
-static void relu_s8_avx2(const int8_t *x, int8_t *y, int n) { dfx_kernels_portable.relu_s8(x, y, n); }
-
 /* The table of an x86 set whose packed GEMM is GEMM_PACKED (the rest: the avx2 set's). */
 #define X86_SET(NAME, GEMM_PACKED) \
     {NAME,                         \
      gemm_s8_avx2,                 \
      dwconv_s8_avx2,               \
      requant_s32_avx2,             \
-     relu_s8_avx2,                 \
+     dfx_x86_relu_s8,              \
      maxpool_s8_avx2,              \
      dfx_x86_packed_a_bytes,       \
      dfx_x86_pack_a,               \

@@ -616,6 +616,28 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
 }
 #undef RQ8_SHL_CLAMP
 
+/* 32 bytes a step; a row of 32 or more ends with the last 32 bytes again (max(x, 0) recomputed from x: the
+ * same bytes), shorter ones take 16, 8 and single bytes. */
+__attribute__((target("avx2"))) void dfx_x86_relu_s8(const int8_t *x, int8_t *y, int n)
+{
+    const __m256i z = _mm256_setzero_si256();
+    int i = 0;
+    if (n >= 32) {
+        for (; i + 32 <= n; i += 32)
+            _mm256_storeu_si256((__m256i *)(y + i), _mm256_max_epi8(_mm256_loadu_si256((const __m256i *)(x + i)), z));
+        if (i < n)
+            _mm256_storeu_si256((__m256i *)(y + n - 32),
+                                _mm256_max_epi8(_mm256_loadu_si256((const __m256i *)(x + n - 32)), z));
+        return;
+    }
+    if (i + 16 <= n) {
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm_max_epi8(_mm_loadu_si128((const __m128i *)(x + i)), _mm256_castsi256_si128(z)));
+        i += 16;
+    }
+    for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+
 __attribute__((target("avx2"))) int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n)
 {
     const __m256i low = _mm256_set1_epi16(0xFF);

@@ -78,6 +78,8 @@ void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift
  * r0[2t + 1], r1[2t], r1[2t + 1] for t < n, 16 (then 8) at a time as far as the rows allow; returns how many
  * outputs it wrote (the caller does the rest) */
 int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n);
+/* relu_s8 of dispatch.h for AVX2 CPUs (y == x allowed) */
+void dfx_x86_relu_s8(const int8_t *x, int8_t *y, int n);
 /* quantize_f32 of dispatch.h for AVX2 CPUs */
 void dfx_x86_quantize_f32(const float *x, int64_t n, int fl, int bw, int rounding, void *out, int out_bytes);
 /* the float entries of dispatch.h for CPUs with AVX2 and FMA (arch/x86/float.c; packed_f32_bytes is 0 on
