@@ -1,10 +1,9 @@
 /* e^x in float32 without a library call, branch-free so that loops over it
  * vectorise (the Softmax rows of an SSD head are 40,000 exponentials a run).
  * Within 2 units in the last place of expf for x in [-87.3, 88.7] (the
- * largest error over every float there: 8.3e-8 relative); below, the result
- * is 2^-126 instead of a denormal or 0 (a Softmax term that small changes no
- * float32 sum it is added to), above, e^88.72. Float operators are not
- * bit-exact across libraries (spec/arithmetic.md). */
+ * largest error over every float there: 8.3e-8 relative); below, 0 (expf
+ * gives a denormal there, below 2^-126), above, e^88.72; NaN gives NaN.
+ * Float operators are not bit-exact across libraries (spec/arithmetic.md). */
 #ifndef DFX_OPS_FEXP_H
 #define DFX_OPS_FEXP_H
 
@@ -20,9 +19,9 @@
 #define DFX_FEXP_ATTR
 #endif
 
-DFX_FEXP_ATTR static inline float dfx_expf(float x)
+DFX_FEXP_ATTR static inline float dfx_expf(float x0)
 {
-    x = x > -87.33654f ? x : -87.33654f;
+    float x = x0 > -87.33654f ? x0 : -87.33654f; /* NaN: the bound (the result is x0 itself, below) */
     x = x < 88.72283f ? x : 88.72283f;
     /* x = n ln2 + r, |r| <= ln2 / 2: n rounded to nearest by adding 1.5 * 2^23 */
     const float magic = 12582912.0f;
@@ -47,7 +46,8 @@ DFX_FEXP_ATTR static inline float dfx_expf(float x)
     float s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
-    return p * s1 * s2;
+    float e = x0 < -87.33654f ? 0.0f : p * s1 * s2;
+    return x0 == x0 ? e : x0;
 }
 
 #if DFX_X86_SIMD && defined(__GNUC__) && !defined(__clang__)
