@@ -131,6 +131,29 @@ def test_float_fc_matches_numpy(native, reference, k, o, bias, batch):
         _assert_batch_stacks(native, model, batch, feeds, out)
 
 
+@pytest.mark.parametrize("axis", [1, 2])
+def test_softmax_matches_numpy_with_extremes(native, reference, axis):
+    """Softmax (libdfx's vectorised exponential, ops/fexp.h) against NumPy: rows of every scale, contiguous
+    (axis 2) and strided (axis 1), with -inf logits (probability 0), a NaN (its row NaN, as in NumPy) and
+    values below exp's float range."""
+    b = Builder(f"softmax{axis}")
+    x = b.input((1, 21, 40), name="x")
+    model = b.output(b.add(ops.Softmax(axis=axis), [x]))
+    rng = np.random.default_rng(7)
+    v = (rng.standard_normal((1, 21, 40)) * rng.choice([0.1, 1, 10, 100], (1, 21, 40))).astype(np.float32)
+    v[0, 3, 5] = -np.inf
+    v[0, 4, :] = -np.inf
+    v[0, 4, 7] = 0.0
+    v[0, 6, 9] = np.nan
+    v[0, 8, :3] = -200.0
+    got = native.run(model, {"x": v})[model.outputs[0]]
+    want = reference.run(model, {"x": v})[model.outputs[0]]
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    if axis == 2:  # a row of -inf but one 0: probability 1 there, exactly
+        assert got[0, 4, 7] == want[0, 4, 7] == 1.0
+
+
 @pytest.mark.slow
 def test_mobilenet_ssd_float_model_within_tolerance(native, caffe, reference, tmp_path):
     """A float model end to end: MobileNet-SSD 300x300 unquantized (generated weights), batch 2, every tensor up
