@@ -2,7 +2,7 @@
  * a port of plugins/dfx_numpy/detection.py. */
 #include <stdlib.h>
 
-#include "../arch/x86/x86.h" /* DFX_X86_SIMD, dfx_x86_avx2, DFX_ALWAYS_INLINE */
+#include "../arch/x86/x86.h" /* DFX_X86_SIMD, dfx_x86_avx2, DFX_ALWAYS_INLINE, DFX_NO_TRAPPING_MATH */
 #include "../kernels.h"
 
 #if DFX_ALL_KERNELS || defined(DFX_USE_PRIORBOX_F32)
@@ -87,47 +87,38 @@ static int cmp_row(const void *a, const void *b)
 #if DFX_ALL_KERNELS || defined(DFX_USE_DETECTION_OUTPUT_F32)
 static double area(const double *b) { return (b[2] < b[0] || b[3] < b[1]) ? 0.0 : (b[2] - b[0]) * (b[3] - b[1]); }
 
-/* Intersection over union of boxes a and b, whose areas are aa and ab. */
-static double iou(const double *a, double aa, const double *b, double ab)
+/* Intersection over union of the boxes (a0, a1, a2, a3) and (b0, b1, b2, b3), whose areas are aa and ab;
+ * branch-free, so that nms_hit's loop over it vectorises. */
+DFX_NO_TRAPPING_MATH static DFX_ALWAYS_INLINE double iou(double a0, double a1, double a2, double a3, double aa,
+                                                         double b0, double b1, double b2, double b3, double ab)
 {
-    double ix0 = a[0] > b[0] ? a[0] : b[0], iy0 = a[1] > b[1] ? a[1] : b[1];
-    double ix1 = a[2] < b[2] ? a[2] : b[2], iy1 = a[3] < b[3] ? a[3] : b[3];
-    double inter = (ix1 > ix0 && iy1 > iy0) ? (ix1 - ix0) * (iy1 - iy0) : 0.0;
+    double ix0 = a0 > b0 ? a0 : b0, iy0 = a1 > b1 ? a1 : b1;
+    double ix1 = a2 < b2 ? a2 : b2, iy1 = a3 < b3 ? a3 : b3;
+    double inter = (ix1 > ix0) & (iy1 > iy0) ? (ix1 - ix0) * (iy1 - iy0) : 0.0;
     double uni = aa + ab - inter;
     return uni > 0 ? inter / uni : 0.0;
 }
 
 /* 1 when the box b (area ab) overlaps one of the n kept boxes (corners kx0[q], ky0[q], kx1[q], ky1[q], area
- * ka[q]) by more than thr in iou's terms, computed as iou computes it; branch-free, so that the loop over the
- * kept boxes vectorises (GCC: without trapping math; x86-64: in AVX2, chosen at run time, as SSE2 cannot). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define NMS_ATTR __attribute__((optimize("no-trapping-math")))
-#else
-#define NMS_ATTR
-#endif
+ * ka[q]) by an iou above thr (x86-64: in AVX2, chosen at run time, where SSE2 does not vectorise it). */
 #define NMS_HIT_PARAMS                                                                                       \
     const double *kx0, const double *ky0, const double *kx1, const double *ky1, const double *ka, int64_t n, \
         const double *b, double ab, double thr
-NMS_ATTR static DFX_ALWAYS_INLINE int nms_hit_body(NMS_HIT_PARAMS)
+DFX_NO_TRAPPING_MATH static DFX_ALWAYS_INLINE int nms_hit_body(NMS_HIT_PARAMS)
 {
     int64_t hit = 0;
     const double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
-    for (int64_t q = 0; q < n; q++) {
-        double ix0 = b0 > kx0[q] ? b0 : kx0[q], iy0 = b1 > ky0[q] ? b1 : ky0[q];
-        double ix1 = b2 < kx1[q] ? b2 : kx1[q], iy1 = b3 < ky1[q] ? b3 : ky1[q];
-        double inter = (ix1 > ix0) & (iy1 > iy0) ? (ix1 - ix0) * (iy1 - iy0) : 0.0;
-        double uni = ab + ka[q] - inter;
-        hit |= (int64_t)((uni > 0 ? inter / uni : 0.0) > thr);
-    }
+    for (int64_t q = 0; q < n; q++)
+        hit |= (int64_t)(iou(b0, b1, b2, b3, ab, kx0[q], ky0[q], kx1[q], ky1[q], ka[q]) > thr);
     return hit != 0;
 }
-#if DFX_X86_SIMD && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target("avx2"), optimize("no-trapping-math"))) static int nms_hit_avx2(NMS_HIT_PARAMS)
+#if DFX_X86_SIMD
+__attribute__((target("avx2"))) DFX_NO_TRAPPING_MATH static int nms_hit_avx2(NMS_HIT_PARAMS)
 { return nms_hit_body(kx0, ky0, kx1, ky1, ka, n, b, ab, thr); }
 #endif
-NMS_ATTR static int nms_hit(NMS_HIT_PARAMS)
+DFX_NO_TRAPPING_MATH static int nms_hit(NMS_HIT_PARAMS)
 {
-#if DFX_X86_SIMD && defined(__GNUC__) && !defined(__clang__)
+#if DFX_X86_SIMD
     if (dfx_x86_avx2()) return nms_hit_avx2(kx0, ky0, kx1, ky1, ka, n, b, ab, thr);
 #endif
     return nms_hit_body(kx0, ky0, kx1, ky1, ka, n, b, ab, thr);
@@ -258,8 +249,10 @@ static void class_task(void *ctx, int64_t c, int thread)
         double ab = area(b);
         int64_t ns = nk < NMS_SOA ? nk : NMS_SOA;
         int ok = !nms_hit(kx0, ky0, kx1, ky1, ka, ns, b, ab, thr);
-        for (int64_t q = ns; q < nk && ok; q++) /* a kept candidate's neg holds its box's area */
-            if (iou(b, ab, bx + (int64_t)cands[q].i * 4, cands[q].neg) > thr) ok = 0;
+        for (int64_t q = ns; q < nk && ok; q++) { /* a kept candidate's neg holds its box's area */
+            const double *k = bx + (int64_t)cands[q].i * 4;
+            if (iou(b[0], b[1], b[2], b[3], ab, k[0], k[1], k[2], k[3], cands[q].neg) > thr) ok = 0;
+        }
         if (!ok) continue;
         if (nk < NMS_SOA) {
             kx0[nk] = b[0], ky0[nk] = b[1], kx1[nk] = b[2], ky1[nk] = b[3];

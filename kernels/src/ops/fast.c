@@ -469,6 +469,20 @@ static void col_channels(void *ctx, int64_t c0, int64_t c1, int thread)
     int esz = y->esz;                                          \
     char *Y = (char *)y->p
 
+/* Output channel c's n sums at acc requantized into out, then the job's ReLU: in one pass where the set has
+ * requant_relu_s8, else the two steps. */
+static void requant_out(const lin_job *j, const int32_t *acc, int n, int64_t c, char *out)
+{
+    const dfx_linprep *lp = j->lp;
+    const struct dfx_kernels *kf = j->kf;
+    const dt_tensor *ty = j->y->t;
+    if (j->relu && kf->requant_relu_s8 &&
+        kf->requant_relu_s8(acc, n, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, (int8_t *)out))
+        return;
+    kf->requant_s32(acc, n, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, out, j->y->esz);
+    if (j->relu) kf->relu_s8((int8_t *)out, (int8_t *)out, n);
+}
+
 /* Depthwise planes [c0, c1) of N x O (sample n, channel c). */
 static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
 {
@@ -489,11 +503,7 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
         }
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
-        if (j->relu && kf->requant_relu_s8 &&
-            kf->requant_relu_s8(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc))
-            continue; /* the ReLU in the same pass */
-        kf->requant_s32(acc, (int)P, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, esz);
-        if (j->relu) kf->relu_s8(yc, yc, (int)P);
+        requant_out(j, acc, (int)P, c, (char *)yc);
     }
 }
 
@@ -546,14 +556,7 @@ static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int6
                 else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                 for (int64_t r = 0; r < mb; r++) {
                     int64_t oc = g * og + o0 + r;
-                    char *out = Y + ((n * O + oc) * P + p0) * esz;
-                    if (j->relu && kf->requant_relu_s8 &&
-                        kf->requant_relu_s8(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc],
-                                            ty->rounding, ty->bw, (int8_t *)out))
-                        continue; /* the ReLU in the same pass */
-                    kf->requant_s32(acc + r * cols, (int)cols, lp->bias[oc], lp->lsh[oc], lp->rsh[oc], ty->rounding,
-                                    ty->bw, out, esz);
-                    if (j->relu) kf->relu_s8((int8_t *)out, (int8_t *)out, (int)cols);
+                    requant_out(j, acc + r * cols, (int)cols, oc, Y + ((n * O + oc) * P + p0) * esz);
                 }
             }
         }

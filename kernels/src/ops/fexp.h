@@ -10,16 +10,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../arch/x86/x86.h" /* DFX_X86_SIMD, dfx_x86_avx2 */
+#include "../arch/x86/x86.h" /* DFX_X86_SIMD, dfx_x86_avx2, DFX_NO_TRAPPING_MATH */
 
-/* GCC if-converts (and so vectorises) the float clamps only without trapping math; clang's default */
-#if defined(__GNUC__) && !defined(__clang__)
-#define DFX_FEXP_ATTR __attribute__((optimize("no-trapping-math")))
-#else
-#define DFX_FEXP_ATTR
-#endif
-
-DFX_FEXP_ATTR static inline float dfx_expf(float x0)
+DFX_NO_TRAPPING_MATH static inline float dfx_expf(float x0)
 {
     float x = x0 > -87.33654f ? x0 : -87.33654f; /* NaN: the bound (the result is x0 itself, below) */
     x = x < 88.72283f ? x : 88.72283f;
@@ -50,18 +43,18 @@ DFX_FEXP_ATTR static inline float dfx_expf(float x0)
     return x0 == x0 ? e : x0;
 }
 
-#if DFX_X86_SIMD && defined(__GNUC__) && !defined(__clang__)
+#if DFX_X86_SIMD
 /* x86-64: the contiguous loop also compiled for AVX2 (8 lanes), chosen at run time */
-__attribute__((target("avx2"), optimize("no-trapping-math"))) static void dfx_expf_row_avx2(float *y, int64_t n)
+__attribute__((target("avx2"))) DFX_NO_TRAPPING_MATH static void dfx_expf_row_avx2(float *y, int64_t n)
 {
     for (int64_t k = 0; k < n; k++) y[k] = dfx_expf(y[k]);
 }
 #endif
 
 /* y[k * stride] = e^y[k * stride] for k < n. */
-DFX_FEXP_ATTR static inline void dfx_expf_inplace(float *y, int64_t n, int64_t stride)
+DFX_NO_TRAPPING_MATH static inline void dfx_expf_inplace(float *y, int64_t n, int64_t stride)
 {
-#if DFX_X86_SIMD && defined(__GNUC__) && !defined(__clang__)
+#if DFX_X86_SIMD
     if (stride == 1 && dfx_x86_avx2()) {
         dfx_expf_row_avx2(y, n);
         return;

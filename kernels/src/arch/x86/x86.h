@@ -113,4 +113,12 @@ void dfx_x86_dwconv_f32(const float *x, int h, int w, const float *k, int kh, in
 #define DFX_ALWAYS_INLINE inline
 #endif
 
+/* GCC if-converts (and so vectorises) loops with float selects only without trapping math (clang's
+ * default): for functions whose loops are written branch-free for that (ops/fexp.h, ops/detection.c) */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DFX_NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math")))
+#else
+#define DFX_NO_TRAPPING_MATH
+#endif
+
 #endif
