@@ -21,7 +21,6 @@
 #include "test_random.h"
 
 static int failures;
-static int fused_done, fused_tried; /* the fused entries: calls that did the work, calls made */
 #define FAIL(...)                     \
     do {                              \
         fprintf(stderr, __VA_ARGS__); \
@@ -29,6 +28,7 @@ static int fused_done, fused_tried; /* the fused entries: calls that did the wor
         failures++;                   \
         return;                       \
     } while (0)
+#include "test_fused.h" /* after FAIL */
 
 static void check_gemm(const struct dfx_kernels *ks)
 {
@@ -136,142 +136,6 @@ static void check_dwconv(const struct dfx_kernels *ks)
     if (bad)
         FAIL("%s dwconv_s8 h=%d w=%d k=%dx%d s=%d,%d p=%d,%d d=%d,%d differs", ks->name, h, w, kh, kw, sh, sw, pt, pl,
              dh, dw);
-}
-
-/* Requantization parameters of the fused entries: mostly inside their fast case (lshift 0, shift 0..31,
- * |bias| <= 2^30, every mode), sometimes outside it (the entry may then decline: it returns 0). */
-static void fused_params(int64_t *bias, int *lshift, int *shift)
-{
-    *lshift = rndi(0, 9) ? 0 : rndi(1, 3);
-    *shift = rndi(0, 9) ? rndi(0, 20) : rndi(-3, 40);
-    *bias = rndi(0, 9) ? (int64_t)(int32_t)rnd64() >> rndi(1, 31) : (int64_t)(int32_t)rnd64() * 4;
-}
-
-/* dwconv_requant_s8 against the portable dwconv_s8 then requant_s32 (int8 outputs). */
-static void check_dwconv_requant(const struct dfx_kernels *ks)
-{
-    if (!ks->dwconv_requant_s8) return;
-    int h = rndi(1, 40), w = rndi(1, 70), s = rndi(1, 2), kh = 3, kw = 3, dl = 1;
-    if (rndi(0, 5) == 0) {
-        h = rndi(100, 300);
-        w = rndi(100, 400);
-    }
-    if (rndi(0, 9) == 0) kh = kw = rndi(1, 5); /* declined shapes */
-    if (rndi(0, 9) == 0) dl = 2;
-    int pt = rndi(0, 2), pl = rndi(0, 2), pb = rndi(0, 2), pr = rndi(0, 2);
-    if (s == 1 && rndi(0, 1)) pt = pl = pb = pr = 1; /* "same" padding: the flattened-plane path */
-    int oh = (h + pt + pb - dl * (kh - 1) - 1) / s + 1, ow = (w + pl + pr - dl * (kw - 1) - 1) / s + 1;
-    if (h + pt + pb - dl * (kh - 1) - 1 < 0 || w + pl + pr - dl * (kw - 1) - 1 < 0) return;
-    int64_t bias;
-    int lshift, shift, rounding = rndi(0, 3), bw = rndi(0, 2) ? 8 : rndi(2, 8);
-    fused_params(&bias, &lshift, &shift);
-    size_t P = (size_t)oh * ow;
-    int8_t *x = malloc((size_t)h * w), kk[25], *y0 = malloc(P + 1), *y1 = malloc(P + 1);
-    int32_t *acc = malloc(sizeof(int32_t) * P);
-    fill_s8(x, (size_t)h * w);
-    fill_s8(kk, (size_t)kh * kw);
-    for (int t = rndi(0, 2) ? 0 : rndi(1, 9); t > 0; t--) kk[rndi(0, kh * kw - 1)] = -128;
-    if (rndi(0, 4) == 0) memset(x, 0x80, (size_t)h * w);
-    memset(y1, 0x5a, P + 1);
-    dfx_kernels_portable.dwconv_s8(x, h, w, kk, kh, kw, s, s, pt, pl, dl, dl, acc, oh, ow);
-    dfx_kernels_portable.requant_s32(acc, (int)P, bias, lshift, shift, rounding, bw, y0, 1);
-    y0[P] = 0x5a;
-    int done = ks->dwconv_requant_s8(x, h, w, kk, kh, kw, s, s, pt, pl, dl, dl, bias, lshift, shift, rounding, bw, y1,
-                                     oh, ow, acc);
-    int bad = done ? memcmp(y0, y1, P + 1) != 0 : y1[0] != 0x5a;
-    fused_done += done != 0;
-    fused_tried++;
-    free(x);
-    free(y0);
-    free(y1);
-    free(acc);
-    if (bad)
-        FAIL("%s dwconv_requant_s8 h=%d w=%d k=%d s=%d p=%d,%d d=%d bias=%" PRId64 " lshift=%d shift=%d rounding=%d "
-             "bw=%d %s",
-             ks->name, h, w, kh, s, pt, pl, dl, bias, lshift, shift, rounding, bw, done ? "differs" : "wrote");
-}
-
-/* n bytes that end where an inaccessible page begins (a read past them faults); free with guarded_free. */
-static int8_t *guarded_alloc(size_t n, size_t *maplen)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (n + page - 1) / page * page + page;
-    uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return NULL;
-    mprotect(m + len - page, page, PROT_NONE);
-    *maplen = len;
-    return (int8_t *)(m + len - page - n);
-}
-
-static void guarded_free(int8_t *p, size_t n, size_t maplen)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    munmap((uint8_t *)p + n + page - maplen, maplen);
-}
-
-/* gemm_s8_packed_requant against the portable gemm_s8 then requant_s32 per row (int8 outputs). */
-static void check_gemm_requant(const struct dfx_kernels *ks)
-{
-    static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 48, 64, 97, 129};
-    if (!ks->gemm_s8_packed_requant) return;
-    int m = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
-    int n = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
-    int k = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 1200);
-    if (rndi(0, 10) == 0) k = rndi(1025, 2600);
-    int nonneg = rndi(0, 1), ldb = n + rndi(0, 1) * rndi(0, 9), ldo = n + rndi(0, 2);
-    int rounding = rndi(0, 3), bw = rndi(0, 5) ? 8 : rndi(2, 8);
-    int64_t *bias = malloc(sizeof(int64_t) * (size_t)m);
-    int8_t *lsh = malloc((size_t)m);
-    int16_t *rsh = malloc(sizeof(int16_t) * (size_t)m);
-    int same = rndi(0, 1), easy = rndi(0, 1); /* easy: every row inside the fused case */
-    for (int i = 0; i < m; i++) {
-        int l, sft;
-        fused_params(&bias[i], &l, &sft);
-        if (easy) {
-            l = 0;
-            sft = rndi(1, 20);
-            bias[i] = (int64_t)(int32_t)rnd64() >> rndi(2, 31);
-        }
-        if (same && i) sft = rsh[0];
-        lsh[i] = (int8_t)l;
-        rsh[i] = (int16_t)(sft < -31 ? -31 : sft);
-    }
-    size_t bytes = ks->packed_a_bytes(m, k, nonneg);
-    size_t bn = (size_t)(k - 1) * ldb + n, blen; /* B's last row ends at its n-th column, before a guard page */
-    int8_t *a = malloc((size_t)m * k), *b = guarded_alloc(bn, &blen);
-    int8_t *y0 = malloc((size_t)m * ldo), *y1 = malloc((size_t)m * ldo);
-    uint8_t *ap = malloc(bytes + 1);
-    int32_t *c = malloc(sizeof(int32_t) * (size_t)m * n);
-    fill_s8(a, (size_t)m * k);
-    fill_s8(b, bn);
-    if (nonneg)
-        for (size_t i = 0; i < bn; i++) b[i] = (int8_t)(b[i] < 0 ? -(b[i] + 1) : b[i]);
-    memset(y0, 0x5a, (size_t)m * ldo);
-    memset(y1, 0x5a, (size_t)m * ldo);
-    ks->pack_a(m, k, a, k, ap, nonneg);
-    dfx_kernels_portable.gemm_s8(m, n, k, a, k, b, ldb, c, n);
-    for (int i = 0; i < m; i++)
-        dfx_kernels_portable.requant_s32(c + (size_t)i * n, n, bias[i], lsh[i], rsh[i], rounding, bw,
-                                         y0 + (size_t)i * ldo, 1);
-    int done = ks->gemm_s8_packed_requant(m, n, k, ap, b, ldb, nonneg, bias, lsh, rsh, rounding, bw, y1, ldo);
-    int bad = 0;
-    fused_done += done != 0;
-    fused_tried++;
-    for (int i = 0; i < m && !bad; i++)
-        bad = done ? memcmp(y0 + (size_t)i * ldo, y1 + (size_t)i * ldo, (size_t)n) != 0 : y1[(size_t)i * ldo] != 0x5a;
-    for (int i = 0; i < m && !bad; i++) /* nothing past n in a row */
-        for (int j = n; j < ldo; j++) bad |= y1[(size_t)i * ldo + j] != 0x5a;
-    free(bias);
-    free(lsh);
-    free(rsh);
-    free(a);
-    guarded_free(b, bn, blen);
-    free(y0);
-    free(y1);
-    free(ap);
-    free(c);
-    if (bad)
-        FAIL("%s gemm_s8_packed_requant m=%d n=%d k=%d nonneg=%d rounding=%d bw=%d %s", ks->name, m, n, k, nonneg,
-             rounding, bw, done ? "differs" : "wrote");
 }
 
 static void check_requant(const struct dfx_kernels *ks)

@@ -30,6 +30,17 @@
 #include "test_guard.h"
 #include "test_random.h"
 
+static int failures;
+#define FAIL(...)            \
+    do {                     \
+        printf("FAIL ");     \
+        printf(__VA_ARGS__); \
+        printf("\n");        \
+        failures++;          \
+        return;              \
+    } while (0)
+#include "test_fused.h" /* after FAIL */
+
 static void reference(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
                       int dh, int dw, int32_t *out, int oh, int ow)
 {
@@ -46,7 +57,6 @@ static void reference(const int8_t *x, int h, int w, const int8_t *k, int kh, in
 }
 
 static long cases, handled, fast_handled;
-static int failures;
 
 #define CANARY 0x5A5A5A5A
 
@@ -438,6 +448,17 @@ int main(int argc, char **argv)
     for (int i = 0; i < iters && failures < 10; i++) check_quantize();
     for (int i = 0; i < iters / 10 && failures < 10; i++) check_maxpool();
     for (int i = 0; i < iters / 10 && failures < 10; i++) check_relu();
+    for (int si = 0; dfx_x86_sets[si]; si++) /* the fused entries of every x86 set this CPU runs */
+        for (int i = 0; dfx_x86_usable(dfx_x86_sets[si]) && i < iters / 20 && failures < 10; i++) {
+            check_dwconv_requant(dfx_x86_sets[si]);
+            check_gemm_requant(dfx_x86_sets[si]);
+        }
+    printf("test_x86: fused requantizing entries against the two steps: %d of %d calls done in one pass: %s\n",
+           fused_done, fused_tried, failures ? "FAILED" : "equal");
+    if (fused_tried && fused_done * 4 < fused_tried) { /* many parameters are inside the fused case */
+        printf("FAIL the fused requantizing entries did only %d of %d calls\n", fused_done, fused_tried);
+        failures++;
+    }
     printf("test_x86: %ld max pooling and %ld ReLU cases: %s\n", maxpool_cases, relu_cases,
            failures ? "FAILED" : "equal to the reference");
     printf("test_x86: %ld GEMM (and %ld of the other x86 sets this CPU runs:", gemm_cases, set_gemm_cases);

@@ -544,14 +544,8 @@ static void conv_block(const lin_job *j, int64_t g, int64_t n0, int64_t n1, int6
                 if (Ap && esz == 1 && kf->gemm_s8_packed_requant &&
                     kf->gemm_s8_packed_requant((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, lp->b_nonneg,
                                                lp->bias + oc0, lp->lsh + oc0, lp->rsh + oc0, ty->rounding, ty->bw,
-                                               (int8_t *)Y + (n * O + oc0) * P + p0, (int)P)) {
-                    /* requantized in the GEMM's store */
-                    for (int64_t r = 0; j->relu && r < mb; r++) {
-                        int8_t *out = (int8_t *)Y + (n * O + oc0 + r) * P + p0;
-                        kf->relu_s8(out, out, (int)cols);
-                    }
-                    continue;
-                }
+                                               j->relu, (int8_t *)Y + (n * O + oc0) * P + p0, (int)P))
+                    continue; /* requantized (and the ReLU) in the GEMM's store */
                 if (Ap) kf->gemm_s8_packed((int)mb, (int)cols, (int)K, Ap, B, (int)ldb, acc, (int)cols, lp->b_nonneg);
                 else kf->gemm_s8((int)mb, (int)cols, (int)K, A, (int)K, B, (int)ldb, acc, (int)cols);
                 for (int64_t r = 0; r < mb; r++) {

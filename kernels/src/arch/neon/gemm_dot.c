@@ -537,7 +537,7 @@ static void tile8x8_rq(int kg, const int8_t *ap, const int8_t *bp, const int32_t
 
 int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
                                    const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding,
-                                   int bw, int8_t *out, int ldo)
+                                   int bw, int relu, int8_t *out, int ldo)
 {
     (void)b_nonneg;
     if (k > PD_KC || m > FQ_MAX_ROWS || bw != 8) return 0;
@@ -567,6 +567,8 @@ int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const in
             for (int q0 = 0; q0 < nc; q0 += 8)
                 tile8x8_rq(kg, pa, bbuf + (size_t)(q0 / 8) * kg * 32, b32 + i0, s32 + i0,
                            out + (size_t)i0 * ldo + j0 + q0, ldo, imin(8, m - i0), imin(8, nc - q0), mode, same);
+            for (int i = i0; relu && i < i0 + 8 && i < m; i++) /* the codes just written, while in cache */
+                dfx_neon_relu_s8(out + (size_t)i * ldo + j0, out + (size_t)i * ldo + j0, nc);
         }
     }
     return 1;

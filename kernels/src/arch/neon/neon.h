@@ -66,7 +66,7 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
                               int8_t *out, int oh, int ow, int32_t *work);
 int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
                                    const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding,
-                                   int bw, int8_t *out, int ldo);
+                                   int bw, int relu, int8_t *out, int ldo);
 void dfx_neon_gemm_s8_dot(int m, int n, int k, const int8_t *a, int lda, const int8_t *b, int ldb, int32_t *c, int ldc);
 void dfx_neon_dwconv_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,
                         int dh, int dw, int32_t *out, int oh, int ow);

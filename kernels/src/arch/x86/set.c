@@ -74,29 +74,29 @@ static int dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int
                                      bw, out, work);
 }
 
-/* The table of an x86 set whose packed GEMM is GEMM_PACKED (the rest: the avx2 set's). */
-#define X86_SET(NAME, GEMM_PACKED) \
-    {NAME,                         \
-     gemm_s8_avx2,                 \
-     dwconv_s8_avx2,               \
-     requant_s32_avx2,             \
-     dfx_x86_relu_s8,              \
-     maxpool_s8_avx2,              \
-     dfx_x86_packed_a_bytes,       \
-     dfx_x86_pack_a,               \
-     GEMM_PACKED,                  \
-     dfx_x86_packed_f32_bytes,     \
-     dfx_x86_pack_f32,             \
-     dfx_x86_gemm_f32_packed,      \
-     dfx_x86_dwconv_f32,           \
-     dfx_x86_quantize_f32,         \
-     dwconv_rq_s8_avx2,            \
-     NULL,                         \
+/* The table of an x86 set whose packed GEMM is GEMM_PACKED, GEMM_RQ with requantization (the rest: the avx2
+ * set's). */
+#define X86_SET(NAME, GEMM_PACKED, GEMM_RQ) \
+    {NAME,                                  \
+     gemm_s8_avx2,                          \
+     dwconv_s8_avx2,                        \
+     requant_s32_avx2,                      \
+     dfx_x86_relu_s8,                       \
+     maxpool_s8_avx2,                       \
+     dfx_x86_packed_a_bytes,                \
+     dfx_x86_pack_a,                        \
+     GEMM_PACKED,                           \
+     dfx_x86_packed_f32_bytes,              \
+     dfx_x86_pack_f32,                      \
+     dfx_x86_gemm_f32_packed,               \
+     dfx_x86_dwconv_f32,                    \
+     dfx_x86_quantize_f32,                  \
+     dwconv_rq_s8_avx2,                     \
+     GEMM_RQ,                               \
      requant_relu_s8_avx2}
 
-/* avx2: the float entries return 0 from packed_f32_bytes without FMA (the scalar loops then run);
- * gemm_s8_packed_requant: NULL, two steps */
-const struct dfx_kernels dfx_kernels_avx2 = X86_SET("avx2", dfx_x86_gemm_s8_packed);
+/* avx2: the float entries return 0 from packed_f32_bytes without FMA (the scalar loops then run) */
+const struct dfx_kernels dfx_kernels_avx2 = X86_SET("avx2", dfx_x86_gemm_s8_packed, dfx_x86_gemm_s8_packed_rq);
 
 /* The VNNI sets: the avx2 set with the B >= 0 GEMM's tiles on VPDPBUSD (vnni.c), on the same packing (signed
  * B keeps the avx2 GEMM). */
@@ -106,13 +106,24 @@ const struct dfx_kernels dfx_kernels_avx2 = X86_SET("avx2", dfx_x86_gemm_s8_pack
         if (nonneg) dfx_x86_gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, TILE);                                       \
         else dfx_x86_gemm_s8_packed(m, n, k, ap, b, ldb, c, ldc, 0);                                                 \
     }
+#define VNNI_GEMM_RQ(NAME, TILE)                                                                                      \
+    static int NAME(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int nonneg, const int64_t *bias,   \
+                    const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out, int ldo) \
+    {                                                                                                                 \
+        return nonneg && dfx_x86_gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, \
+                                                   ldo, TILE);                                                        \
+    }
 VNNI_GEMM(gemm_packed_avx512vnni, dfx_x86_tile_avx512vnni)
 VNNI_GEMM(gemm_packed_avxvnni, dfx_x86_tile_avxvnni)
 VNNI_GEMM(gemm_packed_vnni_emulated, dfx_x86_tile_vnni_emulated)
-const struct dfx_kernels dfx_kernels_avx512vnni = X86_SET("avx512vnni", gemm_packed_avx512vnni);
-const struct dfx_kernels dfx_kernels_avxvnni = X86_SET("avxvnni", gemm_packed_avxvnni);
+VNNI_GEMM_RQ(gemm_rq_avx512vnni, dfx_x86_tile_avx512vnni)
+VNNI_GEMM_RQ(gemm_rq_avxvnni, dfx_x86_tile_avxvnni)
+VNNI_GEMM_RQ(gemm_rq_vnni_emulated, dfx_x86_tile_vnni_emulated)
+const struct dfx_kernels dfx_kernels_avx512vnni = X86_SET("avx512vnni", gemm_packed_avx512vnni, gemm_rq_avx512vnni);
+const struct dfx_kernels dfx_kernels_avxvnni = X86_SET("avxvnni", gemm_packed_avxvnni, gemm_rq_avxvnni);
 /* for conformance tests of the VNNI code on CPUs without VNNI (slower than avx2; never chosen by itself) */
-const struct dfx_kernels dfx_kernels_avxvnni_emulated = X86_SET("avxvnni-emulated", gemm_packed_vnni_emulated);
+const struct dfx_kernels dfx_kernels_avxvnni_emulated =
+    X86_SET("avxvnni-emulated", gemm_packed_vnni_emulated, gemm_rq_vnni_emulated);
 
 const struct dfx_kernels *const dfx_x86_sets[] = {DFX_X86_SETS NULL};
 

@@ -21,8 +21,9 @@
  * dispatch contract guarantees that every final sum fits int32, so the result
  * is exact. */
 #include "x86.h"
-#include "../../dfx_internal.h" /* RND_* */
-#include "../../fixedpoint.h"   /* fp_quantize_row */
+#include "../../dfx_internal.h"   /* RND_* */
+#include "../../fixedpoint.h"     /* fp_quantize_row */
+#include "../portable/portable.h" /* dfx_requant_int32_form */
 
 #if DFX_X86_SIMD
 #include <immintrin.h>
@@ -556,6 +557,122 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i rq8(__m256i
             break;
     }
     return clamp ? _mm256_min_epi32(_mm256_max_epi32(r, lo), hi) : r;
+}
+
+/* ---- gemm_s8_packed_requant of dispatch.h for B >= 0: each 4 x 16 tile requantized from the registers'
+ * copy in L1 (t) into int8 rows, so C never goes to memory. Rows with parameters outside requant_s32's int32
+ * form (rq8's conditions), or with shift 0 under a rule that rq8 does not run as the identity there, make the
+ * whole call return 0 (the caller runs the two steps). Saturation to int8 is the packs'; bw < 8 and the ReLU
+ * clamp the packed bytes, which equals clamping the int32 values (the bounds are within int8). */
+#define RQ_MAX_ROWS 2048
+#define RQ_NC 128
+
+typedef struct {
+    int32_t cap, bias, half, halfm1, lsh, sh;
+} rq_row;
+
+/* Row i (n <= NC_U8 values of t, 32 at a time: t holds whole steps) requantized with p into out. */
+__attribute__((target("avx2"), always_inline)) static inline void rq_span(const int32_t *t, int n, const rq_row *p,
+                                                                          int rounding, int shl, int clamp, __m256i lo8,
+                                                                          __m256i hi8, int8_t *out)
+{
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), z = _mm256_setzero_si256();
+    __m256i cap = _mm256_set1_epi32(p->cap), bias = _mm256_set1_epi32(p->bias);
+    __m256i half = _mm256_set1_epi32(p->half), halfm1 = _mm256_set1_epi32(p->halfm1);
+    __m128i lsh = _mm_cvtsi32_si128(p->lsh), sh = _mm_cvtsi32_si128(p->sh);
+    for (int i = 0; i < n; i += 32) {
+#define RQ8T(OFF) \
+    rq8(_mm256_load_si256((const __m256i *)(t + i + OFF)), cap, lsh, bias, half, halfm1, sh, rounding, shl, 0, z, z)
+        __m256i v = _mm256_packs_epi16(_mm256_packs_epi32(RQ8T(0), RQ8T(8)), _mm256_packs_epi32(RQ8T(16), RQ8T(24)));
+#undef RQ8T
+        if (clamp) v = _mm256_min_epi8(_mm256_max_epi8(v, lo8), hi8);
+        v = _mm256_permutevar8x32_epi32(v, order);
+        if (i + 32 <= n) {
+            _mm256_storeu_si256((__m256i *)(out + i), v);
+        } else {
+            int8_t q[32] __attribute__((aligned(32)));
+            _mm256_store_si256((__m256i *)q, v);
+            memcpy(out + i, q, (size_t)(n - i));
+        }
+    }
+}
+
+__attribute__((target("avx2"), always_inline)) static inline void
+gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const rq_row *rp, int rounding, int shl,
+                int clamp, __m256i lo8, __m256i hi8, int8_t *out, int ldo, dfx_x86_tile_u8 tile)
+{
+    const int8_t *A = (const int8_t *)ap;
+    size_t panel = panel_u8_bytes(k);
+    int kq = (k + 3) / 4;
+    int8_t bbuf[KC_U8 * NC_U8] __attribute__((aligned(32)));
+    int32_t t[MRU * RQ_NC] __attribute__((aligned(32)));  /* the 4 rows of one panel over the block's columns */
+    int blk = k * RQ_NC <= KC_U8 * NC_U8 ? RQ_NC : NC_U8; /* wider blocks where B fits the buffer */
+    for (int j0 = 0; j0 < n; j0 += blk) {
+        int nc = imin(blk, n - j0);
+        pack_b_u8(b + j0, ldb, k, nc, bbuf);
+        for (int r0 = 0; r0 < m; r0 += MRU) {
+            const int8_t *head = A + (size_t)(r0 / MRU) * panel;
+            for (int q0 = 0; q0 < nc; q0 += NR)
+                tile(kq, head + PANEL_HEAD, bbuf + (size_t)q0 * kq * 4, t + q0, RQ_NC, MRU, NR, 0, head[0]);
+            for (int r = 0; r < MRU && r0 + r < m; r++)
+                rq_span(t + r * RQ_NC, nc, rp + r0 + r, rounding, shl, clamp, lo8, hi8,
+                        out + (size_t)(r0 + r) * ldo + j0);
+        }
+    }
+}
+
+#define RQ_BODY(R, SHL) gemm_u8_rq_body(m, n, k, ap, b, ldb, rp, R, SHL, clamp, lo8, hi8, out, ldo, tile)
+#define RQ_BODY_SHL(R)          \
+    do {                        \
+        if (shl) RQ_BODY(R, 1); \
+        else RQ_BODY(R, 0);     \
+    } while (0)
+
+__attribute__((target("avx2"), always_inline)) static inline int
+gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const int64_t *bias,
+                  const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out, int ldo,
+                  dfx_x86_tile_u8 tile)
+{
+    if (k > KC_U8 || m > RQ_MAX_ROWS || bw < 2 || bw > 8) return 0;
+    rq_row rp[RQ_MAX_ROWS + MRU];
+    int shl = 0;
+    for (int i = 0; i < m; i++) {
+        int ls = lshift[i], sh = shift[i];
+        if (!dfx_requant_int32_form(bias[i], ls, sh, bw) ||
+            (sh == 0 && rounding != RND_FLOOR && rounding != RND_HALF_UP))
+            return 0;
+        int32_t half = sh > 0 ? (int32_t)1 << (sh - 1) : 0;
+        rp[i] = (rq_row){(int32_t)1 << (30 - ls), (int32_t)bias[i], half, half - 1, ls, sh};
+        shl |= ls != 0;
+    }
+    for (int i = m; i < m + MRU; i++) rp[i] = (rq_row){0, 0, 0, 0, 0, 0};
+    const int32_t hi = (1 << (bw - 1)) - 1, lo = relu ? 0 : -hi - 1;
+    int clamp = relu || bw < 8;
+    __m256i lo8 = _mm256_set1_epi8((int8_t)lo), hi8 = _mm256_set1_epi8((int8_t)hi);
+    switch (rounding) {
+        case RND_FLOOR: RQ_BODY_SHL(RND_FLOOR); break;
+        case RND_HALF_UP: RQ_BODY_SHL(RND_HALF_UP); break;
+        case RND_HALF_AWAY: RQ_BODY_SHL(RND_HALF_AWAY); break;
+        default: RQ_BODY_SHL(RND_HALF_EVEN); break;
+    }
+    return 1;
+}
+#undef RQ_BODY_SHL
+#undef RQ_BODY
+
+__attribute__((target("avx2"))) int dfx_x86_gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b,
+                                                              int ldb, const int64_t *bias, const int8_t *lshift,
+                                                              const int16_t *shift, int rounding, int bw, int relu,
+                                                              int8_t *out, int ldo, dfx_x86_tile_u8 tile)
+{ return gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, ldo, tile); }
+
+__attribute__((target("avx2"))) int dfx_x86_gemm_s8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b,
+                                                              int ldb, int b_nonneg, const int64_t *bias,
+                                                              const int8_t *lshift, const int16_t *shift, int rounding,
+                                                              int bw, int relu, int8_t *out, int ldo)
+{
+    return b_nonneg &&
+           gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, ldo, kernel4x16_u8);
 }
 
 /* Values [0, n - n % 32) of dfx_x86_requant_s8_avx2; returns how many. */

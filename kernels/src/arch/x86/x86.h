@@ -54,6 +54,16 @@ typedef void (*dfx_x86_tile_u8)(int kq, const int8_t *ap, const int8_t *bp, int3
 /* gemm_s8_packed with b_nonneg = 1 (A packed by dfx_x86_pack_a(..., 1)) with each tile computed by `tile` */
 void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
                             dfx_x86_tile_u8 tile);
+/* gemm_s8_packed_requant of dispatch.h for b_nonneg = 1 and k <= 512, with each tile computed by `tile` and
+ * requantized from it; relu: max(0, .) of the int8 codes; returns 0 (nothing written) outside that case or
+ * requant_s32's int32 form */
+int dfx_x86_gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const int64_t *bias,
+                              const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out,
+                              int ldo, dfx_x86_tile_u8 tile);
+/* gemm_s8_packed_requant of dispatch.h for AVX2 CPUs: the above with the avx2 tile (0 when b_nonneg is 0) */
+int dfx_x86_gemm_s8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
+                              const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding, int bw,
+                              int relu, int8_t *out, int ldo);
 /* the tiles of the VNNI sets (vnni.c): VPDPBUSD in its AVX-VNNI and AVX512-VNNI (256-bit) forms, and its exact
  * AVX2 emulation; DFX_X86_VNNI is 1 when the compiler knows the instruction (GCC 11, Clang 12 and later),
  * else the two real forms are not built and their sets are never usable */
