@@ -108,14 +108,14 @@ struct dfx_kernels {
     /* Requantization fused into the kernel (issues 14 and 15); NULL, or a return of 0 (nothing written to
      * out): the caller runs the two steps itself. Both give int8 outputs, bit-exact to the two steps.
      * dwconv_requant_s8: dwconv_s8 of one plane, then requant_s32 of every output with (bias, lshift,
-     *   shift, rounding, bw) into out (oh x ow int8_t, contiguous); work: oh * ow int32 of scratch (any
-     *   content on entry, undefined after).
+     *   shift, rounding, bw) into out (oh x ow int8_t, contiguous), then, when relu != 0, relu_s8 of those
+     *   codes; work: oh * ow int32 of scratch (any content on entry, undefined after).
      * gemm_s8_packed_requant: gemm_s8_packed, then requant_s32 of row i of C with (bias[i], lshift[i],
      *   shift[i], rounding, bw) into out[i * ldo + j], j < n (int8_t), then, when relu != 0, relu_s8 of
      *   those codes (max(0, code)). */
     int (*dwconv_requant_s8)(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                              int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
-                             int8_t *out, int oh, int ow, int32_t *work);
+                             int relu, int8_t *out, int oh, int ow, int32_t *work);
     int (*gemm_s8_packed_requant)(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
                                   const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding, int bw,
                                   int relu, int8_t *out, int ldo);

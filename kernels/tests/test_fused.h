@@ -44,7 +44,7 @@ static void check_dwconv_requant(const struct dfx_kernels *ks)
     int oh = (h + pt + pb - dl * (kh - 1) - 1) / s + 1, ow = (w + pl + pr - dl * (kw - 1) - 1) / s + 1;
     if (h + pt + pb - dl * (kh - 1) - 1 < 0 || w + pl + pr - dl * (kw - 1) - 1 < 0) return;
     int64_t bias;
-    int lshift, shift, rounding = rndi(0, 3), bw = rndi(0, 2) ? 8 : rndi(2, 8);
+    int lshift, shift, rounding = rndi(0, 3), bw = rndi(0, 2) ? 8 : rndi(2, 8), relu = rndi(0, 1);
     fused_params(&bias, &lshift, &shift);
     size_t P = (size_t)oh * ow;
     int8_t *x = malloc((size_t)h * w), kk[25], *y0 = malloc(P + 1), *y1 = malloc(P + 1);
@@ -56,9 +56,10 @@ static void check_dwconv_requant(const struct dfx_kernels *ks)
     memset(y1, 0x5a, P + 1);
     dfx_kernels_portable.dwconv_s8(x, h, w, kk, kh, kw, s, s, pt, pl, dl, dl, acc, oh, ow);
     dfx_kernels_portable.requant_s32(acc, (int)P, bias, lshift, shift, rounding, bw, y0, 1);
+    if (relu) dfx_kernels_portable.relu_s8(y0, y0, (int)P);
     y0[P] = 0x5a;
-    int done = ks->dwconv_requant_s8(x, h, w, kk, kh, kw, s, s, pt, pl, dl, dl, bias, lshift, shift, rounding, bw, y1,
-                                     oh, ow, acc);
+    int done = ks->dwconv_requant_s8(x, h, w, kk, kh, kw, s, s, pt, pl, dl, dl, bias, lshift, shift, rounding, bw, relu,
+                                     y1, oh, ow, acc);
     int bad = done ? memcmp(y0, y1, P + 1) != 0 : y1[0] != 0x5a;
     fused_done += done != 0;
     fused_tried++;
@@ -68,8 +69,8 @@ static void check_dwconv_requant(const struct dfx_kernels *ks)
     free(acc);
     if (bad)
         FAIL("%s dwconv_requant_s8 h=%d w=%d k=%d s=%d p=%d,%d d=%d bias=%" PRId64 " lshift=%d shift=%d rounding=%d "
-             "bw=%d %s",
-             ks->name, h, w, kh, s, pt, pl, dl, bias, lshift, shift, rounding, bw, done ? "differs" : "wrote");
+             "bw=%d relu=%d %s",
+             ks->name, h, w, kh, s, pt, pl, dl, bias, lshift, shift, rounding, bw, relu, done ? "differs" : "wrote");
 }
 
 /* n bytes that end where an inaccessible page begins (a read past them faults); free with guarded_free. */

@@ -108,14 +108,17 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     if (!what) { /* the fused requantization (dwconv_requant_s8): int8 codes from the reference sums */
         int bw = rndi(2, 8), lshift = rndi(0, 3) ? 0 : rndi(0, 4), shift = rndi(0, 29 - bw), rounding = rndi(0, 3);
         int32_t bias = rndi(-5000, 5000);
+        int relu = rndi(0, 1);
         int8_t *q = malloc(no + 9), *want = malloc(no);
         int32_t *work = malloc(sizeof(int32_t) * no);
         memset(q, 0x5A, no + 9);
         int rq = dfx_x86_dwconv_rq_s8_avx2(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, lshift, shift,
-                                           rounding, bw, q, work);
-        for (size_t i = 0; i < no; i++)
+                                           rounding, bw, relu, q, work);
+        for (size_t i = 0; i < no; i++) {
             want[i] = (int8_t)fp_saturate(
                 fp_round_shift((int64_t)o0[i] * ((int64_t)1 << lshift) + bias, shift, rounding), bw);
+            if (relu && want[i] < 0) want[i] = 0;
+        }
         if (rq != done) what = "dfx_x86_dwconv_rq_s8_avx2 handles other cases than dfx_x86_dwconv_s8_avx2";
         else if (rq && memcmp(q, want, no)) what = "dfx_x86_dwconv_rq_s8_avx2 differs from the requantized reference";
         else

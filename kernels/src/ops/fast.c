@@ -496,11 +496,9 @@ static void dw_planes(const lin_job *j, int64_t c0, int64_t c1, void *scratch)
         int8_t *yc = (int8_t *)Y + (n * O + c) * P * esz;
         if (esz == 1 && kf->dwconv_requant_s8 &&
             kf->dwconv_requant_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl,
-                                  o->dh, o->dw, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, yc, (int)OH,
-                                  (int)OW, acc)) { /* requantized in the same pass */
-            if (j->relu) kf->relu_s8(yc, yc, (int)P);
-            continue;
-        }
+                                  o->dh, o->dw, lp->bias[c], lp->lsh[c], lp->rsh[c], ty->rounding, ty->bw, j->relu, yc,
+                                  (int)OH, (int)OW, acc))
+            continue; /* requantized (and the ReLU) in the same pass */
         kf->dwconv_s8(X + (n * C + c) * H * W, (int)H, (int)W, k, o->kh, o->kw, o->sh, o->sw, o->pt, o->pl, o->dh,
                       o->dw, acc, (int)OH, (int)OW);
         requant_out(j, acc, (int)P, c, (char *)yc);

@@ -430,7 +430,7 @@ static int dq_flat(const int8_t *x, int h, int w, const int8x16_t *wv, int32x4_t
 
 int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh_, int sw, int pt,
                               int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
-                              int8_t *out, int oh, int ow, int32_t *work)
+                              int relu, int8_t *out, int oh, int ow, int32_t *work)
 {
     (void)work; /* the sums stay in registers */
     int mode = fq_mode(bias, lshift, shift, rounding);
@@ -456,14 +456,17 @@ int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, in
     static const uint8_t ord2[16] = {0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15};
     uint8x16_t order = vld1q_u8(s == 1 ? ord1 : ord2);
     int32x4_t vb = vdupq_n_s32((int32_t)bias), sh = vdupq_n_s32(-shift);
-    if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w && dq_flat(x, h, w, wv, vb, mode, sh, order, buf, out))
+    if (s == 1 && pt == 1 && pl == 1 && oh == h && ow == w && dq_flat(x, h, w, wv, vb, mode, sh, order, buf, out)) {
+        if (relu) dfx_neon_relu_s8(out, out, oh * ow); /* the plane just written, while in cache */
         return 1;
+    }
     for (int oy0 = 0; oy0 < oh; oy0 += rows) {
         int nr = oh - oy0 < rows ? oh - oy0 : rows, need = (nr - 1) * s + 3;
         dfx_neon_pad_rows(x, h, w, oy0 * s - pt, need, pl, wp, buf);
         int8_t *o = out + (size_t)oy0 * ow;
         if (s == 1) DQ_CASES(1)
         else DQ_CASES(2)
+        if (relu) dfx_neon_relu_s8(o, o, nr * ow); /* the strip just written */
     }
     return 1;
 }

@@ -63,7 +63,7 @@ void dfx_neon_pad_rows(const int8_t *x, int h, int w, int iy0, int rows, int pl,
  * gemm_s8_packed_requant): the 3 x 3 depthwise convolution (stride 1 or 2) and the packed GEMM. */
 int dfx_dot_dwconv_requant_s8(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                               int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
-                              int8_t *out, int oh, int ow, int32_t *work);
+                              int relu, int8_t *out, int oh, int ow, int32_t *work);
 int dfx_dot_gemm_s8_packed_requant(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
                                    const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding,
                                    int bw, int relu, int8_t *out, int ldo);

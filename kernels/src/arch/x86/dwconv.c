@@ -203,11 +203,11 @@ struct geom {
 struct rq {
     int8_t *out;
     int32_t bias;
-    int lshift, shift, rounding, bw;
+    int lshift, shift, rounding, bw, relu;
 };
 
 AVX2_INLINE static void rq_run(const struct rq *q, const int32_t *acc, int n, int8_t *out)
-{ dfx_x86_requant_s8_avx2(acc, n, q->bias, q->lshift, q->shift, q->rounding, q->bw, 0, out); }
+{ dfx_x86_requant_s8_avx2(acc, n, q->bias, q->lshift, q->shift, q->rounding, q->bw, q->relu, out); }
 
 /* Copies input row iy into r[lo, lo + n), possibly writing up to 15 elements
  * past; the caller zeroes the columns around. The row is read 16 bytes at a
@@ -444,13 +444,13 @@ AVX2 int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, 
  * out while in cache: dw_rows after the row, dw_flat from its band buffer. */
 AVX2 int dfx_x86_dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw,
                                    int pt, int pl, int dh, int dw, int oh, int ow, int64_t bias, int lshift, int shift,
-                                   int rounding, int bw, int8_t *out, int32_t *work)
+                                   int rounding, int bw, int relu, int8_t *out, int32_t *work)
 {
     /* requant_s32's int32 form for int8 (arch/portable/portable.c requant_body) */
     if (lshift < 0 || lshift > 29 || bias < -((int64_t)1 << 29) || bias > ((int64_t)1 << 29) || shift < 0 ||
         shift + bw > 29 || bw < 2 || bw > 8)
         return 0;
-    struct rq q = {out, (int32_t)bias, lshift, shift, rounding, bw};
+    struct rq q = {out, (int32_t)bias, lshift, shift, rounding, bw, relu != 0};
     return dw_run(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, work, oh, ow, &q);
 }
 

@@ -68,10 +68,10 @@ static void maxpool_s8_avx2(const int8_t *x, int h, int w, int kh, int kw, int s
 
 static int dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                              int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw,
-                             int8_t *out, int oh, int ow, int32_t *work)
+                             int relu, int8_t *out, int oh, int ow, int32_t *work)
 {
     return dfx_x86_dwconv_rq_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, bias, lshift, shift, rounding,
-                                     bw, out, work);
+                                     bw, relu, out, work);
 }
 
 /* The table of an x86 set whose packed GEMM is GEMM_PACKED, GEMM_RQ with requantization (the rest: the avx2

@@ -180,6 +180,7 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
     "vpxor %%ymm11, %%ymm11, %%ymm11\n\t" \
     "test %[n], %[n]\n\t"                 \
     "jle 2f\n\t"                          \
+    ".p2align 6\n\t"                      \
     "1:\n\t"                              \
     "vmovdqu (%[b]), %%ymm12\n\t"         \
     "vmovdqu 32(%[b]), %%ymm13\n\t"
@@ -332,6 +333,7 @@ __attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *
         "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
         "test %[p], %[p]\n\t"
         "jle 2f\n\t"
+        ".p2align 6\n\t" /* the loops start a 64-byte line: their speed does not depend on the code before */
         "1:\n\t"
         "vmovdqu (%[b]), %%ymm8\n\t"
         "vmovdqu 32(%[b]), %%ymm9\n\t"
@@ -348,6 +350,7 @@ __attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *
         "2:\n\t"
         "test %[s], %[s]\n\t"
         "jle 4f\n\t"
+        ".p2align 6\n\t"
         "3:\n\t"
         "vmovdqu (%[b]), %%ymm8\n\t"
         "vmovdqu 32(%[b]), %%ymm9\n\t"

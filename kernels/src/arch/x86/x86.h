@@ -39,7 +39,7 @@ int dfx_x86_dwconv_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int k
  * dfx_x86_dwconv_s8_avx2 handles or the requantization not one in its int32 form for int8 */
 int dfx_x86_dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,
                               int pl, int dh, int dw, int oh, int ow, int64_t bias, int lshift, int shift, int rounding,
-                              int bw, int8_t *out, int32_t *work);
+                              int bw, int relu, int8_t *out, int32_t *work);
 /* the packed-weights entries of dispatch.h for AVX2 CPUs (6-row panels: int16 pairs, or int8 quads when
  * b_nonneg) */
 size_t dfx_x86_packed_a_bytes(int m, int k, int b_nonneg);
