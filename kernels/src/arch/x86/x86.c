@@ -162,6 +162,19 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
     for (int j = 0; j < nr; j++) c[j] = acc ? (int32_t)((uint32_t)c[j] + (uint32_t)t[j]) : t[j];
 }
 
+/* The first nr <= 8 values of lo to c (added to C when acc). */
+__attribute__((target("avx2"))) static inline void store_row8(int32_t *c, __m256i lo, int nr, int acc)
+{
+    if (nr == 8) {
+        if (acc) lo = _mm256_add_epi32(lo, _mm256_loadu_si256((const __m256i *)c));
+        _mm256_storeu_si256((__m256i *)c, lo);
+        return;
+    }
+    int32_t t[8];
+    _mm256_storeu_si256((__m256i *)t, lo);
+    for (int j = 0; j < nr; j++) c[j] = acc ? (int32_t)((uint32_t)c[j] + (uint32_t)t[j]) : t[j];
+}
+
 /* The assembly shared by both micro-kernels: ymm0..11 hold the 6 x 16 tile (row r in ymm 2r, 2r+1),
  * the loop runs n times over panels of 24 bytes of A (6 rows) and 64 bytes of B (16 columns),
  * loading B into ymm12/13, and the tile ends in t[6][16]. */
@@ -310,12 +323,85 @@ static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1
     "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
     "vpaddd %%ymm14, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
 
+/* The half tile (columns 0-7) of a 4 x 16 block: row r in ymm r, B of quad q in ymm8 (and of quad q + 1 in
+ * ymm10, 64 bytes on, for a safe panel), the same steps as ROW_Q1 / ROW_Q2 for one accumulator. */
+#define HALF_Q1(OFF, C)                        \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t" \
+    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"  \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t" \
+    "vpaddd %%ymm14, %%ymm" #C ", %%ymm" #C "\n\t"
+#define HALF_Q2(OFF, C)                           \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"    \
+    "vpbroadcastd 16+" #OFF "(%[a]), %%ymm13\n\t" \
+    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"     \
+    "vpmaddubsw %%ymm13, %%ymm10, %%ymm15\n\t"    \
+    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"        \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"    \
+    "vpaddd %%ymm14, %%ymm" #C ", %%ymm" #C "\n\t"
+
+/* kernel4x16_u8 for nr <= 8: half the multiplications of a whole tile (a block's last columns, such as the
+ * 4 of a 100-column map). */
+__attribute__((target("avx2"))) static void kernel4x8_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
+                                                         int ldc, int mr, int nr, int acc, int safe)
+{
+    int32_t t[MRU * NR] __attribute__((aligned(32)));
+    long pairs = safe ? kq / 2 : 0, singles = kq - 2 * pairs;
+    // clang-format off
+    __asm__ volatile(
+        "vpxor %%ymm0, %%ymm0, %%ymm0\n\t"
+        "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
+        "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
+        "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
+        "test %[p], %[p]\n\t"
+        "jle 2f\n\t"
+        ".p2align 6\n\t"
+        "1:\n\t"
+        "vmovdqu (%[b]), %%ymm8\n\t"
+        "vmovdqu 64(%[b]), %%ymm10\n\t"
+        HALF_Q2(0, 0)
+        HALF_Q2(4, 1)
+        HALF_Q2(8, 2)
+        HALF_Q2(12, 3)
+        "add $32, %[a]\n\t"
+        "add $128, %[b]\n\t"
+        "dec %[p]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "test %[s], %[s]\n\t"
+        "jle 4f\n\t"
+        "3:\n\t"
+        "vmovdqu (%[b]), %%ymm8\n\t"
+        HALF_Q1(0, 0)
+        HALF_Q1(4, 1)
+        HALF_Q1(8, 2)
+        HALF_Q1(12, 3)
+        "add $16, %[a]\n\t"
+        "add $64, %[b]\n\t"
+        "dec %[s]\n\t"
+        "jnz 3b\n\t"
+        "4:\n\t"
+        "vmovdqa %%ymm0, (%[t])\n\t"
+        "vmovdqa %%ymm1, 64(%[t])\n\t"
+        "vmovdqa %%ymm2, 128(%[t])\n\t"
+        "vmovdqa %%ymm3, 192(%[t])\n\t"
+        : [a] "+r"(ap), [b] "+r"(bp), [p] "+r"(pairs), [s] "+r"(singles)
+        : [t] "r"(t), [ones] "r"(ONES16)
+        : TILE_CLOBBERS);
+    // clang-format on
+    for (int r = 0; r < mr; r++) /* columns 0-7 of each row */
+        store_row8(c + r * (size_t)ldc, _mm256_load_si256((const __m256i *)(t + r * NR)), nr, acc);
+}
+
 /* C tile (mr x nr of a 4 x 16 block) = kq quads of the A panel (4 rows) times the B panel (16 columns);
  * safe: the panel's pair_safe flag (pairs of quads, then the odd quad alone); acc: add to C. A whole tile
  * is stored (or added) from the registers, a partial one through a buffer. */
 __attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *ap, const int8_t *bp, int32_t *c,
                                                           int ldc, int mr, int nr, int acc, int safe)
 {
+    if (nr <= 8) {
+        kernel4x8_u8(kq, ap, bp, c, ldc, mr, nr, acc, safe);
+        return;
+    }
     int32_t t[MRU * NR] __attribute__((aligned(32)));
     int whole = mr == MRU && nr == NR;
     long pairs = safe ? kq / 2 : 0, singles = kq - 2 * pairs, add = whole && acc;
@@ -616,7 +702,8 @@ gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, c
         for (int r0 = 0; r0 < m; r0 += MRU) {
             const int8_t *head = A + (size_t)(r0 / MRU) * panel;
             for (int q0 = 0; q0 < nc; q0 += NR)
-                tile(kq, head + PANEL_HEAD, bbuf + (size_t)q0 * kq * 4, t + q0, RQ_NC, MRU, NR, 0, head[0]);
+                tile(kq, head + PANEL_HEAD, bbuf + (size_t)q0 * kq * 4, t + q0, RQ_NC, MRU, imin(NR, nc - q0), 0,
+                     head[0]); /* t's columns past nc: computed or not, never stored */
             for (int r = 0; r < MRU && r0 + r < m; r++)
                 rq_span(t + r * RQ_NC, nc, rp + r0 + r, rounding, shl, clamp, lo8, hi8,
                         out + (size_t)(r0 + r) * ldo + j0);
