@@ -45,7 +45,7 @@ struct dfx_kernels {
      * with 0 <= lshift <= 31, shift in -31..62 (negative: exact left shift as
      * fp_round_shift), rounding one of RND_* (0 half away from zero, 1 half to
      * even, 2 half up, 3 floor), 2 <= bw <= 32, out_bytes 1, 2 or 4 (int8_t,
-     * int16_t, int32_t elements; bw fits the type). */
+     * int16_t, int32_t elements; bw fits the type); out does not overlap acc. */
     void (*requant_s32)(const int32_t *acc, int n, int64_t bias, int lshift, int shift, int rounding, int bw, void *out,
                         int out_bytes);
 

@@ -648,27 +648,25 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i rq8(__m256i
     return clamp ? _mm256_min_epi32(_mm256_max_epi32(r, lo), hi) : r;
 }
 
-/* ---- gemm_s8_packed_requant of dispatch.h for B >= 0: each 4 x 16 tile requantized from the registers'
- * copy in L1 (t) into int8 rows, so C never goes to memory. Rows with parameters outside requant_s32's int32
- * form (rq8's conditions), or with shift 0 under a rule that rq8 does not run as the identity there, make the
- * whole call return 0 (the caller runs the two steps). Saturation to int8 is the packs'; bw < 8 and the ReLU
- * clamp the packed bytes, which equals clamping the int32 values (the bounds are within int8). */
-#define RQ_MAX_ROWS 2048
+/* ---- gemm_s8_packed_requant of dispatch.h for B >= 0: the tiles of a row panel over a block of up to
+ * RQ_NC columns go to a 4 x RQ_NC int32 block in L1 (t), whose rows are then requantized into int8 rows, so C
+ * never goes to memory. Rows with parameters outside requant_s32's int32 form (rq8's conditions), or with
+ * shift 0 under a rule that rq8 does not run as the identity there, make the whole call return 0 (the caller
+ * runs the two steps). Saturation to int8 is the packs'; bw < 8 and the ReLU clamp the packed bytes, which
+ * equals clamping the int32 values (the bounds are within int8). */
 #define RQ_NC 128
 
-typedef struct {
-    int32_t cap, bias, half, halfm1, lsh, sh;
-} rq_row;
-
-/* Row i (n <= NC_U8 values of t, 32 at a time: t holds whole steps) requantized with p into out. */
-__attribute__((target("avx2"), always_inline)) static inline void rq_span(const int32_t *t, int n, const rq_row *p,
-                                                                          int rounding, int shl, int clamp, __m256i lo8,
-                                                                          __m256i hi8, int8_t *out)
+/* The n <= RQ_NC values of a row of t (32 at a time: t holds whole steps) requantized with the row's
+ * (bias, lshift, shift) into out. */
+__attribute__((target("avx2"), always_inline)) static inline void rq_span(const int32_t *t, int n, int32_t b, int ls,
+                                                                          int s, int rounding, int shl, int clamp,
+                                                                          __m256i lo8, __m256i hi8, int8_t *out)
 {
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), z = _mm256_setzero_si256();
-    __m256i cap = _mm256_set1_epi32(p->cap), bias = _mm256_set1_epi32(p->bias);
-    __m256i half = _mm256_set1_epi32(p->half), halfm1 = _mm256_set1_epi32(p->halfm1);
-    __m128i lsh = _mm_cvtsi32_si128(p->lsh), sh = _mm_cvtsi32_si128(p->sh);
+    const int32_t hv = s > 0 ? (int32_t)1 << (s - 1) : 0;
+    __m256i cap = _mm256_set1_epi32((int32_t)1 << (30 - ls)), bias = _mm256_set1_epi32(b);
+    __m256i half = _mm256_set1_epi32(hv), halfm1 = _mm256_set1_epi32(hv - 1);
+    __m128i lsh = _mm_cvtsi32_si128(ls), sh = _mm_cvtsi32_si128(s);
     for (int i = 0; i < n; i += 32) {
 #define RQ8T(OFF) \
     rq8(_mm256_load_si256((const __m256i *)(t + i + OFF)), cap, lsh, bias, half, halfm1, sh, rounding, shl, 0, z, z)
@@ -687,8 +685,9 @@ __attribute__((target("avx2"), always_inline)) static inline void rq_span(const 
 }
 
 __attribute__((target("avx2"), always_inline)) static inline void
-gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const rq_row *rp, int rounding, int shl,
-                int clamp, __m256i lo8, __m256i hi8, int8_t *out, int ldo, dfx_x86_tile_u8 tile)
+gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const int64_t *bias,
+                const int8_t *lshift, const int16_t *shift, int rounding, int shl, int clamp, __m256i lo8, __m256i hi8,
+                int8_t *out, int ldo, dfx_x86_tile_u8 tile)
 {
     const int8_t *A = (const int8_t *)ap;
     size_t panel = panel_u8_bytes(k);
@@ -704,14 +703,15 @@ gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, c
             for (int q0 = 0; q0 < nc; q0 += NR)
                 tile(kq, head + PANEL_HEAD, bbuf + (size_t)q0 * kq * 4, t + q0, RQ_NC, MRU, imin(NR, nc - q0), 0,
                      head[0]); /* t's columns past nc: computed or not, never stored */
-            for (int r = 0; r < MRU && r0 + r < m; r++)
-                rq_span(t + r * RQ_NC, nc, rp + r0 + r, rounding, shl, clamp, lo8, hi8,
-                        out + (size_t)(r0 + r) * ldo + j0);
+            for (int r = r0; r < r0 + MRU && r < m; r++)
+                rq_span(t + (r - r0) * RQ_NC, nc, (int32_t)bias[r], lshift[r], shift[r], rounding, shl, clamp, lo8, hi8,
+                        out + (size_t)r * ldo + j0);
         }
     }
 }
 
-#define RQ_BODY(R, SHL) gemm_u8_rq_body(m, n, k, ap, b, ldb, rp, R, SHL, clamp, lo8, hi8, out, ldo, tile)
+#define RQ_BODY(R, SHL) \
+    gemm_u8_rq_body(m, n, k, ap, b, ldb, bias, lshift, shift, R, SHL, clamp, lo8, hi8, out, ldo, tile)
 #define RQ_BODY_SHL(R)          \
     do {                        \
         if (shl) RQ_BODY(R, 1); \
@@ -723,19 +723,14 @@ gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb,
                   const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out, int ldo,
                   dfx_x86_tile_u8 tile)
 {
-    if (k > KC_U8 || m > RQ_MAX_ROWS || bw < 2 || bw > 8) return 0;
-    rq_row rp[RQ_MAX_ROWS + MRU];
+    if (k > KC_U8 || bw < 2 || bw > 8) return 0;
     int shl = 0;
     for (int i = 0; i < m; i++) {
-        int ls = lshift[i], sh = shift[i];
-        if (!dfx_requant_int32_form(bias[i], ls, sh, bw) ||
-            (sh == 0 && rounding != RND_FLOOR && rounding != RND_HALF_UP))
+        if (!dfx_requant_int32_form(bias[i], lshift[i], shift[i], bw) ||
+            (shift[i] == 0 && rounding != RND_FLOOR && rounding != RND_HALF_UP))
             return 0;
-        int32_t half = sh > 0 ? (int32_t)1 << (sh - 1) : 0;
-        rp[i] = (rq_row){(int32_t)1 << (30 - ls), (int32_t)bias[i], half, half - 1, ls, sh};
-        shl |= ls != 0;
+        shl |= lshift[i] != 0;
     }
-    for (int i = m; i < m + MRU; i++) rp[i] = (rq_row){0, 0, 0, 0, 0, 0};
     const int32_t hi = (1 << (bw - 1)) - 1, lo = relu ? 0 : -hi - 1;
     int clamp = relu || bw < 8;
     __m256i lo8 = _mm256_set1_epi8((int8_t)lo), hi8 = _mm256_set1_epi8((int8_t)hi);
@@ -797,18 +792,31 @@ __attribute__((target("avx2"), always_inline)) static inline int rq8_loop(const 
             : (bw < 8 ? rq8_loop(acc, n, bias, lshift, shift, R, 0, 1, bw, relu, out)  \
                       : rq8_loop(acc, n, bias, lshift, shift, R, 0, 0, bw, relu, out)))
 
+/* rq8_loop for the rule, the left shift and the clamp of the arguments (shift 0: every rule is FLOOR). */
+__attribute__((target("avx2"))) static int rq8_any(const int32_t *acc, int n, int32_t bias, int lshift, int shift,
+                                                   int rounding, int bw, int relu, int8_t *out)
+{
+    switch (rounding) {
+        case RND_FLOOR: return RQ8_SHL_CLAMP(RND_FLOOR);
+        case RND_HALF_UP: return RQ8_SHL_CLAMP(RND_HALF_UP);
+        case RND_HALF_AWAY: return RQ8_SHL_CLAMP(RND_HALF_AWAY);
+        default: return RQ8_SHL_CLAMP(RND_HALF_EVEN);
+    }
+}
+#undef RQ8_SHL_CLAMP
+
+/* 32 values a step; n >= 32 ends with the last 32 again (the same codes from the same sums: acc and out
+ * do not overlap, dispatch.h), shorter ones take the same steps one value at a time. */
 __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift,
                                                              int shift, int rounding, int bw, int relu, int8_t *out)
 {
     const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
     const int32_t hi = (1 << (bw - 1)) - 1, lo = relu ? 0 : -hi - 1; /* the ReLU: max(0, clamped) */
     if (shift == 0) rounding = RND_FLOOR; /* no rounding: every rule is the identity (half = 0, floor of an integer) */
-    int i;
-    switch (rounding) {
-        case RND_FLOOR: i = RQ8_SHL_CLAMP(RND_FLOOR); break;
-        case RND_HALF_UP: i = RQ8_SHL_CLAMP(RND_HALF_UP); break;
-        case RND_HALF_AWAY: i = RQ8_SHL_CLAMP(RND_HALF_AWAY); break;
-        default: i = RQ8_SHL_CLAMP(RND_HALF_EVEN); break;
+    int i = rq8_any(acc, n, bias, lshift, shift, rounding, bw, relu, out);
+    if (i < n && n >= 32) {
+        rq8_any(acc + n - 32, 32, bias, lshift, shift, rounding, bw, relu, out + n - 32);
+        i = n;
     }
     for (; i < n; i++) { /* the tail: the same steps on one value */
         int32_t a = acc[i];
@@ -821,7 +829,6 @@ __attribute__((target("avx2"))) void dfx_x86_requant_s8_avx2(const int32_t *acc,
         out[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r);
     }
 }
-#undef RQ8_SHL_CLAMP
 
 /* 32 bytes a step; a row of 32 or more ends with the last 32 bytes again (max(x, 0) recomputed from x: the
  * same bytes), shorter ones take 16, 8 and single bytes. */
