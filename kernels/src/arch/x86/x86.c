@@ -297,47 +297,55 @@ static const int16_t ONES16[16] __attribute__((aligned(32))) = {1, 1, 1, 1, 1, 1
 
 /* The 4 x 16 tile of the B >= 0 form, ymm0..7 (row r in ymm 2r, 2r+1). One quad: the A quad of the row
  * broadcast to ymm12, unsigned B bytes of columns 0-7 (ymm8) and 8-15 (ymm9) times it (int16 pair sums),
- * the pairs summed into int32 lanes by VPMADDWD with ones. */
-#define ROW_Q1(OFF, C0, C1)                          \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"       \
-    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"        \
-    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
-    "vpaddd %%ymm14, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
-    "vpmaddubsw %%ymm12, %%ymm9, %%ymm14\n\t"        \
-    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
-    "vpaddd %%ymm14, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+ * the pairs summed into int32 lanes by VPMADDWD with ones (Q1_COLS: one half, into accumulator C). */
+#define Q1_COLS(B, C)                              \
+    "vpmaddubsw %%ymm12, %%ymm" #B ", %%ymm14\n\t" \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"     \
+    "vpaddd %%ymm14, %%ymm" #C ", %%ymm" #C "\n\t"
+#define ROW_Q1(OFF, C0, C1) "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t" Q1_COLS(8, C0) Q1_COLS(9, C1)
 /* Two quads (a safe panel): quad q's A in ymm12 times B in ymm8/9, quad q + 1's in ymm13 times ymm10/11,
  * the int16 pair sums of both added (VPADDW, exact: pair_safe) before one VPMADDWD: 64 multiply-adds in
- * three multiplications, not four. */
-#define ROW_Q2(OFF, C0, C1)                          \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"       \
-    "vpbroadcastd 16+" #OFF "(%[a]), %%ymm13\n\t"    \
-    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"        \
-    "vpmaddubsw %%ymm13, %%ymm10, %%ymm15\n\t"       \
-    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"           \
-    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
-    "vpaddd %%ymm14, %%ymm" #C0 ", %%ymm" #C0 "\n\t" \
-    "vpmaddubsw %%ymm12, %%ymm9, %%ymm14\n\t"        \
-    "vpmaddubsw %%ymm13, %%ymm11, %%ymm15\n\t"       \
-    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"           \
-    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"       \
-    "vpaddd %%ymm14, %%ymm" #C1 ", %%ymm" #C1 "\n\t"
+ * three multiplications, not four (Q2_COLS: one half, B of quads q and q + 1 in B0 and B1). */
+#define Q2_COLS(B0, B1, C)                          \
+    "vpmaddubsw %%ymm12, %%ymm" #B0 ", %%ymm14\n\t" \
+    "vpmaddubsw %%ymm13, %%ymm" #B1 ", %%ymm15\n\t" \
+    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"          \
+    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"      \
+    "vpaddd %%ymm14, %%ymm" #C ", %%ymm" #C "\n\t"
+#define BCAST_Q2(OFF)                          \
+    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t" \
+    "vpbroadcastd 16+" #OFF "(%[a]), %%ymm13\n\t"
+#define ROW_Q2(OFF, C0, C1) BCAST_Q2(OFF) Q2_COLS(8, 10, C0) Q2_COLS(9, 11, C1)
+
+/* The loop skeleton of the B >= 0 tiles (kernel4x8_u8, kernel4x16_u8): p iterations over pairs of quads
+ * (label 1; A 32 bytes, B 128 bytes a step), then s over single quads (label 3; 16 and 64 bytes), ending at
+ * label 4. The loops start a 64-byte line: their speed does not depend on the code before them. */
+#define QUAD_PAIRS_HEAD   \
+    "test %[p], %[p]\n\t" \
+    "jle 2f\n\t"          \
+    ".p2align 6\n\t"      \
+    "1:\n\t"
+#define QUAD_PAIRS_END_SINGLES_HEAD \
+    "add $32, %[a]\n\t"             \
+    "add $128, %[b]\n\t"            \
+    "dec %[p]\n\t"                  \
+    "jnz 1b\n\t"                    \
+    "2:\n\t"                        \
+    "test %[s], %[s]\n\t"           \
+    "jle 4f\n\t"                    \
+    ".p2align 6\n\t"                \
+    "3:\n\t"
+#define QUAD_SINGLES_END \
+    "add $16, %[a]\n\t"  \
+    "add $64, %[b]\n\t"  \
+    "dec %[s]\n\t"       \
+    "jnz 3b\n\t"         \
+    "4:\n\t"
 
 /* The half tile (columns 0-7) of a 4 x 16 block: row r in ymm r, B of quad q in ymm8 (and of quad q + 1 in
- * ymm10, 64 bytes on, for a safe panel), the same steps as ROW_Q1 / ROW_Q2 for one accumulator. */
-#define HALF_Q1(OFF, C)                        \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t" \
-    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"  \
-    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t" \
-    "vpaddd %%ymm14, %%ymm" #C ", %%ymm" #C "\n\t"
-#define HALF_Q2(OFF, C)                           \
-    "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t"    \
-    "vpbroadcastd 16+" #OFF "(%[a]), %%ymm13\n\t" \
-    "vpmaddubsw %%ymm12, %%ymm8, %%ymm14\n\t"     \
-    "vpmaddubsw %%ymm13, %%ymm10, %%ymm15\n\t"    \
-    "vpaddw %%ymm15, %%ymm14, %%ymm14\n\t"        \
-    "vpmaddwd (%[ones]), %%ymm14, %%ymm14\n\t"    \
-    "vpaddd %%ymm14, %%ymm" #C ", %%ymm" #C "\n\t"
+ * ymm10, 64 bytes on, for a safe panel), the steps of ROW_Q1 / ROW_Q2 for the first half only. */
+#define HALF_Q1(OFF, C) "vpbroadcastd " #OFF "(%[a]), %%ymm12\n\t" Q1_COLS(8, C)
+#define HALF_Q2(OFF, C) BCAST_Q2(OFF) Q2_COLS(8, 10, C)
 
 /* kernel4x16_u8 for nr <= 8: half the multiplications of a whole tile (a block's last columns, such as the
  * 4 of a 100-column map). */
@@ -352,34 +360,20 @@ __attribute__((target("avx2"))) static void kernel4x8_u8(int kq, const int8_t *a
         "vpxor %%ymm1, %%ymm1, %%ymm1\n\t"
         "vpxor %%ymm2, %%ymm2, %%ymm2\n\t"
         "vpxor %%ymm3, %%ymm3, %%ymm3\n\t"
-        "test %[p], %[p]\n\t"
-        "jle 2f\n\t"
-        ".p2align 6\n\t"
-        "1:\n\t"
+        QUAD_PAIRS_HEAD
         "vmovdqu (%[b]), %%ymm8\n\t"
         "vmovdqu 64(%[b]), %%ymm10\n\t"
         HALF_Q2(0, 0)
         HALF_Q2(4, 1)
         HALF_Q2(8, 2)
         HALF_Q2(12, 3)
-        "add $32, %[a]\n\t"
-        "add $128, %[b]\n\t"
-        "dec %[p]\n\t"
-        "jnz 1b\n\t"
-        "2:\n\t"
-        "test %[s], %[s]\n\t"
-        "jle 4f\n\t"
-        "3:\n\t"
+        QUAD_PAIRS_END_SINGLES_HEAD
         "vmovdqu (%[b]), %%ymm8\n\t"
         HALF_Q1(0, 0)
         HALF_Q1(4, 1)
         HALF_Q1(8, 2)
         HALF_Q1(12, 3)
-        "add $16, %[a]\n\t"
-        "add $64, %[b]\n\t"
-        "dec %[s]\n\t"
-        "jnz 3b\n\t"
-        "4:\n\t"
+        QUAD_SINGLES_END
         "vmovdqa %%ymm0, (%[t])\n\t"
         "vmovdqa %%ymm1, 64(%[t])\n\t"
         "vmovdqa %%ymm2, 128(%[t])\n\t"
@@ -417,10 +411,7 @@ __attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *
         "vpxor %%ymm5, %%ymm5, %%ymm5\n\t"
         "vpxor %%ymm6, %%ymm6, %%ymm6\n\t"
         "vpxor %%ymm7, %%ymm7, %%ymm7\n\t"
-        "test %[p], %[p]\n\t"
-        "jle 2f\n\t"
-        ".p2align 6\n\t" /* the loops start a 64-byte line: their speed does not depend on the code before */
-        "1:\n\t"
+        QUAD_PAIRS_HEAD
         "vmovdqu (%[b]), %%ymm8\n\t"
         "vmovdqu 32(%[b]), %%ymm9\n\t"
         "vmovdqu 64(%[b]), %%ymm10\n\t"
@@ -429,26 +420,14 @@ __attribute__((target("avx2"))) static void kernel4x16_u8(int kq, const int8_t *
         ROW_Q2(4, 2, 3)
         ROW_Q2(8, 4, 5)
         ROW_Q2(12, 6, 7)
-        "add $32, %[a]\n\t"
-        "add $128, %[b]\n\t"
-        "dec %[p]\n\t"
-        "jnz 1b\n\t"
-        "2:\n\t"
-        "test %[s], %[s]\n\t"
-        "jle 4f\n\t"
-        ".p2align 6\n\t"
-        "3:\n\t"
+        QUAD_PAIRS_END_SINGLES_HEAD
         "vmovdqu (%[b]), %%ymm8\n\t"
         "vmovdqu 32(%[b]), %%ymm9\n\t"
         ROW_Q1(0, 0, 1)
         ROW_Q1(4, 2, 3)
         ROW_Q1(8, 4, 5)
         ROW_Q1(12, 6, 7)
-        "add $16, %[a]\n\t"
-        "add $64, %[b]\n\t"
-        "dec %[s]\n\t"
-        "jnz 3b\n\t"
-        "4:\n\t"
+        QUAD_SINGLES_END
         "test %[add], %[add]\n\t"
         "jz 5f\n\t"
         "vpaddd (%[d]), %%ymm0, %%ymm0\n\t"
