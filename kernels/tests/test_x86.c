@@ -84,7 +84,12 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     }
     reference(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o0, oh, ow);
     int done = dfx_x86_dwconv_s8_avx2(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o1, oh, ow);
-    const struct dfx_kernels *set = rndi(0, 1) ? &dfx_kernels_avx2 : &dfx_kernels_portable;
+    /* the dwconv_s8 of the portable set or of an x86 set this CPU runs (the VNNI sets' own 3 x 3 code) */
+    const struct dfx_kernels *sets[8] = {&dfx_kernels_portable}, *set;
+    int nsets = 1;
+    for (int si = 0; dfx_x86_sets[si] && nsets < 8; si++)
+        if (dfx_x86_usable(dfx_x86_sets[si])) sets[nsets++] = dfx_x86_sets[si];
+    set = sets[rndi(0, nsets - 1)];
     set->dwconv_s8(x, h, w, kp, kh, kw, sh, sw, pt, pl, dh, dw, o2, oh, ow);
     cases++;
     handled += done;
@@ -98,8 +103,11 @@ static void check_case(int h, int w, int kh, int kw, int sh, int sw, int pt, int
     const char *what = NULL;
     if (fast && !done) what = "not handled (returned 0)";
     else if (done && memcmp(o0, o1, sizeof(int32_t) * no)) what = "dfx_x86_dwconv_s8_avx2 differs from the reference";
-    else if (memcmp(o0, o2, sizeof(int32_t) * no)) what = "the dwconv_s8 of the set differs from the reference";
-    else {
+    else if (memcmp(o0, o2, sizeof(int32_t) * no)) {
+        static char msg[96];
+        snprintf(msg, sizeof msg, "the dwconv_s8 of the set %s differs from the reference", set->name);
+        what = msg;
+    } else {
         for (int i = 0; i < off; i++)
             if (buf1[i] != CANARY || buf2[i] != CANARY) what = "wrote before the output";
         for (size_t i = off + no; i < no + 9; i++)

@@ -74,32 +74,33 @@ static int dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int
                                      bw, relu, out, work);
 }
 
-/* The table of an x86 set whose packed GEMM is GEMM_PACKED, GEMM_RQ with requantization (the rest: the avx2
- * set's). */
-#define X86_SET(NAME, GEMM_PACKED, GEMM_RQ) \
-    {NAME,                                  \
-     gemm_s8_avx2,                          \
-     dwconv_s8_avx2,                        \
-     requant_s32_avx2,                      \
-     dfx_x86_relu_s8,                       \
-     maxpool_s8_avx2,                       \
-     dfx_x86_packed_a_bytes,                \
-     dfx_x86_pack_a,                        \
-     GEMM_PACKED,                           \
-     dfx_x86_packed_f32_bytes,              \
-     dfx_x86_pack_f32,                      \
-     dfx_x86_gemm_f32_packed,               \
-     dfx_x86_dwconv_f32,                    \
-     dfx_x86_quantize_f32,                  \
-     dwconv_rq_s8_avx2,                     \
-     GEMM_RQ,                               \
+/* The table of an x86 set whose packed GEMM is GEMM_PACKED, GEMM_RQ with requantization, and depthwise
+ * convolutions DW, DW_RQ (the rest: the avx2 set's). */
+#define X86_SET(NAME, GEMM_PACKED, GEMM_RQ, DW, DW_RQ) \
+    {NAME,                                             \
+     gemm_s8_avx2,                                     \
+     DW,                                               \
+     requant_s32_avx2,                                 \
+     dfx_x86_relu_s8,                                  \
+     maxpool_s8_avx2,                                  \
+     dfx_x86_packed_a_bytes,                           \
+     dfx_x86_pack_a,                                   \
+     GEMM_PACKED,                                      \
+     dfx_x86_packed_f32_bytes,                         \
+     dfx_x86_pack_f32,                                 \
+     dfx_x86_gemm_f32_packed,                          \
+     dfx_x86_dwconv_f32,                               \
+     dfx_x86_quantize_f32,                             \
+     DW_RQ,                                            \
+     GEMM_RQ,                                          \
      requant_relu_s8_avx2}
 
 /* avx2: the float entries return 0 from packed_f32_bytes without FMA (the scalar loops then run) */
-const struct dfx_kernels dfx_kernels_avx2 = X86_SET("avx2", dfx_x86_gemm_s8_packed, dfx_x86_gemm_s8_packed_rq);
+const struct dfx_kernels dfx_kernels_avx2 =
+    X86_SET("avx2", dfx_x86_gemm_s8_packed, dfx_x86_gemm_s8_packed_rq, dwconv_s8_avx2, dwconv_rq_s8_avx2);
 
 /* The VNNI sets: the avx2 set with the B >= 0 GEMM's tiles on VPDPBUSD (vnni.c), on the same packing (signed
- * B keeps the avx2 GEMM). */
+ * B keeps the avx2 GEMM), and the 3 x 3 depthwise convolution on VPDPBUSD. */
 #define VNNI_GEMM(NAME, TILE)                                                                                        \
     static void NAME(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc, int nonneg) \
     {                                                                                                                \
@@ -113,17 +114,47 @@ const struct dfx_kernels dfx_kernels_avx2 = X86_SET("avx2", dfx_x86_gemm_s8_pack
         return nonneg && dfx_x86_gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, \
                                                    ldo, TILE);                                                        \
     }
+/* The VNNI sets' depthwise convolutions: 3 x 3 with equal strides 1 or 2 and dilation 1 on VPDPBUSD (DW3),
+ * the rest the avx2 set's; requantized (int32 form) over the plane's sums in work. */
+#define VNNI_DW(NAME, DW3)                                                                                            \
+    static int NAME##_3x3(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,     \
+                          int pl, int dh, int dw, int32_t *out, int oh, int ow)                                       \
+    { return kh == 3 && kw == 3 && sh == sw && dh == 1 && dw == 1 && DW3(x, h, w, k, sw, pt, pl, out, oh, ow); }      \
+    static void NAME(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt, int pl,  \
+                     int dh, int dw, int32_t *out, int oh, int ow)                                                    \
+    {                                                                                                                 \
+        if (!NAME##_3x3(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow))                                     \
+            dwconv_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, out, oh, ow);                                  \
+    }                                                                                                                 \
+    static int NAME##_rq(const int8_t *x, int h, int w, const int8_t *k, int kh, int kw, int sh, int sw, int pt,      \
+                         int pl, int dh, int dw, int64_t bias, int lshift, int shift, int rounding, int bw, int relu, \
+                         int8_t *out, int oh, int ow, int32_t *work)                                                  \
+    {                                                                                                                 \
+        if (bw >= 2 && bw <= 8 && dfx_requant_int32_form(bias, lshift, shift, bw) &&                                  \
+            NAME##_3x3(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, work, oh, ow)) {                                   \
+            dfx_x86_requant_s8_avx2(work, oh * ow, (int32_t)bias, lshift, shift, rounding, bw, relu, out);            \
+            return 1;                                                                                                 \
+        }                                                                                                             \
+        return dwconv_rq_s8_avx2(x, h, w, k, kh, kw, sh, sw, pt, pl, dh, dw, bias, lshift, shift, rounding, bw, relu, \
+                                 out, oh, ow, work);                                                                  \
+    }
+VNNI_DW(dwconv_avx512vnni, dfx_x86_dw3x3_avx512vnni)
+VNNI_DW(dwconv_avxvnni, dfx_x86_dw3x3_avxvnni)
+VNNI_DW(dwconv_vnni_emulated, dfx_x86_dw3x3_vnni_emulated)
 VNNI_GEMM(gemm_packed_avx512vnni, dfx_x86_tile_avx512vnni)
 VNNI_GEMM(gemm_packed_avxvnni, dfx_x86_tile_avxvnni)
 VNNI_GEMM(gemm_packed_vnni_emulated, dfx_x86_tile_vnni_emulated)
 VNNI_GEMM_RQ(gemm_rq_avx512vnni, dfx_x86_tile_avx512vnni)
 VNNI_GEMM_RQ(gemm_rq_avxvnni, dfx_x86_tile_avxvnni)
 VNNI_GEMM_RQ(gemm_rq_vnni_emulated, dfx_x86_tile_vnni_emulated)
-const struct dfx_kernels dfx_kernels_avx512vnni = X86_SET("avx512vnni", gemm_packed_avx512vnni, gemm_rq_avx512vnni);
-const struct dfx_kernels dfx_kernels_avxvnni = X86_SET("avxvnni", gemm_packed_avxvnni, gemm_rq_avxvnni);
+const struct dfx_kernels dfx_kernels_avx512vnni =
+    X86_SET("avx512vnni", gemm_packed_avx512vnni, gemm_rq_avx512vnni, dwconv_avx512vnni, dwconv_avx512vnni_rq);
+const struct dfx_kernels dfx_kernels_avxvnni =
+    X86_SET("avxvnni", gemm_packed_avxvnni, gemm_rq_avxvnni, dwconv_avxvnni, dwconv_avxvnni_rq);
 /* for conformance tests of the VNNI code on CPUs without VNNI (slower than avx2; never chosen by itself) */
 const struct dfx_kernels dfx_kernels_avxvnni_emulated =
-    X86_SET("avxvnni-emulated", gemm_packed_vnni_emulated, gemm_rq_vnni_emulated);
+    X86_SET("avxvnni-emulated", gemm_packed_vnni_emulated, gemm_rq_vnni_emulated, dwconv_vnni_emulated,
+            dwconv_vnni_emulated_rq);
 
 const struct dfx_kernels *const dfx_x86_sets[] = {DFX_X86_SETS NULL};
 

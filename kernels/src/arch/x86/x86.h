@@ -64,15 +64,18 @@ int dfx_x86_gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t 
 int dfx_x86_gemm_s8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
                               const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding, int bw,
                               int relu, int8_t *out, int ldo);
-/* the tiles of the VNNI sets (vnni.c): VPDPBUSD in its AVX-VNNI and AVX512-VNNI (256-bit) forms, and its exact
- * AVX2 emulation; DFX_X86_VNNI is 1 when the compiler knows the instruction (GCC 11, Clang 12 and later),
- * else the two real forms are not built and their sets are never usable */
+/* the tiles and 3 x 3 depthwise convolutions of the VNNI sets (vnni.c): VPDPBUSD in its AVX-VNNI and
+ * AVX512-VNNI (256-bit) forms, and its exact AVX2 emulation; DFX_X86_VNNI is 1 when the compiler knows the
+ * instruction (GCC 11, Clang 12 and later), else the two real forms are not built and their sets are never
+ * usable */
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
 #define DFX_X86_VNNI 1
 #else
 #define DFX_X86_VNNI 0
 #define dfx_x86_tile_avxvnni dfx_x86_tile_vnni_emulated
 #define dfx_x86_tile_avx512vnni dfx_x86_tile_vnni_emulated
+#define dfx_x86_dw3x3_avxvnni dfx_x86_dw3x3_vnni_emulated
+#define dfx_x86_dw3x3_avx512vnni dfx_x86_dw3x3_vnni_emulated
 #endif
 void dfx_x86_tile_avxvnni(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr, int acc,
                           int safe);
@@ -80,6 +83,16 @@ void dfx_x86_tile_avx512vnni(int kq, const int8_t *ap, const int8_t *bp, int32_t
                              int safe);
 void dfx_x86_tile_vnni_emulated(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
                                 int acc, int safe);
+/* dwconv_s8 of dispatch.h for a 3 x 3 kernel, stride s (1 or 2) both ways, dilation 1 (vnni_dw.h); returns 0
+ * (nothing written) for other cases */
+typedef int (*dfx_x86_dw3x3)(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out,
+                             int oh, int ow);
+int dfx_x86_dw3x3_avxvnni(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out, int oh,
+                          int ow);
+int dfx_x86_dw3x3_avx512vnni(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out,
+                             int oh, int ow);
+int dfx_x86_dw3x3_vnni_emulated(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out,
+                                int oh, int ow);
 /* requant_s32 of dispatch.h for int8 outputs in its int32 form (arch/portable/portable.c requant_body's conditions);
  * relu: then max(0, code), as requant_relu_s8 */
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
