@@ -74,46 +74,47 @@ static int dwconv_rq_s8_avx2(const int8_t *x, int h, int w, const int8_t *k, int
                                      bw, relu, out, work);
 }
 
-/* The table of an x86 set whose packed GEMM is GEMM_PACKED, GEMM_RQ with requantization, and depthwise
- * convolutions DW, DW_RQ (the rest: the avx2 set's). */
-#define X86_SET(NAME, GEMM_PACKED, GEMM_RQ, DW, DW_RQ) \
-    {NAME,                                             \
-     gemm_s8_avx2,                                     \
-     DW,                                               \
-     requant_s32_avx2,                                 \
-     dfx_x86_relu_s8,                                  \
-     maxpool_s8_avx2,                                  \
-     dfx_x86_packed_a_bytes,                           \
-     dfx_x86_pack_a,                                   \
-     GEMM_PACKED,                                      \
-     dfx_x86_packed_f32_bytes,                         \
-     dfx_x86_pack_f32,                                 \
-     dfx_x86_gemm_f32_packed,                          \
-     dfx_x86_dwconv_f32,                               \
-     dfx_x86_quantize_f32,                             \
-     DW_RQ,                                            \
-     GEMM_RQ,                                          \
+/* The table of an x86 set whose weights are packed by PACK_BYTES, PACK for the GEMM GEMM_PACKED (GEMM_RQ with
+ * requantization), with depthwise convolutions DW, DW_RQ (the rest: the avx2 set's). */
+#define X86_SET(NAME, PACK_BYTES, PACK, GEMM_PACKED, GEMM_RQ, DW, DW_RQ) \
+    {NAME,                                                               \
+     gemm_s8_avx2,                                                       \
+     DW,                                                                 \
+     requant_s32_avx2,                                                   \
+     dfx_x86_relu_s8,                                                    \
+     maxpool_s8_avx2,                                                    \
+     PACK_BYTES,                                                         \
+     PACK,                                                               \
+     GEMM_PACKED,                                                        \
+     dfx_x86_packed_f32_bytes,                                           \
+     dfx_x86_pack_f32,                                                   \
+     dfx_x86_gemm_f32_packed,                                            \
+     dfx_x86_dwconv_f32,                                                 \
+     dfx_x86_quantize_f32,                                               \
+     DW_RQ,                                                              \
+     GEMM_RQ,                                                            \
      requant_relu_s8_avx2}
 
 /* avx2: the float entries return 0 from packed_f32_bytes without FMA (the scalar loops then run) */
 const struct dfx_kernels dfx_kernels_avx2 =
-    X86_SET("avx2", dfx_x86_gemm_s8_packed, dfx_x86_gemm_s8_packed_rq, dwconv_s8_avx2, dwconv_rq_s8_avx2);
+    X86_SET("avx2", dfx_x86_packed_a_bytes, dfx_x86_pack_a, dfx_x86_gemm_s8_packed, dfx_x86_gemm_s8_packed_rq,
+            dwconv_s8_avx2, dwconv_rq_s8_avx2);
 
-/* The VNNI sets: the avx2 set with the B >= 0 GEMM's tiles on VPDPBUSD (vnni.c), on the same packing (signed
- * B keeps the avx2 GEMM), and the 3 x 3 depthwise convolution on VPDPBUSD. */
+/* The VNNI sets: the avx2 set with the GEMM's tiles on VPDPBUSD (vnni.c) on weights packed as quads for
+ * every input (a B that may be negative is offset by 128: x86.c's flip), and the 3 x 3 depthwise convolution
+ * on VPDPBUSD. */
 #define VNNI_GEMM(NAME, TILE)                                                                                        \
     static void NAME(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc, int nonneg) \
-    {                                                                                                                \
-        if (nonneg) dfx_x86_gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, TILE);                                       \
-        else dfx_x86_gemm_s8_packed(m, n, k, ap, b, ldb, c, ldc, 0);                                                 \
+    { dfx_x86_gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, TILE, !nonneg); }
+#define VNNI_GEMM_RQ(NAME, TILE)                                                                                       \
+    static int NAME(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int nonneg, const int64_t *bias,    \
+                    const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out, int ldo)  \
+    {                                                                                                                  \
+        return dfx_x86_gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, ldo, TILE, \
+                                         !nonneg);                                                                     \
     }
-#define VNNI_GEMM_RQ(NAME, TILE)                                                                                      \
-    static int NAME(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int nonneg, const int64_t *bias,   \
-                    const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out, int ldo) \
-    {                                                                                                                 \
-        return nonneg && dfx_x86_gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, \
-                                                   ldo, TILE);                                                        \
-    }
+#define VNNI_SET(NAME, GEMM, GEMM_RQ, DW, DW_RQ) \
+    X86_SET(NAME, dfx_x86_packed_quads_bytes, dfx_x86_pack_quads, GEMM, GEMM_RQ, DW, DW_RQ)
 /* The VNNI sets' depthwise convolutions: 3 x 3 with equal strides 1 or 2 and dilation 1 on VPDPBUSD (DW3),
  * the rest the avx2 set's; requantized (int32 form) over the plane's sums in work. */
 #define VNNI_DW(NAME, DW3)                                                                                            \
@@ -148,13 +149,13 @@ VNNI_GEMM_RQ(gemm_rq_avx512vnni, dfx_x86_tile_avx512vnni)
 VNNI_GEMM_RQ(gemm_rq_avxvnni, dfx_x86_tile_avxvnni)
 VNNI_GEMM_RQ(gemm_rq_vnni_emulated, dfx_x86_tile_vnni_emulated)
 const struct dfx_kernels dfx_kernels_avx512vnni =
-    X86_SET("avx512vnni", gemm_packed_avx512vnni, gemm_rq_avx512vnni, dwconv_avx512vnni, dwconv_avx512vnni_rq);
+    VNNI_SET("avx512vnni", gemm_packed_avx512vnni, gemm_rq_avx512vnni, dwconv_avx512vnni, dwconv_avx512vnni_rq);
 const struct dfx_kernels dfx_kernels_avxvnni =
-    X86_SET("avxvnni", gemm_packed_avxvnni, gemm_rq_avxvnni, dwconv_avxvnni, dwconv_avxvnni_rq);
+    VNNI_SET("avxvnni", gemm_packed_avxvnni, gemm_rq_avxvnni, dwconv_avxvnni, dwconv_avxvnni_rq);
 /* for conformance tests of the VNNI code on CPUs without VNNI (slower than avx2; never chosen by itself) */
 const struct dfx_kernels dfx_kernels_avxvnni_emulated =
-    X86_SET("avxvnni-emulated", gemm_packed_vnni_emulated, gemm_rq_vnni_emulated, dwconv_vnni_emulated,
-            dwconv_vnni_emulated_rq);
+    VNNI_SET("avxvnni-emulated", gemm_packed_vnni_emulated, gemm_rq_vnni_emulated, dwconv_vnni_emulated,
+             dwconv_vnni_emulated_rq);
 
 const struct dfx_kernels *const dfx_x86_sets[] = {DFX_X86_SETS NULL};
 

@@ -1,6 +1,7 @@
-/* The VNNI code of the x86 sets "avx512vnni", "avxvnni" and "avxvnni-emulated" (set.c): the tiles of the
- * B >= 0 GEMM (activations after a ReLU, the weights packed as int8 quads: x86.c's pack_a_u8) with one
- * VPDPBUSD per 32 products instead of VPMADDUBSW + VPMADDWD + VPADDD, and no int16 saturation limit; and
+/* The VNNI code of the x86 sets "avx512vnni", "avxvnni" and "avxvnni-emulated" (set.c): the GEMM tiles on
+ * unsigned B (activations after a ReLU, or any activations offset by 128: x86.c's flip; the weights packed as
+ * int8 quads: x86.c's pack_a_u8) with one VPDPBUSD per 32 products instead of VPMADDUBSW + VPMADDWD + VPADDD,
+ * and no int16 saturation limit; and
  * the 3 x 3 depthwise convolution on codes offset to unsigned bytes (vnni_dw.h). One body each, three forms
  * of the instruction:
  *  - AVX-VNNI (VEX, CPUID.(EAX=7,ECX=1):EAX[4]) and AVX512-VNNI with AVX512VL (EVEX, 256-bit registers);

@@ -18,8 +18,8 @@
 VNNI_TARGET int VNNI_DW(const int8_t *x, int h, int w, const int8_t *k, int s, int pt, int pl, int32_t *out, int oh,
                         int ow)
 {
-    int step = s == 1 ? 32 : 16;                    /* outputs per block */
-    int blocks = (ow + step - 1) / step;            /* the last block may compute columns past ow */
+    int step = s == 1 ? 32 : 16;                       /* outputs per block */
+    int blocks = (ow + step - 1) / step;               /* the last block may compute columns past ow */
     int pitch = ((blocks * step * s + 40) + 31) & ~31; /* padded row: every load of every block in bounds */
     if ((s != 1 && s != 2) || oh < 1 || ow < 1 || pt < 0 || pl < 0 || 3 * pitch > DW_VNNI_BUF) return 0;
     uint8_t buf[DW_VNNI_BUF] __attribute__((aligned(32)));

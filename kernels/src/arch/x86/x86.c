@@ -90,7 +90,8 @@ static void pack_a(const int8_t *a, int lda, int mc, int kc, int16_t *dst)
 }
 
 /* The B >= 0 form packs A in 4-row panels: a PANEL_HEAD-byte header (byte 0: 1 when the panel may add
- * two quads in int16, see kernel4x16_u8) and then k quads of int8 ([quad][4 rows][4]), zero padded. */
+ * two quads in int16, see kernel4x16_u8; bytes 16-31: the 4 rows' sums of weights, int32, for the VNNI sets'
+ * offset B) and then k quads of int8 ([quad][4 rows][4]), zero padded. */
 #define MRU 4
 #define PANEL_HEAD 32
 #define PAIR_BOUND 258 /* 127 * 258 = 32766: two quads' products of one int16 lane stay within int16 */
@@ -129,6 +130,11 @@ static void pack_a_u8(const int8_t *a, int lda, int m, int k, int8_t *dst)
         }
         memset(dst, 0, PANEL_HEAD);
         dst[0] = (int8_t)pair_safe(q, kq);
+        for (int r = 0; r < MRU; r++) {
+            int32_t sum = 0;
+            for (int p = 0; p < kq * 4; p++) sum += q[(size_t)(p >> 2) * 4 * MRU + 4 * r + (p & 3)];
+            memcpy(dst + 16 + 4 * r, &sum, 4);
+        }
     }
 }
 
@@ -143,6 +149,18 @@ void dfx_x86_pack_a(int m, int k, const int8_t *a, int lda, void *dst, int b_non
 {
     if (b_nonneg) pack_a_u8(a, lda, m, k, (int8_t *)dst);
     else pack_a(a, lda, m, k, (int16_t *)dst);
+}
+
+size_t dfx_x86_packed_quads_bytes(int m, int k, int b_nonneg)
+{
+    (void)b_nonneg;
+    return dfx_x86_packed_a_bytes(m, k, 1);
+}
+
+void dfx_x86_pack_quads(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg)
+{
+    (void)b_nonneg;
+    pack_a_u8(a, lda, m, k, (int8_t *)dst);
 }
 
 __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i lo, __m256i hi, int nr, int acc)
@@ -264,11 +282,13 @@ __attribute__((target("avx2"))) static void kernel6x16(int kp, const int16_t *ap
  * column (4 products) into an int32 lane. 32 multiply-adds take three
  * instructions instead of four. */
 
-/* B rows [0, kc) x columns [0, nc) -> 16-column panels of kc/4 (rounded up) quads ([quad][16 columns][4]). */
+/* B rows [0, kc) x columns [0, nc) -> 16-column panels of kc/4 (rounded up) quads ([quad][16 columns][4]);
+ * flip: each code + 128 (XOR 0x80), the offset form of signed B. */
 __attribute__((target("avx2"), always_inline)) static inline void pack_b_u8(const int8_t *b, int ldb, int kc, int nc,
-                                                                            int8_t *dst)
+                                                                            int8_t *dst, int flip)
 {
     int kq = (kc + 3) / 4;
+    const __m128i fv = _mm_set1_epi8(flip ? (char)0x80 : 0);
     for (int j0 = 0; j0 < nc; j0 += NR) {
         int w = imin(NR, nc - j0);
         for (int q = 0; q < kq; q++, dst += 4 * NR) {
@@ -282,6 +302,7 @@ __attribute__((target("avx2"), always_inline)) static inline void pack_b_u8(cons
                     if (row < kc) memcpy(t, b + (size_t)row * ldb + j0, (size_t)w);
                     r[e] = _mm_loadu_si128((const __m128i *)t);
                 }
+                r[e] = _mm_xor_si128(r[e], fv);
             }
             __m128i t0 = _mm_unpacklo_epi8(r[0], r[1]), t1 = _mm_unpackhi_epi8(r[0], r[1]);
             __m128i t2 = _mm_unpacklo_epi8(r[2], r[3]), t3 = _mm_unpackhi_epi8(r[2], r[3]);
@@ -546,10 +567,22 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_avx2(int m, int n, int k, c
     }
 }
 
+/* The 128 * (row's sum of weights) of row r of the quad panel at head (offset B: sum w * (x + 128)). */
+static inline int32_t offset_sum(const int8_t *head, int r)
+{
+    int32_t sum;
+    memcpy(&sum, head + 16 + 4 * r, 4);
+    return (int32_t)((uint32_t)sum << 7);
+}
+
 /* The B >= 0 GEMM on A packed in 4-row quad panels (pack_a_u8): B packed per block as unsigned quads, each
- * 4 x 16 tile computed by `tile` (kernel4x16_u8's contract; the VNNI sets pass their own, vnni.c). */
-__attribute__((target("avx2"), always_inline)) static inline void
-gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc, dfx_x86_tile_u8 tile)
+ * 4 x 16 tile computed by `tile` (kernel4x16_u8's contract; the VNNI sets pass their own, vnni.c). flip: B
+ * may be negative, and is packed as x + 128, each row of C then less 128 times its weights' sum; only for
+ * tiles without an int16 limit (VNNI). */
+__attribute__((target("avx2"), always_inline)) static inline void gemm_u8_packed(int m, int n, int k, const void *ap,
+                                                                                 const int8_t *b, int ldb, int32_t *c,
+                                                                                 int ldc, dfx_x86_tile_u8 tile,
+                                                                                 int flip)
 {
     const int8_t *A = (const int8_t *)ap;
     size_t panel = panel_u8_bytes(k); /* bytes of one 4-row panel over all of k, with its header */
@@ -558,7 +591,7 @@ gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, in
         int kc = imin(KC_U8, k - k0), kq = (kc + 3) / 4;
         for (int j0 = 0; j0 < n; j0 += NC_U8) {
             int nc = imin(NC_U8, n - j0);
-            pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf);
+            pack_b_u8(b + (size_t)k0 * ldb + j0, ldb, kc, nc, bbuf, flip);
             for (int r0 = 0; r0 < m; r0 += MRU) {
                 const int8_t *head = A + (size_t)(r0 / MRU) * panel, *pa = head + PANEL_HEAD + (size_t)k0 * MRU;
                 for (int q0 = 0; q0 < nc; q0 += NR)
@@ -567,17 +600,27 @@ gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, in
             }
         }
     }
+    for (int r = 0; flip && r < m; r++) { /* the offset's share (int32 wrapping, as the sums) */
+        __m256i d = _mm256_set1_epi32(offset_sum(A + (size_t)(r / MRU) * panel, r % MRU));
+        int32_t *cr = c + (size_t)r * ldc;
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+            _mm256_storeu_si256((__m256i *)(cr + j),
+                                _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(cr + j)), d));
+        for (; j < n; j++) cr[j] = (int32_t)((uint32_t)cr[j] - (uint32_t)_mm256_cvtsi256_si32(d));
+    }
 }
 
 __attribute__((target("avx2"))) void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b,
-                                                            int ldb, int32_t *c, int ldc, dfx_x86_tile_u8 tile)
-{ gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, tile); }
+                                                            int ldb, int32_t *c, int ldc, dfx_x86_tile_u8 tile,
+                                                            int flip)
+{ gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, tile, flip); }
 
 __attribute__((target("avx2"))) void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b,
                                                             int ldb, int32_t *c, int ldc, int b_nonneg)
 {
     if (b_nonneg) { /* quads: A panels of 4 rows x 4 int8 per quad, B packed per block as unsigned quads */
-        gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, kernel4x16_u8);
+        gemm_u8_packed(m, n, k, ap, b, ldb, c, ldc, kernel4x16_u8, 0);
         return;
     }
     const int16_t *A = (const int16_t *)ap;
@@ -666,7 +709,7 @@ __attribute__((target("avx2"), always_inline)) static inline void rq_span(const 
 __attribute__((target("avx2"), always_inline)) static inline void
 gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const int64_t *bias,
                 const int8_t *lshift, const int16_t *shift, int rounding, int shl, int clamp, __m256i lo8, __m256i hi8,
-                int8_t *out, int ldo, dfx_x86_tile_u8 tile)
+                int8_t *out, int ldo, dfx_x86_tile_u8 tile, int flip)
 {
     const int8_t *A = (const int8_t *)ap;
     size_t panel = panel_u8_bytes(k);
@@ -676,12 +719,18 @@ gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, c
     int blk = k * RQ_NC <= KC_U8 * NC_U8 ? RQ_NC : NC_U8; /* wider blocks where B fits the buffer */
     for (int j0 = 0; j0 < n; j0 += blk) {
         int nc = imin(blk, n - j0);
-        pack_b_u8(b + j0, ldb, k, nc, bbuf);
+        pack_b_u8(b + j0, ldb, k, nc, bbuf, flip);
         for (int r0 = 0; r0 < m; r0 += MRU) {
             const int8_t *head = A + (size_t)(r0 / MRU) * panel;
             for (int q0 = 0; q0 < nc; q0 += NR)
                 tile(kq, head + PANEL_HEAD, bbuf + (size_t)q0 * kq * 4, t + q0, RQ_NC, MRU, imin(NR, nc - q0), 0,
-                     head[0]); /* t's columns past nc: computed or not, never stored */
+                     head[0]);                      /* t's columns past nc: computed or not, never stored */
+            for (int r = 0; flip && r < MRU; r++) { /* the offset's share (gemm_u8_packed) */
+                __m256i d = _mm256_set1_epi32(offset_sum(head, r));
+                for (int j = 0; j < nc; j += 8)
+                    _mm256_store_si256((__m256i *)(t + r * RQ_NC + j),
+                                       _mm256_sub_epi32(_mm256_load_si256((const __m256i *)(t + r * RQ_NC + j)), d));
+            }
             for (int r = r0; r < r0 + MRU && r < m; r++)
                 rq_span(t + (r - r0) * RQ_NC, nc, (int32_t)bias[r], lshift[r], shift[r], rounding, shl, clamp, lo8, hi8,
                         out + (size_t)r * ldo + j0);
@@ -690,7 +739,7 @@ gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, c
 }
 
 #define RQ_BODY(R, SHL) \
-    gemm_u8_rq_body(m, n, k, ap, b, ldb, bias, lshift, shift, R, SHL, clamp, lo8, hi8, out, ldo, tile)
+    gemm_u8_rq_body(m, n, k, ap, b, ldb, bias, lshift, shift, R, SHL, clamp, lo8, hi8, out, ldo, tile, flip)
 #define RQ_BODY_SHL(R)          \
     do {                        \
         if (shl) RQ_BODY(R, 1); \
@@ -700,7 +749,7 @@ gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, c
 __attribute__((target("avx2"), always_inline)) static inline int
 gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const int64_t *bias,
                   const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out, int ldo,
-                  dfx_x86_tile_u8 tile)
+                  dfx_x86_tile_u8 tile, int flip)
 {
     if (k > KC_U8 || bw < 2 || bw > 8) return 0;
     int shl = 0;
@@ -727,8 +776,8 @@ gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb,
 __attribute__((target("avx2"))) int dfx_x86_gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b,
                                                               int ldb, const int64_t *bias, const int8_t *lshift,
                                                               const int16_t *shift, int rounding, int bw, int relu,
-                                                              int8_t *out, int ldo, dfx_x86_tile_u8 tile)
-{ return gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, ldo, tile); }
+                                                              int8_t *out, int ldo, dfx_x86_tile_u8 tile, int flip)
+{ return gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, ldo, tile, flip); }
 
 __attribute__((target("avx2"))) int dfx_x86_gemm_s8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b,
                                                               int ldb, int b_nonneg, const int64_t *bias,
@@ -736,7 +785,7 @@ __attribute__((target("avx2"))) int dfx_x86_gemm_s8_packed_rq(int m, int n, int 
                                                               int bw, int relu, int8_t *out, int ldo)
 {
     return b_nonneg &&
-           gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, ldo, kernel4x16_u8);
+           gemm_u8_packed_rq(m, n, k, ap, b, ldb, bias, lshift, shift, rounding, bw, relu, out, ldo, kernel4x16_u8, 0);
 }
 
 /* Values [0, n - n % 32) of dfx_x86_requant_s8_avx2; returns how many. */

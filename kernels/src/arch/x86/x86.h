@@ -51,15 +51,20 @@ void dfx_x86_gemm_s8_packed(int m, int n, int k, const void *ap, const int8_t *b
  * C instead of overwriting it; safe: the panel's pair_safe flag (x86.c), which a tile may ignore. */
 typedef void (*dfx_x86_tile_u8)(int kq, const int8_t *ap, const int8_t *bp, int32_t *c, int ldc, int mr, int nr,
                                 int acc, int safe);
-/* gemm_s8_packed with b_nonneg = 1 (A packed by dfx_x86_pack_a(..., 1)) with each tile computed by `tile` */
+/* gemm_s8_packed on A packed as quads (dfx_x86_pack_a(..., 1) or dfx_x86_pack_quads) with each tile computed
+ * by `tile`; flip = 0: B >= 0; flip = 1: any B, offset by 128 (exact only with tiles without an int16 limit:
+ * the VNNI ones) */
 void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int32_t *c, int ldc,
-                            dfx_x86_tile_u8 tile);
-/* gemm_s8_packed_requant of dispatch.h for b_nonneg = 1 and k <= 512, with each tile computed by `tile` and
- * requantized from it; relu: max(0, .) of the int8 codes; returns 0 (nothing written) outside that case or
- * requant_s32's int32 form */
+                            dfx_x86_tile_u8 tile, int flip);
+/* packed_a_bytes and pack_a of dispatch.h that pack quads whatever b_nonneg (the VNNI sets) */
+size_t dfx_x86_packed_quads_bytes(int m, int k, int b_nonneg);
+void dfx_x86_pack_quads(int m, int k, const int8_t *a, int lda, void *dst, int b_nonneg);
+/* gemm_s8_packed_requant of dispatch.h on A packed as quads for k <= 512, with each tile computed by `tile`
+ * and requantized from it (flip as dfx_x86_gemm_u8_packed); relu: max(0, .) of the int8 codes; returns 0
+ * (nothing written) outside that case or requant_s32's int32 form */
 int dfx_x86_gemm_u8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb, const int64_t *bias,
                               const int8_t *lshift, const int16_t *shift, int rounding, int bw, int relu, int8_t *out,
-                              int ldo, dfx_x86_tile_u8 tile);
+                              int ldo, dfx_x86_tile_u8 tile, int flip);
 /* gemm_s8_packed_requant of dispatch.h for AVX2 CPUs: the above with the avx2 tile (0 when b_nonneg is 0) */
 int dfx_x86_gemm_s8_packed_rq(int m, int n, int k, const void *ap, const int8_t *b, int ldb, int b_nonneg,
                               const int64_t *bias, const int8_t *lshift, const int16_t *shift, int rounding, int bw,
