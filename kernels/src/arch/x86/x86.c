@@ -880,6 +880,16 @@ __attribute__((target("avx2"))) void dfx_x86_relu_s8(const int8_t *x, int8_t *y,
     for (; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
 
+/* Outputs t .. t + 7 of dfx_x86_max2x2_row from 16 bytes of each row. */
+__attribute__((target("avx2"), always_inline)) static inline void max2x2_8(const int8_t *r0, const int8_t *r1,
+                                                                           int8_t *o, int t)
+{
+    __m128i v =
+        _mm_max_epi8(_mm_loadu_si128((const __m128i *)(r0 + 2 * t)), _mm_loadu_si128((const __m128i *)(r1 + 2 * t)));
+    v = _mm_and_si128(_mm_max_epi8(v, _mm_srli_epi16(v, 8)), _mm_set1_epi16(0xFF));
+    _mm_storel_epi64((__m128i *)(o + t), _mm_packus_epi16(v, v));
+}
+
 __attribute__((target("avx2"))) int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n)
 {
     const __m256i low = _mm256_set1_epi16(0xFF);
@@ -892,11 +902,20 @@ __attribute__((target("avx2"))) int dfx_x86_max2x2_row(const int8_t *r0, const i
         _mm_storeu_si128((__m128i *)(o + t), _mm256_castsi256_si128(v));
     }
     if (t + 8 <= n && 2 * t + 16 <= avail) { /* 8 more from 16 bytes of each row */
-        __m128i v = _mm_max_epi8(_mm_loadu_si128((const __m128i *)(r0 + 2 * t)),
-                                 _mm_loadu_si128((const __m128i *)(r1 + 2 * t)));
-        v = _mm_and_si128(_mm_max_epi8(v, _mm_srli_epi16(v, 8)), _mm256_castsi256_si128(low));
-        _mm_storel_epi64((__m128i *)(o + t), _mm_packus_epi16(v, v));
+        max2x2_8(r0, r1, o, t);
         t += 8;
+    }
+    if (t < n && n >= 8 && 2 * n <= avail) { /* the last 8 again (the same values: o is not r0 or r1) */
+        max2x2_8(r0, r1, o, n - 8);
+        t = n;
+    }
+    if (t + 4 <= n && 2 * t + 8 <= avail) { /* 4 from 8 bytes of each row */
+        __m128i v = _mm_max_epi8(_mm_loadl_epi64((const __m128i *)(r0 + 2 * t)),
+                                 _mm_loadl_epi64((const __m128i *)(r1 + 2 * t)));
+        v = _mm_and_si128(_mm_max_epi8(v, _mm_srli_epi16(v, 8)), _mm_set1_epi16(0xFF));
+        int32_t q = _mm_cvtsi128_si32(_mm_packus_epi16(v, v));
+        memcpy(o + t, &q, 4);
+        t += 4;
     }
     return t;
 }

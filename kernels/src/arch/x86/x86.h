@@ -103,8 +103,8 @@ int dfx_x86_dw3x3_vnni_emulated(const int8_t *x, int h, int w, const int8_t *k, 
 void dfx_x86_requant_s8_avx2(const int32_t *acc, int n, int32_t bias, int lshift, int shift, int rounding, int bw,
                              int relu, int8_t *out);
 /* 2 x 2, stride 2 max pooling of rows r0 and r1 (avail bytes readable in each): o[t] = max of r0[2t],
- * r0[2t + 1], r1[2t], r1[2t + 1] for t < n, 16 (then 8) at a time as far as the rows allow; returns how many
- * outputs it wrote (the caller does the rest) */
+ * r0[2t + 1], r1[2t], r1[2t + 1] for t < n, 16, 8 (the last 8 again) or 4 at a time as far as the rows allow; returns
+ * how many outputs it wrote (the caller does the rest) */
 int dfx_x86_max2x2_row(const int8_t *r0, const int8_t *r1, int avail, int8_t *o, int n);
 /* relu_s8 of dispatch.h for AVX2 CPUs (y == x allowed) */
 void dfx_x86_relu_s8(const int8_t *x, int8_t *y, int n);
