@@ -2,8 +2,9 @@
  * against the portable set's two steps, for the C kernel tests (test_neon.c, test_x86.c): random shapes,
  * parameters mostly inside the entries' fast cases and sometimes outside (an entry may decline: it returns 0
  * and must not have written), every rounding mode, bw 2..8, with and without the ReLU, B against an
- * inaccessible page. The includer defines FAIL(...) (report, count a failure, return) first; fused_done and
- * fused_tried count the calls that did the work and the calls made. */
+ * inaccessible page (test_guard.h: the includer calls guard_init first). The includer defines FAIL(...)
+ * (report, count a failure, return) first; fused_done and fused_tried count the calls that did the work and
+ * the calls made. */
 #ifndef DFX_TEST_FUSED_H
 #define DFX_TEST_FUSED_H
 
@@ -11,10 +12,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "dispatch.h"
+#include "test_guard.h"
 #include "test_random.h"
 
 static int fused_done, fused_tried;
@@ -73,32 +72,23 @@ static void check_dwconv_requant(const struct dfx_kernels *ks)
              ks->name, h, w, kh, s, pt, pl, dl, bias, lshift, shift, rounding, bw, relu, done ? "differs" : "wrote");
 }
 
-/* n bytes that end where an inaccessible page begins (a read past them faults); free with guarded_free. */
-static int8_t *guarded_alloc(size_t n, size_t *maplen)
+/* Random GEMM sizes of the checks: mostly around the block edges, sometimes anything, sometimes k over
+ * several k blocks. */
+static void gemm_dims(int *m, int *n, int *k)
 {
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE), len = (n + pg - 1) / pg * pg + pg;
-    uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return NULL;
-    mprotect(m + len - pg, pg, PROT_NONE);
-    *maplen = len;
-    return (int8_t *)(m + len - pg - n);
-}
-
-static void guarded_free(int8_t *p, size_t n, size_t maplen)
-{
-    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    munmap((uint8_t *)p + n + pg - maplen, maplen);
+    static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 48, 64, 97, 129};
+    *m = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
+    *n = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
+    *k = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 1200);
+    if (rndi(0, 10) == 0) *k = rndi(1025, 2600);
 }
 
 /* gemm_s8_packed_requant against the portable gemm_s8 then requant_s32 per row (int8 outputs). */
 static void check_gemm_requant(const struct dfx_kernels *ks)
 {
-    static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 48, 64, 97, 129};
     if (!ks->gemm_s8_packed_requant) return;
-    int m = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
-    int n = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
-    int k = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 1200);
-    if (rndi(0, 10) == 0) k = rndi(1025, 2600);
+    int m, n, k;
+    gemm_dims(&m, &n, &k);
     int nonneg = rndi(0, 1), ldb = n + rndi(0, 1) * rndi(0, 9), ldo = n + rndi(0, 2);
     int rounding = rndi(0, 3), bw = rndi(0, 5) ? 8 : rndi(2, 8), relu = rndi(0, 1);
     int64_t *bias = malloc(sizeof(int64_t) * (size_t)m);
@@ -118,8 +108,8 @@ static void check_gemm_requant(const struct dfx_kernels *ks)
         rsh[i] = (int16_t)(sft < -31 ? -31 : sft);
     }
     size_t bytes = ks->packed_a_bytes(m, k, nonneg);
-    size_t bn = (size_t)(k - 1) * ldb + n, blen = 0; /* B's last row ends at its n-th column, before a guard page */
-    int8_t *a = malloc((size_t)m * k), *b = guarded_alloc(bn, &blen);
+    size_t bn = (size_t)(k - 1) * ldb + n; /* B's last row ends at its n-th column, before a guard page */
+    int8_t *a = malloc((size_t)m * k), *b = (int8_t *)guarded(bn, 1);
     int8_t *y0 = malloc((size_t)m * ldo), *y1 = malloc((size_t)m * ldo);
     uint8_t *ap = malloc(bytes + 1);
     int32_t *c = malloc(sizeof(int32_t) * (size_t)m * n);
@@ -148,7 +138,6 @@ static void check_gemm_requant(const struct dfx_kernels *ks)
     free(lsh);
     free(rsh);
     free(a);
-    guarded_free(b, bn, blen);
     free(y0);
     free(y1);
     free(ap);

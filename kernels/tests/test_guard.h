@@ -1,5 +1,5 @@
-/* Inputs against an inaccessible page, for the C kernel tests (test_x86.c, test_x86_float.c): a kernel that
- * reads outside its input faults. guarded(n, at_end) returns n bytes in an mmap'ed region with an inaccessible
+/* Inputs against an inaccessible page, for the C kernel tests (test_x86.c, test_x86_float.c, test_fused.h): a kernel
+ * that reads outside its input faults. guarded(n, at_end) returns n bytes in an mmap'ed region with an inaccessible
  * page right after them (at_end) or right before them (elsewhere: a malloc'ed block); the previous block is
  * released. guard_init() once first, guard_release() at the end. */
 #ifndef DFX_TEST_GUARD_H

@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "dispatch.h"
 #include "fixedpoint.h"
@@ -64,12 +62,9 @@ static void check_gemm(const struct dfx_kernels *ks)
  * (B >= 0 when set), and the additivity of packed_a_bytes at 48-row boundaries (dispatch.h). */
 static void check_gemm_packed(const struct dfx_kernels *ks)
 {
-    static const int sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 48, 64, 97, 129};
     if (!ks->packed_a_bytes) return;
-    int m = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
-    int n = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 300);
-    int k = rndi(0, 3) ? sizes[rndi(0, 16)] : rndi(1, 1200);
-    if (rndi(0, 10) == 0) k = rndi(1025, 2600); /* k blocks */
+    int m, n, k;
+    gemm_dims(&m, &n, &k);
     int nonneg = rndi(0, 1), lda = k + rndi(0, 3), ldb = n + rndi(0, 1) * rndi(0, 9), ldc = n + rndi(0, 2);
     size_t bytes = ks->packed_a_bytes(m, k, nonneg);
     int8_t *a = malloc((size_t)m * lda), *b = malloc((size_t)k * ldb);
@@ -278,6 +273,7 @@ static void check_maxpool(const struct dfx_kernels *ks)
 int main(int argc, char **argv)
 {
     int iters = argc > 1 ? atoi(argv[1]) : 300;
+    guard_init(); /* B of the fused GEMM checks against an inaccessible page (test_fused.h) */
     int dot = dfx_neon_has_dotprod();
     const struct dfx_kernels *sets[2] = {&dfx_kernels_neon, &dfx_kernels_dotprod};
     printf("cpu has dotprod: %d\n", dot);
@@ -304,5 +300,6 @@ int main(int argc, char **argv)
     printf("fused requantizing entries: %d of %d calls done in one pass\n", fused_done, fused_tried);
     for (int i = 0; i < iters * 10 && failures < 10; i++) check_blocks();
     printf("building blocks (maxpool/sumpool rows, add_s8): %s\n", failures ? "FAILED" : "equal to the reference");
+    guard_release();
     return failures ? 1 : 0;
 }

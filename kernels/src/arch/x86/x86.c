@@ -123,18 +123,17 @@ static void pack_a_u8(const int8_t *a, int lda, int m, int k, int8_t *dst)
     int kq = (k + 3) / 4;
     for (int r0 = 0; r0 < m; r0 += MRU, dst += panel_u8_bytes(k)) {
         int8_t *q = dst + PANEL_HEAD;
-        memset(q, 0, (size_t)kq * 4 * MRU);
+        memset(dst, 0, PANEL_HEAD + (size_t)kq * 4 * MRU);
         for (int r = 0; r < MRU && r0 + r < m; r++) {
             const int8_t *s = a + (size_t)(r0 + r) * lda;
-            for (int p = 0; p < k; p++) q[(size_t)(p >> 2) * 4 * MRU + 4 * r + (p & 3)] = s[p];
-        }
-        memset(dst, 0, PANEL_HEAD);
-        dst[0] = (int8_t)pair_safe(q, kq);
-        for (int r = 0; r < MRU; r++) {
             int32_t sum = 0;
-            for (int p = 0; p < kq * 4; p++) sum += q[(size_t)(p >> 2) * 4 * MRU + 4 * r + (p & 3)];
+            for (int p = 0; p < k; p++) {
+                q[(size_t)(p >> 2) * 4 * MRU + 4 * r + (p & 3)] = s[p];
+                sum += s[p];
+            }
             memcpy(dst + 16 + 4 * r, &sum, 4);
         }
+        dst[0] = (int8_t)pair_safe(q, kq);
     }
 }
 
@@ -567,12 +566,19 @@ __attribute__((target("avx2"))) void dfx_x86_gemm_s8_avx2(int m, int n, int k, c
     }
 }
 
-/* The 128 * (row's sum of weights) of row r of the quad panel at head (offset B: sum w * (x + 128)). */
-static inline int32_t offset_sum(const int8_t *head, int r)
+/* c[0, n) less 128 times the sum of weights of row r of the quad panel at head: the offset's share of the
+ * sums when B was packed as x + 128 (int32 wrapping, as the sums). */
+__attribute__((target("avx2"), always_inline)) static inline void less_offset(int32_t *c, int n, const int8_t *head,
+                                                                              int r)
 {
     int32_t sum;
     memcpy(&sum, head + 16 + 4 * r, 4);
-    return (int32_t)((uint32_t)sum << 7);
+    const int32_t d = (int32_t)((uint32_t)sum << 7);
+    const __m256i vd = _mm256_set1_epi32(d);
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_si256((__m256i *)(c + j), _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(c + j)), vd));
+    for (; j < n; j++) c[j] = (int32_t)((uint32_t)c[j] - (uint32_t)d);
 }
 
 /* The B >= 0 GEMM on A packed in 4-row quad panels (pack_a_u8): B packed per block as unsigned quads, each
@@ -600,15 +606,7 @@ __attribute__((target("avx2"), always_inline)) static inline void gemm_u8_packed
             }
         }
     }
-    for (int r = 0; flip && r < m; r++) { /* the offset's share (int32 wrapping, as the sums) */
-        __m256i d = _mm256_set1_epi32(offset_sum(A + (size_t)(r / MRU) * panel, r % MRU));
-        int32_t *cr = c + (size_t)r * ldc;
-        int j = 0;
-        for (; j + 8 <= n; j += 8)
-            _mm256_storeu_si256((__m256i *)(cr + j),
-                                _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(cr + j)), d));
-        for (; j < n; j++) cr[j] = (int32_t)((uint32_t)cr[j] - (uint32_t)_mm256_cvtsi256_si32(d));
-    }
+    for (int r = 0; flip && r < m; r++) less_offset(c + (size_t)r * ldc, n, A + (size_t)(r / MRU) * panel, r % MRU);
 }
 
 __attribute__((target("avx2"))) void dfx_x86_gemm_u8_packed(int m, int n, int k, const void *ap, const int8_t *b,
@@ -670,6 +668,38 @@ __attribute__((target("avx2"), always_inline)) static inline __m256i rq8(__m256i
     return clamp ? _mm256_min_epi32(_mm256_max_epi32(r, lo), hi) : r;
 }
 
+/* rq8's constants for one (bias, lshift, shift). */
+typedef struct {
+    __m256i cap, bias, half, halfm1;
+    __m128i lsh, sh;
+} rq8_consts;
+
+__attribute__((target("avx2"), always_inline)) static inline rq8_consts rq8_setup(int32_t bias, int lshift, int shift)
+{
+    const int32_t half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    rq8_consts k = {_mm256_set1_epi32((int32_t)1 << (30 - lshift)),
+                    _mm256_set1_epi32(bias),
+                    _mm256_set1_epi32(half),
+                    _mm256_set1_epi32(half - 1),
+                    _mm_cvtsi32_si128(lshift),
+                    _mm_cvtsi32_si128(shift)};
+    return k;
+}
+
+/* 32 sums at acc to 32 int8 codes in order: rq8 on four vectors (with its clamp to [lo, hi] when clamp), two
+ * saturating packs, one lane permutation. */
+__attribute__((target("avx2"), always_inline)) static inline __m256i
+rq8_32(const int32_t *acc, const rq8_consts *k, int rounding, int shl, int clamp, __m256i lo, __m256i hi)
+{
+#define RQ8_AT(OFF)                                                                                           \
+    rq8(_mm256_loadu_si256((const __m256i *)(acc + OFF)), k->cap, k->lsh, k->bias, k->half, k->halfm1, k->sh, \
+        rounding, shl, clamp, lo, hi)
+    __m256i p =
+        _mm256_packs_epi16(_mm256_packs_epi32(RQ8_AT(0), RQ8_AT(8)), _mm256_packs_epi32(RQ8_AT(16), RQ8_AT(24)));
+#undef RQ8_AT
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 /* ---- gemm_s8_packed_requant of dispatch.h for B >= 0: the tiles of a row panel over a block of up to
  * RQ_NC columns go to a 4 x RQ_NC int32 block in L1 (t), whose rows are then requantized into int8 rows, so C
  * never goes to memory. Rows with parameters outside requant_s32's int32 form (rq8's conditions), or with
@@ -684,18 +714,11 @@ __attribute__((target("avx2"), always_inline)) static inline void rq_span(const 
                                                                           int s, int rounding, int shl, int clamp,
                                                                           __m256i lo8, __m256i hi8, int8_t *out)
 {
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), z = _mm256_setzero_si256();
-    const int32_t hv = s > 0 ? (int32_t)1 << (s - 1) : 0;
-    __m256i cap = _mm256_set1_epi32((int32_t)1 << (30 - ls)), bias = _mm256_set1_epi32(b);
-    __m256i half = _mm256_set1_epi32(hv), halfm1 = _mm256_set1_epi32(hv - 1);
-    __m128i lsh = _mm_cvtsi32_si128(ls), sh = _mm_cvtsi32_si128(s);
+    const __m256i z = _mm256_setzero_si256();
+    const rq8_consts k = rq8_setup(b, ls, s);
     for (int i = 0; i < n; i += 32) {
-#define RQ8T(OFF) \
-    rq8(_mm256_load_si256((const __m256i *)(t + i + OFF)), cap, lsh, bias, half, halfm1, sh, rounding, shl, 0, z, z)
-        __m256i v = _mm256_packs_epi16(_mm256_packs_epi32(RQ8T(0), RQ8T(8)), _mm256_packs_epi32(RQ8T(16), RQ8T(24)));
-#undef RQ8T
+        __m256i v = rq8_32(t + i, &k, rounding, shl, 0, z, z);
         if (clamp) v = _mm256_min_epi8(_mm256_max_epi8(v, lo8), hi8);
-        v = _mm256_permutevar8x32_epi32(v, order);
         if (i + 32 <= n) {
             _mm256_storeu_si256((__m256i *)(out + i), v);
         } else {
@@ -724,13 +747,8 @@ gemm_u8_rq_body(int m, int n, int k, const void *ap, const int8_t *b, int ldb, c
             const int8_t *head = A + (size_t)(r0 / MRU) * panel;
             for (int q0 = 0; q0 < nc; q0 += NR)
                 tile(kq, head + PANEL_HEAD, bbuf + (size_t)q0 * kq * 4, t + q0, RQ_NC, MRU, imin(NR, nc - q0), 0,
-                     head[0]);                      /* t's columns past nc: computed or not, never stored */
-            for (int r = 0; flip && r < MRU; r++) { /* the offset's share (gemm_u8_packed) */
-                __m256i d = _mm256_set1_epi32(offset_sum(head, r));
-                for (int j = 0; j < nc; j += 8)
-                    _mm256_store_si256((__m256i *)(t + r * RQ_NC + j),
-                                       _mm256_sub_epi32(_mm256_load_si256((const __m256i *)(t + r * RQ_NC + j)), d));
-            }
+                     head[0]); /* t's columns past nc: computed or not, never stored */
+            for (int r = 0; flip && r < MRU; r++) less_offset(t + r * RQ_NC, nc, head, r);
             for (int r = r0; r < r0 + MRU && r < m; r++)
                 rq_span(t + (r - r0) * RQ_NC, nc, (int32_t)bias[r], lshift[r], shift[r], rounding, shl, clamp, lo8, hi8,
                         out + (size_t)r * ldo + j0);
@@ -793,24 +811,14 @@ __attribute__((target("avx2"), always_inline)) static inline int rq8_loop(const 
                                                                           int lshift, int shift, int rounding, int shl,
                                                                           int clamp, int bw, int relu, int8_t *out)
 {
-    const int32_t cap = (int32_t)1 << (30 - lshift), half = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
     const int32_t hi = (1 << (bw - 1)) - 1, lo = relu ? 0 : -hi - 1;
     const __m256i floor8 = _mm256_set1_epi8(relu ? 0 : -128); /* the ReLU after the packs' saturation */
-    __m256i vcap = _mm256_set1_epi32(cap), vbias = _mm256_set1_epi32(bias), vhalf = _mm256_set1_epi32(half);
-    __m256i vhalfm1 = _mm256_set1_epi32(half - 1), vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
-    __m128i vlsh = _mm_cvtsi32_si128(lshift), vsh = _mm_cvtsi32_si128(shift);
-    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+    const rq8_consts k = rq8_setup(bias, lshift, shift);
     int i = 0;
-#define RQ8(OFF)                                                                                                     \
-    rq8(_mm256_loadu_si256((const __m256i *)(acc + i + OFF)), vcap, vlsh, vbias, vhalf, vhalfm1, vsh, rounding, shl, \
-        clamp, vlo, vhi)
-    for (; i + 32 <= n; i += 32) {
-        __m256i r0 = RQ8(0), r1 = RQ8(8), r2 = RQ8(16), r3 = RQ8(24);
-        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
-        p = _mm256_max_epi8(p, floor8);
-        _mm256_storeu_si256((__m256i *)(out + i), _mm256_permutevar8x32_epi32(p, order));
-    }
-#undef RQ8
+    for (; i + 32 <= n; i += 32)
+        _mm256_storeu_si256((__m256i *)(out + i),
+                            _mm256_max_epi8(rq8_32(acc + i, &k, rounding, shl, clamp, vlo, vhi), floor8));
     return i;
 }
 
